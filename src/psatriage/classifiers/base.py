@@ -1,0 +1,81 @@
+"""The one interface every classifier implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from psatriage.domain import CallRecorder, Category, Classification, ModelCall, Ticket
+from psatriage.prompts import PromptTemplate
+
+
+class ClassifierConfig(BaseModel):
+    """Base of every classifier's ``Config``: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ConfigT = TypeVar("ConfigT", bound=ClassifierConfig)
+
+
+def _discard(call: ModelCall) -> None:
+    """A recorder that keeps nothing (for one-off use outside the service)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationRequest:
+    """Everything a classifier needs for one ticket.
+
+    ``model`` and ``max_tokens`` are already resolved from tenant and company settings.
+    ``record`` receives one ``ModelCall`` per call made (including corrective retries and failures).
+    """
+
+    tenant: str
+    ticket: Ticket
+    candidates: tuple[Category, ...]
+    prompt: PromptTemplate
+    model: str
+    max_tokens: int
+    instructions: str = ""
+    company: str = ""
+    taxonomy_hash: str = ""
+    event_id: int | None = None
+    record: CallRecorder = _discard
+
+
+class Classifier(ABC, Generic[ConfigT]):
+    """A way of choosing a category. Subclasses set ``kind`` and ``Config``."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[ClassifierConfig]]
+
+    def __init__(self, tenant: str, config: ConfigT) -> None:
+        self.tenant = tenant
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(tenant={self.tenant!r})"
+
+    @property
+    @abstractmethod
+    def default_model(self) -> str:
+        """The model used when neither tenant nor company names one."""
+
+    @property
+    @abstractmethod
+    def default_max_tokens(self) -> int:
+        """The answer budget used when neither tenant nor company sets one."""
+
+    @abstractmethod
+    def classify(self, request: ClassificationRequest) -> Classification:
+        """Choose one of ``request.candidates``. The returned key is always one of them.
+
+        Raises ``TransientError`` (try later), ``AuthFailed`` or ``InvalidAnswer``/``PermanentError``.
+        """
+
+    @abstractmethod
+    def check_connection(self) -> str:
+        """Make one cheap call; return a short description of what answered."""

@@ -1,0 +1,242 @@
+"""The nouns of psatriage: typed, immutable, free of I/O.
+
+A PSA adapter turns its vendor's shapes into these; the pipeline, the policy and the classifiers
+only ever see these.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+PATH_SEPARATOR = " › "
+
+
+@dataclass(frozen=True, slots=True)
+class LevelValue:
+    """One level of a category path as the PSA knows it, e.g. ``("type", "275", "Hardware")``."""
+
+    level: str
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TicketEvent:
+    """A webhook (or poll) delivery, reduced to what the ledger needs.
+
+    ``actionable`` is true only for "ticket created" events; the others are recorded and ignored.
+    ``dedupe_key`` is unique per delivery of the same PSA event (e.g. ConnectWise ``MessageId``).
+    """
+
+    tenant: str
+    ticket_id: str
+    action: str
+    actionable: bool
+    dedupe_key: str
+    occurred_at: datetime | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A ticket as read back from the PSA.
+
+    ``scope`` is the part of the PSA that owns the category tree for this ticket (a ConnectWise
+    board id, an Autotask database, a Halo ticket type...); taxonomies are cached per scope.
+    ``current`` is the category the ticket has now, level by level (empty when unset).
+    """
+
+    id: str
+    title: str
+    description: str
+    scope: str
+    scope_name: str = ""
+    initial_note: str = ""
+    company_id: str | None = None
+    company_name: str | None = None
+    current: tuple[LevelValue, ...] = ()
+    url: str | None = None
+
+    @property
+    def current_label(self) -> str:
+        return PATH_SEPARATOR.join(v.name for v in self.current)
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    """A valid leaf of a taxonomy: a combination the PSA accepts.
+
+    ``key`` is stable across reads (built from PSA ids), so decisions and locks can refer to it.
+    """
+
+    key: str
+    path: tuple[LevelValue, ...]
+    description: str = ""
+    active: bool = True
+
+    @property
+    def label(self) -> str:
+        return PATH_SEPARATOR.join(v.name for v in self.path)
+
+    def ids(self) -> dict[str, str]:
+        return {v.level: v.id for v in self.path}
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """The valid leaves of one scope, with the PSA's own default (placeholder) values.
+
+    ``defaults`` holds ``(level, id)`` pairs that the PSA fills in by itself on new tickets; the
+    ``overwrite = "defaults"`` policy treats a ticket whose category is made of them as empty.
+    """
+
+    scope: str
+    scope_name: str
+    levels: tuple[str, ...]
+    leaves: tuple[Category, ...]
+    defaults: frozenset[tuple[str, str]] = frozenset()
+    _by_key: Mapping[str, Category] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_key: dict[str, Category] = {}
+        for leaf in self.leaves:
+            if leaf.key in by_key:
+                raise ValueError(f"taxonomy {self.scope!r} has the key {leaf.key!r} twice")
+            by_key[leaf.key] = leaf
+        object.__setattr__(self, "_by_key", by_key)
+
+    def get(self, key: str) -> Category | None:
+        return self._by_key.get(key)
+
+    def active(self) -> tuple[Category, ...]:
+        return tuple(leaf for leaf in self.leaves if leaf.active)
+
+    def find_by_ids(self, values: Iterable[LevelValue]) -> Category | None:
+        """The leaf whose path has exactly these level ids, if any."""
+        wanted = tuple((v.level, v.id) for v in values)
+        for leaf in self.leaves:
+            if tuple((v.level, v.id) for v in leaf.path) == wanted:
+                return leaf
+        return None
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of what the model is shown; changes when any leaf changes."""
+        text = json.dumps(
+            [[leaf.key, leaf.label, leaf.description, leaf.active] for leaf in self.leaves]
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "scope_name": self.scope_name,
+            "levels": list(self.levels),
+            "defaults": sorted([list(d) for d in self.defaults]),
+            "leaves": [
+                {
+                    "key": leaf.key,
+                    "path": [[v.level, v.id, v.name] for v in leaf.path],
+                    "description": leaf.description,
+                    "active": leaf.active,
+                }
+                for leaf in self.leaves
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Taxonomy:
+        return cls(
+            scope=data["scope"],
+            scope_name=data["scope_name"],
+            levels=tuple(data["levels"]),
+            defaults=frozenset((d[0], d[1]) for d in data["defaults"]),
+            leaves=tuple(
+                Category(
+                    key=leaf["key"],
+                    path=tuple(LevelValue(*v) for v in leaf["path"]),
+                    description=leaf["description"],
+                    active=leaf["active"],
+                )
+                for leaf in data["leaves"]
+            ),
+        )
+
+
+ConfidenceSource = Literal["logprobs", "self_reported", "model"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """One call to a model, as logged: the audit trail of every prompt sent."""
+
+    tenant: str
+    ticket_id: str
+    event_id: int | None
+    engine: str
+    model: str
+    template_hash: str
+    taxonomy_hash: str
+    tokens_in: int
+    tokens_out: int
+    latency_ms: float
+    cost_usd: float
+    chosen_key: str | None
+    confidence: float | None
+    error: str | None
+
+
+CallRecorder = Callable[[ModelCall], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """What a classifier chose. ``key`` is always one of the request's candidates."""
+
+    key: str
+    confidence: float
+    confidence_source: ConfidenceSource
+    reasoning: str
+    engine: str
+    model: str
+    usage: Usage = Usage()
+    latency_ms: float = 0.0
+
+
+class Outcome(enum.StrEnum):
+    """How an accepted ticket event ended."""
+
+    APPLIED = "applied"  # category written (and a note)
+    SUGGESTED = "suggested"  # note only: mode suggest, or confidence below the write threshold
+    SHADOWED = "shadowed"  # recorded only: mode shadow
+    KEPT = "kept"  # a person already set the category and policy keeps it
+    FAILED = "failed"  # the model or PSA could not be used; see reason
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The result of categorizing one ticket, as recorded and shown through the API."""
+
+    tenant: str
+    ticket_id: str
+    outcome: Outcome
+    reason: str
+    category: Category | None = None
+    classification: Classification | None = None
+    previous: str = ""
+    company_id: str | None = None
+    wrote_category: bool = False
+    wrote_note: bool = False

@@ -1,0 +1,58 @@
+"""The error tree. The class of an error decides what happens to the job that raised it.
+
+::
+
+    PsatriageError
+    ├── ConfigError            bad settings or tenant file: refuse to start, name tenant, key and fix
+    ├── WebhookRejected        the sender could not be verified or the body is unusable: 4xx, nothing stored
+    ├── TransientError         try again later (retry_after seconds when the far end said so)
+    ├── AuthFailed             credentials refused: park the event, flag the tenant
+    └── PermanentError         retrying cannot help: the event fails with this reason
+        ├── CategoryRejected   the PSA refused the category we wrote (refresh the taxonomy once)
+        └── InvalidAnswer      the model answered something that is not a candidate
+
+Adapters and classifiers each have one function that maps their HTTP or vendor errors into these
+(``raise ... from exc``). Only the edges (CLI, web, worker) turn them into messages or status codes.
+"""
+
+from __future__ import annotations
+
+
+class PsatriageError(Exception):
+    """Base of every error psatriage raises on purpose."""
+
+
+class ConfigError(PsatriageError):
+    """A setting or tenant entry is wrong. The message names the tenant, the key and the fix."""
+
+
+class WebhookRejected(PsatriageError):
+    """A webhook is refused. ``status`` is the HTTP status the web edge answers with."""
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TransientError(PsatriageError):
+    """A temporary failure (timeouts, 429, 5xx). ``retry_after`` is in seconds, if known."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthFailed(PsatriageError):
+    """The PSA or the model refused our credentials (401/403)."""
+
+
+class PermanentError(PsatriageError):
+    """Retrying will not help; the event fails with this message as its reason."""
+
+
+class CategoryRejected(PermanentError):
+    """The PSA refused the category we tried to write (stale taxonomy or invalid combination)."""
+
+
+class InvalidAnswer(PermanentError):
+    """The model's answer is not one of the candidates, or not parseable."""

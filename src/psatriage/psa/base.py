@@ -1,0 +1,85 @@
+"""The one interface every PSA adapter implements.
+
+An adapter is built per tenant from its validated ``Config`` and an ``httpx.Client`` made by
+``psatriage.http.make_client``. Every method maps vendor and HTTP failures into the error tree of
+``psatriage.errors`` through one function per adapter; nothing else leaks out.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import ClassVar, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from psatriage.domain import Category, Taxonomy, Ticket, TicketEvent
+
+
+class AdapterConfig(BaseModel):
+    """Base of every adapter's ``Config``: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ConfigT = TypeVar("ConfigT", bound=AdapterConfig)
+
+
+class PSAAdapter(ABC, Generic[ConfigT]):
+    """A PSA, as psatriage needs it. Subclasses set ``kind`` and ``Config``."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[AdapterConfig]]
+
+    def __init__(self, tenant: str, config: ConfigT, http: httpx.Client) -> None:
+        self.tenant = tenant
+        self.config = config
+        self.http = http
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(tenant={self.tenant!r})"
+
+    @abstractmethod
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Prove the webhook came from this tenant's PSA; raise ``WebhookRejected`` if not.
+
+        ``headers`` keys are lower-case. Runs before anything is parsed or stored.
+        """
+
+    @abstractmethod
+    def parse(self, body: bytes) -> TicketEvent | None:
+        """Read a verified webhook body.
+
+        Returns ``None`` when the body is about something other than a ticket, an event with
+        ``actionable=False`` for ticket events we do not act on, and raises ``WebhookRejected``
+        (status 400) only when the body is malformed.
+        """
+
+    @abstractmethod
+    def get_ticket(self, ticket_id: str) -> Ticket:
+        """Read the ticket as it is now, with its description and current category."""
+
+    @abstractmethod
+    def get_taxonomy(self, ticket: Ticket) -> Taxonomy:
+        """Read the valid, active category leaves for the ticket's scope (``ticket.scope``)."""
+
+    @abstractmethod
+    def set_category(self, ticket: Ticket, category: Category) -> None:
+        """Write the category onto the ticket. Raise ``CategoryRejected`` if the PSA refuses it."""
+
+    @abstractmethod
+    def add_note(self, ticket: Ticket, text: str) -> None:
+        """Add an internal note, hidden from the end user and sending no e-mail."""
+
+    @abstractmethod
+    def find_note(self, ticket: Ticket, marker: str) -> bool:
+        """Whether a note containing ``marker`` is already on the ticket."""
+
+    @abstractmethod
+    def register_webhook(self, url: str) -> str:
+        """Create the PSA's webhook/callback entry that calls ``url``; return its PSA id."""
+
+    @abstractmethod
+    def check_connection(self) -> str:
+        """Make one cheap authenticated call; return a short description of what answered."""

@@ -1,0 +1,85 @@
+"""Process settings, from ``PSATRIAGE_*`` environment variables.
+
+These say where this process keeps its state and how it runs; what each MSP tenant wants lives in
+the tenants file (see ``config.py``). Nothing is read at import time: call ``get_settings()``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEFAULT_DATA_DIR = Path("data")
+
+
+class Settings(BaseSettings):
+    """Everything a psatriage process needs to start, with embedded defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="PSATRIAGE_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=_DEFAULT_DATA_DIR,
+        description="Folder for the default SQLite database and queue files.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the database. Default: a SQLite file in data_dir. "
+        "PostgreSQL: postgresql+psycopg://user@host/db.",
+    )
+    queue_url: str = Field(
+        default="",
+        description="Where queued jobs live: sqlite:///PATH (default: a file in data_dir), "
+        "redis://host:port/db, or postgresql://user@host/db.",
+    )
+    config: Path = Field(
+        default=Path("psatriage.toml"),
+        description="The tenants file (TOML). A missing default file means no tenants yet.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the web server binds to.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port the web server binds to.")
+    workers: int = Field(default=8, ge=1, le=512, description="Worker threads per process.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    log_format: Literal["console", "json"] = Field(
+        default="console", description="json in production, console for people."
+    )
+    lease_seconds: int = Field(
+        default=300,
+        ge=5,
+        description="How long a worker owns an event before the reaper hands it to another.",
+    )
+    max_attempts: int = Field(default=6, ge=1, description="Attempts before an event fails.")
+    retry_base_seconds: float = Field(
+        default=2.0, gt=0, description="First backoff delay; doubles each attempt, with jitter."
+    )
+    retry_max_seconds: float = Field(default=300.0, gt=0, description="Longest backoff delay.")
+    queue_poll_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        description="How often an idle worker looks for work on a polling queue (SQLite).",
+    )
+    max_body_bytes: int = Field(default=1_048_576, description="Largest webhook body accepted.")
+
+    @field_validator("database_url", "queue_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'psatriage.db'}"
+
+    @property
+    def effective_queue_url(self) -> str:
+        return self.queue_url or f"sqlite:///{self.data_dir / 'queue.db'}"
+
+    @property
+    def config_is_default(self) -> bool:
+        return "config" not in self.model_fields_set
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; keyword overrides win (tests build their own)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

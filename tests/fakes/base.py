@@ -1,0 +1,225 @@
+"""A small real HTTP server on 127.0.0.1 for fakes of external APIs.
+
+Each fake subclasses ``FakeServer``, registers routes, and gets for free: a thread-per-connection
+HTTP/1.1 server with keep-alive, a log of every request (``requests``) and of every write
+(``writes``), failures on demand (``fail``), and an optional delay for every answer (``delay``).
+
+Fakes are used by the test suite and by ``bench/``; they have no test-framework dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case keys
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        for key, values in self.query.items():
+            if key.lower() == name.lower() and values:
+                return values[0]
+        return default
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+
+    def encode(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
+        if self.body is None:
+            return b""
+        return json.dumps(self.body).encode()
+
+
+Handler = Callable[[Request], Response]
+
+
+@dataclass
+class Failure:
+    """Answer ``status`` (with ``body``/``headers``) to matching requests, ``times`` times."""
+
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    times: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class FakeServer:
+    """Base class: ``route(method, regex, handler)``; ``start()``; ``url``; ``stop()``."""
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._failures: list[Failure] = []
+        self._lock = threading.Lock()
+        self.requests: list[Request] = []
+        self.writes: list[Request] = []
+        self.delay = 0.0
+        self.active = 0
+        self.max_active = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def route(self, method: str, pattern: str, handler: Handler) -> None:
+        self._routes.append((method.upper(), re.compile(pattern + r"/?$"), handler))
+
+    def fail(
+        self,
+        method: str,
+        pattern: str,
+        status: int,
+        *,
+        times: int = 1,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """The next ``times`` requests matching ``method`` and ``pattern`` get ``status``."""
+        with self._lock:
+            self._failures.append(
+                Failure(
+                    method.upper(), re.compile(pattern), status, times, body, headers or {}, delay
+                )
+            )
+
+    def clear_failures(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
+    def writes_to(self, method: str, pattern: str) -> list[Request]:
+        regex = re.compile(pattern)
+        with self._lock:
+            return [r for r in self.writes if r.method == method.upper() and regex.search(r.path)]
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self, port: int = 0) -> FakeServer:
+        fake = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return  # quiet
+
+            def _handle(self) -> None:
+                fake._dispatch(self)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle  # noqa: N815
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server.daemon_threads = True
+        self._server.request_queue_size = 512
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    def authorize(self, request: Request) -> Response | None:
+        """Override: return a response (e.g. 401) to refuse the request, or None to allow it."""
+        return None
+
+    def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        request = Request(
+            method=handler.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in handler.headers.items()},
+            body=body,
+        )
+        with self._lock:
+            self.requests.append(request)
+            if request.method in {"POST", "PATCH", "PUT", "DELETE"}:
+                self.writes.append(request)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            response = self._respond(request)
+        finally:
+            with self._lock:
+                self.active -= 1
+        payload = response.encode()
+        handler.send_response(response.status)
+        headers = {"Content-Type": "application/json", **response.headers}
+        for key, value in headers.items():
+            handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    def _respond(self, request: Request) -> Response:
+        failure = self._take_failure(request)
+        if failure is not None:
+            if failure.delay:
+                time.sleep(failure.delay)
+            return Response(failure.status, failure.body, dict(failure.headers))
+        if self.delay:
+            time.sleep(self.delay)
+        refused = self.authorize(request)
+        if refused is not None:
+            return refused
+        for method, pattern, route in self._routes:
+            match = pattern.match(request.path)
+            if match and method == request.method:
+                request.params = match.groupdict()
+                return route(request)
+        return Response(404, {"code": "NotFound", "message": f"no route {request.path}"})
+
+    def _take_failure(self, request: Request) -> Failure | None:
+        with self._lock:
+            for failure in self._failures:
+                if failure.method in {request.method, "*"} and failure.pattern.search(request.path):
+                    failure.times -= 1
+                    if failure.times <= 0:
+                        self._failures.remove(failure)
+                    return failure
+        return None
