@@ -343,34 +343,8 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         except ValidationError as exc:
             lines += _explain(name, exc, prefix="classifier")
 
-    templates: dict[str, Any] = {}
-    prompt_source = raw.prompt.template
-    if raw.prompt.template_file is not None:
-        file = raw.prompt.template_file
-        file = file if file.is_absolute() else base / file
-        try:
-            prompt_source = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            lines.append(
-                f"tenant {name!r}, key 'prompt.template_file': cannot read {file}: "
-                f"{exc.strerror}; fix: give a readable path (relative to the tenants file)"
-            )
-    for key, source, compile_ in (
-        ("prompt.template", prompt_source or DEFAULT_PROMPT, _compile_prompt),
-        ("prompt.note_template", raw.prompt.note_template or DEFAULT_NOTE, _compile_note),
-        (
-            "prompt.error_note_template",
-            raw.prompt.error_note_template or DEFAULT_ERROR_NOTE,
-            _compile_error_note,
-        ),
-    ):
-        try:
-            templates[key] = compile_(source, key)
-        except ValueError as exc:
-            lines.append(
-                f"tenant {name!r}, key {key!r}: {exc}; fix: use only the variables listed in "
-                "docs/configuration.md and close every tag"
-            )
+    templates, template_problems = _compile_templates(name, raw.prompt, base)
+    lines += template_problems
     if lines:
         raise _TenantProblems(lines)
     return Tenant(
@@ -387,6 +361,45 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         taxonomy=raw.taxonomy,
         companies=raw.companies,
     )
+
+
+def _compile_templates(
+    name: str, prompt: PromptSettings, base: Path
+) -> tuple[dict[str, Any], list[str]]:
+    """Compile the tenant's prompt and note templates (or the defaults); list what is wrong."""
+    lines: list[str] = []
+    templates: dict[str, Any] = {}
+    prompt_source = prompt.template
+    if prompt.template_file is not None:
+        file = (
+            prompt.template_file
+            if prompt.template_file.is_absolute()
+            else base / prompt.template_file
+        )
+        try:
+            prompt_source = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            lines.append(
+                f"tenant {name!r}, key 'prompt.template_file': cannot read {file}: "
+                f"{exc.strerror}; fix: give a readable path (relative to the tenants file)"
+            )
+    for key, source, compile_ in (
+        ("prompt.template", prompt_source or DEFAULT_PROMPT, _compile_prompt),
+        ("prompt.note_template", prompt.note_template or DEFAULT_NOTE, _compile_note),
+        (
+            "prompt.error_note_template",
+            prompt.error_note_template or DEFAULT_ERROR_NOTE,
+            _compile_error_note,
+        ),
+    ):
+        try:
+            templates[key] = compile_(source, key)
+        except ValueError as exc:
+            lines.append(
+                f"tenant {name!r}, key {key!r}: {exc}; fix: use only the variables listed in "
+                "docs/configuration.md and close every tag"
+            )
+    return templates, lines
 
 
 def _compile_prompt(source: str, key: str) -> PromptTemplate:

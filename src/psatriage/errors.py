@@ -3,8 +3,8 @@
 ::
 
     PsatriageError
-    ├── ConfigError            bad settings or tenant file: refuse to start, name tenant, key and fix
-    ├── WebhookRejected        the sender could not be verified or the body is unusable: 4xx, nothing stored
+    ├── ConfigError            bad settings or tenants file: refuse to start; says tenant, key, fix
+    ├── WebhookRejected        sender not verified or body unusable: 4xx, nothing stored
     ├── TransientError         try again later (retry_after seconds when the far end said so)
     ├── AuthFailed             credentials refused: park the event, flag the tenant
     └── PermanentError         retrying cannot help: the event fails with this reason
@@ -19,7 +19,13 @@ from __future__ import annotations
 
 
 class PsatriageError(Exception):
-    """Base of every error psatriage raises on purpose."""
+    """Base of every error psatriage raises on purpose.
+
+    ``model_related`` is set by the pipeline on errors that come from the model, so the worker
+    knows whether the tenant's ``report_errors`` note applies.
+    """
+
+    model_related: bool = False
 
 
 class ConfigError(PsatriageError):

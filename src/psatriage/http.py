@@ -16,7 +16,7 @@ def make_client(
     max_connections: int = 32,
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
-    """An ``httpx.Client`` with our timeouts, pool size and User-Agent; redirects are not followed."""
+    """An ``httpx.Client`` with our timeouts, pool and User-Agent; redirects are not followed."""
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         limits=httpx.Limits(

@@ -10,14 +10,12 @@ import importlib
 import inspect
 import pkgutil
 from types import ModuleType
-from typing import TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 
-def discover(package: ModuleType, base: type[T], *, skip: frozenset[str]) -> dict[str, type[T]]:
+def discover(package: ModuleType, base: type[Any], *, skip: frozenset[str]) -> dict[str, Any]:
     """Import every module of ``package`` (except ``skip``) and map each plugin's ``kind``."""
-    found: dict[str, type[T]] = {}
+    found: dict[str, type[Any]] = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
         if info.name in skip or info.name.startswith("_"):
             continue

@@ -21,7 +21,7 @@ def resolve_secret(value: object) -> SecretStr:
     if isinstance(value, SecretStr):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"a secret must be a reference string; {_HELP}")  # noqa: TRY004
+        raise ValueError(f"a secret must be a reference string; {_HELP}")
     kind, sep, name = value.partition(":")
     if not sep or kind not in {"env", "file"} or not name:
         raise ValueError(f"secrets are never written in the file; {_HELP}")

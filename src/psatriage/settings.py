@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DEFAULT_DATA_DIR = Path("data")
@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         description="How often an idle worker looks for work on a polling queue (SQLite).",
     )
     max_body_bytes: int = Field(default=1_048_576, description="Largest webhook body accepted.")
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="When set, /api/* needs 'Authorization: Bearer <token>'.",
+    )
 
     @field_validator("database_url", "queue_url")
     @classmethod

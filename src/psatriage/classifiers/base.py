@@ -73,7 +73,8 @@ class Classifier(ABC, Generic[ConfigT]):
     def classify(self, request: ClassificationRequest) -> Classification:
         """Choose one of ``request.candidates``. The returned key is always one of them.
 
-        Raises ``TransientError`` (try later), ``AuthFailed`` or ``InvalidAnswer``/``PermanentError``.
+        Raises ``TransientError`` (try later), ``AuthFailed``, or ``InvalidAnswer`` and other
+        ``PermanentError``s.
         """
 
     @abstractmethod

@@ -80,6 +80,13 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     def register_webhook(self, url: str) -> str:
         """Create the PSA's webhook/callback entry that calls ``url``; return its PSA id."""
 
+    def list_scopes(self) -> list[tuple[str, str]]:
+        """The scopes that own category trees, as ``(id, name)`` (e.g. ConnectWise boards).
+
+        PSAs with a single tree return one scope; the default says there is nothing to list.
+        """
+        return []
+
     @abstractmethod
     def check_connection(self) -> str:
         """Make one cheap authenticated call; return a short description of what answered."""

@@ -1,0 +1,14 @@
+"""The ``psatriage`` command."""
+
+from __future__ import annotations
+
+from psatriage.cli import admin, categorize, serve
+from psatriage.cli._app import app
+
+__all__ = ["app", "main"]
+
+_COMMANDS = (admin, categorize, serve)  # imported for their commands
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,113 @@
+"""Operator commands: ``config check``, ``db upgrade``, ``webhooks register``, ``taxonomy show``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
+from psatriage.config import load_config
+from psatriage.domain import Ticket
+from psatriage.errors import ConfigError, PsatriageError
+from psatriage.store import db
+
+config_app = typer.Typer(help="Check the tenants file.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Webhooks in the PSA.", no_args_is_help=True)
+taxonomy_app = typer.Typer(help="The PSA's category trees.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(taxonomy_app, name="taxonomy")
+
+TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name in the file.")]
+
+
+@config_app.command("check")
+def config_check(
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Validate the file only; call nothing.")
+    ] = False,
+) -> None:
+    """Validate the tenants file, then test each tenant's PSA and model connection."""
+    current = settings()
+    with fail_cleanly():
+        config = load_config(current.config)
+    console.print(f"{current.config}: {len(config.tenants)} tenant(s), file is valid")
+    if offline or not config.tenants:
+        return
+    table = Table("tenant", "PSA", "model", title="connections")
+    broken = False
+    with runtime(migrate=False) as built:
+        for name in sorted(config.tenants):
+            psa = _check(lambda name=name: built.adapter(name).check_connection())
+            model = _check(lambda name=name: built.classifier(name).check_connection())
+            broken |= psa.startswith("[red]") or model.startswith("[red]")
+            table.add_row(name, psa, model)
+    console.print(table)
+    if broken:
+        raise typer.Exit(1)
+
+
+def _check(call: typer.models.Callable[[], str]) -> str:  # type: ignore[name-defined]
+    try:
+        return f"[green]ok[/green] {call()}"
+    except PsatriageError as exc:
+        return f"[red]{type(exc).__name__}[/red]: {exc}"
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database to the newest migration."""
+    current = settings()
+    engine = db.make_engine(current.effective_database_url)
+    try:
+        db.upgrade(engine)
+        console.print(f"database at revision {db.current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@webhooks_app.command("register")
+def webhooks_register(
+    tenant: TenantOption,
+    url: Annotated[str, typer.Option(help="Public URL of /webhooks/TENANT on this service.")],
+) -> None:
+    """Create the webhook (callback) in the tenant's PSA that calls URL."""
+    with runtime() as built:
+        webhook_id = built.adapter(tenant).register_webhook(url)
+        console.print(f"registered: {webhook_id}")
+
+
+@taxonomy_app.command("show")
+def taxonomy_show(
+    tenant: TenantOption,
+    board: Annotated[
+        str | None, typer.Option(help="Board (scope) id or name; all when omitted.")
+    ] = None,
+) -> None:
+    """Print the category leaves the model can choose from."""
+    with runtime() as built:
+        adapter = built.adapter(tenant)
+        scopes = adapter.list_scopes()
+        if board is not None:
+            wanted = [s for s in scopes if board in s or board.casefold() == s[1].casefold()]
+            scopes = wanted or [(board, board)]
+        if not scopes:
+            raise ConfigError(f"tenant {tenant!r}: the PSA lists no boards; pass --board ID")
+        for scope_id, scope_name in scopes:
+            probe = Ticket(id="", title="", description="", scope=scope_id, scope_name=scope_name)
+            taxonomy = adapter.get_taxonomy(probe)
+            table = Table(
+                "key", "category", "active", "PSA default", title=f"{scope_name} ({scope_id})"
+            )
+            for leaf in taxonomy.leaves:
+                default = all((v.level, v.id) in taxonomy.defaults for v in leaf.path[:1])
+                table.add_row(
+                    leaf.key, leaf.label, "yes" if leaf.active else "no", "yes" if default else ""
+                )
+            console.print(table)
+            if not taxonomy.leaves:
+                errors.print(f"{scope_name}: no active categories")

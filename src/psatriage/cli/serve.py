@@ -1,0 +1,54 @@
+"""``psatriage serve`` (web + embedded workers) and ``psatriage worker`` (workers only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from psatriage.cli._app import app, console, runtime
+from psatriage.web import create_app
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (PSATRIAGE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (PSATRIAGE_PORT).")] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Web only; run `psatriage worker` elsewhere.")
+    ] = False,
+) -> None:
+    """Run the web server, with the workers in the same process unless --no-worker."""
+    with runtime() as built:
+        settings = built.settings
+        workers = 0 if no_worker else settings.workers
+        bind_host, bind_port = host or settings.host, port or settings.port
+        console.print(
+            f"psatriage on http://{bind_host}:{bind_port} — "
+            f"{len(built.config.tenants)} tenant(s), "
+            + (f"{workers} embedded worker(s)" if workers else "no embedded workers"),
+            highlight=False,
+        )
+        uvicorn.run(
+            create_app(built, embedded_workers=workers),
+            host=bind_host,
+            port=bind_port,
+            log_config=None,
+            access_log=False,
+            http="httptools",
+            loop="uvloop",
+        )
+
+
+@app.command()
+def worker(
+    workers: Annotated[
+        int | None, typer.Option(help="Worker threads (PSATRIAGE_WORKERS).", min=1)
+    ] = None,
+) -> None:
+    """Run queue workers only (scale out beside `serve --no-worker`)."""
+    with runtime() as built:
+        count = workers or built.settings.workers
+        console.print(f"psatriage worker: {count} thread(s)", highlight=False)
+        built.queue.consumer(workers=count, embedded=False).run()

@@ -1,0 +1,227 @@
+"""Background work on Huey: ``process_event`` for each accepted event, and the reaper.
+
+Huey only delivers; the ``events`` table is the ledger. A task claims its event with a lease before
+working, so a duplicate delivery is a no-op; a worker killed mid-task leaves a lease that runs out,
+and the reaper (every minute) queues the event again. Transient failures are rescheduled with
+exponential backoff and jitter (Retry-After honored) instead of sleeping in a worker.
+
+Queue storage by URL: ``sqlite:///PATH`` (default), ``redis://...``, ``postgresql://...``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey, crontab
+from huey.consumer import Consumer
+from sqlalchemy.engine import make_url
+
+from psatriage import metrics, pipeline
+from psatriage.errors import (
+    AuthFailed,
+    ConfigError,
+    PermanentError,
+    PsatriageError,
+    TransientError,
+)
+from psatriage.store.ledger import Claim
+from psatriage.store.tables import EventState, utcnow
+
+if TYPE_CHECKING:
+    from psatriage.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+_OUTCOME_STATES = {
+    "applied": EventState.DONE,
+    "suggested": EventState.DONE,
+    "shadowed": EventState.DONE,
+    "kept": EventState.KEPT,
+}
+
+
+def make_huey(url: str) -> Huey:
+    """A Huey instance for the queue URL (no results are stored: the ledger has them)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    options: dict[str, Any] = {"results": False, "utc": True}
+    if backend == "sqlite":
+        database = parsed.database or "queue.db"
+        return SqliteHuey("psatriage", filename=database, **options)
+    if backend == "redis":
+        return RedisHuey("psatriage", url=url, **options)
+    if backend in {"postgresql", "postgres"}:
+        dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresHuey("psatriage", dsn=dsn, **options)
+    raise ConfigError(
+        f"PSATRIAGE_QUEUE_URL: unsupported scheme {parsed.drivername!r}; "
+        "fix: use sqlite:///PATH, redis://HOST:PORT/DB or postgresql://USER@HOST/DB"
+    )
+
+
+class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
+    """A consumer that leaves signal handling to its host (uvicorn in ``psatriage serve``)."""
+
+    def _set_signal_handlers(self) -> None:
+        return
+
+
+class Queue:
+    """The job queue of one process, bound to its ``Runtime``."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.huey = make_huey(runtime.settings.effective_queue_url)
+        self._process = self.huey.task(name="process_event")(self._process_event)
+        self.huey.periodic_task(crontab(minute="*"), name="reap")(self.reap)
+
+    def enqueue(self, event_id: int) -> None:
+        self._process(event_id)
+
+    def schedule(self, event_id: int, delay: float) -> None:
+        self._process.schedule(args=(event_id,), delay=delay)
+
+    def reachable(self) -> bool:
+        try:
+            self.huey.storage.queue_size()
+        except Exception:  # noqa: BLE001 - any storage error means "not reachable" for /readyz
+            return False
+        return True
+
+    def consumer(self, *, workers: int, embedded: bool) -> Consumer:
+        poll = self.runtime.settings.queue_poll_seconds
+        options: dict[str, Any] = {
+            "workers": workers,
+            "worker_type": "thread",
+            "periodic": True,
+            "initial_delay": poll,
+            "backoff": 1.0,  # keep polling at `poll` when idle: a ticket starts within ~poll
+            "max_delay": poll,
+            "check_worker_health": True,
+        }
+        if embedded:
+            return _EmbeddedConsumer(self.huey, **options)
+        return self.huey.create_consumer(**options)
+
+    def close(self) -> None:
+        self.huey.storage.close()
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def reap(self) -> int:
+        """Queue again every event whose lease ran out or whose queue entry was lost."""
+        settings = self.runtime.settings
+        due = self.runtime.ledger.due(stale_after=settings.lease_seconds)
+        for event_id in due:
+            self.enqueue(event_id)
+        if due:
+            log.info("reaper re-queued events", count=len(due))
+        return len(due)
+
+    def _process_event(self, event_id: int) -> None:
+        process_event(self.runtime, event_id)
+
+
+def process_event(runtime: Runtime, event_id: int) -> EventState | None:
+    """Claim and process one event; returns the state it was left in (None: not claimed)."""
+    settings = runtime.settings
+    claim = runtime.ledger.claim(event_id, lease_seconds=settings.lease_seconds)
+    if claim is None:
+        return None
+    bound = log.bind(event=claim.id, tenant=claim.tenant, ticket=claim.ticket_id)
+    if claim.tenant not in runtime.config.tenants:
+        return _finish(runtime, claim, EventState.FAILED, "tenant is no longer configured")
+    started = time.perf_counter()
+    try:
+        result = pipeline.categorize(
+            claim.id,
+            claim.ticket_id,
+            claim.attempts,
+            runtime.deps(claim.tenant),
+            once_per_ticket=claim.source != "cli",
+        )
+    except TransientError as exc:
+        return _transient(runtime, claim, exc, str(exc), exc.retry_after)
+    except AuthFailed as exc:
+        bound.error("credentials refused; event parked", error=str(exc))
+        runtime.flag_tenant(claim.tenant, f"credentials refused: {exc}")
+        return _finish(runtime, claim, EventState.PARKED, f"credentials refused: {exc}")
+    except (PermanentError, ConfigError) as exc:
+        bound.warning("event failed", error=str(exc))
+        _report(runtime, claim, exc)
+        return _finish(runtime, claim, EventState.FAILED, str(exc))
+    except PsatriageError as exc:
+        return _transient(runtime, claim, exc, str(exc), None)
+    except Exception as exc:  # noqa: BLE001 - a bug: retried like a transient failure, logged loudly
+        bound.exception("unexpected error while processing")
+        return _transient(
+            runtime, claim, None, f"internal error: {type(exc).__name__}: {exc}", None
+        )
+    finally:
+        metrics.PROCESSING_SECONDS.labels(claim.tenant).observe(time.perf_counter() - started)
+    runtime.tenant_problems.pop(claim.tenant, None)
+    if result.outcome is None:
+        return _finish(runtime, claim, EventState.IGNORED, result.reason)
+    bound.info("event done", outcome=result.outcome.value, wrote=list(result.wrote))
+    return _finish(
+        runtime, claim, _OUTCOME_STATES[result.outcome.value], result.reason, result.outcome.value
+    )
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter over the upper half; never sooner than Retry-After."""
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay
+
+
+def _transient(
+    runtime: Runtime,
+    claim: Claim,
+    error: PsatriageError | None,
+    reason: str,
+    retry_after: float | None,
+) -> EventState:
+    settings = runtime.settings
+    if claim.attempts >= settings.max_attempts:
+        reason = f"gave up after {claim.attempts} attempts: {reason}"
+        log.warning("event failed", event=claim.id, tenant=claim.tenant, error=reason)
+        if error is not None:
+            _report(runtime, claim, error)
+        return _finish(runtime, claim, EventState.FAILED, reason)
+    delay = backoff_seconds(
+        claim.attempts,
+        base=settings.retry_base_seconds,
+        cap=settings.retry_max_seconds,
+        retry_after=retry_after,
+    )
+    if runtime.ledger.retry_later(claim, utcnow() + timedelta(seconds=delay), reason):
+        runtime.queue.schedule(claim.id, delay)
+        log.info("event will be retried", event=claim.id, delay=round(delay, 2), error=reason)
+    return EventState.RETRYING
+
+
+def _report(runtime: Runtime, claim: Claim, error: PsatriageError) -> None:
+    try:
+        deps = runtime.deps(claim.tenant)
+    except PsatriageError:
+        return
+    pipeline.report_failure(deps, claim.ticket_id, error)
+
+
+def _finish(
+    runtime: Runtime, claim: Claim, state: EventState, reason: str, outcome: str | None = None
+) -> EventState:
+    if not runtime.ledger.finish(claim, state, reason):
+        log.warning("lost the lease before finishing", event=claim.id, state=state.value)
+    metrics.EVENTS.labels(claim.tenant, outcome or state.value).inc()
+    metrics.END_TO_END_SECONDS.labels(claim.tenant).observe(
+        (utcnow() - claim.received_at).total_seconds()
+    )
+    return state

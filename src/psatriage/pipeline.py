@@ -1,0 +1,348 @@
+"""One ticket's path, top to bottom: read, guard, classify, decide, write, record.
+
+``categorize`` is called by the worker for a claimed event (and by ``psatriage categorize``). It is
+safe to run again for the same event after a crash at any point: the decision is checkpointed before
+anything is written, a category already on the ticket is not written twice, and the note carries a
+marker that is looked for before posting on a retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from psatriage import metrics, policy
+from psatriage.classifiers.base import ClassificationRequest, Classifier
+from psatriage.config import Effective, Tenant
+from psatriage.domain import (
+    Category,
+    Classification,
+    ConfidenceSource,
+    ModelCall,
+    Outcome,
+    Taxonomy,
+    Ticket,
+)
+from psatriage.errors import CategoryRejected, InvalidAnswer, PermanentError, PsatriageError
+from psatriage.psa.base import PSAAdapter
+from psatriage.store.records import Records, category_from_json
+from psatriage.store.tables import DecisionRow
+from psatriage.taxonomy_cache import TaxonomyCache
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the pipeline needs for one tenant."""
+
+    tenant: Tenant
+    adapter: PSAAdapter[Any]
+    classifier: Classifier[Any]
+    records: Records
+    taxonomies: TaxonomyCache
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """How the event ends: its outcome (or ``None`` for "already decided elsewhere")."""
+
+    outcome: Outcome | None
+    reason: str
+    decision_id: int | None = None
+    category: Category | None = None
+    classification: Classification | None = None
+    wrote: tuple[str, ...] = field(default=())
+
+
+def marker(decision_id: int) -> str:
+    return f"psatriage:{decision_id}"
+
+
+def error_marker(ticket_id: str) -> str:
+    return f"psatriage:error:{ticket_id}"
+
+
+def categorize(
+    event_id: int,
+    ticket_id: str,
+    attempt: int,
+    deps: Deps,
+    *,
+    dry_run: bool = False,
+    once_per_ticket: bool = True,
+) -> Result:
+    """Categorize one ticket for one event. Raises the error tree on failure.
+
+    ``dry_run`` decides without writing anything (to the PSA or the decisions table);
+    ``once_per_ticket`` ends the event as already decided when another event decided the ticket.
+    """
+    ticket = deps.adapter.get_ticket(ticket_id)
+    effective = deps.tenant.effective(ticket.company_id, ticket.company_name)
+    checkpoint = None if dry_run else deps.records.decision_for_event(event_id)
+    if checkpoint is None and not dry_run and once_per_ticket:
+        earlier = deps.records.final_decision_for_ticket(deps.tenant.name, ticket.id)
+        if earlier is not None:
+            return Result(None, f"already decided by event {earlier.event_id}")
+    if checkpoint is not None:
+        planned = _resume(deps, checkpoint)
+    else:
+        planned = _plan(deps, event_id, ticket, effective, dry_run=dry_run)
+    if isinstance(planned, Result):
+        return planned
+
+    choice = policy.choose_action(effective.policy, planned.classification, planned.guard)
+    outcome = _OUTCOMES[choice.action]
+    if dry_run:
+        return Result(outcome, choice.reason, None, planned.category, planned.classification)
+    wrote = _write(deps, ticket, planned, choice.action, outcome, attempt)
+    deps.records.finalize_decision(
+        planned.decision_id,
+        outcome=outcome,
+        reason=choice.reason,
+        wrote_category=choice.action is policy.Action.APPLY,
+        wrote_note=choice.action is not policy.Action.SHADOW,
+    )
+    return Result(
+        outcome, choice.reason, planned.decision_id, planned.category, planned.classification, wrote
+    )
+
+
+_OUTCOMES = {
+    policy.Action.APPLY: Outcome.APPLIED,
+    policy.Action.SUGGEST: Outcome.SUGGESTED,
+    policy.Action.SHADOW: Outcome.SHADOWED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    category: Category
+    classification: Classification
+    guard: policy.Guard
+    decision_id: int
+
+
+def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Result:
+    """Pick up a decision an earlier attempt checkpointed (the model is not asked again)."""
+    category = category_from_json(checkpoint.category)
+    if category is None:  # a "kept" whose event was not closed
+        deps.records.finalize_decision(
+            checkpoint.id,
+            outcome=Outcome.KEPT,
+            reason=checkpoint.reason,
+            wrote_category=False,
+            wrote_note=False,
+        )
+        return Result(Outcome.KEPT, checkpoint.reason, checkpoint.id)
+    return _Plan(
+        category,
+        _classification_from(checkpoint),
+        policy.Guard(replacing=checkpoint.replacing),
+        checkpoint.id,
+    )
+
+
+def _plan(
+    deps: Deps, event_id: int, ticket: Ticket, effective: Effective, *, dry_run: bool
+) -> _Plan | Result:
+    """Guard, classify and checkpoint a new decision."""
+    tenant, rules = deps.tenant, effective.policy
+    taxonomy = _taxonomy(deps, ticket)
+    checked = policy.guard(rules, ticket, taxonomy)
+    if checked.keep:
+        if dry_run:
+            return Result(Outcome.KEPT, checked.keep)
+        row = deps.records.start_decision(
+            event_id=event_id,
+            tenant=tenant.name,
+            ticket_id=ticket.id,
+            company_id=ticket.company_id,
+            previous=ticket.current_label,
+            category=None,
+            classification=None,
+            reason=checked.keep,
+        )
+        return _resume(deps, row)
+    candidates = tuple(
+        _with_description(tenant, leaf) for leaf in policy.candidates(rules, taxonomy)
+    )
+    if not candidates:
+        raise PermanentError(
+            f"no categories to choose from on {ticket.scope_name or ticket.scope} "
+            "(all inactive or excluded)"
+        )
+    classification, category = _classify(deps, event_id, ticket, taxonomy, candidates, effective)
+    decision_id = 0
+    if not dry_run:
+        decision_id = deps.records.start_decision(
+            event_id=event_id,
+            tenant=tenant.name,
+            ticket_id=ticket.id,
+            company_id=ticket.company_id,
+            previous=ticket.current_label,
+            category=category,
+            classification=classification,
+            replacing=checked.replacing,
+        ).id
+    return _Plan(category, classification, checked, decision_id)
+
+
+def _write(
+    deps: Deps,
+    ticket: Ticket,
+    planned: _Plan,
+    action: policy.Action,
+    outcome: Outcome,
+    attempt: int,
+) -> tuple[str, ...]:
+    """The PSA writes: the category (unless already there) and the marked note (unless posted)."""
+    wrote: list[str] = []
+    if action is policy.Action.APPLY and not policy.same_category(ticket, planned.category):
+        _write_category(deps, ticket, planned.category)
+        wrote.append("category")
+    if action is not policy.Action.SHADOW:
+        note_marker = marker(planned.decision_id)
+        if attempt > 1 and deps.adapter.find_note(ticket, note_marker):
+            log.info("note already posted", ticket=ticket.id, marker=note_marker)
+        else:
+            text = _note(deps.tenant, outcome, planned, ticket, note_marker)
+            deps.adapter.add_note(ticket, text)
+            wrote.append("note")
+    return tuple(wrote)
+
+
+def report_failure(deps: Deps, ticket_id: str, error: PsatriageError) -> bool:
+    """Add the error note (once per ticket) if the tenant asked for it and the model was at fault.
+
+    Returns whether a note was posted. Failures to post are logged, never raised: the event is
+    already failing with its own reason.
+    """
+    if not error.model_related:
+        return False
+    try:
+        ticket = deps.adapter.get_ticket(ticket_id)
+        if not deps.tenant.effective(ticket.company_id, ticket.company_name).policy.report_errors:
+            return False
+        note_marker = error_marker(ticket.id)
+        if deps.adapter.find_note(ticket, note_marker):
+            return False
+        text = deps.tenant.error_note.render(error=_short(str(error)), marker=note_marker)
+        deps.adapter.add_note(ticket, text)
+    except PsatriageError as exc:
+        log.warning("could not post the error note", ticket=ticket_id, error=str(exc))
+        return False
+    return True
+
+
+def _taxonomy(deps: Deps, ticket: Ticket) -> Taxonomy:
+    return deps.taxonomies.get(
+        deps.tenant.name,
+        deps.adapter,
+        ticket,
+        ttl_seconds=deps.tenant.taxonomy.cache_seconds,
+    )
+
+
+def _with_description(tenant: Tenant, leaf: Category) -> Category:
+    description = tenant.describe(leaf)
+    if description == leaf.description:
+        return leaf
+    return Category(leaf.key, leaf.path, description, leaf.active)
+
+
+def _classify(
+    deps: Deps,
+    event_id: int,
+    ticket: Ticket,
+    taxonomy: Taxonomy,
+    candidates: tuple[Category, ...],
+    effective: Effective,
+) -> tuple[Classification, Category]:
+    tenant, classifier = deps.tenant, deps.classifier
+
+    def record(call: ModelCall) -> None:
+        deps.records.record_call(call)
+        metrics.observe_model_call(call)
+
+    request = ClassificationRequest(
+        tenant=tenant.name,
+        ticket=ticket,
+        candidates=candidates,
+        prompt=tenant.prompt,
+        model=effective.model or classifier.default_model,
+        max_tokens=effective.max_tokens or classifier.default_max_tokens,
+        instructions=effective.instructions,
+        company=ticket.company_name or "",
+        taxonomy_hash=taxonomy.fingerprint,
+        event_id=event_id or None,
+        record=record,
+    )
+    try:
+        classification = classifier.classify(request)
+        by_key = {c.key: c for c in candidates}
+        category = by_key.get(classification.key)
+        if category is None:  # validated again on our side: never write an invented category
+            raise InvalidAnswer(f"the model chose {classification.key!r}, not a candidate")
+    except PsatriageError as exc:
+        exc.model_related = True
+        raise
+    return classification, category
+
+
+def _write_category(deps: Deps, ticket: Ticket, category: Category) -> None:
+    """Write, and if the PSA refuses, re-read the tree once and write again if still valid."""
+    try:
+        deps.adapter.set_category(ticket, category)
+    except CategoryRejected as first:
+        fresh = deps.taxonomies.refresh(
+            deps.tenant.name, deps.adapter, ticket, ttl_seconds=deps.tenant.taxonomy.cache_seconds
+        )
+        leaf = fresh.get(category.key)
+        if leaf is None or not leaf.active:
+            raise CategoryRejected(
+                f"the PSA rejected {category.label} and it is no longer in the category tree "
+                f"(taxonomy refreshed): {first}"
+            ) from first
+        deps.adapter.set_category(ticket, leaf)
+
+
+def _note(
+    tenant: Tenant, outcome: Outcome, planned: _Plan, ticket: Ticket, note_marker: str
+) -> str:
+    category, result = planned.category, planned.classification
+    return tenant.note.render(
+        category={"key": category.key, "label": category.label},
+        confidence=result.confidence,
+        confidence_source=result.confidence_source,
+        reasoning=result.reasoning,
+        model=result.model,
+        engine=result.engine,
+        outcome=outcome.value,
+        previous=ticket.current_label,
+        marker=note_marker,
+    )
+
+
+def _classification_from(row: DecisionRow) -> Classification:
+    return Classification(
+        key=row.category_key or "",
+        confidence=row.confidence or 0.0,
+        confidence_source=_SOURCES.get(row.confidence_source, "model"),
+        reasoning=row.reasoning,
+        engine=row.engine,
+        model=row.model,
+    )
+
+
+_SOURCES: dict[str, ConfidenceSource] = {
+    "logprobs": "logprobs",
+    "self_reported": "self_reported",
+    "model": "model",
+}
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,107 @@
+"""The wired-up service: settings, tenants, database, HTTP client, adapters and classifiers.
+
+One ``Runtime`` per process, built by the CLI (or by a test) and handed to the web app and the
+queue. Adapters and classifiers are built once per tenant, on first use, and shared by threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from psatriage.classifiers import classifiers
+from psatriage.classifiers.base import Classifier
+from psatriage.config import AppConfig, Tenant, load_config
+from psatriage.http import make_client
+from psatriage.pipeline import Deps
+from psatriage.psa import adapters
+from psatriage.psa.base import PSAAdapter
+from psatriage.settings import Settings
+from psatriage.store import db
+from psatriage.store.ledger import Ledger
+from psatriage.store.records import Records
+from psatriage.taxonomy_cache import TaxonomyCache
+
+if TYPE_CHECKING:
+    from psatriage.jobs import Queue
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        config: AppConfig | None = None,
+        *,
+        http: httpx.Client | None = None,
+        migrate: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.config = config or load_config(settings.config, missing_ok=settings.config_is_default)
+        self.engine = db.make_engine(settings.effective_database_url)
+        if migrate:
+            db.upgrade(self.engine)
+        self.sessions = db.make_sessionmaker(self.engine)
+        self.ledger = Ledger(self.engine, self.sessions)
+        self.records = Records(self.sessions)
+        self.taxonomies = TaxonomyCache(self.records)
+        self.http = http or make_client(max_connections=max(32, settings.workers * 2))
+        self._adapters: dict[str, PSAAdapter[Any]] = {}
+        self._classifiers: dict[str, Classifier[Any]] = {}
+        self._lock = threading.Lock()
+        self._queue: Queue | None = None
+        self.tenant_problems: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Runtime(tenants={sorted(self.config.tenants)})"
+
+    @property
+    def queue(self) -> Queue:
+        if self._queue is None:
+            from psatriage.jobs import Queue  # noqa: PLC0415 - jobs imports this module
+
+            with self._lock:
+                if self._queue is None:
+                    self._queue = Queue(self)
+        return self._queue
+
+    def tenant(self, name: str) -> Tenant:
+        return self.config.tenant(name)
+
+    def adapter(self, name: str) -> PSAAdapter[Any]:
+        with self._lock:
+            adapter = self._adapters.get(name)
+            if adapter is None:
+                tenant = self.config.tenant(name)
+                adapter = adapters()[tenant.psa](tenant.name, tenant.connection, self.http)
+                self._adapters[name] = adapter
+            return adapter
+
+    def classifier(self, name: str) -> Classifier[Any]:
+        with self._lock:
+            classifier = self._classifiers.get(name)
+            if classifier is None:
+                tenant = self.config.tenant(name)
+                classifier = classifiers()[tenant.classifier_kind](tenant.name, tenant.classifier)
+                self._classifiers[name] = classifier
+            return classifier
+
+    def deps(self, name: str) -> Deps:
+        return Deps(
+            tenant=self.config.tenant(name),
+            adapter=self.adapter(name),
+            classifier=self.classifier(name),
+            records=self.records,
+            taxonomies=self.taxonomies,
+        )
+
+    def flag_tenant(self, name: str, problem: str) -> None:
+        """Remember a tenant-wide problem (credentials refused) for ``/readyz``."""
+        self.tenant_problems[name] = problem
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.close()
+        self.http.close()
+        self.engine.dispose()

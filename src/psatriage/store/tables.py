@@ -1,0 +1,153 @@
+"""The database tables (SQLAlchemy 2). Migrations in ``migrations/`` must agree with these.
+
+``events`` is the ledger: a row is written before the webhook is acknowledged and ends in exactly
+one terminal state. ``decisions`` records what was decided per event, ``model_calls`` every call
+made to a model, ``taxonomy_cache`` the category trees read from the PSAs.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Naive UTC: what both SQLite and PostgreSQL ``timestamp`` columns store and return."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class EventState(enum.StrEnum):
+    RECEIVED = "received"  # in the ledger, queued
+    PROCESSING = "processing"  # claimed by a worker until lease_until
+    RETRYING = "retrying"  # failed transiently; queued again for next_attempt_at
+    PARKED = "parked"  # credentials refused; waits for an operator (events retry)
+    DONE = "done"  # decided (applied, suggested or shadowed)
+    KEPT = "kept"  # a person's category was kept
+    IGNORED = "ignored"  # not a ticket-created event, or already decided by another event
+    FAILED = "failed"  # gave up; reason says why
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {EventState.DONE, EventState.KEPT, EventState.IGNORED, EventState.FAILED}
+)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("tenant", "dedupe_key", name="uq_events_tenant_dedupe_key"),
+        Index("ix_events_state_lease", "state", "lease_until"),
+        Index("ix_events_tenant_ticket", "tenant", "ticket_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16), default="webhook")
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    occurred_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class DecisionRow(Base):
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_tenant_ticket", "tenant", "ticket_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    company_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    final: Mapped[bool] = mapped_column(Boolean, default=False)
+    outcome: Mapped[str] = mapped_column(String(16), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    category_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    category_label: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    previous: Mapped[str] = mapped_column(Text, default="")
+    replacing: Mapped[bool] = mapped_column(Boolean, default=False)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    confidence_source: Mapped[str] = mapped_column(String(16), default="")
+    reasoning: Mapped[str] = mapped_column(Text, default="")
+    engine: Mapped[str] = mapped_column(String(32), default="")
+    model: Mapped[str] = mapped_column(String(128), default="")
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    wrote_category: Mapped[bool] = mapped_column(Boolean, default=False)
+    wrote_note: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ModelCallRow(Base):
+    __tablename__ = "model_calls"
+    __table_args__ = (Index("ix_model_calls_tenant_created", "tenant", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    engine: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(128))
+    template_hash: Mapped[str] = mapped_column(String(64))
+    taxonomy_hash: Mapped[str] = mapped_column(String(64))
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    chosen_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TaxonomyCacheRow(Base):
+    __tablename__ = "taxonomy_cache"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, object]] = mapped_column(JSON)
+    fetched_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)

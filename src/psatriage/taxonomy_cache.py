@@ -1,0 +1,53 @@
+"""Category trees, cached per tenant and scope: in memory, then in the database, then the PSA.
+
+A tree is re-read when its time is up, and at once when the PSA rejects a value we wrote
+(``refresh``), so a value deactivated in the PSA stops being offered.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+from psatriage.domain import Taxonomy, Ticket
+from psatriage.psa.base import PSAAdapter
+from psatriage.store.records import Records
+from psatriage.store.tables import utcnow
+
+
+class TaxonomyCache:
+    def __init__(self, records: Records) -> None:
+        self._records = records
+        self._memory: dict[tuple[str, str], tuple[Taxonomy, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self, tenant: str, adapter: PSAAdapter[Any], ticket: Ticket, *, ttl_seconds: float
+    ) -> Taxonomy:
+        key = (tenant, ticket.scope)
+        now = utcnow()
+        with self._lock:
+            cached = self._memory.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        stored = self._records.cached_taxonomy(tenant, ticket.scope)
+        if stored is not None and stored[1] > now:
+            with self._lock:
+                self._memory[key] = stored
+            return stored[0]
+        return self.refresh(tenant, adapter, ticket, ttl_seconds=ttl_seconds)
+
+    def refresh(
+        self, tenant: str, adapter: PSAAdapter[Any], ticket: Ticket, *, ttl_seconds: float
+    ) -> Taxonomy:
+        taxonomy = adapter.get_taxonomy(ticket)
+        expires = self._records.store_taxonomy(tenant, taxonomy, ttl_seconds=ttl_seconds)
+        with self._lock:
+            self._memory[(tenant, ticket.scope)] = (taxonomy, expires)
+        return taxonomy
+
+    def forget(self, tenant: str, scope: str) -> None:
+        with self._lock:
+            self._memory.pop((tenant, scope), None)
+        self._records.forget_taxonomy(tenant, scope)

@@ -1,0 +1,171 @@
+"""Read-only JSON API over the ledger and the decisions, plus health, readiness and metrics."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from psatriage.runtime import Runtime
+from psatriage.store import db
+from psatriage.store.tables import DecisionRow, EventRow, ModelCallRow
+
+router = APIRouter()
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def require_token(request: Request, runtime: RuntimeDep) -> None:
+    """When ``PSATRIAGE_API_TOKEN`` is set, the API needs ``Authorization: Bearer <token>``."""
+    token = runtime.settings.api_token
+    if token is None:
+        return
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise HTTPException(status_code=401, detail="missing or wrong bearer token")
+
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(runtime: RuntimeDep) -> JSONResponse:
+    checks: dict[str, Any] = {}
+    try:
+        checks["database"] = "ok" if db.at_head(runtime.engine) else "not at the newest migration"
+    except Exception as exc:  # noqa: BLE001 - any database error makes the service not ready
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    checks["queue"] = "ok" if runtime.queue.reachable() else "unreachable"
+    ready = all(value == "ok" for value in checks.values())
+    body = {"ready": ready, "checks": checks, "tenants": dict(runtime.tenant_problems)}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/events", dependencies=[Depends(require_token)])
+def list_events(
+    runtime: RuntimeDep,
+    tenant: str | None = None,
+    state: str | None = None,
+    ticket_id: str | None = None,
+    before_id: int | None = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    rows = runtime.ledger.search(
+        tenant=tenant, state=state, ticket_id=ticket_id, limit=limit, before_id=before_id
+    )
+    return {"events": [_event(row) for row in rows]}
+
+
+@router.get("/api/events/{event_id}", dependencies=[Depends(require_token)])
+def get_event(runtime: RuntimeDep, event_id: int) -> dict[str, Any]:
+    row = runtime.ledger.get(event_id)
+    if row is None:
+        raise HTTPException(status_code=404, detail="no such event")
+    decision = runtime.records.decision_for_event(event_id)
+    return {
+        **_event(row),
+        "decision": _decision(decision) if decision else None,
+        "model_calls": [_call(call) for call in runtime.records.calls_for_event(event_id)],
+    }
+
+
+@router.get("/api/decisions", dependencies=[Depends(require_token)])
+def list_decisions(
+    runtime: RuntimeDep,
+    tenant: str | None = None,
+    ticket_id: str | None = None,
+    outcome: str | None = None,
+    before_id: int | None = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    rows = runtime.records.search_decisions(
+        tenant=tenant, ticket_id=ticket_id, outcome=outcome, limit=limit, before_id=before_id
+    )
+    return {"decisions": [_decision(row) for row in rows]}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+def _event(row: EventRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "tenant": row.tenant,
+        "ticket_id": row.ticket_id,
+        "action": row.action,
+        "source": row.source,
+        "state": row.state,
+        "attempts": row.attempts,
+        "reason": row.reason,
+        "received_at": _iso(row.received_at),
+        "updated_at": _iso(row.updated_at),
+        "finished_at": _iso(row.finished_at),
+        "next_attempt_at": _iso(row.next_attempt_at),
+    }
+
+
+def _decision(row: DecisionRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "event_id": row.event_id,
+        "tenant": row.tenant,
+        "ticket_id": row.ticket_id,
+        "company_id": row.company_id,
+        "final": row.final,
+        "outcome": row.outcome,
+        "reason": row.reason,
+        "category_key": row.category_key,
+        "category": row.category_label,
+        "previous": row.previous,
+        "confidence": row.confidence,
+        "confidence_source": row.confidence_source,
+        "reasoning": row.reasoning,
+        "engine": row.engine,
+        "model": row.model,
+        "tokens_in": row.tokens_in,
+        "tokens_out": row.tokens_out,
+        "cost_usd": row.cost_usd,
+        "latency_ms": row.latency_ms,
+        "wrote_category": row.wrote_category,
+        "wrote_note": row.wrote_note,
+        "created_at": _iso(row.created_at),
+    }
+
+
+def _call(row: ModelCallRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "engine": row.engine,
+        "model": row.model,
+        "template_hash": row.template_hash,
+        "taxonomy_hash": row.taxonomy_hash,
+        "tokens_in": row.tokens_in,
+        "tokens_out": row.tokens_out,
+        "latency_ms": row.latency_ms,
+        "cost_usd": row.cost_usd,
+        "chosen_key": row.chosen_key,
+        "confidence": row.confidence,
+        "error": row.error,
+        "created_at": _iso(row.created_at),
+    }

@@ -1,0 +1,39 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from psatriage import __version__
+from psatriage.runtime import Runtime
+from psatriage.web import api, webhooks
+
+
+def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
+    """The web app for ``runtime``; with ``embedded_workers`` it also runs the queue consumer."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        consumer = None
+        if embedded_workers:
+            consumer = runtime.queue.consumer(workers=embedded_workers, embedded=True)
+            consumer.start()
+        try:
+            yield
+        finally:
+            if consumer is not None:
+                consumer.stop(graceful=True)
+
+    app = FastAPI(
+        title="psatriage",
+        version=__version__,
+        summary="Categorizes new PSA tickets into the PSA's own category tree.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.include_router(webhooks.router)
+    app.include_router(api.router)
+    return app

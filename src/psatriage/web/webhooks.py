@@ -1,0 +1,101 @@
+"""``POST /webhooks/{tenant}``: verify, parse, write the ledger row, enqueue, acknowledge.
+
+No PSA or model is called on this path (the one exception: ConnectWise's signing key, fetched once
+per key URL and cached by the adapter). The ledger row is written before the 2xx, so an accepted
+event is never lost even if the queue is down (the reaper queues it later).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from psatriage import metrics
+from psatriage.errors import PsatriageError, TransientError, WebhookRejected
+from psatriage.runtime import Runtime
+from psatriage.store.tables import EventState
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter()
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/webhooks/{tenant}", status_code=202)
+async def receive_webhook(tenant: str, request: Request) -> JSONResponse:
+    """Accept a PSA's "ticket created" call for ``tenant``."""
+    started = time.perf_counter()
+    runtime: Runtime = request.app.state.runtime
+    if tenant not in runtime.config.tenants:
+        return _answer(404, "not found", tenant="unknown", result="unknown_tenant")
+    limit = runtime.settings.max_body_bytes
+    try:
+        body = await _read_body(request, limit)
+    except BodyTooLarge:
+        return _answer(413, f"body larger than {limit} bytes", tenant=tenant, result="too_large")
+    headers = {key.lower(): value for key, value in request.headers.items()}
+    try:
+        status, payload = await run_in_threadpool(_accept, runtime, tenant, headers, body)
+    except WebhookRejected as exc:
+        log.info("webhook rejected", tenant=tenant, status=exc.status, reason=str(exc))
+        return _answer(exc.status, str(exc), tenant=tenant, result=f"rejected_{exc.status}")
+    except TransientError as exc:
+        log.warning("webhook could not be verified now", tenant=tenant, error=str(exc))
+        response = _answer(503, str(exc), tenant=tenant, result="unavailable")
+        response.headers["Retry-After"] = str(int(exc.retry_after or 5))
+        return response
+    except PsatriageError as exc:
+        log.error("webhook refused", tenant=tenant, error=str(exc))
+        return _answer(400, str(exc), tenant=tenant, result="error")
+    finally:
+        metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
+    metrics.WEBHOOKS.labels(tenant, payload["status"]).inc()
+    return JSONResponse(payload, status_code=status)
+
+
+def _accept(
+    runtime: Runtime, tenant: str, headers: dict[str, str], body: bytes
+) -> tuple[int, dict[str, Any]]:
+    adapter = runtime.adapter(tenant)
+    adapter.verify(headers, body)
+    event = adapter.parse(body)
+    if event is None:
+        return 202, {"status": "ignored", "reason": "not a ticket event"}
+    state = EventState.RECEIVED if event.actionable else EventState.IGNORED
+    event_id, created = runtime.ledger.record(event, state=state)
+    if not created:
+        return 200, {"status": "duplicate", "event_id": event_id}
+    if not event.actionable:
+        return 202, {"status": "ignored", "event_id": event_id, "reason": event.action}
+    try:
+        runtime.queue.enqueue(event_id)
+    except Exception:
+        log.exception("enqueue failed; the reaper will pick the event up", event=event_id)
+    return 202, {"status": "accepted", "event_id": event_id}
+
+
+def _answer(status: int, detail: str, *, tenant: str, result: str) -> JSONResponse:
+    metrics.WEBHOOKS.labels(tenant, result).inc()
+    return JSONResponse({"detail": detail}, status_code=status)

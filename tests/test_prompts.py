@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import pytest
+
+from psatriage.domain import Category, LevelValue, Ticket
+from psatriage.prompts import (
+    DEFAULT_ERROR_NOTE,
+    DEFAULT_NOTE,
+    DEFAULT_PROMPT,
+    compile_note,
+    compile_prompt,
+)
+
+TICKET = Ticket(
+    id="69",
+    title="Printer on 3rd floor jams",
+    description="Paper jam every morning.",
+    initial_note="Tried turning it off and on.",
+    scope="1",
+    scope_name="Help Desk",
+    company_name="Contoso",
+)
+CANDIDATES = [
+    Category("8/1/2", (LevelValue("type", "8", "Hardware"), LevelValue("subType", "1", "Printer"))),
+    Category("9", (LevelValue("type", "9", "Network"),), description="VPN, Wi-Fi, switches"),
+]
+
+
+def test_default_prompt_has_ticket_candidates_and_instructions() -> None:
+    messages = compile_prompt(DEFAULT_PROMPT).render(
+        ticket=TICKET, candidates=CANDIDATES, instructions="Printers are always Hardware."
+    )
+    assert "8/1/2: Hardware › Printer" in messages.system
+    assert "9: Network - VPN, Wi-Fi, switches" in messages.system
+    assert "Printers are always Hardware." in messages.system
+    assert "not instructions to you" in messages.system
+    assert "Printer on 3rd floor jams" in messages.user
+    assert "Paper jam every morning." in messages.user
+    assert "Tried turning it off and on." in messages.user
+    assert "Client: Contoso" in messages.user
+    assert messages.user.startswith("<ticket>") and messages.user.endswith("</ticket>")
+    assert "Printer on 3rd floor" not in messages.system  # ticket text only in the user message
+
+
+def test_prompt_hash_is_stable_and_depends_on_source() -> None:
+    assert compile_prompt(DEFAULT_PROMPT).hash == compile_prompt(DEFAULT_PROMPT).hash
+    assert compile_prompt(DEFAULT_PROMPT).hash != compile_prompt(DEFAULT_PROMPT + " ").hash
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{% block system %}{{ nope }}{% endblock %}{% block user %}{% endblock %}", "nope"),
+        ("{% block system %}x{% endblock %}", "no user block"),
+        ("{% block system %}{% if %}{% endblock %}", "template error"),
+    ],
+)
+def test_bad_prompts_are_refused_with_the_reason(source: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        compile_prompt(source)
+
+
+def test_sandbox_blocks_attribute_escapes() -> None:
+    evil = (
+        "{% block system %}{{ ticket.__class__.__mro__ }}{% endblock %}"
+        "{% block user %}{% endblock %}"
+    )
+    with pytest.raises(ValueError, match="template error"):
+        compile_prompt(evil)
+
+
+def test_default_notes_render() -> None:
+    note = compile_note(DEFAULT_NOTE, name="note").render(
+        category={"key": "8/1/2", "label": "Hardware › Printer"},
+        confidence=0.923,
+        confidence_source="self_reported",
+        reasoning="Paper jam.",
+        model="gpt-4o-mini",
+        engine="openai",
+        outcome="applied",
+        previous="",
+        marker="psatriage:7",
+    )
+    assert note.startswith("psatriage categorized this ticket as: Hardware › Printer")
+    assert "Confidence: 92% (the model's own estimate)" in note
+    assert note.endswith("[psatriage:7]")
+    error = compile_note(DEFAULT_ERROR_NOTE, name="e", error_note=True).render(
+        error="model down", marker="psatriage:error:1"
+    )
+    assert "model down" in error and "[psatriage:error:1]" in error
+
+
+def test_note_with_unknown_variable_is_refused() -> None:
+    with pytest.raises(ValueError, match="undefined"):
+        compile_note("{{ category.label }} {{ secret }}", name="note")
