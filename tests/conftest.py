@@ -18,6 +18,9 @@ import redis
 from sqlalchemy.engine import make_url
 
 from psatriage.settings import Settings
+from tests.fakes.connectwise import FakeConnectWise
+from tests.fakes.openai import FakeOpenAI
+from tests.harness import Harness
 
 
 @pytest.fixture
@@ -70,3 +73,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'psatriage.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def cw() -> Iterator[FakeConnectWise]:
+    with FakeConnectWise() as fake:
+        yield fake
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def harness(
+    cw: FakeConnectWise, llm: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Harness:
+    built = Harness(cw, llm, tmp_path)
+    for key, value in built.env.items():
+        monkeypatch.setenv(key, value)
+    return built

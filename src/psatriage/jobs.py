@@ -132,7 +132,7 @@ def process_event(runtime: Runtime, event_id: int) -> EventState | None:
     claim = runtime.ledger.claim(event_id, lease_seconds=settings.lease_seconds)
     if claim is None:
         return None
-    bound = log.bind(event=claim.id, tenant=claim.tenant, ticket=claim.ticket_id)
+    bound = log.bind(event_id=claim.id, tenant=claim.tenant, ticket=claim.ticket_id)
     if claim.tenant not in runtime.config.tenants:
         return _finish(runtime, claim, EventState.FAILED, "tenant is no longer configured")
     started = time.perf_counter()
@@ -191,7 +191,7 @@ def _transient(
     settings = runtime.settings
     if claim.attempts >= settings.max_attempts:
         reason = f"gave up after {claim.attempts} attempts: {reason}"
-        log.warning("event failed", event=claim.id, tenant=claim.tenant, error=reason)
+        log.warning("event failed", event_id=claim.id, tenant=claim.tenant, error=reason)
         if error is not None:
             _report(runtime, claim, error)
         return _finish(runtime, claim, EventState.FAILED, reason)
@@ -203,7 +203,7 @@ def _transient(
     )
     if runtime.ledger.retry_later(claim, utcnow() + timedelta(seconds=delay), reason):
         runtime.queue.schedule(claim.id, delay)
-        log.info("event will be retried", event=claim.id, delay=round(delay, 2), error=reason)
+        log.info("event will be retried", event_id=claim.id, delay=round(delay, 2), error=reason)
     return EventState.RETRYING
 
 
@@ -219,7 +219,7 @@ def _finish(
     runtime: Runtime, claim: Claim, state: EventState, reason: str, outcome: str | None = None
 ) -> EventState:
     if not runtime.ledger.finish(claim, state, reason):
-        log.warning("lost the lease before finishing", event=claim.id, state=state.value)
+        log.warning("lost the lease before finishing", event_id=claim.id, state=state.value)
     metrics.EVENTS.labels(claim.tenant, outcome or state.value).inc()
     metrics.END_TO_END_SECONDS.labels(claim.tenant).observe(
         (utcnow() - claim.received_at).total_seconds()

@@ -1,4 +1,4 @@
-"""The ledger on real SQLite and PostgreSQL: dedupe, exclusive claims, leases, the reaper's query."""
+"""The ledger on real SQLite and PostgreSQL: dedupe, exclusive claims, leases, what is due."""
 
 from __future__ import annotations
 
@@ -114,9 +114,7 @@ def test_retry_later_then_due_when_overdue(ledger: Ledger) -> None:
     assert row is not None and row.state == "retrying" and row.reason == "model down"
     assert ledger.due(stale_after=0) == []  # not yet due
     with ledger._sessions.begin() as session:
-        session.execute(
-            update(EventRow).values(next_attempt_at=utcnow() - timedelta(seconds=10))
-        )
+        session.execute(update(EventRow).values(next_attempt_at=utcnow() - timedelta(seconds=10)))
     assert ledger.due(stale_after=1) == [event_id]
     again = ledger.claim(event_id, lease_seconds=60)
     assert again is not None and again.attempts == 2

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
 from psatriage.config import load_config
+from psatriage.docgen import configuration_reference
 from psatriage.domain import Ticket
 from psatriage.errors import ConfigError, PsatriageError
 from psatriage.store import db
@@ -56,6 +57,12 @@ def _check(call: typer.models.Callable[[], str]) -> str:  # type: ignore[name-de
         return f"[green]ok[/green] {call()}"
     except PsatriageError as exc:
         return f"[red]{type(exc).__name__}[/red]: {exc}"
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (docs/configuration.md) generated from the models."""
+    print(configuration_reference(), end="")
 
 
 @db_app.command("upgrade")

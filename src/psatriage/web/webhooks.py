@@ -92,7 +92,7 @@ def _accept(
     try:
         runtime.queue.enqueue(event_id)
     except Exception:
-        log.exception("enqueue failed; the reaper will pick the event up", event=event_id)
+        log.exception("enqueue failed; the reaper will pick the event up", event_id=event_id)
     return 202, {"status": "accepted", "event_id": event_id}
 
 

@@ -1,0 +1,93 @@
+"""The CLI against the fakes: config check, taxonomy show, webhooks register, categorize, db."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from psatriage.cli import app
+from tests.harness import TENANT, Harness
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def configured(harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
+    monkeypatch.setenv("PSATRIAGE_CONFIG", str(harness.write_config()))
+    monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path / "data"))
+    return harness
+
+
+def test_config_check_validates_and_calls_each_connection(configured: Harness) -> None:
+    result = runner.invoke(app, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "1 tenant(s), file is valid" in result.output
+    assert "ConnectWise" in result.output and "gpt-4o-mini" in result.output
+    assert any(r.path.endswith("/system/info") for r in configured.cw.requests)
+
+
+def test_config_check_says_what_is_wrong(configured: Harness) -> None:
+    configured.llm.api_key = "another-key"
+    result = runner.invoke(app, ["config", "check"])
+    assert result.exit_code == 1
+    assert "AuthFailed" in result.output
+    assert "sk-fake" not in result.output
+
+
+def test_config_check_on_a_bad_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[tenants.acme]\npsa = "connectwise"\nconnection = {}\n[tenants.acme.policy]\nmode = "x"\n'
+    )
+    monkeypatch.setenv("PSATRIAGE_CONFIG", str(bad))
+    result = runner.invoke(app, ["config", "check", "--offline"])
+    assert result.exit_code == 2
+    assert "tenant 'acme', key 'policy.mode'" in result.output
+
+
+def test_taxonomy_show(configured: Harness) -> None:
+    result = runner.invoke(app, ["taxonomy", "show", "--tenant", TENANT, "--board", "Help Desk"])
+    assert result.exit_code == 0, result.output
+    assert "10/20/30" in result.output and "Paper jam" in result.output
+    assert "Network Operations" not in result.output
+    everything = runner.invoke(app, ["taxonomy", "show", "--tenant", TENANT])
+    assert "Network Operations" in everything.output and "Onboarding" in everything.output
+
+
+def test_webhooks_register_is_idempotent(configured: Harness) -> None:
+    url = "https://triage.example.com/webhooks/acme"
+    first = runner.invoke(app, ["webhooks", "register", "--tenant", TENANT, "--url", url])
+    second = runner.invoke(app, ["webhooks", "register", "--tenant", TENANT, "--url", url])
+    assert first.exit_code == 0 and second.exit_code == 0, first.output
+    assert first.output.splitlines()[-1] == second.output.splitlines()[-1] == "registered: 1000"
+    assert len(configured.cw.callbacks) == 1
+    assert configured.cw.callbacks[0]["url"] == url
+
+
+def test_categorize_dry_run_then_for_real(configured: Harness) -> None:
+    ticket = configured.cw.add_ticket("Printer", "My printer has a paper jam")
+    dry = runner.invoke(
+        app, ["categorize", "--tenant", TENANT, "--ticket", str(ticket), "--dry-run"]
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "Hardware › Printer › Paper jam" in dry.output and "applied" in dry.output
+    assert configured.cw.writes == []
+    real = runner.invoke(app, ["categorize", "--tenant", TENANT, "--ticket", str(ticket)])
+    assert real.exit_code == 0, real.output
+    assert "done" in real.output
+    assert len(configured.cw.patches(ticket)) == 1
+
+
+def test_categorize_unknown_tenant(configured: Harness) -> None:
+    result = runner.invoke(app, ["categorize", "--tenant", "nope", "--ticket", "1"])
+    assert result.exit_code == 2
+    assert "no tenant named 'nope'" in result.output
+
+
+def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path))
+    result = runner.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 0
+    assert "database at revision 0001" in result.output

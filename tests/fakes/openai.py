@@ -1,0 +1,334 @@
+"""A fake of the OpenAI Chat Completions API (and of Azure OpenAI's paths), for the real SDK.
+
+Routes::
+
+    POST /v1/chat/completions                                  OpenAI and compatible servers
+    POST /openai/v1/chat/completions                           Azure, v1 API
+    POST /openai/deployments/{deployment}/chat/completions     Azure (needs ?api-version=, api-key)
+    GET  /v1/models, /v1/models/{id}                           (also under /openai)
+
+Auth is ``Authorization: Bearer <api_key>`` (or the ``api-key`` header for Azure); with
+``api_key=None`` the fake is a compatible server without auth. Answers pick a candidate key with
+``chooser(keys, ticket_text)`` (default: the first key whose leaf label words all appear in the
+ticket, else the first key) and carry token log-probs when asked for them.
+
+``script(*behaviours)`` queues what the next chat calls do; after the queue, the default answer::
+
+    "invalid_key"          a key that is not a candidate
+    "garbage"              content that is not JSON
+    "refusal"              message.refusal set, content null
+    "length"               finish_reason "length", content cut in half
+    "no_json_schema"       400: response_format json_schema is not supported (vLLM, old servers)
+    "no_logprobs"          400: logprobs are not supported
+    ("status", 429, {"Retry-After": "2"})     any status, optional headers
+    ("delay", seconds)     sleep, then the default answer
+    ("answer", key, confidence)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from tests.fakes.base import FakeServer, Request, Response
+
+Chooser = Callable[[list[str], str], str]
+Behaviour = str | tuple[Any, ...]
+
+DEFAULT_API_KEY = "sk-fake-0123456789abcdef"
+DEFAULT_MODELS = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "o4-mini",
+    "llama3.1:8b",
+)
+_SIMPLE = frozenset(
+    {"invalid_key", "garbage", "refusal", "length", "no_json_schema", "no_logprobs"}
+)
+_KEY_LIST = re.compile(r"one of these keys: (\[[^\n]*\])")
+_TOKEN = re.compile(r"\w{1,4}|\s+|[^\w\s]")
+_WORD = re.compile(r"[a-z0-9]{3,}")
+
+
+def _error(
+    status: int, message: str, type_: str, code: str | None = None, **extra: Any
+) -> Response:
+    body = {"error": {"message": message, "type": type_, "param": None, "code": code, **extra}}
+    return Response(status, body)
+
+
+class FakeOpenAI(FakeServer):
+    """The Chat Completions API on 127.0.0.1; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = DEFAULT_API_KEY,
+        models: Iterable[str] = DEFAULT_MODELS,
+        chooser: Chooser | None = None,
+        category_probability: float = 0.92,
+        latency: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self._defaults = (api_key, tuple(models), chooser, category_probability, latency)
+        self._script: deque[Behaviour] = deque()
+        self._script_lock = threading.Lock()
+        self.calls: list[dict[str, Any]] = []  # parsed JSON bodies of the chat calls
+        self.reset()
+        self.route("POST", r"/v1/chat/completions", self._chat)
+        self.route("POST", r"/openai/v1/chat/completions", self._chat)
+        self.route(
+            "POST", r"/openai/deployments/(?P<deployment>[^/]+)/chat/completions", self._chat
+        )
+        self.route("GET", r"(?:/openai)?/v1/models", self._list_models)
+        self.route("GET", r"(?:/openai)?/v1/models/(?P<model>.+)", self._get_model)
+
+    def reset(self) -> None:
+        """Back to the constructor's settings, with empty logs: one server can serve many tests."""
+        api_key, models, chooser, category_probability, latency = self._defaults
+        self.api_key = api_key
+        self.models = list(models)  # empty: any model is served
+        self.chooser = chooser
+        self.category_probability = category_probability
+        self.latency = latency  # seconds added to every chat answer
+        self.supports_json_schema = True  # False: every json_schema request gets a 400
+        self.supports_logprobs = True  # False: every logprobs request gets a 400
+        self.delay = 0.0
+        self.clear_failures()
+        with self._script_lock:
+            self._script.clear()
+            self.calls.clear()
+        with self._lock:
+            self.requests.clear()
+            self.writes.clear()
+
+    def script(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours for the next chat calls (see the module docstring)."""
+        for behaviour in behaviours:
+            name = behaviour if isinstance(behaviour, str) else behaviour[0]
+            if name not in _SIMPLE | {"status", "delay", "answer"}:
+                raise ValueError(f"unknown behaviour {behaviour!r}")
+        with self._script_lock:
+            self._script.extend(behaviours)
+
+    # -- auth ---------------------------------------------------------------------------------
+
+    def authorize(self, request: Request) -> Response | None:
+        if self.api_key is None:
+            return None
+        azure = request.path.startswith("/openai/")
+        bearer = request.headers.get("authorization", "")
+        presented = request.headers.get("api-key") if azure else None
+        if presented is None and not request.path.startswith("/openai/deployments/"):
+            presented = bearer.removeprefix("Bearer ") if bearer.startswith("Bearer ") else None
+        if presented == self.api_key:
+            return None
+        if not presented:
+            return _error(401, "You didn't provide an API key.", "invalid_request_error")
+        # Echoes the key in full, as some proxies do: the client must scrub its messages.
+        return _error(
+            401,
+            f"Incorrect API key provided: {presented}.",
+            "invalid_request_error",
+            "invalid_api_key",
+        )
+
+    # -- models -------------------------------------------------------------------------------
+
+    def _model(self, model_id: str) -> dict[str, Any]:
+        return {"id": model_id, "object": "model", "created": 1_700_000_000, "owned_by": "fake"}
+
+    def _list_models(self, request: Request) -> Response:
+        return Response(200, {"object": "list", "data": [self._model(m) for m in self.models]})
+
+    def _get_model(self, request: Request) -> Response:
+        model_id = request.params["model"]
+        if self.models and model_id not in self.models:
+            return self._no_model(model_id)
+        return Response(200, self._model(model_id))
+
+    def _no_model(self, model_id: str) -> Response:
+        return _error(
+            404,
+            f"The model `{model_id}` does not exist or you do not have access to it.",
+            "invalid_request_error",
+            "model_not_found",
+        )
+
+    # -- chat ---------------------------------------------------------------------------------
+
+    def _chat(self, request: Request) -> Response:
+        body: dict[str, Any] = request.json()
+        with self._script_lock:
+            self.calls.append(body)
+            behaviour: Behaviour | None = self._script.popleft() if self._script else None
+        if self.latency:
+            time.sleep(self.latency)
+        deployment = request.params.get("deployment")
+        if deployment is not None and not request.arg("api-version"):
+            return Response(404, {"error": {"code": "404", "message": "Resource not found"}})
+        model = str(body.get("model", ""))
+        if deployment is None and self.models and model not in self.models:
+            return self._no_model(model)
+        if isinstance(behaviour, tuple) and behaviour[0] == "status":
+            return self._status(behaviour[1], *(behaviour[2:] or ({},)))
+        if isinstance(behaviour, tuple) and behaviour[0] == "delay":
+            time.sleep(behaviour[1])
+        response_format = body.get("response_format") or {}
+        if behaviour == "no_json_schema" or (
+            response_format.get("type") == "json_schema" and not self.supports_json_schema
+        ):
+            return _error(
+                400,
+                "response_format of type 'json_schema' is not supported by this server",
+                "invalid_request_error",
+                param="response_format",
+            )
+        if behaviour == "no_logprobs" or (body.get("logprobs") and not self.supports_logprobs):
+            return _error(400, "logprobs are not supported", "invalid_request_error")
+        return self._answer(body, model or str(deployment), response_format, behaviour)
+
+    def _status(self, status: int, headers: dict[str, str]) -> Response:
+        if status == 429:
+            response = _error(429, "Rate limit reached for requests.", "requests", "rate_limit")
+        elif status >= 500:
+            message = "The server had an error while processing your request."
+            response = _error(status, message, "server_error")
+        else:
+            response = _error(status, f"Scripted error {status}.", "invalid_request_error")
+        response.headers.update(headers)
+        return response
+
+    def _answer(
+        self,
+        body: dict[str, Any],
+        model: str,
+        response_format: dict[str, Any],
+        behaviour: Behaviour | None,
+    ) -> Response:
+        messages: list[dict[str, Any]] = body.get("messages", [])
+        texts = [m["content"] for m in messages if isinstance(m.get("content"), str)]
+        ticket = next((m["content"] for m in messages if m.get("role") == "user"), "")
+        content: str | None
+        refusal: str | None = None
+        finish = "stop"
+        if not response_format:
+            content = "OK"
+        else:
+            system = [m["content"] for m in messages if m.get("role") == "system"]
+            keys, labels = self._candidates(response_format, system, texts)
+            confidence = 0.9
+            if isinstance(behaviour, tuple) and behaviour[0] == "answer":
+                key, confidence = behaviour[1], behaviour[2]
+            elif behaviour == "invalid_key":
+                key = "not-a-category"
+            else:
+                key = self._choose(keys, labels, str(ticket))
+            label = labels.get(key, key)
+            answer = {
+                "category": key,
+                "confidence": confidence,
+                "reasoning": f"The ticket best matches {label}.",
+            }
+            content = json.dumps(answer, ensure_ascii=False)
+            if behaviour == "garbage":
+                content = "I think this is about a printer, but I am not sure."
+            elif behaviour == "refusal":
+                content, refusal = None, "I'm sorry, but I can't help with that request."
+            elif behaviour == "length":
+                content, finish = content[: len(content) // 2], "length"
+        logprobs = None
+        if body.get("logprobs") and content is not None:
+            logprobs = {"content": self._logprobs(content), "refusal": None}
+        prompt_tokens = max(1, sum(len(t) for t in texts) // 4)
+        completion_tokens = max(1, len(content or refusal or "") // 4)
+        return Response(
+            200,
+            {
+                "id": f"chatcmpl-fake{len(self.calls)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": refusal},
+                        "logprobs": logprobs,
+                        "finish_reason": finish,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            },
+        )
+
+    def _candidates(
+        self, response_format: dict[str, Any], system: list[str], texts: list[str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """The allowed keys (schema enum, else the key list of JSON mode) and their labels."""
+        schema = response_format.get("json_schema", {}).get("schema", {})
+        keys = schema.get("properties", {}).get("category", {}).get("enum")
+        if keys is None:
+            listed = [m for t in texts for m in _KEY_LIST.findall(t)]
+            keys = json.loads(listed[-1]) if listed else []
+        keys = [str(k) for k in keys]
+        return keys, _labels(keys, "\n".join(system))
+
+    def _choose(self, keys: list[str], labels: dict[str, str], ticket: str) -> str:
+        if not keys:
+            return "no-candidates"
+        if self.chooser is not None:
+            return self.chooser(keys, ticket)
+        text = ticket.lower()
+        for key in keys:
+            leaf = re.split(r"›|/", labels.get(key, key))[-1].lower()
+            words = _WORD.findall(leaf)
+            if words and all(word in text for word in words):
+                return key
+        return keys[0]
+
+    def _logprobs(self, content: str) -> list[dict[str, Any]]:
+        """Small tokens; those spelling the category value share ln(category_probability)."""
+        start = end = -1
+        if match := re.search(r'"category"\s*:\s*"((?:[^"\\]|\\.)*)"', content):
+            start, end = match.span(1)
+        tokens = [(m.start(), m.group()) for m in _TOKEN.finditer(content)]
+        in_value = [start <= pos < end for pos, _ in tokens]
+        share = math.log(self.category_probability) / max(1, sum(in_value))
+        out = []
+        for (_, token), chosen in zip(tokens, in_value, strict=True):
+            logprob = share if chosen else -0.0001
+            raw = list(token.encode())
+            top = [{"token": token, "logprob": logprob, "bytes": raw}]
+            out.append({"token": token, "logprob": logprob, "bytes": raw, "top_logprobs": top})
+        return out
+
+
+def _labels(keys: list[str], prompt: str) -> dict[str, str]:
+    """Each key's label from the prompt's "key: label - description" entries.
+
+    An entry ends at a line break or where the next key's entry starts, so a template that
+    forgets the line breaks between entries still reads.
+    """
+    found = ((prompt.find(f"\n{key}: "), prompt.find(f"{key}: "), key) for key in keys)
+    starts = sorted((line + 1 if line >= 0 else anywhere, key) for line, anywhere, key in found)
+    starts = [(start, key) for start, key in starts if start >= 0]
+    labels: dict[str, str] = {}
+    for index, (start, key) in enumerate(starts):
+        stop = starts[index + 1][0] if index + 1 < len(starts) else len(prompt)
+        entry = prompt[start + len(key) + 2 : stop].split("\n", 1)[0]
+        labels[key] = entry.split(" - ", 1)[0].strip()
+    return labels

@@ -1,0 +1,197 @@
+"""The tenants file: valid files load; bad ones fail at load naming tenant, key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from psatriage.config import AppConfig, Mode, load_config, parse_config
+from psatriage.errors import ConfigError
+from tests.harness import to_toml
+
+CONNECTION = {
+    "site": "api-na.myconnectwise.net",
+    "company_id": "acme",
+    "public_key": "env:T_PUBLIC",
+    "private_key": "env:T_PRIVATE",
+    "client_id": "0d6c3b1e-7f55-4b39-9f2a-4ad2f1c0a001",
+}
+
+
+@pytest.fixture(autouse=True)
+def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_PUBLIC", "pub")
+    monkeypatch.setenv("T_PRIVATE", "very-private-value")
+    monkeypatch.setenv("T_OPENAI", "sk-secret-value")
+
+
+def _tenant(**changes: Any) -> dict[str, Any]:
+    tenant: dict[str, Any] = {
+        "psa": "connectwise",
+        "connection": dict(CONNECTION),
+        "classifier": {"model": "gpt-4o-mini", "api_key": "env:T_OPENAI"},
+    }
+    tenant.update(changes)
+    return tenant
+
+
+def _load(tmp_path: Path, tenants: dict[str, Any]) -> AppConfig:
+    path = tmp_path / "psatriage.toml"
+    path.write_text(to_toml({"tenants": tenants}), encoding="utf-8")
+    return load_config(path)
+
+
+def test_a_valid_file_loads_with_defaults(tmp_path: Path) -> None:
+    config = _load(tmp_path, {"acme": _tenant()})
+    tenant = config.tenant("acme")
+    assert tenant.psa == "connectwise" and tenant.classifier_kind == "openai"
+    assert tenant.policy.mode is Mode.APPLY and tenant.policy.report_errors
+    assert tenant.connection.private_key.get_secret_value() == "very-private-value"  # type: ignore[attr-defined]
+    assert "very-private-value" not in repr(tenant) + repr(tenant.connection)
+    assert "sk-secret-value" not in repr(tenant.classifier)
+
+
+def test_company_overrides_accept_the_seed_variable_names(tmp_path: Path) -> None:
+    tenant = _load(
+        tmp_path,
+        {
+            "acme": _tenant(
+                prompt={"instructions": "Be brief."},
+                policy={"min_confidence": 0.4},
+                companies={
+                    "Contoso": {
+                        "ai_model_ticket_cat": "gpt-4o",
+                        "ticket_cat_max_tokens": 400,
+                        "instructions": "VPN is 'the tunnel'.",
+                        "policy": {"mode": "suggest"},
+                    },
+                    "250": {"model": "gpt-4.1"},
+                },
+            )
+        },
+    ).tenant("acme")
+    contoso = tenant.effective("999", "contoso")
+    assert (contoso.model, contoso.max_tokens) == ("gpt-4o", 400)
+    assert contoso.instructions == "Be brief.\nVPN is 'the tunnel'."
+    assert contoso.policy.mode is Mode.SUGGEST and contoso.policy.min_confidence == 0.4
+    assert tenant.effective("250").model == "gpt-4.1"
+    other = tenant.effective("1", "Fabrikam")
+    assert other.model is None and other.policy is tenant.policy
+
+
+@pytest.mark.parametrize(
+    ("tenants", "expected"),
+    [
+        (
+            {"acme": _tenant(connection={**CONNECTION, "private_key": "hunter2"})},
+            ["tenant 'acme', key 'connection.private_key'", "env:NAME", "fix:"],
+        ),
+        (
+            {"acme": _tenant(connection={**CONNECTION, "private_key": "env:T_MISSING"})},
+            ["key 'connection.private_key'", "T_MISSING is not set"],
+        ),
+        (
+            {"acme": _tenant(policy={"mode": "yolo"})},
+            ["key 'policy.mode'", "'apply', 'suggest' or 'shadow'", "fix: use one of"],
+        ),
+        (
+            {"acme": _tenant(policy={"min_confidence": 0.9, "min_confidence_to_change": 0.5})},
+            ["key 'policy'", "min_confidence_to_change must be at least min_confidence"],
+        ),
+        (
+            {"acme": _tenant(policy={"min_confidence": 2})},
+            ["key 'policy.min_confidence'", "fix: lower the value"],
+        ),
+        (
+            {"acme": _tenant(polcy={"mode": "apply"})},
+            ["key 'polcy'", "fix: remove it or check its spelling"],
+        ),
+        ({"acme": _tenant(psa="servicenow")}, ["key 'psa'", "unknown PSA 'servicenow'"]),
+        (
+            {"acme": _tenant(classifier={"kind": "magic"})},
+            ["key 'classifier.kind'", "unknown classifier 'magic'"],
+        ),
+        (
+            {"acme": _tenant(connection={"site": "x"})},
+            ["key 'connection.company_id'", "fix: add this key"],
+        ),
+        (
+            {"acme": _tenant(prompt={"template": "{% block system %}{{ oops }}{% endblock %}"})},
+            ["key 'prompt.template'", "fix: use only the variables"],
+        ),
+        (
+            {"acme": _tenant(prompt={"note_template": "{{ category.label }} {{ secret }}"})},
+            ["key 'prompt.note_template'", "secret"],
+        ),
+        ({"Bad Name": _tenant()}, ["tenant 'Bad Name'", "lower-case letters"]),
+        (
+            {"acme": _tenant(companies={"x": {"ticket_cat_max_tokens": 1}})},
+            ["key 'companies.x.ticket_cat_max_tokens'"],
+        ),
+    ],
+)
+def test_bad_files_name_tenant_key_and_fix(
+    tmp_path: Path, tenants: dict[str, Any], expected: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, tenants)
+    message = str(caught.value)
+    for part in expected:
+        assert part in message
+    assert "hunter2" not in message and "very-private-value" not in message
+
+
+def test_every_problem_of_every_tenant_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(
+            tmp_path,
+            {
+                "one": _tenant(policy={"mode": "x"}),
+                "two": _tenant(connection={**CONNECTION, "public_key": "plain"}),
+            },
+        )
+    assert "tenant 'one'" in str(caught.value) and "tenant 'two'" in str(caught.value)
+
+
+def test_template_file_is_read_relative_to_the_tenants_file(tmp_path: Path) -> None:
+    (tmp_path / "prompt.j2").write_text(
+        "{% block system %}Pick one of {{ candidates | length }}.{% endblock %}"
+        "{% block user %}{{ ticket.title }}{% endblock %}"
+    )
+    tenant = _load(tmp_path, {"acme": _tenant(prompt={"template_file": "prompt.j2"})}).tenant(
+        "acme"
+    )
+    assert "Pick one of" in tenant.prompt.source
+    with pytest.raises(ConfigError, match="cannot read"):
+        _load(tmp_path, {"acme": _tenant(prompt={"template_file": "missing.j2"})})
+
+
+def test_file_secret_references(tmp_path: Path) -> None:
+    secret = tmp_path / "cw.key"
+    secret.write_text("from-a-file\n")
+    connection = {**CONNECTION, "private_key": f"file:{secret}"}
+    tenant = _load(tmp_path, {"acme": _tenant(connection=connection)}).tenant("acme")
+    assert tenant.connection.private_key.get_secret_value() == "from-a-file"  # type: ignore[attr-defined]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "none.toml", missing_ok=True).tenants == {}
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "none.toml")
+
+
+def test_not_toml_and_unknown_top_level_keys(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[tenants\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="unknown top-level key"):
+        parse_config({"tenant": {}})
+
+
+def test_unknown_tenant_lists_the_known_ones(tmp_path: Path) -> None:
+    config = _load(tmp_path, {"acme": _tenant()})
+    with pytest.raises(ConfigError, match=r"no tenant named 'x' \(configured: acme\)"):
+        config.tenant("x")

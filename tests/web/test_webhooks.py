@@ -1,0 +1,188 @@
+"""POST /webhooks/{tenant}: verify → parse → ledger → enqueue → 202, and every way it says no."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from psatriage.runtime import Runtime
+from psatriage.web import create_app
+from tests.harness import TENANT, Harness
+
+
+@pytest.fixture
+def runtime(harness: Harness) -> Iterator[Runtime]:
+    built = harness.runtime()
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime)) as test_client:  # no embedded workers
+        yield test_client
+
+
+def _queued(runtime: Runtime) -> int:
+    return int(runtime.queue.huey.pending_count())
+
+
+def _post(client: TestClient, body: bytes, headers: dict[str, str], tenant: str = TENANT) -> object:
+    return client.post(f"/webhooks/{tenant}", content=body, headers=headers)
+
+
+def test_signed_ticket_added_is_recorded_queued_and_acknowledged(
+    harness: Harness, runtime: Runtime, client: TestClient
+) -> None:
+    ticket = harness.cw.add_ticket("Printer", "paper jam")
+    body, headers = harness.cw.callback(ticket)
+    response = client.post(f"/webhooks/{TENANT}", content=body, headers=headers)
+    assert response.status_code == 202
+    assert response.json()["status"] == "accepted"
+    event = runtime.ledger.get(response.json()["event_id"])
+    assert event is not None and event.state == "received" and event.ticket_id == str(ticket)
+    assert _queued(runtime) == 1
+    # no PSA call on this path other than the one signing-key fetch
+    assert [r.path for r in harness.cw.requests if "callbackkey" not in r.path] == []
+
+
+def test_signing_key_is_fetched_once(
+    harness: Harness, runtime: Runtime, client: TestClient
+) -> None:
+    for _ in range(3):
+        body, headers = harness.cw.callback(harness.cw.add_ticket("x", "y"))
+        assert client.post(f"/webhooks/{TENANT}", content=body, headers=headers).status_code == 202
+    assert len(harness.cw.requests_to("callbackkey")) == 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status"),
+    [
+        (lambda body, headers: (body, {**headers, "x-content-signature": "AAAA"}), 401),
+        (lambda body, headers: (body.replace(b"ServiceTicket", b"ServiceTickeT"), headers), 401),
+        (lambda body, headers: (body, {"content-type": "application/json"}), 401),
+    ],
+    ids=["wrong-signature", "tampered-body", "unsigned"],
+)
+def test_unverified_callbacks_are_refused_and_nothing_is_stored(
+    harness: Harness, runtime: Runtime, client: TestClient, mutate: object, status: int
+) -> None:
+    body, headers = harness.cw.callback(harness.cw.add_ticket("x", "y"))
+    body, headers = mutate(body, headers)  # type: ignore[operator]
+    response = client.post(f"/webhooks/{TENANT}", content=body, headers=headers)
+    assert response.status_code == status
+    assert response.json()["detail"]
+    assert runtime.ledger.search() == [] and _queued(runtime) == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        (b"{not json", 400),
+        (b"[1, 2]", 400),
+        (json.dumps({"Type": "ticket", "Action": "added"}).encode(), 400),
+    ],
+    ids=["not-json", "not-an-object", "no-key-url"],
+)
+def test_malformed_bodies_get_a_4xx_never_a_500(
+    harness: Harness, runtime: Runtime, client: TestClient, payload: bytes, status: int
+) -> None:
+    headers = {"x-content-signature": harness.cw.sign(payload)}
+    response = client.post(f"/webhooks/{TENANT}", content=payload, headers=headers)
+    assert response.status_code == status, response.text
+    assert runtime.ledger.search() == []
+
+
+def test_signed_but_incomplete_ticket_body_is_a_400(
+    harness: Harness, runtime: Runtime, client: TestClient
+) -> None:
+    body = json.dumps(
+        {"Type": "ticket", "Action": "added", "Metadata": {"key_url": harness.cw.key_url}}
+    ).encode()
+    response = client.post(
+        f"/webhooks/{TENANT}", content=body, headers={"x-content-signature": harness.cw.sign(body)}
+    )
+    assert response.status_code == 400
+    assert "id" in response.json()["detail"].lower()
+    assert runtime.ledger.search() == []
+
+
+def test_unknown_tenant_is_404_without_saying_which_exist(client: TestClient) -> None:
+    response = client.post("/webhooks/nobody", content=b"{}")
+    assert response.status_code == 404
+    assert TENANT not in response.text
+
+
+def test_body_over_the_limit_is_413(harness: Harness, client: TestClient) -> None:
+    response = client.post(f"/webhooks/{TENANT}", content=b"x" * (1_048_576 + 1))
+    assert response.status_code == 413
+
+
+def test_five_concurrent_deliveries_make_one_event(
+    harness: Harness, runtime: Runtime, client: TestClient
+) -> None:
+    body, headers = harness.cw.callback(harness.cw.add_ticket("x", "y"))
+    statuses: list[int] = []
+    barrier = threading.Barrier(5)
+
+    def deliver() -> None:
+        barrier.wait()
+        statuses.append(
+            client.post(f"/webhooks/{TENANT}", content=body, headers=headers).status_code
+        )
+
+    threads = [threading.Thread(target=deliver) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 200, 200, 200, 202]
+    assert len(runtime.ledger.search()) == 1 and _queued(runtime) == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "record_type"), [("updated", "ServiceTicket"), ("added", "ProjectTicket")]
+)
+def test_updates_and_project_tickets_are_recorded_as_ignored(
+    harness: Harness, runtime: Runtime, client: TestClient, action: str, record_type: str
+) -> None:
+    body, headers = harness.cw.callback(harness.cw.add_ticket("x", "y"), action, record_type)
+    response = client.post(f"/webhooks/{TENANT}", content=body, headers=headers)
+    assert response.status_code == 202 and response.json()["status"] == "ignored"
+    (event,) = runtime.ledger.search()
+    assert event.state == "ignored" and _queued(runtime) == 0
+
+
+def test_signing_key_outage_is_503_so_the_psa_retries(
+    harness: Harness, runtime: Runtime, client: TestClient
+) -> None:
+    body, headers = harness.cw.callback(harness.cw.add_ticket("x", "y"))
+    harness.cw.fail("GET", "callbackkey", 503)
+    response = client.post(f"/webhooks/{TENANT}", content=body, headers=headers)
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert runtime.ledger.search() == []
+    assert client.post(f"/webhooks/{TENANT}", content=body, headers=headers).status_code == 202
+
+
+def test_embedded_worker_categorizes_within_a_couple_of_seconds(
+    harness: Harness, runtime: Runtime
+) -> None:
+    ticket = harness.cw.add_ticket("Printer", "My printer has a paper jam")
+    body, headers = harness.cw.callback(ticket)
+    with TestClient(create_app(runtime, embedded_workers=2)) as client:
+        started = time.monotonic()
+        assert client.post(f"/webhooks/{TENANT}", content=body, headers=headers).status_code == 202
+        while time.monotonic() - started < 10 and not harness.cw.patches(ticket):
+            time.sleep(0.02)
+        while time.monotonic() - started < 10:
+            events = client.get("/api/events").json()["events"]
+            if events[0]["state"] == "done":
+                break
+            time.sleep(0.02)
+    assert len(harness.cw.patches(ticket)) == 1
+    assert events[0]["state"] == "done"
