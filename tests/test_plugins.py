@@ -23,6 +23,8 @@ def test_every_adapter_has_its_fake_and_tests() -> None:
         module = adapter.__module__.rsplit(".", 1)[-1]
         assert (ROOT / "tests" / "fakes" / f"{module}.py").is_file(), f"{kind}: no fake"
         assert (ROOT / "tests" / "psa" / f"test_{module}.py").is_file(), f"{kind}: no tests"
+        fake = importlib.import_module(f"tests.fakes.{module}")
+        assert callable(getattr(fake, "kit", None)), f"{kind}: its fake has no contract kit()"
         assert adapter.Config.model_config.get("extra") == "forbid"
 
 

@@ -87,6 +87,37 @@ class Category:
     def ids(self) -> dict[str, str]:
         return {v.level: v.id for v in self.path}
 
+    def with_facets(self, values: tuple[LevelValue, ...]) -> Category:
+        """This leaf plus chosen facet values (queue, priority...), as one writable category."""
+        if not values:
+            return self
+        suffix = "".join(f"+{v.level}={v.id}" for v in values)
+        return Category(self.key + suffix, self.path + values, self.description, self.active)
+
+
+@dataclass(frozen=True, slots=True)
+class Facet:
+    """A field the model sets beside the category tree (an Autotask queue, a Halo priority...).
+
+    ``name`` is the PSA's field, ``label`` what the model is told, ``options`` the active values
+    (each a ``LevelValue`` whose ``level`` is ``name``). Tenants choose which facets are used.
+    """
+
+    name: str
+    label: str
+    options: tuple[LevelValue, ...]
+
+    def get(self, option_id: str) -> LevelValue | None:
+        return next((o for o in self.options if o.id == option_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicket:
+    """A ticket found by polling (``PSAAdapter.list_new_tickets``)."""
+
+    ticket_id: str
+    created_at: datetime
+
 
 @dataclass(frozen=True)
 class Taxonomy:
@@ -101,6 +132,7 @@ class Taxonomy:
     levels: tuple[str, ...]
     leaves: tuple[Category, ...]
     defaults: frozenset[tuple[str, str]] = frozenset()
+    facets: tuple[Facet, ...] = ()
     _by_key: Mapping[str, Category] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -129,7 +161,10 @@ class Taxonomy:
     def fingerprint(self) -> str:
         """A short hash of what the model is shown; changes when any leaf changes."""
         text = json.dumps(
-            [[leaf.key, leaf.label, leaf.description, leaf.active] for leaf in self.leaves]
+            [
+                [[leaf.key, leaf.label, leaf.description, leaf.active] for leaf in self.leaves],
+                [[f.name, f.label, [[o.id, o.name] for o in f.options]] for f in self.facets],
+            ]
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -148,6 +183,10 @@ class Taxonomy:
                 }
                 for leaf in self.leaves
             ],
+            "facets": [
+                {"name": f.name, "label": f.label, "options": [[o.id, o.name] for o in f.options]}
+                for f in self.facets
+            ],
         }
 
     @classmethod
@@ -165,6 +204,14 @@ class Taxonomy:
                     active=leaf["active"],
                 )
                 for leaf in data["leaves"]
+            ),
+            facets=tuple(
+                Facet(
+                    name=f["name"],
+                    label=f["label"],
+                    options=tuple(LevelValue(f["name"], o[0], o[1]) for o in f["options"]),
+                )
+                for f in data.get("facets", ())
             ),
         )
 
@@ -214,6 +261,7 @@ class Classification:
     model: str
     usage: Usage = Usage()
     latency_ms: float = 0.0
+    facets: Mapping[str, str] = field(default_factory=dict)  # facet name -> chosen option id
 
 
 class Outcome(enum.StrEnum):

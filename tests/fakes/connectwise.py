@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tests.fakes.base import FakeServer, Request, Response
+from tests.fakes.kit import ContractKit, Delivery
 
 API = r"/(?P<codebase>[^/]+/)/?apis/3\.0"
 LEVELS = ("type", "subType", "item")
@@ -458,3 +459,33 @@ def _error(
             {"code": "InvalidValue", "message": detail, "resource": "ticket", "field": field_name}
         ]
     return Response(status, body)
+
+
+def kit() -> ContractKit:
+    """The contract-suite kit for ConnectWise (see ``tests/fakes/kit.py``); starts the fake."""
+    fake = FakeConnectWise().start()
+
+    def created(ticket_id: str) -> Delivery:
+        return fake.callback(int(ticket_id))
+
+    def updated(ticket_id: str) -> Delivery:
+        return fake.callback(int(ticket_id), action="updated")
+
+    def tamper(delivery: Delivery) -> Delivery:
+        body, headers = delivery
+        return body.replace(b'"ticket"', b'"Ticket"', 1), headers
+
+    return ContractKit(
+        psa="connectwise",
+        fake=fake,
+        connection=fake.connection_config(),
+        env=fake.secret_env(),
+        new_ticket=lambda title, description: str(fake.add_ticket(title, description)),
+        created=created,
+        updated=updated,
+        tamper=tamper,
+        category_writes=lambda ticket_id: fake.patches(int(ticket_id)),
+        notes=lambda ticket_id: [n["text"] for n in fake.notes(int(ticket_id))],
+        fail_path=lambda ticket_id: rf"/service/tickets/{ticket_id}$",
+        secrets=[fake.public_key, fake.private_key, fake.signing_key],
+    )

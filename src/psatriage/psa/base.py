@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from datetime import datetime
 from typing import ClassVar, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from psatriage.domain import Category, Taxonomy, Ticket, TicketEvent
+from psatriage.domain import Category, NewTicket, Taxonomy, Ticket, TicketEvent
 
 
 class AdapterConfig(BaseModel):
@@ -66,7 +67,11 @@ class PSAAdapter(ABC, Generic[ConfigT]):
 
     @abstractmethod
     def set_category(self, ticket: Ticket, category: Category) -> None:
-        """Write the category onto the ticket. Raise ``CategoryRejected`` if the PSA refuses it."""
+        """Write the category onto the ticket. Raise ``CategoryRejected`` if the PSA refuses it.
+
+        ``category.path`` may end with facet values (``Category.with_facets``): every level in
+        the path is a field to write.
+        """
 
     @abstractmethod
     def add_note(self, ticket: Ticket, text: str) -> None:
@@ -79,6 +84,13 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     @abstractmethod
     def register_webhook(self, url: str) -> str:
         """Create the PSA's webhook/callback entry that calls ``url``; return its PSA id."""
+
+    def list_new_tickets(self, since: datetime) -> list[NewTicket]:
+        """Tickets created at or after ``since`` (for the polling trigger), oldest first.
+
+        Adapters opt in to polling by implementing this; the default says they have not.
+        """
+        raise NotImplementedError(f"{self.kind} does not support polling")
 
     def list_scopes(self) -> list[tuple[str, str]]:
         """The scopes that own category trees, as ``(id, name)`` (e.g. ConnectWise boards).
