@@ -250,7 +250,7 @@ def test_dry_run_writes_nothing(harness: Harness, runtime: Runtime) -> None:
     ticket = harness.cw.add_ticket("Printer broken", JAM)
     result = pipeline.categorize(0, str(ticket), 1, runtime.deps(TENANT), dry_run=True)
     assert result.outcome is not None and result.outcome.value == "applied"
-    assert result.category is not None and result.category.key == "10/20/30"
+    assert result.chosen is not None and result.chosen.target.key == "10/20/30"
     assert harness.cw.writes == []
     with runtime.sessions() as session:
         assert session.execute(select(DecisionRow)).first() is None

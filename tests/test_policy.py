@@ -83,8 +83,3 @@ def test_choose_action(mode: str, confidence: float, replacing: bool, action: st
     )
     assert choice.action.value == action
     assert choice.reason
-
-
-def test_same_category() -> None:
-    assert policy.same_category(_ticket(HW, PRINTER), TAXONOMY.leaves[0])
-    assert not policy.same_category(_ticket(HW), TAXONOMY.leaves[0])

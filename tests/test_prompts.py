@@ -79,6 +79,7 @@ def test_default_notes_render() -> None:
         engine="openai",
         outcome="applied",
         previous="",
+        facets=[],
         marker="psatriage:7",
     )
     assert note.startswith("psatriage categorized this ticket as: Hardware › Printer")

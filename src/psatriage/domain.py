@@ -112,6 +112,54 @@ class Facet:
 
 
 @dataclass(frozen=True, slots=True)
+class Chosen:
+    """What is to be written: a leaf of the tree, the chosen facet values, and the tree's levels.
+
+    ``levels`` are the tree levels of the taxonomy, so a level the leaf does not use (an item
+    under a subtype-only leaf) is known to be cleared.
+    """
+
+    category: Category
+    facets: tuple[tuple[str, LevelValue], ...] = ()  # (facet label, chosen value)
+    levels: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> Category:
+        """The category to write: the leaf's path followed by the facet values."""
+        return self.category.with_facets(tuple(value for _, value in self.facets))
+
+    def is_on(self, ticket: Ticket) -> bool:
+        """Whether the ticket already has exactly this (so there is nothing to write)."""
+        current = {v.level: v.id for v in ticket.current}
+        wanted = self.target.ids()
+        unused = [level for level in self.levels if level not in wanted]
+        return all(current.get(k) == v for k, v in wanted.items()) and not any(
+            level in current for level in unused
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.category.key,
+            "path": [[v.level, v.id, v.name] for v in self.category.path],
+            "description": self.category.description,
+            "facets": [[label, v.level, v.id, v.name] for label, v in self.facets],
+            "levels": list(self.levels),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Chosen:
+        return cls(
+            category=Category(
+                key=str(data["key"]),
+                path=tuple(LevelValue(*v) for v in data["path"]),
+                description=str(data.get("description", "")),
+            ),
+            facets=tuple((f[0], LevelValue(f[1], f[2], f[3])) for f in data.get("facets", ())),
+            levels=tuple(data.get("levels", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class NewTicket:
     """A ticket found by polling (``PSAAdapter.list_new_tickets``)."""
 

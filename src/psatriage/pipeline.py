@@ -18,8 +18,10 @@ from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.config import Effective, Tenant
 from psatriage.domain import (
     Category,
+    Chosen,
     Classification,
     ConfidenceSource,
+    LevelValue,
     ModelCall,
     Outcome,
     Taxonomy,
@@ -27,7 +29,7 @@ from psatriage.domain import (
 )
 from psatriage.errors import CategoryRejected, InvalidAnswer, PermanentError, PsatriageError
 from psatriage.psa.base import PSAAdapter
-from psatriage.store.records import Records, category_from_json
+from psatriage.store.records import Records
 from psatriage.store.tables import DecisionRow
 from psatriage.taxonomy_cache import TaxonomyCache
 
@@ -52,7 +54,7 @@ class Result:
     outcome: Outcome | None
     reason: str
     decision_id: int | None = None
-    category: Category | None = None
+    chosen: Chosen | None = None
     classification: Classification | None = None
     wrote: tuple[str, ...] = field(default=())
 
@@ -96,7 +98,7 @@ def categorize(
     choice = policy.choose_action(effective.policy, planned.classification, planned.guard)
     outcome = _OUTCOMES[choice.action]
     if dry_run:
-        return Result(outcome, choice.reason, None, planned.category, planned.classification)
+        return Result(outcome, choice.reason, None, planned.chosen, planned.classification)
     wrote = _write(deps, ticket, planned, choice.action, outcome, attempt)
     deps.records.finalize_decision(
         planned.decision_id,
@@ -106,7 +108,7 @@ def categorize(
         wrote_note=choice.action is not policy.Action.SHADOW,
     )
     return Result(
-        outcome, choice.reason, planned.decision_id, planned.category, planned.classification, wrote
+        outcome, choice.reason, planned.decision_id, planned.chosen, planned.classification, wrote
     )
 
 
@@ -119,7 +121,7 @@ _OUTCOMES = {
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    category: Category
+    chosen: Chosen
     classification: Classification
     guard: policy.Guard
     decision_id: int
@@ -127,8 +129,7 @@ class _Plan:
 
 def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Result:
     """Pick up a decision an earlier attempt checkpointed (the model is not asked again)."""
-    category = category_from_json(checkpoint.category)
-    if category is None:  # a "kept" whose event was not closed
+    if checkpoint.category is None:  # a "kept" whose event was not closed
         deps.records.finalize_decision(
             checkpoint.id,
             outcome=Outcome.KEPT,
@@ -138,7 +139,7 @@ def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Result:
         )
         return Result(Outcome.KEPT, checkpoint.reason, checkpoint.id)
     return _Plan(
-        category,
+        Chosen.from_dict(checkpoint.category),
         _classification_from(checkpoint),
         policy.Guard(replacing=checkpoint.replacing),
         checkpoint.id,
@@ -161,7 +162,7 @@ def _plan(
             ticket_id=ticket.id,
             company_id=ticket.company_id,
             previous=ticket.current_label,
-            category=None,
+            chosen=None,
             classification=None,
             reason=checked.keep,
         )
@@ -174,7 +175,7 @@ def _plan(
             f"no categories to choose from on {ticket.scope_name or ticket.scope} "
             "(all inactive or excluded)"
         )
-    classification, category = _classify(deps, event_id, ticket, taxonomy, candidates, effective)
+    classification, chosen = _classify(deps, event_id, ticket, taxonomy, candidates, effective)
     decision_id = 0
     if not dry_run:
         decision_id = deps.records.start_decision(
@@ -183,11 +184,11 @@ def _plan(
             ticket_id=ticket.id,
             company_id=ticket.company_id,
             previous=ticket.current_label,
-            category=category,
+            chosen=chosen,
             classification=classification,
             replacing=checked.replacing,
         ).id
-    return _Plan(category, classification, checked, decision_id)
+    return _Plan(chosen, classification, checked, decision_id)
 
 
 def _write(
@@ -200,8 +201,8 @@ def _write(
 ) -> tuple[str, ...]:
     """The PSA writes: the category (unless already there) and the marked note (unless posted)."""
     wrote: list[str] = []
-    if action is policy.Action.APPLY and not policy.same_category(ticket, planned.category):
-        _write_category(deps, ticket, planned.category)
+    if action is policy.Action.APPLY and not planned.chosen.is_on(ticket):
+        _write_category(deps, ticket, planned.chosen)
         wrote.append("category")
     if action is not policy.Action.SHADOW:
         note_marker = marker(planned.decision_id)
@@ -260,7 +261,7 @@ def _classify(
     taxonomy: Taxonomy,
     candidates: tuple[Category, ...],
     effective: Effective,
-) -> tuple[Classification, Category]:
+) -> tuple[Classification, Chosen]:
     tenant, classifier = deps.tenant, deps.classifier
 
     def record(call: ModelCall) -> None:
@@ -277,44 +278,67 @@ def _classify(
         instructions=effective.instructions,
         company=ticket.company_name or "",
         taxonomy_hash=taxonomy.fingerprint,
+        facets=taxonomy.facets,
         event_id=event_id or None,
         record=record,
     )
     try:
         classification = classifier.classify(request)
-        by_key = {c.key: c for c in candidates}
-        category = by_key.get(classification.key)
-        if category is None:  # validated again on our side: never write an invented category
-            raise InvalidAnswer(f"the model chose {classification.key!r}, not a candidate")
+        return classification, _validated(classification, candidates, taxonomy)
     except PsatriageError as exc:
         exc.model_related = True
         raise
-    return classification, category
 
 
-def _write_category(deps: Deps, ticket: Ticket, category: Category) -> None:
+def _validated(
+    result: Classification, candidates: tuple[Category, ...], taxonomy: Taxonomy
+) -> Chosen:
+    """Checked again on our side: never write an invented category or facet value."""
+    category = next((c for c in candidates if c.key == result.key), None)
+    if category is None:
+        raise InvalidAnswer(f"the model chose {result.key!r}, which is not a candidate")
+    facets: list[tuple[str, LevelValue]] = []
+    for facet in taxonomy.facets:
+        value = facet.get(result.facets.get(facet.name, ""))
+        if value is None:
+            raise InvalidAnswer(f"the model chose no valid {facet.label} ({facet.name})")
+        facets.append((facet.label, value))
+    return Chosen(category, tuple(facets), taxonomy.levels)
+
+
+def _write_category(deps: Deps, ticket: Ticket, chosen: Chosen) -> None:
     """Write, and if the PSA refuses, re-read the tree once and write again if still valid."""
     try:
-        deps.adapter.set_category(ticket, category)
+        deps.adapter.set_category(ticket, chosen.target)
     except CategoryRejected as first:
         fresh = deps.taxonomies.refresh(
             deps.tenant.name, deps.adapter, ticket, ttl_seconds=deps.tenant.taxonomy.cache_seconds
         )
-        leaf = fresh.get(category.key)
-        if leaf is None or not leaf.active:
+        leaf = fresh.get(chosen.category.key)
+        facets = {f.name: f for f in fresh.facets}
+        still_valid = (
+            leaf is not None
+            and leaf.active
+            and all(
+                v.level in facets and facets[v.level].get(v.id) is not None
+                for _, v in chosen.facets
+            )
+        )
+        if not still_valid:
             raise CategoryRejected(
-                f"the PSA rejected {category.label} and it is no longer in the category tree "
-                f"(taxonomy refreshed): {first}"
+                f"the PSA rejected {chosen.category.label} and it is no longer in the category "
+                f"tree (taxonomy refreshed): {first}"
             ) from first
-        deps.adapter.set_category(ticket, leaf)
+        deps.adapter.set_category(ticket, chosen.target)
 
 
 def _note(
     tenant: Tenant, outcome: Outcome, planned: _Plan, ticket: Ticket, note_marker: str
 ) -> str:
-    category, result = planned.category, planned.classification
+    chosen, result = planned.chosen, planned.classification
     return tenant.note.render(
-        category={"key": category.key, "label": category.label},
+        category={"key": chosen.category.key, "label": chosen.category.label},
+        facets=[{"label": label, "value": value.name} for label, value in chosen.facets],
         confidence=result.confidence,
         confidence_source=result.confidence_source,
         reasoning=result.reasoning,

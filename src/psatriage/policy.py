@@ -12,7 +12,6 @@ Two questions, asked at two moments:
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from psatriage.config import Mode, Overwrite, Policy, category_matches
@@ -75,11 +74,3 @@ def choose_action(policy: Policy, result: Classification, checked: Guard) -> Cho
             f"confidence {result.confidence:.2f} is below {needed:.2f}: suggested, not written",
         )
     return Choice(Action.APPLY, f"confidence {result.confidence:.2f} ≥ {needed:.2f}")
-
-
-def same_category(ticket: Ticket, category: Category) -> bool:
-    return _ids(ticket.current) == _ids(category.path)
-
-
-def _ids(values: Sequence[object]) -> list[tuple[str, str]]:
-    return [(v.level, v.id) for v in values]  # type: ignore[attr-defined]

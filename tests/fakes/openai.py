@@ -55,6 +55,7 @@ _SIMPLE = frozenset(
     {"invalid_key", "garbage", "refusal", "length", "no_json_schema", "no_logprobs"}
 )
 _KEY_LIST = re.compile(r"one of these keys: (\[[^\n]*\])")
+_VALUE_LIST = re.compile(r'"(\w+)" must be exactly one of these values: (\[[^\n]*\])')
 _TOKEN = re.compile(r"\w{1,4}|\s+|[^\w\s]")
 _WORD = re.compile(r"[a-z0-9]{3,}")
 
@@ -102,6 +103,7 @@ class FakeOpenAI(FakeServer):
         self.latency = latency  # seconds added to every chat answer
         self.supports_json_schema = True  # False: every json_schema request gets a 400
         self.supports_logprobs = True  # False: every logprobs request gets a 400
+        self.facet_answers: dict[str, str] = {}  # facet field -> value to answer (else the first)
         self.delay = 0.0
         self.clear_failures()
         with self._script_lock:
@@ -234,11 +236,9 @@ class FakeOpenAI(FakeServer):
             else:
                 key = self._choose(keys, labels, str(ticket))
             label = labels.get(key, key)
-            answer = {
-                "category": key,
-                "confidence": confidence,
-                "reasoning": f"The ticket best matches {label}.",
-            }
+            answer = {"category": key}
+            answer |= self._facet_answers(response_format, texts)
+            answer |= {"confidence": confidence, "reasoning": f"The ticket best matches {label}."}
             content = json.dumps(answer, ensure_ascii=False)
             if behaviour == "garbage":
                 content = "I think this is about a printer, but I am not sure."
@@ -286,6 +286,22 @@ class FakeOpenAI(FakeServer):
             keys = json.loads(listed[-1]) if listed else []
         keys = [str(k) for k in keys]
         return keys, _labels(keys, "\n".join(system))
+
+    def _facet_answers(self, response_format: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+        """Every other enum field of the schema (or listed in JSON mode): ``facet_answers`` or
+        the first allowed value."""
+        schema = response_format.get("json_schema", {}).get("schema", {})
+        allowed = {
+            name: spec["enum"]
+            for name, spec in schema.get("properties", {}).items()
+            if name != "category" and "enum" in spec
+        }
+        for text in texts if not schema else ():
+            allowed |= {name: json.loads(values) for name, values in _VALUE_LIST.findall(text)}
+        return {
+            name: self.facet_answers.get(name, values[0] if values else "")
+            for name, values in allowed.items()
+        }
 
     def _choose(self, keys: list[str], labels: dict[str, str], ticket: str) -> str:
         if not keys:

@@ -8,7 +8,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from psatriage.domain import CallRecorder, Category, Classification, ModelCall, Ticket
+from psatriage.domain import CallRecorder, Category, Classification, Facet, ModelCall, Ticket
 from psatriage.prompts import PromptTemplate
 
 
@@ -30,6 +30,7 @@ class ClassificationRequest:
     """Everything a classifier needs for one ticket.
 
     ``model`` and ``max_tokens`` are already resolved from tenant and company settings.
+    ``facets`` are fields to choose beside the category (one option each, by id).
     ``record`` receives one ``ModelCall`` per call made (including corrective retries and failures).
     """
 
@@ -42,6 +43,7 @@ class ClassificationRequest:
     instructions: str = ""
     company: str = ""
     taxonomy_hash: str = ""
+    facets: tuple[Facet, ...] = ()
     event_id: int | None = None
     record: CallRecorder = _discard
 

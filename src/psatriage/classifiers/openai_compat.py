@@ -37,7 +37,7 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal
 
@@ -53,7 +53,7 @@ from openai.types.chat import (
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from psatriage.classifiers.base import ClassificationRequest, Classifier, ClassifierConfig
-from psatriage.domain import Classification, ConfidenceSource, ModelCall, Usage
+from psatriage.domain import Classification, ConfidenceSource, Facet, ModelCall, Usage
 from psatriage.errors import (
     AuthFailed,
     InvalidAnswer,
@@ -205,6 +205,7 @@ class _Answer:
     confidence: float
     source: ConfidenceSource
     reasoning: str
+    facets: dict[str, str] = field(default_factory=dict)
 
 
 class _Unsupported(Exception):
@@ -264,6 +265,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             instructions=request.instructions,
             tenant=request.tenant,
             company=request.company,
+            facets=request.facets,
         )
         turns: list[ChatCompletionMessageParam] = [{"role": "user", "content": rendered.user}]
         usage = Usage()
@@ -279,7 +281,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             if message is not None and message.refusal:
                 self._record(request, reply.call, error=f"refused: {_clip(message.refusal)}")
                 raise InvalidAnswer(f"the model refused: {_clip(message.refusal)}")
-            answer = _read_answer(reply.completion, keys)
+            answer = _read_answer(reply.completion, keys, request.facets)
             if isinstance(answer, _Answer):
                 self._record(request, reply.call, key=answer.key, confidence=answer.confidence)
                 return Classification(
@@ -291,6 +293,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
                     model=request.model,
                     usage=usage,
                     latency_ms=_ms_since(started),
+                    facets=answer.facets,
                 )
             self._record(request, reply.call, error=f"invalid answer: {answer}")
             content = (message.content or "") if message is not None else ""
@@ -300,7 +303,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
                     f"it answered: {_clip(content)!r}"
                 )
             turns.append({"role": "assistant", "content": content})
-            turns.append({"role": "user", "content": _correction(answer, keys)})
+            turns.append({"role": "user", "content": _correction(answer, keys, request.facets)})
         raise AssertionError("unreachable")
 
     def check_connection(self) -> str:
@@ -347,12 +350,16 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
     ) -> _Reply:
         """Exactly one HTTP call; a failure is recorded here, a success by the caller."""
         if not self._json_schema:
-            system = f"{system}\n\n{_json_mode_instructions(keys)}"
+            system = f"{system}\n\n{_json_mode_instructions(keys, request.facets)}"
         messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}]
         started = time.perf_counter()
         try:
             completion = self._create(
-                request.model, [*messages, *turns], max_tokens=request.max_tokens, keys=keys
+                request.model,
+                [*messages, *turns],
+                max_tokens=request.max_tokens,
+                keys=keys,
+                facets=request.facets,
             )
         except openai.OpenAIError as exc:
             latency_ms = _ms_since(started)
@@ -374,6 +381,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
         *,
         max_tokens: int,
         keys: list[str] | None,
+        facets: Sequence[Facet] = (),
     ) -> ChatCompletion:
         """The request as this server accepts it; ``keys=None`` for a plain-text call."""
         response_format: completion_create_params.ResponseFormat | openai.Omit = openai.omit
@@ -384,7 +392,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
                     "json_schema": {
                         "name": "ticket_category",
                         "strict": True,
-                        "schema": response_schema(keys),
+                        "schema": response_schema(keys, facets),
                     },
                 }
                 if self._json_schema
@@ -512,42 +520,56 @@ def _make_client(config: OpenAIConfig) -> openai.OpenAI:
     )
 
 
-def response_schema(keys: Sequence[str]) -> dict[str, object]:
-    """The strict JSON schema of an answer: the category is one of ``keys``."""
+def response_schema(keys: Sequence[str], facets: Sequence[Facet] = ()) -> dict[str, object]:
+    """The strict JSON schema of an answer: the category is one of ``keys``, each facet one of
+    its option ids."""
+    properties: dict[str, object] = {"category": {"type": "string", "enum": list(keys)}}
+    for facet in facets:
+        properties[facet.name] = {"type": "string", "enum": [o.id for o in facet.options]}
+    properties["confidence"] = {"type": "number"}
+    properties["reasoning"] = {"type": "string"}
     return {
         "type": "object",
-        "properties": {
-            "category": {"type": "string", "enum": list(keys)},
-            "confidence": {"type": "number"},
-            "reasoning": {"type": "string"},
-        },
-        "required": ["category", "confidence", "reasoning"],
+        "properties": properties,
+        "required": list(properties),
         "additionalProperties": False,
     }
 
 
-def _json_mode_instructions(keys: Sequence[str]) -> str:
+def _json_mode_instructions(keys: Sequence[str], facets: Sequence[Facet]) -> str:
     """What strict output would have enforced, said in words for JSON mode."""
-    shape = {"category": "string", "confidence": "number from 0 to 1", "reasoning": "string"}
+    shape = {"category": "string", **{f.name: "string" for f in facets}}
+    shape |= {"confidence": "number from 0 to 1", "reasoning": "string"}
     return (
         "Reply with one JSON object and nothing else, with exactly these fields: "
-        f"{json.dumps(shape)}.\n"
-        f'"category" must be exactly one of these keys: {json.dumps(keys, ensure_ascii=False)}'
+        f"{json.dumps(shape)}.\n{_allowed(keys, facets)}"
     )
 
 
-def _correction(problem: str, keys: Sequence[str]) -> str:
+def _correction(problem: str, keys: Sequence[str], facets: Sequence[Facet]) -> str:
     brevity = " Be brief: one short sentence of reasoning." if "cut off" in problem else ""
     return (
         f"Your answer was invalid: {problem}. Answer again with only the JSON object.{brevity}\n"
-        f'"category" must be exactly one of these keys: {json.dumps(keys, ensure_ascii=False)}'
+        f"{_allowed(keys, facets)}"
     )
+
+
+def _allowed(keys: Sequence[str], facets: Sequence[Facet]) -> str:
+    listed = json.dumps(list(keys), ensure_ascii=False)
+    lines = [f'"category" must be exactly one of these keys: {listed}']
+    lines += [
+        f'"{f.name}" must be exactly one of these values: {json.dumps([o.id for o in f.options])}'
+        for f in facets
+    ]
+    return "\n".join(lines)
 
 
 # -- reading the answer ------------------------------------------------------------------------
 
 
-def _read_answer(completion: ChatCompletion, keys: Sequence[str]) -> _Answer | str:
+def _read_answer(
+    completion: ChatCompletion, keys: Sequence[str], facets: Sequence[Facet] = ()
+) -> _Answer | str:
     """The answer, or a short description of what is wrong with it."""
     if not completion.choices:
         return "the response has no choices"
@@ -577,13 +599,18 @@ def _read_answer(completion: ChatCompletion, keys: Sequence[str]) -> _Answer | s
     assert isinstance(confidence, int | float)
     if key not in keys:
         return f"{_clip(key)!r} is not one of the candidate keys"
+    chosen: dict[str, str] = {}
+    for facet in facets:
+        value = data.get(facet.name)
+        if not isinstance(value, str | int) or facet.get(str(value)) is None:
+            return f'"{facet.name}" is missing or not one of its values'
+        chosen[facet.name] = str(value)
     tokens = choice.logprobs.content if choice.logprobs else None
     probability = _value_probability(content, tokens, key) if tokens else None
     if probability is not None:
-        return _Answer(key, probability, "logprobs", _reasoning(reasoning))
-    return _Answer(
-        key, min(1.0, max(0.0, float(confidence))), "self_reported", _reasoning(reasoning)
-    )
+        return _Answer(key, probability, "logprobs", _reasoning(reasoning), chosen)
+    confidence = min(1.0, max(0.0, float(confidence)))
+    return _Answer(key, confidence, "self_reported", _reasoning(reasoning), chosen)
 
 
 def _parse_json(content: str) -> dict[str, Any] | None:

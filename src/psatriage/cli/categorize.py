@@ -30,8 +30,12 @@ def categorize(
             table = Table("", "", title=f"ticket {ticket} (dry run: nothing written)")
             table.add_row("outcome", result.outcome.value if result.outcome else "-")
             table.add_row("reason", result.reason)
-            if result.category is not None:
-                table.add_row("category", f"{result.category.label} ({result.category.key})")
+            if result.chosen is not None:
+                table.add_row(
+                    "category", f"{result.chosen.category.label} ({result.chosen.target.key})"
+                )
+                for label, value in result.chosen.facets:
+                    table.add_row(label, value.name)
             if result.classification is not None:
                 c = result.classification
                 table.add_row("confidence", f"{c.confidence:.2f} ({c.confidence_source})")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from psatriage.domain import Category, Classification, LevelValue, ModelCall, Taxonomy
+from psatriage.domain import Chosen, Classification, ModelCall, Taxonomy
 from psatriage.store.tables import DecisionRow, ModelCallRow, TaxonomyCacheRow, utcnow
 
 
@@ -47,7 +46,7 @@ class Records:
         ticket_id: str,
         company_id: str | None,
         previous: str,
-        category: Category | None,
+        chosen: Chosen | None,
         classification: Classification | None,
         reason: str = "",
         replacing: bool = False,
@@ -63,9 +62,9 @@ class Records:
             reason=reason,
             replacing=replacing,
             previous=previous,
-            category_key=category.key if category else None,
-            category_label=category.label if category else "",
-            category=_category_to_json(category) if category else None,
+            category_key=chosen.target.key if chosen else None,
+            category_label=chosen.category.label if chosen else "",
+            category=chosen.to_dict() if chosen else None,
         )
         if classification is not None:
             row.confidence = classification.confidence
@@ -174,22 +173,3 @@ class Records:
                     TaxonomyCacheRow.tenant == tenant, TaxonomyCacheRow.scope == scope
                 )
             )
-
-
-def _category_to_json(category: Category) -> dict[str, Any]:
-    return {
-        "key": category.key,
-        "path": [[v.level, v.id, v.name] for v in category.path],
-        "description": category.description,
-    }
-
-
-def category_from_json(data: dict[str, Any] | None) -> Category | None:
-    """The category checkpointed on a decision row (see ``Records.start_decision``)."""
-    if not data:
-        return None
-    return Category(
-        key=str(data["key"]),
-        path=tuple(LevelValue(*v) for v in data["path"]),
-        description=str(data.get("description", "")),
-    )
