@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from psatriage.classifiers.openai_compat import (
     OpenAIConfig,
     _retry_after,
 )
-from psatriage.domain import Category, LevelValue, ModelCall, Ticket
+from psatriage.domain import Category, Facet, LevelValue, ModelCall, Ticket
 from psatriage.errors import (
     AuthFailed,
     InvalidAnswer,
@@ -607,3 +608,47 @@ def test_status_codes_map_to_the_error_tree(
     assert not isinstance(caught.value, InvalidAnswer)
     assert f"HTTP {status}" in str(caught.value)
     assert len(fake.calls) == len(rows) == calls
+
+
+# -- facets ------------------------------------------------------------------------------------
+
+QUEUE = Facet(
+    "queueID", "Queue", (LevelValue("queueID", "5", "Tier 1"), LevelValue("queueID", "6", "Tier 2"))
+)
+
+
+def _with_facets(rows: list[ModelCall]) -> ClassificationRequest:
+    return dataclasses.replace(request(rows), facets=(QUEUE,))
+
+
+def test_facets_are_enums_in_the_schema_and_listed_in_the_prompt(
+    build: Build, fake: FakeOpenAI, rows: list[ModelCall]
+) -> None:
+    fake.facet_answers = {"queueID": "6"}
+    result = build().classify(_with_facets(rows))
+    assert result.key == "12/34/56" and result.facets == {"queueID": "6"}
+    schema = fake.calls[0]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["queueID"] == {"type": "string", "enum": ["5", "6"]}
+    assert schema["required"] == ["category", "queueID", "confidence", "reasoning"]
+    system = fake.calls[0]["messages"][0]["content"]
+    assert 'Queue (answer field "queueID"' in system and "6: Tier 2" in system
+
+
+def test_an_invalid_facet_value_gets_the_corrective_retry(
+    build: Build, fake: FakeOpenAI, rows: list[ModelCall]
+) -> None:
+    fake.facet_answers = {"queueID": "99"}
+    with pytest.raises(InvalidAnswer, match="queueID"):
+        build().classify(_with_facets(rows))
+    assert len(fake.calls) == 2
+    assert '"queueID" must be exactly one of these values: ["5", "6"]' in str(
+        fake.calls[1]["messages"][-1]["content"]
+    )
+
+
+def test_facets_in_json_mode(build: Build, fake: FakeOpenAI, rows: list[ModelCall]) -> None:
+    result = build(structured_output="json_object").classify(_with_facets(rows))
+    assert result.facets == {"queueID": "5"}
+    assert (
+        '"queueID" must be exactly one of these values' in fake.calls[0]["messages"][0]["content"]
+    )
