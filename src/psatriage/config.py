@@ -165,8 +165,28 @@ class TaxonomySettings(_Strict):
     )
 
 
+class Trigger(enum.StrEnum):
+    WEBHOOK = "webhook"  # the PSA calls /webhooks/NAME
+    POLL = "poll"  # psatriage asks the PSA for new tickets every poll_seconds
+    BOTH = "both"  # webhooks, and polling to catch any the PSA did not deliver
+
+
 class _RawTenant(_Strict):
     psa: str
+    trigger: Trigger = Field(
+        default=Trigger.WEBHOOK,
+        description="How new tickets reach psatriage: webhook, poll or both.",
+    )
+    poll_seconds: int = Field(
+        default=60, ge=5, le=3600, description="Polling interval (trigger poll or both)."
+    )
+    poll_overlap_seconds: int = Field(
+        default=120,
+        ge=0,
+        le=86400,
+        description="Each poll looks this far behind the last one, for tickets the PSA indexed "
+        "late or a clock that differs; the ledger drops what was already seen.",
+    )
     connection: dict[str, Any]
     classifier: dict[str, Any] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)
@@ -191,6 +211,9 @@ class Tenant:
 
     name: str
     psa: str
+    trigger: Trigger
+    poll_seconds: int
+    poll_overlap_seconds: int
     connection: AdapterConfig
     classifier_kind: str
     classifier: ClassifierConfig
@@ -204,6 +227,14 @@ class Tenant:
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"
+
+    @property
+    def polls(self) -> bool:
+        return self.trigger is not Trigger.WEBHOOK
+
+    @property
+    def takes_webhooks(self) -> bool:
+        return self.trigger is not Trigger.POLL
 
     def effective(self, company_id: str | None, company_name: str | None = None) -> Effective:
         override = self._company(company_id, company_name)
@@ -325,6 +356,11 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
     if adapter_cls is None:
         raise problem("psa", f"unknown PSA {raw.psa!r}", f"use one of {sorted(adapters())}")
     lines: list[str] = []
+    if raw.trigger is not Trigger.WEBHOOK and not adapter_cls.can_poll():
+        lines.append(
+            f"tenant {name!r}, key 'trigger': the {raw.psa} adapter cannot poll for new tickets; "
+            'fix: use trigger = "webhook"'
+        )
     try:
         connection = adapter_cls.Config.model_validate(raw.connection)
     except ValidationError as exc:
@@ -350,6 +386,9 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
     return Tenant(
         name=name,
         psa=raw.psa,
+        trigger=raw.trigger,
+        poll_seconds=raw.poll_seconds,
+        poll_overlap_seconds=raw.poll_overlap_seconds,
         connection=connection,
         classifier_kind=classifier_kind,
         classifier=classifier,

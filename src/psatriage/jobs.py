@@ -21,6 +21,7 @@ from huey.consumer import Consumer
 from sqlalchemy.engine import make_url
 
 from psatriage import metrics, pipeline
+from psatriage.domain import TicketEvent
 from psatriage.errors import (
     AuthFailed,
     ConfigError,
@@ -77,13 +78,27 @@ class Queue:
         self.runtime = runtime
         self.huey = make_huey(runtime.settings.effective_queue_url)
         self._process = self.huey.task(name="process_event")(self._process_event)
+        self._poll = self.huey.task(name="poll_tenant")(self._poll_tenant)
         self.huey.periodic_task(crontab(minute="*"), name="reap")(self.reap)
+        self.huey.periodic_task(crontab(minute="*"), name="kick_polls")(self.kick_polls)
 
     def enqueue(self, event_id: int) -> None:
         self._process(event_id)
 
     def schedule(self, event_id: int, delay: float) -> None:
         self._process.schedule(args=(event_id,), delay=delay)
+
+    def schedule_poll(self, tenant: str, delay: float) -> None:
+        self._poll.schedule(args=(tenant,), delay=delay)
+
+    def kick_polls(self) -> int:
+        """Start polling every polling tenant whose chain of polls is not running."""
+        kicked = 0
+        for tenant in self.runtime.config.tenants.values():
+            if tenant.polls and self.runtime.polls.overdue(tenant.name, tenant.poll_seconds + 60):
+                self._poll(tenant.name)
+                kicked += 1
+        return kicked
 
     def reachable(self) -> bool:
         try:
@@ -103,6 +118,7 @@ class Queue:
             "max_delay": poll,
             "check_worker_health": True,
         }
+        self.kick_polls()
         if embedded:
             return _EmbeddedConsumer(self.huey, **options)
         return self.huey.create_consumer(**options)
@@ -124,6 +140,50 @@ class Queue:
 
     def _process_event(self, event_id: int) -> None:
         process_event(self.runtime, event_id)
+
+    def _poll_tenant(self, tenant: str) -> None:
+        if poll_tenant(self.runtime, tenant) is not None:
+            self.schedule_poll(tenant, self.runtime.config.tenants[tenant].poll_seconds)
+
+
+def poll_tenant(runtime: Runtime, name: str) -> int | None:
+    """Record and queue the tickets created since the tenant's mark.
+
+    Returns how many new events were recorded, or None when this caller may not poll now
+    (another poll holds the interval, or the tenant does not poll): only a poll that ran
+    schedules the next one, so there is one chain of polls per tenant however many start.
+    """
+    tenant = runtime.config.tenants.get(name)
+    if tenant is None or not tenant.polls:
+        return None
+    mark = runtime.polls.claim(name, tenant.poll_seconds)
+    if mark is None:
+        return None
+    started = utcnow()
+    since = mark - timedelta(seconds=tenant.poll_overlap_seconds)
+    try:
+        found = runtime.adapter(name).list_new_tickets(since)
+    except PsatriageError as exc:
+        log.warning("poll failed; the mark stays", tenant=name, error=str(exc))
+        return 0
+    recorded = 0
+    for ticket in found:
+        event = TicketEvent(
+            tenant=name,
+            ticket_id=ticket.ticket_id,
+            action="created",
+            actionable=True,
+            dedupe_key=f"poll:{ticket.ticket_id}",
+            occurred_at=ticket.created_at,
+        )
+        event_id, created = runtime.ledger.record(event, state=EventState.RECEIVED, source="poll")
+        if created:
+            runtime.queue.enqueue(event_id)
+            recorded += 1
+    runtime.polls.advance(name, started)
+    if recorded:
+        log.info("poll found new tickets", tenant=name, new=recorded, seen=len(found))
+    return recorded
 
 
 def process_event(runtime: Runtime, event_id: int) -> EventState | None:
@@ -218,6 +278,8 @@ def _report(runtime: Runtime, claim: Claim, error: PsatriageError) -> None:
 def _finish(
     runtime: Runtime, claim: Claim, state: EventState, reason: str, outcome: str | None = None
 ) -> EventState:
+    if state in {EventState.FAILED, EventState.PARKED}:
+        runtime.records.release_ticket(claim.id)  # a later event may decide this ticket
     if not runtime.ledger.finish(claim, state, reason):
         log.warning("lost the lease before finishing", event_id=claim.id, state=state.value)
     metrics.EVENTS.labels(claim.tenant, outcome or state.value).inc()

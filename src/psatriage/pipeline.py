@@ -29,7 +29,7 @@ from psatriage.domain import (
 )
 from psatriage.errors import CategoryRejected, InvalidAnswer, PermanentError, PsatriageError
 from psatriage.psa.base import PSAAdapter
-from psatriage.store.records import Records
+from psatriage.store.records import AlreadyDecided, Records
 from psatriage.store.tables import DecisionRow
 from psatriage.taxonomy_cache import TaxonomyCache
 
@@ -85,13 +85,18 @@ def categorize(
     effective = deps.tenant.effective(ticket.company_id, ticket.company_name)
     checkpoint = None if dry_run else deps.records.decision_for_event(event_id)
     if checkpoint is None and not dry_run and once_per_ticket:
-        earlier = deps.records.final_decision_for_ticket(deps.tenant.name, ticket.id)
-        if earlier is not None:
-            return Result(None, f"already decided by event {earlier.event_id}")
+        holder = deps.records.ticket_holder(deps.tenant.name, ticket.id)
+        if holder is not None:
+            return Result(None, f"already decided by event {holder.event_id}")
     if checkpoint is not None:
         planned = _resume(deps, checkpoint)
     else:
-        planned = _plan(deps, event_id, ticket, effective, dry_run=dry_run)
+        try:
+            planned = _plan(
+                deps, event_id, ticket, effective, dry_run=dry_run, once=once_per_ticket
+            )
+        except AlreadyDecided as exc:  # another event won the race for this ticket
+            return Result(None, str(exc))
     if isinstance(planned, Result):
         return planned
 
@@ -147,7 +152,7 @@ def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Result:
 
 
 def _plan(
-    deps: Deps, event_id: int, ticket: Ticket, effective: Effective, *, dry_run: bool
+    deps: Deps, event_id: int, ticket: Ticket, effective: Effective, *, dry_run: bool, once: bool
 ) -> _Plan | Result:
     """Guard, classify and checkpoint a new decision."""
     tenant, rules = deps.tenant, effective.policy
@@ -165,6 +170,7 @@ def _plan(
             chosen=None,
             classification=None,
             reason=checked.keep,
+            once_per_ticket=once,
         )
         return _resume(deps, row)
     candidates = tuple(
@@ -187,6 +193,7 @@ def _plan(
             chosen=chosen,
             classification=classification,
             replacing=checked.replacing,
+            once_per_ticket=once,
         ).id
     return _Plan(chosen, classification, checked, decision_id)
 

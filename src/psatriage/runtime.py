@@ -21,6 +21,7 @@ from psatriage.psa.base import PSAAdapter
 from psatriage.settings import Settings
 from psatriage.store import db
 from psatriage.store.ledger import Ledger
+from psatriage.store.polls import PollMarks
 from psatriage.store.records import Records
 from psatriage.taxonomy_cache import TaxonomyCache
 
@@ -45,6 +46,7 @@ class Runtime:
         self.sessions = db.make_sessionmaker(self.engine)
         self.ledger = Ledger(self.engine, self.sessions)
         self.records = Records(self.sessions)
+        self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(self.records)
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
         self._adapters: dict[str, PSAAdapter[Any]] = {}

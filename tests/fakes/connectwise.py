@@ -22,6 +22,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -148,8 +149,13 @@ class FakeConnectWise(FakeServer):
         subtype_id: int | None = None,
         item_id: int | None = None,
         record_type: str = "ServiceTicket",
+        entered: datetime | None = None,
     ) -> int:
-        """Create a ticket (GET shape) and its first, detailDescription note; return its id."""
+        """Create a ticket (GET shape) and its first, detailDescription note; return its id.
+
+        ``entered`` (default: now) is its ``_info.dateEntered``, what polling filters on.
+        """
+        moment = (entered or datetime.now(UTC)).astimezone(UTC)
         board = self.boards[board_id]
         with self._data:
             ticket_id = next(self._ids)
@@ -163,7 +169,10 @@ class FakeConnectWise(FakeServer):
                 "priority": {"id": 4, "name": "Priority 3 - Normal Response"},
                 "severity": "Medium",
                 "impact": "Medium",
-                "_info": {"dateEntered": "2026-03-02T09:15:00Z", "updatedBy": "User1"},
+                "_info": {
+                    "dateEntered": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "updatedBy": "User1",
+                },
             }
             self.tickets[ticket_id] = ticket
             self.ticket_notes[ticket_id] = []
@@ -326,6 +335,7 @@ class FakeConnectWise(FakeServer):
             ("GET", r"/service/boards", lambda r: self._page(r, [b.ref() for b in self._all()])),
             ("GET", r"/service/boards/(?P<board>\d+)/(?P<level>types|subtypes|items)", self._level),
             ("GET", r"/service/boards/(?P<board>\d+)/typeSubTypeItemAssociations", self._assocs),
+            ("GET", r"/service/tickets", self._list_tickets),
             ("GET", r"/service/tickets/(?P<ticket>\d+)", self._get_ticket),
             ("PATCH", r"/service/tickets/(?P<ticket>\d+)", self._patch_ticket),
             ("GET", r"/service/tickets/(?P<ticket>\d+)/notes", self._list_notes),
@@ -397,6 +407,23 @@ class FakeConnectWise(FakeServer):
         if ticket is None:
             return _error(404, "NotFound", f"Ticket {request.params['ticket']} was not found")
         return Response(200, ticket)
+
+    def _list_tickets(self, request: Request) -> Response:
+        """Tickets, filtered by ``conditions=dateEntered >= [ISO]`` (all the adapter sends)."""
+        conditions = request.arg("conditions") or ""
+        match = re.search(r"dateEntered\s*(>=|>)\s*\[([^\]]+)\]", conditions)
+        with self._data:
+            tickets = sorted(self.tickets.values(), key=lambda t: t["id"])
+        if match:
+            since = datetime.fromisoformat(match.group(2))
+            strict = match.group(1) == ">"
+            tickets = [
+                t
+                for t in tickets
+                if (entered := datetime.fromisoformat(t["_info"]["dateEntered"])) > since
+                or (not strict and entered == since)
+            ]
+        return self._page(request, tickets)
 
     def _patch_ticket(self, request: Request) -> Response:
         ticket = self.tickets.get(int(request.params["ticket"]))

@@ -85,6 +85,11 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     def register_webhook(self, url: str) -> str:
         """Create the PSA's webhook/callback entry that calls ``url``; return its PSA id."""
 
+    @classmethod
+    def can_poll(cls) -> bool:
+        """Whether this adapter implements ``list_new_tickets`` (the polling trigger)."""
+        return cls.list_new_tickets is not PSAAdapter.list_new_tickets
+
     def list_new_tickets(self, since: datetime) -> list[NewTicket]:
         """Tickets created at or after ``since`` (for the polling trigger), oldest first.
 

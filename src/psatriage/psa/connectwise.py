@@ -17,14 +17,14 @@ import json
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BeforeValidator, Field, field_validator
 
-from psatriage.domain import Category, LevelValue, Taxonomy, Ticket, TicketEvent
+from psatriage.domain import Category, LevelValue, NewTicket, Taxonomy, Ticket, TicketEvent
 from psatriage.errors import (
     AuthFailed,
     CategoryRejected,
@@ -304,6 +304,33 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             leaves=tuple(leaves.values()),
             defaults=frozenset(("type", i) for i, t in types.items() if t.get("defaultFlag")),
         )
+
+    def list_new_tickets(self, since: datetime) -> list[NewTicket]:
+        """Service tickets entered at or after ``since`` (naive means UTC), oldest first.
+
+        The reference's reconciliation query (``conditions=dateEntered > [...]``); project
+        tickets and boards outside ``boards`` are left out, as ``parse`` leaves them out.
+        """
+        moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+        stamp = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        records = self._get_all(
+            "service/tickets",
+            params={
+                "conditions": f"dateEntered >= [{stamp}]",
+                "orderBy": "id asc",
+                "fields": "id,recordType,board,_info",
+            },
+            what="new tickets",
+        )
+        found = []
+        for record in records:
+            entity = _ci(record)
+            entered = _timestamp(_ci(entity.get("_info")).get("dateentered"))
+            if entered is None or not self._in_scope(entity):
+                continue
+            created = entered.astimezone(UTC).replace(tzinfo=None)
+            found.append(NewTicket(str(entity["id"]), created))
+        return sorted(found, key=lambda t: (t.created_at, int(t.ticket_id)))
 
     def list_scopes(self) -> list[tuple[str, str]]:
         """Active service boards (those in ``boards`` when it is set), as ``(id, name)``."""

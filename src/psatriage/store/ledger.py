@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -56,7 +56,7 @@ class Ledger:
                 reason="" if event.actionable else f"not acted on: action {event.action!r}",
                 received_at=now,
                 updated_at=now,
-                occurred_at=event.occurred_at,
+                occurred_at=_naive_utc(event.occurred_at),
                 finished_at=None if event.actionable else now,
             )
             .on_conflict_do_nothing(index_elements=["tenant", "dedupe_key"])
@@ -215,3 +215,10 @@ class Ledger:
                 select(EventRow.state, func.count()).group_by(EventRow.state)
             ).all()
         return {str(state): int(count) for state, count in rows}
+
+
+def _naive_utc(moment: datetime | None) -> datetime | None:
+    """The database stores naive UTC; PSAs send aware times."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.domain import Chosen, Classification, ModelCall, Taxonomy
 from psatriage.store.tables import DecisionRow, ModelCallRow, TaxonomyCacheRow, utcnow
+
+
+class AlreadyDecided(Exception):
+    """Another event holds the ticket's automatic decision (``event_id``, if still known)."""
+
+    def __init__(self, event_id: int | None) -> None:
+        super().__init__(f"already decided by event {event_id}")
+        self.event_id = event_id
 
 
 class Records:
@@ -24,19 +35,9 @@ class Records:
                 select(DecisionRow).where(DecisionRow.event_id == event_id)
             ).scalar_one_or_none()
 
-    def final_decision_for_ticket(self, tenant: str, ticket_id: str) -> DecisionRow | None:
-        """The latest final decision on this ticket from any event (webhook or poll)."""
-        with self._sessions() as session:
-            return session.execute(
-                select(DecisionRow)
-                .where(
-                    DecisionRow.tenant == tenant,
-                    DecisionRow.ticket_id == ticket_id,
-                    DecisionRow.final.is_(True),
-                )
-                .order_by(DecisionRow.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
+    def ticket_holder(self, tenant: str, ticket_id: str) -> DecisionRow | None:
+        """The decision that holds the ticket's one automatic decision, if any."""
+        return self._decision_by_ticket_key(f"{tenant}:{ticket_id}")
 
     def start_decision(
         self,
@@ -50,8 +51,13 @@ class Records:
         classification: Classification | None,
         reason: str = "",
         replacing: bool = False,
+        once_per_ticket: bool = True,
     ) -> DecisionRow:
-        """Checkpoint what was decided before anything is written, so a retry reuses it."""
+        """Checkpoint what was decided before anything is written, so a retry reuses it.
+
+        With ``once_per_ticket`` the decision claims the ticket: if another event's decision
+        already did, ``AlreadyDecided`` is raised and nothing is stored.
+        """
         row = DecisionRow(
             event_id=event_id,
             tenant=tenant,
@@ -61,6 +67,7 @@ class Records:
             outcome="",
             reason=reason,
             replacing=replacing,
+            ticket_key=f"{tenant}:{ticket_id}" if once_per_ticket else None,
             previous=previous,
             category_key=chosen.target.key if chosen else None,
             category_label=chosen.category.label if chosen else "",
@@ -76,9 +83,30 @@ class Records:
             row.tokens_out = classification.usage.tokens_out
             row.cost_usd = classification.usage.cost_usd
             row.latency_ms = classification.latency_ms
-        with self._sessions.begin() as session:
-            session.add(row)
+        try:
+            with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError as exc:
+            if not once_per_ticket:
+                raise
+            earlier = self._decision_by_ticket_key(f"{tenant}:{ticket_id}")
+            raise AlreadyDecided(earlier.event_id if earlier else None) from exc
         return row
+
+    def _decision_by_ticket_key(self, key: str) -> DecisionRow | None:
+        with self._sessions() as session:
+            return session.execute(
+                select(DecisionRow).where(DecisionRow.ticket_key == key)
+            ).scalar_one_or_none()
+
+    def release_ticket(self, event_id: int) -> None:
+        """Let another event decide the ticket again (this event's decision failed)."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(DecisionRow)
+                .where(DecisionRow.event_id == event_id)
+                .values(ticket_key=None, updated_at=utcnow())
+            )
 
     def finalize_decision(
         self,
@@ -153,15 +181,23 @@ class Records:
     def store_taxonomy(self, tenant: str, taxonomy: Taxonomy, *, ttl_seconds: float) -> datetime:
         now = utcnow()
         expires = now + timedelta(seconds=ttl_seconds)
-        with self._sessions.begin() as session:
-            session.merge(
-                TaxonomyCacheRow(
-                    tenant=tenant,
-                    scope=taxonomy.scope,
-                    fingerprint=taxonomy.fingerprint,
-                    data=taxonomy.to_dict(),
-                    fetched_at=now,
-                    expires_at=expires,
+        values = {
+            "tenant": tenant,
+            "scope": taxonomy.scope,
+            "fingerprint": taxonomy.fingerprint,
+            "data": taxonomy.to_dict(),
+            "fetched_at": now,
+            "expires_at": expires,
+        }
+        with self._sessions.begin() as session:  # an upsert: two workers may read one tree
+            insert = _insert_for(session)(TaxonomyCacheRow).values(**values)
+            session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["tenant", "scope"],
+                    set_={
+                        k: insert.excluded[k]
+                        for k in ("fingerprint", "data", "fetched_at", "expires_at")
+                    },
                 )
             )
         return expires
@@ -173,3 +209,8 @@ class Records:
                     TaxonomyCacheRow.tenant == tenant, TaxonomyCacheRow.scope == scope
                 )
             )
+
+
+def _insert_for(session: Session) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

@@ -96,6 +96,10 @@ class DecisionRow(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), unique=True)
     tenant: Mapped[str] = mapped_column(String(64))
     ticket_id: Mapped[str] = mapped_column(String(64))
+    # "tenant:ticket" while this decision is the ticket's one automatic decision: the unique
+    # index makes a webhook and a poll racing on one ticket end in one decision. Cleared when
+    # the event fails, so a later event may try again; NULL for manual runs.
+    ticket_key: Mapped[str | None] = mapped_column(String(160), nullable=True, unique=True)
     company_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     final: Mapped[bool] = mapped_column(Boolean, default=False)
     outcome: Mapped[str] = mapped_column(String(16), default="")
@@ -151,3 +155,14 @@ class TaxonomyCacheRow(Base):
     data: Mapped[dict[str, object]] = mapped_column(JSON)
     fetched_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class PollMarkRow(Base):
+    """Per tenant: how far polling has looked, and when the next poll is due."""
+
+    __tablename__ = "poll_marks"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mark: Mapped[datetime] = mapped_column(DateTime)
+    next_poll_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -48,7 +48,8 @@ async def receive_webhook(tenant: str, request: Request) -> JSONResponse:
     """Accept a PSA's "ticket created" call for ``tenant``."""
     started = time.perf_counter()
     runtime: Runtime = request.app.state.runtime
-    if tenant not in runtime.config.tenants:
+    known = runtime.config.tenants.get(tenant)
+    if known is None or not known.takes_webhooks:  # the same answer: reveal nothing
         return _answer(404, "not found", tenant="unknown", result="unknown_tenant")
     limit = runtime.settings.max_body_bytes
     try:
