@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -97,3 +98,32 @@ def test_callback_to_a_running_service_writes_one_patch_and_one_note(
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
     time.sleep(0.3)
     assert len(harness.cw.patches(ticket)) == 1
+
+
+def test_five_concurrent_deliveries_make_one_write_and_one_note(
+    harness: Harness, service: str
+) -> None:
+    ticket = harness.cw.add_ticket("Laptop", "My laptop will not power on")
+    body, headers = harness.cw.callback(ticket)
+    with ThreadPoolExecutor(5) as pool:
+        statuses = sorted(
+            pool.map(
+                lambda _: (
+                    httpx.post(
+                        f"{service}/webhooks/{TENANT}", content=body, headers=headers
+                    ).status_code
+                ),
+                range(5),
+            )
+        )
+    assert statuses == [200, 200, 200, 200, 202]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not _ours(harness, ticket):
+        time.sleep(0.05)
+    time.sleep(0.5)  # room for a duplicate to show up, if there were one
+    assert len(harness.cw.patches(ticket)) == 1
+    assert len(_ours(harness, ticket)) == 1
+
+
+def _ours(harness: Harness, ticket: int) -> list[dict[str, object]]:
+    return [n for n in harness.cw.notes(ticket) if "psatriage:" in str(n["text"])]
