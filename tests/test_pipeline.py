@@ -265,4 +265,5 @@ def test_auth_failure_parks_the_event_and_flags_the_tenant(
     harness.cw.fail("GET", rf"/service/tickets/{ticket}$", 401)
     event_id = _event(runtime, ticket)
     assert jobs.process_event(runtime, event_id) is EventState.PARKED
-    assert TENANT in runtime.tenant_problems
+    (problem,) = runtime.problems()[TENANT]
+    assert problem.startswith("credentials refused")

@@ -98,6 +98,18 @@ class Runtime:
             taxonomies=self.taxonomies,
         )
 
+    def problems(self) -> dict[str, list[str]]:
+        """Per tenant, what an operator must look at: refused credentials, adapter problems."""
+        with self._lock:
+            built = dict(self._adapters)
+        found: dict[str, list[str]] = {}
+        for name in sorted(set(built) | set(self.tenant_problems)):
+            listed = [self.tenant_problems[name]] if name in self.tenant_problems else []
+            listed += built[name].problems() if name in built else []
+            if listed:
+                found[name] = listed
+        return found
+
     def flag_tenant(self, name: str, problem: str) -> None:
         """Remember a tenant-wide problem (credentials refused) for ``/readyz``."""
         self.tenant_problems[name] = problem

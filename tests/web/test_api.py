@@ -98,3 +98,9 @@ def test_metrics_count_events_tokens_and_latency(
     assert "psatriage_model_tokens_total" in text
     assert "psatriage_model_call_seconds_bucket" in text
     assert "psatriage_event_processing_seconds_bucket" in text
+
+
+def test_readiness_lists_tenant_problems(runtime: Runtime, client: TestClient) -> None:
+    runtime.flag_tenant(TENANT, "credentials refused: HTTP 401")
+    body = client.get("/readyz").json()
+    assert body["tenants"] == {TENANT: ["credentials refused: HTTP 401"]}

@@ -85,6 +85,13 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     def register_webhook(self, url: str) -> str:
         """Create the PSA's webhook/callback entry that calls ``url``; return its PSA id."""
 
+    def problems(self) -> list[str]:
+        """Conditions an operator must fix (e.g. the PSA deactivated our webhook), for /readyz.
+
+        The default has none; adapters that learn of such conditions report them here.
+        """
+        return []
+
     @classmethod
     def can_poll(cls) -> bool:
         """Whether this adapter implements ``list_new_tickets`` (the polling trigger)."""

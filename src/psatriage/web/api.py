@@ -52,7 +52,7 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     checks["queue"] = "ok" if runtime.queue.reachable() else "unreachable"
     ready = all(value == "ok" for value in checks.values())
-    body = {"ready": ready, "checks": checks, "tenants": dict(runtime.tenant_problems)}
+    body = {"ready": ready, "checks": checks, "tenants": runtime.problems()}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
