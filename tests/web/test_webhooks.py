@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from psatriage.psa.base import PATH_TOKEN_HEADER
 from psatriage.runtime import Runtime
 from psatriage.web import create_app
 from tests.harness import TENANT, Harness
@@ -186,3 +187,19 @@ def test_embedded_worker_categorizes_within_a_couple_of_seconds(
             time.sleep(0.02)
     assert len(harness.cw.patches(ticket)) == 1
     assert events[0]["state"] == "done"
+
+
+def test_a_path_token_reaches_verify_only_from_the_path(
+    harness: Harness, runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, str]] = []
+    adapter = runtime.adapter(TENANT)
+    monkeypatch.setattr(adapter, "verify", lambda headers, body: seen.append(dict(headers)))
+    body, headers = harness.cw.callback(harness.cw.add_ticket("x", "y"))
+    forged = {**headers, PATH_TOKEN_HEADER: "forged"}
+    assert (
+        client.post(f"/webhooks/{TENANT}/s3cret", content=body, headers=forged).status_code == 202
+    )
+    assert client.post(f"/webhooks/{TENANT}", content=body, headers=forged).status_code == 200
+    assert seen[0][PATH_TOKEN_HEADER] == "s3cret"
+    assert PATH_TOKEN_HEADER not in seen[1]

@@ -17,6 +17,12 @@ from pydantic import BaseModel, ConfigDict
 
 from psatriage.domain import Category, NewTicket, Taxonomy, Ticket, TicketEvent
 
+PATH_TOKEN_HEADER = "x-psatriage-path-token"  # noqa: S105 - a header name, not a secret
+"""``verify`` finds the secret segment of ``/webhooks/{tenant}/{token}`` under this header name.
+
+The web edge sets it from the URL path and drops any such header the sender sent, so it can only
+ever hold what was in the path."""
+
 
 class AdapterConfig(BaseModel):
     """Base of every adapter's ``Config``: unknown keys are errors, values are immutable."""
@@ -45,7 +51,8 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
         """Prove the webhook came from this tenant's PSA; raise ``WebhookRejected`` if not.
 
-        ``headers`` keys are lower-case. Runs before anything is parsed or stored.
+        ``headers`` keys are lower-case. Runs before anything is parsed or stored. A secret path
+        segment (``/webhooks/{tenant}/{token}``) arrives as ``headers[PATH_TOKEN_HEADER]``.
         """
 
     @abstractmethod

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from psatriage import metrics
 from psatriage.errors import PsatriageError, TransientError, WebhookRejected
+from psatriage.psa.base import PATH_TOKEN_HEADER
 from psatriage.runtime import Runtime
 from psatriage.store.tables import EventState
 
@@ -46,6 +47,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
 @router.post("/webhooks/{tenant}", status_code=202)
 async def receive_webhook(tenant: str, request: Request) -> JSONResponse:
     """Accept a PSA's "ticket created" call for ``tenant``."""
+    return await _receive(tenant, request, path_token=None)
+
+
+@router.post("/webhooks/{tenant}/{path_token}", status_code=202)
+async def receive_webhook_with_path_token(
+    tenant: str, path_token: str, request: Request
+) -> JSONResponse:
+    """The same, for PSAs that authenticate with a secret segment in the URL."""
+    return await _receive(tenant, request, path_token=path_token)
+
+
+async def _receive(tenant: str, request: Request, *, path_token: str | None) -> JSONResponse:
     started = time.perf_counter()
     runtime: Runtime = request.app.state.runtime
     known = runtime.config.tenants.get(tenant)
@@ -56,7 +69,13 @@ async def receive_webhook(tenant: str, request: Request) -> JSONResponse:
         body = await _read_body(request, limit)
     except BodyTooLarge:
         return _answer(413, f"body larger than {limit} bytes", tenant=tenant, result="too_large")
-    headers = {key.lower(): value for key, value in request.headers.items()}
+    headers = {
+        key.lower(): value
+        for key, value in request.headers.items()
+        if key.lower() != PATH_TOKEN_HEADER  # only the path may set it
+    }
+    if path_token is not None:
+        headers[PATH_TOKEN_HEADER] = path_token
     try:
         status, payload = await run_in_threadpool(_accept, runtime, tenant, headers, body)
     except WebhookRejected as exc:
