@@ -173,9 +173,10 @@ class Trigger(enum.StrEnum):
 
 class _RawTenant(_Strict):
     psa: str
-    trigger: Trigger = Field(
-        default=Trigger.WEBHOOK,
-        description="How new tickets reach psatriage: webhook, poll or both.",
+    trigger: Trigger | None = Field(
+        default=None,
+        description="How new tickets reach psatriage: webhook, poll or both (default: the PSA's "
+        "usual way: poll for Kaseya BMS, webhook for the others).",
     )
     poll_seconds: int = Field(
         default=60, ge=5, le=3600, description="Polling interval (trigger poll or both)."
@@ -356,7 +357,8 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
     if adapter_cls is None:
         raise problem("psa", f"unknown PSA {raw.psa!r}", f"use one of {sorted(adapters())}")
     lines: list[str] = []
-    if raw.trigger is not Trigger.WEBHOOK and not adapter_cls.can_poll():
+    trigger = raw.trigger or Trigger(adapter_cls.default_trigger)
+    if trigger is not Trigger.WEBHOOK and not adapter_cls.can_poll():
         lines.append(
             f"tenant {name!r}, key 'trigger': the {raw.psa} adapter cannot poll for new tickets; "
             'fix: use trigger = "webhook"'
@@ -365,6 +367,10 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         connection = adapter_cls.Config.model_validate(raw.connection)
     except ValidationError as exc:
         lines += _explain(name, exc, prefix="connection")
+    else:
+        unusable = connection.webhook_config_problem() if trigger is not Trigger.POLL else None
+        if unusable:
+            lines.append(f"tenant {name!r}, key 'connection': {unusable}")
     classifier_body = dict(raw.classifier)
     classifier_kind = str(classifier_body.pop("kind", "openai"))
     classifier_cls = classifiers().get(classifier_kind)
@@ -386,7 +392,7 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
     return Tenant(
         name=name,
         psa=raw.psa,
-        trigger=raw.trigger,
+        trigger=trigger,
         poll_seconds=raw.poll_seconds,
         poll_overlap_seconds=raw.poll_overlap_seconds,
         connection=connection,

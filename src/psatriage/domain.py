@@ -194,6 +194,10 @@ class Taxonomy:
     def get(self, key: str) -> Category | None:
         return self._by_key.get(key)
 
+    def tree_values(self, ticket: Ticket) -> tuple[LevelValue, ...]:
+        """The ticket's current values on this tree's levels (not its facets)."""
+        return tuple(v for v in ticket.current if v.level in self.levels)
+
     def active(self) -> tuple[Category, ...]:
         return tuple(leaf for leaf in self.leaves if leaf.active)
 

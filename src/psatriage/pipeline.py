@@ -17,6 +17,7 @@ from psatriage import metrics, policy
 from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.config import Effective, Tenant
 from psatriage.domain import (
+    PATH_SEPARATOR,
     Category,
     Chosen,
     Classification,
@@ -130,6 +131,7 @@ class _Plan:
     classification: Classification
     guard: policy.Guard
     decision_id: int
+    previous: str  # the ticket's category before we touched it
 
 
 def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Result:
@@ -148,6 +150,7 @@ def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Result:
         _classification_from(checkpoint),
         policy.Guard(replacing=checkpoint.replacing),
         checkpoint.id,
+        checkpoint.previous,
     )
 
 
@@ -157,6 +160,7 @@ def _plan(
     """Guard, classify and checkpoint a new decision."""
     tenant, rules = deps.tenant, effective.policy
     taxonomy = _taxonomy(deps, ticket)
+    previous = PATH_SEPARATOR.join(v.name for v in taxonomy.tree_values(ticket))
     checked = policy.guard(rules, ticket, taxonomy)
     if checked.keep:
         if dry_run:
@@ -166,7 +170,7 @@ def _plan(
             tenant=tenant.name,
             ticket_id=ticket.id,
             company_id=ticket.company_id,
-            previous=ticket.current_label,
+            previous=previous,
             chosen=None,
             classification=None,
             reason=checked.keep,
@@ -189,13 +193,13 @@ def _plan(
             tenant=tenant.name,
             ticket_id=ticket.id,
             company_id=ticket.company_id,
-            previous=ticket.current_label,
+            previous=previous,
             chosen=chosen,
             classification=classification,
             replacing=checked.replacing,
             once_per_ticket=once,
         ).id
-    return _Plan(chosen, classification, checked, decision_id)
+    return _Plan(chosen, classification, checked, decision_id, previous)
 
 
 def _write(
@@ -352,7 +356,7 @@ def _note(
         model=result.model,
         engine=result.engine,
         outcome=outcome.value,
-        previous=ticket.current_label,
+        previous=planned.previous,
         marker=note_marker,
     )
 

@@ -15,7 +15,7 @@ import enum
 from dataclasses import dataclass
 
 from psatriage.config import Mode, Overwrite, Policy, category_matches
-from psatriage.domain import Category, Classification, Taxonomy, Ticket
+from psatriage.domain import PATH_SEPARATOR, Category, Classification, Taxonomy, Ticket
 
 
 class Action(enum.StrEnum):
@@ -33,18 +33,20 @@ class Guard:
 
 
 def guard(policy: Policy, ticket: Ticket, taxonomy: Taxonomy) -> Guard:
-    if not ticket.current:
+    current_values = taxonomy.tree_values(ticket)  # facets (priority, queue...) do not count
+    if not current_values:
         return Guard()
-    current = taxonomy.find_by_ids(ticket.current) or Category(key="", path=ticket.current)
+    label = PATH_SEPARATOR.join(v.name for v in current_values)
+    current = taxonomy.find_by_ids(current_values) or Category(key="", path=current_values)
     for pattern in policy.locked:
         if category_matches(current, pattern):
-            return Guard(keep=f"the category {ticket.current_label} is locked ({pattern!r})")
-    placeholder = all((v.level, v.id) in taxonomy.defaults for v in ticket.current)
+            return Guard(keep=f"the category {label} is locked ({pattern!r})")
+    placeholder = all((v.level, v.id) in taxonomy.defaults for v in current_values)
     if placeholder and policy.overwrite in {Overwrite.DEFAULTS, Overwrite.ALWAYS}:
         return Guard()
     if policy.overwrite is Overwrite.ALWAYS:
         return Guard(replacing=True)
-    return Guard(keep=f"a person already set the category {ticket.current_label}")
+    return Guard(keep=f"a person already set the category {label}")
 
 
 def candidates(policy: Policy, taxonomy: Taxonomy) -> tuple[Category, ...]:

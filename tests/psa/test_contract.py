@@ -170,6 +170,7 @@ def test_through_the_service_one_write_and_one_note(kit: ContractKit, tmp_path: 
         config = tmp_path / "psatriage.toml"
         tenant = {
             "psa": kit.psa,
+            "trigger": "webhook",
             "connection": kit.connection,
             "classifier": {
                 "api_key": "env:CONTRACT_OPENAI_KEY",

@@ -29,6 +29,10 @@ class AdapterConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def webhook_config_problem(self) -> str | None:
+        """Why this connection cannot take webhooks (asked when the trigger uses them), or None."""
+        return None
+
 
 ConfigT = TypeVar("ConfigT", bound=AdapterConfig)
 
@@ -38,6 +42,7 @@ class PSAAdapter(ABC, Generic[ConfigT]):
 
     kind: ClassVar[str]
     Config: ClassVar[type[AdapterConfig]]
+    default_trigger: ClassVar[str] = "webhook"  # what a tenant gets without ``trigger = ...``
 
     def __init__(self, tenant: str, config: ConfigT, http: httpx.Client) -> None:
         self.tenant = tenant

@@ -1,0 +1,994 @@
+"""Autotask adapter against the fake Autotask on 127.0.0.1, through a real httpx client.
+
+Also the whole service (signed webhook → worker → one PATCH and one internal note) and the CLI
+commands of the issue, for an Autotask tenant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+from structlog.testing import capture_logs
+
+from psatriage import jobs
+from psatriage.config import load_config
+from psatriage.domain import Category, LevelValue, Ticket
+from psatriage.errors import (
+    AuthFailed,
+    CategoryRejected,
+    ConfigError,
+    PermanentError,
+    TransientError,
+    WebhookRejected,
+)
+from psatriage.http import make_client
+from psatriage.psa._autotask_hooks import dotnet_escape
+from psatriage.psa._autotask_picklists import parse_picklists, taxonomy_from
+from psatriage.psa.autotask import LEVELS, AutotaskAdapter, AutotaskConfig
+from psatriage.runtime import Runtime
+from psatriage.settings import Settings
+from psatriage.store.tables import EventState
+from psatriage.web import create_app
+from tests.fakes.autotask import FakeAutotask, dotnet_json
+from tests.fakes.base import FakeServer, Response
+from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
+from tests.harness import to_toml
+
+os.environ["COLUMNS"] = "200"  # Rich sizes its console when psatriage.cli is imported
+from typer.testing import CliRunner
+
+from psatriage.cli import app
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "autotask"
+MakeAdapter = Callable[..., AutotaskAdapter]
+TRICKY = 'Café & bar\'s "VPN" <down> + `x` 🚀 ü'
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAutotask]:
+    server = FakeAutotask()
+    server.start()
+    for name, value in server.secret_env().items():
+        monkeypatch.setenv(name, value)
+    yield server
+    threading.Thread(target=server.stop).start()  # stop() waits for the poll loop
+
+
+@pytest.fixture
+def http(fake: FakeAutotask) -> Iterator[httpx.Client]:
+    with make_client(timeout=5.0, connect_timeout=2.0) as client:
+        yield client
+
+
+@pytest.fixture
+def make_adapter(fake: FakeAutotask, http: httpx.Client) -> MakeAdapter:
+    def build(client: httpx.Client | None = None, **overrides: Any) -> AutotaskAdapter:
+        config = AutotaskConfig.model_validate(fake.connection_config(**overrides))
+        return AutotaskAdapter("acme", config, client or http)
+
+    return build
+
+
+@pytest.fixture
+def adapter(make_adapter: MakeAdapter) -> AutotaskAdapter:
+    return make_adapter()
+
+
+# -- parse ------------------------------------------------------------------------------------
+
+
+def sample(name: str = "webhook-ticket-create.json", **keys: Any) -> bytes:
+    """A sample delivery with top-level keys replaced (None removes them)."""
+    payload = fixture(name)
+    for key, value in keys.items():
+        if value is None:
+            payload.pop(key, None)
+        else:
+            payload[key] = value
+    return json.dumps(payload).encode()
+
+
+CREATE_KEY = "a1da62a4-2c49-40a8-8183-69994ce5b3eb:351181:1"
+LOWER = json.dumps({"action": "Create", "id": "77", "guid": "g", "sequencenumber": 3}).encode()
+PARSE_CASES: list[tuple[str, bytes, dict[str, Any] | None]] = [
+    ("create sample", sample(), {"ticket_id": "351181", "action": "Create", "actionable": True,
+                                 "dedupe_key": CREATE_KEY, "actor": "30691780"}),
+    ("update sample", sample("webhook-ticket-update.json"),
+     {"ticket_id": "351182", "action": "Update", "actionable": False}),
+    ("delete", sample(Action="Delete"), {"action": "Delete", "actionable": False}),
+    ("PersonID", sample(PersonId=None, PersonID=42), {"actor": "42"}),
+    ("no person", sample(PersonId=None), {"actor": None, "actionable": True}),
+    ("lower-case keys", LOWER, {"ticket_id": "77", "dedupe_key": "g:77:3", "actionable": True}),
+    ("Tickets", sample(EntityType="Tickets"), {"actionable": True}),
+    ("no EntityType", sample(EntityType=None), {"actionable": True}),
+    ("ticket note", sample(EntityType="TicketNote"), None),
+    ("company", sample(EntityType="Company"), None),
+    ("unknown action", sample(Action="Merge"), {"actionable": False}),
+    ("other sequence", sample(SequenceNumber=2), {"dedupe_key": CREATE_KEY[:-1] + "2"}),
+    ("no key", b"{}", None),
+    ("unrelated", b'{"hello": "world"}', None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"), [c[1:] for c in PARSE_CASES], ids=[c[0] for c in PARSE_CASES]
+)
+def test_parse(adapter: AutotaskAdapter, body: bytes, expected: dict[str, Any] | None) -> None:
+    event = adapter.parse(body)
+    if expected is None:
+        assert event is None
+        return
+    assert event is not None and event.tenant == "acme"
+    for name, value in expected.items():
+        assert getattr(event, name) == value, name
+
+
+def test_parse_details(adapter: AutotaskAdapter) -> None:
+    event = adapter.parse(sample())
+    assert event is not None
+    assert event.occurred_at == datetime(2025, 9, 15, 14, 57, 50, tzinfo=UTC)
+    unguided = adapter.parse(sample(Guid=None))
+    assert unguided is not None and unguided.dedupe_key.startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (sample(Id=None), "no Id"),
+        (sample(Id="abc"), "no Id"),
+        (sample(Id=0), "no Id"),
+    ],
+    ids=["not json", "array", "no id", "bad id", "zero id"],
+)
+def test_parse_rejects_malformed(adapter: AutotaskAdapter, body: bytes, message: str) -> None:
+    with pytest.raises(WebhookRejected, match=message) as info:
+        adapter.parse(body)
+    assert info.value.status == 400
+
+
+def test_deactivated_is_recorded_ignored_and_reported(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    body, headers = fake.deactivation()
+    adapter.verify(headers, body)
+    with capture_logs() as logs:
+        event = adapter.parse(body)
+    assert event is not None
+    assert (event.action, event.actionable, event.ticket_id) == ("Deactivated", False, "")
+    assert event.dedupe_key.startswith("deactivated:")
+    (problem,) = adapter.problems()
+    assert "deactivated" in problem and "webhooks register" in problem
+    assert adapter.parse(body) is not None and len(adapter.problems()) == 1
+    assert [e["log_level"] for e in logs] == ["error"]  # logged loudly
+
+
+def test_events_of_our_own_api_user_are_not_acted_on(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    ticket_id = fake.add_ticket("Printer", "jam")
+    mine, _ = fake.delivery(ticket_id, person_id=fake.api_resource_id)
+    before = adapter.parse(mine)
+    assert before is not None and before.actionable  # our resource id is not known yet
+    adapter.get_ticket(str(ticket_id))  # the worker's path learns it (once)
+    after = adapter.parse(mine)
+    assert after is not None and not after.actionable
+    other = adapter.parse(fake.delivery(ticket_id, person_id=4)[0])
+    assert other is not None and other.actionable
+    assert len(fake.requests_to("/Resources/query$")) == 1
+
+
+def test_configured_resource_id_needs_no_lookup(
+    fake: FakeAutotask, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(api_resource_id=777)
+    event = adapter.parse(fake.delivery(fake.add_ticket("x", "y"), person_id=777)[0])
+    assert event is not None and not event.actionable
+    assert adapter.resource_id() == "777" and fake.requests == []
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("escaped_wire", [False, True], ids=["plain wire", "escaped wire"])
+@pytest.mark.parametrize(
+    "title",
+    ["Printer & scanner", "Bob's laptop", 'The "VPN"', "a <b> c", "Café", "🚀 launch", TRICKY],
+)
+def test_verify_accepts_autotask_signatures(
+    fake: FakeAutotask, adapter: AutotaskAdapter, title: str, escaped_wire: bool
+) -> None:
+    body, headers = fake.delivery(fake.add_ticket(title, "x"), escaped_wire=escaped_wire)
+    adapter.verify(headers, body)
+    event = adapter.parse(body)
+    assert event is not None and event.actionable
+
+
+def test_verify_accepts_a_signature_over_the_raw_bytes(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    body = sample(Fields={"Title": TRICKY})
+    adapter.verify({"x-hook-signature": fake.sign(body)}, body)
+    adapter.verify({"x-hook-signature": fake.sign(body).removeprefix("sha1=")}, body)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda body, headers: (body.replace(b"Create", b"Update"), headers),
+        lambda body, headers: (body + b" ", headers),
+        lambda body, headers: (body, {"content-type": "application/json"}),
+        lambda body, headers: (body, {"x-hook-signature": "sha1=not base64!"}),
+        lambda body, headers: (body, {"x-hook-signature": "sha1="}),
+        lambda body, headers: (b"\xff\xfe", headers),
+    ],
+    ids=["edited", "trailing byte", "missing", "garbage", "empty", "not utf-8"],
+)
+def test_verify_rejects(
+    fake: FakeAutotask,
+    adapter: AutotaskAdapter,
+    change: Callable[[bytes, dict[str, str]], tuple[bytes, dict[str, str]]],
+) -> None:
+    body, headers = change(*fake.delivery(fake.add_ticket(TRICKY, "x")))
+    with pytest.raises(WebhookRejected) as info:
+        adapter.verify(headers, body)
+    assert info.value.status == 401
+
+
+def test_verify_rejects_another_secret(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    fake.webhook_secret = "someone-else"
+    body, headers = fake.delivery(fake.add_ticket("Printer", "x"))
+    with pytest.raises(WebhookRejected, match="does not match"):
+        adapter.verify(headers, body)
+
+
+@pytest.mark.parametrize("text", [TRICKY, "plain", 'a\\"b\\\\c\n\t', "", "日本語 ✓ 😀😀"])
+def test_dotnet_escape_matches_the_serializer(text: str) -> None:
+    payload = {"Fields": {"Title": text, "N": 1, "L": [text, None, True]}, "Id": 5}
+    plain = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    assert dotnet_escape(plain) == dotnet_json(payload)
+    assert dotnet_escape(dotnet_json(payload)) == dotnet_json(payload)  # escaping twice is a no-op
+
+
+# -- zone discovery ---------------------------------------------------------------------------
+
+
+def discoveries(fake: FakeAutotask) -> int:
+    return len(fake.requests_to("zoneInformation"))
+
+
+def test_zone_is_discovered_once_without_credentials(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    ticket_id = fake.add_ticket("VPN", "Down.")
+    adapter.get_ticket(str(ticket_id))
+    adapter.get_ticket(str(ticket_id))
+    (request,) = fake.requests_to("zoneInformation")
+    assert request.arg("user") == fake.username
+    assert "secret" not in request.headers and "apiintegrationcode" not in request.headers
+    call = fake.requests_to(rf"/Tickets/{ticket_id}$")[0]
+    assert call.path.startswith("/zone5/ATServicesRest/V1.0/")
+    assert (call.headers["username"], call.headers["secret"]) == (fake.username, fake.secret)
+    assert call.headers["apiintegrationcode"] == fake.integration_code
+
+
+def test_zone_is_discovered_again_after_a_401(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    ticket_id = fake.add_ticket("VPN", "Down.")
+    adapter.get_ticket(str(ticket_id))
+    fake.zone = "zone6"  # the database moved
+    assert adapter.get_ticket(str(ticket_id)).title == "VPN"
+    assert discoveries(fake) == 2
+    assert fake.requests_to(rf"/zone6/.*/Tickets/{ticket_id}$")
+
+
+def test_a_401_in_the_same_zone_is_auth_failed(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    ticket_id = fake.add_ticket("VPN", "Down.")
+    adapter.get_ticket(str(ticket_id))
+    fake.secret = "rotated"
+    with pytest.raises(AuthFailed, match=r"refused the API user \(401\)") as info:
+        adapter.get_ticket(str(ticket_id))
+    assert discoveries(fake) == 2
+    assert "rotated" not in str(info.value) and "S3cret" not in str(info.value)
+
+
+def test_pinned_zone_is_never_discovered(fake: FakeAutotask, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(zone_url=fake.zone_url)
+    adapter.get_ticket(str(fake.add_ticket("VPN", "Down.")))
+    fake.zone = "zone6"
+    with pytest.raises(AuthFailed):
+        adapter.get_ticket(str(fake.add_ticket("VPN", "Down.")))
+    assert discoveries(fake) == 0
+
+
+def test_discovery_never_sends_credentials_to_an_untrusted_zone(make_adapter: MakeAdapter) -> None:
+    with FakeServer() as discovery:
+        evil = {"url": "http://evil.example/ATServicesRest/"}
+        discovery.route(
+            "GET", r"/ATServicesRest/V1\.0/zoneInformation", lambda r: Response(200, evil)
+        )
+        adapter = make_adapter(discovery_url=f"{discovery.url}/ATServicesRest")
+        with pytest.raises(PermanentError, match="untrusted host"):
+            adapter.get_ticket("1")
+
+
+def test_unknown_api_user(make_adapter: MakeAdapter) -> None:
+    with pytest.raises(PermanentError, match="zone of the API user not found"):
+        make_adapter(username="nobody@example.com").get_ticket("1")
+
+
+# -- tickets and notes ------------------------------------------------------------------------
+
+
+def test_get_ticket(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    ticket_id = fake.add_ticket(
+        "Printer jams", "The printer jams.", issue_type=10, sub_issue_type=136
+    )
+    assert adapter.get_ticket(str(ticket_id)) == Ticket(
+        id=str(ticket_id),
+        title="Printer jams",
+        description="The printer jams.",
+        scope="tickets",
+        scope_name="Tickets",
+        company_id="174",
+        company_name="Contoso Ltd",
+        current=(
+            LevelValue("issueType", "10", "Hardware"),
+            LevelValue("subIssueType", "136", "Printer"),
+        ),
+    )
+    calls = len(fake.requests)
+    assert adapter.get_ticket(str(ticket_id)).current_label == "Hardware › Printer"
+    assert len(fake.requests) == calls + 1  # steady state: one read per ticket
+
+
+def test_get_ticket_of_the_reference_sample(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    fake.tickets[100] = fixture("ticket-get-by-id.json")["item"]
+    ticket = adapter.get_ticket("100")
+    assert (ticket.title, ticket.company_id, ticket.company_name) == (
+        "Monthy Services Checkup*",
+        "174",
+        "Contoso Ltd",
+    )
+    assert ticket.current_label == "Hardware › Printer"
+
+
+def test_get_ticket_reports_facets_once_categorized(
+    fake: FakeAutotask, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(facets=["queueID", "priority"])
+    empty = fake.add_ticket("New", "x")
+    assert adapter.get_ticket(str(empty)).current == ()  # Autotask's own queue and priority
+    done = fake.add_ticket("Done", "x", issue_type=12, sub_issue_type=150, priority=1)
+    assert [(v.level, v.id, v.name) for v in adapter.get_ticket(str(done)).current] == [
+        ("issueType", "12", "Network"),
+        ("subIssueType", "150", "VPN"),
+        ("queueID", "29682833", "Level I Support"),
+        ("priority", "1", "High"),
+    ]
+
+
+def test_get_ticket_not_found(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    with pytest.raises(PermanentError, match="ticket 424242 not found"):
+        adapter.get_ticket("424242")
+    with pytest.raises(PermanentError, match="not an Autotask id"):
+        adapter.get_ticket("../Resources")
+
+
+def test_add_note_is_internal_and_findable(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    ticket_id = fake.add_ticket("VPN", "Cannot connect.")
+    fake.add_note(ticket_id, "A person's note")
+    ticket = adapter.get_ticket(str(ticket_id))
+    assert not adapter.find_note(ticket, "[psatriage:41]")
+    adapter.add_note(ticket, "Categorized as Network › VPN. [psatriage:41]")
+    adapter.add_note(ticket, "Again [psatriage:42]")
+    bodies = [r.json() for r in fake.writes_to("POST", rf"/Tickets/{ticket_id}/Notes$")]
+    assert bodies[0] == {
+        "ticketID": ticket_id,
+        "title": "psatriage",
+        "description": "Categorized as Network › VPN. [psatriage:41]",
+        "noteType": 3,
+        "publish": 2,
+    }
+    assert all(body["publish"] != 1 for body in bodies)  # never portal-visible
+    assert len(fake.requests_to("/TicketNotes/entityInformation/fields$")) == 1
+    fake.max_page_size = 1
+    assert adapter.find_note(ticket, "[psatriage:41]")
+    assert not adapter.find_note(ticket, "[psatriage:43]")
+
+
+def test_note_values_are_resolved_by_label(fake: FakeAutotask, make_adapter: MakeAdapter) -> None:
+    ticket_id = fake.add_ticket("VPN", "x")
+    adapter = make_adapter(note_publish="internal & co-managed", note_type="No such type")
+    adapter.add_note(adapter.get_ticket(str(ticket_id)), "x")
+    note = fake.notes(ticket_id)[-1]
+    assert (note["publish"], note["noteType"]) == (4, 3)  # noteType: the picklist's default
+
+
+def test_an_unknown_publish_label_is_a_config_error(
+    fake: FakeAutotask, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(note_publish="Secret Team")
+    with pytest.raises(ConfigError, match="'Internal Project Team'") as info:
+        adapter.add_note(adapter.get_ticket(str(fake.add_ticket("x", "y"))), "x")
+    assert "All Autotask Users" not in str(info.value)
+
+
+# -- taxonomy ---------------------------------------------------------------------------------
+
+
+def test_taxonomy(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    taxonomy = adapter.get_taxonomy(adapter.get_ticket(str(fake.add_ticket("x", "y"))))
+    assert [leaf.key for leaf in taxonomy.leaves] == [
+        "10/136", "10/137", "11/140", "11/141", "12/150", "12/151", "14", "15",
+    ]  # fmt: skip
+    assert taxonomy.get("12/151").label == "Network › Wi-Fi"
+    assert (taxonomy.scope, taxonomy.levels) == ("tickets", ("issueType", "subIssueType"))
+    assert taxonomy.defaults == frozenset({("issueType", "14")})
+    assert taxonomy.facets == ()
+    assert adapter.list_scopes() == [("tickets", "Tickets")]
+
+
+def test_taxonomy_with_facets(fake: FakeAutotask, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(facets=["queueID", "priority", "ticketCategory"])
+    taxonomy = adapter.get_taxonomy(Ticket(id="", title="", description="", scope="tickets"))
+    queue, priority, category = taxonomy.facets
+    assert (queue.name, queue.label) == ("queueID", "Queue")
+    assert [o.name for o in queue.options] == [
+        "Client Portal",
+        "Level I Support",
+        "Level II Support",
+    ]
+    assert [o.id for o in priority.options] == ["4", "1", "2", "3"]  # by sortOrder, active only
+    assert [o.name for o in category.options] == ["Standard", "AEM Alert"]
+    assert ("queueID", "29682833") in taxonomy.defaults and ("priority", "2") in taxonomy.defaults
+
+
+def test_taxonomy_of_the_reference_fixture() -> None:
+    lists = parse_picklists(fixture("tickets-entityinformation-fields-picklists.json"))
+    assert [p.label for p in lists["priority"]] == ["High"]  # the repeated entry is ignored
+    taxonomy = taxonomy_from(lists, ["queueID"])
+    assert [(leaf.key, leaf.label) for leaf in taxonomy.leaves] == [("2", "Hardware")]
+    assert [o.name for o in taxonomy.facets[0].options] == ["Client Portal"]
+    note_lists = parse_picklists(fixture("ticketnotes-notetype-field.json"))
+    assert note_lists["noteType"][0].label == "Task Detail"
+
+
+# -- set_category -----------------------------------------------------------------------------
+
+
+def category(key: str, *facets: tuple[str, str]) -> Category:
+    ids = key.split("/")
+    path = tuple(LevelValue(level, i, i) for level, i in zip(LEVELS, ids, strict=False))
+    return Category(key, path).with_facets(tuple(LevelValue(f, v, v) for f, v in facets))
+
+
+def test_set_category_patches_the_ids(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    ticket_id = fake.add_ticket("Printer jams", "Jams.")
+    adapter.set_category(adapter.get_ticket(str(ticket_id)), category("10/136"))
+    assert fake.patches(ticket_id) == [{"id": ticket_id, "issueType": 10, "subIssueType": 136}]
+    assert adapter.get_ticket(str(ticket_id)).current_label == "Hardware › Printer"
+
+
+def test_set_category_clears_a_sub_issue_type_it_does_not_set(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    ticket_id = fake.add_ticket("Threat", "x", issue_type=10, sub_issue_type=137)
+    adapter.set_category(adapter.get_ticket(str(ticket_id)), category("15"))
+    assert fake.patches(ticket_id) == [{"id": ticket_id, "issueType": 15, "subIssueType": None}]
+
+
+def test_a_sub_issue_type_of_another_issue_type_is_never_written(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    ticket_id = fake.add_ticket("Odd", "x")
+    with pytest.raises(CategoryRejected, match="belongs to issue type 12, not 10"):
+        adapter.set_category(adapter.get_ticket(str(ticket_id)), category("10/150"))
+    assert fake.patches(ticket_id) == []
+
+
+def test_a_value_deactivated_since_the_read_is_rejected_by_autotask(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    ticket_id = fake.add_ticket("Printer", "x")
+    ticket = adapter.get_ticket(str(ticket_id))
+    adapter.get_taxonomy(ticket)
+    fake.set_active("subIssueType", 136, False)
+    with pytest.raises(CategoryRejected, match=r"\(500\): Value 136 is not valid"):
+        adapter.set_category(ticket, category("10/136"))
+    assert len(fake.patches(ticket_id)) == 1
+    adapter.get_taxonomy(ticket)  # the pipeline re-reads the tree after a rejection
+    with pytest.raises(CategoryRejected, match="not an active value"):
+        adapter.set_category(ticket, category("10/136"))
+    assert len(fake.patches(ticket_id)) == 1  # known-inactive values are not even sent
+
+
+def test_set_category_writes_facets(fake: FakeAutotask, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(facets=["queueID", "priority"])
+    ticket_id = fake.add_ticket("VPN", "x")
+    ticket = adapter.get_ticket(str(ticket_id))
+    adapter.set_category(ticket, category("12/150", ("queueID", "29682969"), ("priority", "1")))
+    assert fake.patches(ticket_id) == [
+        {"id": ticket_id, "issueType": 12, "subIssueType": 150, "queueID": 29682969, "priority": 1}
+    ]
+    for bad in [("queueID", "29683000"), ("priority", "77")]:  # inactive, unknown
+        with pytest.raises(CategoryRejected, match="not an active value"):
+            adapter.set_category(ticket, category("12/150", bad))
+    with pytest.raises(CategoryRejected, match="does not categorize"):
+        adapter.set_category(ticket, category("12/150", ("ticketCategory", "3")))
+    assert len(fake.patches(ticket_id)) == 1
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+PERMISSION = {"errors": ["The logged in Resource does not have the adequate permissions."]}
+ERROR_CASES: list[tuple[int, dict[str, str], Any, type[Exception], str]] = [
+    (401, {}, {"errors": ["Unauthorized"]}, AuthFailed, "401"),
+    (403, {}, None, AuthFailed, "403"),
+    (429, {"Retry-After": "7"}, None, TransientError, "429"),
+    (429, {}, None, TransientError, "429"),
+    (500, {}, None, TransientError, "500"),
+    (500, {}, {"errors": ["Timeout expired"]}, TransientError, "Timeout expired"),
+    (500, {}, PERMISSION, AuthFailed, "lacks a permission"),
+    (500, {}, {"errors": ["No matching records found."]}, PermanentError, "not found"),
+    (500, {}, {"errors": [{"message": "Invalid filter"}]}, PermanentError, "Invalid filter"),
+    (502, {}, None, TransientError, "502"),
+    (503, {"Retry-After": "2"}, None, TransientError, "503"),
+    (400, {}, {"errors": ["Bad query"]}, PermanentError, "Bad query"),
+    (404, {}, None, PermanentError, "not found"),
+    (409, {}, {"errors": ["busy"]}, PermanentError, "409 for ticket .*: busy"),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "error", "message"),
+    ERROR_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(ERROR_CASES)],
+)
+def test_error_mapping(
+    fake: FakeAutotask,
+    adapter: AutotaskAdapter,
+    status: int,
+    headers: dict[str, str],
+    body: Any,
+    error: type[Exception],
+    message: str,
+) -> None:
+    ticket_id = fake.add_ticket("VPN", "Down.")
+    fake.fail("GET", rf"/Tickets/{ticket_id}$", status, body=body, headers=headers, times=2)
+    with pytest.raises(error, match=message) as info:
+        adapter.get_ticket(str(ticket_id))
+    assert type(info.value) is error
+    if status == 429:
+        assert isinstance(info.value, TransientError)
+        assert info.value.retry_after == float(headers.get("Retry-After", 60))
+
+
+def test_a_rejected_category_write_is_category_rejected(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    ticket = adapter.get_ticket(str(fake.add_ticket("VPN", "x")))
+    fake.fail("PATCH", r"/Tickets$", 400, body={"errors": ["Issue Type is locked"]})
+    with pytest.raises(CategoryRejected, match="Issue Type is locked"):
+        adapter.set_category(ticket, category("12/150"))
+
+
+def test_timeout_and_outage_are_transient(fake: FakeAutotask, make_adapter: MakeAdapter) -> None:
+    with make_client(timeout=0.2, connect_timeout=0.2) as client:
+        adapter = make_adapter(client=client)
+        fake.fail("GET", "/ThresholdInformation$", 200, delay=0.6)
+        with pytest.raises(TransientError, match="did not answer"):
+            adapter.check_connection()
+    adapter = make_adapter()
+    fake.stop()
+    with pytest.raises(TransientError):
+        adapter.check_connection()
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+def test_at_most_three_concurrent_calls_per_endpoint(fake: FakeAutotask) -> None:
+    tickets = [fake.add_ticket(f"T{n}", "x") for n in range(6)]
+    with make_client(timeout=10, max_connections=32) as client:
+        config = AutotaskConfig.model_validate(fake.connection_config(api_resource_id=1))
+        adapter = AutotaskAdapter("acme", config, client)
+        adapter.get_ticket(str(tickets[0]))  # zone, fields and company read once
+        fake.delay = 0.05
+        errors: list[BaseException] = []
+
+        def work(ticket_id: int) -> None:
+            try:
+                ticket = adapter.get_ticket(str(ticket_id))
+                adapter.find_note(ticket, "psatriage:1")
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in tickets * 3]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert fake.max_active_by_endpoint["Tickets"] == 3
+    assert fake.max_active_by_endpoint["Tickets/Notes"] == 3
+    assert fake.max_active > 3  # the two endpoints were busy at the same time
+
+
+def test_the_rolling_window_is_enforced(fake: FakeAutotask, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(requests_per_window=2, threshold_check_at=1.0, api_resource_id=1)
+    ticket_id = str(fake.add_ticket("x", "y"))
+    adapter.get_ticket(ticket_id)  # the ticket and its company: 2 calls
+    with pytest.raises(TransientError, match="client-side limit of 2 calls") as info:
+        adapter.get_ticket(ticket_id)
+    assert info.value.retry_after is not None and info.value.retry_after > 3000
+
+
+def test_threshold_information_pauses_calls_when_autotask_is_nearly_full(
+    fake: FakeAutotask, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(requests_per_window=100, threshold_check_at=0.02, api_resource_id=1)
+    ticket_id = str(fake.add_ticket("x", "y"))
+    adapter.get_ticket(ticket_id)  # 2 calls: the local window is now "close"
+    fake.threshold_count = 9990
+    with pytest.raises(TransientError, match="9990 of 10000") as info:
+        adapter.get_ticket(ticket_id)
+    assert info.value.retry_after == 300.0  # a twelfth of the window
+    calls = len(fake.requests)
+    with pytest.raises(TransientError, match="pausing"):
+        adapter.get_ticket(ticket_id)
+    assert len(fake.requests) == calls  # paused: nothing sent
+
+
+def test_threshold_information_is_asked_sparingly(
+    fake: FakeAutotask, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(requests_per_window=100, threshold_check_at=0.01, api_resource_id=1)
+    ticket_id = str(fake.add_ticket("x", "y"))
+    for _ in range(5):
+        adapter.get_ticket(ticket_id)
+    assert len(fake.requests_to("/ThresholdInformation$")) == 1
+
+
+# -- polling ----------------------------------------------------------------------------------
+
+
+def test_list_new_tickets(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    base = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    late = fake.add_ticket("late", "x", created=base + timedelta(minutes=30))
+    early = fake.add_ticket("early", "x", created=base + timedelta(minutes=10))
+    fake.add_ticket("old", "x", created=base - timedelta(minutes=1))
+    same = fake.add_ticket("same", "x", created=base)
+    fake.max_page_size = 2
+    found = adapter.list_new_tickets(base)
+    assert [t.ticket_id for t in found] == [str(same), str(early), str(late)]
+    assert found[0].created_at == base
+    query = fake.requests_to("/Tickets/query$")[0].json()
+    assert query["filter"] == [
+        {"op": "gte", "field": "createDate", "value": "2026-03-02T09:00:00.000Z"}
+    ]
+    assert query["MaxRecords"] == 500 and query["IncludeFields"] == ["id", "createDate"]
+    assert adapter.can_poll()
+
+
+# -- set-up calls -----------------------------------------------------------------------------
+
+HOOK = "https://triage.example.com/webhooks/acme"
+
+
+def test_register_webhook(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    hook_id = adapter.register_webhook(HOOK)
+    hook = fake.webhooks[int(hook_id)]
+    assert {k: hook[k] for k in hook if k.startswith("is")} == {
+        "isActive": True,
+        "isSubscribedToCreateEvents": True,
+        "isSubscribedToUpdateEvents": False,
+        "isSubscribedToDeleteEvents": False,
+        "isReady": True,
+    }
+    assert (hook["webhookUrl"], hook["deactivationUrl"]) == (HOOK, HOOK)
+    assert hook["secretKey"] == fake.webhook_secret and hook["name"] == "psatriage"
+    (field,) = fake.webhook_fields[int(hook_id)]
+    assert (field["fieldID"], field["isSubscribedField"], field["isDisplayAlwaysField"]) == (
+        2,
+        True,
+        False,
+    )  # "Status"
+    assert fake.excluded[int(hook_id)][0]["resourceID"] == fake.api_resource_id
+    assert adapter.register_webhook(HOOK) == hook_id  # again: nothing new
+    assert len(fake.writes_to("POST", r"/TicketWebhooks$")) == 1
+    assert len(fake.webhook_fields[int(hook_id)]) == len(fake.excluded[int(hook_id)]) == 1
+
+
+def test_register_webhook_bodies_match_the_reference_samples(
+    fake: FakeAutotask, make_adapter: MakeAdapter
+) -> None:
+    hook_id = make_adapter(notification_email="ops@example.com").register_webhook(HOOK)
+    (created,) = fake.writes_to("POST", r"/TicketWebhooks$")
+    (field,) = fake.writes_to("POST", rf"/TicketWebhooks/{hook_id}/Fields$")
+    sample_hook = {k.lower() for k in fixture("ticketwebhook-create-request.json")}
+    sample_field = {k.lower() for k in fixture("ticketwebhookfield-create-request.json")}
+    assert {k.lower() for k in created.json()} == sample_hook
+    assert {k.lower() for k in field.json()} == sample_field
+
+
+def test_query_pages_of_the_reference_samples(adapter: AutotaskAdapter) -> None:
+    (ticket,) = adapter.client.pages(fixture("ticket-query-page.json"), "tickets")
+    assert ticket["ticketNumber"] == "T20120604.0002.005"
+    assert adapter.client.pages(fixture("empty-query-page.json"), "tickets") == []
+    (note,) = adapter.client.pages(fixture("ticketnote-query-page.json"), "notes")
+    assert note["publish"] == 1  # what a portal-visible note looks like: never ours
+
+
+def test_register_webhook_reactivates_and_clears_the_problem(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    hook_id = int(adapter.register_webhook(HOOK))
+    fake.webhooks[hook_id]["isActive"] = False  # after 25 failed deliveries
+    adapter.parse(fake.deactivation()[0])
+    assert adapter.problems()
+    assert adapter.register_webhook(HOOK) == str(hook_id)
+    assert fake.webhooks[hook_id]["isActive"] is True and adapter.problems() == []
+
+
+def test_register_webhook_says_when_it_is_not_ready(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    hook_id = int(adapter.register_webhook(HOOK))
+    fake.webhooks[hook_id]["isReady"] = False
+    with pytest.raises(PermanentError, match="not active and ready"):
+        adapter.register_webhook(HOOK)
+
+
+def test_our_resource_is_found_by_email_or_configured(
+    fake: FakeAutotask, make_adapter: MakeAdapter
+) -> None:
+    fake.resources[1]["userName"] = "psatriage-api"
+    assert make_adapter().resource_id() == str(fake.api_resource_id)
+    fake.resources.pop()
+    with pytest.raises(ConfigError, match="api_resource_id"):
+        make_adapter().resource_id()
+
+
+def test_check_connection(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    text = adapter.check_connection()
+    assert text.startswith("Autotask 127.0.0.1 (API user resource 29682885;")
+    assert "of 10000 requests" in text
+
+
+# -- configuration and secrets ----------------------------------------------------------------
+
+CONFIG_ERRORS: list[dict[str, Any]] = [
+    {"username": "two words"},
+    {"webhook_secret": "plain-text"},
+    {"discovery_url": "https://webservices.autotask.net/ATServicesRest?x=1"},
+    {"zone_url": "ftp://example.com"},
+    {"facets": ["queueID", "queueID"]},
+    {"facets": ["status"]},
+    {"page_size": 501},
+    {"concurrent_per_endpoint": 4},
+    {"threshold_check_at": 0},
+    {"note_publish": "All Autotask Users"},
+    {"webhook_name": "x" * 51},
+    {"unknown": 1},
+]
+
+
+@pytest.mark.parametrize("overrides", CONFIG_ERRORS, ids=[str(c) for c in CONFIG_ERRORS])
+def test_config_rejects(fake: FakeAutotask, overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        AutotaskConfig.model_validate(fake.connection_config(**overrides))
+
+
+def test_config_rejects_a_long_webhook_secret(
+    fake: FakeAutotask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FakeAutotask.HOOK_ENV, "s" * 65)
+    with pytest.raises(ValidationError, match="1 to 64 characters"):
+        AutotaskConfig.model_validate(fake.connection_config())
+
+
+def test_secrets_never_show(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    fake.integration_code = "another-code"
+    with pytest.raises(AuthFailed) as info:
+        adapter.check_connection()
+    shown = [repr(adapter), repr(adapter.config), str(adapter.config), str(info.value)]
+    for secret in (fake.secret, "FAKE-TRACKING-ID-0001", fake.webhook_secret):
+        assert not any(secret in text for text in shown)
+
+
+# -- the whole service ------------------------------------------------------------------------
+
+JAM = "My printer has a paper jam"
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+def tenants_file(fake: FakeAutotask, llm: FakeOpenAI, root: Path, **connection: Any) -> Path:
+    tenant = {
+        "psa": "autotask",
+        "connection": fake.connection_config(**connection),
+        "classifier": {
+            "api_key": "env:PSATRIAGE_TEST_OPENAI_KEY",
+            "base_url": f"{llm.url}/v1",
+            "inner_retries": 0,
+        },
+    }
+    path = root / "psatriage.toml"
+    path.write_text(to_toml({"tenants": {"t1": tenant}}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def runtime(
+    fake: FakeAutotask, llm: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Runtime]:
+    monkeypatch.setenv("PSATRIAGE_TEST_OPENAI_KEY", DEFAULT_API_KEY)
+    built = Runtime(
+        Settings(data_dir=tmp_path / "data"), load_config(tenants_file(fake, llm, tmp_path))
+    )
+    yield built
+    built.close()
+
+
+def deliver(runtime: Runtime, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    with TestClient(create_app(runtime)) as client:
+        return client.post("/webhooks/t1", content=body, headers=headers)
+
+
+def test_signed_webhook_makes_one_patch_and_one_internal_note(
+    fake: FakeAutotask, runtime: Runtime
+) -> None:
+    ticket_id = fake.add_ticket("Printer broken", JAM)
+    response = deliver(runtime, *fake.delivery(ticket_id))
+    assert response.status_code == 202, response.text
+    assert jobs.process_event(runtime, response.json()["event_id"]) is EventState.DONE
+    assert fake.patches(ticket_id) == [{"id": ticket_id, "issueType": 10, "subIssueType": 136}]
+    (note,) = fake.notes(ticket_id)
+    assert note["publish"] == 2 and note["title"] == "psatriage"  # internal, never portal (1)
+    assert "Hardware › Printer" in note["description"] and "[psatriage:" in note["description"]
+    assert fake.tickets[ticket_id]["subIssueType"] == 136
+
+
+def test_facets_chosen_by_the_model_are_written_with_the_category(
+    fake: FakeAutotask, llm: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PSATRIAGE_TEST_OPENAI_KEY", DEFAULT_API_KEY)
+    config = load_config(tenants_file(fake, llm, tmp_path, facets=["queueID", "priority"]))
+    runtime = Runtime(Settings(data_dir=tmp_path / "data"), config)
+    llm.facet_answers = {"queueID": "29682969", "priority": "1"}
+    try:
+        ticket_id = fake.add_ticket("Printer broken", JAM)
+        event_id = deliver(runtime, *fake.delivery(ticket_id)).json()["event_id"]
+        assert jobs.process_event(runtime, event_id) is EventState.DONE
+    finally:
+        runtime.close()
+    assert fake.patches(ticket_id) == [
+        {"id": ticket_id, "issueType": 10, "subIssueType": 136, "queueID": 29682969, "priority": 1}
+    ]
+    (note,) = fake.notes(ticket_id)
+    assert "Level II Support" in note["description"] and "High" in note["description"]
+
+
+def test_wrong_or_missing_signature_is_401_and_nothing_is_stored(
+    fake: FakeAutotask, runtime: Runtime
+) -> None:
+    body, headers = fake.delivery(fake.add_ticket("Printer broken", JAM))
+    assert deliver(runtime, body, {"content-type": "application/json"}).status_code == 401
+    assert deliver(runtime, body + b" ", headers).status_code == 401
+    assert runtime.ledger.search(tenant="t1", limit=10) == []
+
+
+def test_an_update_storm_of_our_own_writes_processes_nothing(
+    fake: FakeAutotask, runtime: Runtime
+) -> None:
+    ticket_id = fake.add_ticket("Printer broken", JAM)
+    runtime.adapter("t1").get_ticket(str(ticket_id))  # a worker has learned our resource id
+    answers = [
+        deliver(runtime, *fake.delivery(ticket_id, action, person_id=fake.api_resource_id))
+        for action in ["Update"] * 12 + ["Create"]
+    ]
+    assert {a.status_code for a in answers} == {202}
+    assert {a.json()["status"] for a in answers} == {"ignored"}
+    rows = runtime.ledger.search(tenant="t1", limit=50)
+    assert len(rows) == 13 and {row.state for row in rows} == {"ignored"}
+    assert fake.changes() == []
+
+
+def test_a_deactivation_notice_is_recorded_and_reported(
+    fake: FakeAutotask, runtime: Runtime
+) -> None:
+    response = deliver(runtime, *fake.deactivation())
+    assert response.status_code == 202 and response.json()["status"] == "ignored"
+    adapter = runtime.adapter("t1")
+    assert isinstance(adapter, AutotaskAdapter) and adapter.problems()
+
+
+def test_a_rejected_value_refreshes_the_tree_once_then_fails(
+    fake: FakeAutotask, runtime: Runtime
+) -> None:
+    warm = fake.add_ticket("Printer broken", JAM)
+    assert (
+        jobs.process_event(runtime, deliver(runtime, *fake.delivery(warm)).json()["event_id"])
+        is EventState.DONE
+    )
+    fake.set_active("subIssueType", 136, False)  # deactivated since the tree was cached
+    ticket_id = fake.add_ticket("Printer broken", JAM)
+    event_id = deliver(runtime, *fake.delivery(ticket_id)).json()["event_id"]
+    assert jobs.process_event(runtime, event_id) is EventState.FAILED
+    row = runtime.ledger.get(event_id)
+    assert row is not None and "no longer in the category tree" in row.reason
+    assert len(fake.requests_to("/Tickets/entityInformation/fields$")) == 2
+    assert len(fake.patches(ticket_id)) == 1 and fake.tickets[ticket_id]["issueType"] is None
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(
+    fake: FakeAutotask, llm: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> FakeAutotask:
+    monkeypatch.setenv("PSATRIAGE_TEST_OPENAI_KEY", DEFAULT_API_KEY)
+    monkeypatch.setenv("PSATRIAGE_CONFIG", str(tenants_file(fake, llm, tmp_path)))
+    monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path / "data"))
+    return fake
+
+
+def test_cli_config_check(cli_env: FakeAutotask) -> None:
+    result = runner.invoke(app, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "Autotask 127.0.0.1" in result.output
+    assert cli_env.secret not in result.output
+
+
+def test_cli_taxonomy_show(cli_env: FakeAutotask) -> None:
+    result = runner.invoke(app, ["taxonomy", "show", "--tenant", "t1"])
+    assert result.exit_code == 0, result.output
+    assert "10/136" in result.output and "Hardware › Printer" in result.output
+    assert "Legacy" not in result.output and "Fax" not in result.output
+
+
+def test_cli_webhooks_register(cli_env: FakeAutotask) -> None:
+    args = ["webhooks", "register", "--tenant", "t1", "--url", HOOK]
+    first, second = runner.invoke(app, args), runner.invoke(app, args)
+    assert first.exit_code == 0 and second.exit_code == 0, first.output
+    (hook_id,) = cli_env.webhooks
+    assert (
+        first.output.splitlines()[-1] == second.output.splitlines()[-1] == f"registered: {hook_id}"
+    )
+
+
+def test_cli_categorize(cli_env: FakeAutotask) -> None:
+    ticket_id = cli_env.add_ticket("Printer broken", JAM)
+    dry = runner.invoke(
+        app, ["categorize", "--tenant", "t1", "--ticket", str(ticket_id), "--dry-run"]
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "Hardware › Printer" in dry.output and cli_env.changes() == []
+    real = runner.invoke(app, ["categorize", "--tenant", "t1", "--ticket", str(ticket_id)])
+    assert real.exit_code == 0, real.output
+    assert "done" in real.output
+    assert len(cli_env.patches(ticket_id)) == 1 and len(cli_env.notes(ticket_id)) == 1
