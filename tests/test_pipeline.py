@@ -267,3 +267,20 @@ def test_auth_failure_parks_the_event_and_flags_the_tenant(
     assert jobs.process_event(runtime, event_id) is EventState.PARKED
     (problem,) = runtime.problems()[TENANT]
     assert problem.startswith("credentials refused")
+
+
+def test_pii_is_masked_before_the_model_and_only_counted(
+    harness: Harness, runtime: Runtime
+) -> None:
+    ticket = harness.cw.add_ticket(
+        "Printer jam for jane@contoso.com", "paper jam; call me on +44 20 7946 0958"
+    )
+    assert jobs.process_event(runtime, _event(runtime, ticket)) is EventState.DONE
+    sent = str(harness.llm.calls[0]["messages"])
+    assert "jane@contoso.com" not in sent and "7946" not in sent
+    assert "[EMAIL]" in sent and "[PHONE]" in sent
+    (call,) = _calls(runtime)
+    assert call.redactions == {"email": 1, "phone": 1}
+    (note,) = _ours(harness, ticket)
+    assert "Masked before the model saw the ticket: 1 email, 1 phone" in note["text"]
+    assert "jane@contoso.com" not in note["text"]

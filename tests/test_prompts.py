@@ -80,6 +80,7 @@ def test_default_notes_render() -> None:
         outcome="applied",
         previous="",
         facets=[],
+        redacted="",
         marker="psatriage:7",
     )
     assert note.startswith("psatriage categorized this ticket as: Hardware › Printer")

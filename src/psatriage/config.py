@@ -37,7 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import ClassifierConfig
@@ -54,6 +62,7 @@ from psatriage.prompts import (
 )
 from psatriage.psa import adapters
 from psatriage.psa.base import AdapterConfig
+from psatriage.redact import Redactor
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -171,6 +180,38 @@ class Trigger(enum.StrEnum):
     BOTH = "both"  # webhooks, and polling to catch any the PSA did not deliver
 
 
+class PrivacySettings(_Strict):
+    redact: bool = Field(
+        default=True,
+        description="Mask e-mails, phone numbers, IP addresses, card numbers and 'password: x' "
+        "secrets in the ticket before it is sent to a model.",
+    )
+    patterns: dict[str, str] = Field(
+        default_factory=dict,
+        description="More things to mask: name = regular expression (masked as [NAME]).",
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: dict[str, str]) -> dict[str, str]:
+        for name, pattern in patterns.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", name):
+                raise ValueError(f"pattern name {name!r}: use lower-case letters, digits and _")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {name!r} is not a valid regular expression: {exc}"
+                ) from None
+        return patterns
+
+    def redactor(self) -> Redactor:
+        return Redactor(
+            enabled=self.redact,
+            patterns={name: re.compile(p) for name, p in self.patterns.items()},
+        )
+
+
 class _RawTenant(_Strict):
     psa: str
     trigger: Trigger | None = Field(
@@ -193,6 +234,7 @@ class _RawTenant(_Strict):
     policy: Policy = Field(default_factory=Policy)
     prompt: PromptSettings = Field(default_factory=PromptSettings)
     taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     companies: dict[str, CompanyOverride] = Field(default_factory=dict)
 
 
@@ -224,6 +266,7 @@ class Tenant:
     note: TextTemplate
     error_note: TextTemplate
     taxonomy: TaxonomySettings
+    redactor: Redactor = field(default_factory=Redactor)
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -404,6 +447,7 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         note=templates["prompt.note_template"],
         error_note=templates["prompt.error_note_template"],
         taxonomy=raw.taxonomy,
+        redactor=raw.privacy.redactor(),
         companies=raw.companies,
     )
 

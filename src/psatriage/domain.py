@@ -296,6 +296,7 @@ class ModelCall:
     chosen_key: str | None
     confidence: float | None
     error: str | None
+    redactions: Mapping[str, int] = field(default_factory=dict)  # kinds masked, never values
 
 
 CallRecorder = Callable[[ModelCall], None]

@@ -8,6 +8,7 @@ marker that is looked for before posting on a retry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from psatriage.domain import (
 )
 from psatriage.errors import CategoryRejected, InvalidAnswer, PermanentError, PsatriageError
 from psatriage.psa.base import PSAAdapter
+from psatriage.redact import describe
 from psatriage.store.records import AlreadyDecided, Records
 from psatriage.store.tables import DecisionRow
 from psatriage.taxonomy_cache import TaxonomyCache
@@ -132,6 +134,7 @@ class _Plan:
     guard: policy.Guard
     decision_id: int
     previous: str  # the ticket's category before we touched it
+    redactions: Mapping[str, int]  # what was masked before the model saw the ticket
 
 
 def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Result:
@@ -151,6 +154,7 @@ def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Result:
         policy.Guard(replacing=checkpoint.replacing),
         checkpoint.id,
         checkpoint.previous,
+        checkpoint.redactions or {},
     )
 
 
@@ -185,7 +189,9 @@ def _plan(
             f"no categories to choose from on {ticket.scope_name or ticket.scope} "
             "(all inactive or excluded)"
         )
-    classification, chosen = _classify(deps, event_id, ticket, taxonomy, candidates, effective)
+    classification, chosen, redactions = _classify(
+        deps, event_id, ticket, taxonomy, candidates, effective
+    )
     decision_id = 0
     if not dry_run:
         decision_id = deps.records.start_decision(
@@ -198,8 +204,9 @@ def _plan(
             classification=classification,
             replacing=checked.replacing,
             once_per_ticket=once,
+            redactions=redactions,
         ).id
-    return _Plan(chosen, classification, checked, decision_id, previous)
+    return _Plan(chosen, classification, checked, decision_id, previous, redactions)
 
 
 def _write(
@@ -272,16 +279,17 @@ def _classify(
     taxonomy: Taxonomy,
     candidates: tuple[Category, ...],
     effective: Effective,
-) -> tuple[Classification, Chosen]:
+) -> tuple[Classification, Chosen, dict[str, int]]:
     tenant, classifier = deps.tenant, deps.classifier
 
     def record(call: ModelCall) -> None:
         deps.records.record_call(call)
         metrics.observe_model_call(call)
 
+    masked, redactions = tenant.redactor.ticket(ticket)
     request = ClassificationRequest(
         tenant=tenant.name,
-        ticket=ticket,
+        ticket=masked,
         candidates=candidates,
         prompt=tenant.prompt,
         model=effective.model or classifier.default_model,
@@ -290,12 +298,13 @@ def _classify(
         company=ticket.company_name or "",
         taxonomy_hash=taxonomy.fingerprint,
         facets=taxonomy.facets,
+        redactions=redactions,
         event_id=event_id or None,
         record=record,
     )
     try:
         classification = classifier.classify(request)
-        return classification, _validated(classification, candidates, taxonomy)
+        return classification, _validated(classification, candidates, taxonomy), redactions
     except PsatriageError as exc:
         exc.model_related = True
         raise
@@ -357,6 +366,7 @@ def _note(
         engine=result.engine,
         outcome=outcome.value,
         previous=planned.previous,
+        redacted=describe(planned.redactions),
         marker=note_marker,
     )
 

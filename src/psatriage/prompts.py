@@ -21,7 +21,8 @@ message says it is data. Variables available to a prompt template:
 Variables available to a note template: ``category`` (``key``, ``label``), ``confidence`` (0-1),
 ``confidence_source`` (``logprobs``, ``self_reported`` or ``model``), ``reasoning``, ``model``,
 ``engine``, ``outcome`` (``applied`` or ``suggested``), ``previous`` (the path it had, may be
-empty), ``facets`` (the other fields chosen, each with ``label`` and ``value``), ``marker``.
+empty), ``facets`` (the other fields chosen, each with ``label`` and ``value``), ``redacted``
+(what was masked before the model saw the ticket, e.g. ``"1 email, 2 phone"``), ``marker``.
 An error note template gets ``error`` and ``marker``.
 """
 
@@ -99,6 +100,9 @@ Confidence: {{ "%.0f" | format(confidence * 100) }}%\
 {% endfor %}
 {% if previous %}
 Previous category: {{ previous }}
+{% endif %}
+{% if redacted %}
+Masked before the model saw the ticket: {{ redacted }}
 {% endif %}
 Reasoning: {{ reasoning }}
 Model: {{ model }}
@@ -208,6 +212,7 @@ _SAMPLE_CATEGORY = Category(key="1/2", path=())
 _SAMPLE_FACET = Facet("priority", "Priority", (LevelValue("priority", "1", "High"),))
 _SAMPLE_NOTE_VARS: Mapping[str, Any] = {
     "facets": [{"label": "Priority", "value": "High"}],
+    "redacted": "1 email",
     "category": {"key": "1/2", "label": "Hardware › Printer"},
     "confidence": 0.9,
     "confidence_source": "logprobs",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -31,6 +32,7 @@ class ClassificationRequest:
 
     ``model`` and ``max_tokens`` are already resolved from tenant and company settings.
     ``facets`` are fields to choose beside the category (one option each, by id).
+    ``ticket`` is already redacted; ``redactions`` counts what was masked, for the call log.
     ``record`` receives one ``ModelCall`` per call made (including corrective retries and failures).
     """
 
@@ -44,6 +46,7 @@ class ClassificationRequest:
     company: str = ""
     taxonomy_hash: str = ""
     facets: tuple[Facet, ...] = ()
+    redactions: Mapping[str, int] = field(default_factory=dict)
     event_id: int | None = None
     record: CallRecorder = _discard
 

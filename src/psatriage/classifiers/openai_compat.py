@@ -491,6 +491,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
                 chosen_key=key,
                 confidence=confidence,
                 error=_clip(error) if error else None,
+                redactions=request.redactions,
             )
         )
 

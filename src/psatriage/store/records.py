@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,6 +53,7 @@ class Records:
         reason: str = "",
         replacing: bool = False,
         once_per_ticket: bool = True,
+        redactions: Mapping[str, int] | None = None,
     ) -> DecisionRow:
         """Checkpoint what was decided before anything is written, so a retry reuses it.
 
@@ -67,6 +69,7 @@ class Records:
             outcome="",
             reason=reason,
             replacing=replacing,
+            redactions=dict(redactions) if redactions else None,
             ticket_key=f"{tenant}:{ticket_id}" if once_per_ticket else None,
             previous=previous,
             category_key=chosen.target.key if chosen else None,
@@ -157,7 +160,9 @@ class Records:
     def record_call(self, call: ModelCall) -> None:
         """The one write path for the model-call audit log."""
         with self._sessions.begin() as session:
-            session.add(ModelCallRow(**asdict(call)))
+            values = asdict(call)
+            values["redactions"] = dict(call.redactions) or None
+            session.add(ModelCallRow(**values))
 
     def calls_for_event(self, event_id: int) -> list[ModelCallRow]:
         with self._sessions() as session:

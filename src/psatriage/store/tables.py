@@ -120,6 +120,7 @@ class DecisionRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     wrote_category: Mapped[bool] = mapped_column(Boolean, default=False)
     wrote_note: Mapped[bool] = mapped_column(Boolean, default=False)
+    redactions: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -143,6 +144,7 @@ class ModelCallRow(Base):
     chosen_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    redactions: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
