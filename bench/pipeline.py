@@ -1,0 +1,774 @@
+"""Pipeline benchmark: tickets through a real ``psatriage serve``, fakes on loopback, in one run.
+
+Run from the repository root::
+
+    uv run python -m bench.pipeline [--tickets N] [--concurrency C] [--model-latency S] [--json]
+
+Every figure is a ratio against what the machine allows, measured in the same run:
+
+overhead     N tickets sent one at a time (no queueing) through a service with zero-latency fakes.
+             Per ticket: from posting the webhook to the note arriving at the fake PSA. The floor
+             is the same HTTP calls replayed straight at the fakes (the webhook, the PSA reads and
+             writes and the model call, exactly as the service sent them): overhead = end to end
+             minus the floor's median.
+throughput   a burst of N tickets through a service with C workers and a model that answers in
+             S seconds: tickets per second (first webhook posted to last note) against C / S.
+PSA calls    requests the fake PSA received per ticket once the signing key and the taxonomy are
+             cached (after warm-up tickets), by method and path, in both runs above.
+ack          webhook acknowledgements timed by a load generator in a second process (threads,
+             keep-alive connections, open loop paced at --ack-rate for --ack-seconds): against the
+             throughput run's service while its workers process what it sends, then against a
+             ``serve --no-worker`` (the web path alone).
+
+The fakes are ``tests.fakes``, in this process; each service is a subprocess with the default
+settings (SQLite in a temporary folder) unless ``--set PSATRIAGE_X=VALUE`` says otherwise. The
+1-minute load average before and after is reported: other work on the machine skews every figure.
+Nothing here asserts: ``docs/PERFORMANCE.md`` holds the numbers of one run and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import math
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from tests.fakes.base import FakeServer, Request, Response
+from tests.fakes.connectwise import FakeConnectWise
+from tests.fakes.openai import FakeOpenAI
+from tests.harness import TENANT, Harness
+
+from psatriage.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+TICKETS = (
+    ("Printer on 3rd floor", "My printer has a paper jam again"),
+    ("Laptop is dead", "My laptop will not power on after the update"),
+    ("VPN keeps dropping", "The VPN disconnects every few minutes when I work from home"),
+    ("New phone", "Please help with the email setup on my new phone"),
+)
+TARGETS = {
+    "overhead_p50_ms": 10.0,
+    "overhead_p99_ms": 30.0,
+    "throughput_ratio": 0.90,
+    "writes_per_ticket": 2.0,
+    "reads_per_ticket": 1.0,
+    "ack_p99_ms": 20.0,
+    "ack_rate": 1000.0,
+}
+PSATRIAGE = [sys.executable, "-m", "psatriage"]  # the command line of the service under test
+LOADGEN_THREADS = 64
+_HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding"}
+_ID = re.compile(r"/\d+(?=/|$)")
+_API_PREFIX = re.compile(r"^/[^/]+/apis/3\.0")
+
+
+class BenchError(RuntimeError):
+    """The run could not measure what it set out to (a service that did not start, lost tickets)."""
+
+
+# -- fakes ----------------------------------------------------------------------------------------
+
+
+class TimedConnectWise(FakeConnectWise):
+    """FakeConnectWise that timestamps the first note each ticket receives, and wakes waiters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noted: dict[int, float] = {}
+        self._arrived = threading.Condition()
+
+    def _create_note(self, request: Request) -> Response:
+        response = super()._create_note(request)
+        if response.status == 201:
+            with self._arrived:
+                self.noted.setdefault(int(request.params["ticket"]), time.perf_counter())
+                self._arrived.notify_all()
+        return response
+
+    def wait_notes(self, ticket_ids: Sequence[int], timeout: float) -> dict[int, float]:
+        """Arrival times of the tickets' notes; raises BenchError if some are missing at timeout."""
+        deadline = time.perf_counter() + timeout
+        with self._arrived:
+            while True:
+                missing = sum(1 for t in ticket_ids if t not in self.noted)
+                if not missing:
+                    return {t: self.noted[t] for t in ticket_ids}
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    raise BenchError(
+                        f"{missing} of {len(ticket_ids)} tickets got no note in {timeout:.0f} s"
+                    )
+                self._arrived.wait(remaining)
+
+
+class Sink(FakeServer):
+    """Answers a webhook POST with 202 and does nothing: the webhook's share of the floor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.route("POST", r"/webhooks/(?P<tenant>[^/]+)", lambda r: Response(202, {"ok": True}))
+
+
+# -- the service ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Service:
+    """A running ``psatriage serve``."""
+
+    url: str
+    pid: int
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the process has used; NaN without Linux /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def serve(harness: Harness, *, workers: int | None, settings: dict[str, str]) -> Iterator[Service]:
+    """A real ``psatriage serve`` for the harness's tenant, stopped on exit.
+
+    ``workers``: the PSATRIAGE_WORKERS setting (None: the default; 0: ``--no-worker``).
+    """
+    config = harness.write_config(classifier={"timeout_seconds": 30})
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSATRIAGE_")}
+    env |= harness.env | {
+        "PSATRIAGE_CONFIG": str(config),
+        "PSATRIAGE_DATA_DIR": str(harness.root / "data"),
+        "PSATRIAGE_LOG_FORMAT": "json",
+    }
+    env |= settings
+    if workers:
+        env["PSATRIAGE_WORKERS"] = str(workers)
+    log_path = harness.root / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*PSATRIAGE, "serve", "--port", str(port), *(["--no-worker"] if workers == 0 else [])],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_ready(url, process, log_path)
+            yield Service(url, process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = log_path.read_text(errors="replace")[-4000:]
+            raise BenchError(f"psatriage serve did not become ready:\n{tail}")
+        time.sleep(0.1)
+
+
+def _wait_event(client: httpx.Client, url: str, event_id: int, timeout: float = 10) -> str:
+    """Poll the event until its worker has finished it (not timed): its final state."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        state = str(client.get(f"{url}/api/events/{event_id}").json()["state"])
+        if state not in {"received", "processing"}:
+            return state
+        time.sleep(0.002)
+    raise BenchError(f"event {event_id} was not finished after {timeout:.0f} s")
+
+
+def _new_ticket(cw: FakeConnectWise, index: int) -> int:
+    summary, description = TICKETS[index % len(TICKETS)]
+    return cw.add_ticket(summary, description)
+
+
+def _post(client: httpx.Client, url: str, delivery: tuple[bytes, dict[str, str]]) -> httpx.Response:
+    body, headers = delivery
+    return client.post(f"{url}/webhooks/{TENANT}", content=body, headers=headers)
+
+
+def _send_one(cw: TimedConnectWise, client: httpx.Client, url: str, index: int) -> int:
+    """One ticket through the service, waiting for its note and for its event to finish."""
+    ticket = _new_ticket(cw, index)
+    response = _post(client, url, cw.callback(ticket))
+    if response.status_code != 202:
+        raise BenchError(f"webhook answered {response.status_code}: {response.text}")
+    cw.wait_notes([ticket], timeout=10)
+    _wait_event(client, url, int(response.json()["event_id"]))
+    return ticket
+
+
+# -- measurements ---------------------------------------------------------------------------------
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (linear interpolation between closest ranks)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _ms(values: Sequence[float]) -> dict[str, float]:
+    return {"p50": pct(values, 50) * 1000, "p99": pct(values, 99) * 1000}
+
+
+def _call_name(request: Request) -> str:
+    path = _ID.sub("/{id}", _API_PREFIX.sub("", request.path))
+    return f"{request.method} {path}"
+
+
+def psa_calls(requests: Sequence[Request], tickets: int) -> dict[str, Any]:
+    """Reads (GET) and writes (anything else) per ticket, and per method and path."""
+    by_call = Counter(_call_name(r) for r in requests)
+    reads = sum(1 for r in requests if r.method == "GET")
+    return {
+        "reads": reads / tickets,
+        "writes": (len(requests) - reads) / tickets,
+        "by_call": {name: count / tickets for name, count in sorted(by_call.items())},
+    }
+
+
+def overhead_run(root: Path, tickets: int, settings: dict[str, str]) -> dict[str, Any]:
+    """Sequential tickets, zero-latency fakes: end to end against the floor of raw round trips.
+
+    Each ticket through the service is followed by one floor sample, so both see the same
+    machine (other work on it moves them together).
+    """
+    with TimedConnectWise() as cw, FakeOpenAI() as llm, Sink() as sink:
+        harness = Harness(cw=cw, llm=llm, root=root)
+        with (
+            serve(harness, workers=None, settings=settings) as service,
+            httpx.Client(timeout=30) as client,
+        ):
+            url = service.url
+            for index in range(3):  # signing key, codebase, taxonomy, connection pools
+                last = _send_one(cw, client, url, index)
+            servers = {"cw": cw.url, "llm": llm.url, "sink": sink.url}
+            plan = _replay_plan(cw, llm, last)
+            cw_mark, llm_mark = len(cw.requests), len(llm.requests)
+            end_to_end, acks, floor = [], [], []
+            for index in range(tickets):
+                ticket = _new_ticket(cw, index)
+                delivery = cw.callback(ticket)
+                started = time.perf_counter()
+                response = _post(client, url, delivery)
+                acks.append(time.perf_counter() - started)
+                if response.status_code != 202:
+                    raise BenchError(f"webhook answered {response.status_code}: {response.text}")
+                arrived = cw.wait_notes([ticket], timeout=10)[ticket]
+                end_to_end.append(arrived - started)
+                _wait_event(client, url, int(response.json()["event_id"]))
+                floor.append(_floor_sample(cw, servers, plan, client, delivery))
+            calls = psa_calls(_not_floor(cw.requests[cw_mark:]), tickets)
+            calls["model"] = len(_not_floor(llm.requests[llm_mark:])) / tickets
+    typical = pct(floor, 50)
+    overhead = [t - typical for t in end_to_end]
+    return {
+        "workers": int(settings.get("PSATRIAGE_WORKERS", Settings.model_fields["workers"].default)),
+        "tickets": tickets,
+        "floor_calls": [f"{r.method} {_call_name(r).split(' ', 1)[1]}" for _, r in plan],
+        "floor_ms": _ms(floor),
+        "end_to_end_ms": _ms(end_to_end),
+        "overhead_ms": _ms(overhead),
+        "ratio_p50": pct(end_to_end, 50) / typical,
+        "ratio_p99": pct(end_to_end, 99) / typical,
+        "ack_ms": _ms(acks),
+        "psa_calls": calls,
+    }
+
+
+_FLOOR_HEADER = "x-bench-floor"
+
+
+def _not_floor(requests: Sequence[Request]) -> list[Request]:
+    return [r for r in requests if _FLOOR_HEADER not in r.headers]
+
+
+def _replay_plan(cw: FakeConnectWise, llm: FakeOpenAI, ticket: int) -> list[tuple[str, Request]]:
+    """The HTTP calls one ticket needed, as the service sent them: (which server, request).
+
+    The webhook comes first (its body is given at replay time), then the PSA reads, the model
+    call and the PSA writes of ``ticket``.
+    """
+    webhook = Request("POST", f"/webhooks/{TENANT}", {}, {}, b"")
+    mine = re.compile(rf"/service/tickets/{ticket}(/|$)")
+    psa = [r for r in cw.requests if mine.search(r.path)]
+    chat = [r for r in llm.requests if r.path.endswith("/chat/completions")][-1:]
+    return [
+        ("sink", webhook),
+        *(("cw", r) for r in psa if r.method == "GET"),
+        *(("llm", r) for r in chat),
+        *(("cw", r) for r in psa if r.method != "GET"),
+    ]
+
+
+def _floor_sample(
+    cw: FakeConnectWise,
+    servers: dict[str, str],
+    plan: list[tuple[str, Request]],
+    client: httpx.Client,
+    delivery: tuple[bytes, dict[str, str]],
+) -> float:
+    """Seconds to replay the plan straight at the fakes, for a fresh ticket."""
+    ticket = _new_ticket(cw, 0)
+    prepared = []
+    for server, request in plan:
+        path = re.sub(r"/service/tickets/\d+", f"/service/tickets/{ticket}", request.path)
+        headers = {k: v for k, v in request.headers.items() if k not in _HOP_HEADERS}
+        body = request.body
+        if server == "sink":
+            body, headers = delivery[0], dict(delivery[1])
+        headers[_FLOOR_HEADER] = "1"
+        prepared.append((request.method, servers[server] + path, request.query, body, headers))
+    started = time.perf_counter()
+    for method, url, query, body, headers in prepared:
+        response = client.request(method, url, params=query, content=body, headers=headers)
+        if response.status_code >= 300:
+            raise BenchError(f"floor call {method} {url} answered {response.status_code}")
+    return time.perf_counter() - started
+
+
+def throughput_run(
+    root: Path,
+    tickets: int,
+    concurrency: int,
+    latency: float,
+    ack: tuple[float, float],
+    settings: dict[str, str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A burst of tickets with a slow model, then the paced webhook load on the same service."""
+    with TimedConnectWise() as cw, FakeOpenAI(latency=latency) as llm:
+        harness = Harness(cw=cw, llm=llm, root=root)
+        with (
+            serve(harness, workers=concurrency, settings=settings) as service,
+            httpx.Client(timeout=30) as client,
+        ):
+            url = service.url
+            _send_one(cw, client, url, 0)  # signing key, codebase, taxonomy
+            cw_mark, llm_mark = len(cw.requests), len(llm.requests)
+            ids = [_new_ticket(cw, index) for index in range(tickets)]
+            deliveries = [cw.callback(ticket) for ticket in ids]
+            posters = min(32, tickets)
+            limits = httpx.Limits(max_connections=posters, max_keepalive_connections=posters)
+            with (
+                httpx.Client(timeout=30, limits=limits) as burst,
+                ThreadPoolExecutor(posters) as pool,
+            ):
+                cpu, fakes_cpu = service.cpu(), cpu_seconds(os.getpid())
+                started = time.perf_counter()
+                timed = list(pool.map(lambda d: _timed_post(burst, url, d), deliveries))
+                posted = time.perf_counter()
+            refused = [status for _, status in timed if status != 202]
+            if refused:
+                raise BenchError(f"{len(refused)} webhooks refused in the burst: {refused[:5]}")
+            ideal_wall = tickets / concurrency * latency
+            arrived = cw.wait_notes(ids, timeout=ideal_wall * 3 + 60)
+            wall = max(arrived.values()) - started
+            cpu, fakes_cpu = service.cpu() - cpu, cpu_seconds(os.getpid()) - fakes_cpu
+            calls = psa_calls(cw.requests[cw_mark:], tickets)
+            calls["model"] = len(llm.requests[llm_mark:]) / tickets
+            throughput = {
+                "workers": concurrency,
+                "model_latency_s": latency,
+                "tickets": tickets,
+                "wall_s": wall,
+                "tickets_per_s": tickets / wall,
+                "ideal_per_s": concurrency / latency,
+                "ratio": tickets / wall / (concurrency / latency),
+                "burst_ack_ms": _ms([seconds for seconds, _ in timed]),
+                "burst_post_rate": tickets / (posted - started),
+                "posters": posters,
+                "service_cpu_ms_per_ticket": cpu / tickets * 1000,
+                "service_cores": cpu / wall,
+                "bench_cores": fakes_cpu / wall,
+                "psa_calls": calls,
+            }
+            paced = ack_run(cw, service, rate=ack[0], seconds=ack[1])
+            paced["workers"] = concurrency
+    return throughput, paced
+
+
+def web_ack_run(
+    root: Path, *, rate: float, seconds: float, settings: dict[str, str]
+) -> dict[str, Any]:
+    """The paced webhooks against ``serve --no-worker``: the web path alone, nothing processed."""
+    with TimedConnectWise() as cw, FakeOpenAI() as llm:
+        harness = Harness(cw=cw, llm=llm, root=root)
+        with (
+            serve(harness, workers=0, settings=settings) as service,
+            httpx.Client(timeout=30) as client,
+        ):
+            response = _post(client, service.url, cw.callback(_new_ticket(cw, 0)))  # signing key
+            if response.status_code != 202:
+                raise BenchError(f"webhook answered {response.status_code}: {response.text}")
+            return ack_run(cw, service, rate=rate, seconds=seconds)
+
+
+def _timed_post(
+    client: httpx.Client, url: str, delivery: tuple[bytes, dict[str, str]]
+) -> tuple[float, int]:
+    started = time.perf_counter()
+    status = _post(client, url, delivery).status_code
+    return time.perf_counter() - started, status
+
+
+def ack_run(
+    cw: FakeConnectWise, service: Service, *, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Webhooks paced at ``rate`` per second for ``seconds``, from a load generator process."""
+    count = max(1, round(rate * seconds))
+    deliveries = [cw.callback(_new_ticket(cw, index)) for index in range(count)]
+    spec = {
+        "url": f"{service.url}/webhooks/{TENANT}",
+        "rate": rate,
+        "threads": LOADGEN_THREADS,
+        "pid": service.pid,
+        "requests": [
+            [body.decode(), headers["x-content-signature"]] for body, headers in deliveries
+        ],
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.pipeline", "--loadgen"],
+            input=json.dumps(spec).encode(),
+            capture_output=True,
+            cwd=REPO,
+            timeout=seconds + 120,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"the load generator did not finish in {exc.timeout:.0f} s") from exc
+    if done.returncode != 0:
+        raise BenchError(f"the load generator failed:\n{done.stderr.decode(errors='replace')}")
+    answer = json.loads(done.stdout)
+    results: list[list[float]] = answer["results"]
+    accepted = [r for r in results if r[3] == 202]
+    first_sent = min(r[1] for r in results)
+    last_done = max(r[2] for r in results)
+    return {
+        "service_cores": answer["service_cpu"] / (last_done - first_sent),
+        "paced_rate": rate,
+        "requests": count,
+        "accepted": len(accepted),
+        "rate_reached": len(accepted) / (last_done - first_sent),
+        "ack_ms": _ms([r[2] - r[1] for r in accepted]),
+        "from_schedule_ms": _ms([r[2] - r[0] for r in accepted]),
+        "statuses": dict(Counter(str(int(r[3])) for r in results)),
+    }
+
+
+# -- the load generator (a second process) --------------------------------------------------------
+
+
+def loadgen(spec: dict[str, Any]) -> dict[str, Any]:
+    """POST each body at ``start + i / rate`` from a pool of keep-alive connections.
+
+    Returns ``results``: ``(due, sent, done, status)`` per request (status 0: the connection
+    failed), in this process's ``perf_counter`` time; and ``service_cpu``: the CPU seconds the
+    service process used meanwhile.
+    """
+    target = urlsplit(spec["url"])
+    host, port, path = target.hostname or "127.0.0.1", target.port or 80, target.path
+    requests: list[list[str]] = spec["requests"]
+    rate = float(spec["rate"])
+    results: list[tuple[float, float, float, int]] = [(0.0, 0.0, 0.0, 0)] * len(requests)
+    indexes = itertools.count()  # next() on it is atomic under the GIL
+    start = time.perf_counter() + 0.1
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+        while (index := next(indexes)) < len(requests):
+            due = start + index / rate
+            if (wait := due - time.perf_counter()) > 0:
+                time.sleep(wait)
+            body, signature = requests[index]
+            headers = {"Content-Type": "application/json", "x-content-signature": signature}
+            sent = time.perf_counter()
+            try:
+                connection.request("POST", path, body=body.encode(), headers=headers)
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                connection = http.client.HTTPConnection(host, port, timeout=10)
+                status = 0
+            results[index] = (due, sent, time.perf_counter(), status)
+        connection.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(spec["threads"])]
+    cpu = cpu_seconds(spec["pid"])
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"results": results, "service_cpu": cpu_seconds(spec["pid"]) - cpu}
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        cpu = names[0].strip() if names else cpu
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_before": _load(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+def _load() -> float | None:
+    """The 1-minute load average: other work on the machine skews every figure."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    over, thr, ack = result["overhead"], result["throughput"], result["ack"]
+    calls = thr["psa_calls"]
+    rows = [
+        ("overhead p50", f"≤ {TARGETS['overhead_p50_ms']:g} ms", over["overhead_ms"]["p50"],
+         over["overhead_ms"]["p50"] <= TARGETS["overhead_p50_ms"]),
+        ("overhead p99", f"≤ {TARGETS['overhead_p99_ms']:g} ms", over["overhead_ms"]["p99"],
+         over["overhead_ms"]["p99"] <= TARGETS["overhead_p99_ms"]),
+        (f"throughput at concurrency {thr['workers']}", "≥ 90% of ideal", thr["ratio"],
+         thr["ratio"] >= TARGETS["throughput_ratio"]),
+        ("PSA writes per ticket", "2", calls["writes"],
+         calls["writes"] <= TARGETS["writes_per_ticket"]),
+        ("PSA reads per ticket", "≤ 1", calls["reads"],
+         calls["reads"] <= TARGETS["reads_per_ticket"]),
+        ("webhook ack p99", f"≤ {TARGETS['ack_p99_ms']:g} ms", ack["ack_ms"]["p99"],
+         ack["ack_ms"]["p99"] <= TARGETS["ack_p99_ms"]),
+        ("webhook ack rate", "≥ 1,000 req/s", ack["rate_reached"],
+         ack["rate_reached"] >= TARGETS["ack_rate"] and ack["accepted"] == ack["requests"]),
+    ]  # fmt: skip
+    return [{"target": n, "goal": g, "measured": m, "met": ok} for n, g, m, ok in rows]
+
+
+def _ms_cells(values: dict[str, float]) -> tuple[str, str]:
+    return f"{values['p50']:.2f} ms", f"{values['p99']:.2f} ms"
+
+
+def render(result: dict[str, Any], console: Console) -> None:
+    over, thr, host = result["overhead"], result["throughput"], result["machine"]
+    console.print(
+        f"[bold]psatriage pipeline bench[/] — {host['cpu']}, {host['cores']} cores, "
+        f"Python {host['python']}; load average {host['load_before']} before the run, "
+        f"{host['load_after']} after"
+    )
+    if (host["load_before"] or 0) >= 1:
+        console.print("[yellow]the machine was busy before the run: figures are pessimistic[/]")
+    table = Table(title="Measured (one run)", title_justify="left")
+    for column in ("measure", "p50", "p99", "reference", "ratio"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    floor = over["floor_ms"]
+    table.add_row(
+        f"floor: the same {len(over['floor_calls'])} HTTP calls straight at the fakes",
+        *_ms_cells(floor), "", "",
+    )  # fmt: skip
+    table.add_row(
+        f"end to end, sequential ({over['tickets']} tickets, {over['workers']} workers)",
+        *_ms_cells(over["end_to_end_ms"]), f"floor p50 {floor['p50']:.2f} ms",
+        f"{over['ratio_p50']:.1f}× / {over['ratio_p99']:.1f}×",
+    )  # fmt: skip
+    table.add_row(
+        "overhead = end to end − floor p50", *_ms_cells(over["overhead_ms"]), "≤ 10 / ≤ 30 ms", ""
+    )
+    table.add_row(
+        f"throughput ({thr['tickets']} tickets, {thr['workers']} workers, "
+        f"model {thr['model_latency_s']:g} s)",
+        f"{thr['tickets_per_s']:.1f}/s", "", f"ideal {thr['ideal_per_s']:.1f}/s",
+        f"{thr['ratio']:.1%}",
+    )  # fmt: skip
+    table.add_row(
+        "service CPU during the burst",
+        f"{thr['service_cpu_ms_per_ticket']:.1f} ms/ticket", "",
+        f"{thr['service_cores']:.2f} cores",
+        f"fakes and bench {thr['bench_cores']:.2f} cores",
+    )  # fmt: skip
+    for label, calls in (("sequential", over["psa_calls"]), ("burst", thr["psa_calls"])):
+        table.add_row(
+            f"PSA calls per ticket ({label})",
+            f"{calls['reads']:.2f} reads", f"{calls['writes']:.2f} writes",
+            "≤ 1 read, 2 writes", f"model {calls['model']:.2f}",
+        )  # fmt: skip
+    table.add_row("webhook ack, sequential (idle service)", *_ms_cells(over["ack_ms"]), "", "")
+    table.add_row(
+        f"webhook ack, burst of {thr['tickets']} from {thr['posters']} threads",
+        *_ms_cells(thr["burst_ack_ms"]), f"{thr['burst_post_rate']:.0f} req/s", "",
+    )  # fmt: skip
+    for label, ack in (
+        (f"serve, {result['ack']['workers']} workers busy", result["ack"]),
+        ("serve --no-worker", result["ack_web_only"]),
+    ):
+        table.add_row(
+            f"webhook ack, paced {ack['paced_rate']:g}/s × {ack['requests']}, {label}",
+            *_ms_cells(ack["ack_ms"]), f"reached {ack['rate_reached']:.0f} req/s",
+            f"{ack['accepted']}/{ack['requests']} accepted",
+        )  # fmt: skip
+        table.add_row(
+            "  the same, timed from the scheduled send",
+            *_ms_cells(ack["from_schedule_ms"]), f"service {ack['service_cores']:.2f} cores", "",
+        )  # fmt: skip
+    console.print(table)
+
+    calls_table = Table(title="PSA calls per ticket, taxonomy cached", title_justify="left")
+    calls_table.add_column("call")
+    calls_table.add_column("sequential", justify="right")
+    calls_table.add_column("burst", justify="right")
+    names = sorted(set(over["psa_calls"]["by_call"]) | set(thr["psa_calls"]["by_call"]))
+    for name in names:
+        calls_table.add_row(
+            name,
+            f"{over['psa_calls']['by_call'].get(name, 0):.2f}",
+            f"{thr['psa_calls']['by_call'].get(name, 0):.2f}",
+        )
+    console.print(calls_table)
+
+    targets = Table(title="Targets", title_justify="left")
+    for column in ("target", "goal", "measured", "met"):
+        targets.add_column(column)
+    for row in result["targets"]:
+        measured = row["measured"]
+        shown = f"{measured:.1%}" if "throughput" in row["target"] else f"{measured:.2f}"
+        targets.add_row(row["target"], row["goal"], shown, "yes" if row["met"] else "[red]no[/]")
+    console.print(targets)
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pipeline", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--tickets", type=int, default=256, help="tickets per run (default 256)")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="workers for the throughput run (default 64)"
+    )
+    parser.add_argument(
+        "--model-latency", type=float, default=1.0, help="model latency in seconds (default 1)"
+    )
+    parser.add_argument(
+        "--ack-rate", type=float, default=1100, help="paced webhook rate (default 1100 req/s)"
+    )
+    parser.add_argument(
+        "--ack-seconds", type=float, default=3, help="length of the paced run (default 3 s)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PSATRIAGE_X=VALUE",
+        help="a setting for both services (repeatable), e.g. PSATRIAGE_QUEUE_POLL_SECONDS=0.01",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.tickets < 1 or args.concurrency < 1 or args.model_latency <= 0:
+        parser.error("--tickets and --concurrency must be ≥ 1, --model-latency > 0")
+    if any(not re.fullmatch(r"PSATRIAGE_\w+=.*", item) for item in args.set):
+        parser.error("--set takes PSATRIAGE_NAME=VALUE")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _arguments(argv)
+    if args.loadgen:  # the second process of ack_run: spec on stdin, results on stdout
+        json.dump(loadgen(json.load(sys.stdin)), sys.stdout)
+        return 0
+    console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
+    result: dict[str, Any] = {"machine": machine(), "arguments": vars(args)}
+    settings = dict(item.split("=", 1) for item in args.set)
+    try:
+        with tempfile.TemporaryDirectory(prefix="psatriage-bench-") as tmp:
+            root = Path(tmp)
+            for phase in ("overhead", "throughput", "web"):
+                (root / phase).mkdir()
+            with console.status("overhead: sequential tickets, zero-latency fakes"):
+                result["overhead"] = overhead_run(root / "overhead", args.tickets, settings)
+            with console.status("throughput: a burst with a slow model, then paced webhooks"):
+                result["throughput"], result["ack"] = throughput_run(
+                    root / "throughput",
+                    args.tickets,
+                    args.concurrency,
+                    args.model_latency,
+                    (args.ack_rate, args.ack_seconds),
+                    settings,
+                )
+            with console.status("paced webhooks against serve --no-worker"):
+                result["ack_web_only"] = web_ack_run(
+                    root / "web", rate=args.ack_rate, seconds=args.ack_seconds, settings=settings
+                )
+    except BenchError as exc:
+        console.print(f"[red]bench failed:[/] {exc}")
+        return 1
+    result["machine"]["load_after"] = _load()
+    result["targets"] = verdicts(result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        render(result, console)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
