@@ -117,5 +117,7 @@ class Runtime:
     def close(self) -> None:
         if self._queue is not None:
             self._queue.close()
+        for classifier in self._classifiers.values():
+            classifier.close()
         self.http.close()
         self.engine.dispose()

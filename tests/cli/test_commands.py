@@ -92,3 +92,19 @@ def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0
     assert f"database at revision {db.head_revision()}" in result.output
+
+
+def test_events_list_and_retry(configured: Harness) -> None:
+    ticket = configured.cw.add_ticket("Printer", "My printer has a paper jam")
+    configured.llm.script("refusal", "refusal")
+    command = ["categorize", "--tenant", TENANT, "--ticket", str(ticket)]
+    assert runner.invoke(app, command).exit_code == 1  # the model refused: failed
+    listed = runner.invoke(app, ["events", "list", "--state", "failed"])
+    assert listed.exit_code == 0 and "refused" in listed.output
+    retried = runner.invoke(app, ["events", "retry", "--failed"])
+    assert retried.exit_code == 0, retried.output
+    assert "queued again: 1 event(s) [1]" in retried.output
+    again = runner.invoke(app, ["events", "list", "--state", "received"])
+    assert str(ticket) in again.output
+    assert "left alone: [1]" in runner.invoke(app, ["events", "retry", "1"]).output
+    assert runner.invoke(app, ["events", "retry"]).exit_code == 2

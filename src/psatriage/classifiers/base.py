@@ -85,3 +85,6 @@ class Classifier(ABC, Generic[ConfigT]):
     @abstractmethod
     def check_connection(self) -> str:
         """Make one cheap call; return a short description of what answered."""
+
+    def close(self) -> None:
+        """Release connections and files (the default holds none)."""

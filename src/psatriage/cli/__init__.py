@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from psatriage.cli import admin, categorize, serve
+from psatriage.cli import admin, categorize, events, serve
 from psatriage.cli._app import app
 
 __all__ = ["app", "main"]
 
-_COMMANDS = (admin, categorize, serve)  # imported for their commands
+_COMMANDS = (admin, categorize, events, serve)  # imported for their commands
 
 
 def main() -> None:

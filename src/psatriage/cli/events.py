@@ -1,0 +1,66 @@
+"""``psatriage events``: see what happened to tickets, and run failed ones again."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from psatriage.cli._app import app, console, runtime
+
+events_app = typer.Typer(help="The events ledger: list and retry.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("list")
+def events_list(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="received, retrying, parked, done, kept, ignored, failed")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
+    """The newest events, with their state and reason."""
+    with runtime() as built:
+        table = Table("id", "tenant", "ticket", "state", "attempts", "received", "reason")
+        for row in built.ledger.search(tenant=tenant, state=state, limit=limit):
+            table.add_row(
+                str(row.id),
+                row.tenant,
+                row.ticket_id,
+                row.state,
+                str(row.attempts),
+                row.received_at.isoformat(timespec="seconds"),
+                row.reason,
+            )
+        console.print(table)
+
+
+@events_app.command("retry")
+def events_retry(
+    event_ids: Annotated[
+        list[int] | None, typer.Argument(help="Event ids (default: see --failed).")
+    ] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Every failed or parked event (of --tenant).")
+    ] = False,
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None,
+) -> None:
+    """Queue failed or parked events again; a running service (or worker) processes them."""
+    if not event_ids and not failed:
+        raise typer.BadParameter("name event ids, or pass --failed")
+    with runtime() as built:
+        chosen = list(event_ids or [])
+        if failed:
+            for state in ("failed", "parked"):
+                chosen += [
+                    r.id for r in built.ledger.search(tenant=tenant, state=state, limit=1000)
+                ]
+        reopened = built.ledger.reopen(chosen)
+        for event_id in reopened:
+            built.queue.enqueue(event_id)
+        skipped = sorted(set(chosen) - set(reopened))
+        console.print(f"queued again: {len(reopened)} event(s) {reopened}", highlight=False)
+        if skipped:
+            console.print(f"not failed or parked, left alone: {skipped}", highlight=False)
