@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from psatriage import metrics, policy
+from psatriage import metrics, policy, shortlist
 from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.config import Effective, Tenant
 from psatriage.domain import (
@@ -29,9 +29,17 @@ from psatriage.domain import (
     Taxonomy,
     Ticket,
 )
-from psatriage.errors import CategoryRejected, InvalidAnswer, PermanentError, PsatriageError
+from psatriage.errors import (
+    AuthFailed,
+    CategoryRejected,
+    InvalidAnswer,
+    PermanentError,
+    PsatriageError,
+    TransientError,
+)
 from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
+from psatriage.sanitize import reasoning_for_note
 from psatriage.store.records import AlreadyDecided, Records
 from psatriage.store.tables import DecisionRow
 from psatriage.taxonomy_cache import TaxonomyCache
@@ -189,6 +197,8 @@ def _plan(
             f"no categories to choose from on {ticket.scope_name or ticket.scope} "
             "(all inactive or excluded)"
         )
+    # large trees: only the local engine's best leaves go to the classifier (psatriage.shortlist)
+    candidates = shortlist.for_ticket(tenant.taxonomy, deps.classifier, ticket, candidates)
     classification, chosen, redactions = _classify(
         deps, event_id, ticket, taxonomy, candidates, effective
     )
@@ -248,7 +258,7 @@ def report_failure(deps: Deps, ticket_id: str, error: PsatriageError) -> bool:
         note_marker = error_marker(ticket.id)
         if deps.adapter.find_note(ticket, note_marker):
             return False
-        text = deps.tenant.error_note.render(error=_short(str(error)), marker=note_marker)
+        text = deps.tenant.error_note.render(error=_public_reason(error), marker=note_marker)
         deps.adapter.add_note(ticket, text)
     except PsatriageError as exc:
         log.warning("could not post the error note", ticket=ticket_id, error=str(exc))
@@ -361,7 +371,7 @@ def _note(
         facets=[{"label": label, "value": value.name} for label, value in chosen.facets],
         confidence=result.confidence,
         confidence_source=result.confidence_source,
-        reasoning=result.reasoning,
+        reasoning=reasoning_for_note(result.reasoning),
         model=result.model,
         engine=result.engine,
         outcome=outcome.value,
@@ -389,5 +399,13 @@ _SOURCES: dict[str, ConfidenceSource] = {
 }
 
 
-def _short(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _public_reason(error: PsatriageError) -> str:
+    """Why categorizing failed, for a note in the ticket: fixed words, never the model's output
+    (which the full reason in the events ledger keeps for operators)."""
+    if isinstance(error, InvalidAnswer):
+        return "the model did not give a valid category"
+    if isinstance(error, TransientError):
+        return "the model could not be reached in time"
+    if isinstance(error, AuthFailed):
+        return "the model service refused psatriage's credentials"
+    return "the model request failed"

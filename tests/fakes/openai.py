@@ -22,7 +22,7 @@ ticket, else the first key) and carry token log-probs when asked for them.
     "no_logprobs"          400: logprobs are not supported
     ("status", 429, {"Retry-After": "2"})     any status, optional headers
     ("delay", seconds)     sleep, then the default answer
-    ("answer", key, confidence)
+    ("answer", key, confidence[, reasoning])
 """
 
 from __future__ import annotations
@@ -229,8 +229,10 @@ class FakeOpenAI(FakeServer):
             system = [m["content"] for m in messages if m.get("role") == "system"]
             keys, labels = self._candidates(response_format, system, texts)
             confidence = 0.9
+            reasoning = None
             if isinstance(behaviour, tuple) and behaviour[0] == "answer":
                 key, confidence = behaviour[1], behaviour[2]
+                reasoning = behaviour[3] if len(behaviour) > 3 else None
             elif behaviour == "invalid_key":
                 key = "not-a-category"
             else:
@@ -238,7 +240,8 @@ class FakeOpenAI(FakeServer):
             label = labels.get(key, key)
             answer = {"category": key}
             answer |= self._facet_answers(response_format, texts)
-            answer |= {"confidence": confidence, "reasoning": f"The ticket best matches {label}."}
+            reasoning = reasoning or f"The ticket best matches {label}."
+            answer |= {"confidence": confidence, "reasoning": reasoning}
             content = json.dumps(answer, ensure_ascii=False)
             if behaviour == "garbage":
                 content = "I think this is about a printer, but I am not sure."
