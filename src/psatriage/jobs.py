@@ -2,8 +2,9 @@
 
 Huey only delivers; the ``events`` table is the ledger. A task claims its event with a lease before
 working, so a duplicate delivery is a no-op; a worker killed mid-task leaves a lease that runs out,
-and the reaper (every minute) queues the event again. Transient failures are rescheduled with
-exponential backoff and jitter (Retry-After honored) instead of sleeping in a worker.
+and the reaper (every ``housekeeping_seconds``) queues the event again. Transient failures are
+rescheduled with exponential backoff and jitter (Retry-After honored) instead of sleeping in a
+worker.
 
 Queue storage by URL: ``sqlite:///PATH`` (default), ``redis://...``, ``postgresql://...``.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey, crontab
+from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer, Worker
 from huey.storage import SqliteStorage
 from sqlalchemy.engine import make_url
@@ -124,8 +125,6 @@ class Queue:
         self._wakeup = threading.Condition()
         self._process = self.huey.task(name="process_event")(self._process_event)
         self._poll = self.huey.task(name="poll_tenant")(self._poll_tenant)
-        self.huey.periodic_task(crontab(minute="*"), name="reap")(self.reap)
-        self.huey.periodic_task(crontab(minute="*"), name="kick_polls")(self.kick_polls)
 
     def enqueue(self, event_id: int) -> None:
         self._process(event_id)
@@ -153,6 +152,24 @@ class Queue:
         except Exception:  # noqa: BLE001 - any storage error means "not reachable" for /readyz
             return False
         return True
+
+    def housekeeping(self, stop: threading.Event) -> threading.Thread:
+        """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
+        finds and restarts polling chains that died. Every worker process runs one; both jobs
+        are idempotent, so several processes doing it at once is harmless."""
+        interval = self.runtime.settings.housekeeping_seconds
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.reap()
+                    self.kick_polls()
+                except Exception:  # a database blip must not end housekeeping (logged with trace)
+                    log.exception("housekeeping failed; trying again next round")
+
+        thread = threading.Thread(target=loop, name="psatriage-housekeeping", daemon=True)
+        thread.start()
+        return thread
 
     def consumer(self, *, workers: int, embedded: bool) -> Consumer:
         poll = self.runtime.settings.queue_poll_seconds

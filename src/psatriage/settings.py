@@ -47,8 +47,14 @@ class Settings(BaseSettings):
     )
     lease_seconds: int = Field(
         default=300,
-        ge=5,
+        ge=1,
         description="How long a worker owns an event before the reaper hands it to another.",
+    )
+    housekeeping_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often each worker process re-queues events whose lease ran out (the "
+        "reaper) and restarts polling that stopped.",
     )
     max_attempts: int = Field(default=6, ge=1, description="Attempts before an event fails.")
     retry_base_seconds: float = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated
 
 import typer
@@ -51,4 +52,10 @@ def worker(
     with runtime() as built:
         count = workers or built.settings.workers
         console.print(f"psatriage worker: {count} thread(s)", highlight=False)
-        built.queue.consumer(workers=count, embedded=False).run()
+        consumer = built.queue.consumer(workers=count, embedded=False)
+        stop = threading.Event()
+        built.queue.housekeeping(stop)
+        try:
+            consumer.run()
+        finally:
+            stop.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,12 +19,15 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         consumer = None
+        stop = threading.Event()
         if embedded_workers:
             consumer = runtime.queue.consumer(workers=embedded_workers, embedded=True)
             consumer.start()
+            runtime.queue.housekeeping(stop)
         try:
             yield
         finally:
+            stop.set()
             if consumer is not None:
                 consumer.stop(graceful=True)
 

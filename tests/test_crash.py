@@ -1,0 +1,180 @@
+"""Crash safety: real `serve --no-worker` and `worker` processes, a burst of 500 tickets, the worker
+SIGKILLed twice mid-burst and restarted; every ticket ends done with one write and one note."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from psatriage.config import load_config
+from psatriage.runtime import Runtime
+from tests.harness import TENANT, Harness
+
+pytestmark = pytest.mark.slow
+
+TICKETS = 500
+KILL_AT = (100, 250)  # kill the worker when this many notes have arrived
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Service:
+    def __init__(self, harness: Harness, root: Path, extra_env: dict[str, str]) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.env = {
+            **os.environ,
+            **harness.env,
+            **extra_env,
+            "PSATRIAGE_CONFIG": str(harness.write_config()),
+            "PSATRIAGE_DATA_DIR": str(root / "data"),
+            "PSATRIAGE_LOG_FORMAT": "json",
+            "PSATRIAGE_LOG_LEVEL": "warning",
+            "PSATRIAGE_LEASE_SECONDS": "2",
+            "PSATRIAGE_HOUSEKEEPING_SECONDS": "0.5",
+            "PSATRIAGE_RETRY_BASE_SECONDS": "0.2",
+            "PSATRIAGE_RETRY_MAX_SECONDS": "1",
+            "PSATRIAGE_MAX_ATTEMPTS": "20",
+        }
+        self.logs: list[Any] = []
+        self.web = self._start("serve", "--no-worker", "--port", str(self.port))
+        self.worker = self._start("worker", "--workers", "8")
+        self.kills = 0
+
+    def _start(self, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{args[0]}-{time.monotonic_ns()}.log").open("wb")
+        self.logs.append(log)
+        return subprocess.Popen(
+            [sys.executable, "-m", "psatriage", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the service did not become ready")
+
+    def kill_worker(self) -> None:
+        self.worker.send_signal(signal.SIGKILL)
+        self.worker.wait(timeout=10)
+        self.kills += 1
+        self.worker = self._start("worker", "--workers", "8")
+
+    def stop(self) -> None:
+        for process in (self.web, self.worker):
+            process.terminate()
+        for process in (self.web, self.worker):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in self.logs:
+            log.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql+redis"])
+def backends(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}
+    return {
+        "PSATRIAGE_DATABASE_URL": request.getfixturevalue("postgres_url"),
+        "PSATRIAGE_QUEUE_URL": request.getfixturevalue("redis_url"),
+    }
+
+
+@pytest.fixture
+def service(harness: Harness, tmp_path: Path, backends: dict[str, str]) -> Iterator[Service]:
+    harness.llm.latency = 0.01
+    running = Service(harness, tmp_path, backends)
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+def _our_notes(harness: Harness, ticket: int) -> list[dict[str, Any]]:
+    return [n for n in harness.cw.notes(ticket) if "psatriage:" in str(n["text"])]
+
+
+def test_killing_the_worker_mid_burst_loses_nothing_and_doubles_nothing(
+    harness: Harness, service: Service, backends: dict[str, str]
+) -> None:
+    tickets = [
+        harness.cw.add_ticket(f"Printer {n}", "My printer has a paper jam") for n in range(TICKETS)
+    ]
+    deliveries = [harness.cw.callback(t) for t in tickets]
+    with httpx.Client(base_url=service.url) as client, ThreadPoolExecutor(16) as pool:
+        statuses = list(
+            pool.map(
+                lambda d: (
+                    client.post(f"/webhooks/{TENANT}", content=d[0], headers=d[1]).status_code
+                ),
+                deliveries,
+            )
+        )
+    assert statuses == [202] * TICKETS
+
+    deadline = time.monotonic() + 240
+    pending = list(KILL_AT)
+    while time.monotonic() < deadline:
+        noted = sum(1 for t in tickets if _our_notes(harness, t))
+        if pending and noted >= pending[0]:
+            service.kill_worker()
+            pending.pop(0)
+        if noted == TICKETS and not pending:
+            break
+        time.sleep(0.05)
+    assert service.kills == len(KILL_AT)
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**harness.env, **backends}.items():
+            patch.setenv(key, value)
+        runtime = Runtime(
+            harness.settings(data_dir=service.root / "data", **_settings(backends)),
+            load_config(Path(service.env["PSATRIAGE_CONFIG"])),
+            migrate=False,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and runtime.ledger.count_by_state() != {"done": TICKETS}:
+            time.sleep(0.2)
+        assert runtime.ledger.count_by_state() == {"done": TICKETS}
+    finally:
+        runtime.close()
+    for ticket in tickets:
+        assert len(harness.cw.patches(ticket)) == 1, ticket
+        assert len(_our_notes(harness, ticket)) == 1, ticket
+
+
+def _settings(backends: dict[str, str]) -> dict[str, str]:
+    names = {"PSATRIAGE_DATABASE_URL": "database_url", "PSATRIAGE_QUEUE_URL": "queue_url"}
+    return {names[k]: v for k, v in backends.items()}
