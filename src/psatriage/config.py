@@ -42,6 +42,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -171,6 +172,19 @@ class TaxonomySettings(_Strict):
     descriptions: dict[str, str] = Field(
         default_factory=dict,
         description="Descriptions shown to the model, by category key or path prefix.",
+    )
+    # shortlisting (psatriage.shortlist): large trees are cut to the local engine's best leaves
+    shortlist_above: int = Field(
+        default=150,
+        ge=0,
+        description="When a ticket has more candidate categories than this, only the local "
+        "engine's best shortlist_size go to the classifier (0: never shortlist).",
+    )
+    shortlist_size: int = Field(
+        default=40,
+        ge=2,
+        description="How many candidates a shortlist keeps (see docs/PERFORMANCE.md for the "
+        "recall and prompt size this gives).",
     )
 
 
@@ -310,6 +324,16 @@ class Tenant:
 class AppConfig:
     tenants: Mapping[str, Tenant]
     source: Path | None = None
+
+    def secret_values(self) -> list[str]:
+        """Every credential of every tenant (to keep them out of logs)."""
+        found: list[str] = []
+        for tenant in self.tenants.values():
+            for model in (tenant.connection, tenant.classifier):
+                for value in model.__dict__.values():
+                    if isinstance(value, SecretStr):
+                        found.append(value.get_secret_value())
+        return found
 
     def tenant(self, name: str) -> Tenant:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
@@ -14,16 +14,45 @@ _SECRET_KEYS = re.compile(
     r"(authorization|api[-_]?key|secret|password|private[-_]?key|token|signature)", re.I
 )
 MASK = "***"
+_known_secrets: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Secret values (from the tenants file) that must never appear in a log line, anywhere."""
+    _known_secrets.update(v for v in values if len(v) >= 4)
 
 
 def mask_secrets(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Replace the value of any field whose name says it holds a secret."""
+    """Mask fields whose name says they hold a secret, and any known secret value in any text."""
     for key in list(event):
         if key != "event" and _SECRET_KEYS.search(key):
             event[key] = MASK
+        elif _known_secrets:
+            event[key] = _scrub(event[key])
     return event
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        for secret in _known_secrets:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, BaseException):
+        return _scrub(f"{type(value).__name__}: {value}")
+    return value
+
+
+class _ScrubbingFilter(logging.Filter):
+    """The same for the standard library's log records (Huey, uvicorn, httpx)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _known_secrets:
+            record.msg = _scrub(record.getMessage())
+            record.args = None
+        return True
 
 
 class _Stderr:
@@ -56,6 +85,7 @@ def configure_logging(*, level: str = "info", json: bool = False) -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(_Stderr())
+    handler.addFilter(_ScrubbingFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],

@@ -15,6 +15,7 @@ from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
 from psatriage.config import AppConfig, Tenant, load_config
 from psatriage.http import make_client
+from psatriage.logging import register_secrets
 from psatriage.pipeline import Deps
 from psatriage.psa import adapters
 from psatriage.psa.base import PSAAdapter
@@ -40,6 +41,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.config = config or load_config(settings.config, missing_ok=settings.config_is_default)
+        register_secrets(self.config.secret_values())
         self.engine = db.make_engine(settings.effective_database_url)
         if migrate:
             db.upgrade(self.engine)
