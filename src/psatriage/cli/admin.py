@@ -111,7 +111,7 @@ def taxonomy_show(
                 "key", "category", "active", "PSA default", title=f"{scope_name} ({scope_id})"
             )
             for leaf in taxonomy.leaves:
-                default = all((v.level, v.id) in taxonomy.defaults for v in leaf.path[:1])
+                default = all((v.level, v.id) in taxonomy.defaults for v in leaf.path)
                 table.add_row(
                     leaf.key, leaf.label, "yes" if leaf.active else "no", "yes" if default else ""
                 )

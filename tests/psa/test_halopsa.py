@@ -1,0 +1,1054 @@
+"""HaloPSA adapter against the fake HaloPSA on 127.0.0.1, through a real httpx client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import stamina
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from psatriage import jobs
+from psatriage.cli import app
+from psatriage.config import load_config, parse_config
+from psatriage.domain import Category, LevelValue, Ticket
+from psatriage.errors import (
+    AuthFailed,
+    CategoryRejected,
+    ConfigError,
+    PermanentError,
+    TransientError,
+    WebhookRejected,
+)
+from psatriage.http import make_client
+from psatriage.psa._halopsa_http import retry_after
+from psatriage.psa.base import PATH_TOKEN_HEADER
+from psatriage.psa.halopsa import HaloPSAAdapter, HaloPSAConfig
+from psatriage.runtime import Runtime
+from psatriage.settings import Settings
+from psatriage.store.tables import EventState
+from psatriage.web import create_app
+from tests.fakes.halopsa import FakeHaloPSA
+from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
+from tests.harness import to_toml
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "halopsa"
+MakeAdapter = Callable[..., HaloPSAAdapter]
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHaloPSA]:
+    server = FakeHaloPSA()
+    server.start()
+    for name, value in server.secret_env().items():
+        monkeypatch.setenv(name, value)
+    yield server
+    threading.Thread(target=server.stop).start()
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """One client for the module (building one loads the CA bundle, ~50 ms)."""
+    with make_client(timeout=5.0, connect_timeout=2.0) as client:
+        yield client
+
+
+@pytest.fixture
+def make_adapter(fake: FakeHaloPSA, http: httpx.Client) -> MakeAdapter:
+    def build(client: httpx.Client | None = None, **overrides: Any) -> HaloPSAAdapter:
+        config = HaloPSAConfig.model_validate(fake.connection_config(**overrides))
+        return HaloPSAAdapter("acme", config, client or http)
+
+    return build
+
+
+@pytest.fixture
+def adapter(make_adapter: MakeAdapter) -> HaloPSAAdapter:
+    return make_adapter()
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[None]:
+    """stamina's test mode: our attempt count, no waiting."""
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
+
+
+def dumps(payload: Any) -> bytes:
+    return json.dumps(payload).encode()
+
+
+# -- parse ------------------------------------------------------------------------------------
+
+STATUS = fixture("webhook-ticket-status-changed.json")
+EVENT_ONLY = fixture("webhook-event-information-only-fixture.json")
+NANGO = dumps(fixture("webhook-new-ticket-logged-fixture.json"))
+
+PARSE_CASES: list[tuple[str, bytes, dict[str, Any], dict[str, Any] | None]] = [
+    (
+        "status changed sample",
+        dumps(STATUS),
+        {},
+        {
+            "ticket_id": "4242",
+            "action": "ticket status changed",
+            "actionable": False,
+            "dedupe_key": "8e25bc7b-e07e-4102-9398-5d6647e1e79d",
+            "actor": "3",
+            "occurred_at": datetime(2026, 9, 25, 6, 41, 8, 789591, tzinfo=UTC),
+        },
+    ),
+    ("new ticket, full", dumps({**STATUS, "event": "New Ticket Logged"}), {}, {"actionable": True}),
+    ("new ticket fixture", NANGO, {}, {"ticket_id": "123", "actionable": True}),
+    (
+        "event information only",
+        dumps(EVENT_ONLY),
+        {},
+        {"ticket_id": "4242", "actionable": False, "dedupe_key": EVENT_ONLY["id"], "actor": None},
+    ),
+    (
+        "event only, new ticket",
+        dumps({**EVENT_ONLY, "event": "new_ticket_logged"}),
+        {},
+        {"ticket_id": "4242", "actionable": True, "action": "new_ticket_logged"},
+    ),
+    (
+        "notification id configured",
+        dumps(STATUS),
+        {"new_ticket_notifications": [41]},
+        {"actionable": True},
+    ),
+    (
+        "other notification id",
+        dumps({**STATUS, "event": "New Ticket Logged"}),
+        {"new_ticket_notifications": [57]},
+        {"actionable": False},
+    ),
+    ("eventno 3", dumps({"eventno": "3", "object_id": 9}), {}, {"actionable": True}),
+    (
+        "eventno beats the text",
+        dumps({"eventno": 61, "event": "New Ticket Logged", "object_id": 9}),
+        {},
+        {"actionable": False},
+    ),
+    ("no text, event number", dumps({"notification_id": 3, "object_id": 9}), {}, {}),
+    ("no text, other number", dumps({"notification_id": 41, "object_id": 9}), {}, None),
+    ("upper-case keys", dumps({"Event": "NEW TICKET LOGGED", "Object_Id": "77"}), {}, {}),
+    (
+        "id from ticket",
+        dumps({"event": "New Ticket Logged", "ticket": {"id": 5}, "escmsg_id": "e-1"}),
+        {},
+        {"ticket_id": "5", "dedupe_key": "e-1"},
+    ),
+    (
+        "type in scope",
+        dumps({**STATUS, "event": "New Ticket Logged"}),
+        {"ticket_types": [25]},
+        {"actionable": True},
+    ),
+    (
+        "type out of scope",
+        dumps({**STATUS, "event": "New Ticket Logged"}),
+        {"ticket_types": ["Incident"]},
+        {"actionable": False},
+    ),
+    (
+        "type unknown",
+        dumps({**EVENT_ONLY, "event": "New Ticket Logged"}),
+        {"ticket_types": ["25"]},
+        {"actionable": False},
+    ),
+    ("client event", dumps({"event": "New Client Added", "object_id": 12}), {}, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "overrides", "expected"),
+    [case[1:] for case in PARSE_CASES],
+    ids=[case[0] for case in PARSE_CASES],
+)
+def test_parse(
+    make_adapter: MakeAdapter,
+    body: bytes,
+    overrides: dict[str, Any],
+    expected: dict[str, Any] | None,
+) -> None:
+    event = make_adapter(**overrides).parse(body)
+    if expected is None:
+        assert event is None
+        return
+    assert event is not None
+    assert event.tenant == "acme"
+    expected = {"actionable": True, **expected}
+    for name, value in expected.items():
+        assert getattr(event, name) == value, name
+
+
+def test_parse_hashes_a_body_without_delivery_id(adapter: HaloPSAAdapter) -> None:
+    event = adapter.parse(NANGO)
+    assert event is not None and event.dedupe_key.startswith("sha256:")
+    assert adapter.parse(NANGO) == event
+
+
+@pytest.mark.parametrize("payload", ["full", "small", "event"])
+def test_parse_every_payload_type_from_the_fake(
+    fake: FakeHaloPSA, adapter: HaloPSAAdapter, payload: str
+) -> None:
+    ticket_id = fake.add_ticket("Printer", "Jammed")
+    body, headers = fake.delivery(ticket_id, payload=payload, delivery_id="d-1")
+    adapter.verify(headers, body)
+    event = adapter.parse(body)
+    assert event is not None
+    assert (event.ticket_id, event.actionable, event.dedupe_key) == (str(ticket_id), True, "d-1")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (dumps({"event": "New Ticket Logged"}), "no object_id"),
+        (dumps({"event": "New Ticket Logged", "object_id": "abc"}), "no object_id"),
+        (dumps({**STATUS, "object_id": 0, "ticket": {"id": -1}}), "no object_id"),
+    ],
+    ids=["not json", "array", "no id", "bad id", "zero id"],
+)
+def test_parse_rejects_malformed(adapter: HaloPSAAdapter, body: bytes, message: str) -> None:
+    with pytest.raises(WebhookRejected, match=message) as info:
+        adapter.parse(body)
+    assert info.value.status == 400
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("auth", "header"), [("hmac", "Token"), ("hmac", "X-Halo-Signature"), ("basic", "Token"),
+                         ("header", "X-Psatriage-Secret")]
+)  # fmt: skip
+def test_verify_accepts_each_method(
+    fake: FakeHaloPSA, make_adapter: MakeAdapter, auth: str, header: str
+) -> None:
+    fake.webhook_auth, fake.webhook_header = auth, header
+    adapter = make_adapter()
+    body, headers = fake.delivery(fake.add_ticket("VPN", "Down"))
+    adapter.verify(headers, body)
+    assert fake.requests == []  # the webhook path calls nothing
+
+
+TOKEN = "path-token-0123456789abcdef"
+
+
+@pytest.mark.parametrize("with_secret", [True, False])
+def test_verify_with_a_path_token(
+    fake: FakeHaloPSA, http: httpx.Client, monkeypatch: pytest.MonkeyPatch, with_secret: bool
+) -> None:
+    monkeypatch.setenv(FakeHaloPSA.PATH_TOKEN_ENV, TOKEN)
+    fake.path_token = TOKEN
+    overrides: dict[str, Any] = {} if with_secret else {"webhook_secret": None}
+    config = {k: v for k, v in fake.connection_config(**overrides).items() if v is not None}
+    adapter = HaloPSAAdapter("acme", HaloPSAConfig.model_validate(config), http)
+    body, headers = fake.delivery(fake.add_ticket("VPN", "Down"))
+    adapter.verify(headers, body)
+    for token in (None, TOKEN[:-1], TOKEN + "x"):
+        changed = {k: v for k, v in headers.items() if k != PATH_TOKEN_HEADER}
+        if token is not None:
+            changed[PATH_TOKEN_HEADER] = token
+        with pytest.raises(WebhookRejected, match="secret segment") as info:
+            adapter.verify(changed, body)
+        assert info.value.status == 401 and TOKEN not in str(info.value)
+    if with_secret:  # both must hold
+        with pytest.raises(WebhookRejected, match="signature"):
+            adapter.verify(headers, body + b" ")
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("auth", "change"),
+    [
+        ("hmac", lambda b, h: (b + b" ", h)),
+        ("hmac", lambda b, h: (b, {"content-type": "application/json"})),
+        ("hmac", lambda b, h: (b, {"token": "c2lnbmF0dXJl"})),
+        ("basic", lambda b, h: (b, {"authorization": _basic("psatriage", "wrong")})),
+        ("basic", lambda b, h: (b, {"authorization": _basic("other", "fake-halo-webhook-secret")})),
+        ("basic", lambda b, h: (b, {"authorization": "Bearer fake-halo-webhook-secret"})),
+        ("basic", lambda b, h: (b, {})),
+        ("header", lambda b, h: (b, {"token": "fake-halo-webhook-secre"})),
+        ("header", lambda b, h: (b, {})),
+    ],
+    ids=["hmac tampered", "hmac missing", "hmac wrong", "basic wrong password", "basic wrong user",
+         "basic bearer", "basic missing", "header wrong", "header missing"],
+)  # fmt: skip
+def test_verify_rejects(
+    fake: FakeHaloPSA,
+    make_adapter: MakeAdapter,
+    auth: str,
+    change: Callable[[bytes, dict[str, str]], tuple[bytes, dict[str, str]]],
+) -> None:
+    fake.webhook_auth = auth
+    body, headers = change(*fake.delivery(fake.add_ticket("VPN", "Down")))
+    with pytest.raises(WebhookRejected) as info:
+        make_adapter().verify(headers, body)
+    assert info.value.status == 401
+    assert fake.webhook_secret not in str(info.value)
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+CONFIG_ERRORS: list[tuple[dict[str, Any], str]] = [
+    ({"webhook_secret": "plain-text"}, "never written in the file"),
+    ({"client_secret": "plain-text"}, "never written in the file"),
+    ({"url": "https://acme.halopsa.com/?x=1"}, "no query"),
+    ({"url": "acme.halopsa.com"}, "address such as"),
+    ({"url": "https://acme.halopsa.com/../x"}, "'..'"),
+    ({"auth_url": "ftp://auth.example.com"}, "address such as"),
+    ({"webhook_header": "Bad Header"}, "header name"),
+    ({"webhook_auth": "none"}, "webhook_auth"),
+    ({"facets": ["priorityid", "priorityid"]}, "twice"),
+    ({"facets": ["queue"]}, "facets"),
+    ({"category_field": 5}, "category_field"),
+    ({"page_size": 101}, "page_size"),
+    ({"tenant": "acme&x=1"}, "letters, digits"),
+    ({"unknown": 1}, "unknown"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"), CONFIG_ERRORS, ids=[str(c[0]) for c in CONFIG_ERRORS]
+)
+def test_config_rejects(fake: FakeHaloPSA, overrides: dict[str, Any], message: str) -> None:
+    config = {k: v for k, v in fake.connection_config(**overrides).items() if v is not None}
+    with pytest.raises(ValidationError, match=message):
+        HaloPSAConfig.model_validate(config)
+
+
+def test_webhook_authentication_is_required(
+    fake: FakeHaloPSA, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = {k: v for k, v in fake.connection_config().items() if k != "webhook_secret"}
+    assert HaloPSAConfig.model_validate(bare).webhook_config_problem() is not None
+    monkeypatch.setenv("HALO_TOKEN", "t" * 16)
+    path_only = HaloPSAConfig.model_validate(bare | {"webhook_path_token": "env:HALO_TOKEN"})
+    assert path_only.webhook_config_problem() is None
+    for weak in ("short", "sixteen-chars-but/slash"):
+        monkeypatch.setenv("HALO_WEAK", weak)
+        with pytest.raises(ValidationError, match="at least 16 characters"):
+            HaloPSAConfig.model_validate(bare | {"webhook_path_token": "env:HALO_WEAK"})
+    tenant = {"psa": "halopsa", "connection": bare, "classifier": {"api_key": "env:HALO_TOKEN"}}
+    with pytest.raises(ConfigError, match=r"needs webhook_secret .* or webhook_path_token"):
+        parse_config({"tenants": {"acme": tenant}})
+    assert parse_config({"tenants": {"acme": tenant | {"trigger": "poll"}}}).tenants["acme"]
+    with pytest.raises(WebhookRejected, match="no webhook authentication") as info:
+        HaloPSAAdapter("acme", HaloPSAConfig.model_validate(bare), http).verify({}, b"{}")
+    assert info.value.status == 401
+
+
+def test_config_normalizes(fake: FakeHaloPSA) -> None:
+    config = HaloPSAConfig.model_validate(
+        fake.connection_config(url="HTTPS://Acme.HaloPSA.com/api/", ticket_types=[1, "Incident"])
+    )
+    assert config.url == "https://acme.halopsa.com"
+    assert config.ticket_types == ("1", "Incident")
+    assert config.client_secret.get_secret_value() == fake.client_secret
+    assert fake.client_secret not in repr(config) + str(config)
+
+
+# -- the access token -------------------------------------------------------------------------
+
+
+def test_token_from_authinfo_then_reused(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    fake.auth_path = "/identity"
+    ticket_id = fake.add_ticket("VPN", "Down")
+    adapter.get_ticket(str(ticket_id))
+    adapter.get_ticket(str(ticket_id))
+    (token_request,) = fake.requests_to(r"/token$")
+    assert token_request.path == "/identity/token"
+    assert token_request.query == {}
+    assert dict(httpx.QueryParams(token_request.body.decode())) == {
+        "grant_type": "client_credentials",
+        "client_id": fake.client_id,
+        "client_secret": fake.client_secret,
+        "scope": "all",
+    }
+    assert len(fake.requests_to("/api/authinfo$")) == 1
+    api = fake.requests_to(rf"/api/Tickets/{ticket_id}$")
+    assert [r.headers["authorization"] for r in api] == [f"Bearer {fake.token}"] * 2
+
+
+def test_token_for_a_hosted_tenant(fake: FakeHaloPSA, make_adapter: MakeAdapter) -> None:
+    fake.tenant = "acme"
+    ticket_id = fake.add_ticket("VPN", "Down")
+    make_adapter(tenant="acme").get_ticket(str(ticket_id))  # configured
+    make_adapter().get_ticket(str(ticket_id))  # named by authinfo's tenant_id
+    assert [r.arg("tenant") for r in fake.requests_to(r"/token$")] == ["acme", "acme"]
+
+
+def test_token_endpoint_fallback_and_override(fake: FakeHaloPSA, make_adapter: MakeAdapter) -> None:
+    fake.authinfo_enabled = False
+    ticket_id = fake.add_ticket("VPN", "Down")
+    make_adapter().get_ticket(str(ticket_id))
+    assert fake.requests_to(r"/token$")[-1].path == "/auth/token"
+    before = len(fake.requests_to("/api/authinfo$"))
+    make_adapter(auth_url=f"{fake.url}/identity/").get_ticket(str(ticket_id))
+    assert fake.requests_to(r"/token$")[-1].path == "/identity/token"
+    assert len(fake.requests_to("/api/authinfo$")) == before
+
+
+def test_no_secret_to_an_untrusted_auth_server(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    with FakeHaloPSA() as elsewhere:
+        fake.auth_server = f"{elsewhere.url}/auth"  # plain HTTP on another origin
+        with pytest.raises(AuthFailed, match="auth_url"):
+            adapter.get_ticket(str(fake.add_ticket("VPN", "Down")))
+        assert elsewhere.requests == []
+
+
+def test_wrong_client_secret(
+    fake: FakeHaloPSA, make_adapter: MakeAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FakeHaloPSA.CLIENT_SECRET_ENV, "wrong-S3CRET")
+    adapter = make_adapter()
+    with pytest.raises(AuthFailed, match="invalid_client") as info:
+        adapter.check_connection()
+    shown = [
+        str(info.value),
+        repr(adapter),
+        repr(adapter.config),
+        repr(adapter._client),
+        repr(adapter._client.tokens),
+    ]
+    assert not any("wrong-S3CRET" in text for text in shown)
+
+
+def test_token_endpoint_outage_is_transient(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    fake.fail("POST", r"/token$", 503, headers={"Retry-After": "9"})
+    with pytest.raises(TransientError) as info:
+        adapter.check_connection()
+    assert info.value.retry_after == 9
+    assert adapter.check_connection()
+
+
+def run_together(count: int, work: Callable[[], object]) -> list[BaseException]:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - collected and asserted by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_one_token_request_for_many_workers(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    ticket_id = str(fake.add_ticket("VPN", "Down"))
+    fake.token_delay = 0.2
+    assert run_together(12, lambda: adapter.get_ticket(ticket_id)) == []
+    assert fake.token_requests() == 1
+    fake.issue_token()  # another process took a token: ours is refused from now on
+    assert run_together(12, lambda: adapter.get_ticket(ticket_id)) == []
+    assert fake.token_requests() == 2  # one renewal for all twelve 401s
+
+
+def test_token_renewed_once_on_401_then_auth_fails(
+    fake: FakeHaloPSA, adapter: HaloPSAAdapter
+) -> None:
+    ticket_id = fake.add_ticket("VPN", "Down")
+    adapter.get_ticket(str(ticket_id))
+    fake.fail("GET", rf"/api/Tickets/{ticket_id}$", 401, times=2)
+    with pytest.raises(AuthFailed, match="401"):
+        adapter.get_ticket(str(ticket_id))
+    assert fake.token_requests() == 2
+
+
+def test_token_renewed_before_it_expires(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    fake.token_lifetime = 1.0  # under the 60 s margin: renewed at half-life
+    ticket_id = fake.add_ticket("VPN", "Down")
+    adapter.get_ticket(str(ticket_id))
+    time.sleep(0.6)
+    adapter.get_ticket(str(ticket_id))
+    assert fake.token_requests() == 2
+    assert len(fake.requests_to(rf"/api/Tickets/{ticket_id}$")) == 2  # no 401 on the way
+
+
+# -- tickets ----------------------------------------------------------------------------------
+
+
+def test_get_ticket(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    ticket_id = fake.add_ticket("Printer jams", "The 3rd floor printer jams.", category_id=19)
+    assert adapter.get_ticket(str(ticket_id)) == Ticket(
+        id=str(ticket_id),
+        title="Printer jams",
+        description="The 3rd floor printer jams.",
+        scope="1",
+        scope_name="Incident",
+        company_id="12",
+        company_name="Contoso Ltd",
+        current=(
+            LevelValue("category_1", "Hardware", "Hardware"),
+            LevelValue("category_1.2", "Hardware>Printer", "Printer"),
+            LevelValue("category_1.3", "19", "Paper jam"),
+        ),
+    )
+    assert fake.requests_to(rf"/api/Tickets/{ticket_id}$")[0].arg("includedetails") == "true"
+
+
+def test_get_ticket_sample_shape(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    fake.tickets[4321] = {**fixture("ticket.json"), "tickettype_id": 2}
+    ticket = adapter.get_ticket("4321")
+    assert (ticket.title, ticket.description, ticket.scope) == ("Printer offline", "", "2")
+    assert (ticket.company_id, ticket.company_name) == ("7", None)
+    assert ticket.current == (LevelValue("category_1", "16", "Account Administration"),)
+
+
+def test_get_ticket_reads_html_details(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    ticket_id = fake.add_ticket("Mail", "")
+    fake.tickets[ticket_id]["details_html"] = "<p>Outlook &amp; Teams</p><p>crash<br/>daily</p>"
+    assert adapter.get_ticket(str(ticket_id)).description == "Outlook & Teams\ncrash\ndaily"
+
+
+def test_get_ticket_with_type_and_priority(fake: FakeHaloPSA, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(set_ticket_type=True, facets=["priorityid"])
+    ticket_id = fake.add_ticket("Mail", "Down", category_id=20, sla_id=2, priority_id=1)
+    ticket = adapter.get_ticket(str(ticket_id))
+    assert (ticket.scope, ticket.scope_name) == ("all;sla=2", "All ticket types")
+    assert [(v.level, v.id) for v in ticket.current] == [
+        ("tickettype_id", "1"), ("category_1", "Software"), ("category_1.2", "20"),
+        ("priorityid", "1"),
+    ]  # fmt: skip
+    uncategorized = make_adapter(facets=["priorityid"]).get_ticket(str(fake.add_ticket("a", "b")))
+    assert (uncategorized.scope, uncategorized.current) == ("1;sla=1", ())
+
+
+def test_get_ticket_not_found(adapter: HaloPSAAdapter) -> None:
+    with pytest.raises(PermanentError, match="ticket 424242 not found"):
+        adapter.get_ticket("424242")
+    with pytest.raises(PermanentError, match="not a HaloPSA id"):
+        adapter.get_ticket("../Webhook")
+
+
+# -- taxonomy ---------------------------------------------------------------------------------
+
+
+def taxonomy_of(adapter: HaloPSAAdapter, scope: str) -> Any:
+    return adapter.get_taxonomy(Ticket(id="1", title="", description="", scope=scope))
+
+
+def test_taxonomy_of_a_ticket_type(adapter: HaloPSAAdapter) -> None:
+    taxonomy = taxonomy_of(adapter, "1")
+    assert [leaf.key for leaf in taxonomy.leaves] == ["17", "18", "19", "20", "22", "23"]
+    assert [leaf.label for leaf in taxonomy.leaves][:3] == [
+        "Hardware › Printer", "Hardware › Laptop", "Hardware › Printer › Paper jam",
+    ]  # fmt: skip
+    assert taxonomy.get("17").description == "Printers, scanners and copiers"
+    assert taxonomy.levels == ("category_1", "category_1.2", "category_1.3")
+    assert (taxonomy.scope, taxonomy.scope_name) == ("1", "Incident")
+    assert taxonomy.defaults == frozenset({("category_1", "23")})
+    assert taxonomy.facets == ()
+
+
+def test_taxonomy_of_other_types(adapter: HaloPSAAdapter) -> None:
+    every = taxonomy_of(adapter, "2")  # allowall: inactive and hidden values still left out
+    assert [leaf.key for leaf in every.leaves] == ["16", "17", "18", "19", "20", "22", "23"]
+    assert taxonomy_of(adapter, "3").leaves == ()
+
+
+def test_taxonomy_without_hierarchy_or_of_another_field(make_adapter: MakeAdapter) -> None:
+    flat = taxonomy_of(make_adapter(category_separator=""), "1")
+    assert flat.get("19").path == (LevelValue("category_1", "19", "Hardware>Printer>Paper jam"),)
+    second = taxonomy_of(make_adapter(category_field=2), "1")
+    assert [(leaf.key, leaf.label) for leaf in second.leaves] == [
+        ("30", "Remote fix"), ("31", "On site"),
+    ]  # fmt: skip
+    assert second.levels == ("category_2",)
+
+
+def test_taxonomy_when_the_model_sets_the_type(make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(set_ticket_type=True)
+    taxonomy = taxonomy_of(adapter, "all")
+    keys = [leaf.key for leaf in taxonomy.leaves]
+    assert keys[:2] == ["1/17", "1/18"] and "2/16" in keys and "3" in keys
+    assert not any(k.startswith("4") for k in keys)  # a hidden type
+    assert taxonomy.levels[0] == "tickettype_id"
+    assert taxonomy.get("2/16").label == "Service Request › Hardware"
+    assert taxonomy.defaults == frozenset({("tickettype_id", "1"), ("category_1", "23")})
+    assert adapter.list_scopes() == [("all", "All ticket types")]
+    only = taxonomy_of(make_adapter(set_ticket_type=True, ticket_types=["incident", 3]), "all")
+    assert {leaf.key.split("/")[0] for leaf in only.leaves} == {"1", "3"}
+
+
+def test_taxonomy_with_the_priority_facet(make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(facets=["priorityid"])
+    (facet,) = taxonomy_of(adapter, "1;sla=1").facets
+    assert (facet.name, facet.label) == ("priorityid", "Priority")
+    assert [(o.id, o.name) for o in facet.options] == [
+        ("1", "Critical"), ("2", "High"), ("3", "Medium"), ("4", "Low"),
+    ]  # fmt: skip
+    (default_sla,) = taxonomy_of(adapter, "2").facets  # the type's default SLA
+    assert [o.name for o in default_sla.options] == ["Urgent", "Normal"]
+
+
+def test_taxonomy_from_the_priority_sample(fake: FakeHaloPSA, make_adapter: MakeAdapter) -> None:
+    fake.priorities = fixture("priority-list.json")
+    (facet,) = taxonomy_of(make_adapter(facets=["priorityid"]), "1;sla=2").facets
+    assert [(o.id, o.name) for o in facet.options] == [("1", "Urgent")]
+
+
+def test_ticket_types_in_the_template_shape(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    (template,) = fixture("tickettype-list-template.json")
+    restricted = template | {"id": 1, "name": "Incident", "allowall_category1": False}
+    restricted["allowed_category1"] = [{**template["allowed_category1"][0], "category_id": 22}]
+    fake.ticket_types[1] = restricted
+    assert [leaf.key for leaf in taxonomy_of(adapter, "1").leaves] == ["22"]
+    fake.ticket_types[2] = template | {"id": 2, "name": "Service Request", "default_sla": 2}
+    assert len(taxonomy_of(adapter, "2").leaves) == 7  # allowall_category1: true
+
+
+def test_list_scopes(fake: FakeHaloPSA, make_adapter: MakeAdapter) -> None:
+    assert make_adapter().list_scopes() == [
+        ("1", "Incident"), ("2", "Service Request"), ("3", "Change"),
+    ]  # fmt: skip
+    assert make_adapter(ticket_types=["change"]).list_scopes() == [("3", "Change")]
+    assert fake.requests_to(r"/api/TicketType/\d+$") == []  # names only: no details read
+
+
+@pytest.mark.parametrize("scope", ["", "x", "1;priority=2", "0"])
+def test_taxonomy_bad_scope(adapter: HaloPSAAdapter, scope: str) -> None:
+    with pytest.raises(PermanentError, match="scope"):
+        taxonomy_of(adapter, scope)
+
+
+# -- set_category -----------------------------------------------------------------------------
+
+
+def leaf(adapter: HaloPSAAdapter, ticket: Ticket, key: str) -> Category:
+    found = adapter.get_taxonomy(ticket).get(key)
+    assert found is not None
+    return found
+
+
+def test_set_category_writes_then_confirms(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    ticket_id = fake.add_ticket("Printer jams", "Jams.")
+    ticket = adapter.get_ticket(str(ticket_id))
+    chosen = leaf(adapter, ticket, "19")
+    adapter.set_category(ticket, chosen)
+    assert fake.ticket_updates(ticket_id) == [
+        {
+            "id": ticket_id,
+            "categoryid_1": 19,
+            "category_1": "Hardware>Printer>Paper jam",
+            "_dont_fire_automations": True,
+            "sendemail": False,
+        }
+    ]
+    assert len(fake.requests_to(rf"/api/Tickets/{ticket_id}$")) == 2  # read, then confirm
+    assert adapter.get_ticket(str(ticket_id)).current == chosen.path
+
+
+def test_set_category_without_cached_taxonomy(fake: FakeHaloPSA, make_adapter: MakeAdapter) -> None:
+    ticket_id = fake.add_ticket("Mail", "Down")
+    ticket = make_adapter().get_ticket(str(ticket_id))
+    chosen = leaf(make_adapter(), ticket, "20")
+    fresh = make_adapter(dont_do_rules=True)  # another process: the type is read again
+    fresh.set_category(ticket, chosen)
+    assert fake.ticket_updates(ticket_id)[0]["dont_do_rules"] is True
+    assert fake.tickets[ticket_id]["categoryid_1"] == 20
+
+
+@pytest.mark.parametrize(
+    ("key", "path"),
+    [
+        ("16", (LevelValue("category_1", "16", "Hardware"),)),  # not allowed for Incident
+        ("21", (LevelValue("category_1", "21", "Office"),)),  # inactive
+        ("99", (LevelValue("category_1", "99", "Nope"),)),  # unknown
+        ("2/17", (LevelValue("tickettype_id", "2", "SR"), LevelValue("category_1", "17", "P"))),
+        ("x", (LevelValue("queue", "3", "Q"),)),
+        ("y", (LevelValue("category_1", "Hardware", "Hardware"),)),
+    ],
+    ids=["not allowed", "inactive", "unknown", "type not settable", "unknown level", "no id"],
+)
+def test_set_category_refused_before_writing(
+    fake: FakeHaloPSA, adapter: HaloPSAAdapter, key: str, path: tuple[LevelValue, ...]
+) -> None:
+    ticket_id = fake.add_ticket("Odd", "Odd.")
+    with pytest.raises(CategoryRejected):
+        adapter.set_category(adapter.get_ticket(str(ticket_id)), Category(key, path))
+    assert fake.ticket_updates(ticket_id) == []
+
+
+def test_a_silent_no_op_is_a_failure(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    ticket_id = fake.add_ticket("Mail", "Down")
+    ticket = adapter.get_ticket(str(ticket_id))
+    fake.ignored_fields = {"categoryid_1"}  # Halo answers 201 and changes nothing
+    with pytest.raises(CategoryRejected, match="did not apply it: categoryid_1 is 0, not 20"):
+        adapter.set_category(ticket, leaf(adapter, ticket, "20"))
+    assert len(fake.ticket_updates(ticket_id)) == 1
+
+
+def test_set_category_with_type_and_priority(fake: FakeHaloPSA, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(set_ticket_type=True, facets=["priorityid"])
+    ticket_id = fake.add_ticket("New laptop", "For Bob", sla_id=1)
+    ticket = adapter.get_ticket(str(ticket_id))
+    high = LevelValue("priorityid", "2", "High")
+    chosen = leaf(adapter, ticket, "2/18").with_facets((high,))
+    adapter.set_category(ticket, chosen)
+    (update,) = fake.ticket_updates(ticket_id)
+    assert {k: update[k] for k in ("tickettype_id", "categoryid_1", "priority_id")} == {
+        "tickettype_id": 2,
+        "categoryid_1": 18,
+        "priority_id": 2,
+    }
+    assert [(v.level, v.id) for v in adapter.get_ticket(str(ticket_id)).current] == [
+        (v.level, v.id) for v in chosen.path
+    ]
+    with pytest.raises(CategoryRejected, match="Invalid priority"):  # hidden in SLA 1
+        adapter.set_category(ticket, chosen.with_facets((LevelValue("priorityid", "5", "P"),)))
+    adapter.set_category(ticket, leaf(adapter, ticket, "3"))  # a type without categories
+    assert fake.ticket_updates(ticket_id)[-1] == {
+        "id": ticket_id, "tickettype_id": 3, "_dont_fire_automations": True, "sendemail": False,
+    }  # fmt: skip
+
+
+# -- notes ------------------------------------------------------------------------------------
+
+
+def test_add_note_is_a_hidden_private_action(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    ticket_id = fake.add_ticket("VPN", "Down")
+    ticket = adapter.get_ticket(str(ticket_id))
+    adapter.add_note(ticket, "Categorized as Network.\nR&D <ok> [psatriage:41]")
+    adapter.add_note(ticket, "second")
+    action = fake.writes_to("POST", "/api/Actions$")[0].json()[0]
+    assert action == {
+        "ticket_id": ticket_id,
+        "outcome": "Private Note",
+        "outcome_id": 3,
+        "note_html": "<p>Categorized as Network.<br>R&amp;D &lt;ok&gt; [psatriage:41]</p>",
+        "hiddenfromuser": True,
+        "sendemail": False,
+        "send_survey": False,
+        "_dont_fire_automations": True,
+    }
+    sample = fixture("action-private-note-request-no-automations.json")[0]
+    assert set(sample) <= set(action)
+    assert len(fake.requests_to("/api/Outcome$")) == 1  # looked up once
+    assert fake.notes(ticket_id)[0]["note"] == "Categorized as Network.\nR&D <ok> [psatriage:41]"
+
+
+@pytest.mark.parametrize(("name", "expected"), [("private note", "Private Note"),
+                                                ("Email", "Email User")])  # fmt: skip
+def test_note_outcome_by_name_or_button(
+    fake: FakeHaloPSA, make_adapter: MakeAdapter, name: str, expected: str
+) -> None:
+    ticket_id = fake.add_ticket("VPN", "Down")
+    adapter = make_adapter(note_outcome=name)
+    adapter.add_note(adapter.get_ticket(str(ticket_id)), "x")
+    assert fake.notes(ticket_id)[0]["outcome"] == expected
+
+
+def test_missing_note_outcome(fake: FakeHaloPSA, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(note_outcome="Robot Note")
+    with pytest.raises(PermanentError, match="no action outcome named 'Robot Note'"):
+        adapter.add_note(adapter.get_ticket(str(fake.add_ticket("VPN", "Down"))), "x")
+
+
+def test_find_note_pages_through_actions(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    ticket_id = fake.add_ticket("VPN", "Down")
+    for sample in fixture("actions-list.json")["actions"]:
+        fake.actions[ticket_id].append({**sample, "ticket_id": ticket_id})
+    fake.add_action(ticket_id, "Done [psatriage:7]")
+    fake.max_page_size = 1
+    ticket = adapter.get_ticket(str(ticket_id))
+    assert adapter.find_note(ticket, "psatriage:7")
+    assert adapter.find_note(ticket, "Rebooted the printer")
+    assert not adapter.find_note(ticket, "psatriage:8")
+    pages = [r.arg("page_no") for r in fake.requests_to("/api/Actions$")]
+    assert pages == ["1", "2", "3", "1", "1", "2", "3"]
+
+
+# -- set-up calls and polling -----------------------------------------------------------------
+
+HOOK = "https://triage.example.com/webhooks/acme"
+
+
+def test_register_webhook_is_idempotent(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    first = adapter.register_webhook(HOOK)
+    assert adapter.register_webhook(HOOK) == first
+    (webhook,) = fake.webhooks
+    assert first == f"{webhook['id']} (new-ticket notification 57)"
+    sample = fixture("webhook-register-request.json")[0] | {"basic_password": fake.webhook_secret}
+    auth = ("authentication_type", "authentication_header", "basic_password", "algorithm")
+    assert {k: webhook[k] for k in auth} == {k: sample[k] for k in auth}
+    assert {k: webhook[k] for k in ("url", "type", "method", "active", "content_type")} == {
+        "url": HOOK, "type": 0, "method": 0, "active": True, "content_type": "application/json",
+    }  # fmt: skip
+    (binding,) = fake.writes_to("POST", "/api/Notification$")
+    expected = fixture("notification-event-binding-request.json")
+    expected[0]["webhook_id"] = webhook["id"]
+    assert binding.json() == expected
+    assert len(fake.writes_to("POST", "/api/Webhook$")) == 1
+
+
+def test_register_webhook_with_basic_auth_binds_an_existing_hook(
+    fake: FakeHaloPSA, make_adapter: MakeAdapter
+) -> None:
+    fake.webhooks.append({"id": "0d9e", "url": HOOK, "type": 0})
+    assert make_adapter().register_webhook(HOOK) == "0d9e (new-ticket notification 57)"
+    assert fake.writes_to("POST", "/api/Webhook$") == []
+    make_adapter(webhook_auth="basic").register_webhook("https://other.example.com/h")
+    created = fake.webhooks[-1]
+    assert (created["authentication_type"], created["basic_username"]) == ("1", "psatriage")
+    assert "algorithm" not in created
+
+
+def test_register_webhook_with_a_path_token_only(
+    fake: FakeHaloPSA,
+    make_adapter: MakeAdapter,
+    http: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HALO_TOKEN", TOKEN)
+    adapter = make_adapter(webhook_path_token="env:HALO_TOKEN")
+    shown = adapter.register_webhook(HOOK + "/")
+    assert adapter.register_webhook(HOOK) == shown and TOKEN not in shown
+    (webhook,) = fake.webhooks
+    assert webhook["url"] == f"{HOOK}/{TOKEN}"
+    assert webhook["authentication_type"] == "3"  # the HMAC secret is still configured
+    config = {k: v for k, v in fake.connection_config().items() if k != "webhook_secret"}
+    config["webhook_path_token"] = "env:HALO_TOKEN"
+    path_only = HaloPSAAdapter("acme", HaloPSAConfig.model_validate(config), http)
+    path_only.register_webhook("https://other.example.com/webhooks/acme")
+    assert "authentication_type" not in fake.webhooks[-1]
+
+
+def test_list_new_tickets(fake: FakeHaloPSA, make_adapter: MakeAdapter) -> None:
+    since = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    old = fake.add_ticket("old", "x", dateoccurred="2026-03-02T08:59:59")
+    later = fake.add_ticket("later", "x", dateoccurred="2026-03-02T09:30:00")
+    first = fake.add_ticket("first", "x", dateoccurred="2026-03-02T09:00:00")
+    change = fake.add_ticket("change", "x", dateoccurred="2026-03-02T09:10:00", tickettype_id=3)
+    found = make_adapter(page_size=2).list_new_tickets(since)
+    assert [(t.ticket_id, t.created_at) for t in found] == [
+        (str(first), since),
+        (str(change), since + timedelta(minutes=10)),
+        (str(later), since + timedelta(minutes=30)),
+    ]
+    assert str(old) not in [t.ticket_id for t in found]
+    request = fake.requests_to("/api/Tickets$")[0]
+    assert (request.arg("datesearch"), request.arg("startdate")) == (
+        "dateoccured",
+        "2026-03-02T09:00:00",
+    )
+    assert [t.ticket_id for t in make_adapter(ticket_types=[1]).list_new_tickets(since)] == [
+        str(first),
+        str(later),
+    ]
+
+
+def test_check_connection(adapter: HaloPSAAdapter) -> None:
+    assert adapter.check_connection() == "HaloPSA at 127.0.0.1; notes as 'Private Note' (outcome 3)"
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+ERROR_CASES: list[tuple[int, dict[str, str], Any, type[Exception], str]] = [
+    (403, {}, {"Message": "Insufficient permissions"}, AuthFailed, "Insufficient permissions"),
+    (429, {"Retry-After": "7"}, None, TransientError, "429"),
+    (500, {}, {"ClassName": "System.NullReferenceException", "Message": "oops"}, TransientError,
+     "System.NullReferenceException: oops"),
+    (502, {}, "<html><body>Bad gateway</body></html>", TransientError, "502 for ticket"),
+    (503, {"Retry-After": "2"}, None, TransientError, "503"),
+    (400, {}, {"resultCode": 5, "errorMessage": "Bad value"}, PermanentError, "5: Bad value"),
+    (400, {}, "The ticket is locked.", PermanentError, "The ticket is locked."),
+    (409, {}, {"error": "conflict", "error_description": "busy"}, PermanentError,
+     "conflict: busy"),
+    (400, {}, {"Message": "bad fake-halo-client-secret"}, PermanentError, r"bad \*\*\*"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "error", "message"),
+    ERROR_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(ERROR_CASES)],
+)
+def test_error_mapping(
+    fake: FakeHaloPSA,
+    adapter: HaloPSAAdapter,
+    status: int,
+    headers: dict[str, str],
+    body: Any,
+    error: type[Exception],
+    message: str,
+) -> None:
+    ticket_id = fake.add_ticket("VPN", "Down.")
+    fake.fail("GET", rf"/api/Tickets/{ticket_id}$", status, body=body, headers=headers)
+    with pytest.raises(error, match=message) as info:
+        adapter.get_ticket(str(ticket_id))
+    assert isinstance(info.value, error)
+    if "Retry-After" in headers:
+        assert isinstance(info.value, TransientError)
+        assert info.value.retry_after == float(headers["Retry-After"])
+    assert fake.client_secret not in str(info.value)
+
+
+@pytest.mark.usefixtures("no_backoff")
+def test_429_is_retried_briefly(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    ticket_id = fake.add_ticket("VPN", "Down.")
+    path = rf"/api/Tickets/{ticket_id}$"
+    fake.fail("GET", path, 429, times=2, headers={"Retry-After": "1"})
+    assert adapter.get_ticket(str(ticket_id)).title == "VPN"
+    fake.fail("GET", path, 429, times=3)
+    with pytest.raises(TransientError, match="429"):
+        adapter.get_ticket(str(ticket_id))
+    assert len(fake.requests_to(path)) == 3 + 3
+
+
+@pytest.mark.usefixtures("no_backoff")
+def test_a_retried_write_logs_no_secret(
+    fake: FakeHaloPSA,
+    adapter: HaloPSAAdapter,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake.fail("POST", "/api/Webhook$", 429)
+    adapter.register_webhook(HOOK)
+    assert len(fake.requests_to("/api/Webhook$")) == 3  # list, 429, create
+    shown = caplog.text + "".join(capsys.readouterr())
+    assert "retry" in shown
+    for secret in (fake.webhook_secret, fake.client_secret):
+        assert secret not in shown
+
+
+def test_retry_after_as_a_date() -> None:
+    when = datetime.now(UTC) + timedelta(seconds=30)
+    seconds = retry_after(when.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+    assert seconds is not None and 25 < seconds <= 30
+    assert retry_after("soon") is None
+
+
+def test_timeout_and_outage_are_transient(fake: FakeHaloPSA, make_adapter: MakeAdapter) -> None:
+    with make_client(timeout=0.2, connect_timeout=0.2) as client:
+        adapter = make_adapter(client=client)
+        adapter.check_connection()
+        fake.fail("GET", "/api/TicketType$", 200, delay=0.6)
+        with pytest.raises(TransientError, match="did not answer"):
+            adapter.list_scopes()
+    unreachable = make_adapter()
+    fake.stop()
+    with pytest.raises(TransientError):
+        unreachable.check_connection()
+
+
+# -- through the whole service ----------------------------------------------------------------
+
+
+@pytest.fixture
+def service(fake: FakeHaloPSA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A tenants file for tenant 'acme' on the fake Halo and the fake OpenAI; yields its path."""
+    fake.path_token = TOKEN
+    monkeypatch.setenv(FakeHaloPSA.PATH_TOKEN_ENV, TOKEN)
+    with FakeOpenAI() as llm:
+        tenant = {
+            "psa": "halopsa",
+            "connection": fake.connection_config(),
+            "classifier": {
+                "api_key": "env:HALO_TEST_OPENAI_KEY",
+                "base_url": f"{llm.url}/v1",
+                "inner_retries": 0,
+            },
+            "policy": {"mode": "apply"},
+        }
+        path = tmp_path / "psatriage.toml"
+        path.write_text(to_toml({"tenants": {"acme": tenant}}), encoding="utf-8")
+        monkeypatch.setenv("HALO_TEST_OPENAI_KEY", DEFAULT_API_KEY)
+        monkeypatch.setenv("PSATRIAGE_CONFIG", str(path))
+        monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path / "data"))
+        yield path
+
+
+def test_new_tickets_through_the_service(fake: FakeHaloPSA, service: Path, tmp_path: Path) -> None:
+    runtime = Runtime(Settings(data_dir=tmp_path / "data"), load_config(service))
+    tickets = [fake.add_ticket("Outlook email software crashes", "At start") for _ in range(2)]
+    try:
+        with TestClient(create_app(runtime)) as client:
+            body, headers = fake.delivery(tickets[0])
+            for url, sent in [
+                (f"/webhooks/acme/{TOKEN}", {}),  # no signature
+                ("/webhooks/acme", headers),  # no path token (the edge drops the header)
+                (f"/webhooks/acme/{TOKEN[:-1]}", headers),
+            ]:
+                assert client.post(url, content=body, headers=sent).status_code == 401
+            events = []
+            url = f"/webhooks/acme/{TOKEN}"
+            for ticket_id in tickets:
+                body, headers = fake.delivery(ticket_id)
+                response = client.post(url, content=body, headers=headers)
+                assert response.status_code == 202, response.text
+                assert client.post(url, content=body, headers=headers).json() == {
+                    "status": "duplicate",
+                    "event_id": response.json()["event_id"],
+                }
+                events.append(response.json()["event_id"])
+        for event_id in events:
+            assert jobs.process_event(runtime, event_id) is EventState.DONE
+    finally:
+        runtime.close()
+    for ticket_id in tickets:
+        assert fake.ticket_updates(ticket_id) == [
+            {
+                "id": ticket_id,
+                "categoryid_1": 20,
+                "category_1": "Software>Email",
+                "_dont_fire_automations": True,
+                "sendemail": False,
+            }
+        ]
+        (note,) = fake.notes(ticket_id)
+        assert note["hiddenfromuser"] is True and note["outcome"] == "Private Note"
+        assert "Software › Email" in note["note"] and "psatriage:" in note["note"]
+    assert fake.token_requests() == 1
+
+
+def test_cli_against_the_fake(fake: FakeHaloPSA, service: Path) -> None:
+    runner = CliRunner()
+    check = runner.invoke(app, ["config", "check"])
+    assert check.exit_code == 0, check.output
+    assert "HaloPSA at 127.0.0.1" in check.output
+    shown = runner.invoke(app, ["taxonomy", "show", "--tenant", "acme", "--board", "Incident"])
+    assert shown.exit_code == 0, shown.output
+    assert "Paper jam" in shown.output and "Service Request" not in shown.output
+    hook = runner.invoke(
+        app, ["webhooks", "register", "--tenant", "acme", "--url", "https://t.example.com/w"]
+    )
+    assert hook.exit_code == 0, hook.output
+    assert fake.webhooks[0]["id"] in hook.output and len(fake.notifications) == 1
+    assert fake.webhooks[0]["url"] == f"https://t.example.com/w/{TOKEN}"
+    assert TOKEN not in hook.output
+    ticket_id = fake.add_ticket("Email software broken", "Outlook")
+    done = runner.invoke(app, ["categorize", "--tenant", "acme", "--ticket", str(ticket_id)])
+    assert done.exit_code == 0, done.output
+    assert fake.tickets[ticket_id]["categoryid_1"] == 20 and len(fake.notes(ticket_id)) == 1
