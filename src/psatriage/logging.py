@@ -82,7 +82,7 @@ def configure_logging(*, level: str = "info", json: bool = False) -> None:
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # configure_logging may run again (CLI, tests)
     )
     handler = logging.StreamHandler(_Stderr())
     handler.addFilter(_ScrubbingFilter())
