@@ -992,3 +992,13 @@ def test_cli_categorize(cli_env: FakeAutotask) -> None:
     assert real.exit_code == 0, real.output
     assert "done" in real.output
     assert len(cli_env.patches(ticket_id)) == 1 and len(cli_env.notes(ticket_id)) == 1
+
+
+def test_a_deactivated_webhook_shows_in_readyz(fake: FakeAutotask, runtime: Runtime) -> None:
+    with TestClient(create_app(runtime)) as client:
+        body, headers = fake.deactivation()
+        assert client.post("/webhooks/t1", content=body, headers=headers).status_code == 202
+        ready = client.get("/readyz")
+    assert ready.status_code == 200  # the service still works; an operator must re-register
+    (problem,) = ready.json()["tenants"]["t1"]
+    assert "deactivated" in problem and "webhooks register" in problem

@@ -1,0 +1,91 @@
+"""Kaseya BMS on polling alone, through real `psatriage serve` processes: every ticket created at
+the fake is categorized exactly once, including those created while the service was down."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.kaseya_bms import FakeKaseyaBMS
+from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
+from tests.harness import to_toml
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _ours(fake: FakeKaseyaBMS, ticket: int) -> list[dict[str, Any]]:
+    return [n for n in fake.notes(ticket) if "psatriage:" in n["Details"]]
+
+
+def _serve(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Any]:
+    log = (root / f"serve-{time.monotonic_ns()}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "psatriage", "serve", "--port", str(_free_port())],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return process, log
+
+
+def _wait_for_notes(fake: FakeKaseyaBMS, tickets: list[int], seconds: float = 40) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not all(_ours(fake, t) for t in tickets):
+        time.sleep(0.1)
+
+
+def test_poll_only_tenant_across_a_restart(tmp_path: Path) -> None:
+    with FakeKaseyaBMS() as fake, FakeOpenAI() as llm:
+        tenant = {
+            "psa": "kaseya_bms",  # polling is BMS's default trigger
+            "poll_seconds": 5,
+            "connection": fake.connection_config(),
+            "classifier": {"api_key": "env:POLL_OPENAI_KEY", "base_url": f"{llm.url}/v1"},
+        }
+        config = tmp_path / "psatriage.toml"
+        config.write_text(to_toml({"tenants": {"bms": tenant}}), encoding="utf-8")
+        env = {
+            **os.environ,
+            **fake.secret_env(),
+            "POLL_OPENAI_KEY": DEFAULT_API_KEY,
+            "PSATRIAGE_CONFIG": str(config),
+            "PSATRIAGE_DATA_DIR": str(tmp_path / "data"),
+            "PSATRIAGE_HOUSEKEEPING_SECONDS": "1",
+            "PSATRIAGE_LOG_FORMAT": "json",
+        }
+        first = [fake.add_ticket(f"Printer {n}", "My printer has a paper jam") for n in range(3)]
+        process, log = _serve(tmp_path, env)
+        try:
+            _wait_for_notes(fake, first)
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+            log.close()
+        assert all(len(_ours(fake, t)) == 1 for t in first)
+
+        while_down = [fake.add_ticket(f"Laptop {n}", "will not power on") for n in range(3)]
+        process, log = _serve(tmp_path, env)
+        try:
+            _wait_for_notes(fake, while_down)
+            time.sleep(6)  # one more poll: the overlap sees every ticket again
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+            log.close()
+        for ticket in first + while_down:
+            assert len(_ours(fake, ticket)) == 1, ticket
+            assert len(fake.patches(ticket)) == 1, ticket
