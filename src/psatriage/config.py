@@ -175,13 +175,13 @@ class TaxonomySettings(_Strict):
     )
     # shortlisting (psatriage.shortlist): large trees are cut to the local engine's best leaves
     shortlist_above: int = Field(
-        default=150,
+        default=200,
         ge=0,
         description="When a ticket has more candidate categories than this, only the local "
         "engine's best shortlist_size go to the classifier (0: never shortlist).",
     )
     shortlist_size: int = Field(
-        default=40,
+        default=80,
         ge=2,
         description="How many candidates a shortlist keeps (see docs/PERFORMANCE.md for the "
         "recall and prompt size this gives).",

@@ -1,28 +1,72 @@
-"""``psatriage categorize``: the service's pipeline, run now for one ticket."""
+"""``psatriage categorize``: the service's pipeline, run now for one ticket; or, with
+``--engine local --taxonomy FILE``, the offline engine on text (no PSA, no key)."""
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from psatriage import jobs, pipeline
-from psatriage.cli._app import app, console, runtime
+from psatriage.cli import _offline
+from psatriage.cli._app import app, console, fail_cleanly, runtime
 from psatriage.domain import TicketEvent
+from psatriage.errors import ConfigError
 from psatriage.store.tables import EventState
 
 
 @app.command()
 def categorize(
-    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant name in the file.")],
-    ticket: Annotated[str, typer.Option("--ticket", help="The PSA's ticket id.")],
+    text: Annotated[
+        str | None, typer.Argument(help="Offline: the ticket's text (with --engine local).")
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="Tenant name in the file.")
+    ] = None,
+    ticket: Annotated[str | None, typer.Option("--ticket", help="The PSA's ticket id.")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Decide and print; write nothing to the PSA.")
     ] = False,
+    engine: Annotated[
+        str | None, typer.Option(help="Offline: 'local', the engine that needs no PSA or key.")
+    ] = None,
+    taxonomy: Annotated[
+        Path | None, typer.Option(help="Offline: the categories, a TOML file (see examples/).")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Offline: many tickets, JSON Lines.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Offline: a trained model file (default: zero-shot).")
+    ] = None,
+    output: Annotated[
+        _offline.Output, typer.Option(help="Offline: table, csv or json.")
+    ] = _offline.Output.TABLE,
+    top: Annotated[int, typer.Option(help="Offline: alternatives shown.", min=0)] = 3,
 ) -> None:
-    """Categorize one ticket of the live PSA with the tenant's settings."""
+    """Categorize one ticket of the live PSA with the tenant's settings (--tenant, --ticket), or
+    text offline with the local engine (--engine local --taxonomy FILE "text" | --file FILE)."""
+    if engine is not None or taxonomy is not None or text is not None or file is not None:
+        with fail_cleanly():
+            if tenant is not None or ticket is not None:
+                raise ConfigError(
+                    "--tenant/--ticket categorize a PSA ticket; --engine/--taxonomy/TEXT/--file "
+                    "categorize offline: use one or the other"
+                )
+            _offline.run(engine, taxonomy, text, file, model, output, top)
+        return
+    with fail_cleanly():
+        if tenant is None or ticket is None:
+            raise ConfigError(
+                'give --tenant and --ticket, or --engine local --taxonomy FILE "ticket text"'
+            )
+    _live(tenant, ticket, dry_run)
+
+
+def _live(tenant: str, ticket: str, dry_run: bool) -> None:
     with runtime() as built:
         built.tenant(tenant)
         if dry_run:

@@ -1,0 +1,226 @@
+"""The offline local engine as a classifier (``kind = "local"``): no key, no network.
+
+With no trained model it is zero-shot: the ticket against each candidate's path names and
+description (static embeddings shipped in the ``wordllama`` wheel). With a model trained on the
+tenant's history (``psatriage train``) it uses that model's calibrated probabilities for the
+categories it knows and zero-shot for the others (see ``psatriage.engine.ranker``).
+
+``model = "auto"`` (the default) uses the tenant's newest model in ``models_dir`` and notices a
+newer one within ``reload_seconds``, so training again needs no restart. Facets (queue,
+priority...) are chosen zero-shot by their option names.
+
+Every classification is one ``ModelCall`` row, engine ``local``, with no tokens and no cost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from pydantic import Field, field_validator
+
+from psatriage.classifiers.base import ClassificationRequest, Classifier, ClassifierConfig
+from psatriage.domain import Category, Classification, ModelCall
+from psatriage.engine import DEFAULT_TEMPERATURE, DEFAULT_UNSEEN_WEIGHT
+from psatriage.engine.data import ticket_text
+from psatriage.engine.store import ModelStore
+from psatriage.errors import PermanentError, PsatriageError
+from psatriage.settings import get_settings
+
+if TYPE_CHECKING:
+    from psatriage.engine.ranker import Ranker, Scored
+
+ENGINE: Final = "local"
+
+
+class LocalConfig(ClassifierConfig):
+    """The offline engine: zero-shot, or a model trained on the tenant's history."""
+
+    model: str = Field(
+        default="auto",
+        min_length=1,
+        description="'auto': the tenant's newest model from 'psatriage train', zero-shot while "
+        "there is none; 'zero-shot': never a trained model; or the path of a model file (.npz).",
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description="Where trained models are kept, one folder per tenant. Default: "
+        "PSATRIAGE_DATA_DIR/models.",
+    )
+    reload_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="With model 'auto', how often to look for a newer trained model.",
+    )
+    temperature: float = Field(
+        default=DEFAULT_TEMPERATURE,
+        gt=0,
+        le=1,
+        description="Zero-shot softmax temperature: lower makes zero-shot confidences sharper.",
+    )
+    unseen_weight: float = Field(
+        default=DEFAULT_UNSEEN_WEIGHT,
+        ge=0,
+        le=1,
+        description="The prior share of tickets in categories a trained model has never seen "
+        "(new or rare ones, scored zero-shot); raised for a ticket whose zero-shot scores favour "
+        "them. 0: never chosen while the model knows other candidates.",
+    )
+    alternatives: int = Field(
+        default=3, ge=0, le=20, description="Runner-up categories named in the reasoning."
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model_reference(cls, value: str) -> str:
+        if value in {"auto", "zero-shot"} or value.endswith(".npz"):
+            return value
+        raise ValueError(
+            f"model {value!r} is neither 'auto', 'zero-shot' nor a model file (.npz); an LLM "
+            "model name belongs under the hybrid classifier's [llm] table"
+        )
+
+
+class LocalClassifier(Classifier[LocalConfig]):
+    """Zero-shot or trained ranking of the candidates; see the module docstring."""
+
+    kind = "local"
+    Config = LocalConfig
+
+    def __init__(self, tenant: str, config: LocalConfig) -> None:
+        super().__init__(tenant, config)
+        self._lock = threading.Lock()
+        self._ranker: Ranker | None = None
+        self._model_file: Path | None = None
+        self._checked = 0.0
+        self._store = ModelStore(config.models_dir or get_settings().data_dir / "models")
+
+    @property
+    def default_model(self) -> str:
+        return self.ranker().name
+
+    @property
+    def default_max_tokens(self) -> int:
+        return 0
+
+    def ranker(self) -> Ranker:
+        """The ranker in use: loaded on first use, replaced when a newer model is trained."""
+        with self._lock:
+            now = time.monotonic()
+            due = self._ranker is None or (
+                self.config.model == "auto" and now - self._checked >= self.config.reload_seconds
+            )
+            if due:
+                self._checked = now
+                wanted = self._wanted_file()
+                if self._ranker is None or wanted != self._model_file:
+                    self._ranker = self._load(wanted)
+                    self._model_file = wanted
+            assert self._ranker is not None
+            return self._ranker
+
+    def _load(self, model_file: Path | None) -> Ranker:
+        # numpy, scikit-learn and the tokenizer load here, on first use, not at import: a
+        # service whose tenants all use an LLM never pays for them
+        from psatriage.engine.embed import shared_embedder  # noqa: PLC0415
+        from psatriage.engine.model import TrainedModel  # noqa: PLC0415
+        from psatriage.engine.ranker import Ranker  # noqa: PLC0415
+
+        model = TrainedModel.load(model_file) if model_file is not None else None
+        return Ranker(
+            shared_embedder(),
+            model,
+            temperature=self.config.temperature,
+            unseen_weight=self.config.unseen_weight,
+        )
+
+    def _wanted_file(self) -> Path | None:
+        if self.config.model == "zero-shot":
+            return None
+        if self.config.model == "auto":
+            return self._store.latest(self.tenant)
+        return Path(self.config.model)
+
+    def classify(self, request: ClassificationRequest) -> Classification:
+        return self.decide(request)[0]
+
+    def decide(self, request: ClassificationRequest) -> tuple[Classification, list[Scored]]:
+        """The classification, and every candidate ranked (for the hybrid and the CLI)."""
+        started = time.perf_counter()
+        if not request.candidates:
+            raise PermanentError("there are no candidate categories to choose from")
+        ticket = request.ticket
+        text = ticket_text(ticket.title, ticket.description, ticket.initial_note)
+        try:
+            ranker = self.ranker()
+            ranked = ranker.rank(text, request.candidates)
+            facets = {f.name: ranker.choose_option(text, f)[0].id for f in request.facets}
+        except PsatriageError as exc:
+            self._record(request, started, model=self.config.model, error=str(exc))
+            raise
+        best = ranked[0]
+        self._record(request, started, model=ranker.name, best=best)
+        classification = Classification(
+            key=best.category.key,
+            confidence=best.probability,
+            confidence_source="model",
+            reasoning=reasoning(ranked, self.config.alternatives),
+            engine=ENGINE,
+            model=ranker.name,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            facets=facets,
+        )
+        return classification, ranked
+
+    def check_connection(self) -> str:
+        ranker = self.ranker()
+        return f"offline engine ready ({ranker.name})"
+
+    def _record(
+        self,
+        request: ClassificationRequest,
+        started: float,
+        *,
+        model: str,
+        best: Scored | None = None,
+        error: str | None = None,
+    ) -> None:
+        request.record(
+            ModelCall(
+                tenant=request.tenant,
+                ticket_id=request.ticket.id,
+                event_id=request.event_id,
+                engine=ENGINE,
+                model=model,
+                template_hash="",
+                taxonomy_hash=request.taxonomy_hash,
+                tokens_in=0,
+                tokens_out=0,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                cost_usd=0.0,
+                chosen_key=best.category.key if best else None,
+                confidence=best.probability if best else None,
+                error=error[:200] if error else None,
+            )
+        )
+
+
+def reasoning(ranked: list[Scored], alternatives: int) -> str:
+    """One line for the note: how the choice was made and the runners-up."""
+    best = ranked[0]
+    how = (
+        "the tenant's trained model"
+        if best.source == "model"
+        else "zero-shot similarity to the category names"
+    )
+    text = f"Local engine ({how}): {_label(best.category)} {best.probability:.0%}."
+    others = [f"{_label(s.category)} {s.probability:.0%}" for s in ranked[1 : 1 + alternatives]]
+    if others:
+        text += " Next: " + "; ".join(others) + "."
+    return text
+
+
+def _label(category: Category) -> str:
+    return category.label or category.key

@@ -1,0 +1,203 @@
+"""``psatriage eval``: measure an engine on a labeled JSONL file."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from contextlib import ExitStack
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from psatriage.classifiers.base import Classifier
+from psatriage.cli._app import app, console, errors, fail_cleanly, settings
+from psatriage.engine import DEFAULT_MIN_EXAMPLES
+from psatriage.engine.data import Split
+from psatriage.errors import ConfigError
+from psatriage.evaluate import Report, report
+
+
+class Engine(StrEnum):
+    LOCAL = "local"
+    OPENAI = "openai"
+    HYBRID = "hybrid"
+
+
+class SplitChoice(StrEnum):
+    EVAL = "eval"
+    TRAIN = "train"
+    ALL = "all"
+
+
+@app.command("eval")
+def eval_command(
+    data: Annotated[Path, typer.Argument(help="Labeled tickets, JSON Lines.")],
+    label: Annotated[str, typer.Option("--label", "-l", help="The label level to predict.")],
+    engine: Annotated[Engine, typer.Option(help="Which engine to measure.")] = Engine.LOCAL,
+    split: Annotated[
+        SplitChoice,
+        typer.Option(help="Which tickets to score: the eval split (~20%), train, or all."),
+    ] = SplitChoice.EVAL,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="A trained model file; without it local/hybrid train on the rest."),
+    ] = None,
+    zero_shot: Annotated[
+        bool, typer.Option("--zero-shot", help="Local engine without training: label names only.")
+    ] = False,
+    taxonomy: Annotated[
+        Path | None, typer.Option(help="TOML file naming or describing the label values.")
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", "-t", help="Take the LLM settings from this tenant."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Score at most this many tickets.")] = None,
+    min_examples: Annotated[
+        int, typer.Option(help="Fewer examples than this: the category stays zero-shot.")
+    ] = DEFAULT_MIN_EXAMPLES,
+    target_precision: Annotated[
+        float, typer.Option(help="Report the confidence threshold that reaches this precision.")
+    ] = 0.9,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Accuracy, macro-F1, per-class table, confusions, thresholds, calibration, latency, cost."""
+    from psatriage.engine import evaluation  # noqa: PLC0415 - loads the engine only when used
+
+    with fail_cleanly(), ExitStack() as stack:
+        if engine is not Engine.LOCAL and tenant is None:
+            raise ConfigError(f"--engine {engine.value} needs --tenant (whose LLM settings to use)")
+        if zero_shot and model is not None:
+            raise ConfigError("--zero-shot and --model exclude each other")
+        chosen_split: Split = split.value
+        setup = evaluation.prepare(data, label, chosen_split, taxonomy)
+        training: dict[str, Any] | None = None
+        model_ref = "zero-shot"
+        if engine is not Engine.OPENAI and not zero_shot:
+            if model is None:
+                trained = evaluation.train_on_rest(setup, min_examples=min_examples)
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                model = folder / "model.npz"
+                trained.save(model)
+                training = trained.report.to_dict()
+            model_ref = str(model)
+        classifier = _classifier(engine, model_ref, tenant)
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=errors,
+            transient=True,
+            disable=not errors.is_terminal,
+        )
+        total = len(setup.scored[:limit])
+        with progress:
+            task = progress.add_task(f"{engine.value} on {data.name}", total=total)
+            predictions = evaluation.predictions(
+                setup,
+                classifier,
+                progress=lambda n: progress.advance(task, n),
+                limit=limit,
+            )
+        result = report(predictions, target_precision=target_precision)
+        header = {
+            "data": data.name,
+            "label": label,
+            "split": split.value,
+            "engine": engine.value,
+            "model": classifier.default_model,
+            "candidates": len(setup.taxonomy.leaves),
+            "training": training,
+        }
+        if as_json:
+            print(json.dumps({**header, **result.to_dict()}, indent=2))
+        else:
+            _show(header, result)
+
+
+def _classifier(engine: Engine, model_ref: str, tenant: str | None) -> Classifier[Any]:
+    from psatriage.classifiers.hybrid import HybridClassifier, HybridConfig  # noqa: PLC0415
+    from psatriage.classifiers.local import LocalClassifier, LocalConfig  # noqa: PLC0415
+    from psatriage.classifiers.openai_compat import (  # noqa: PLC0415
+        OpenAICompatClassifier,
+        OpenAIConfig,
+    )
+    from psatriage.config import load_config  # noqa: PLC0415
+
+    if engine is Engine.LOCAL:
+        return LocalClassifier("eval", LocalConfig(model=model_ref))
+    assert tenant is not None
+    current = settings()
+    configured = load_config(current.config).tenant(tenant)
+    llm = configured.classifier
+    if isinstance(llm, HybridConfig):
+        llm = llm.llm
+    if not isinstance(llm, OpenAIConfig):
+        raise ConfigError(
+            f"tenant {tenant!r} uses classifier {configured.classifier_kind!r}; --engine "
+            f"{engine.value} needs an openai or hybrid classifier"
+        )
+    if engine is Engine.OPENAI:
+        return OpenAICompatClassifier(tenant, llm)
+    base = configured.classifier
+    hybrid = base if isinstance(base, HybridConfig) else HybridConfig(llm=llm)
+    return HybridClassifier(tenant, hybrid.model_copy(update={"model": model_ref}))
+
+
+def _show(header: dict[str, Any], result: Report) -> None:
+    summary = Table("", "", title=f"{header['engine']} on {header['data']} ({header['label']})")
+    summary.add_row("split", f"{header['split']}: {result.examples} tickets")
+    summary.add_row("candidates", str(header["candidates"]))
+    summary.add_row("model", str(header["model"]))
+    summary.add_row("accuracy", f"{result.accuracy:.3f}")
+    summary.add_row("macro-F1", f"{result.macro_f1:.3f}")
+    summary.add_row("calibration error (ECE)", f"{result.ece:.3f}")
+    target = result.threshold_for_target
+    summary.add_row(
+        f"threshold for {result.target_precision:.0%} precision",
+        f"{target:.2f}" if target is not None else "not reached",
+    )
+    summary.add_row(
+        "latency p50 / p99", f"{result.latency_p50_ms:.1f} / {result.latency_p99_ms:.1f} ms"
+    )
+    if result.tokens_in or result.cost_usd:
+        summary.add_row(
+            "tokens in / out",
+            f"{result.tokens_in} / {result.tokens_out} (cost ${result.cost_usd:.4f})",
+        )
+    if result.engines:
+        summary.add_row("decided by", ", ".join(f"{k}: {v}" for k, v in result.engines.items()))
+    training = header.get("training")
+    if training:
+        summary.add_row(
+            "trained on",
+            f"{training['examples']} tickets, {training['classes']} categories "
+            f"({len(training['zero_shot'])} left zero-shot); cross-validated accuracy "
+            f"{training['cv_accuracy']:.3f}",
+        )
+    console.print(summary)
+
+    thresholds = Table("confidence ≥", "coverage", "precision", title="thresholds")
+    for row in result.thresholds:
+        thresholds.add_row(f"{row.threshold:.2f}", f"{row.coverage:.1%}", f"{row.precision:.3f}")
+    console.print(thresholds)
+
+    classes = Table("category", "support", "precision", "recall", "F1", title="per category")
+    for c in result.classes[:40]:
+        classes.add_row(
+            c.label, str(c.support), f"{c.precision:.2f}", f"{c.recall:.2f}", f"{c.f1:.2f}"
+        )
+    if len(result.classes) > 40:
+        classes.caption = f"{len(result.classes) - 40} more in --json"
+    console.print(classes)
+
+    if result.confused:
+        confused = Table("true", "predicted", "count", title="most confused")
+        for truth, predicted, count in result.confused:
+            confused.add_row(truth, predicted, str(count))
+        console.print(confused)

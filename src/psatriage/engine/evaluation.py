@@ -1,0 +1,131 @@
+"""One evaluation run: a labeled file, a label level, a split, an engine → predictions.
+
+Shared by ``psatriage eval`` and ``bench/accuracy.py`` so both measure the same thing. Each
+ticket goes through the engine's real ``Classifier.classify`` (one ``ClassificationRequest`` per
+ticket, with the default prompt), so latency, tokens and cost are what the service would see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psatriage.classifiers.base import ClassificationRequest, Classifier
+from psatriage.domain import Category, ModelCall, Taxonomy, Ticket
+from psatriage.engine import DEFAULT_MIN_EXAMPLES, DataError
+from psatriage.engine.data import (
+    Example,
+    Split,
+    labeled,
+    read_examples,
+    read_taxonomy,
+    select,
+    taxonomy_from_labels,
+)
+from psatriage.engine.embed import shared_embedder
+from psatriage.engine.model import TrainedModel
+from psatriage.engine.training import train
+from psatriage.evaluate import Prediction
+from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Setup:
+    """What to score and what to train on, read from one file."""
+
+    path: Path
+    label: str
+    split: Split
+    taxonomy: Taxonomy
+    scored: list[tuple[Example, str]]
+    rest: list[tuple[Example, str]] = field(default_factory=list)
+
+
+def prepare(path: Path, label: str, split: Split, taxonomy_file: Path | None = None) -> Setup:
+    """Read the file, pick the split to score and the rest to train on, build the taxonomy."""
+    examples = read_examples(path)
+    labeled(examples, label, path)  # an unknown level fails here, naming the file
+    scored = select(examples, split)
+    other: dict[Split, Split] = {"eval": "train", "train": "eval"}
+    rest = select(examples, other[split]) if split in other else []
+    scored_pairs = [(e, v) for e in scored if (v := e.labels.get(label))]
+    if not scored_pairs:
+        raise DataError(f"{path}: the {split} split has no ticket labeled {label!r}")
+    rest_pairs = [(e, v) for e in rest if (v := e.labels.get(label))]
+    named = read_taxonomy(taxonomy_file) if taxonomy_file is not None else None
+    values = [v for _, v in scored_pairs] + [v for _, v in rest_pairs]
+    taxonomy = taxonomy_from_labels(values, label, named)
+    return Setup(path, label, split, taxonomy, scored_pairs, rest_pairs)
+
+
+def train_on_rest(setup: Setup, *, min_examples: int = DEFAULT_MIN_EXAMPLES) -> TrainedModel:
+    """A model trained on the tickets outside the scored split (the train split for eval)."""
+    if not setup.rest:
+        raise DataError(
+            f"{setup.path}: nothing to train on outside the {setup.split} split; pass --model "
+            "or --zero-shot"
+        )
+    texts = [e.text for e, _ in setup.rest]
+    labels = [v for _, v in setup.rest]
+    return train(
+        texts,
+        labels,
+        shared_embedder(),
+        label=setup.label,
+        source=f"{setup.path.name} (all but the {setup.split} split)",
+        min_examples=min_examples,
+    )
+
+
+def predictions(
+    setup: Setup,
+    classifier: Classifier[Any],
+    *,
+    progress: Progress | None = None,
+    limit: int | None = None,
+) -> list[Prediction]:
+    """Classify each scored ticket with ``classifier``; one ``Prediction`` per ticket."""
+    prompt = compile_prompt(DEFAULT_PROMPT, name="eval")
+    candidates: tuple[Category, ...] = setup.taxonomy.active()
+    out: list[Prediction] = []
+    for example, truth in setup.scored[:limit]:
+        calls: list[ModelCall] = []
+        request = ClassificationRequest(
+            tenant=classifier.tenant,
+            ticket=Ticket(
+                id=example.id,
+                title=example.title,
+                description=example.description,
+                scope=setup.taxonomy.scope,
+            ),
+            candidates=candidates,
+            prompt=prompt,
+            model=classifier.default_model,
+            max_tokens=classifier.default_max_tokens,
+            taxonomy_hash=setup.taxonomy.fingerprint,
+            record=calls.append,
+        )
+        result = classifier.classify(request)
+        out.append(
+            Prediction(
+                truth=truth,
+                predicted=result.key,
+                confidence=result.confidence,
+                latency_ms=result.latency_ms,
+                engine=result.engine,
+                tokens_in=sum(c.tokens_in for c in calls),
+                tokens_out=sum(c.tokens_out for c in calls),
+                cost_usd=sum(c.cost_usd for c in calls),
+            )
+        )
+        if progress is not None:
+            progress(1)
+    return out
+
+
+def texts_and_labels(pairs: Sequence[tuple[Example, str]]) -> tuple[list[str], list[str]]:
+    return [e.text for e, _ in pairs], [v for _, v in pairs]

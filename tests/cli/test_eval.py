@@ -1,0 +1,189 @@
+"""``psatriage eval``, ``psatriage train`` and ``psatriage categorize --engine local``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from psatriage.cli import app
+from tests.harness import TENANT, Harness
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "local"
+DATA = str(FIXTURES / "tickets.jsonl")
+EXAMPLE = str(ROOT / "examples" / "taxonomy.toml")
+
+
+def test_eval_local_trains_on_the_rest_and_reports() -> None:
+    result = runner.invoke(app, ["eval", DATA, "--label", "category", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["engine"] == "local" and data["split"] == "eval"
+    assert data["training"]["classes"] == 4
+    assert data["examples"] > 0 and 0 <= data["accuracy"] <= 1
+    assert {"macro_f1", "ece", "thresholds", "classes", "confused", "latency_p99_ms"} <= set(data)
+    assert data["engines"] == {"local": data["examples"]}
+    assert data["tokens_in"] == 0 and data["cost_usd"] == 0
+
+
+def test_eval_zero_shot_with_a_taxonomy_as_tables() -> None:
+    result = runner.invoke(
+        app,
+        ["eval", DATA, "-l", "team", "--zero-shot", "--split", "all", "--limit", "10"],
+    )
+    assert result.exit_code == 0, result.output
+    for heading in ("accuracy", "macro-F1", "calibration error", "thresholds", "per category"):
+        assert heading in result.output
+    assert "10 tickets" in result.output
+
+
+def test_eval_with_a_saved_model(tmp_path: Path) -> None:
+    model = tmp_path / "m.npz"
+    trained = runner.invoke(
+        app, ["train", "--data", DATA, "--label", "category", "--out", str(model)]
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "cross-validated accuracy" in trained.output
+    assert "Security/Phishing (1)" in trained.output  # too few examples: left zero-shot
+    result = runner.invoke(app, ["eval", DATA, "-l", "category", "--model", str(model), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["training"] is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["eval", DATA, "-l", "nope"], "no ticket has the label level 'nope'"),
+        (["eval", "missing.jsonl", "-l", "x"], "missing.jsonl does not exist"),
+        (["eval", DATA, "-l", "category", "--engine", "openai"], "needs --tenant"),
+        (["eval", DATA, "-l", "category", "--zero-shot", "--model", "m.npz"], "exclude"),
+        (["train", "-l", "category", "--out", "m.npz"], "--data FILE is needed"),
+        (["train", "--data", DATA, "-l", "category"], "exactly one of --tenant"),
+    ],
+)
+def test_bad_input_is_a_clear_error(arguments: list[str], message: str) -> None:
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_train_stores_versions_per_tenant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path))
+    for version in ("v0001", "v0002"):
+        result = runner.invoke(
+            app, ["train", "--data", DATA, "-l", "category", "--tenant", "acme", "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["version"] == version
+    assert sorted(p.name for p in (tmp_path / "models" / "acme").iterdir()) == [
+        "v0001.json",
+        "v0001.npz",
+        "v0002.json",
+        "v0002.npz",
+    ]
+
+
+def test_eval_with_the_llm_of_a_tenant(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PSATRIAGE_CONFIG", str(harness.write_config()))
+    for name, value in harness.env.items():
+        monkeypatch.setenv(name, value)
+    result = runner.invoke(
+        app,
+        ["eval", DATA, "-l", "category", "--engine", "openai", "-t", TENANT, "--limit", "3"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "tokens in / out" in result.output
+    assert len(harness.llm.calls) == 3
+    hybrid = runner.invoke(
+        app,
+        ["eval", DATA, "-l", "category", "--engine", "hybrid", "-t", TENANT, "--json"],
+    )
+    assert hybrid.exit_code == 0, hybrid.output
+    assert set(json.loads(hybrid.stdout)["engines"]) <= {"local", "openai"}
+
+
+def test_the_offline_one_liner() -> None:
+    result = runner.invoke(
+        app,
+        [
+            "categorize",
+            "--engine",
+            "local",
+            "--taxonomy",
+            EXAMPLE,
+            "Printer on the third floor keeps jamming",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    first, *alternatives = result.output.strip().splitlines()
+    assert first.startswith("Hardware › Printer › Paper jam  (confidence ")
+    assert len(alternatives) == 3 and all(a.strip().startswith("or ") for a in alternatives)
+
+
+def test_offline_json_and_csv_for_a_file(tmp_path: Path) -> None:
+    single = runner.invoke(
+        app,
+        ["categorize", "--engine", "local", "--taxonomy", EXAMPLE, "VPN drops", "--output", "json"],
+    )
+    assert json.loads(single.stdout)["key"] == "Network > Remote access > VPN"
+    many = runner.invoke(
+        app,
+        [
+            "categorize",
+            "--engine",
+            "local",
+            "--taxonomy",
+            EXAMPLE,
+            "--file",
+            DATA,
+            "--output",
+            "csv",
+        ],
+    )
+    assert many.exit_code == 0, many.output
+    rows = list(csv.DictReader(io.StringIO(many.stdout)))
+    assert len(rows) == 66 and set(rows[0]) == {
+        "id",
+        "key",
+        "category",
+        "confidence",
+        "alternatives",
+    }
+    table = runner.invoke(
+        app, ["categorize", "--engine", "local", "--taxonomy", EXAMPLE, "--file", DATA]
+    )
+    assert table.exit_code == 0 and "next best" in table.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["categorize", "--engine", "openai", "--taxonomy", EXAMPLE, "x"], "needs --engine local"),
+        (["categorize", "--engine", "local", "x"], "needs --taxonomy"),
+        (["categorize", "--engine", "local", "--taxonomy", EXAMPLE], "give the ticket text"),
+        (["categorize", "--engine", "local", "--tenant", "acme", "x"], "use one or the other"),
+        (["categorize"], "give --tenant and --ticket"),
+        (
+            [
+                "categorize",
+                "--engine",
+                "local",
+                "--taxonomy",
+                str(FIXTURES / "duplicate.toml"),
+                "x",
+            ],
+            "the key 'Hardware > Printer' is used by categories 1 and 2",
+        ),
+    ],
+)
+def test_offline_bad_input(arguments: list[str], message: str) -> None:
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
