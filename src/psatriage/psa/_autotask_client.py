@@ -26,6 +26,8 @@ from pydantic import SecretStr
 
 from psatriage.errors import AuthFailed, PermanentError, TransientError
 from psatriage.limits import CallLimits
+from psatriage.psa._wire import lower_keys as _ci
+from psatriage.psa._wire import retry_after as _retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -310,13 +312,6 @@ def error_messages(response: httpx.Response) -> list[str]:
     return messages
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -366,12 +361,6 @@ def _page_target(url: str) -> Callable[[str], str]:
     """A ``nextPageUrl`` moved onto our own zone's origin (credentials never go elsewhere)."""
     raw_path = httpx.URL(url).raw_path
     return lambda root: str(httpx.URL(root).copy_with(raw_path=raw_path))
-
-
-def _ci(value: object) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(k).lower(): v for k, v in value.items()}
 
 
 def _items(data: object) -> list[_JSON]:

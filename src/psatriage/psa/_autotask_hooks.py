@@ -12,12 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
-
-from psatriage.errors import WebhookRejected
 
 SIGNATURE_HEADER = "x-hook-signature"
 _ESCAPED = frozenset("&<>'\"`+")
@@ -75,23 +70,6 @@ def signature_matches(secret: bytes, body: bytes, header: str) -> bool:
     if escaped == body:
         return False
     return hmac.compare_digest(hmac.new(secret, escaped, hashlib.sha1).digest(), expected)
-
-
-def load_object(body: bytes) -> dict[str, Any]:
-    """The body as a mapping with lower-case keys (``PersonID`` and ``PersonId`` both arrive)."""
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise WebhookRejected("the body is not JSON", status=400) from exc
-    if not isinstance(payload, dict):
-        raise WebhookRejected("the body is not a JSON object", status=400)
-    return ci(payload)
-
-
-def ci(value: object) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(k).lower(): v for k, v in value.items()}
 
 
 def record_id(value: object) -> str | None:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from psatriage.domain import Category, Facet, LevelValue, Taxonomy
 from psatriage.errors import CategoryRejected, PermanentError
 from psatriage.psa._autotask_config import FACET_LABELS
-from psatriage.psa._autotask_hooks import ci, text_of
+from psatriage.psa._autotask_hooks import text_of
+from psatriage.psa._wire import lower_keys as ci
 
 LEVELS = ("issueType", "subIssueType")
 SCOPE, SCOPE_NAME = "tickets", "Tickets"

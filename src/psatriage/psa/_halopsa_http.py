@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from psatriage.errors import AuthFailed, PermanentError, TransientError, WebhookRejected
+from psatriage.errors import AuthFailed, PermanentError, TransientError
+from psatriage.psa._wire import retry_after
 
 JSON = dict[str, Any]
 _TAG = re.compile(r"<[^>]+>")
@@ -105,23 +104,6 @@ def _message(body: Any) -> str:
     return ""
 
 
-def retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds, given as seconds or as an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def json_of(response: httpx.Response, what: str) -> Any:
     try:
         return response.json()
@@ -149,17 +131,6 @@ def rows(data: Any, key: str) -> tuple[list[JSON], int | None]:
     if not isinstance(found, list):  # the wrapper's key varies; take its (only) list
         found = next((v for v in data.values() if isinstance(v, list)), [])
     return [r for r in found if isinstance(r, dict)], as_int(data.get("record_count"))
-
-
-def load_object(body: bytes) -> JSON:
-    """A webhook body as a JSON object, or ``WebhookRejected(400)``."""
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise WebhookRejected("the body is not JSON", status=400) from exc
-    if not isinstance(payload, dict):
-        raise WebhookRejected("the body is not a JSON object", status=400)
-    return {str(k).lower(): v for k, v in payload.items()}
 
 
 def as_int(value: object) -> int | None:

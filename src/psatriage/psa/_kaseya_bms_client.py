@@ -16,7 +16,8 @@ import structlog
 from psatriage.errors import AuthFailed, PermanentError, TransientError
 from psatriage.limits import CallLimits
 from psatriage.psa._kaseya_bms_config import KaseyaBMSConfig
-from psatriage.psa._kaseya_bms_wire import Token, TokenCache, ci, read_result, unauthorized
+from psatriage.psa._kaseya_bms_wire import Token, TokenCache, read_result, unauthorized
+from psatriage.psa._wire import lower_keys as ci
 
 log = structlog.get_logger(__name__)
 

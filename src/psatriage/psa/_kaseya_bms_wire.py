@@ -28,15 +28,10 @@ from urllib.parse import parse_qs
 import httpx
 
 from psatriage.errors import AuthFailed, PermanentError, TransientError, WebhookRejected
+from psatriage.psa._wire import lower_keys as ci
+from psatriage.psa._wire import retry_after as _retry_after
 
 # -- the envelope and its errors ---------------------------------------------------------------
-
-
-def ci(value: object) -> dict[str, Any]:
-    """A mapping with lower-case keys: live BMS answers in camelCase, its spec in PascalCase."""
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(k).lower(): v for k, v in value.items()}
 
 
 def unauthorized(response: httpx.Response) -> bool:
@@ -112,13 +107,6 @@ def _detail(error: Mapping[str, Any]) -> str:
     parts = [str(error[key]) for key in ("message", "details") if error.get(key)]
     parts += [str(sub) for sub in error.get("suberrors") or [] if isinstance(sub, str | int)]
     return (": " + "; ".join(parts))[:500] if parts else ""
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 # -- time -------------------------------------------------------------------------------------

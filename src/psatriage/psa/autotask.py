@@ -38,8 +38,6 @@ from psatriage.psa._autotask_config import FACET_LABELS, PORTAL_VISIBLE, Autotas
 from psatriage.psa._autotask_hooks import (
     SIGNATURE_HEADER,
     body_hash,
-    ci,
-    load_object,
     record_id,
     signature_matches,
     text_of,
@@ -56,6 +54,8 @@ from psatriage.psa._autotask_picklists import (
     parse_picklists,
     taxonomy_from,
 )
+from psatriage.psa._wire import lower_keys as ci
+from psatriage.psa._wire import webhook_object as load_object
 from psatriage.psa.base import AdapterConfig, PSAAdapter
 
 log = structlog.get_logger(__name__)

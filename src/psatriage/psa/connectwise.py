@@ -33,6 +33,9 @@ from psatriage.errors import (
     TransientError,
     WebhookRejected,
 )
+from psatriage.psa._wire import lower_keys as _ci
+from psatriage.psa._wire import retry_after as _retry_after
+from psatriage.psa._wire import webhook_object as _load_object
 from psatriage.psa.base import AdapterConfig, PSAAdapter
 from psatriage.secrets import Secret
 
@@ -562,14 +565,6 @@ def _error_detail(response: httpx.Response) -> str:
     return ": " + "; ".join(parts)[:500] if parts else ""
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds (ConnectWise sends no dates that we know of)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -595,23 +590,6 @@ def key_url_allowed(key_url: str, trusted_origins: Iterable[str] = ()) -> bool:
 def _origin_of(url: httpx.URL) -> str:
     """``scheme://host[:port]``, lower-case, default ports left out (as httpx normalizes them)."""
     return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
-
-
-def _ci(value: object) -> dict[str, Any]:
-    """A mapping with lower-case keys (callback keys vary: MessageId, MessageID...)."""
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(k).lower(): v for k, v in value.items()}
-
-
-def _load_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise WebhookRejected("the body is not JSON", status=400) from exc
-    if not isinstance(payload, dict):
-        raise WebhookRejected("the body is not a JSON object", status=400)
-    return _ci(payload)
 
 
 def _entity(value: object) -> dict[str, Any]:

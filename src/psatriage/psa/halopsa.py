@@ -30,7 +30,6 @@ from psatriage.psa._halopsa_http import (
     body_hash,
     is_true,
     json_object,
-    load_object,
     note_html,
     numeric,
     positive,
@@ -49,6 +48,7 @@ from psatriage.psa._halopsa_taxonomy import (
     priority_facet,
     write_of,
 )
+from psatriage.psa._wire import webhook_object as load_object
 from psatriage.psa.base import AdapterConfig, PSAAdapter
 
 __all__ = ["HaloPSAAdapter", "HaloPSAConfig"]

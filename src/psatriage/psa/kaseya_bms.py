@@ -34,7 +34,6 @@ from psatriage.psa._kaseya_bms_config import (
 )
 from psatriage.psa._kaseya_bms_wire import (
     SCHEMES,
-    ci,
     event_of,
     iso_z,
     load_body,
@@ -45,6 +44,7 @@ from psatriage.psa._kaseya_bms_wire import (
     slug,
     ticket_id_in,
 )
+from psatriage.psa._wire import lower_keys as ci
 from psatriage.psa.base import AdapterConfig, PSAAdapter
 
 __all__ = ["KaseyaBMSAdapter", "KaseyaBMSConfig"]
