@@ -172,6 +172,9 @@ class FakeServer:
         parts = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
+        if len(body) < length:  # the client died mid-request: a real server applies nothing
+            handler.close_connection = True
+            return
         request = Request(
             method=handler.command,
             path=parts.path,
