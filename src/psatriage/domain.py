@@ -160,6 +160,25 @@ class Chosen:
 
 
 @dataclass(frozen=True, slots=True)
+class LabeledTicket:
+    """A closed ticket with the category people left on it (training data for the local engine).
+
+    ``path`` is its category level by level; the key is built as the taxonomy builds leaf keys.
+    """
+
+    ticket: Ticket
+    path: tuple[LevelValue, ...]
+
+    @property
+    def key(self) -> str:
+        return "/".join(v.id for v in self.path)
+
+    @property
+    def label(self) -> str:
+        return PATH_SEPARATOR.join(v.name for v in self.path)
+
+
+@dataclass(frozen=True, slots=True)
 class NewTicket:
     """A ticket found by polling (``PSAAdapter.list_new_tickets``)."""
 

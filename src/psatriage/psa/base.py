@@ -15,7 +15,14 @@ from typing import ClassVar, Generic, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from psatriage.domain import Category, NewTicket, Taxonomy, Ticket, TicketEvent
+from psatriage.domain import (
+    Category,
+    LabeledTicket,
+    NewTicket,
+    Taxonomy,
+    Ticket,
+    TicketEvent,
+)
 
 PATH_TOKEN_HEADER = "x-psatriage-path-token"  # noqa: S105 - a header name, not a secret
 """``verify`` finds the secret segment of ``/webhooks/{tenant}/{token}`` under this header name.
@@ -115,6 +122,17 @@ class PSAAdapter(ABC, Generic[ConfigT]):
         Adapters opt in to polling by implementing this; the default says they have not.
         """
         raise NotImplementedError(f"{self.kind} does not support polling")
+
+    @classmethod
+    def can_list_history(cls) -> bool:
+        """Whether this adapter implements ``list_labeled_tickets`` (training from the PSA)."""
+        return cls.list_labeled_tickets is not PSAAdapter.list_labeled_tickets
+
+    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
+        """Closed tickets created at or after ``since`` that carry a category, newest first, at
+        most ``limit`` (paged, within the adapter's rate limits): the local engine's training data.
+        """
+        raise NotImplementedError(f"{self.kind} cannot read labeled history")
 
     def list_scopes(self) -> list[tuple[str, str]]:
         """The scopes that own category trees, as ``(id, name)`` (e.g. ConnectWise boards).
