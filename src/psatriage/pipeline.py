@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from psatriage import metrics, policy, shortlist
+from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.config import Effective, Tenant
 from psatriage.domain import (
@@ -56,6 +57,7 @@ class Deps:
     classifier: Classifier[Any]
     records: Records
     taxonomies: TaxonomyCache
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +315,7 @@ def _classify(
         record=record,
     )
     try:
-        classification = classifier.classify(request)
+        classification = deps.breaker.call(lambda: classifier.classify(request))
         return classification, _validated(classification, candidates, taxonomy), redactions
     except PsatriageError as exc:
         exc.model_related = True

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
 from psatriage.config import AppConfig, Tenant, load_config
@@ -53,6 +54,7 @@ class Runtime:
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
         self._adapters: dict[str, PSAAdapter[Any]] = {}
         self._classifiers: dict[str, Classifier[Any]] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
         self._lock = threading.Lock()
         self._queue: Queue | None = None
         self.tenant_problems: dict[str, str] = {}
@@ -92,7 +94,16 @@ class Runtime:
             return classifier
 
     def deps(self, name: str) -> Deps:
+        with self._lock:
+            breaker = self._breakers.setdefault(
+                name,
+                CircuitBreaker(
+                    threshold=self.settings.breaker_failures,
+                    cooldown=self.settings.breaker_cooldown_seconds,
+                ),
+            )
         return Deps(
+            breaker=breaker,
             tenant=self.config.tenant(name),
             adapter=self.adapter(name),
             classifier=self.classifier(name),

@@ -57,6 +57,15 @@ class Settings(BaseSettings):
         "reaper) and restarts polling that stopped.",
     )
     max_attempts: int = Field(default=6, ge=1, description="Attempts before an event fails.")
+    breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive transient model failures (per tenant) that open the circuit: "
+        "no calls for breaker_cooldown_seconds, events rescheduled.",
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=30.0, gt=0, description="How long an open circuit waits before one trial call."
+    )
     retry_base_seconds: float = Field(
         default=2.0, gt=0, description="First backoff delay; doubles each attempt, with jitter."
     )
