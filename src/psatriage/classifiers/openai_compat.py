@@ -33,13 +33,11 @@ raised so the job is rescheduled); other 4xx → ``PermanentError``.
 from __future__ import annotations
 
 import json
-import math
-import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import openai
 import stamina
@@ -47,13 +45,13 @@ import structlog
 from openai.types.chat import (
     ChatCompletion,
     ChatCompletionMessageParam,
-    ChatCompletionTokenLogprob,
     completion_create_params,
 )
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from psatriage.classifiers._openai_answer import Answer, clip, read_answer
 from psatriage.classifiers.base import ClassificationRequest, Classifier, ClassifierConfig
-from psatriage.domain import Classification, ConfidenceSource, Facet, ModelCall, Usage
+from psatriage.domain import Classification, Facet, ModelCall, Usage
 from psatriage.errors import (
     AuthFailed,
     InvalidAnswer,
@@ -67,9 +65,6 @@ log = structlog.get_logger(__name__)
 
 ENGINE: Final = "openai"
 _NO_KEY: Final = "no-key"  # compatible servers without auth; never the OPENAI_API_KEY env var
-_MAX_REASONING_CHARS: Final = 500
-_MAX_QUOTE_CHARS: Final = 200
-_CATEGORY_VALUE: Final = re.compile(r'"category"\s*:\s*"')
 
 
 class Price(BaseModel):
@@ -199,15 +194,6 @@ class _Reply:
     call: _Call
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    key: str
-    confidence: float
-    source: ConfidenceSource
-    reasoning: str
-    facets: dict[str, str] = field(default_factory=dict)
-
-
 class _Unsupported(Exception):
     """The server refused one of our optional parameters; ``feature`` names it."""
 
@@ -279,10 +265,10 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             )
             message = reply.completion.choices[0].message if reply.completion.choices else None
             if message is not None and message.refusal:
-                self._record(request, reply.call, error=f"refused: {_clip(message.refusal)}")
-                raise InvalidAnswer(f"the model refused: {_clip(message.refusal)}")
-            answer = _read_answer(reply.completion, keys, request.facets)
-            if isinstance(answer, _Answer):
+                self._record(request, reply.call, error=f"refused: {clip(message.refusal)}")
+                raise InvalidAnswer(f"the model refused: {clip(message.refusal)}")
+            answer = read_answer(reply.completion, keys, request.facets)
+            if isinstance(answer, Answer):
                 self._record(request, reply.call, key=answer.key, confidence=answer.confidence)
                 return Classification(
                     key=answer.key,
@@ -300,7 +286,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             if attempt == 2:
                 raise InvalidAnswer(
                     f"the model gave no valid answer after a corrective retry ({answer}); "
-                    f"it answered: {_clip(content)!r}"
+                    f"it answered: {clip(content)!r}"
                 )
             turns.append({"role": "assistant", "content": content})
             turns.append({"role": "user", "content": _correction(answer, keys, request.facets)})
@@ -490,7 +476,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
                 cost_usd=call.cost_usd,
                 chosen_key=key,
                 confidence=confidence,
-                error=_clip(error) if error else None,
+                error=clip(error) if error else None,
                 redactions=request.redactions,
             )
         )
@@ -565,107 +551,6 @@ def _allowed(keys: Sequence[str], facets: Sequence[Facet]) -> str:
     return "\n".join(lines)
 
 
-# -- reading the answer ------------------------------------------------------------------------
-
-
-def _read_answer(
-    completion: ChatCompletion, keys: Sequence[str], facets: Sequence[Facet] = ()
-) -> _Answer | str:
-    """The answer, or a short description of what is wrong with it."""
-    if not completion.choices:
-        return "the response has no choices"
-    choice = completion.choices[0]
-    if choice.finish_reason == "length":
-        return "the answer was cut off at the token limit"
-    content = choice.message.content or ""
-    data = _parse_json(content)
-    if data is None:
-        return "the answer is not a JSON object"
-    key, confidence, reasoning = (data.get(f) for f in ("category", "confidence", "reasoning"))
-    missing = [
-        name
-        for name, ok in (
-            ("category", isinstance(key, str)),
-            (
-                "confidence",
-                isinstance(confidence, int | float) and not isinstance(confidence, bool),
-            ),
-            ("reasoning", isinstance(reasoning, str)),
-        )
-        if not ok
-    ]
-    if missing:
-        return f"missing or mistyped field(s): {', '.join(missing)}"
-    assert isinstance(key, str) and isinstance(reasoning, str)
-    assert isinstance(confidence, int | float)
-    if key not in keys:
-        return f"{_clip(key)!r} is not one of the candidate keys"
-    chosen: dict[str, str] = {}
-    for facet in facets:
-        value = data.get(facet.name)
-        if not isinstance(value, str | int) or facet.get(str(value)) is None:
-            return f'"{facet.name}" is missing or not one of its values'
-        chosen[facet.name] = str(value)
-    tokens = choice.logprobs.content if choice.logprobs else None
-    probability = _value_probability(content, tokens, key) if tokens else None
-    if probability is not None:
-        return _Answer(key, probability, "logprobs", _reasoning(reasoning), chosen)
-    confidence = min(1.0, max(0.0, float(confidence)))
-    return _Answer(key, confidence, "self_reported", _reasoning(reasoning), chosen)
-
-
-def _parse_json(content: str) -> dict[str, Any] | None:
-    """A JSON object, also when a lenient server wrapped it in prose or a code fence."""
-    candidates = [content]
-    first, last = content.find("{"), content.rfind("}")
-    if 0 <= first < last:
-        candidates.append(content[first : last + 1])
-    for text in candidates:
-        try:
-            data = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(data, dict):
-            return data
-    return None
-
-
-def _value_probability(
-    content: str, tokens: Sequence[ChatCompletionTokenLogprob], key: str
-) -> float | None:
-    """exp(sum of the log-probs of the tokens that spell the category value), if they line up.
-
-    Offsets are in UTF-8 bytes because a token may be part of a character; a token that straddles
-    the value's edge (``"hw``) counts, since it decided the value's first or last characters.
-    """
-    match = _CATEGORY_VALUE.search(content)
-    if match is None:
-        return None
-    spelled = json.dumps(key, ensure_ascii=False)[1:-1]
-    start, end = match.end(), match.end() + len(spelled)
-    if content[start:end] != spelled:
-        return None
-    raw = content.encode()
-    byte_start, byte_end = len(content[:start].encode()), len(content[:end].encode())
-    offset, total, joined = 0, 0.0, bytearray()
-    for token in tokens:
-        piece = bytes(token.bytes) if token.bytes is not None else token.token.encode()
-        if offset < byte_end and offset + len(piece) > byte_start:
-            total += token.logprob
-        joined += piece
-        offset += len(piece)
-        if offset >= byte_end:
-            break
-    if bytes(joined[:byte_end]) != raw[:byte_end]:
-        return None  # the tokens do not spell the content: no trustworthy alignment
-    return min(1.0, math.exp(total))
-
-
-def _reasoning(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_REASONING_CHARS else text[: _MAX_REASONING_CHARS - 3] + "..."
-
-
 # -- errors ------------------------------------------------------------------------------------
 
 
@@ -676,7 +561,7 @@ def _map_error(exc: openai.OpenAIError) -> PsatriageError:
     if isinstance(exc, openai.APIConnectionError):
         return TransientError(f"cannot reach the model server: {_server_message(exc)}")
     if not isinstance(exc, openai.APIStatusError):
-        return PermanentError(f"the model call failed: {_clip(str(exc))}")
+        return PermanentError(f"the model call failed: {clip(str(exc))}")
     status, message = exc.status_code, _server_message(exc)
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return AuthFailed(f"the model server refused the credentials (HTTP {status}): {message}")
@@ -693,7 +578,7 @@ def _map_error(exc: openai.OpenAIError) -> PsatriageError:
 def _server_message(exc: openai.APIError) -> str:
     body = exc.body
     message = body.get("message") if isinstance(body, Mapping) else None
-    return _clip(message if isinstance(message, str) and message else exc.message)
+    return clip(message if isinstance(message, str) and message else exc.message)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -725,11 +610,6 @@ def _scrub(exc: openai.OpenAIError, secret: str) -> None:
         exc.message = exc.message.replace(secret, "***")
         if isinstance(exc.body, dict) and isinstance(exc.body.get("message"), str):
             exc.body["message"] = exc.body["message"].replace(secret, "***")
-
-
-def _clip(text: str, limit: int = _MAX_QUOTE_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _ms_since(started: float) -> float:

@@ -1,0 +1,131 @@
+"""Reading a Chat Completions answer: the JSON, the chosen key and facets, and the confidence
+from token log-probs (or the model's own estimate)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from openai.types.chat import ChatCompletion, ChatCompletionTokenLogprob
+
+from psatriage.domain import ConfidenceSource, Facet
+
+_MAX_REASONING_CHARS: Final = 500
+_MAX_QUOTE_CHARS: Final = 200
+_CATEGORY_VALUE: Final = re.compile(r'"category"\s*:\s*"')
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    key: str
+    confidence: float
+    source: ConfidenceSource
+    reasoning: str
+    facets: dict[str, str] = field(default_factory=dict)
+
+
+def read_answer(
+    completion: ChatCompletion, keys: Sequence[str], facets: Sequence[Facet] = ()
+) -> Answer | str:
+    """The answer, or a short description of what is wrong with it."""
+    if not completion.choices:
+        return "the response has no choices"
+    choice = completion.choices[0]
+    if choice.finish_reason == "length":
+        return "the answer was cut off at the token limit"
+    content = choice.message.content or ""
+    data = _parse_json(content)
+    if data is None:
+        return "the answer is not a JSON object"
+    key, confidence, reasoning = (data.get(f) for f in ("category", "confidence", "reasoning"))
+    missing = [
+        name
+        for name, ok in (
+            ("category", isinstance(key, str)),
+            (
+                "confidence",
+                isinstance(confidence, int | float) and not isinstance(confidence, bool),
+            ),
+            ("reasoning", isinstance(reasoning, str)),
+        )
+        if not ok
+    ]
+    if missing:
+        return f"missing or mistyped field(s): {', '.join(missing)}"
+    assert isinstance(key, str) and isinstance(reasoning, str)
+    assert isinstance(confidence, int | float)
+    if key not in keys:
+        return f"{clip(key)!r} is not one of the candidate keys"
+    chosen: dict[str, str] = {}
+    for facet in facets:
+        value = data.get(facet.name)
+        if not isinstance(value, str | int) or facet.get(str(value)) is None:
+            return f'"{facet.name}" is missing or not one of its values'
+        chosen[facet.name] = str(value)
+    tokens = choice.logprobs.content if choice.logprobs else None
+    probability = _value_probability(content, tokens, key) if tokens else None
+    if probability is not None:
+        return Answer(key, probability, "logprobs", _reasoning(reasoning), chosen)
+    confidence = min(1.0, max(0.0, float(confidence)))
+    return Answer(key, confidence, "self_reported", _reasoning(reasoning), chosen)
+
+
+def _parse_json(content: str) -> dict[str, Any] | None:
+    """A JSON object, also when a lenient server wrapped it in prose or a code fence."""
+    candidates = [content]
+    first, last = content.find("{"), content.rfind("}")
+    if 0 <= first < last:
+        candidates.append(content[first : last + 1])
+    for text in candidates:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+def _value_probability(
+    content: str, tokens: Sequence[ChatCompletionTokenLogprob], key: str
+) -> float | None:
+    """exp(sum of the log-probs of the tokens that spell the category value), if they line up.
+
+    Offsets are in UTF-8 bytes because a token may be part of a character; a token that straddles
+    the value's edge (``"hw``) counts, since it decided the value's first or last characters.
+    """
+    match = _CATEGORY_VALUE.search(content)
+    if match is None:
+        return None
+    spelled = json.dumps(key, ensure_ascii=False)[1:-1]
+    start, end = match.end(), match.end() + len(spelled)
+    if content[start:end] != spelled:
+        return None
+    raw = content.encode()
+    byte_start, byte_end = len(content[:start].encode()), len(content[:end].encode())
+    offset, total, joined = 0, 0.0, bytearray()
+    for token in tokens:
+        piece = bytes(token.bytes) if token.bytes is not None else token.token.encode()
+        if offset < byte_end and offset + len(piece) > byte_start:
+            total += token.logprob
+        joined += piece
+        offset += len(piece)
+        if offset >= byte_end:
+            break
+    if bytes(joined[:byte_end]) != raw[:byte_end]:
+        return None  # the tokens do not spell the content: no trustworthy alignment
+    return min(1.0, math.exp(total))
+
+
+def _reasoning(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_REASONING_CHARS else text[: _MAX_REASONING_CHARS - 3] + "..."
+
+
+def clip(text: str, limit: int = _MAX_QUOTE_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
