@@ -163,15 +163,16 @@ class Chosen:
 class LabeledTicket:
     """A closed ticket with the category people left on it (training data for the local engine).
 
-    ``path`` is its category level by level; the key is built as the taxonomy builds leaf keys.
+    ``path`` is its category level by level; ``key`` is the taxonomy's key of that leaf.
     """
 
     ticket: Ticket
     path: tuple[LevelValue, ...]
+    leaf_key: str = ""  # the adapter's leaf key, where it is not the path's ids joined by "/"
 
     @property
     def key(self) -> str:
-        return "/".join(v.id for v in self.path)
+        return self.leaf_key or "/".join(v.id for v in self.path)
 
     @property
     def label(self) -> str:

@@ -223,10 +223,18 @@ class FakeAutotask(FakeServer):
                 "ticketType": 1,
                 "source": 2,
                 "status": 1,
+                "completedDate": None,
                 "userDefinedFields": [],
             }
             self.ticket_notes[ticket_id] = []
             return ticket_id
+
+    def complete_ticket(self, ticket_id: int, when: datetime | None = None) -> None:
+        """Move the ticket to Complete (status 5), which sets its ``completedDate``."""
+        with self._data:
+            ticket = self.tickets[ticket_id]
+            ticket["status"] = 5
+            ticket["completedDate"] = _iso(when or datetime.now(UTC))
 
     def add_note(self, ticket_id: int, description: str, *, publish: int = 2) -> int:
         """A note as a technician would add it."""
@@ -684,7 +692,8 @@ def _lower_keys(value: Any) -> dict[str, Any]:
 
 
 def _matches(record: dict[str, Any], condition: Any) -> bool:
-    """One Autotask query condition (``eq``, ``gt``, ``gte``, ``lt``, ``lte``, ``and``, ``or``)."""
+    """One Autotask query condition (``eq``, ``gt``, ``gte``, ``lt``, ``lte``, ``exist``,
+    ``notExist``, ``and``, ``or``)."""
     entry = _lower_keys(condition)
     op = str(entry.get("op") or "").lower()
     if op in {"and", "or"}:
@@ -693,6 +702,8 @@ def _matches(record: dict[str, Any], condition: Any) -> bool:
     field = str(entry.get("field") or "").lower()
     actual = _lower_keys(record).get(field)
     wanted = entry.get("value")
+    if op in {"exist", "notexist"}:
+        return (actual not in (None, "")) == (op == "exist")
     if op == "eq":
         if isinstance(actual, str) and isinstance(wanted, str):
             return actual.casefold() == wanted.casefold()

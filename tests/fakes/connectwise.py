@@ -165,6 +165,7 @@ class FakeConnectWise(FakeServer):
                 "recordType": record_type,
                 "board": board.ref(),
                 "status": {"id": 1, "name": "New"},
+                "closedFlag": False,
                 "company": {"id": company[0], "identifier": "Contoso", "name": company[1]},
                 "priority": {"id": 4, "name": "Priority 3 - Normal Response"},
                 "severity": "Medium",
@@ -181,6 +182,13 @@ class FakeConnectWise(FakeServer):
                     ticket[level] = self._value_ref(board, level, value)
         self.add_ticket_note(ticket_id, description, detail=True)
         return ticket_id
+
+    def close_ticket(self, ticket_id: int) -> None:
+        """Close the ticket as a technician would (a status with the closed flag)."""
+        with self._data:
+            ticket = self.tickets[ticket_id]
+            ticket["status"] = {"id": 6, "name": "Closed (resolved)"}
+            ticket["closedFlag"] = True
 
     def add_ticket_note(
         self, ticket_id: int, text: str, *, detail: bool = False, internal: bool = False
@@ -409,11 +417,18 @@ class FakeConnectWise(FakeServer):
         return Response(200, ticket)
 
     def _list_tickets(self, request: Request) -> Response:
-        """Tickets, filtered by ``conditions=dateEntered >= [ISO]`` (all the adapter sends)."""
+        """Tickets, filtered by ``conditions`` (``dateEntered >= [ISO]``, ``closedFlag=true``)
+        and ordered by ``orderBy`` (``id asc`` by default, or ``dateEntered desc``)."""
         conditions = request.arg("conditions") or ""
         match = re.search(r"dateEntered\s*(>=|>)\s*\[([^\]]+)\]", conditions)
+        closed = re.search(r"closedFlag\s*=\s*(true|false)", conditions, re.IGNORECASE)
         with self._data:
             tickets = sorted(self.tickets.values(), key=lambda t: t["id"])
+        if (request.arg("orderBy") or "").lower().startswith("dateentered desc"):
+            tickets.sort(key=lambda t: (t["_info"]["dateEntered"], t["id"]), reverse=True)
+        if closed:
+            wanted = closed.group(1).lower() == "true"
+            tickets = [t for t in tickets if bool(t.get("closedFlag")) == wanted]
         if match:
             since = datetime.fromisoformat(match.group(2))
             strict = match.group(1) == ">"

@@ -150,6 +150,7 @@ class FakeHaloPSA(FakeServer):
                 "agent_id": 0,
                 "team": "1st Line",
                 "dateoccurred": dateoccurred or _now(),
+                "hasbeenclosed": False,
                 "version_id": 1,
             }
             for n in range(1, 5):
@@ -160,6 +161,11 @@ class FakeHaloPSA(FakeServer):
             self.tickets[number] = ticket
             self.actions[number] = []
             return number
+
+    def close_ticket(self, ticket_id: int) -> None:
+        """Close the ticket as an agent would (status Closed, ``hasbeenclosed``)."""
+        with self._data:
+            self.tickets[ticket_id].update(status_id=9, hasbeenclosed=True)
 
     def add_action(self, ticket_id: int, note: str, *, outcome: str = "Note") -> int:
         """An action as a person would add it (a private note by default)."""
@@ -418,6 +424,11 @@ class FakeHaloPSA(FakeServer):
         start = request.arg("startdate")
         if request.arg("datesearch") == "dateoccured" and start:
             tickets = [t for t in tickets if t["dateoccurred"] >= start]
+        if request.arg("closed_only") == "true":
+            tickets = [t for t in tickets if t["hasbeenclosed"]]
+        if request.arg("order") == "dateoccurred":
+            descending = request.arg("orderdesc") == "true"
+            tickets.sort(key=lambda t: (t["dateoccurred"], t["id"]), reverse=descending)
         return self._page(request, tickets, "tickets")
 
     def _update_tickets(self, request: Request) -> Response:

@@ -177,6 +177,11 @@ class FakeKaseyaBMS(FakeServer):
                 self._set_field(ticket, field, value)
             return ticket_id
 
+    def close_ticket(self, ticket_id: int, status_id: int = 3) -> None:
+        """Close the ticket (status 3 "Closed"; 4 is "Completed")."""
+        with self._data:
+            self._set_field(self.tickets[ticket_id], "StatusId", status_id)
+
     def add_note(self, ticket_id: int, details: str, *, internal: bool = False) -> int:
         """A note as a person would add it."""
         with self._data:
@@ -271,6 +276,11 @@ class FakeKaseyaBMS(FakeServer):
                 {"Id": 902, "Name": "Internal Analysis", "IsDefault": True, "IsActive": True},
             ],
         }
+        self.statuses = [
+            {"Id": n, "Name": name, "TypeId": t, "IsSystemStatus": 1, "IsActive": True}
+            for n, name, t in ((1, "New", 1), (2, "In Progress", 2), (3, "Closed", 3),
+                               (4, "Completed", 3))
+        ]  # fmt: skip
         self.webhook_events = [
             {"Id": n, "Name": name, "CategoryName": category, "CategoryId": c}
             for n, name, category, c in (
@@ -298,7 +308,7 @@ class FakeKaseyaBMS(FakeServer):
             "TypeId": self.lookups["TicketType"],
             "QueueId": self.queues,
             "PriorityId": self.priorities,
-            "StatusId": [{"Id": 1, "Name": "New"}, {"Id": 2, "Name": "In Progress"}],
+            "StatusId": self.statuses,
         }[field]
         return {r["Id"]: r["Name"] for r in records}
 
@@ -394,6 +404,7 @@ class FakeKaseyaBMS(FakeServer):
             ("GET", r"/system/issuetypes/lookup", lambda r: self.ok(self.issue_types)),
             ("GET", r"/system/issuetypes/(?P<id>\d+)/issuesubtypes/lookup", self._subs),
             ("GET", r"/system/queues/lookup", lambda r: self.ok(self.queues)),
+            ("GET", r"/system/statuses/lookup", lambda r: self.ok(self.statuses)),
             ("GET", r"/system/priorities/lookup", lambda r: self.ok(self.priorities)),
             ("GET", r"/system/lookup/(?P<table>\w+)", self._lookup),
             ("GET", r"/servicedesk/tickets", self._list_tickets),
@@ -467,6 +478,10 @@ class FakeKaseyaBMS(FakeServer):
         if since:
             start = datetime.fromisoformat(since.replace("Z", "+00:00"))
             tickets = [t for t in tickets if _moment(t["CreatedOn"]) >= start]
+        statuses = request.arg("Filter.StatusIds")
+        if statuses:
+            wanted = {int(s) for s in statuses.split(",") if s.strip()}
+            tickets = [t for t in tickets if t["StatusId"] in wanted]
         tickets.reverse()  # newest first
         first, last = self._paging(request, len(tickets))
         rows = [

@@ -1002,3 +1002,52 @@ def test_a_deactivated_webhook_shows_in_readyz(fake: FakeAutotask, runtime: Runt
     assert ready.status_code == 200  # the service still works; an operator must re-register
     (problem,) = ready.json()["tenants"]["t1"]
     assert "deactivated" in problem and "webhooks register" in problem
+
+
+# -- history (training data) ----------------------------------------------------------------
+
+
+def test_list_labeled_tickets_reads_completed_categorized_tickets_newest_first(
+    fake: FakeAutotask, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(page_size=2)
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def ticket(n: int, *, complete: bool = True, **levels: int) -> int:
+        ticket_id = fake.add_ticket(
+            f"ticket {n}", f"text {n}", created=day + timedelta(days=n), **levels
+        )
+        if complete:
+            fake.complete_ticket(ticket_id)
+        return ticket_id
+
+    printer = ticket(3, issue_type=10, sub_issue_type=136)
+    general = ticket(4, issue_type=15)
+    ticket(5)  # completed, never categorized
+    ticket(6, complete=False, issue_type=12, sub_issue_type=150)  # still open
+    ticket(-5, issue_type=12, sub_issue_type=150)  # before since
+    vpn = ticket(7, issue_type=12, sub_issue_type=150)
+
+    history = adapter.list_labeled_tickets(day.replace(tzinfo=None), limit=10)
+
+    assert [t.ticket.id for t in history] == [str(vpn), str(general), str(printer)]
+    assert [t.key for t in history] == ["12/150", "15", "10/136"]
+    assert history[2].label == "Hardware › Printer"
+    assert history[2].ticket.description == "text 3"
+    assert history[2].ticket.company_name == "Contoso Ltd"
+    queries = fake.requests_to(r"/Tickets/query", "POST")
+    pages = fake.requests_to(r"/Tickets/query/next", "GET")
+    assert len(queries) == 1 and len(pages) >= 1  # paged (page size 2)
+    filters = {f["field"]: f["op"] for f in queries[0].json()["filter"]}
+    assert filters == {"createDate": "gte", "completedDate": "exist", "issueType": "exist"}
+
+    newest = adapter.list_labeled_tickets(day, limit=2)
+    assert [t.ticket.id for t in newest] == [str(vpn), str(general)]
+    assert AutotaskAdapter.can_list_history()
+
+
+def test_list_labeled_tickets_maps_errors(fake: FakeAutotask, adapter: AutotaskAdapter) -> None:
+    fake.fail("POST", r"/Tickets/query", 429, headers={"Retry-After": "9"})
+    with pytest.raises(TransientError) as caught:
+        adapter.list_labeled_tickets(datetime(2026, 1, 1), limit=5)
+    assert caught.value.retry_after == 9

@@ -626,3 +626,69 @@ def test_config_normalizes(fake: FakeConnectWise) -> None:
     assert config.codebase == "v2025_1/"
     assert config.trusted_key_origins == ("https://cw.example.com",)
     assert config.public_key.get_secret_value() == fake.public_key
+
+
+# -- history (training data) ----------------------------------------------------------------
+
+
+def test_list_labeled_tickets_reads_closed_categorized_tickets_newest_first(
+    fake: FakeConnectWise, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(page_size=2)
+    since = datetime(2026, 1, 1)
+
+    def ticket(day: int, *, closed: bool = True, **levels: int) -> int:
+        entered = datetime(2026, 1, day, tzinfo=UTC)
+        ticket_id = fake.add_ticket(f"ticket {day}", f"text {day}", entered=entered, **levels)
+        if closed:
+            fake.close_ticket(ticket_id)
+        return ticket_id
+
+    printer = ticket(3, type_id=10, subtype_id=20, item_id=30)
+    email = ticket(5, type_id=11, subtype_id=22)
+    ticket(6)  # closed but never categorized
+    ticket(7, closed=False, type_id=12, subtype_id=24)  # still open
+    fake.add_ticket("old", "before since", type_id=12, entered=datetime(2025, 12, 1, tzinfo=UTC))
+    vpn = ticket(8, type_id=12, subtype_id=24)
+    ticket(9, board_id=2, type_id=60, subtype_id=71)
+    before = len(fake.requests_to(r"/service/tickets$"))
+
+    history = adapter.list_labeled_tickets(since, limit=10)
+
+    network = [t for t in history if t.ticket.scope == "2"]
+    help_desk = [t for t in history if t.ticket.scope == "1"]
+    assert [t.ticket.id for t in help_desk] == [str(vpn), str(email), str(printer)]
+    assert len(network) == 1 and history[0].ticket.scope == "2"  # entered last: first
+    first = help_desk[-1]
+    assert first.key == "10/20/30" and first.label == "Hardware › Printer › Paper jam"
+    assert first.ticket.title == "ticket 3"
+    assert first.ticket.description == "text 3"
+    assert first.ticket.company_name == "Contoso Ltd" and first.ticket.scope_name == "Help Desk"
+    pages = fake.requests_to(r"/service/tickets$")[before:]
+    assert len(pages) >= 2  # paged (page size 2)
+    assert "closedFlag=true" in pages[0].arg("conditions")
+
+
+def test_list_labeled_tickets_stops_at_the_limit(
+    fake: FakeConnectWise, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(page_size=2)
+    for day in range(1, 11):
+        ticket_id = fake.add_ticket(
+            f"t{day}", "d", type_id=11, subtype_id=23, entered=datetime(2026, 2, day, tzinfo=UTC)
+        )
+        fake.close_ticket(ticket_id)
+    history = adapter.list_labeled_tickets(datetime(2026, 1, 1, tzinfo=UTC), limit=3)
+    assert [t.ticket.title for t in history] == ["t10", "t9", "t8"]
+    assert len(fake.requests_to(r"/service/tickets$")) == 2  # not every page
+    assert len(fake.requests_to(r"/service/tickets/\d+/notes$")) == 3  # one per kept ticket
+    assert ConnectWiseAdapter.can_list_history()
+
+
+def test_list_labeled_tickets_maps_errors(
+    fake: FakeConnectWise, adapter: ConnectWiseAdapter
+) -> None:
+    fake.fail("GET", r"/service/tickets$", 503, headers={"Retry-After": "7"})
+    with pytest.raises(TransientError) as caught:
+        adapter.list_labeled_tickets(datetime(2026, 1, 1), limit=5)
+    assert caught.value.retry_after == 7

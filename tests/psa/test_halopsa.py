@@ -34,7 +34,7 @@ from psatriage.errors import (
 from psatriage.http import make_client
 from psatriage.psa._halopsa_http import retry_after
 from psatriage.psa.base import PATH_TOKEN_HEADER
-from psatriage.psa.halopsa import HaloPSAAdapter, HaloPSAConfig
+from psatriage.psa.halopsa import HaloPSAAdapter, HaloPSAConfig, _leaf_key
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
 from psatriage.store.tables import EventState
@@ -1052,3 +1052,63 @@ def test_cli_against_the_fake(fake: FakeHaloPSA, service: Path) -> None:
     done = runner.invoke(app, ["categorize", "--tenant", "acme", "--ticket", str(ticket_id)])
     assert done.exit_code == 0, done.output
     assert fake.tickets[ticket_id]["categoryid_1"] == 20 and len(fake.notes(ticket_id)) == 1
+
+
+# -- history (training data) ----------------------------------------------------------------
+
+
+def test_list_labeled_tickets_reads_closed_categorized_tickets_newest_first(
+    fake: FakeHaloPSA, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(page_size=2)
+
+    def ticket(day: int, *, closed: bool = True, category: int | None = None) -> int:
+        ticket_id = fake.add_ticket(
+            f"ticket {day}", f"text {day}", category_id=category,
+            dateoccurred=f"2026-01-{day:02d}T10:00:00.000",
+        )  # fmt: skip
+        if closed:
+            fake.close_ticket(ticket_id)
+        return ticket_id
+
+    printer = ticket(3, category=17)
+    network = ticket(4, category=22)
+    ticket(5)  # closed, never categorized
+    ticket(6, closed=False, category=20)  # still open
+    jam = ticket(7, category=19)
+    fake.add_ticket("old", "before since", category_id=22, dateoccurred="2025-12-01T10:00:00")
+
+    history = adapter.list_labeled_tickets(datetime(2026, 1, 1), limit=10)
+
+    assert [t.ticket.id for t in history] == [str(jam), str(network), str(printer)]
+    assert history[2].label == "Hardware › Printer"
+    assert history[2].path[-1].id == "17"  # the Halo record, as the taxonomy's leaf key
+    assert history[1].key == "22"
+    assert history[2].ticket.description == "text 3"
+    assert history[2].ticket.company_name == "Contoso Ltd"
+    lists = fake.requests_to(r"/api/Tickets$")
+    assert len(lists) >= 2  # paged (page size 2)
+    assert lists[0].arg("closed_only") == "true" and lists[0].arg("orderdesc") == "true"
+
+    before = len(fake.requests_to(r"/api/Tickets$"))
+    newest = adapter.list_labeled_tickets(datetime(2026, 1, 1, tzinfo=UTC), limit=1)
+    assert [t.ticket.id for t in newest] == [str(jam)]
+    assert len(fake.requests_to(r"/api/Tickets$")) - before == 1  # stopped after one page
+    assert HaloPSAAdapter.can_list_history()
+
+
+def test_list_labeled_tickets_maps_errors(fake: FakeHaloPSA, adapter: HaloPSAAdapter) -> None:
+    fake.fail("GET", r"/api/Tickets$", 403)
+    with pytest.raises(AuthFailed):
+        adapter.list_labeled_tickets(datetime(2026, 1, 1), limit=5)
+
+
+def test_history_keys_match_the_taxonomy_keys_for_nested_categories() -> None:
+    nested = (
+        LevelValue("category_1", "Hardware", "Hardware"),
+        LevelValue("category_1.2", "17", "Printer"),
+    )
+    assert _leaf_key(nested) == "17"
+    typed = (LevelValue("tickettype_id", "1", "Incident"), *nested)
+    assert _leaf_key(typed) == "1/17"
+    assert _leaf_key(()) == ""

@@ -1039,3 +1039,51 @@ def test_polling_is_the_default_trigger_and_webhooks_then_need_a_secret(
     path.write_text(to_toml({"tenants": {"bms": tenant}}), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"tenant 'bms', key 'connection': webhooks need"):
         load_config(path)
+
+
+# -- history (training data) ----------------------------------------------------------------
+
+
+def test_list_labeled_tickets_reads_closed_categorized_tickets_newest_first(
+    fake: FakeKaseyaBMS, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(page_size=2)
+
+    def ticket(hours: int, *, closed: int | None = 3, **levels: int) -> int:
+        ticket_id = fake.add_ticket(
+            f"ticket {hours}", f"text {hours}", created_on=T0 + timedelta(hours=hours), **levels
+        )
+        if closed is not None:
+            fake.close_ticket(ticket_id, closed)
+        return ticket_id
+
+    printer = ticket(1, issue_type_id=101, sub_issue_type_id=201)
+    general = ticket(2, closed=4, issue_type_id=105)  # "Completed" counts as closed
+    ticket(3)  # closed, never categorized
+    ticket(4, closed=None, issue_type_id=103, sub_issue_type_id=205)  # still open
+    ticket(-48, issue_type_id=103)  # before since
+    vpn = ticket(5, issue_type_id=103, sub_issue_type_id=205, queue_id=501)
+
+    history = adapter.list_labeled_tickets(N0, limit=10)
+
+    assert [t.ticket.id for t in history] == [str(vpn), str(general), str(printer)]
+    assert [t.key for t in history] == ["103/205", "105", "101/201"]
+    assert history[0].label == "Network › VPN"  # the queue is a facet, not part of the label
+    assert history[2].ticket.description == "text 1"
+    assert history[2].ticket.company_name == "Contoso Ltd"
+    lists = fake.requests_to(r"/servicedesk/tickets$", "GET")
+    assert len(lists) >= 2  # paged (page size 2)
+    assert lists[0].arg("Filter.StatusIds") == "3,4"
+    assert lists[0].arg("Filter.CreatedOnFrom") == "2026-03-02T09:00:00Z"
+
+    reads = len(fake.requests_to(r"/servicedesk/tickets/\d+$", "GET"))
+    newest = adapter.list_labeled_tickets(T0, limit=1)
+    assert [t.ticket.id for t in newest] == [str(vpn)]
+    assert len(fake.requests_to(r"/servicedesk/tickets/\d+$", "GET")) - reads == 1
+    assert KaseyaBMSAdapter.can_list_history()
+
+
+def test_list_labeled_tickets_maps_errors(fake: FakeKaseyaBMS, adapter: KaseyaBMSAdapter) -> None:
+    fake.fail("GET", r"/servicedesk/tickets$", 500)
+    with pytest.raises(TransientError):
+        adapter.list_labeled_tickets(N0, limit=5)

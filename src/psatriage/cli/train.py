@@ -3,31 +3,49 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from psatriage.cli._app import app, console, errors, fail_cleanly, settings
+from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
 from psatriage.config import TENANT_NAME
-from psatriage.engine import DEFAULT_MIN_EXAMPLES
+from psatriage.engine import DEFAULT_MIN_EXAMPLES, DataError
 from psatriage.errors import ConfigError
+
+if TYPE_CHECKING:
+    from psatriage.engine.model import TrainedModel
+
+MIN_HISTORY_TICKETS = 10  # fewer closed, categorized tickets than this: nothing worth training
+HISTORY_LABEL = "category"  # the label level of a model trained on a PSA's history
 
 
 @app.command("train")
 def train_command(
     label: Annotated[
-        str, typer.Option("--label", "-l", help="The label level holding the category.")
-    ],
+        str | None,
+        typer.Option("--label", "-l", help="The label level holding the category (with --data)."),
+    ] = None,
     data: Annotated[
         Path | None,
-        typer.Option(help="Labeled tickets, JSON Lines: id, title, description, labels."),
+        typer.Option(
+            help="Labeled tickets, JSON Lines: id, title, description, labels. Without it, "
+            "the tenant's closed tickets are read from its PSA."
+        ),
     ] = None,
     tenant: Annotated[
         str | None,
         typer.Option("--tenant", "-t", help="Store the model as this tenant's newest version."),
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="From the PSA: tickets created on or after this ISO date (UTC)."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(help="From the PSA: at most this many tickets, newest first.", min=1)
+    ] = 5000,
     out: Annotated[Path | None, typer.Option(help="Or write the model to this file.")] = None,
     split: Annotated[
         str, typer.Option(help="Train on 'all' tickets or only the 'train' split.")
@@ -44,28 +62,33 @@ def train_command(
     from psatriage.engine.training import train  # noqa: PLC0415
 
     with fail_cleanly():
-        if data is None:
-            raise ConfigError(
-                "--data FILE is needed: reading closed tickets from the PSA is not available "
-                "yet; export them as JSON Lines (id, title, description, labels)"
-            )
         if (tenant is None) == (out is None):
             raise ConfigError("give exactly one of --tenant (store a version) or --out FILE")
         if tenant is not None and not TENANT_NAME.match(tenant):
             raise ConfigError(f"{tenant!r} is not a tenant name")
-        if split not in {"all", "train"}:
-            raise ConfigError("--split must be 'all' or 'train'")
-        examples = select(read_examples(data), "all" if split == "all" else "train")
-        pairs = labeled(examples, label, data)
-        errors.print(f"training on {len(pairs)} tickets of {data.name}…", highlight=False)
-        model = train(
-            [e.text for e, _ in pairs],
-            [v for _, v in pairs],
-            shared_embedder(),
-            label=label,
-            source=data.name,
-            min_examples=min_examples,
-        )
+        if data is None:
+            if tenant is None:
+                raise ConfigError(
+                    "--data FILE is needed with --out; or train on a tenant's closed tickets "
+                    "in its PSA with --tenant T"
+                )
+            model = _train_from_psa(tenant, _since(since), limit, min_examples)
+        else:
+            if label is None:
+                raise ConfigError("--label LEVEL is needed with --data: the level to learn")
+            if split not in {"all", "train"}:
+                raise ConfigError("--split must be 'all' or 'train'")
+            examples = select(read_examples(data), "all" if split == "all" else "train")
+            pairs = labeled(examples, label, data)
+            errors.print(f"training on {len(pairs)} tickets of {data.name}…", highlight=False)
+            model = train(
+                [e.text for e, _ in pairs],
+                [v for _, v in pairs],
+                shared_embedder(),
+                label=label,
+                source=data.name,
+                min_examples=min_examples,
+            )
         if tenant is not None:
             store = ModelStore(settings().data_dir / "models")
             path = store.save(tenant, model)
@@ -92,3 +115,54 @@ def train_command(
                 listed + (f" and {more} more" if more > 0 else ""),
             )
         console.print(table)
+
+
+def _since(value: str | None) -> datetime:
+    """``--since`` as naive UTC (an ISO date or date-time); a year ago by default."""
+    if value is None:
+        return datetime.now(UTC).replace(tzinfo=None) - timedelta(days=365)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--since {value!r} is not an ISO date such as 2025-01-31") from None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _train_from_psa(tenant: str, since: datetime, limit: int, min_examples: int) -> TrainedModel:
+    """Read the tenant's closed, categorized tickets from its PSA and fit a model on them."""
+    from psatriage.engine.data import ticket_text  # noqa: PLC0415
+    from psatriage.engine.embed import shared_embedder  # noqa: PLC0415
+    from psatriage.engine.training import train  # noqa: PLC0415
+
+    # ``runtime`` turns psatriage errors into a clean exit, as ``fail_cleanly`` does.
+    with runtime(migrate=False) as built:
+        adapter = built.adapter(tenant)
+        if not adapter.can_list_history():
+            raise ConfigError(
+                f"tenant {tenant!r}: the {adapter.kind} adapter cannot read closed tickets; "
+                "export them as JSON Lines and use --data FILE"
+            )
+        with errors.status(
+            f"reading up to {limit} closed tickets of {tenant} ({adapter.kind}) "
+            f"created since {since:%Y-%m-%d}…"
+        ):
+            history = adapter.list_labeled_tickets(since, limit)
+        if len(history) < MIN_HISTORY_TICKETS:
+            raise DataError(
+                f"tenant {tenant!r}: {adapter.kind} has {len(history)} closed, categorized "
+                f"tickets created since {since:%Y-%m-%d}; at least {MIN_HISTORY_TICKETS} are "
+                "needed (try an earlier --since)"
+            )
+        categories = len({t.key for t in history})
+        errors.print(
+            f"training on {len(history)} closed tickets of {tenant} in {categories} categories…",
+            highlight=False,
+        )
+        return train(
+            [ticket_text(t.ticket.title, t.ticket.description) for t in history],
+            [t.key for t in history],
+            shared_embedder(),
+            label=HISTORY_LABEL,
+            source=f"{tenant} ({adapter.kind} history)",
+            min_examples=min_examples,
+        )

@@ -23,7 +23,15 @@ from typing import Any, ClassVar
 import httpx
 import structlog
 
-from psatriage.domain import Category, LevelValue, NewTicket, Taxonomy, Ticket, TicketEvent
+from psatriage.domain import (
+    Category,
+    LabeledTicket,
+    LevelValue,
+    NewTicket,
+    Taxonomy,
+    Ticket,
+    TicketEvent,
+)
 from psatriage.errors import (
     AuthFailed,
     CategoryRejected,
@@ -354,6 +362,69 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
             if ticket_id is not None and created is not None:
                 found.append(NewTicket(ticket_id, created))
         return sorted(found, key=lambda t: (t.created_at, int(t.ticket_id)))
+
+    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
+        """Completed tickets created at or after ``since`` with an issue type, newest first.
+
+        One ``Tickets`` query (``createDate gte``, ``completedDate exist``, ``issueType exist``)
+        read through every page: Autotask queries come back in id order and cannot be sorted,
+        so the newest ``limit`` are chosen here. The description is on the ticket itself; the
+        company name costs one cached call per company. [UNSURE] "closed" is read as "has a
+        ``completedDate``" (Autotask sets it when a ticket reaches the Complete status).
+        """
+        when = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
+        value = when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        records = self.client.query(
+            "Tickets",
+            [
+                {"op": "gte", "field": "createDate", "value": value},
+                {"op": "exist", "field": "completedDate"},
+                {"op": "exist", "field": "issueType"},
+            ],
+            include=(
+                "id",
+                "title",
+                "description",
+                "companyID",
+                "createDate",
+                "completedDate",
+                "issueType",
+                "subIssueType",
+                *self.config.facets,
+            ),
+            what="completed tickets",
+        )
+        found: list[tuple[datetime, int, _JSON]] = []
+        for record in records:
+            entry = ci(record)
+            ticket_id, created = record_id(entry.get("id")), timestamp(entry.get("createdate"))
+            if ticket_id is None or created is None:
+                continue
+            created = created if created.tzinfo else created.replace(tzinfo=UTC)
+            if created < when:
+                continue
+            categorized = record_id(entry.get("issuetype")) is not None
+            if entry.get("completeddate") in (None, "") or not categorized:
+                continue  # still open, or never categorized: nothing to learn from
+            found.append((created, int(ticket_id), entry))
+        found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        labeled = []
+        for _, number, entry in found[:limit]:
+            company_id = record_id(entry.get("companyid"))
+            current = self._current(entry)
+            ticket = Ticket(
+                id=str(number),
+                title=text_of(entry.get("title")),
+                description=text_of(entry.get("description")),
+                scope=SCOPE,
+                scope_name=SCOPE_NAME,
+                company_id=company_id,
+                company_name=self._company_name(company_id),
+                current=current,
+            )
+            path = tuple(v for v in current if v.level in LEVELS)
+            labeled.append(LabeledTicket(ticket=ticket, path=path))
+        return labeled
 
     # -- set-up -----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import hmac
 import json
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
@@ -24,7 +24,15 @@ from urllib.parse import quote
 import httpx
 from pydantic import BeforeValidator, Field, field_validator
 
-from psatriage.domain import Category, LevelValue, NewTicket, Taxonomy, Ticket, TicketEvent
+from psatriage.domain import (
+    Category,
+    LabeledTicket,
+    LevelValue,
+    NewTicket,
+    Taxonomy,
+    Ticket,
+    TicketEvent,
+)
 from psatriage.errors import (
     AuthFailed,
     CategoryRejected,
@@ -335,6 +343,56 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             found.append(NewTicket(str(entity["id"]), created))
         return sorted(found, key=lambda t: (t.created_at, int(t.ticket_id)))
 
+    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
+        """Closed service tickets entered at or after ``since`` with a type, newest first.
+
+        ``conditions=closedFlag=true and dateEntered >= [...]`` ordered ``dateEntered desc``,
+        read page by page until ``limit`` categorized tickets are found. The description is the
+        first discussion note, which costs one notes call per kept ticket (at most ``limit``).
+        Project tickets and boards outside ``boards`` are left out, as ``parse`` leaves them out.
+        [UNSURE] ``closedFlag`` is read as "closed/resolved" (statuses with the closed flag set).
+        """
+        moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+        stamp = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        params = {
+            "conditions": f"closedFlag=true and dateEntered >= [{stamp}]",
+            "orderBy": "dateEntered desc, id desc",
+            "fields": "id,summary,recordType,board,company,type,subType,item,_info",
+        }
+        found: list[tuple[datetime, int, _JSON]] = []
+        for record in self._pages("service/tickets", params=params, what="closed tickets"):
+            entity = _ci(record)
+            entered = _timestamp(_ci(entity.get("_info")).get("dateentered"))
+            number = _record_id(entity.get("id"))
+            if number is None or entered is None or entered.astimezone(UTC) < moment:
+                continue
+            if not _current_levels(entity) or not self._in_scope(entity):
+                continue  # no category: nothing to learn from
+            found.append((entered.astimezone(UTC), int(number), entity))
+            if len(found) >= limit:
+                break
+        found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        labeled = []
+        for _, ticket_number, record in found[:limit]:
+            ticket = self._history_ticket(ticket_number, record)
+            labeled.append(LabeledTicket(ticket=ticket, path=ticket.current))
+        return labeled
+
+    def _history_ticket(self, number: int, data: Mapping[str, Any]) -> Ticket:
+        """The ``get_ticket`` shape from a list record and its notes (one call)."""
+        notes = self._notes(number)
+        board, company = _ci(data.get("board")), _ci(data.get("company"))
+        return Ticket(
+            id=str(number),
+            title=str(data.get("summary") or ""),
+            description=_first_text(n for n in notes if n.get("detailDescriptionFlag") is True),
+            scope=str(board.get("id") or ""),
+            scope_name=str(board.get("name") or ""),
+            company_id=str(company["id"]) if company.get("id") is not None else None,
+            company_name=str(company["name"]) if company.get("name") is not None else None,
+            current=_current_levels(data),
+        )
+
     def list_scopes(self) -> list[tuple[str, str]]:
         """Active service boards (those in ``boards`` when it is set), as ``(id, name)``."""
         boards = self._get_all(
@@ -503,16 +561,21 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         self, path: str, *, what: str, params: Mapping[str, str | int] | None = None
     ) -> list[_JSON]:
         """Every record of a list, following the ``Link: <...>; rel="next"`` header."""
+        return list(self._pages(path, what=what, params=params))
+
+    def _pages(
+        self, path: str, *, what: str, params: Mapping[str, str | int] | None = None
+    ) -> Iterator[_JSON]:
+        """The records of a list, page by page as they are consumed (``Link`` header)."""
         query = {**(params or {}), "page": 1, "pageSize": self.config.page_size}
         response = self._api("GET", path, params=query, what=what)
-        records = _json_list(response)
+        yield from _json_list(response)
         seen: set[str] = set()
         while (next_url := self._next_page(response)) is not None and str(next_url) not in seen:
             seen.add(str(next_url))
             response = self._send("GET", next_url)
             _raise_for(response, what)
-            records.extend(_json_list(response))
-        return records
+            yield from _json_list(response)
 
     def _next_page(self, response: httpx.Response) -> httpx.URL | None:
         """The next page's URL, always on our own origin (credentials never go elsewhere)."""

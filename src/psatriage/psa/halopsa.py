@@ -19,7 +19,16 @@ from typing import Any, ClassVar
 
 import httpx
 
-from psatriage.domain import Category, Facet, NewTicket, Taxonomy, Ticket, TicketEvent
+from psatriage.domain import (
+    Category,
+    Facet,
+    LabeledTicket,
+    LevelValue,
+    NewTicket,
+    Taxonomy,
+    Ticket,
+    TicketEvent,
+)
 from psatriage.errors import CategoryRejected, PermanentError, WebhookRejected
 from psatriage.psa._halopsa_auth import new_ticket_binding, verify_delivery, webhook_request
 from psatriage.psa._halopsa_client import HaloClient
@@ -28,6 +37,7 @@ from psatriage.psa._halopsa_http import (
     JSON,
     as_int,
     body_hash,
+    is_false,
     is_true,
     json_object,
     note_html,
@@ -39,6 +49,7 @@ from psatriage.psa._halopsa_http import (
 from psatriage.psa._halopsa_taxonomy import (
     ALL_TYPES,
     PRIORITY_FACET,
+    TYPE_LEVEL,
     CategoryValue,
     Scope,
     TicketType,
@@ -136,7 +147,9 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         number = numeric(ticket_id, "ticket id")
-        data = self._ticket(number)
+        return self._as_ticket(number, self._ticket(number))
+
+    def _as_ticket(self, number: int, data: Mapping[str, Any]) -> Ticket:
         type_id = positive(data.get("tickettype_id"))
         if self.config.set_ticket_type:
             scope = Scope(None, self._sla(data))
@@ -396,6 +409,50 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
                 found[number] = NewTicket(str(number), created)
         return sorted(found.values(), key=lambda t: (t.created_at, int(t.ticket_id)))
 
+    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
+        """Closed tickets logged at or after ``since`` with a category, newest first.
+
+        ``GET /api/Tickets`` with ``closed_only=true``, ``datesearch=dateoccured`` and
+        ``startdate``, ordered ``dateoccurred`` descending, read page by page until ``limit``
+        categorized tickets are found. Where a list row carries no ``details`` the ticket is
+        read once more (at most ``limit`` calls). [UNSURE] ``closed_only``, ``order``/
+        ``orderdesc`` and ``includedetails`` on the list are inferred from Halo's API
+        parameters; ``hasbeenclosed`` and the order are checked again here.
+        """
+        start = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
+        params: dict[str, str | int] = {
+            "closed_only": "true",
+            "datesearch": "dateoccured",
+            "startdate": start.strftime("%Y-%m-%dT%H:%M:%S"),
+            "order": "dateoccurred",
+            "orderdesc": "true",
+            "includedetails": "true",
+        }
+        found: dict[int, tuple[datetime, JSON]] = {}
+        rows = self._client.get_all("Tickets", "tickets", params=params, what="closed tickets")
+        for record in rows:
+            number = positive(record.get("id"))
+            created = timestamp(record.get("dateoccurred"))
+            if number is None or created is None or created < start:
+                continue
+            if is_false(record.get("hasbeenclosed")) or not self._in_scope(record):
+                continue
+            if not self.config.set_ticket_type and positive(record.get("tickettype_id")) is None:
+                continue  # no ticket type: no scope to learn it for
+            if positive(record.get(f"categoryid_{self.config.category_field}")) is None:
+                continue  # no category: nothing to learn from
+            found[number] = (created, record)
+            if len(found) >= limit:
+                break
+        newest = sorted(found.items(), key=lambda item: (item[1][0], item[0]), reverse=True)
+        labeled = []
+        for number, (_, record) in newest[:limit]:
+            data = record if "details" in record or "details_html" in record else None
+            ticket = self._as_ticket(number, data or self._ticket(number))
+            path = tuple(v for v in ticket.current if v.level != PRIORITY_FACET)
+            labeled.append(LabeledTicket(ticket=ticket, path=path, leaf_key=_leaf_key(path)))
+        return labeled
+
     def register_webhook(self, url: str) -> str:
         """The webhook (found by url, else created) and its "New Ticket Logged" binding.
 
@@ -450,3 +507,13 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
 def _event_text(event: str) -> str:
     """'New Ticket Logged', 'new_ticket_logged' → 'new ticket logged'."""
     return " ".join(re.sub(r"[_\-]+", " ", event).lower().split())
+
+
+def _leaf_key(path: tuple[LevelValue, ...]) -> str:
+    """The taxonomy's key of a leaf (``_halopsa_taxonomy``): the category record's id, after the
+    ticket type's id when the type is a level; parent parts of ``Parent>Child`` are not in it."""
+    if not path:
+        return ""
+    if path[0].level == TYPE_LEVEL and len(path) > 1:
+        return f"{path[0].id}/{path[-1].id}"
+    return path[-1].id

@@ -1,0 +1,115 @@
+"""``psatriage train --tenant T`` on the closed tickets of a tenant's PSA (the ConnectWise fake)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from psatriage.cli import app
+from tests.harness import TENANT, Harness
+
+runner = CliRunner()
+
+HISTORY = {
+    (10, 20, 30): [
+        "Printer jammed on the second floor",
+        "Paper stuck in the office printer",
+        "Printer keeps jamming with A4 paper",
+        "Paper jam in tray 2 of the copier printer",
+        "The printer says paper jam again",
+        "Cannot print, paper is jammed",
+        "Jammed paper in the HP printer",
+        "Printer feeding two sheets and jamming",
+        "Label printer paper jam",
+        "Reception printer paper jam",
+    ],
+    (11, 22, 32): [
+        "Set up Outlook email on new laptop",
+        "Email account setup for new starter",
+        "Configure shared mailbox in Outlook",
+        "Add email signature and mailbox setup",
+        "New user needs an email mailbox",
+        "Set up email on my phone",
+        "Outlook profile setup for the mailbox",
+        "Mailbox setup for the sales team",
+        "Email client setup after reinstall",
+        "Create a distribution list email",
+    ],
+    (12, 24, None): [
+        "VPN keeps disconnecting from home",
+        "Cannot connect to the VPN",
+        "VPN client fails to authenticate",
+        "Remote access VPN is very slow",
+        "VPN tunnel drops every hour",
+        "Need VPN access to work from home",
+        "VPN error 809 when connecting",
+        "Forticlient VPN will not connect",
+        "VPN connected but no network shares",
+        "Reset my VPN token",
+    ],
+}
+
+
+def _write_local_tenant(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> Path:
+    harness.tenant["classifier"] = {"kind": "local", "reload_seconds": 0}
+    harness.tenant["policy"] = {"mode": "apply", "min_confidence": 0.0}
+    monkeypatch.setenv("PSATRIAGE_CONFIG", str(harness.write_config()))
+    data_dir = harness.root / "data"
+    monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(data_dir))
+    return data_dir
+
+
+def test_train_a_tenant_model_from_its_psa_history(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = _write_local_tenant(harness, monkeypatch)
+    start = datetime.now(UTC) - timedelta(days=30)
+    for (type_id, subtype_id, item_id), titles in HISTORY.items():
+        for n, title in enumerate(titles):
+            ticket_id = harness.cw.add_ticket(
+                title,
+                f"{title}. Reported by the user, please help.",
+                type_id=type_id,
+                subtype_id=subtype_id,
+                item_id=item_id,
+                entered=start + timedelta(hours=n),
+            )
+            harness.cw.close_ticket(ticket_id)
+    harness.cw.add_ticket("Open ticket", "not closed", type_id=12, subtype_id=24)
+
+    result = runner.invoke(app, ["train", "--tenant", TENANT, "--json"])
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["version"] == "v0001"
+    assert report["examples"] == 30 and report["classes"] == 3
+    models = sorted(p.name for p in (data_dir / "models" / TENANT).iterdir())
+    assert models == ["v0001.json", "v0001.npz"]
+    assert "training on 30 closed tickets" in result.stderr
+
+    new = harness.cw.add_ticket("The printer on floor 3 has a paper jam", "Paper stuck again")
+    decided = runner.invoke(
+        app, ["categorize", "--tenant", TENANT, "--ticket", str(new), "--dry-run"]
+    )
+    assert decided.exit_code == 0, decided.output
+    assert "Hardware › Printer › Paper jam (10/20/30)" in decided.output
+    assert "local" in decided.output
+
+
+def test_train_from_the_psa_needs_enough_history(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_local_tenant(harness, monkeypatch)
+    for title in HISTORY[(10, 20, 30)][:3]:
+        harness.cw.close_ticket(harness.cw.add_ticket(title, "", type_id=10, subtype_id=20))
+    result = runner.invoke(app, ["train", "-t", TENANT, "--since", "2020-01-01", "--limit", "50"])
+    assert result.exit_code == 2, result.output
+    assert "connectwise has 3 closed, categorized tickets created since 2020-01-01" in (
+        result.output
+    )
+    bad = runner.invoke(app, ["train", "-t", TENANT, "--since", "last year"])
+    assert bad.exit_code == 2 and "is not an ISO date" in bad.output
