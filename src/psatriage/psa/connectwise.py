@@ -18,16 +18,14 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BeforeValidator, Field, field_validator
 
 from psatriage.domain import (
     Category,
     LabeledTicket,
-    LevelValue,
     NewTicket,
     Taxonomy,
     Ticket,
@@ -41,13 +39,19 @@ from psatriage.errors import (
     TransientError,
     WebhookRejected,
 )
+from psatriage.psa._connectwise_config import ConnectWiseConfig, origin_of
+from psatriage.psa._connectwise_taxonomy import (
+    LEVELS,
+    association_paths,
+    by_id,
+    current_levels,
+    fallback_paths,
+)
 from psatriage.psa._wire import lower_keys as _ci
 from psatriage.psa._wire import retry_after as _retry_after
 from psatriage.psa._wire import webhook_object as _load_object
 from psatriage.psa.base import AdapterConfig, PSAAdapter
-from psatriage.secrets import Secret
 
-LEVELS = ("type", "subType", "item")
 OUR_NOTE_MARKER = "psatriage:"
 _KEY_SUBDOMAINS = ("api-na", "api-eu", "api-au", "sandbox-na", "sandbox-eu", "sandbox-au")
 KEY_HOSTS = frozenset(f"{sub}.myconnectwise.net" for sub in (*_KEY_SUBDOMAINS, "na", "eu", "au"))
@@ -55,81 +59,6 @@ _PROJECT_RECORD_TYPES = frozenset({"projectticket", "projectissue"})
 _CODEBASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/$")
 _ORIGIN = re.compile(r"^https?://[a-z0-9.\-]+(:\d{1,5})?$", re.IGNORECASE)
 _JSON = dict[str, Any]
-
-
-def _as_strings(value: object) -> object:
-    """TOML may give board ids as integers; keep them as strings."""
-    if isinstance(value, list | tuple):
-        return tuple(str(v) if isinstance(v, int) else v for v in value)
-    return value
-
-
-class ConnectWiseConfig(AdapterConfig):
-    """The ``[tenants.X.connection]`` table of a ConnectWise tenant."""
-
-    site: str = Field(description="API host of the instance, e.g. 'api-na.myconnectwise.net'.")
-    company_id: str = Field(description="Company id used to log in to ConnectWise.")
-    public_key: Secret = Field(description="The API member's public key (env:NAME or file:PATH).")
-    private_key: Secret = Field(description="The API member's private key (env:NAME or file:PATH).")
-    client_id: str = Field(description="clientId GUID issued at developer.connectwise.com.")
-    base_url: str | None = Field(
-        default=None,
-        description="Full origin overriding https://{site} (on-premise servers, tests), "
-        "e.g. 'https://cw.example.com'.",
-    )
-    codebase: str | None = Field(
-        default=None,
-        description="API codebase such as 'v2025_1/'; discovered from companyinfo when unset.",
-    )
-    trusted_key_origins: tuple[str, ...] = Field(
-        default=(),
-        description="Extra origins (scheme://host[:port]) allowed to serve callback signing keys, "
-        "for on-premise servers. Cloud hosts (*.myconnectwise.net over HTTPS) are always allowed.",
-    )
-    boards: Annotated[tuple[str, ...], BeforeValidator(_as_strings)] = Field(
-        default=(),
-        description="Service board ids or names to categorize; empty means every service board.",
-    )
-    page_size: int = Field(default=1000, ge=1, le=1000, description="Records per page (1-1000).")
-    api_version: str | None = Field(
-        default=None,
-        description="Pin the API response version (Accept header), e.g. '2025.1'.",
-    )
-
-    @field_validator("site")
-    @classmethod
-    def _bare_host(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?", value):
-            raise ValueError("give the host only, e.g. 'api-na.myconnectwise.net' (no scheme)")
-        return value.lower()
-
-    @field_validator("base_url")
-    @classmethod
-    def _origin_only(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.rstrip("/")
-        if not _ORIGIN.match(value):
-            raise ValueError("must be an origin such as 'https://cw.example.com' (no path)")
-        return value.lower()
-
-    @field_validator("codebase")
-    @classmethod
-    def _codebase_form(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip("/") + "/"
-        if not _CODEBASE.match(value):
-            raise ValueError("must look like 'v2025_1/'")
-        return value
-
-    @field_validator("trusted_key_origins")
-    @classmethod
-    def _origins(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
-            if not _ORIGIN.match(value.rstrip("/")):
-                raise ValueError(f"{value!r} is not an origin such as 'https://cw.example.com'")
-        return tuple(_origin_of(httpx.URL(value.rstrip("/").lower())) for value in values)
 
 
 class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
@@ -242,7 +171,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             scope_name=str(board.get("name") or ""),
             company_id=str(company["id"]) if company.get("id") is not None else None,
             company_name=str(company["name"]) if company.get("name") is not None else None,
-            current=_current_levels(data),
+            current=current_levels(data),
         )
 
     def _notes(self, number: int) -> list[_JSON]:
@@ -294,16 +223,16 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
     def get_taxonomy(self, ticket: Ticket) -> Taxonomy:
         board = _numeric(ticket.scope, "board id")
         base = f"service/boards/{board}"
-        types = _by_id(self._get_all(f"{base}/types", what=f"types of board {board}"))
-        subtypes = _by_id(self._get_all(f"{base}/subtypes", what=f"subtypes of board {board}"))
-        items = _by_id(self._get_all(f"{base}/items", what=f"items of board {board}"))
+        types = by_id(self._get_all(f"{base}/types", what=f"types of board {board}"))
+        subtypes = by_id(self._get_all(f"{base}/subtypes", what=f"subtypes of board {board}"))
+        items = by_id(self._get_all(f"{base}/items", what=f"items of board {board}"))
         associations = self._get_all(
             f"{base}/typeSubTypeItemAssociations", what=f"associations of board {board}"
         )
         if associations:
-            paths = _association_paths(associations, types, subtypes, items)
+            paths = association_paths(associations, types, subtypes, items)
         else:
-            paths = _fallback_paths(types, subtypes)
+            paths = fallback_paths(types, subtypes)
         leaves: dict[str, Category] = {}
         for path in paths:
             key = "/".join(value.id for value in path)
@@ -366,7 +295,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             number = _record_id(entity.get("id"))
             if number is None or entered is None or entered.astimezone(UTC) < moment:
                 continue
-            if not _current_levels(entity) or not self._in_scope(entity):
+            if not current_levels(entity) or not self._in_scope(entity):
                 continue  # no category: nothing to learn from
             found.append((entered.astimezone(UTC), int(number), entity))
             if len(found) >= limit:
@@ -390,7 +319,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             scope_name=str(board.get("name") or ""),
             company_id=str(company["id"]) if company.get("id") is not None else None,
             company_name=str(company["name"]) if company.get("name") is not None else None,
-            current=_current_levels(data),
+            current=current_levels(data),
         )
 
     def list_scopes(self) -> list[tuple[str, str]]:
@@ -645,14 +574,9 @@ def key_url_allowed(key_url: str, trusted_origins: Iterable[str] = ()) -> bool:
         return False
     if url.userinfo or not url.host:
         return False
-    if _origin_of(url) in trusted_origins:
+    if origin_of(url) in trusted_origins:
         return True
     return url.scheme == "https" and url.port in (None, 443) and url.host in KEY_HOSTS
-
-
-def _origin_of(url: httpx.URL) -> str:
-    """``scheme://host[:port]``, lower-case, default ports left out (as httpx normalizes them)."""
-    return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
 
 
 def _entity(value: object) -> dict[str, Any]:
@@ -718,79 +642,3 @@ def _note_order(note: Mapping[str, Any]) -> tuple[bool, float, int]:
 
 def _first_text(notes: Iterable[Mapping[str, Any]]) -> str:
     return next((str(note.get("text") or "") for note in notes), "")
-
-
-def _current_levels(ticket: Mapping[str, Any]) -> tuple[LevelValue, ...]:
-    values = []
-    for level in LEVELS:
-        ref = _ci(ticket.get(level.lower()))
-        if ref.get("id") is not None:
-            values.append(LevelValue(level, str(ref["id"]), str(ref.get("name") or "")))
-    return tuple(values)
-
-
-def _by_id(records: Iterable[_JSON]) -> dict[str, _JSON]:
-    return {str(record["id"]): record for record in records if record.get("id") is not None}
-
-
-def _active(level: str, ref: object, known: Mapping[str, _JSON]) -> LevelValue | None:
-    """The board's value behind an association reference, if it exists and is active."""
-    reference = _ci(ref)
-    record = known.get(str(reference.get("id")))
-    if record is None or record.get("inactiveFlag") is True:
-        return None
-    # [UNSURE] an association's item may carry its own _info.inactiveFlag ("True"); honour it too.
-    if str(_ci(reference.get("_info")).get("inactiveflag")).lower() == "true":
-        return None
-    name = record.get("name") or reference.get("name") or ""
-    return LevelValue(level, str(record["id"]), str(name))
-
-
-def _association_paths(
-    associations: Iterable[_JSON],
-    types: Mapping[str, _JSON],
-    subtypes: Mapping[str, _JSON],
-    items: Mapping[str, _JSON],
-) -> list[tuple[LevelValue, ...]]:
-    """type > subtype > item leaves whose every value is active (null item: type > subtype)."""
-    paths: list[tuple[LevelValue, ...]] = []
-    for association in associations:
-        entry = _ci(association)
-        type_ = _active("type", entry.get("type"), types)
-        if type_ is None:
-            continue
-        if entry.get("subtype") is None:  # no subtype: a type-only leaf (an item needs one)
-            paths.append((type_,))
-            continue
-        subtype = _active("subType", entry.get("subtype"), subtypes)
-        if subtype is None:
-            continue
-        if entry.get("item") is None:
-            paths.append((type_, subtype))
-            continue
-        item = _active("item", entry.get("item"), items)
-        if item is not None:
-            paths.append((type_, subtype, item))
-    return paths
-
-
-def _fallback_paths(
-    types: Mapping[str, _JSON], subtypes: Mapping[str, _JSON]
-) -> list[tuple[LevelValue, ...]]:
-    """A board without associations: each active type times the active subtypes allowed under it.
-
-    [UNSURE] ``typeAssociationIds`` is read as the ids of the types a subtype belongs to.
-    """
-    paths: list[tuple[LevelValue, ...]] = []
-    for type_id, record in types.items():
-        if record.get("inactiveFlag") is True:
-            continue
-        type_ = LevelValue("type", type_id, str(record.get("name") or ""))
-        under = [
-            (type_, LevelValue("subType", sub_id, str(sub.get("name") or "")))
-            for sub_id, sub in subtypes.items()
-            if sub.get("inactiveFlag") is not True
-            and type_id in {str(i) for i in sub.get("typeAssociationIds") or []}
-        ]
-        paths.extend(under or [(type_,)])
-    return paths
