@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from psatriage.domain import TicketEvent
 from psatriage.errors import AuthFailed, TransientError, WebhookRejected
 from psatriage.http import make_client
 from psatriage.psa import adapters
-from psatriage.psa.base import PSAAdapter
+from psatriage.psa.base import PSAAdapter, RotatingWebhookSecret
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
 from psatriage.store.tables import EventState
@@ -196,3 +197,46 @@ def test_through_the_service_one_write_and_one_note(kit: ContractKit, tmp_path: 
             runtime.close()
         assert len(kit.category_writes(ticket_id)) == 1
         assert sum("psatriage:" in text for text in kit.notes(ticket_id)) == 1
+
+
+ROTATING = sorted(k for k, a in adapters().items() if issubclass(a.Config, RotatingWebhookSecret))
+
+
+@pytest.fixture(params=ROTATING)
+def rotating_kit(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ContractKit]:
+    """The kits of the PSAs that sign webhooks with a shared secret (ConnectWise does not)."""
+    made = kit_for(request.param)
+    for key, value in made.env.items():
+        monkeypatch.setenv(key, value)
+    yield made
+    made.fake.stop()
+
+
+@pytest.mark.parametrize("still_valid", [True, False], ids=["in-grace", "expired"])
+def test_a_rotated_webhook_secret_is_accepted_only_during_its_grace_period(
+    rotating_kit: ContractKit, monkeypatch: pytest.MonkeyPatch, still_valid: bool
+) -> None:
+    kit = rotating_kit
+    cls = adapters()[kit.psa]
+    monkeypatch.setenv("CONTRACT_NEW_WEBHOOK_SECRET", "a-brand-new-webhook-secret")
+    until = datetime.now(UTC) + timedelta(hours=1 if still_valid else -1)
+    connection = {
+        **kit.connection,
+        "webhook_secret": "env:CONTRACT_NEW_WEBHOOK_SECRET",
+        "webhook_secret_previous": kit.connection["webhook_secret"],  # what the fake signs with
+        "webhook_secret_previous_until": until.isoformat(),
+    }
+    with make_client(timeout=5) as http:
+        rotated = cls("contract", cls.Config.model_validate(connection), http)
+        body, headers = kit.created(kit.new_ticket("Printer", "jam"))
+        if still_valid:
+            rotated.verify(headers, body)
+        else:
+            with pytest.raises(WebhookRejected):
+                rotated.verify(headers, body)
+    unfinished = {**connection}
+    del unfinished["webhook_secret_previous_until"]
+    with pytest.raises(ValueError, match="a rotation must end"):
+        cls.Config.model_validate(unfinished)

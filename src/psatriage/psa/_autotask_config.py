@@ -7,7 +7,7 @@ from typing import Literal
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from psatriage.psa.base import AdapterConfig
+from psatriage.psa.base import AdapterConfig, RotatingWebhookSecret
 from psatriage.secrets import Secret
 
 FACET_LABELS = {"queueID": "Queue", "ticketCategory": "Ticket category", "priority": "Priority"}
@@ -15,7 +15,7 @@ FacetName = Literal["queueID", "ticketCategory", "priority"]
 PORTAL_VISIBLE = "all autotask users"  # publish value 1: visible in the client portal
 
 
-class AutotaskConfig(AdapterConfig):
+class AutotaskConfig(AdapterConfig, RotatingWebhookSecret):
     """The ``[tenants.X.connection]`` table of an Autotask tenant."""
 
     username: str = Field(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from psatriage.psa.base import AdapterConfig
+from psatriage.psa.base import AdapterConfig, RotatingWebhookSecret
 from psatriage.secrets import Secret
 
 _URL = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?(/[A-Za-z0-9._~\-/]*)?$", re.IGNORECASE)
@@ -34,7 +34,7 @@ def _url(value: str) -> str:
     return f"{scheme.lower()}://{host.lower()}" + (f"/{path}" if path else "")
 
 
-class HaloPSAConfig(AdapterConfig):
+class HaloPSAConfig(AdapterConfig, RotatingWebhookSecret):
     """The ``[tenants.X.connection]`` table of a HaloPSA tenant."""
 
     url: str = Field(

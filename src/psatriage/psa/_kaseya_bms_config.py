@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from psatriage.psa.base import AdapterConfig
+from psatriage.psa.base import AdapterConfig, RotatingWebhookSecret
 from psatriage.secrets import Secret
 
 REGIONS = {
@@ -37,7 +37,7 @@ def _id_text(value: object) -> object:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-class KaseyaBMSConfig(AdapterConfig):
+class KaseyaBMSConfig(AdapterConfig, RotatingWebhookSecret):
     """The ``[tenants.X.connection]`` table of a Kaseya BMS tenant."""
 
     username: str = Field(description="User name of the BMS API user.")

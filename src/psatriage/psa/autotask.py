@@ -122,8 +122,10 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
         signature = headers.get(SIGNATURE_HEADER)
         if not signature:
             raise WebhookRejected("the X-Hook-Signature header is missing", status=401)
-        secret = self.config.webhook_secret.get_secret_value().encode()
-        if not signature_matches(secret, body, signature):
+        secrets = [self.config.webhook_secret, self.config.previous_webhook_secret()]
+        if not any(
+            signature_matches(s.get_secret_value().encode(), body, signature) for s in secrets if s
+        ):
             raise WebhookRejected("the X-Hook-Signature does not match the body", status=401)
 
     def parse(self, body: bytes) -> TicketEvent | None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import ClassVar, Generic, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from psatriage.domain import (
     Category,
@@ -23,6 +23,7 @@ from psatriage.domain import (
     Ticket,
     TicketEvent,
 )
+from psatriage.secrets import Secret
 
 PATH_TOKEN_HEADER = "x-psatriage-path-token"  # noqa: S105 - a header name, not a secret
 """``verify`` finds the secret segment of ``/webhooks/{tenant}/{token}`` under this header name.
@@ -39,6 +40,40 @@ class AdapterConfig(BaseModel):
     def webhook_config_problem(self) -> str | None:
         """Why this connection cannot take webhooks (asked when the trigger uses them), or None."""
         return None
+
+
+class RotatingWebhookSecret(BaseModel):
+    """Mixed into adapter configs whose PSA signs webhooks with a shared secret: during a
+    rotation, the previous secret is still accepted until ``webhook_secret_previous_until``."""
+
+    webhook_secret_previous: Secret | None = Field(
+        default=None,
+        description="While rotating: the old webhook secret, still accepted until "
+        "webhook_secret_previous_until (deliveries already queued in the PSA carry it).",
+    )
+    webhook_secret_previous_until: datetime | None = Field(
+        default=None,
+        description="When the old webhook secret stops being accepted (ISO 8601, e.g. "
+        "2026-12-01T00:00:00Z).",
+    )
+
+    @model_validator(mode="after")
+    def _rotation_has_an_end(self) -> RotatingWebhookSecret:
+        if (self.webhook_secret_previous is None) != (self.webhook_secret_previous_until is None):
+            raise ValueError(
+                "webhook_secret_previous and webhook_secret_previous_until go together: a "
+                "rotation must end"
+            )
+        return self
+
+    def previous_webhook_secret(self, now: datetime | None = None) -> SecretStr | None:
+        """The old secret while its grace period lasts, else None."""
+        until = self.webhook_secret_previous_until
+        if self.webhook_secret_previous is None or until is None:
+            return None
+        moment = now or datetime.now(UTC)
+        deadline = until if until.tzinfo else until.replace(tzinfo=UTC)
+        return self.webhook_secret_previous if moment < deadline else None
 
 
 ConfigT = TypeVar("ConfigT", bound=AdapterConfig)

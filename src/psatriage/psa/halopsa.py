@@ -86,15 +86,24 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
     # -- webhooks ---------------------------------------------------------------------------
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
-        verify_delivery(
-            self.config.webhook_auth,
-            secret=self.config.webhook_secret,
-            path_token=self.config.webhook_path_token,
-            header=self.config.webhook_header,
-            username=self.config.webhook_username,
-            headers=headers,
-            body=body,
-        )
+        previous = self.config.previous_webhook_secret()
+        secrets = [self.config.webhook_secret] + ([previous] if previous else [])
+        for index, secret in enumerate(secrets):
+            try:
+                verify_delivery(
+                    self.config.webhook_auth,
+                    secret=secret,
+                    path_token=self.config.webhook_path_token,
+                    header=self.config.webhook_header,
+                    username=self.config.webhook_username,
+                    headers=headers,
+                    body=body,
+                )
+            except WebhookRejected:
+                if index == len(secrets) - 1:
+                    raise
+            else:
+                return
 
     def parse(self, body: bytes) -> TicketEvent | None:
         payload = load_object(body)

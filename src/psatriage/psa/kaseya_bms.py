@@ -94,6 +94,9 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
         pinned = self.config.signature_scheme
         schemes = list(SCHEMES) if pinned == "auto" else [pinned]
         scheme = match_scheme(secret.get_secret_value(), body, signature, schemes)
+        previous = self.config.previous_webhook_secret()
+        if scheme is None and previous is not None:
+            scheme = match_scheme(previous.get_secret_value(), body, signature, schemes)
         if scheme is None:
             raise WebhookRejected("the Signature header does not match the body", status=401)
         if scheme != self.signature_scheme:
