@@ -43,6 +43,7 @@ from tests.fakes.autotask import FakeAutotask, dotnet_json
 from tests.fakes.base import FakeServer, Response
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 from tests.harness import to_toml
+from tests.psa.conftest import serving
 
 os.environ["COLUMNS"] = "200"  # Rich sizes its console when psatriage.cli is imported
 from typer.testing import CliRunner
@@ -60,18 +61,7 @@ def fixture(name: str) -> Any:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAutotask]:
-    server = FakeAutotask()
-    server.start()
-    for name, value in server.secret_env().items():
-        monkeypatch.setenv(name, value)
-    yield server
-    threading.Thread(target=server.stop).start()  # stop() waits for the poll loop
-
-
-@pytest.fixture
-def http(fake: FakeAutotask) -> Iterator[httpx.Client]:
-    with make_client(timeout=5.0, connect_timeout=2.0) as client:
-        yield client
+    yield from serving(FakeAutotask(), monkeypatch)
 
 
 @pytest.fixture
@@ -81,11 +71,6 @@ def make_adapter(fake: FakeAutotask, http: httpx.Client) -> MakeAdapter:
         return AutotaskAdapter("acme", config, client or http)
 
     return build
-
-
-@pytest.fixture
-def adapter(make_adapter: MakeAdapter) -> AutotaskAdapter:
-    return make_adapter()
 
 
 # -- parse ------------------------------------------------------------------------------------

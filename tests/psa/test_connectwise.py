@@ -27,6 +27,7 @@ from psatriage.http import make_client
 from psatriage.psa.connectwise import ConnectWiseAdapter, ConnectWiseConfig, key_url_allowed
 from tests.fakes.base import FakeServer
 from tests.fakes.connectwise import FakeConnectWise
+from tests.psa.conftest import serving
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "connectwise"
 MakeAdapter = Callable[..., ConnectWiseAdapter]
@@ -39,19 +40,7 @@ def fixture(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeConnectWise]:
-    server = FakeConnectWise()
-    server.start()
-    for name, value in server.secret_env().items():
-        monkeypatch.setenv(name, value)
-    yield server
-    # stop() waits up to 0.5 s for the server's poll loop; let that happen in the background.
-    threading.Thread(target=server.stop).start()
-
-
-@pytest.fixture
-def http(fake: FakeConnectWise) -> Iterator[httpx.Client]:
-    with make_client(timeout=5.0, connect_timeout=2.0) as client:
-        yield client
+    yield from serving(FakeConnectWise(), monkeypatch)
 
 
 @pytest.fixture
@@ -61,11 +50,6 @@ def make_adapter(fake: FakeConnectWise, http: httpx.Client) -> MakeAdapter:
         return ConnectWiseAdapter("acme", config, client or http)
 
     return build
-
-
-@pytest.fixture
-def adapter(make_adapter: MakeAdapter) -> ConnectWiseAdapter:
-    return make_adapter()
 
 
 # -- parse ------------------------------------------------------------------------------------

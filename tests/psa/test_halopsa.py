@@ -42,6 +42,7 @@ from psatriage.web import create_app
 from tests.fakes.halopsa import FakeHaloPSA
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 from tests.harness import to_toml
+from tests.psa.conftest import serving
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "halopsa"
 MakeAdapter = Callable[..., HaloPSAAdapter]
@@ -53,19 +54,7 @@ def fixture(name: str) -> Any:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHaloPSA]:
-    server = FakeHaloPSA()
-    server.start()
-    for name, value in server.secret_env().items():
-        monkeypatch.setenv(name, value)
-    yield server
-    threading.Thread(target=server.stop).start()
-
-
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    """One client for the module (building one loads the CA bundle, ~50 ms)."""
-    with make_client(timeout=5.0, connect_timeout=2.0) as client:
-        yield client
+    yield from serving(FakeHaloPSA(), monkeypatch)
 
 
 @pytest.fixture
@@ -75,11 +64,6 @@ def make_adapter(fake: FakeHaloPSA, http: httpx.Client) -> MakeAdapter:
         return HaloPSAAdapter("acme", config, client or http)
 
     return build
-
-
-@pytest.fixture
-def adapter(make_adapter: MakeAdapter) -> HaloPSAAdapter:
-    return make_adapter()
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ from psatriage.web import create_app
 from tests.fakes.kaseya_bms import FakeKaseyaBMS, sign
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 from tests.harness import to_toml
+from tests.psa.conftest import serving
 
 os.environ["COLUMNS"] = "200"  # Rich sizes its console when psatriage.cli is first imported
 
@@ -57,19 +58,7 @@ N0 = T0.replace(tzinfo=None)  # NewTicket.created_at is naive UTC
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKaseyaBMS]:
-    server = FakeKaseyaBMS()
-    server.start()
-    for name, value in server.secret_env().items():
-        monkeypatch.setenv(name, value)
-    yield server
-    # stop() waits up to 0.5 s for the server's poll loop; let that happen in the background.
-    threading.Thread(target=server.stop).start()
-
-
-@pytest.fixture
-def http(fake: FakeKaseyaBMS) -> Iterator[httpx.Client]:
-    with make_client(timeout=5.0, connect_timeout=2.0) as client:
-        yield client
+    yield from serving(FakeKaseyaBMS(), monkeypatch)
 
 
 @pytest.fixture
@@ -79,11 +68,6 @@ def make_adapter(fake: FakeKaseyaBMS, http: httpx.Client) -> MakeAdapter:
         return KaseyaBMSAdapter("acme", config, client or http)
 
     return build
-
-
-@pytest.fixture
-def adapter(make_adapter: MakeAdapter) -> KaseyaBMSAdapter:
-    return make_adapter()
 
 
 def form_of(request: Any) -> dict[str, str]:

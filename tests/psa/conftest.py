@@ -1,0 +1,39 @@
+"""What every adapter's test module shares: a running fake with its secrets in the environment,
+one HTTP client, and ``adapter`` built by the module's own ``make_adapter``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from psatriage.http import make_client
+from tests.fakes.base import FakeServer
+
+F = TypeVar("F", bound=FakeServer)
+
+
+def serving(fake: F, monkeypatch: pytest.MonkeyPatch) -> Iterator[F]:
+    """Start ``fake``, export the variables its ``connection_config()`` refers to, stop it after."""
+    fake.start()
+    for name, value in getattr(fake, "secret_env", dict)().items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield fake
+    finally:  # stop() waits up to one poll interval; let that happen beside the next test
+        threading.Thread(target=fake.stop, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """One client per module (building one loads the CA bundle, ~50 ms)."""
+    with make_client(timeout=5.0, connect_timeout=2.0) as client:
+        yield client
+
+
+@pytest.fixture
+def adapter(make_adapter: Callable[[], Any]) -> Any:
+    return make_adapter()
