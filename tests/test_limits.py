@@ -6,7 +6,13 @@ import time
 import pytest
 
 from psatriage.errors import TransientError
-from psatriage.limits import CallLimits, ConcurrencyLimit, RollingWindow
+from psatriage.limits import (
+    CallLimits,
+    ConcurrencyLimit,
+    RollingWindow,
+    share_windows,
+    windows_for,
+)
 
 
 class Clock:
@@ -86,3 +92,49 @@ def test_invalid_limits() -> None:
         RollingWindow(0, 1)
     with pytest.raises(ValueError, match="limit"):
         ConcurrencyLimit(0)
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
+    return url
+
+
+def test_shared_windows_count_every_process_against_one_limit(shared_url: str) -> None:
+    # two stores on one server stand for two worker processes
+    first, second = windows_for(shared_url), windows_for(shared_url)
+    assert first is not None and second is not None
+    try:
+        now = time.time()
+        assert first.take("autotask:acme|", 3, 60, now) == 0.0
+        assert second.take("autotask:acme|", 3, 60, now + 1) == 0.0
+        assert first.take("autotask:acme|", 3, 60, now + 2) == 0.0
+        wait = second.take("autotask:acme|", 3, 60, now + 3)
+        assert wait == pytest.approx(57, abs=0.01)  # the first call leaves at now + 60
+        assert first.take("autotask:other|", 3, 60, now + 3) == 0.0  # another tenant
+        assert second.count("autotask:acme|", 60, now + 3) == 3
+        assert first.take("autotask:acme|", 3, 60, now + 61) == 0.0  # the window moved on
+    finally:
+        first.close()
+        second.close()
+
+
+def test_call_limits_use_the_shared_windows_when_the_runtime_shares_them(shared_url: str) -> None:
+    store = windows_for(shared_url)
+    share_windows(store)
+    try:
+        one = CallLimits(per_window=2, max_wait=0, scope="kaseya_bms:acme")
+        other = CallLimits(per_window=2, max_wait=0, scope="kaseya_bms:acme")
+        with one.call("tickets"), other.call("tickets"):
+            pass
+        with pytest.raises(TransientError), one.call("tickets"):
+            pass
+        assert other.used() == 2
+    finally:
+        share_windows(None)
+        assert store is not None
+        store.close()
+
+
+def test_sqlite_deployments_keep_windows_in_memory() -> None:
+    assert windows_for("sqlite:///queue.db") is None

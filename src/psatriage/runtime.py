@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from psatriage import limits
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
@@ -48,6 +49,8 @@ class Runtime:
             db.upgrade(self.engine)
         self.sessions = db.make_sessionmaker(self.engine)
         self.ledger = Ledger(self.engine, self.sessions)
+        self._windows = limits.windows_for(settings.effective_queue_url)
+        limits.share_windows(self._windows)  # PSA rate limits shared by every worker process
         self.records = Records(self.sessions)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(self.records)
@@ -132,5 +135,8 @@ class Runtime:
             self._queue.close()
         for classifier in self._classifiers.values():
             classifier.close()
+        if self._windows is not None:
+            limits.share_windows(None)
+            self._windows.close()
         self.http.close()
         self.engine.dispose()

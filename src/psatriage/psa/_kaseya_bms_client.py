@@ -34,6 +34,7 @@ class BMSClient:
             per_window=config.calls_per_hour,
             window_seconds=config.rate_window_seconds,
             per_endpoint=True,
+            scope=f"kaseya_bms:{tenant}",
         )
         self.tokens = TokenCache(self._login)
 

@@ -87,6 +87,7 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
             window_seconds=config.window_seconds,
             per_endpoint=False,
             concurrent_per_endpoint=config.concurrent_per_endpoint,
+            scope=f"autotask:{tenant}",
         )
         self.client = AutotaskClient(
             http,
