@@ -344,20 +344,16 @@ class Outcome(enum.StrEnum):
     SUGGESTED = "suggested"  # note only: mode suggest, or confidence below the write threshold
     SHADOWED = "shadowed"  # recorded only: mode shadow
     KEPT = "kept"  # a person already set the category and policy keeps it
-    FAILED = "failed"  # the model or PSA could not be used; see reason
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The result of categorizing one ticket, as recorded and shown through the API."""
+    """How the pipeline ended one ticket event: its outcome (``None``: another event already
+    decided this ticket), why, the decision row, what was chosen and what was written."""
 
-    tenant: str
-    ticket_id: str
-    outcome: Outcome
+    outcome: Outcome | None
     reason: str
-    category: Category | None = None
+    decision_id: int | None = None
+    chosen: Chosen | None = None
     classification: Classification | None = None
-    previous: str = ""
-    company_id: str | None = None
-    wrote_category: bool = False
-    wrote_note: bool = False
+    wrote: tuple[str, ...] = ()

@@ -24,6 +24,7 @@ from psatriage.domain import (
     Chosen,
     Classification,
     ConfidenceSource,
+    Decision,
     LevelValue,
     ModelCall,
     Outcome,
@@ -60,18 +61,6 @@ class Deps:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """How the event ends: its outcome (or ``None`` for "already decided elsewhere")."""
-
-    outcome: Outcome | None
-    reason: str
-    decision_id: int | None = None
-    chosen: Chosen | None = None
-    classification: Classification | None = None
-    wrote: tuple[str, ...] = field(default=())
-
-
 def marker(decision_id: int) -> str:
     return f"psatriage:{decision_id}"
 
@@ -88,7 +77,7 @@ def categorize(
     *,
     dry_run: bool = False,
     once_per_ticket: bool = True,
-) -> Result:
+) -> Decision:
     """Categorize one ticket for one event. Raises the error tree on failure.
 
     ``dry_run`` decides without writing anything (to the PSA or the decisions table);
@@ -100,7 +89,7 @@ def categorize(
     if checkpoint is None and not dry_run and once_per_ticket:
         holder = deps.records.ticket_holder(deps.tenant.name, ticket.id)
         if holder is not None:
-            return Result(None, f"already decided by event {holder.event_id}")
+            return Decision(None, f"already decided by event {holder.event_id}")
     if checkpoint is not None:
         planned = _resume(deps, checkpoint)
     else:
@@ -109,14 +98,14 @@ def categorize(
                 deps, event_id, ticket, effective, dry_run=dry_run, once=once_per_ticket
             )
         except AlreadyDecided as exc:  # another event won the race for this ticket
-            return Result(None, str(exc))
-    if isinstance(planned, Result):
+            return Decision(None, str(exc))
+    if isinstance(planned, Decision):
         return planned
 
     choice = policy.choose_action(effective.policy, planned.classification, planned.guard)
     outcome = _OUTCOMES[choice.action]
     if dry_run:
-        return Result(outcome, choice.reason, None, planned.chosen, planned.classification)
+        return Decision(outcome, choice.reason, None, planned.chosen, planned.classification)
     wrote = _write(deps, ticket, planned, choice.action, outcome, attempt)
     deps.records.finalize_decision(
         planned.decision_id,
@@ -125,7 +114,7 @@ def categorize(
         wrote_category=choice.action is policy.Action.APPLY,
         wrote_note=choice.action is not policy.Action.SHADOW,
     )
-    return Result(
+    return Decision(
         outcome, choice.reason, planned.decision_id, planned.chosen, planned.classification, wrote
     )
 
@@ -147,7 +136,7 @@ class _Plan:
     redactions: Mapping[str, int]  # what was masked before the model saw the ticket
 
 
-def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Result:
+def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Decision:
     """Pick up a decision an earlier attempt checkpointed (the model is not asked again)."""
     if checkpoint.category is None:  # a "kept" whose event was not closed
         deps.records.finalize_decision(
@@ -157,7 +146,7 @@ def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Result:
             wrote_category=False,
             wrote_note=False,
         )
-        return Result(Outcome.KEPT, checkpoint.reason, checkpoint.id)
+        return Decision(Outcome.KEPT, checkpoint.reason, checkpoint.id)
     return _Plan(
         Chosen.from_dict(checkpoint.category),
         _classification_from(checkpoint),
@@ -170,7 +159,7 @@ def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Result:
 
 def _plan(
     deps: Deps, event_id: int, ticket: Ticket, effective: Effective, *, dry_run: bool, once: bool
-) -> _Plan | Result:
+) -> _Plan | Decision:
     """Guard, classify and checkpoint a new decision."""
     tenant, rules = deps.tenant, effective.policy
     taxonomy = _taxonomy(deps, ticket)
@@ -178,7 +167,7 @@ def _plan(
     checked = policy.guard(rules, ticket, taxonomy)
     if checked.keep:
         if dry_run:
-            return Result(Outcome.KEPT, checked.keep)
+            return Decision(Outcome.KEPT, checked.keep)
         row = deps.records.start_decision(
             event_id=event_id,
             tenant=tenant.name,

@@ -46,8 +46,3 @@ class TaxonomyCache:
         with self._lock:
             self._memory[(tenant, ticket.scope)] = (taxonomy, expires)
         return taxonomy
-
-    def forget(self, tenant: str, scope: str) -> None:
-        with self._lock:
-            self._memory.pop((tenant, scope), None)
-        self._records.forget_taxonomy(tenant, scope)

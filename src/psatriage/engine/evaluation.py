@@ -7,7 +7,7 @@ ticket, with the default prompt), so latency, tokens and cost are what the servi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,7 +125,3 @@ def predictions(
         if progress is not None:
             progress(1)
     return out
-
-
-def texts_and_labels(pairs: Sequence[tuple[Example, str]]) -> tuple[list[str], list[str]]:
-    return [e.text for e, _ in pairs], [v for _, v in pairs]

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -206,14 +206,6 @@ class Records:
                 )
             )
         return expires
-
-    def forget_taxonomy(self, tenant: str, scope: str) -> None:
-        with self._sessions.begin() as session:
-            session.execute(
-                delete(TaxonomyCacheRow).where(
-                    TaxonomyCacheRow.tenant == tenant, TaxonomyCacheRow.scope == scope
-                )
-            )
 
 
 def _insert_for(session: Session) -> Any:
