@@ -243,6 +243,15 @@ class _RawTenant(_Strict):
         description="Each poll looks this far behind the last one, for tickets the PSA indexed "
         "late or a clock that differs; the ledger drops what was already seen.",
     )
+    replay_window_seconds: int = Field(
+        default=86400,
+        ge=0,
+        le=30 * 86400,
+        description="A signed 'ticket created' delivery whose PSA event time is older than this "
+        "is refused (400) as a replay; 0 turns the check off. Applies where the PSA sends a time "
+        "(Autotask EventTime, HaloPSA timestamp, ConnectWise dateEntered). Keep it longer than "
+        "the PSA's own retry period; polling (trigger both) catches a real ticket refused late.",
+    )
     connection: dict[str, Any]
     classifier: dict[str, Any] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)
@@ -271,6 +280,7 @@ class Tenant:
     trigger: Trigger
     poll_seconds: int
     poll_overlap_seconds: int
+    replay_window_seconds: int
     connection: AdapterConfig
     classifier_kind: str
     classifier: ClassifierConfig
@@ -462,6 +472,7 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         trigger=trigger,
         poll_seconds=raw.poll_seconds,
         poll_overlap_seconds=raw.poll_overlap_seconds,
+        replay_window_seconds=raw.replay_window_seconds,
         connection=connection,
         classifier_kind=classifier_kind,
         classifier=classifier,

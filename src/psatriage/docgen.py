@@ -12,7 +12,14 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from psatriage.classifiers import classifiers
-from psatriage.config import CompanyOverride, Policy, PromptSettings, TaxonomySettings
+from psatriage.config import (
+    CompanyOverride,
+    Policy,
+    PrivacySettings,
+    PromptSettings,
+    TaxonomySettings,
+    _RawTenant,
+)
 from psatriage.prompts import DEFAULT_ERROR_NOTE, DEFAULT_NOTE, DEFAULT_PROMPT
 from psatriage.prompts import __doc__ as PROMPTS_DOC
 from psatriage.psa import adapters
@@ -74,7 +81,7 @@ def configuration_reference() -> str:
     parts = [_INTRO, "## Process settings (environment)\n", _env_table(), "## Tenants file\n"]
     parts += [_EXAMPLE, "### `[tenants.NAME]`\n", _tenant_table()]
     parts += [_section("policy", Policy), _section("prompt", PromptSettings)]
-    parts += [_section("taxonomy", TaxonomySettings)]
+    parts += [_section("taxonomy", TaxonomySettings), _section("privacy", PrivacySettings)]
     parts += [_section('companies."NAME"', CompanyOverride, note=_COMPANY_NOTE)]
     for kind, adapter in sorted(adapters().items()):
         parts.append(_section("connection", adapter.Config, note=f'For `psa = "{kind}"`.'))
@@ -107,14 +114,23 @@ def _env_table() -> str:
 
 def _tenant_table() -> str:
     rows = [
-        "| key | meaning |",
-        "|---|---|",
-        f"| `psa` | which PSA: {', '.join(f'`{k}`' for k in sorted(adapters()))} |",
-        "| `connection` | the PSA connection; its keys depend on `psa` (below) |",
-        "| `classifier` | the model; `kind` picks the classifier, other keys below |",
-        "| `policy`, `prompt`, `taxonomy`, `companies` | below |",
+        "| key | default | meaning |",
+        "|---|---|---|",
+        f"| `psa` | (required) | which PSA: {', '.join(f'`{k}`' for k in sorted(adapters()))} |",
+    ]
+    for key, field in _RawTenant.model_fields.items():
+        if key in _TABLES or key == "psa":
+            continue
+        rows.append(f"| `{key}` | {_default(field)} | {_text(field)} |")
+    rows += [
+        "| `connection` | (required) | the PSA connection; its keys depend on `psa` (below) |",
+        "| `classifier` | openai | the model; `kind` picks the classifier, other keys below |",
+        f"| {', '.join(f'`{t}`' for t in _TABLES[2:])} | | tables, below |",
     ]
     return "\n".join(rows) + "\n"
+
+
+_TABLES = ("connection", "classifier", "policy", "prompt", "taxonomy", "privacy", "companies")
 
 
 def _section(name: str, model: type[BaseModel], *, note: str = "") -> str:

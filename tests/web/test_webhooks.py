@@ -6,13 +6,17 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
+from psatriage.domain import TicketEvent
+from psatriage.errors import WebhookRejected
 from psatriage.psa.base import PATH_TOKEN_HEADER
 from psatriage.runtime import Runtime
 from psatriage.web import create_app
+from psatriage.web.webhooks import refuse_replay
 from tests.harness import TENANT, Harness
 
 
@@ -203,3 +207,62 @@ def test_a_path_token_reaches_verify_only_from_the_path(
     assert client.post(f"/webhooks/{TENANT}", content=body, headers=forged).status_code == 200
     assert seen[0][PATH_TOKEN_HEADER] == "s3cret"
     assert PATH_TOKEN_HEADER not in seen[1]
+
+
+def test_a_created_event_older_than_the_replay_window_is_refused_and_nothing_stored(
+    harness: Harness, runtime: Runtime, client: TestClient
+) -> None:
+    old = harness.cw.add_ticket("x", "y", entered=datetime.now(UTC) - timedelta(days=2))
+    body, headers = harness.cw.callback(old)
+    response = client.post(f"/webhooks/{TENANT}", content=body, headers=headers)
+    assert response.status_code == 400
+    assert "replay window of 86400 s" in response.json()["detail"]
+    assert runtime.ledger.search() == [] and _queued(runtime) == 0
+
+    recent = harness.cw.add_ticket("x", "y", entered=datetime.now(UTC) - timedelta(hours=23))
+    body, headers = harness.cw.callback(recent)
+    assert client.post(f"/webhooks/{TENANT}", content=body, headers=headers).status_code == 202
+
+
+def test_old_events_that_cause_no_work_are_still_recorded_as_ignored(
+    harness: Harness, runtime: Runtime, client: TestClient
+) -> None:
+    old = harness.cw.add_ticket("x", "y", entered=datetime.now(UTC) - timedelta(days=30))
+    body, headers = harness.cw.callback(old, "updated")
+    response = client.post(f"/webhooks/{TENANT}", content=body, headers=headers)
+    assert response.status_code == 202 and response.json()["status"] == "ignored"
+
+
+def test_a_replay_window_of_zero_turns_the_check_off(harness: Harness) -> None:
+    harness.tenant["replay_window_seconds"] = 0
+    runtime = harness.runtime()
+    try:
+        with TestClient(create_app(runtime)) as client:
+            old = harness.cw.add_ticket("x", "y", entered=datetime.now(UTC) - timedelta(days=400))
+            body, headers = harness.cw.callback(old)
+            assert client.post(
+                f"/webhooks/{TENANT}", content=body, headers=headers
+            ).status_code == (202)
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize(
+    ("occurred", "refused"),
+    [
+        (datetime(2026, 1, 1, 12, 0, tzinfo=UTC), True),  # a day and a second old
+        (datetime(2026, 1, 1, 12, 0, 2, tzinfo=UTC), False),
+        (datetime(2026, 1, 1, 12, 0), True),  # no offset: read as UTC
+        (datetime(2026, 1, 3, 12, 0, tzinfo=UTC), False),  # ahead of us: a clock difference
+        (None, False),  # no time: the ledger's dedupe key alone
+    ],
+)
+def test_refuse_replay_bounds_only_the_past(occurred: datetime | None, refused: bool) -> None:
+    event = TicketEvent(TENANT, "1", "added", True, "k", occurred_at=occurred)
+    now = datetime(2026, 1, 2, 12, 0, 1, tzinfo=UTC)
+    if refused:
+        with pytest.raises(WebhookRejected, match="replay window") as caught:
+            refuse_replay(event, 86400, now=now)
+        assert caught.value.status == 400
+    else:
+        refuse_replay(event, 86400, now=now)

@@ -8,6 +8,7 @@ event is never lost even if the queue is down (the reaper queues it later).
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from psatriage import metrics
+from psatriage.domain import TicketEvent
 from psatriage.errors import PsatriageError, TransientError, WebhookRejected
 from psatriage.psa.base import PATH_TOKEN_HEADER
 from psatriage.runtime import Runtime
@@ -103,6 +105,8 @@ def _accept(
     event = adapter.parse(body)
     if event is None:
         return 202, {"status": "ignored", "reason": "not a ticket event"}
+    if event.actionable:
+        refuse_replay(event, runtime.tenant(tenant).replay_window_seconds)
     state = EventState.RECEIVED if event.actionable else EventState.IGNORED
     event_id, created = runtime.ledger.record(event, state=state)
     if not created:
@@ -114,6 +118,27 @@ def _accept(
     except Exception:
         log.exception("enqueue failed; the reaper will pick the event up", event_id=event_id)
     return 202, {"status": "accepted", "event_id": event_id}
+
+
+def refuse_replay(event: TicketEvent, window_seconds: int, now: datetime | None = None) -> None:
+    """Refuse a signed "created" event whose PSA time is older than the tenant's replay window.
+
+    Only the past is bounded: HaloPSA's times may lack an offset and be read as UTC [UNSURE], so
+    a time ahead of ours is taken as a clock difference, not an attack. Events without a time
+    rely on the ledger's dedupe key alone.
+    """
+    if not window_seconds or event.occurred_at is None:
+        return
+    occurred = event.occurred_at
+    if occurred.tzinfo is None:
+        occurred = occurred.replace(tzinfo=UTC)
+    age = ((now or datetime.now(UTC)) - occurred).total_seconds()
+    if age > window_seconds:
+        raise WebhookRejected(
+            f"event time {occurred.isoformat()} is {age:.0f} s old, outside the replay window of "
+            f"{window_seconds} s (tenant key 'replay_window_seconds'); nothing was recorded",
+            status=400,
+        )
 
 
 def _answer(status: int, detail: str, *, tenant: str, result: str) -> JSONResponse:
