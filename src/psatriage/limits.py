@@ -2,18 +2,21 @@
 
 One ``CallLimits`` per adapter instance (that is, per tenant and process), shared by its worker
 threads. ``with limits.call(endpoint):`` waits for a concurrency slot and for room in the rolling
-window; a wait longer than ``max_wait`` raises ``TransientError(retry_after=...)`` so the job is
+window; a wait longer than ``max_wait`` raises ``CallLimitReached(retry_after=...)`` so the job is
 rescheduled instead of holding a worker.
 
 The window counts per endpoint or for the whole tenant (``per_endpoint``): Autotask limits a
-database as a whole (10,000 calls per hour), Kaseya BMS each endpoint (1,500 per hour). Where the
-deployment shares a queue (Redis or PostgreSQL), the windows live there too, so every worker
-process counts against one limit (``share_windows``, set up by the Runtime); the cap on concurrent
-calls stays per process.
+database as a whole (10,000 calls per hour), Kaseya BMS each endpoint (1,500 per hour). The cap
+on concurrent calls is per endpoint (Autotask: 3 threads per endpoint and integration). Where the
+deployment shares a queue (Redis or PostgreSQL), windows and slots live there too, so every worker
+process counts against one limit (``share_windows``, set up by the Runtime; the stores are in
+``psatriage.limits_shared``); else they live in this process. Keys carry the limiter's ``scope``
+(e.g. ``"autotask:acme"``), so tenants never share a limit.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
@@ -22,14 +25,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-import psycopg
-import redis
+import structlog
 
-from psatriage.errors import TransientError
+from psatriage.errors import CallLimitReached, TransientError
+from psatriage.limits_shared import PostgresLimits, RedisLimits
+
+log = structlog.get_logger(__name__)
+
+LEASE_SECONDS = 120.0
+"""How long a concurrency slot stays taken without a release: longer than any one HTTP call (30 s
+read, 10 s connect), short enough that the slots of a crashed process come back soon."""
+
+POLL_SECONDS = 0.05
+"""Mean pause between two tries for a shared slot (jittered by half either way)."""
 
 
-class WindowStore(Protocol):
-    """Where rolling windows count calls: in this process, or shared by every process."""
+class LimitStore(Protocol):
+    """Where limits are counted: in this process, or shared by every process of the deployment.
+
+    ``now`` is wall-clock time (``time.time()``), comparable between processes.
+    """
 
     def take(self, key: str, limit: int, window: float, now: float) -> float:
         """Count one call if ``key`` has room; return 0.0, else the seconds until it has."""
@@ -37,15 +52,23 @@ class WindowStore(Protocol):
     def count(self, key: str, window: float, now: float) -> int:
         """Calls counted for ``key`` in the window ending at ``now``."""
 
+    def acquire(self, key: str, limit: int, lease: float, now: float) -> str | None:
+        """Take one of ``limit`` slots of ``key`` until released or ``now + lease``; return its
+        token, or None when all are taken (slots whose lease ran out are taken back first)."""
+
+    def release(self, key: str, token: str) -> None:
+        """Give the slot back (a token unknown or already expired is ignored)."""
+
     def close(self) -> None:
         """Release the connection, if any."""
 
 
-class MemoryWindows:
-    """This process's windows (the default: SQLite deployments run one process)."""
+class MemoryLimits:
+    """This process's windows and slots (the default: SQLite deployments run one process)."""
 
     def __init__(self) -> None:
         self._calls: dict[str, deque[float]] = {}
+        self._slots: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
 
     def take(self, key: str, limit: int, window: float, now: float) -> float:
@@ -62,110 +85,66 @@ class MemoryWindows:
         with self._lock:
             return sum(1 for t in self._calls.get(key, ()) if t > now - window)
 
+    def acquire(self, key: str, limit: int, lease: float, now: float) -> str | None:
+        with self._lock:
+            held = self._slots.setdefault(key, {})
+            for token in [t for t, expires in held.items() if expires <= now]:
+                del held[token]
+            if len(held) >= limit:
+                return None
+            token = uuid.uuid4().hex
+            held[token] = now + lease
+            return token
+
+    def release(self, key: str, token: str) -> None:
+        with self._lock:
+            self._slots.get(key, {}).pop(token, None)
+
     def close(self) -> None:
         return
 
 
-_TAKE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(ARGV[2] * 1000))
-  return '0'
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return tostring(oldest[2] + ARGV[2] - ARGV[1])
-"""
+_shared: LimitStore | None = None
+_patience = 0.0
 
 
-class RedisWindows:
-    """Windows in Redis (one sorted set per key, trimmed atomically by a script): every process
-    of the deployment counts against the same window."""
-
-    def __init__(self, url: str) -> None:
-        self._redis = redis.Redis.from_url(url)
-        self._take = self._redis.register_script(_TAKE)
-
-    def take(self, key: str, limit: int, window: float, now: float) -> float:
-        member = f"{now}:{uuid.uuid4().hex}"
-        return float(
-            self._take(keys=[f"psatriage:window:{key}"], args=[now, window, limit, member])
-        )
-
-    def count(self, key: str, window: float, now: float) -> int:
-        return int(self._redis.zcount(f"psatriage:window:{key}", now - window, "+inf"))
-
-    def close(self) -> None:
-        self._redis.close()
+@contextmanager
+def patience(max_wait: float) -> Iterator[None]:
+    """Within the block, every limiter in this process waits up to ``max_wait`` seconds for its
+    turn instead of raising ``CallLimitReached``: for a long command (``psatriage train``) that
+    has no queue to be rescheduled on."""
+    global _patience  # noqa: PLW0603 - one process-wide setting, for the length of a command
+    before, _patience = _patience, max_wait
+    try:
+        yield
+    finally:
+        _patience = before
 
 
-class PostgresWindows:
-    """Windows in PostgreSQL (a row per call, one key at a time under an advisory lock)."""
-
-    _DDL = (
-        "CREATE TABLE IF NOT EXISTS psatriage_window_calls (key text NOT NULL, "
-        "at double precision NOT NULL); CREATE INDEX IF NOT EXISTS "
-        "ix_psatriage_window_calls_key_at ON psatriage_window_calls (key, at)"
-    )
-
-    def __init__(self, dsn: str) -> None:
-        self._connection = psycopg.connect(dsn, autocommit=True)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._connection.execute(self._DDL)
-
-    def take(self, key: str, limit: int, window: float, now: float) -> float:
-        with self._lock, self._connection.transaction():
-            run = self._connection.execute
-            run("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
-            run(
-                "DELETE FROM psatriage_window_calls WHERE key = %s AND at <= %s",
-                (key, now - window),
-            )
-            count, oldest = run(
-                "SELECT count(*), min(at) FROM psatriage_window_calls WHERE key = %s", (key,)
-            ).fetchone() or (0, None)
-            if count < limit:
-                run("INSERT INTO psatriage_window_calls (key, at) VALUES (%s, %s)", (key, now))
-                return 0.0
-            return float(oldest) + window - now
-
-    def count(self, key: str, window: float, now: float) -> int:
-        with self._lock:
-            row = self._connection.execute(
-                "SELECT count(*) FROM psatriage_window_calls WHERE key = %s AND at > %s",
-                (key, now - window),
-            ).fetchone()
-        return int(row[0]) if row else 0
-
-    def close(self) -> None:
-        self._connection.close()
-
-
-_shared: WindowStore | None = None
-
-
-def share_windows(store: WindowStore | None) -> None:
-    """Make ``store`` the windows of every limiter in this process (None: each its own)."""
+def share_windows(store: LimitStore | None) -> None:
+    """Make ``store`` hold the windows and slots of every limiter in this process (None: each
+    limiter keeps its own in memory)."""
     global _shared  # noqa: PLW0603 - one deployment-wide setting, made by the Runtime at start
     _shared = store
 
 
-def windows_for(queue_url: str) -> WindowStore | None:
-    """Shared windows where the deployment shares a queue: Redis or PostgreSQL; else None."""
+def windows_for(queue_url: str) -> LimitStore | None:
+    """Shared windows and slots where the deployment shares a queue: Redis or PostgreSQL (on the
+    queue's own server and database); else None."""
     scheme = queue_url.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme in {"redis", "rediss"}:
-        return RedisWindows(queue_url)
+        return RedisLimits(queue_url)
     if scheme in {"postgresql", "postgres"}:
-        return PostgresWindows(queue_url.replace("postgresql+psycopg://", "postgresql://", 1))
+        return PostgresLimits(queue_url.replace("postgresql+psycopg://", "postgresql://", 1))
     return None
 
 
 class RollingWindow:
     """At most ``limit`` calls in any ``window`` seconds, per key.
 
-    Counted in the shared windows when the deployment has them (``share_windows``), so several
-    worker processes stay under one limit together; else in this instance's memory.
+    Counted in ``store`` if given, else in the shared windows when the deployment has them
+    (``share_windows``), so several worker processes stay under one limit together; else in
+    this instance's memory.
     """
 
     def __init__(
@@ -177,17 +156,16 @@ class RollingWindow:
         max_wait: float = 2.0,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        store: LimitStore | None = None,
     ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("a rolling window needs limit >= 1 and window > 0")
         self.limit, self.window, self.max_wait, self.scope = limit, window, max_wait, scope
         self._clock, self._sleep = clock, sleep
-        self._memory = MemoryWindows()
+        self._given, self._memory = store, MemoryLimits()
 
-    def _store(self) -> tuple[WindowStore, float]:
-        store = _shared if _shared is not None and self._clock is None else self._memory
-        now = self._clock() if self._clock else time.time()  # wall clock: shared by processes
-        return store, now
+    def _store(self) -> tuple[LimitStore, float]:
+        return _pick(self._given, self._memory, self._clock)
 
     def acquire(self, key: str = "") -> None:
         """Take one call for ``key``, waiting briefly if the window is full."""
@@ -196,8 +174,8 @@ class RollingWindow:
             wait = store.take(f"{self.scope}|{key}", self.limit, self.window, now)
             if wait <= 0:
                 return
-            if wait > self.max_wait:
-                raise TransientError(
+            if wait > max(self.max_wait, _patience):
+                raise CallLimitReached(
                     f"client-side limit of {self.limit} calls per {self.window:.0f} s reached",
                     retry_after=wait,
                 )
@@ -209,21 +187,106 @@ class RollingWindow:
 
 
 class ConcurrencyLimit:
-    """At most ``limit`` calls in flight at once, per key."""
+    """At most ``limit`` calls in flight at once, per key.
 
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("a concurrency limit needs limit >= 1")
-        self.limit = limit
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
+    Threads of this process first queue on a local semaphore (so at most ``limit`` of them ask
+    the store), then take a slot in ``store`` if given, else in the shared store when the
+    deployment has one (``share_windows``), else in this instance's memory, polling every
+    ``POLL_SECONDS`` or so while all are taken. A slot is a lease of ``lease`` seconds: a process
+    that dies mid-call frees its slots when the lease runs out. If no slot comes within
+    ``max_wait``, ``hold`` raises ``CallLimitReached`` so the job is rescheduled.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        scope: str = "",
+        max_wait: float = 2.0,
+        lease: float = LEASE_SECONDS,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        store: LimitStore | None = None,
+    ) -> None:
+        if limit < 1 or lease <= 0:
+            raise ValueError("a concurrency limit needs limit >= 1 and lease > 0")
+        self.limit, self.scope, self.max_wait, self.lease = limit, scope, max_wait, lease
+        self._clock, self._sleep = clock, sleep
+        self._given, self._memory = store, MemoryLimits()
+        self._local: dict[str, threading.BoundedSemaphore] = {}
+        self._unreleased: list[tuple[LimitStore, str, str]] = []
         self._lock = threading.Lock()
 
     @contextmanager
     def hold(self, key: str = "") -> Iterator[None]:
+        """Hold one of ``key``'s slots for the duration of the block."""
+        deadline = self._elapsed() + max(self.max_wait, _patience)
+        name = f"{self.scope}|{key}"
         with self._lock:
-            slot = self._slots.setdefault(key, threading.BoundedSemaphore(self.limit))
-        with slot:
-            yield
+            local = self._local.setdefault(key, threading.BoundedSemaphore(self.limit))
+        if not local.acquire(timeout=max(0.0, deadline - self._elapsed())):
+            raise self._busy(name)
+        try:
+            store = _pick(self._given, self._memory, self._clock)[0]
+            token = self._acquire(store, name, deadline)
+            try:
+                yield
+            finally:
+                self._release(store, name, token)
+        finally:
+            local.release()
+
+    def _elapsed(self) -> float:
+        return self._clock() if self._clock else time.monotonic()
+
+    def _acquire(self, store: LimitStore, name: str, deadline: float) -> str:
+        self._release_late()
+        while True:
+            now = self._clock() if self._clock else time.time()  # leases: comparable wall clock
+            token = store.acquire(name, self.limit, self.lease, now)
+            if token is not None:
+                return token
+            left = deadline - self._elapsed()
+            if left <= 0:
+                raise self._busy(name)
+            self._sleep(min(left, POLL_SECONDS * random.uniform(0.5, 1.5)))  # noqa: S311 - jitter
+
+    def _release(self, store: LimitStore, name: str, token: str) -> None:
+        try:
+            store.release(name, token)
+        except TransientError as exc:  # the call is done: give the slot back on a later call
+            log.warning("concurrency slot not released yet", key=name, error=str(exc))
+            with self._lock:
+                self._unreleased.append((store, name, token))
+
+    def _release_late(self) -> None:
+        """Give back the slots whose release failed while the store was away, so a short outage
+        does not hold them for a whole lease (the lease remains the backstop)."""
+        with self._lock:
+            late, self._unreleased = self._unreleased, []
+        for store, name, token in late:
+            self._release(store, name, token)
+
+    def _busy(self, name: str) -> CallLimitReached:
+        """All slots stayed taken for ``max_wait``: try again after about as long."""
+        return CallLimitReached(
+            f"client-side limit of {self.limit} concurrent calls ({name}) stayed reached for "
+            f"{self.max_wait:.1f} s",
+            retry_after=max(self.max_wait, 1.0),
+        )
+
+
+def _pick(
+    given: LimitStore | None, memory: LimitStore, clock: Callable[[], float] | None
+) -> tuple[LimitStore, float]:
+    """The store a limiter uses and its ``now``: the one it was given, else the shared one
+    (unless a test injected a clock), else its own memory."""
+    if given is not None:
+        store = given
+    else:
+        store = _shared if _shared is not None and clock is None else memory
+    now = clock() if clock else time.time()  # wall clock: comparable between processes
+    return store, now
 
 
 class CallLimits:
@@ -255,7 +318,11 @@ class CallLimits:
         )
         self.per_endpoint = per_endpoint
         self.concurrency = (
-            ConcurrencyLimit(concurrent_per_endpoint) if concurrent_per_endpoint else None
+            ConcurrencyLimit(
+                concurrent_per_endpoint, scope=scope, max_wait=max_wait, clock=clock, sleep=sleep
+            )
+            if concurrent_per_endpoint
+            else None
         )
 
     @contextmanager

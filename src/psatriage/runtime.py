@@ -50,7 +50,7 @@ class Runtime:
         self.sessions = db.make_sessionmaker(self.engine)
         self.ledger = Ledger(self.engine, self.sessions)
         self._windows = limits.windows_for(settings.effective_queue_url)
-        limits.share_windows(self._windows)  # PSA rate limits shared by every worker process
+        limits.share_windows(self._windows)  # PSA call limits shared by every worker process
         self.records = Records(self.sessions)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(self.records)
