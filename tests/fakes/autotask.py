@@ -155,8 +155,6 @@ class FakeAutotask(FakeServer):
         self.webhooks: dict[int, dict[str, Any]] = {}
         self.webhook_fields: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.excluded: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        self.active_by_endpoint: dict[str, int] = defaultdict(int)
-        self.max_active_by_endpoint: dict[str, int] = defaultdict(int)
         self._pages: dict[str, tuple[str, list[dict[str, Any]], int]] = {}
         self._ids = itertools.count(351181)
         self._sequence = itertools.count(1)
@@ -369,17 +367,8 @@ class FakeAutotask(FakeServer):
             return _errors(401, "The user is not in this zone.")  # the database moved
         return None
 
-    def _respond(self, request: Request) -> Response:
-        key = endpoint_key(request.path)
-        with self._data:
-            self.active_by_endpoint[key] += 1
-            peak = self.active_by_endpoint[key]
-            self.max_active_by_endpoint[key] = max(self.max_active_by_endpoint[key], peak)
-        try:
-            return super()._respond(request)
-        finally:
-            with self._data:
-                self.active_by_endpoint[key] -= 1
+    def endpoint_key(self, request: Request) -> str:
+        return endpoint_key(request.path)  # Autotask's object endpoint: "Tickets/Notes"
 
     def _add_routes(self) -> None:
         self.route("GET", DISCOVERY, self._zone_information)

@@ -2,7 +2,9 @@
 
 Each fake subclasses ``FakeServer``, registers routes, and gets for free: a thread-per-connection
 HTTP/1.1 server with keep-alive, a log of every request (``requests``) and of every write
-(``writes``), failures on demand (``fail``), and an optional delay for every answer (``delay``).
+(``writes``), failures on demand (``fail``), an optional delay for every answer (``delay``), and
+the most requests it had in flight at once, in all (``max_active``) and per endpoint
+(``max_active_by_endpoint``, keyed by ``endpoint_key``).
 
 Fakes are used by the test suite and by ``bench/``; they have no test-framework dependency.
 """
@@ -13,6 +15,7 @@ import json
 import re
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,6 +58,7 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+_ID = re.compile(r"/\d+(?=/|$)")
 
 
 @dataclass
@@ -82,6 +86,8 @@ class FakeServer:
         self.delay = 0.0
         self.active = 0
         self.max_active = 0
+        self.active_by_endpoint: dict[str, int] = defaultdict(int)
+        self.max_active_by_endpoint: dict[str, int] = defaultdict(int)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -168,6 +174,11 @@ class FakeServer:
         """Override: return a response (e.g. 401) to refuse the request, or None to allow it."""
         return None
 
+    def endpoint_key(self, request: Request) -> str:
+        """Override: the endpoint a request counts against in ``max_active_by_endpoint``; by
+        default its method and path with numeric segments as ``{id}``."""
+        return f"{request.method} {_ID.sub('/{id}', request.path)}"
+
     def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
@@ -182,17 +193,22 @@ class FakeServer:
             headers={k.lower(): v for k, v in handler.headers.items()},
             body=body,
         )
+        endpoint = self.endpoint_key(request)
         with self._lock:
             self.requests.append(request)
             if request.method in {"POST", "PATCH", "PUT", "DELETE"}:
                 self.writes.append(request)
             self.active += 1
             self.max_active = max(self.max_active, self.active)
+            self.active_by_endpoint[endpoint] += 1
+            peak = self.active_by_endpoint[endpoint]
+            self.max_active_by_endpoint[endpoint] = max(self.max_active_by_endpoint[endpoint], peak)
         try:
             response = self._respond(request)
         finally:
             with self._lock:
                 self.active -= 1
+                self.active_by_endpoint[endpoint] -= 1
         payload = response.encode()
         handler.send_response(response.status)
         headers = {"Content-Type": "application/json", **response.headers}

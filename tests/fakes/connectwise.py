@@ -126,7 +126,12 @@ class FakeConnectWise(FakeServer):
         private_key_ref: str = f"env:{PRIVATE_KEY_ENV}",
         **overrides: Any,
     ) -> dict[str, Any]:
-        """The tenant's ``[connection]`` table pointing the adapter at this fake."""
+        """The tenant's ``[connection]`` table pointing the adapter at this fake.
+
+        The fake has no rate limit, so the client-side window is opened wide: bursts of hundreds
+        of tickets (crash tests, bench) are not held back by the default guess of 300 calls a
+        minute. Tests of the limits pass ``requests_per_window`` themselves.
+        """
         return {
             "site": "api-na.myconnectwise.net",
             "company_id": self.company_id,
@@ -135,6 +140,7 @@ class FakeConnectWise(FakeServer):
             "client_id": self.client_id,
             "base_url": self.url,
             "trusted_key_origins": [self.url],
+            "requests_per_window": 100_000,
             **overrides,
         }
 

@@ -676,3 +676,70 @@ def test_list_labeled_tickets_maps_errors(
     with pytest.raises(TransientError) as caught:
         adapter.list_labeled_tickets(datetime(2026, 1, 1), limit=5)
     assert caught.value.retry_after == 7
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+def test_a_full_window_reschedules_instead_of_sending(
+    fake: FakeConnectWise, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(requests_per_window=3)
+    adapter.check_connection()  # codebase discovery and system/info: both counted
+    adapter.check_connection()
+    assert len(fake.requests) == 3
+    with pytest.raises(TransientError, match="client-side limit of 3 calls per 60 s") as caught:
+        adapter.check_connection()
+    assert caught.value.retry_after is not None and 50 < caught.value.retry_after <= 60
+    assert len(fake.requests) == 3  # refused before it was sent
+    assert fake.requests_to("/login/companyinfo/")
+
+
+def test_the_signing_key_fetch_is_outside_the_limits(
+    fake: FakeConnectWise, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(requests_per_window=1, codebase=fake.codebase)
+    adapter.check_connection()
+    with pytest.raises(TransientError, match="client-side limit"):
+        adapter.check_connection()
+    body, headers = fake.callback(fake.add_ticket("Laptop", "Will not boot."))
+    adapter.verify(headers, body)  # the webhook path never waits on (or is refused by) limits
+    assert key_fetches(fake) == 1
+
+
+def test_calls_in_flight_are_capped_per_endpoint(fake: FakeConnectWise) -> None:
+    tickets = [fake.add_ticket(f"T{n}", "x") for n in range(8)]
+    with make_client(timeout=10, max_connections=32) as client:
+        config = ConnectWiseConfig.model_validate(fake.connection_config(concurrent_per_endpoint=2))
+        adapter = ConnectWiseAdapter("acme", config, client)
+        adapter.get_ticket(str(tickets[0]))  # the codebase, discovered once
+        fake.delay = 0.05
+        errors: list[BaseException] = []
+
+        def work(ticket_id: int) -> None:
+            try:
+                adapter.get_ticket(str(ticket_id))
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in tickets]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    tickets_path = f"GET /{fake.codebase}apis/3.0/service/tickets/{{id}}"
+    assert fake.max_active_by_endpoint[tickets_path] == 2
+    assert fake.max_active_by_endpoint[f"{tickets_path}/notes"] == 2
+    assert fake.max_active > 2  # the two endpoints were busy at the same time
+
+
+def test_limits_config(fake: FakeConnectWise) -> None:
+    table = fake.connection_config()
+    del table["requests_per_window"]  # the fake's table opens the window wide
+    config = ConnectWiseConfig.model_validate(table)
+    assert (config.requests_per_window, config.window_seconds) == (300, 60.0)
+    assert config.concurrent_per_endpoint == 4
+    for bad in ({"requests_per_window": 0}, {"window_seconds": 0}, {"concurrent_per_endpoint": 0}):
+        with pytest.raises(ValidationError):
+            ConnectWiseConfig.model_validate(fake.connection_config(**bad))

@@ -1096,3 +1096,52 @@ def test_history_keys_match_the_taxonomy_keys_for_nested_categories() -> None:
     typed = (LevelValue("tickettype_id", "1", "Incident"), *nested)
     assert _leaf_key(typed) == "1/17"
     assert _leaf_key(()) == ""
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+def test_a_full_window_reschedules_instead_of_sending(
+    fake: FakeHaloPSA, make_adapter: MakeAdapter
+) -> None:
+    adapter = make_adapter(requests_per_window=3)
+    ticket_id = str(fake.add_ticket("VPN", "Down"))
+    adapter.get_ticket(ticket_id)  # authinfo, the token and the ticket: all three counted
+    assert len(fake.requests) == 3 and fake.token_requests() == 1
+    with pytest.raises(TransientError, match="client-side limit of 3 calls per 60 s") as caught:
+        adapter.get_ticket(ticket_id)
+    assert caught.value.retry_after is not None and 50 < caught.value.retry_after <= 60
+    assert len(fake.requests) == 3  # refused before it was sent, and not retried as a 429
+
+
+def test_calls_in_flight_are_capped_per_endpoint(fake: FakeHaloPSA) -> None:
+    tickets = [fake.add_ticket(f"T{n}", "x") for n in range(8)]
+    with make_client(timeout=10, max_connections=32) as client:
+        config = HaloPSAConfig.model_validate(fake.connection_config(concurrent_per_endpoint=2))
+        adapter = HaloPSAAdapter("acme", config, client)
+        adapter.get_ticket(str(tickets[0]))  # the token, fetched once
+        fake.delay = 0.05
+        errors: list[BaseException] = []
+
+        def work(ticket_id: int) -> None:
+            try:
+                adapter.get_ticket(str(ticket_id))
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in tickets]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert fake.max_active_by_endpoint["GET /api/Tickets/{id}"] == 2
+
+
+def test_limits_config(fake: FakeHaloPSA) -> None:
+    config = HaloPSAConfig.model_validate(fake.connection_config())
+    assert (config.requests_per_window, config.window_seconds) == (300, 60.0)
+    assert config.concurrent_per_endpoint == 4
+    for bad in ({"requests_per_window": 0}, {"window_seconds": 0}, {"concurrent_per_endpoint": 0}):
+        with pytest.raises(ValidationError):
+            HaloPSAConfig.model_validate(fake.connection_config(**bad))

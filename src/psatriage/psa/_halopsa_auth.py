@@ -5,6 +5,11 @@ of the process. Halo invalidates earlier tokens when a new one is issued [UNSURE
 django-psa's comment], so at most one thread asks for a token at a time (a lock), a token is
 replaced shortly before it expires, and a 401 replaces it once — unless another thread already
 did. Tokens are not shared between processes.
+
+Token and ``/api/authinfo`` requests count against the tenant's call limits like API calls: they
+are requests to Halo too, and a burst of them (many processes starting, repeated 401s) is what a
+limit should hold back. They are rare (about one per token lifetime and process), so this costs
+next to nothing; a full window makes them fail as ``TransientError`` and the work is rescheduled.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
-from psatriage.errors import AuthFailed, TransientError, WebhookRejected
-from psatriage.psa._halopsa_http import as_int, error_detail, json_of, raise_for
+from psatriage.errors import AuthFailed, WebhookRejected
+from psatriage.limits import CallLimits
+from psatriage.psa._halopsa_http import as_int, error_detail, json_of, raise_for, send
 from psatriage.psa.base import PATH_TOKEN_HEADER
 
 log = structlog.get_logger(__name__)
@@ -38,6 +44,7 @@ class TokenSource:
     def __init__(
         self,
         http: httpx.Client,
+        limits: CallLimits,
         *,
         instance_url: str,
         client_id: str,
@@ -49,6 +56,7 @@ class TokenSource:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
+        self._limits = limits
         self._instance = instance_url
         self._client_id = client_id
         self._secret = client_secret
@@ -94,12 +102,16 @@ class TokenSource:
             "scope": self._scope,
         }
         started = self._clock()
-        try:
-            response = self._http.post(url, data=form, headers={"Accept": "application/json"})
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"HaloPSA's token endpoint did not answer: {type(exc).__name__}"
-            ) from exc
+        response = send(
+            self._http,
+            self._limits,
+            "POST",
+            url,
+            endpoint="POST auth/token",
+            headers={"Accept": "application/json"},
+            data=form,
+            unanswered="HaloPSA's token endpoint did not answer",
+        )
         secrets = (self._secret.get_secret_value(),)
         if response.status_code in (400, 401, 403):
             raise AuthFailed(
@@ -150,14 +162,15 @@ class TokenSource:
         return str(url)
 
     def _authinfo(self) -> Mapping[str, object]:
-        try:
-            response = self._http.get(
-                f"{self._instance}/api/authinfo", headers={"Accept": "application/json"}
-            )
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"HaloPSA did not answer /api/authinfo: {type(exc).__name__}"
-            ) from exc
+        response = send(
+            self._http,
+            self._limits,
+            "GET",
+            f"{self._instance}/api/authinfo",
+            endpoint="GET authinfo",
+            headers={"Accept": "application/json"},
+            unanswered="HaloPSA did not answer /api/authinfo",
+        )
         if response.status_code == 429 or response.status_code >= 500:
             raise_for(response, "/api/authinfo")
         if response.status_code != 200:

@@ -1,5 +1,11 @@
 """Calls to one Halo instance's API: the shared token, one renewal on 401, short 429 retries,
-paging, and the error mapping of ``_halopsa_http``."""
+paging, the tenant's call limits, and the error mapping of ``_halopsa_http``.
+
+One ``CallLimits`` per adapter (per tenant and process) counts every request to Halo, token
+requests included: a rolling window for the whole tenant and a cap on calls in flight per
+endpoint. A full window raises ``TransientError`` (not ``RateLimited``), so it is not retried
+here but rescheduled.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,19 @@ from collections.abc import Iterator, Mapping
 import httpx
 import stamina
 
-from psatriage.errors import PermanentError, TransientError
+from psatriage.errors import PermanentError
+from psatriage.limits import CallLimits
 from psatriage.psa._halopsa_auth import TokenSource, scrubbed
 from psatriage.psa._halopsa_config import HaloPSAConfig
-from psatriage.psa._halopsa_http import JSON, RateLimited, json_of, raise_for, rows
+from psatriage.psa._halopsa_http import (
+    JSON,
+    RateLimited,
+    endpoint_of,
+    json_of,
+    raise_for,
+    rows,
+    send,
+)
 
 Params = Mapping[str, str | int]
 
@@ -19,8 +34,15 @@ Params = Mapping[str, str | int]
 class HaloClient:
     """The Halo REST API of one tenant (``{url}/api``), shared by the worker threads."""
 
-    def __init__(self, http: httpx.Client, config: HaloPSAConfig) -> None:
+    def __init__(self, tenant: str, config: HaloPSAConfig, http: httpx.Client) -> None:
         self._http = http
+        self.limits = CallLimits(
+            per_window=config.requests_per_window,
+            window_seconds=config.window_seconds,
+            per_endpoint=False,
+            concurrent_per_endpoint=config.concurrent_per_endpoint,
+            scope=f"halopsa:{tenant}",
+        )
         self._root = f"{config.url}/api"
         self._page_size = config.page_size
         self._max_wait = config.max_rate_limit_wait_seconds
@@ -29,6 +51,7 @@ class HaloClient:
         )
         self.tokens = TokenSource(
             http,
+            self.limits,
             instance_url=config.url,
             client_id=config.client_id,
             client_secret=config.client_secret,
@@ -111,16 +134,14 @@ class HaloClient:
     def _send(
         self, method: str, path: str, token: str, params: Params | None, json_body: object
     ) -> httpx.Response:
-        try:
-            return self._http.request(
-                method,
-                f"{self._root}/{path}",
-                params=params,
-                json=json_body,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                follow_redirects=False,
-            )
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"HaloPSA did not answer {method} /api/{path}: {type(exc).__name__}"
-            ) from exc
+        return send(
+            self._http,
+            self.limits,
+            method,
+            f"{self._root}/{path}",
+            endpoint=endpoint_of(method, path),
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            params=params,
+            json_body=json_body,
+            unanswered=f"HaloPSA did not answer {method} /api/{path}",
+        )

@@ -1,4 +1,9 @@
-"""HaloPSA over HTTP: the one error mapping, the response shapes, and small value parsers.
+"""HaloPSA over HTTP: the one request function, the one error mapping, the response shapes, and
+small value parsers.
+
+``send`` makes every request to Halo, token requests included, so each passes through the
+tenant's ``CallLimits`` (Halo publishes no limit; the tenant's ``requests_per_window``,
+``window_seconds`` and ``concurrent_per_endpoint`` say how far to go).
 
 Halo's error bodies are not uniform (``{resultCode, errorMessage}``, a .NET exception
 ``{ClassName, Message}``, ``{Message}``, OAuth's ``{error, error_description}``, a JSON string or
@@ -18,15 +23,54 @@ from typing import Any
 import httpx
 
 from psatriage.errors import AuthFailed, PermanentError, TransientError
+from psatriage.limits import CallLimits
 from psatriage.psa._wire import retry_after
 
 JSON = dict[str, Any]
 _TAG = re.compile(r"<[^>]+>")
 _BREAK = re.compile(r"<\s*(br|/p|/div|/li)\b[^>]*>", re.IGNORECASE)
+_ID = re.compile(r"/\d+(?=/|$)")
 
 
 class RateLimited(TransientError):
     """HaloPSA answered 429. Retried briefly inside the call, then left to the job scheduler."""
+
+
+def send(
+    http: httpx.Client,
+    limits: CallLimits,
+    method: str,
+    url: str,
+    *,
+    endpoint: str,
+    headers: Mapping[str, str],
+    params: Mapping[str, str | int] | None = None,
+    json_body: object = None,
+    data: Mapping[str, str] | None = None,
+    unanswered: str,
+) -> httpx.Response:
+    """Every request to Halo: counted against the tenant's ``limits`` as ``endpoint`` (a full
+    window raises ``CallLimitReached`` before anything is sent); a transport failure is transient,
+    its message "``unanswered``: ConnectTimeout"."""
+    with limits.call(endpoint):
+        try:
+            return http.request(
+                method,
+                url,
+                params=params,
+                json=json_body,
+                data=data,
+                headers=headers,
+                follow_redirects=False,
+            )
+        except httpx.TransportError as exc:
+            raise TransientError(f"{unanswered}: {type(exc).__name__}") from exc
+
+
+def endpoint_of(method: str, path: str) -> str:
+    """What an API call counts against: ``"GET Tickets/{id}"`` (ids and query left out, so one
+    endpoint is one key however many records it is asked for)."""
+    return f"{method.upper()} {_ID.sub('/{id}', path.split('?', 1)[0].strip('/'))}"
 
 
 def raise_for(

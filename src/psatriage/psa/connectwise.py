@@ -3,8 +3,8 @@
 A ticket's category is its board's *type > subtype > item*; the valid combinations are the board's
 type/subtype/item associations. New tickets arrive as callbacks whose ``x-content-signature`` is
 checked with a signing key fetched from ``Metadata.key_url``. Every API call goes to
-``{origin}/{codebase}apis/3.0/`` with Basic auth ``company+public:private`` and a ``clientId``
-header; the codebase comes from ``{origin}/login/companyinfo/{company}`` unless configured.
+``{origin}/{codebase}apis/3.0/`` through ``_connectwise_client`` (Basic auth, the ``clientId``
+header, codebase discovery, paging, the tenant's call limits and the error mapping).
 Where this module relies on a fact the PSA reference marks [UNSURE], a comment says so.
 """
 
@@ -14,12 +14,10 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import httpx
 
@@ -36,9 +34,9 @@ from psatriage.errors import (
     CategoryRejected,
     ConfigError,
     PermanentError,
-    TransientError,
     WebhookRejected,
 )
+from psatriage.psa._connectwise_client import ConnectWiseClient, json_of, raise_for
 from psatriage.psa._connectwise_config import ConnectWiseConfig, origin_of
 from psatriage.psa._connectwise_taxonomy import (
     LEVELS,
@@ -48,7 +46,6 @@ from psatriage.psa._connectwise_taxonomy import (
     fallback_paths,
 )
 from psatriage.psa._wire import lower_keys as _ci
-from psatriage.psa._wire import retry_after as _retry_after
 from psatriage.psa._wire import webhook_object as _load_object
 from psatriage.psa.base import AdapterConfig, PSAAdapter
 
@@ -56,8 +53,6 @@ OUR_NOTE_MARKER = "psatriage:"
 _KEY_SUBDOMAINS = ("api-na", "api-eu", "api-au", "sandbox-na", "sandbox-eu", "sandbox-au")
 KEY_HOSTS = frozenset(f"{sub}.myconnectwise.net" for sub in (*_KEY_SUBDOMAINS, "na", "eu", "au"))
 _PROJECT_RECORD_TYPES = frozenset({"projectticket", "projectissue"})
-_CODEBASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/$")
-_ORIGIN = re.compile(r"^https?://[a-z0-9.\-]+(:\d{1,5})?$", re.IGNORECASE)
 _JSON = dict[str, Any]
 
 
@@ -69,9 +64,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
 
     def __init__(self, tenant: str, config: ConnectWiseConfig, http: httpx.Client) -> None:
         super().__init__(tenant, config, http)
-        self._origin = config.base_url or f"https://{config.site}"
-        self._codebase = config.codebase
-        self._codebase_lock = threading.Lock()
+        self.client = ConnectWiseClient(tenant, config, http)
         self._keys: dict[str, bytes] = {}  # key_url -> SHA-256 of its signing key
         self._key_locks: dict[str, threading.Lock] = {}
         self._keys_lock = threading.Lock()
@@ -140,9 +133,10 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             return key
 
     def _fetch_signing_key(self, key_url: str) -> str:
-        response = self._send("GET", key_url, authenticated=False)
+        # Outside the call limits: the webhook path must never wait on them (see the client).
+        response = self.client.fetch_signing_key(key_url)
         try:
-            _raise_for(response, "the callback signing key")
+            raise_for(response, "the callback signing key")
             key = _ci(response.json()).get("signing_key")
         except (PermanentError, AuthFailed, ValueError) as exc:
             raise WebhookRejected("the callback signing key could not be fetched") from exc
@@ -154,7 +148,9 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         number = _numeric(ticket_id, "ticket id")
-        data = _ci(_json(self._api("GET", f"service/tickets/{number}", what=f"ticket {number}")))
+        data = _ci(
+            json_of(self.client.api("GET", f"service/tickets/{number}", what=f"ticket {number}"))
+        )
         notes = self._notes(number)
         board, company = _ci(data.get("board")), _ci(data.get("company"))
         return Ticket(
@@ -176,7 +172,9 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
 
     def _notes(self, number: int) -> list[_JSON]:
         """The ticket's notes, earliest first (by dateCreated, then id)."""
-        notes = self._get_all(f"service/tickets/{number}/notes", what=f"notes of ticket {number}")
+        notes = self.client.get_all(
+            f"service/tickets/{number}/notes", what=f"notes of ticket {number}"
+        )
         return sorted(notes, key=_note_order)
 
     def set_category(self, ticket: Ticket, category: Category) -> None:
@@ -194,7 +192,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
                 # [UNSURE] "remove" on a reference field is inferred from pyconnectwise's patch
                 # maker; not confirmed against a live tenant.
                 operations.append({"op": "remove", "path": level})
-        self._api(
+        self.client.api(
             "PATCH",
             f"service/tickets/{number}",
             json_body=operations,
@@ -212,7 +210,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             "processNotifications": False,
             "customerUpdatedFlag": False,
         }
-        self._api("POST", f"service/tickets/{number}/notes", json_body=note, what="the note")
+        self.client.api("POST", f"service/tickets/{number}/notes", json_body=note, what="the note")
 
     def find_note(self, ticket: Ticket, marker: str) -> bool:
         notes = self._notes(_numeric(ticket.id, "ticket id"))
@@ -223,10 +221,10 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
     def get_taxonomy(self, ticket: Ticket) -> Taxonomy:
         board = _numeric(ticket.scope, "board id")
         base = f"service/boards/{board}"
-        types = by_id(self._get_all(f"{base}/types", what=f"types of board {board}"))
-        subtypes = by_id(self._get_all(f"{base}/subtypes", what=f"subtypes of board {board}"))
-        items = by_id(self._get_all(f"{base}/items", what=f"items of board {board}"))
-        associations = self._get_all(
+        types = by_id(self.client.get_all(f"{base}/types", what=f"types of board {board}"))
+        subtypes = by_id(self.client.get_all(f"{base}/subtypes", what=f"subtypes of board {board}"))
+        items = by_id(self.client.get_all(f"{base}/items", what=f"items of board {board}"))
+        associations = self.client.get_all(
             f"{base}/typeSubTypeItemAssociations", what=f"associations of board {board}"
         )
         if associations:
@@ -253,7 +251,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         """
         moment = since if since.tzinfo else since.replace(tzinfo=UTC)
         stamp = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        records = self._get_all(
+        records = self.client.get_all(
             "service/tickets",
             params={
                 "conditions": f"dateEntered >= [{stamp}]",
@@ -289,7 +287,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             "fields": "id,summary,recordType,board,company,type,subType,item,_info",
         }
         found: list[tuple[datetime, int, _JSON]] = []
-        for record in self._pages("service/tickets", params=params, what="closed tickets"):
+        for record in self.client.pages("service/tickets", params=params, what="closed tickets"):
             entity = _ci(record)
             entered = _timestamp(_ci(entity.get("_info")).get("dateentered"))
             number = _record_id(entity.get("id"))
@@ -324,7 +322,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
 
     def list_scopes(self) -> list[tuple[str, str]]:
         """Active service boards (those in ``boards`` when it is set), as ``(id, name)``."""
-        boards = self._get_all(
+        boards = self.client.get_all(
             "service/boards",
             params={"conditions": "inactiveFlag=false and projectFlag=false"},
             what="service boards",
@@ -345,7 +343,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             raise PermanentError("the callback url must not contain a double quote")
         existing = [
             entry
-            for entry in self._get_all(
+            for entry in self.client.get_all(
                 "system/callbacks", params={"conditions": f'url="{url}"'}, what="callbacks"
             )
             if entry.get("url") == url and str(entry.get("type") or "").lower() == "ticket"
@@ -375,8 +373,8 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             "objectId": object_id,
             "level": level,
         }
-        created = self._api("POST", "system/callbacks", json_body=entry, what="the callback")
-        return str(_ci(_json(created)).get("id"))
+        created = self.client.api("POST", "system/callbacks", json_body=entry, what="the callback")
+        return str(_ci(json_of(created)).get("id"))
 
     def _board_ids(self) -> list[int]:
         names = [b for b in self.config.boards if not b.isdigit()]
@@ -384,7 +382,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         if names:
             known = {
                 str(board.get("name") or "").lower(): int(board["id"])
-                for board in self._get_all("service/boards", what="service boards")
+                for board in self.client.get_all("service/boards", what="service boards")
             }
         ids: list[int] = []
         for board in self.config.boards:
@@ -400,161 +398,9 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         return ids
 
     def check_connection(self) -> str:
-        info = _ci(_json(self._api("GET", "system/info", what="system info")))
+        info = _ci(json_of(self.client.api("GET", "system/info", what="system info")))
         where = "cloud" if info.get("iscloud") else "on-premise"
         return f"ConnectWise {info.get('version') or 'unknown version'} ({where})"
-
-    # -- HTTP -------------------------------------------------------------------------------
-
-    def _headers(self, *, authenticated: bool = True) -> dict[str, str]:
-        accept = "application/json"
-        if self.config.api_version:
-            accept = f"application/vnd.connectwise.com+json; version={self.config.api_version}"
-        headers = {"clientId": self.config.client_id, "Accept": accept}
-        if authenticated:
-            user = f"{self.config.company_id}+{self.config.public_key.get_secret_value()}"
-            token = f"{user}:{self.config.private_key.get_secret_value()}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
-        return headers
-
-    def _send(
-        self,
-        method: str,
-        url: str | httpx.URL,
-        *,
-        params: Mapping[str, str | int] | None = None,
-        json_body: object = None,
-        authenticated: bool = True,
-    ) -> httpx.Response:
-        try:
-            return self.http.request(
-                method,
-                url,
-                params=params,
-                json=json_body,
-                headers=self._headers(authenticated=authenticated),
-                follow_redirects=False,
-            )
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"ConnectWise did not answer {method} {httpx.URL(url).path}: {type(exc).__name__}"
-            ) from exc
-
-    def _discover_codebase(self) -> str:
-        company = quote(self.config.company_id, safe="")
-        response = self._send("GET", f"{self._origin}/login/companyinfo/{company}")
-        _raise_for(response, "the company info")
-        codebase = _ci(_json(response)).get("codebase")
-        if not isinstance(codebase, str) or not _CODEBASE.match(codebase):
-            raise PermanentError(
-                f"ConnectWise does not know the company id {self.config.company_id!r}"
-            )
-        return codebase
-
-    def _current_codebase(self) -> str:
-        with self._codebase_lock:
-            if self._codebase is None:
-                self._codebase = self._discover_codebase()
-            return self._codebase
-
-    def _rediscovered(self, used: str) -> bool:
-        """After a 404: whether the codebase moved since ``used`` (discovering it again once)."""
-        if self.config.codebase is not None:
-            return False  # configured by hand: never second-guessed
-        with self._codebase_lock:
-            if self._codebase == used:
-                self._codebase = self._discover_codebase()
-            return self._codebase != used
-
-    def _api(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        params: Mapping[str, str | int] | None = None,
-        json_body: object = None,
-        rejected: type[PermanentError] = PermanentError,
-    ) -> httpx.Response:
-        """One API call; a 404 re-discovers the codebase once (hosted instances move)."""
-        codebase = self._current_codebase()
-        url = f"{self._origin}/{codebase}apis/3.0/{path}"
-        response = self._send(method, url, params=params, json_body=json_body)
-        if response.status_code == 404 and self._rediscovered(codebase):
-            url = f"{self._origin}/{self._codebase}apis/3.0/{path}"
-            response = self._send(method, url, params=params, json_body=json_body)
-        _raise_for(response, what, rejected=rejected)
-        return response
-
-    def _get_all(
-        self, path: str, *, what: str, params: Mapping[str, str | int] | None = None
-    ) -> list[_JSON]:
-        """Every record of a list, following the ``Link: <...>; rel="next"`` header."""
-        return list(self._pages(path, what=what, params=params))
-
-    def _pages(
-        self, path: str, *, what: str, params: Mapping[str, str | int] | None = None
-    ) -> Iterator[_JSON]:
-        """The records of a list, page by page as they are consumed (``Link`` header)."""
-        query = {**(params or {}), "page": 1, "pageSize": self.config.page_size}
-        response = self._api("GET", path, params=query, what=what)
-        yield from _json_list(response)
-        seen: set[str] = set()
-        while (next_url := self._next_page(response)) is not None and str(next_url) not in seen:
-            seen.add(str(next_url))
-            response = self._send("GET", next_url)
-            _raise_for(response, what)
-            yield from _json_list(response)
-
-    def _next_page(self, response: httpx.Response) -> httpx.URL | None:
-        """The next page's URL, always on our own origin (credentials never go elsewhere)."""
-        link = response.links.get("next", {}).get("url")
-        if not link:
-            return None
-        return httpx.URL(self._origin).copy_with(raw_path=httpx.URL(link).raw_path)
-
-
-# -- error mapping ----------------------------------------------------------------------------
-
-
-def _raise_for(
-    response: httpx.Response, what: str, *, rejected: type[PermanentError] = PermanentError
-) -> None:
-    """Turn a non-2xx answer into the error tree (transport errors are mapped in ``_send``)."""
-    status = response.status_code
-    if status < 300:
-        return
-    detail = _error_detail(response)
-    if status in (401, 403):
-        raise AuthFailed(f"ConnectWise refused the API member ({status}) for {what}{detail}")
-    if status == 429 or status >= 500:
-        raise TransientError(
-            f"ConnectWise answered {status} for {what}{detail}",
-            retry_after=_retry_after(response.headers.get("retry-after")),
-        )
-    if status == 404:
-        raise PermanentError(f"{what} not found")
-    if status == 400:
-        raise rejected(f"ConnectWise rejected {what} (400){detail}")
-    if status < 400:
-        raise PermanentError(f"ConnectWise redirected the request for {what} ({status})")
-    raise PermanentError(f"ConnectWise answered {status} for {what}{detail}")
-
-
-def _error_detail(response: httpx.Response) -> str:
-    """': code: message; field: message' from ConnectWise's error body, or ''."""
-    try:
-        body = _ci(response.json())
-    except ValueError:
-        return ""
-    parts = [f"{body['code']}: {body.get('message') or ''}".strip()] if body.get("code") else []
-    if not parts and body.get("message"):
-        parts.append(str(body["message"]))
-    for error in body.get("errors") or []:
-        message = _ci(error).get("message")
-        if message:
-            parts.append(str(message))
-    return ": " + "; ".join(parts)[:500] if parts else ""
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -614,20 +460,6 @@ def _timestamp(value: object) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise PermanentError(f"ConnectWise answered {response.url.path} with non-JSON") from exc
-
-
-def _json_list(response: httpx.Response) -> list[_JSON]:
-    data = _json(response)
-    if not isinstance(data, list):
-        raise PermanentError(f"ConnectWise answered {response.url.path} with no list")
-    return [record for record in data if isinstance(record, dict)]
 
 
 def _note_order(note: Mapping[str, Any]) -> tuple[bool, float, int]:

@@ -77,7 +77,7 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
     def __init__(self, tenant: str, config: HaloPSAConfig, http: httpx.Client) -> None:
         super().__init__(tenant, config, http)
         self._api_root = f"{config.url}/api"
-        self._client = HaloClient(http, config)
+        self._client = HaloClient(tenant, config, http)
         self._level = f"category_{config.category_field}"
         self._wanted = {t.casefold() for t in config.ticket_types}
         self._allowed: dict[int, dict[int, CategoryValue]] = {}  # by ticket type id
