@@ -209,6 +209,24 @@ def test_model_outage_is_retried_then_failed_with_the_reason(harness: Harness) -
     runtime.close()
 
 
+def test_our_own_call_limit_makes_a_ticket_wait_its_turn_without_spending_attempts(
+    harness: Harness,
+) -> None:
+    runtime = harness.runtime(
+        harness.settings(max_attempts=1), connection={"requests_per_window": 2}
+    )
+    ticket = harness.cw.add_ticket("Printer broken", JAM)
+    event_id = _event(runtime, ticket)
+    for _ in range(3):  # more turns than attempts: still waiting, never failed
+        assert jobs.process_event(runtime, event_id) is EventState.RETRYING
+        row = runtime.ledger.get(event_id)
+        assert row is not None and row.attempts == 0 and row.next_attempt_at is not None
+        assert row.reason.startswith("waiting for its turn: client-side limit of 2 calls")
+    assert len(harness.cw.requests) <= 2  # nothing past the limit was sent
+    assert harness.cw.patches(ticket) == [] and _ours(harness, ticket) == []
+    runtime.close()
+
+
 def test_psa_outage_while_writing_the_note_resumes_without_asking_again(
     harness: Harness, runtime: Runtime
 ) -> None:

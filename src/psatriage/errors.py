@@ -6,6 +6,7 @@
     ├── ConfigError            bad settings or tenants file: refuse to start; says tenant, key, fix
     ├── WebhookRejected        sender not verified or body unusable: 4xx, nothing stored
     ├── TransientError         try again later (retry_after seconds when the far end said so)
+    │   └── CallLimitReached   our own limit on PSA calls: wait a turn, spending no attempt
     ├── AuthFailed             credentials refused: park the event, flag the tenant
     └── PermanentError         retrying cannot help: the event fails with this reason
         ├── CategoryRejected   the PSA refused the category we wrote (refresh the taxonomy once)
@@ -46,6 +47,13 @@ class TransientError(PsatriageError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class CallLimitReached(TransientError):
+    """Our own client-side limit on PSA calls is reached: nothing was sent, nothing failed.
+
+    The job waits its turn (rescheduled after ``retry_after``) without spending an attempt.
+    """
 
 
 class AuthFailed(PsatriageError):

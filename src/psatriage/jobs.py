@@ -28,6 +28,7 @@ from psatriage import metrics, pipeline
 from psatriage.domain import TicketEvent
 from psatriage.errors import (
     AuthFailed,
+    CallLimitReached,
     ConfigError,
     PermanentError,
     PsatriageError,
@@ -268,6 +269,8 @@ def process_event(runtime: Runtime, event_id: int) -> EventState | None:
             runtime.deps(claim.tenant),
             once_per_ticket=claim.source != "cli",
         )
+    except CallLimitReached as exc:
+        return _wait_turn(runtime, claim, exc)
     except TransientError as exc:
         return _transient(runtime, claim, exc, str(exc), exc.retry_after)
     except AuthFailed as exc:
@@ -328,6 +331,22 @@ def _transient(
     if runtime.ledger.retry_later(claim, utcnow() + timedelta(seconds=delay), reason):
         runtime.queue.schedule(claim.id, delay)
         log.info("event will be retried", event_id=claim.id, delay=round(delay, 2), error=reason)
+    return EventState.RETRYING
+
+
+def _wait_turn(runtime: Runtime, claim: Claim, exc: CallLimitReached) -> EventState:
+    """Our own PSA call limit is reached: reschedule without spending an attempt, so a burst
+    larger than the limit waits instead of failing."""
+    settings = runtime.settings
+    delay = backoff_seconds(
+        1, base=settings.retry_base_seconds, cap=settings.retry_max_seconds, retry_after=None
+    ) + (exc.retry_after or 0.0)
+    reason = f"waiting for its turn: {exc}"
+    if runtime.ledger.retry_later(
+        claim, utcnow() + timedelta(seconds=delay), reason, spend_attempt=False
+    ):
+        runtime.queue.schedule(claim.id, delay)
+        log.info("event waits for the PSA call limit", event_id=claim.id, delay=round(delay, 2))
     return EventState.RETRYING
 
 

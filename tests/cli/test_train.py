@@ -63,9 +63,14 @@ def _write_local_tenant(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> Pa
     return data_dir
 
 
+@pytest.mark.parametrize("limited", [False, True], ids=["unlimited", "under-a-limit"])
 def test_train_a_tenant_model_from_its_psa_history(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, limited: bool
 ) -> None:
+    """Reading the history takes 31 calls: under a limit of 25 per 3 s (a wait longer than a
+    worker would make) the command waits for room, not fails."""
+    if limited:
+        harness.tenant["connection"] |= {"requests_per_window": 25, "window_seconds": 3}
     data_dir = _write_local_tenant(harness, monkeypatch)
     start = datetime.now(UTC) - timedelta(days=30)
     for (type_id, subtype_id, item_id), titles in HISTORY.items():

@@ -14,6 +14,7 @@ from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, sett
 from psatriage.config import TENANT_NAME
 from psatriage.engine import DEFAULT_MIN_EXAMPLES, DataError
 from psatriage.errors import ConfigError
+from psatriage.limits import patience
 
 if TYPE_CHECKING:
     from psatriage.engine.model import TrainedModel
@@ -128,14 +129,19 @@ def _since(value: str | None) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+HISTORY_PATIENCE_SECONDS = 3600.0
+"""How long reading a PSA's history may wait for room under the tenant's call limits."""
+
+
 def _train_from_psa(tenant: str, since: datetime, limit: int, min_examples: int) -> TrainedModel:
     """Read the tenant's closed, categorized tickets from its PSA and fit a model on them."""
     from psatriage.engine.data import ticket_text  # noqa: PLC0415
     from psatriage.engine.embed import shared_embedder  # noqa: PLC0415
     from psatriage.engine.training import train  # noqa: PLC0415
 
-    # ``runtime`` turns psatriage errors into a clean exit, as ``fail_cleanly`` does.
-    with runtime(migrate=False) as built:
+    # ``runtime`` turns psatriage errors into a clean exit, as ``fail_cleanly`` does; the PSA's
+    # call limits are waited out, as there is no queue to reschedule on.
+    with runtime(migrate=False) as built, patience(HISTORY_PATIENCE_SECONDS):
         adapter = built.adapter(tenant)
         if not adapter.can_list_history():
             raise ConfigError(

@@ -129,13 +129,19 @@ class Ledger:
             finished_at=utcnow(),
         )
 
-    def retry_later(self, claim: Claim, at: datetime, reason: str) -> bool:
+    def retry_later(
+        self, claim: Claim, at: datetime, reason: str, *, spend_attempt: bool = True
+    ) -> bool:
+        """Give the event back until ``at``; without ``spend_attempt`` the claim's attempt is
+        returned too (the event only waited its turn)."""
+        attempts = claim.attempts if spend_attempt else claim.attempts - 1
         return self._update_owned(
             claim,
             state=EventState.RETRYING.value,
             reason=reason,
             lease_until=None,
             next_attempt_at=at,
+            attempts=attempts,
         )
 
     def _update_owned(self, claim: Claim, **values: object) -> bool:
