@@ -3,13 +3,23 @@
 Production-mode tests need ``PSATRIAGE_TEST_POSTGRES_URL`` (e.g. ``postgresql://postgres@127.0.0.1/test``)
 and ``PSATRIAGE_TEST_REDIS_URL`` (e.g. ``redis://127.0.0.1:6379/15``); ``.ci/run`` exports both.
 Without them those tests are skipped, with the reason shown.
+
+The test that restarts PostgreSQL mid-burst needs a server of its own that it may stop and start:
+``PSATRIAGE_TEST_RESTARTABLE_POSTGRES_URL`` reaches it and ``PSATRIAGE_TEST_POSTGRES_CTL`` is the
+command that controls it, to which ``stop`` or ``start`` is appended (``.ci/run`` creates one with
+``pg_createcluster`` on port 5433).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -46,6 +56,51 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         connection.execute(f'CREATE DATABASE "{name}"')
     try:
         yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass(frozen=True)
+class RestartablePostgres:
+    url: str
+    control: list[str]
+
+    @contextmanager
+    def down(self) -> Iterator[None]:
+        """Stop the server (fast shutdown: every connection is cut) and start it on leaving."""
+        subprocess.run([*self.control, "stop", "-m", "fast"], check=True, capture_output=True)
+        try:
+            yield
+        finally:
+            subprocess.run([*self.control, "start"], check=True, capture_output=True)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    psycopg.connect(self.url, connect_timeout=2).close()
+                    break
+                except psycopg.OperationalError:
+                    time.sleep(0.2)
+
+
+@pytest.fixture
+def restartable_postgres() -> Iterator[RestartablePostgres]:
+    """A fresh database on a PostgreSQL server this test may stop and start."""
+    server = os.environ.get("PSATRIAGE_TEST_RESTARTABLE_POSTGRES_URL")
+    control = os.environ.get("PSATRIAGE_TEST_POSTGRES_CTL")
+    if not server or not control:
+        pytest.skip(
+            "PSATRIAGE_TEST_RESTARTABLE_POSTGRES_URL and PSATRIAGE_TEST_POSTGRES_CTL are not set "
+            "(no PostgreSQL server that this test may restart)"
+        )
+    name = f"psatriage_test_{uuid.uuid4().hex[:12]}"
+    admin = make_url(server).set(drivername="postgresql")
+    dsn = admin.render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = admin.set(database=name).render_as_string(hide_password=False)
+        yield RestartablePostgres(url, shlex.split(control))
     finally:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,5 +1,6 @@
-"""Crash safety: real `serve --no-worker` and `worker` processes, a burst of 500 tickets, the worker
-SIGKILLed twice mid-burst and restarted; every ticket ends done with one write and one note."""
+"""Crash safety: real `serve --no-worker` and `worker` processes and a burst of 500 tickets, with
+the worker SIGKILLed twice mid-burst and restarted, or the PostgreSQL server stopped twice; every
+ticket ends done with one write and one note."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +21,10 @@ import pytest
 
 from psatriage.config import load_config
 from psatriage.runtime import Runtime
+from tests.conftest import RestartablePostgres
 from tests.harness import TENANT, Harness
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # minutes on a loaded machine
 
 TICKETS = 500
 KILL_AT = (100, 250)  # kill the worker when this many notes have arrived
@@ -155,6 +158,88 @@ def test_killing_the_worker_mid_burst_loses_nothing_and_doubles_nothing(
         time.sleep(0.05)
     assert service.kills == len(KILL_AT)
 
+    _assert_done_once_each(harness, service, tickets, backends)
+
+
+def test_stopping_postgresql_mid_burst_loses_nothing_and_doubles_nothing(
+    harness: Harness, tmp_path: Path, restartable_postgres: RestartablePostgres
+) -> None:
+    """Database and queue on one PostgreSQL server, stopped for a few seconds twice: once while
+    half the webhooks are still arriving (the PSA sees 5xx and retries), once mid-processing."""
+    backends = {
+        "PSATRIAGE_DATABASE_URL": restartable_postgres.url,
+        "PSATRIAGE_QUEUE_URL": restartable_postgres.url,
+    }
+    harness.llm.latency = 0.01
+    service = Service(harness, tmp_path, backends)
+    try:
+        service.wait_ready()
+        tickets = [
+            harness.cw.add_ticket(f"Printer {n}", "My printer has a paper jam")
+            for n in range(TICKETS)
+        ]
+        deliveries = [harness.cw.callback(t) for t in tickets]
+        half = TICKETS // 2
+        with httpx.Client(base_url=service.url, timeout=10) as client:
+            psa = PsaSender(client)
+            assert psa.deliver_all(deliveries[:half]) == [202] * half
+            _wait_for_notes(harness, tickets, 100)
+            with ThreadPoolExecutor(1) as background:
+                with restartable_postgres.down():
+                    late = background.submit(psa.deliver_all, deliveries[half:])
+                    time.sleep(OUTAGE_SECONDS)
+                assert late.result() == [202] * (TICKETS - half)
+            _wait_for_notes(harness, tickets, 350)
+            with restartable_postgres.down():
+                time.sleep(OUTAGE_SECONDS)
+            _wait_for_notes(harness, tickets, TICKETS)
+        assert psa.refused > 0  # the outage was seen at the edge, and the PSA's retries got in
+        _assert_done_once_each(harness, service, tickets, backends)
+    finally:
+        service.stop()
+
+
+OUTAGE_SECONDS = 3
+
+
+class PsaSender:
+    """Delivers webhooks as a PSA does: a 5xx or a dropped connection is retried after a pause."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def deliver_all(self, deliveries: list[tuple[bytes, dict[str, str]]]) -> list[int]:
+        with ThreadPoolExecutor(16) as pool:
+            return list(pool.map(self.deliver, deliveries))
+
+    def deliver(self, delivery: tuple[bytes, dict[str, str]]) -> int:
+        body, headers = delivery
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status = self.client.post(f"/webhooks/{TENANT}", content=body, headers=headers)
+                if status.status_code < 500 or time.monotonic() > deadline:
+                    return status.status_code
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+            with self._lock:
+                self.refused += 1
+            time.sleep(0.25)
+
+
+def _wait_for_notes(harness: Harness, tickets: list[int], count: int) -> None:
+    deadline = time.monotonic() + 240
+    while sum(1 for t in tickets if _our_notes(harness, t)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} tickets were noted in time"
+        time.sleep(0.05)
+
+
+def _assert_done_once_each(
+    harness: Harness, service: Service, tickets: list[int], backends: dict[str, str]
+) -> None:
     with pytest.MonkeyPatch.context() as patch:
         for key, value in {**harness.env, **backends}.items():
             patch.setenv(key, value)
@@ -165,9 +250,11 @@ def test_killing_the_worker_mid_burst_loses_nothing_and_doubles_nothing(
         )
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and runtime.ledger.count_by_state() != {"done": TICKETS}:
+        while time.monotonic() < deadline and runtime.ledger.count_by_state() != {
+            "done": len(tickets)
+        }:
             time.sleep(0.2)
-        assert runtime.ledger.count_by_state() == {"done": TICKETS}
+        assert runtime.ledger.count_by_state() == {"done": len(tickets)}
     finally:
         runtime.close()
     for ticket in tickets:
