@@ -5,6 +5,7 @@ ticket ends done with one write and one note."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,8 +14,9 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -161,15 +163,90 @@ def test_killing_the_worker_mid_burst_loses_nothing_and_doubles_nothing(
     _assert_done_once_each(harness, service, tickets, backends)
 
 
-def test_stopping_postgresql_mid_burst_loses_nothing_and_doubles_nothing(
-    harness: Harness, tmp_path: Path, restartable_postgres: RestartablePostgres
+class Outage(Protocol):
+    def down(self) -> AbstractContextManager[None]: ...
+
+
+class RestartableRedis:
+    """A Redis server of this test's own, which keeps nothing on disk: killed, it comes back
+    empty, as the queue's Redis would after a crash."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._log = (root / "redis.log").open("wb")
+        self._process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return process
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    @contextmanager
+    def down(self) -> Iterator[None]:
+        self._process.send_signal(signal.SIGKILL)
+        self._process.wait(timeout=10)
+        try:
+            yield
+        finally:
+            self._process = self._start()
+
+    def stop(self) -> None:
+        self._process.kill()
+        self._process.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture(params=["postgresql", "redis-queue"])
+def outage(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Outage, dict[str, str]]]:
+    """What goes away, and the backends the service runs on: PostgreSQL holding the database and
+    the queue, or the Redis holding the queue (database on PostgreSQL)."""
+    if request.param == "postgresql":
+        server: RestartablePostgres = request.getfixturevalue("restartable_postgres")
+        yield server, {"PSATRIAGE_DATABASE_URL": server.url, "PSATRIAGE_QUEUE_URL": server.url}
+        return
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (no Redis this test may kill)")
+    database: str = request.getfixturevalue("postgres_url")
+    redis_server = RestartableRedis(tmp_path)
+    try:
+        yield (
+            redis_server,
+            {"PSATRIAGE_DATABASE_URL": database, "PSATRIAGE_QUEUE_URL": redis_server.url},
+        )
+    finally:
+        redis_server.stop()
+
+
+def test_a_server_going_away_mid_burst_loses_nothing_and_doubles_nothing(
+    harness: Harness, tmp_path: Path, outage: tuple[Outage, dict[str, str]]
 ) -> None:
-    """Database and queue on one PostgreSQL server, stopped for a few seconds twice: once while
-    half the webhooks are still arriving (the PSA sees 5xx and retries), once mid-processing."""
-    backends = {
-        "PSATRIAGE_DATABASE_URL": restartable_postgres.url,
-        "PSATRIAGE_QUEUE_URL": restartable_postgres.url,
-    }
+    """The server is away for a few seconds twice: once while half the webhooks are still
+    arriving (with the database away the PSA sees 5xx and retries), once mid-processing. A
+    killed Redis comes back empty: the reaper re-queues from the ledger."""
+    server, backends = outage
     harness.llm.latency = 0.01
     service = Service(harness, tmp_path, backends)
     try:
@@ -185,15 +262,16 @@ def test_stopping_postgresql_mid_burst_loses_nothing_and_doubles_nothing(
             assert psa.deliver_all(deliveries[:half]) == [202] * half
             _wait_for_notes(harness, tickets, 100)
             with ThreadPoolExecutor(1) as background:
-                with restartable_postgres.down():
+                with server.down():
                     late = background.submit(psa.deliver_all, deliveries[half:])
                     time.sleep(OUTAGE_SECONDS)
                 assert late.result() == [202] * (TICKETS - half)
             _wait_for_notes(harness, tickets, 350)
-            with restartable_postgres.down():
+            with server.down():
                 time.sleep(OUTAGE_SECONDS)
             _wait_for_notes(harness, tickets, TICKETS)
-        assert psa.refused > 0  # the outage was seen at the edge, and the PSA's retries got in
+        if isinstance(server, RestartablePostgres):
+            assert psa.refused > 0  # the edge said 503 while the ledger was away; retries got in
         _assert_done_once_each(harness, service, tickets, backends)
     finally:
         service.stop()
