@@ -6,15 +6,36 @@ import hmac
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from psatriage.runtime import Runtime
 from psatriage.store import db
 from psatriage.store.tables import DecisionRow, EventRow, ModelCallRow
 
 router = APIRouter()
+
+
+class Detail(BaseModel):
+    """The body of every refusal: what was wrong, in words."""
+
+    detail: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str]
+    tenants: dict[str, list[str]]
+
+
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": Detail,
+        "description": "PSATRIAGE_API_TOKEN is set and the bearer is missing or wrong.",
+    }
+}
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -36,6 +57,11 @@ def require_token(request: Request, runtime: RuntimeDep) -> None:
 
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
+# Ledger ids are INTEGER columns: a larger number is no id (and would overflow SQLite's driver).
+MAX_ID = 2**31 - 1
+BeforeId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+# PostgreSQL text cannot hold NUL; such a filter would fail in the driver, so it is a 422 here.
+Filter = Annotated[str | None, Query(pattern=r"^[^\x00]*$")]
 
 
 @router.get("/healthz")
@@ -43,7 +69,13 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {"model": Readiness, "description": "The database and the queue answer."},
+        503: {"model": Readiness, "description": "Not ready; ``checks`` says what is not."},
+    },
+)
 def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     try:
@@ -56,18 +88,18 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/api/events", dependencies=[Depends(require_token)])
+@router.get("/api/events", dependencies=[Depends(require_token)], responses=_UNAUTHORIZED)
 def list_events(
     runtime: RuntimeDep,
-    tenant: str | None = None,
-    state: str | None = None,
-    ticket_id: str | None = None,
-    before_id: int | None = None,
+    tenant: Filter = None,
+    state: Filter = None,
+    ticket_id: Filter = None,
+    before_id: BeforeId = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     rows = runtime.ledger.search(
@@ -76,8 +108,14 @@ def list_events(
     return {"events": [_event(row) for row in rows]}
 
 
-@router.get("/api/events/{event_id}", dependencies=[Depends(require_token)])
-def get_event(runtime: RuntimeDep, event_id: int) -> dict[str, Any]:
+@router.get(
+    "/api/events/{event_id}",
+    dependencies=[Depends(require_token)],
+    responses={**_UNAUTHORIZED, 404: {"model": Detail, "description": "No event has this id."}},
+)
+def get_event(
+    runtime: RuntimeDep, event_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> dict[str, Any]:
     row = runtime.ledger.get(event_id)
     if row is None:
         raise HTTPException(status_code=404, detail="no such event")
@@ -89,13 +127,13 @@ def get_event(runtime: RuntimeDep, event_id: int) -> dict[str, Any]:
     }
 
 
-@router.get("/api/decisions", dependencies=[Depends(require_token)])
+@router.get("/api/decisions", dependencies=[Depends(require_token)], responses=_UNAUTHORIZED)
 def list_decisions(
     runtime: RuntimeDep,
-    tenant: str | None = None,
-    ticket_id: str | None = None,
-    outcome: str | None = None,
-    before_id: int | None = None,
+    tenant: Filter = None,
+    ticket_id: Filter = None,
+    outcome: Filter = None,
+    before_id: BeforeId = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     rows = runtime.records.search_decisions(

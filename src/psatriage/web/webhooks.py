@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from psatriage import metrics
@@ -22,10 +24,50 @@ from psatriage.errors import PsatriageError, TransientError, WebhookRejected
 from psatriage.psa.base import PATH_TOKEN_HEADER
 from psatriage.runtime import Runtime
 from psatriage.store.tables import EventState
+from psatriage.web.api import Detail
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter()
+
+
+class Answer(BaseModel):
+    """A 200 or 202: what became of the delivery (``event_id`` once it is in the ledger)."""
+
+    status: Literal["accepted", "ignored", "duplicate"]
+    event_id: int | None = None
+    reason: str | None = None
+
+
+# What the schema says, so clients and schemathesis know every answer (the handler builds them).
+_DECLARED: dict[str, Any] = {
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "description": "The PSA's delivery as sent; signatures cover these exact bytes.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+    "responses": {
+        200: {"model": Answer, "description": "Already recorded (a PSA retry); nothing new done."},
+        202: {
+            "model": Answer,
+            "description": "Recorded and queued, or ignored (not a new ticket).",
+        },
+        400: {
+            "model": Detail,
+            "description": "Authentic but unusable, or outside the replay window.",
+        },
+        401: {"model": Detail, "description": "Not proven to come from this tenant's PSA."},
+        404: {"model": Detail, "description": "No such tenant, or it does not take webhooks."},
+        413: {"model": Detail, "description": "Body larger than PSATRIAGE_MAX_BODY_BYTES."},
+        503: {
+            "model": Detail,
+            "description": "Not taken now (signing key or database unreachable); send again.",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        },
+    },
+}
 
 
 class BodyTooLarge(Exception):
@@ -46,13 +88,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/webhooks/{tenant}", status_code=202)
+@router.post("/webhooks/{tenant}", status_code=202, **_DECLARED)
 async def receive_webhook(tenant: str, request: Request) -> JSONResponse:
     """Accept a PSA's "ticket created" call for ``tenant``."""
     return await _receive(tenant, request, path_token=None)
 
 
-@router.post("/webhooks/{tenant}/{path_token}", status_code=202)
+@router.post("/webhooks/{tenant}/{path_token}", status_code=202, **_DECLARED)
 async def receive_webhook_with_path_token(
     tenant: str, path_token: str, request: Request
 ) -> JSONResponse:
@@ -91,6 +133,11 @@ async def _receive(tenant: str, request: Request, *, path_token: str | None) -> 
     except PsatriageError as exc:
         log.error("webhook refused", tenant=tenant, error=str(exc))
         return _answer(400, str(exc), tenant=tenant, result="error")
+    except SQLAlchemyError as exc:  # the ledger cannot record it now: the PSA must send it again
+        log.error("webhook not recorded: database unavailable", tenant=tenant, error=str(exc))
+        response = _answer(503, "database unavailable; send again", tenant=tenant, result="no_db")
+        response.headers["Retry-After"] = "5"
+        return response
     finally:
         metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
     metrics.WEBHOOKS.labels(tenant, payload["status"]).inc()
