@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +96,25 @@ def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
     assert 30 <= delays[-1] <= 60
     assert backoff_seconds(1, base=2, cap=60, retry_after=45) >= 45
     assert backoff_seconds(1, base=2, cap=60, retry_after=9999) <= 60
+
+
+def test_queues_opened_together_on_a_blank_postgresql_all_start(postgres_url: str) -> None:
+    """Huey creates its tables when a process opens the queue; processes that start together
+    must not trip over each other's CREATE TABLE IF NOT EXISTS."""
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_queue() -> None:
+        try:
+            start.wait()
+            huey = make_huey(postgres_url)
+            huey.storage.close()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_queue) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer, Worker
-from huey.storage import SqliteStorage
+from huey.storage import PostgresStorage, SqliteStorage
 from sqlalchemy.engine import make_url
 
 from psatriage import metrics, pipeline
@@ -63,7 +63,7 @@ def make_huey(url: str) -> Huey:
         return RedisHuey("psatriage", url=url, **options)
     if backend in {"postgresql", "postgres"}:
         dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        return PostgresHuey("psatriage", dsn=dsn, **options)
+        return PostgresHuey("psatriage", dsn=dsn, storage_class=_PostgresQueue, **options)
     raise ConfigError(
         f"PSATRIAGE_QUEUE_URL: unsupported scheme {parsed.drivername!r}; "
         "fix: use sqlite:///PATH, redis://HOST:PORT/DB or postgresql://USER@HOST/DB"
@@ -81,6 +81,17 @@ class _SqliteQueue(SqliteStorage):  # type: ignore[misc]
         connection = super()._create_connection()
         connection.execute("pragma synchronous=1")
         return connection
+
+
+class _PostgresQueue(PostgresStorage):  # type: ignore[misc]
+    """Huey's PostgreSQL storage, its tables created under an advisory lock: the web and worker
+    processes start together, and concurrent ``CREATE TABLE IF NOT EXISTS`` can fail."""
+
+    def initialize_schema(self) -> None:
+        with self.db(commit=True, close=True) as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('psatriage:queue-ddl'))")
+            for statement in self.ddl:
+                cursor.execute(statement)
 
 
 class _WakeableWorker(Worker):  # type: ignore[misc]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from psatriage.store.tables import Base
 
@@ -17,5 +17,9 @@ with engine.connect() as connection:
         compare_type=True,
     )
     with context.begin_transaction():
+        if engine.dialect.name == "postgresql":
+            # processes that start together (web and workers) migrate one after the other; the
+            # later ones find the database at head and do nothing
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('psatriage:migrate'))"))
         context.run_migrations()
     connection.commit()
