@@ -108,7 +108,8 @@ _COMPANY_NOTE = (
 def _env_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        rows.append(f"| `PSATRIAGE_{name.upper()}` | {_default(field)} | {_text(field)} |")
+        text = _text(field, tenant_key=False)  # set in the environment itself, never a reference
+        rows.append(f"| `PSATRIAGE_{name.upper()}` | {_default(field)} | {text} |")
     return "\n".join(rows) + "\n"
 
 
@@ -163,9 +164,9 @@ def _default(field: FieldInfo) -> str:
     return f"`{value}`"
 
 
-def _text(field: FieldInfo) -> str:
+def _text(field: FieldInfo, *, tenant_key: bool = True) -> str:
     text = field.description or ""
-    if "Secret" in repr(field.annotation):
+    if tenant_key and "Secret" in repr(field.annotation):
         text += " A secret: `env:NAME` or `file:PATH`."
     return text.replace("|", "\\|").strip()
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from psatriage import limits
+from psatriage import limits, shared_tokens
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
@@ -44,6 +44,8 @@ class Runtime:
         self.settings = settings
         self.config = config or load_config(settings.config, missing_ok=settings.config_is_default)
         register_secrets(self.config.secret_values())
+        if settings.secret_key is not None:
+            register_secrets([settings.secret_key.get_secret_value()])
         self.engine = db.make_engine(settings.effective_database_url)
         if migrate:
             db.upgrade(self.engine)
@@ -51,6 +53,8 @@ class Runtime:
         self.ledger = Ledger(self.engine, self.sessions)
         self._windows = limits.windows_for(settings.effective_queue_url)
         limits.share_windows(self._windows)  # PSA call limits shared by every worker process
+        self._tokens = shared_tokens.tokens_for(settings.effective_queue_url, settings.secret_key)
+        shared_tokens.share_tokens(self._tokens)  # and HaloPSA's access token, encrypted
         self.records = Records(self.sessions)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(self.records)
@@ -138,5 +142,8 @@ class Runtime:
         if self._windows is not None:
             limits.share_windows(None)
             self._windows.close()
+        if self._tokens is not None:
+            shared_tokens.share_tokens(None)
+            self._tokens.close()
         self.http.close()
         self.engine.dispose()

@@ -9,10 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from psatriage.errors import ConfigError
+
 _DEFAULT_DATA_DIR = Path("data")
+_MAKE_KEY = (
+    'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+)
 
 
 class Settings(BaseSettings):
@@ -80,11 +86,34 @@ class Settings(BaseSettings):
         default=None,
         description="When set, /api/* needs 'Authorization: Bearer <token>'.",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="A Fernet key (32 url-safe base64 bytes) that encrypts what worker processes "
+        "share through a Redis or PostgreSQL queue: HaloPSA's access token. Unset: each process "
+        f"holds its own token. Generate one with `{_MAKE_KEY}`; give every process the same key.",
+    )
 
     @field_validator("database_url", "queue_url")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """A key Fernet accepts, else ``ConfigError``: raised as is (not as a pydantic error), so
+        the message never carries the value it refused."""
+        key = value.get_secret_value().strip() if value is not None else ""
+        if not key:
+            return None
+        try:
+            Fernet(key)
+        except ValueError:  # binascii.Error and UnicodeEncodeError are ValueErrors too
+            raise ConfigError(
+                "PSATRIAGE_SECRET_KEY is not a Fernet key (32 url-safe base64-encoded bytes); "
+                f"generate one with: {_MAKE_KEY}"
+            ) from None
+        return SecretStr(key)
 
     @property
     def effective_database_url(self) -> str:

@@ -48,6 +48,24 @@ def test_config_check_on_a_bad_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "tenant 'acme', key 'policy.mode'" in result.output
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("PSATRIAGE_WORKERS", "many", "PSATRIAGE_WORKERS: Input should be a valid integer"),
+        ("PSATRIAGE_SECRET_KEY", "not-a-fernet-key", "PSATRIAGE_SECRET_KEY is not a Fernet key"),
+    ],
+)
+def test_a_bad_process_setting_is_a_clear_error_without_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv(variable, value)
+    result = runner.invoke(app, ["config", "check", "--offline"])
+    assert result.exit_code == 2
+    assert says in " ".join(result.stderr.split())
+    assert value not in result.output and "Traceback" not in result.output
+
+
 def test_taxonomy_show(configured: Harness) -> None:
     result = runner.invoke(app, ["taxonomy", "show", "--tenant", TENANT, "--board", "Help Desk"])
     assert result.exit_code == 0, result.output

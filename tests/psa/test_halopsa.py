@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import threading
@@ -15,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import stamina
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from typer.testing import CliRunner
 
 from psatriage import jobs
@@ -37,12 +39,14 @@ from psatriage.psa.base import PATH_TOKEN_HEADER
 from psatriage.psa.halopsa import HaloPSAAdapter, HaloPSAConfig, _leaf_key
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
+from psatriage.shared_tokens import SharedTokens, share_tokens, tokens_for
 from psatriage.store.tables import EventState
 from psatriage.web import create_app
 from tests.fakes.halopsa import FakeHaloPSA
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 from tests.harness import to_toml
 from tests.psa.conftest import serving
+from tests.test_shared_tokens import raw_values
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "halopsa"
 MakeAdapter = Callable[..., HaloPSAAdapter]
@@ -477,6 +481,127 @@ def test_token_renewed_before_it_expires(fake: FakeHaloPSA, adapter: HaloPSAAdap
     adapter.get_ticket(str(ticket_id))
     assert fake.token_requests() == 2
     assert len(fake.requests_to(rf"/api/Tickets/{ticket_id}$")) == 2  # no 401 on the way
+
+
+# -- the access token, shared by worker processes ---------------------------------------------
+
+SHARED_KEY = SecretStr(Fernet.generate_key().decode())
+AsProcess = Callable[..., HaloPSAAdapter]
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
+    return url
+
+
+@pytest.fixture
+def as_process(make_adapter: MakeAdapter) -> Iterator[AsProcess]:
+    """Adapters built as separate worker processes build them: each over its own store object
+    (its own connections) on the queue's server at ``url``."""
+    stores: list[SharedTokens] = []
+
+    def build(url: str, key: SecretStr = SHARED_KEY) -> HaloPSAAdapter:
+        store = tokens_for(url, key)
+        assert store is not None
+        stores.append(store)
+        share_tokens(store)  # as the Runtime does before it builds adapters
+        try:
+            return make_adapter()
+        finally:
+            share_tokens(None)
+
+    yield build
+    for store in stores:
+        store.close()
+
+
+def test_worker_processes_share_one_token_and_renew_it_once(
+    fake: FakeHaloPSA, as_process: AsProcess, shared_url: str
+) -> None:
+    ticket_id = str(fake.add_ticket("VPN", "Down"))
+    one, other = as_process(shared_url), as_process(shared_url)
+    fake.token_delay = 0.2  # both ask at the same moment
+    calls = itertools.cycle([one, other])
+    assert run_together(12, lambda: next(calls).get_ticket(ticket_id)) == []
+    assert fake.token_requests() == 1  # for both processes
+    assert all(fake.token.encode() not in raw for raw in raw_values(shared_url))
+    fake.issue_token()  # Halo refuses the shared token from now on
+    assert run_together(12, lambda: next(calls).get_ticket(ticket_id)) == []  # no AuthFailed
+    assert fake.token_requests() == 2  # one renewal for both processes
+
+
+def test_a_renewal_before_expiry_is_shared(
+    fake: FakeHaloPSA, as_process: AsProcess, shared_url: str
+) -> None:
+    fake.token_lifetime = 2.0  # renewed at half-life
+    ticket_id = str(fake.add_ticket("VPN", "Down"))
+    one, other = as_process(shared_url), as_process(shared_url)
+    one.get_ticket(ticket_id)
+    other.get_ticket(ticket_id)
+    time.sleep(1.1)
+    one.get_ticket(ticket_id)
+    other.get_ticket(ticket_id)  # takes the one renewed by the first process
+    assert fake.token_requests() == 2
+    assert len(fake.requests_to(rf"/api/Tickets/{ticket_id}$")) == 4  # no 401 on the way
+
+
+def test_a_shared_token_refused_too_gets_one_more_replacement(
+    fake: FakeHaloPSA, as_process: AsProcess, shared_url: str
+) -> None:
+    ticket_id = str(fake.add_ticket("VPN", "Down"))
+    one, other = as_process(shared_url), as_process(shared_url)
+    one.get_ticket(ticket_id)
+    other.get_ticket(ticket_id)  # both hold the first token
+    fake.issue_token()  # another integration of the same API application takes a token
+    one.get_ticket(ticket_id)  # 401: renewed and shared
+    fake.issue_token()  # and takes one again: the shared token is refused as well
+    other.get_ticket(ticket_id)  # 401, the shared one: 401 again, then its own renewal
+    assert fake.token_requests() == 3
+
+
+def test_a_token_sealed_with_another_key_is_replaced(
+    fake: FakeHaloPSA, as_process: AsProcess, shared_url: str
+) -> None:
+    ticket_id = str(fake.add_ticket("VPN", "Down"))
+    as_process(shared_url).get_ticket(ticket_id)
+    new_key = SecretStr(Fernet.generate_key().decode())
+    as_process(shared_url, key=new_key).get_ticket(ticket_id)  # cannot read it: asks for its own
+    assert fake.token_requests() == 2
+    as_process(shared_url, key=new_key).get_ticket(ticket_id)  # reads the replacement
+    assert fake.token_requests() == 2
+
+
+def test_tokens_are_shared_per_api_application(
+    fake: FakeHaloPSA, as_process: AsProcess, shared_url: str
+) -> None:
+    as_process(shared_url).get_ticket(str(fake.add_ticket("VPN", "Down")))
+    store = tokens_for(shared_url, SHARED_KEY)
+    share_tokens(store)  # a process of the same deployment, for the same tenant name...
+    try:
+        with FakeHaloPSA() as elsewhere, make_client(timeout=5) as http:  # ...on another Halo
+            config = HaloPSAConfig.model_validate(elsewhere.connection_config())
+            HaloPSAAdapter("acme", config, http).get_ticket(str(elsewhere.add_ticket("A", "B")))
+            assert (fake.token_requests(), elsewhere.token_requests()) == (1, 1)
+    finally:
+        share_tokens(None)
+        assert store is not None
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "down",
+    ["redis://127.0.0.1:1/0", "postgresql://postgres@127.0.0.1:1/none"],
+    ids=["redis", "postgresql"],
+)
+def test_a_store_that_is_down_leaves_each_process_its_own_token(
+    fake: FakeHaloPSA, as_process: AsProcess, down: str
+) -> None:
+    ticket_id = str(fake.add_ticket("VPN", "Down"))
+    one, other = as_process(down), as_process(down)
+    for adapter in (one, other, one, other):
+        adapter.get_ticket(ticket_id)  # works, as before tokens were shared
+    assert fake.token_requests() == 4  # each new token knocked out the other process's
 
 
 # -- tickets ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from psatriage.errors import PsatriageError
@@ -25,7 +26,19 @@ errors = Console(stderr=True)
 
 
 def settings() -> Settings:
-    current = get_settings()
+    """The process settings; a bad PSATRIAGE_* value is a red message and exit code 2."""
+    try:
+        current = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PSATRIAGE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors(include_input=False)
+        )
+        errors.print(f"[red]error:[/red] {problems}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    except PsatriageError as exc:
+        errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
     configure_logging(level=current.log_level, json=current.log_format == "json")
     return current
 

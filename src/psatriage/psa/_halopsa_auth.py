@@ -4,12 +4,23 @@
 of the process. Halo invalidates earlier tokens when a new one is issued [UNSURE: from
 django-psa's comment], so at most one thread asks for a token at a time (a lock), a token is
 replaced shortly before it expires, and a 401 replaces it once — unless another thread already
-did. Tokens are not shared between processes.
+did.
+
+Where the deployment shares tokens between processes (``psatriage.shared_tokens``: a Redis or
+PostgreSQL queue and ``PSATRIAGE_SECRET_KEY``), the whole deployment holds one token per Halo API
+application (instance, client id, scope and tenant): a process keeps a copy while it is valid;
+when it needs another (none yet, due for renewal, or refused with 401) it first takes the one
+another process shared, if that is neither due nor the one refused; only then, holding a lock
+across processes and after reading the shared one again, does it ask Halo and share the answer.
+A store that does not answer costs nothing but the sharing: the process asks Halo itself. A 401
+on a token this call did not have issued (another thread's or process's) gets one more
+replacement, so only a token issued for the call can make it fail with ``AuthFailed``.
 
 Token and ``/api/authinfo`` requests count against the tenant's call limits like API calls: they
 are requests to Halo too, and a burst of them (many processes starting, repeated 401s) is what a
-limit should hold back. They are rare (about one per token lifetime and process), so this costs
-next to nothing; a full window makes them fail as ``TransientError`` and the work is rescheduled.
+limit should hold back. They are rare (about one per token lifetime and deployment, or process
+when tokens are not shared), so this costs next to nothing; a full window makes them fail as
+``TransientError`` and the work is rescheduled.
 """
 
 from __future__ import annotations
@@ -30,12 +41,14 @@ from psatriage.errors import AuthFailed, WebhookRejected
 from psatriage.limits import CallLimits
 from psatriage.psa._halopsa_http import as_int, error_detail, json_of, raise_for, send
 from psatriage.psa.base import PATH_TOKEN_HEADER
+from psatriage.shared_tokens import SharedTokens
 
 log = structlog.get_logger(__name__)
 
 WebhookAuth = Literal["hmac", "basic", "header"]
 WEBHOOK_NAME = "psatriage: categorize new tickets"
 DEFAULT_LIFETIME = 3600.0  # seconds, when the token answer has no expires_in [UNSURE]
+LOCK_WAIT_SECONDS = 45.0  # for another process's token request (10 s to connect, 30 s to answer)
 
 
 class TokenSource:
@@ -53,6 +66,7 @@ class TokenSource:
         tenant: str | None,
         auth_url: str | None,
         margin_seconds: float,
+        shared: SharedTokens | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
@@ -64,10 +78,13 @@ class TokenSource:
         self._tenant = tenant
         self._auth_url = auth_url
         self._margin = margin_seconds
+        self._shared = shared
         self._clock = clock
         self._lock = threading.Lock()
         self._token_url: str | None = None
         self._cached: tuple[str, float] | None = None  # (token, refresh at), replaced whole
+        application = "\n".join((instance_url, auth_url or "", client_id, scope, tenant or ""))
+        self._name = "halopsa:" + hashlib.sha256(application.encode()).hexdigest()[:32]
 
     def __repr__(self) -> str:
         return f"TokenSource(instance={self._instance!r})"
@@ -81,17 +98,49 @@ class TokenSource:
             cached = self._cached
             if cached is not None and self._clock() < cached[1]:
                 return cached[0]  # another thread renewed it while we waited
-            return self._fetch()
+            return self._renew(None)[0]
 
-    def replace(self, refused: str) -> str:
-        """A new token after the API refused ``refused`` (401); one fetch for all threads."""
+    def replace(self, refused: str) -> tuple[str, bool]:
+        """A token to use after the API refused ``refused`` (401), one fetch for all threads and
+        processes; and whether it was issued for this call (False: another thread or process
+        had it issued, so a 401 on it is worth one more ``replace``)."""
         with self._lock:
             cached = self._cached
             if cached is not None and cached[0] != refused and self._clock() < cached[1]:
-                return cached[0]
-            return self._fetch()
+                return cached[0], False
+            return self._renew(refused)
 
     # -- under the lock -----------------------------------------------------------------------
+
+    def _renew(self, refused: str | None) -> tuple[str, bool]:
+        """The shared token if another process renewed it, else a new one from Halo (shared)."""
+        shared = self._shared
+        if shared is None:
+            return self._fetch(), True
+        token = self._adopt(shared, refused)
+        if token is not None:
+            return token, False
+        with shared.refreshing(self._name, LOCK_WAIT_SECONDS):
+            token = self._adopt(shared, refused)  # renewed while we waited for the lock?
+            if token is not None:
+                return token, False
+            token = self._fetch()
+            assert self._cached is not None  # set by _fetch
+            shared.put(self._name, token, time.time() + self._cached[1] - self._clock())
+            return token, True
+
+    def _adopt(self, shared: SharedTokens, refused: str | None) -> str | None:
+        """The shared token, kept as this process's, unless absent, due or ``refused``."""
+        found = shared.get(self._name)
+        if found is None:
+            return None
+        token, expires_at = found
+        left = expires_at - time.time()
+        if token == refused or left <= 0:
+            return None
+        self._cached = (token, self._clock() + left)
+        log.debug("halopsa access token taken from the shared store", instance=self._instance)
+        return token
 
     def _fetch(self) -> str:
         url = self._token_url or self._discover()

@@ -1,6 +1,9 @@
 """Calls to one Halo instance's API: the shared token, one renewal on 401, short 429 retries,
 paging, the tenant's call limits, and the error mapping of ``_halopsa_http``.
 
+The token is shared by the worker threads, and by the worker processes where the Runtime shares
+tokens (``psatriage.shared_tokens``, taken when the client is built).
+
 One ``CallLimits`` per adapter (per tenant and process) counts every request to Halo, token
 requests included: a rolling window for the whole tenant and a cap on calls in flight per
 endpoint. A full window raises ``TransientError`` (not ``RateLimited``), so it is not retried
@@ -14,6 +17,7 @@ from collections.abc import Iterator, Mapping
 import httpx
 import stamina
 
+from psatriage import shared_tokens
 from psatriage.errors import PermanentError
 from psatriage.limits import CallLimits
 from psatriage.psa._halopsa_auth import TokenSource, scrubbed
@@ -59,6 +63,7 @@ class HaloClient:
             tenant=config.tenant,
             auth_url=config.auth_url,
             margin_seconds=config.token_refresh_margin_seconds,
+            shared=shared_tokens.current(),
         )
         self._retrying = stamina.RetryingCaller(
             attempts=config.rate_limit_retries + 1,
@@ -123,11 +128,16 @@ class HaloClient:
         json_body: object,
         rejected: type[PermanentError],
     ) -> httpx.Response:
-        """One request with the shared token; a 401 renews the token and tries once more."""
+        """One request with the shared token; a 401 renews the token and tries once more (twice
+        when the first replacement was another thread's or process's, not issued for this call)."""
         token = self.tokens.current()
         response = self._send(method, path, token, params, json_body)
         if response.status_code == 401:
-            response = self._send(method, path, self.tokens.replace(token), params, json_body)
+            token, issued = self.tokens.replace(token)
+            response = self._send(method, path, token, params, json_body)
+            if response.status_code == 401 and not issued:
+                token = self.tokens.replace(token)[0]
+                response = self._send(method, path, token, params, json_body)
         raise_for(response, what, rejected=rejected, scrub=self._scrub)
         return response
 
