@@ -25,7 +25,6 @@ from urllib.parse import quote
 import httpx
 
 from psatriage.errors import AuthFailed, PermanentError, TransientError
-from psatriage.limits import CallLimits
 from psatriage.psa._connectwise_config import ConnectWiseConfig
 from psatriage.psa._wire import lower_keys as _ci
 from psatriage.psa._wire import retry_after as _retry_after
@@ -42,13 +41,7 @@ class ConnectWiseClient:
     def __init__(self, tenant: str, config: ConnectWiseConfig, http: httpx.Client) -> None:
         self.config, self.http = config, http
         self.origin = config.base_url or f"https://{config.site}"
-        self.limits = CallLimits(
-            per_window=config.requests_per_window,
-            window_seconds=config.window_seconds,
-            per_endpoint=False,
-            concurrent_per_endpoint=config.concurrent_per_endpoint,
-            scope=f"connectwise:{tenant}",
-        )
+        self.limits = config.call_limits(f"connectwise:{tenant}")
         self._codebase = config.codebase
         self._codebase_lock = threading.Lock()
 

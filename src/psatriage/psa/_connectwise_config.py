@@ -8,7 +8,7 @@ from typing import Annotated
 import httpx
 from pydantic import BeforeValidator, Field, field_validator
 
-from psatriage.psa.base import AdapterConfig
+from psatriage.psa.base import AdapterConfig, GuessedCallLimits
 from psatriage.secrets import Secret
 
 _CODEBASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/$")
@@ -22,7 +22,7 @@ def _as_strings(value: object) -> object:
     return value
 
 
-class ConnectWiseConfig(AdapterConfig):
+class ConnectWiseConfig(AdapterConfig, GuessedCallLimits):
     """The ``[tenants.X.connection]`` table of a ConnectWise tenant."""
 
     site: str = Field(description="API host of the instance, e.g. 'api-na.myconnectwise.net'.")
@@ -52,25 +52,6 @@ class ConnectWiseConfig(AdapterConfig):
     api_version: str | None = Field(
         default=None,
         description="Pin the API response version (Accept header), e.g. '2025.1'.",
-    )
-    requests_per_window: int = Field(
-        default=300,
-        ge=1,
-        le=100_000,
-        description="Client-side cap on API calls per window for this tenant, all endpoints "
-        "together. Not published by ConnectWise; 300 a minute (5 a second) is a conservative "
-        "guess that leaves room for other integrations. A call past it is rescheduled; lower it "
-        "if ConnectWise answers 429.",
-    )
-    window_seconds: float = Field(
-        default=60.0, ge=1, le=86_400, description="Length of that window in seconds."
-    )
-    concurrent_per_endpoint: int = Field(
-        default=4,
-        ge=1,
-        le=32,
-        description="Calls in flight at once per endpoint (e.g. GET service/tickets/{id}) from "
-        "all worker processes. Not published by ConnectWise; lower it if it answers 429.",
     )
 
     @field_validator("site")

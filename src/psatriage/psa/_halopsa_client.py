@@ -19,7 +19,6 @@ import stamina
 
 from psatriage import shared_tokens
 from psatriage.errors import PermanentError
-from psatriage.limits import CallLimits
 from psatriage.psa._halopsa_auth import TokenSource, scrubbed
 from psatriage.psa._halopsa_config import HaloPSAConfig
 from psatriage.psa._halopsa_http import (
@@ -40,13 +39,7 @@ class HaloClient:
 
     def __init__(self, tenant: str, config: HaloPSAConfig, http: httpx.Client) -> None:
         self._http = http
-        self.limits = CallLimits(
-            per_window=config.requests_per_window,
-            window_seconds=config.window_seconds,
-            per_endpoint=False,
-            concurrent_per_endpoint=config.concurrent_per_endpoint,
-            scope=f"halopsa:{tenant}",
-        )
+        self.limits = config.call_limits(f"halopsa:{tenant}")
         self._root = f"{config.url}/api"
         self._page_size = config.page_size
         self._max_wait = config.max_rate_limit_wait_seconds

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from psatriage.psa.base import AdapterConfig, RotatingWebhookSecret
+from psatriage.psa.base import AdapterConfig, GuessedCallLimits, RotatingWebhookSecret
 from psatriage.secrets import Secret
 
 _URL = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?(/[A-Za-z0-9._~\-/]*)?$", re.IGNORECASE)
@@ -34,7 +34,7 @@ def _url(value: str) -> str:
     return f"{scheme.lower()}://{host.lower()}" + (f"/{path}" if path else "")
 
 
-class HaloPSAConfig(AdapterConfig, RotatingWebhookSecret):
+class HaloPSAConfig(AdapterConfig, RotatingWebhookSecret, GuessedCallLimits):
     """The ``[tenants.X.connection]`` table of a HaloPSA tenant."""
 
     url: str = Field(
@@ -128,24 +128,6 @@ class HaloPSAConfig(AdapterConfig, RotatingWebhookSecret):
         le=30,
         description="Longest wait for a 429 inside a call; a longer Retry-After reschedules the "
         "ticket instead.",
-    )
-    requests_per_window: int = Field(
-        default=300,
-        ge=1,
-        le=100_000,
-        description="Client-side cap on calls to Halo per window for this tenant, all endpoints "
-        "and token requests together. Not published by Halo; 300 a minute (5 a second) is a "
-        "conservative guess. A call past it is rescheduled; lower it if Halo answers 429.",
-    )
-    window_seconds: float = Field(
-        default=60.0, ge=1, le=86_400, description="Length of that window in seconds."
-    )
-    concurrent_per_endpoint: int = Field(
-        default=4,
-        ge=1,
-        le=32,
-        description="Calls in flight at once per endpoint (e.g. GET Tickets/{id}) from all "
-        "worker processes. Not published by Halo; lower it if Halo answers 429.",
     )
 
     @field_validator("url")

@@ -23,6 +23,7 @@ from psatriage.domain import (
     Ticket,
     TicketEvent,
 )
+from psatriage.limits import CallLimits
 from psatriage.secrets import Secret
 
 PATH_TOKEN_HEADER = "x-psatriage-path-token"  # noqa: S105 - a header name, not a secret
@@ -40,6 +41,41 @@ class AdapterConfig(BaseModel):
     def webhook_config_problem(self) -> str | None:
         """Why this connection cannot take webhooks (asked when the trigger uses them), or None."""
         return None
+
+
+class GuessedCallLimits(BaseModel):
+    """Mixed into adapter configs whose PSA publishes no rate limit (ConnectWise, HaloPSA): a
+    conservative client-side limit each tenant can change."""
+
+    requests_per_window: int = Field(
+        default=300,
+        ge=1,
+        le=100_000,
+        description="Client-side cap on calls to the PSA per window for this tenant, all "
+        "endpoints (and token requests) together. The PSA publishes no number; 300 a minute (5 a "
+        "second) is a conservative guess that leaves room for other integrations. A call past "
+        "it is not sent and the ticket waits its turn; lower it if the PSA answers 429.",
+    )
+    window_seconds: float = Field(
+        default=60.0, ge=1, le=86_400, description="Length of that window in seconds."
+    )
+    concurrent_per_endpoint: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description="Calls in flight at once per endpoint (e.g. GET tickets/{id}) from all "
+        "worker processes. Not published by the PSA; lower it if the PSA answers 429.",
+    )
+
+    def call_limits(self, scope: str) -> CallLimits:
+        """The limiter for one tenant (``scope`` such as ``"halopsa:acme"``)."""
+        return CallLimits(
+            per_window=self.requests_per_window,
+            window_seconds=self.window_seconds,
+            per_endpoint=False,
+            concurrent_per_endpoint=self.concurrent_per_endpoint,
+            scope=scope,
+        )
 
 
 class RotatingWebhookSecret(BaseModel):
