@@ -1,5 +1,5 @@
 """What every adapter's test module shares: a running fake with its secrets in the environment,
-one HTTP client, and ``adapter`` built by the module's own ``make_adapter``."""
+one HTTP client, ``adapter`` built by the module's own ``make_adapter``, and ``in_parallel``."""
 
 from __future__ import annotations
 
@@ -37,3 +37,21 @@ def http() -> Iterator[httpx.Client]:
 @pytest.fixture
 def adapter(make_adapter: Callable[[], Any]) -> Any:
     return make_adapter()
+
+
+def in_parallel(work: Callable[[Any], object], items: list[Any]) -> list[BaseException]:
+    """Run ``work(item)`` for every item on its own thread at once; return what they raised."""
+    errors: list[BaseException] = []
+
+    def run(item: Any) -> None:
+        try:
+            work(item)
+        except Exception as exc:  # noqa: BLE001 - collected for the caller to assert on
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +42,7 @@ from tests.fakes.autotask import FakeAutotask, dotnet_json
 from tests.fakes.base import FakeServer, Response
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 from tests.harness import to_toml
-from tests.psa.conftest import serving
+from tests.psa.conftest import in_parallel, serving
 
 os.environ["COLUMNS"] = "200"  # Rich sizes its console when psatriage.cli is imported
 from typer.testing import CliRunner
@@ -596,20 +595,12 @@ def test_at_most_three_concurrent_calls_per_endpoint(fake: FakeAutotask) -> None
         adapter = AutotaskAdapter("acme", config, client)
         adapter.get_ticket(str(tickets[0]))  # zone, fields and company read once
         fake.delay = 0.05
-        errors: list[BaseException] = []
 
         def work(ticket_id: int) -> None:
-            try:
-                ticket = adapter.get_ticket(str(ticket_id))
-                adapter.find_note(ticket, "psatriage:1")
-            except Exception as exc:  # noqa: BLE001 - collected and asserted below
-                errors.append(exc)
+            ticket = adapter.get_ticket(str(ticket_id))
+            adapter.find_note(ticket, "psatriage:1")
 
-        threads = [threading.Thread(target=work, args=(t,)) for t in tickets * 3]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = in_parallel(work, tickets * 3)
     assert errors == []
     assert fake.max_active_by_endpoint["Tickets"] == 3
     assert fake.max_active_by_endpoint["Tickets/Notes"] == 3

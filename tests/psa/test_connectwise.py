@@ -27,7 +27,7 @@ from psatriage.http import make_client
 from psatriage.psa.connectwise import ConnectWiseAdapter, ConnectWiseConfig, key_url_allowed
 from tests.fakes.base import FakeServer
 from tests.fakes.connectwise import FakeConnectWise
-from tests.psa.conftest import serving
+from tests.psa.conftest import in_parallel, serving
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "connectwise"
 MakeAdapter = Callable[..., ConnectWiseAdapter]
@@ -714,19 +714,7 @@ def test_calls_in_flight_are_capped_per_endpoint(fake: FakeConnectWise) -> None:
         adapter = ConnectWiseAdapter("acme", config, client)
         adapter.get_ticket(str(tickets[0]))  # the codebase, discovered once
         fake.delay = 0.05
-        errors: list[BaseException] = []
-
-        def work(ticket_id: int) -> None:
-            try:
-                adapter.get_ticket(str(ticket_id))
-            except Exception as exc:  # noqa: BLE001 - collected and asserted below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(t,)) for t in tickets]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = in_parallel(lambda t: adapter.get_ticket(str(t)), tickets)
     assert errors == []
     tickets_path = f"GET /{fake.codebase}apis/3.0/service/tickets/{{id}}"
     assert fake.max_active_by_endpoint[tickets_path] == 2

@@ -45,7 +45,7 @@ from psatriage.web import create_app
 from tests.fakes.halopsa import FakeHaloPSA
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 from tests.harness import to_toml
-from tests.psa.conftest import serving
+from tests.psa.conftest import in_parallel, serving
 from tests.test_shared_tokens import raw_values
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "halopsa"
@@ -1246,19 +1246,7 @@ def test_calls_in_flight_are_capped_per_endpoint(fake: FakeHaloPSA) -> None:
         adapter = HaloPSAAdapter("acme", config, client)
         adapter.get_ticket(str(tickets[0]))  # the token, fetched once
         fake.delay = 0.05
-        errors: list[BaseException] = []
-
-        def work(ticket_id: int) -> None:
-            try:
-                adapter.get_ticket(str(ticket_id))
-            except Exception as exc:  # noqa: BLE001 - collected and asserted below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(t,)) for t in tickets]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = in_parallel(lambda t: adapter.get_ticket(str(t)), tickets)
     assert errors == []
     assert fake.max_active_by_endpoint["GET /api/Tickets/{id}"] == 2
 
