@@ -49,8 +49,15 @@ def postgres_server() -> str:
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    with _fresh_database(postgres_server) as url:
+        yield url
+
+
+@contextmanager
+def _fresh_database(server: str) -> Iterator[str]:
+    """Create a database on ``server`` for one test; drop it afterwards."""
     name = f"psatriage_test_{uuid.uuid4().hex[:12]}"
-    admin = make_url(postgres_server).set(drivername="postgresql")
+    admin = make_url(server).set(drivername="postgresql")
     dsn = admin.render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
@@ -93,17 +100,8 @@ def restartable_postgres() -> Iterator[RestartablePostgres]:
             "PSATRIAGE_TEST_RESTARTABLE_POSTGRES_URL and PSATRIAGE_TEST_POSTGRES_CTL are not set "
             "(no PostgreSQL server that this test may restart)"
         )
-    name = f"psatriage_test_{uuid.uuid4().hex[:12]}"
-    admin = make_url(server).set(drivername="postgresql")
-    dsn = admin.render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = admin.set(database=name).render_as_string(hide_password=False)
+    with _fresh_database(server) as url:
         yield RestartablePostgres(url, shlex.split(control))
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

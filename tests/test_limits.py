@@ -17,8 +17,8 @@ from psatriage.limits import (
     LimitStore,
     MemoryLimits,
     RollingWindow,
-    share_windows,
-    windows_for,
+    limits_for,
+    share_limits,
 )
 from psatriage.limits_shared import RedisLimits
 
@@ -110,7 +110,7 @@ def shared_url(request: pytest.FixtureRequest) -> str:
 
 def test_shared_windows_count_every_process_against_one_limit(shared_url: str) -> None:
     # two stores on one server stand for two worker processes
-    first, second = windows_for(shared_url), windows_for(shared_url)
+    first, second = limits_for(shared_url), limits_for(shared_url)
     assert first is not None and second is not None
     try:
         now = time.time()
@@ -128,8 +128,8 @@ def test_shared_windows_count_every_process_against_one_limit(shared_url: str) -
 
 
 def test_call_limits_use_the_shared_windows_when_the_runtime_shares_them(shared_url: str) -> None:
-    store = windows_for(shared_url)
-    share_windows(store)
+    store = limits_for(shared_url)
+    share_limits(store)
     try:
         one = CallLimits(per_window=2, max_wait=0, scope="kaseya_bms:acme")
         other = CallLimits(per_window=2, max_wait=0, scope="kaseya_bms:acme")
@@ -139,13 +139,13 @@ def test_call_limits_use_the_shared_windows_when_the_runtime_shares_them(shared_
             pass
         assert other.used() == 2
     finally:
-        share_windows(None)
+        share_limits(None)
         assert store is not None
         store.close()
 
 
 def test_sqlite_deployments_keep_windows_in_memory() -> None:
-    assert windows_for("sqlite:///queue.db") is None
+    assert limits_for("sqlite:///queue.db") is None
 
 
 @pytest.fixture(params=["memory", "redis", "postgresql"])
@@ -156,7 +156,7 @@ def two_stores(request: pytest.FixtureRequest) -> Iterator[tuple[LimitStore, Lim
         yield memory, memory
         return
     url = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
-    first, second = windows_for(url), windows_for(url)
+    first, second = limits_for(url), limits_for(url)
     assert first is not None and second is not None
     try:
         yield first, second
@@ -266,8 +266,8 @@ def test_a_slot_held_past_its_lease_is_taken_back(
 
 
 def test_call_limits_hold_shared_slots_when_the_runtime_shares_them(shared_url: str) -> None:
-    store = windows_for(shared_url)
-    share_windows(store)
+    store = limits_for(shared_url)
+    share_limits(store)
     try:
         one = CallLimits(concurrent_per_endpoint=1, max_wait=0.1, scope="autotask:acme")
         other = CallLimits(concurrent_per_endpoint=1, max_wait=0.1, scope="autotask:acme")
@@ -280,7 +280,7 @@ def test_call_limits_hold_shared_slots_when_the_runtime_shares_them(shared_url: 
         with other.call("Tickets"):
             pass
     finally:
-        share_windows(None)
+        share_limits(None)
         assert store is not None
         store.close()
 
@@ -288,7 +288,7 @@ def test_call_limits_hold_shared_slots_when_the_runtime_shares_them(shared_url: 
 def test_postgres_limits_reconnect_after_the_server_ends_the_connection(
     postgres_url: str, postgres_server: str
 ) -> None:
-    store = windows_for(postgres_url)
+    store = limits_for(postgres_url)
     assert store is not None
     database = postgres_url.rsplit("/", 1)[1]
     ours = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
@@ -317,7 +317,7 @@ def test_postgres_limits_reconnect_after_the_server_ends_the_connection(
 def test_a_slot_whose_release_failed_in_an_outage_is_given_back_on_the_next_call(
     postgres_url: str, postgres_server: str
 ) -> None:
-    store = windows_for(postgres_url)
+    store = limits_for(postgres_url)
     assert store is not None
     database = postgres_url.rsplit("/", 1)[1]
     ours = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
@@ -335,7 +335,7 @@ def test_a_slot_whose_release_failed_in_an_outage_is_given_back_on_the_next_call
 
 
 def test_redis_limits_recover_from_a_dropped_connection(redis_url: str) -> None:
-    store = windows_for(redis_url)
+    store = limits_for(redis_url)
     assert store is not None
     admin = redis.Redis.from_url(redis_url)
     try:
@@ -371,8 +371,8 @@ return active
 
 def _worker_process(url: str, name: str, start: Barrier) -> None:
     """One worker process of the multi-process test: four threads, ten calls each."""
-    store = windows_for(url)
-    share_windows(store)
+    store = limits_for(url)
+    share_limits(store)
     counters = redis.Redis.from_url(url)
     record = counters.register_script(_RECORD)
     limits = CallLimits(concurrent_per_endpoint=3, max_wait=30, scope="autotask:acme")

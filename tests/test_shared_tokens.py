@@ -29,6 +29,7 @@ from psatriage.runtime import Runtime
 from psatriage.settings import Settings
 from psatriage.shared_tokens import PostgresTokens, RedisTokens, SharedTokens, tokens_for
 from tests.fakes.halopsa import FakeHaloPSA
+from tests.harness import to_toml
 
 KEY = SecretStr(Fernet.generate_key().decode())
 OTHER_KEY = SecretStr(Fernet.generate_key().decode())
@@ -272,21 +273,43 @@ def test_tokens_are_shared_only_with_a_shared_queue_and_a_key(redis_url: str) ->
 
 
 def test_the_runtime_shares_tokens_and_warns_once_without_a_key(
-    redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "psatriage.toml").write_text("", encoding="utf-8")
-    settings = Settings(data_dir=tmp_path, config=tmp_path / "psatriage.toml", queue_url=redis_url)
-    with capture_logs() as logs:
-        runtime = Runtime(settings)
-        runtime.close()
-    warned = [e for e in logs if "PSATRIAGE_SECRET_KEY" in e["event"]]
-    assert len(warned) == 1 and warned[0]["log_level"] == "warning"
-    assert shared_tokens.current() is None
-    runtime = Runtime(settings.model_copy(update={"secret_key": KEY}))
-    try:
-        assert shared_tokens.current() is runtime._tokens is not None
-    finally:
-        runtime.close()
+    tenants = tmp_path / "psatriage.toml"
+    tenants.write_text("", encoding="utf-8")
+    settings = Settings(data_dir=tmp_path, config=tenants, queue_url=redis_url)
+    with capture_logs() as logs:  # no HaloPSA tenant: nothing to share, nothing to warn about
+        Runtime(settings).close()
+    assert not [e for e in logs if "PSATRIAGE_SECRET_KEY" in e["event"]]
+
+    with FakeHaloPSA() as fake:
+        for name, value in fake.secret_env().items():
+            monkeypatch.setenv(name, value)
+        tenants.write_text(
+            to_toml(
+                {
+                    "tenants": {
+                        "acme": {
+                            "psa": "halopsa",
+                            "connection": fake.connection_config(),
+                            "classifier": {"kind": "local"},
+                        }
+                    }
+                }
+            ),
+            encoding="utf-8",
+        )
+        with capture_logs() as logs:
+            runtime = Runtime(settings)
+            runtime.close()
+        warned = [e for e in logs if "PSATRIAGE_SECRET_KEY" in e["event"]]
+        assert len(warned) == 1 and warned[0]["log_level"] == "warning"
+        assert shared_tokens.current() is None
+        runtime = Runtime(settings.model_copy(update={"secret_key": KEY}))
+        try:
+            assert shared_tokens.current() is runtime._tokens is not None
+        finally:
+            runtime.close()
     assert shared_tokens.current() is None
 
 

@@ -9,7 +9,7 @@ The window counts per endpoint or for the whole tenant (``per_endpoint``): Autot
 database as a whole (10,000 calls per hour), Kaseya BMS each endpoint (1,500 per hour). The cap
 on concurrent calls is per endpoint (Autotask: 3 threads per endpoint and integration). Where the
 deployment shares a queue (Redis or PostgreSQL), windows and slots live there too, so every worker
-process counts against one limit (``share_windows``, set up by the Runtime; the stores are in
+process counts against one limit (``share_limits``, set up by the Runtime; the stores are in
 ``psatriage.limits_shared``); else they live in this process. Keys carry the limiter's ``scope``
 (e.g. ``"autotask:acme"``), so tenants never share a limit.
 """
@@ -29,6 +29,7 @@ import structlog
 
 from psatriage.errors import CallLimitReached, TransientError
 from psatriage.limits_shared import PostgresLimits, RedisLimits
+from psatriage.settings import shared_server
 
 log = structlog.get_logger(__name__)
 
@@ -121,29 +122,28 @@ def patience(max_wait: float) -> Iterator[None]:
         _patience = before
 
 
-def share_windows(store: LimitStore | None) -> None:
+def share_limits(store: LimitStore | None) -> None:
     """Make ``store`` hold the windows and slots of every limiter in this process (None: each
     limiter keeps its own in memory)."""
     global _shared  # noqa: PLW0603 - one deployment-wide setting, made by the Runtime at start
     _shared = store
 
 
-def windows_for(queue_url: str) -> LimitStore | None:
+def limits_for(queue_url: str) -> LimitStore | None:
     """Shared windows and slots where the deployment shares a queue: Redis or PostgreSQL (on the
     queue's own server and database); else None."""
-    scheme = queue_url.split(":", 1)[0].split("+", 1)[0].lower()
-    if scheme in {"redis", "rediss"}:
-        return RedisLimits(queue_url)
-    if scheme in {"postgresql", "postgres"}:
-        return PostgresLimits(queue_url.replace("postgresql+psycopg://", "postgresql://", 1))
-    return None
+    server = shared_server(queue_url)
+    if server is None:
+        return None
+    kind, url = server
+    return RedisLimits(url) if kind == "redis" else PostgresLimits(url)
 
 
 class RollingWindow:
     """At most ``limit`` calls in any ``window`` seconds, per key.
 
     Counted in ``store`` if given, else in the shared windows when the deployment has them
-    (``share_windows``), so several worker processes stay under one limit together; else in
+    (``share_limits``), so several worker processes stay under one limit together; else in
     this instance's memory.
     """
 
@@ -191,7 +191,7 @@ class ConcurrencyLimit:
 
     Threads of this process first queue on a local semaphore (so at most ``limit`` of them ask
     the store), then take a slot in ``store`` if given, else in the shared store when the
-    deployment has one (``share_windows``), else in this instance's memory, polling every
+    deployment has one (``share_limits``), else in this instance's memory, polling every
     ``POLL_SECONDS`` or so while all are taken. A slot is a lease of ``lease`` seconds: a process
     that dies mid-call frees its slots when the lease runs out. If no slot comes within
     ``max_wait``, ``hold`` raises ``CallLimitReached`` so the job is rescheduled.

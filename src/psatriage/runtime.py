@@ -51,10 +51,15 @@ class Runtime:
             db.upgrade(self.engine)
         self.sessions = db.make_sessionmaker(self.engine)
         self.ledger = Ledger(self.engine, self.sessions)
-        self._windows = limits.windows_for(settings.effective_queue_url)
-        limits.share_windows(self._windows)  # PSA call limits shared by every worker process
-        self._tokens = shared_tokens.tokens_for(settings.effective_queue_url, settings.secret_key)
-        shared_tokens.share_tokens(self._tokens)  # and HaloPSA's access token, encrypted
+        self._windows = limits.limits_for(settings.effective_queue_url)
+        limits.share_limits(self._windows)  # PSA call limits shared by every worker process
+        halo = any(tenant.psa == "halopsa" for tenant in self.config.tenants.values())
+        self._tokens = (  # and HaloPSA's access token, encrypted, where a tenant uses HaloPSA
+            shared_tokens.tokens_for(settings.effective_queue_url, settings.secret_key)
+            if halo
+            else None
+        )
+        shared_tokens.share_tokens(self._tokens)
         self.records = Records(self.sessions)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(self.records)
@@ -140,7 +145,7 @@ class Runtime:
         for classifier in self._classifiers.values():
             classifier.close()
         if self._windows is not None:
-            limits.share_windows(None)
+            limits.share_limits(None)
             self._windows.close()
         if self._tokens is not None:
             shared_tokens.share_tokens(None)

@@ -6,6 +6,7 @@ the tenants file (see ``config.py``). Nothing is read at import time: call ``get
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -126,6 +127,17 @@ class Settings(BaseSettings):
     @property
     def config_is_default(self) -> bool:
         return "config" not in self.model_fields_set
+
+
+def shared_server(queue_url: str) -> tuple[Literal["redis", "postgresql"], str] | None:
+    """The server a shared queue lives on, as ``(kind, url)`` with a URL its client library
+    takes (Redis as given; PostgreSQL as a plain libpq URL); None for SQLite (one process)."""
+    scheme = queue_url.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme in {"redis", "rediss"}:
+        return "redis", queue_url
+    if scheme in {"postgresql", "postgres"}:
+        return "postgresql", re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", queue_url)
+    return None
 
 
 def get_settings(**overrides: object) -> Settings:

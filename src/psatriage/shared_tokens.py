@@ -41,6 +41,8 @@ from pydantic import SecretStr
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from psatriage.settings import shared_server
+
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
@@ -382,8 +384,8 @@ def tokens_for(queue_url: str, secret_key: SecretStr | None) -> SharedTokens | N
     """Shared tokens where the deployment shares a queue (Redis or PostgreSQL, on the queue's own
     server and database) and has a ``secret_key``; else None. A shared queue without a key logs
     a warning: tokens then stay per process."""
-    scheme = queue_url.split(":", 1)[0].split("+", 1)[0].lower()
-    if scheme not in {"redis", "rediss", "postgresql", "postgres"}:
+    server = shared_server(queue_url)
+    if server is None:
         return None
     if secret_key is None:
         log.warning(
@@ -392,7 +394,6 @@ def tokens_for(queue_url: str, secret_key: SecretStr | None) -> SharedTokens | N
             f"invalidate the others' (401, then one more token request); to share them, {_FIX_KEY}"
         )
         return None
-    if scheme.startswith("redis"):
-        return SharedTokens(RedisTokens(queue_url), secret_key)
-    dsn = queue_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    return SharedTokens(PostgresTokens(dsn), secret_key)
+    kind, url = server
+    backend: Backend = RedisTokens(url) if kind == "redis" else PostgresTokens(url)
+    return SharedTokens(backend, secret_key)
