@@ -9,8 +9,8 @@ Rows (each trained on the train split and scored on the eval split of the data R
 supervised   Endava ``category_path`` and ``sub_category1``, CFPB ``product`` and ``issue``: the
              baseline (TF-IDF of words and word pairs, sublinear, min_df 2, logistic regression
              C=10: the setting that reproduces the data README's figures) and the local engine
-             exactly as ``psatriage eval`` runs it (trained by ``psatriage.engine``, each ticket
-             through ``LocalClassifier.classify``).
+             exactly as ``psatriage eval`` runs it (trained by ``psatriage.local_engine``, each
+             ticket through ``LocalClassifier.classify``).
 zero-shot    CFPB ``product`` and ``issue`` from the label names alone, beside the majority class.
 RSS          a real ``psatriage serve`` whose tenant uses ``kind = "local"`` with the Endava
              ``category_path`` model, after it has categorized 20 tickets from a fake ConnectWise;
@@ -49,9 +49,9 @@ from tests.fakes.openai import FakeOpenAI
 from tests.harness import TENANT, Harness
 
 from psatriage.classifiers.local import LocalClassifier, LocalConfig
-from psatriage.engine import evaluation
-from psatriage.engine.evaluation import Setup
-from psatriage.evaluate import accuracy, macro_f1, report
+from psatriage.evaluation import runs
+from psatriage.evaluation.measures import accuracy, macro_f1, report
+from psatriage.evaluation.runs import Setup
 
 SUPERVISED = (
     ("endava/tickets.jsonl", "category_path", 0.424),
@@ -71,13 +71,13 @@ TICKETS = (
 
 def baseline(setup: Setup) -> dict[str, float]:
     """TF-IDF 1-2-grams + logistic regression on the train split, scored on the eval split."""
-    texts, labels = evaluation.texts_and_labels(setup.rest)
+    texts, labels = runs.texts_and_labels(setup.rest)
     started = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
     model = LogisticRegression(C=10, max_iter=1000)
     model.fit(vectorizer.fit_transform(texts), labels)
     seconds = time.perf_counter() - started
-    eval_texts, truth = evaluation.texts_and_labels(setup.scored)
+    eval_texts, truth = runs.texts_and_labels(setup.scored)
     predicted = [str(p) for p in model.predict(vectorizer.transform(eval_texts))]
     return {
         "accuracy": accuracy(truth, predicted),
@@ -91,13 +91,13 @@ def local(setup: Setup, *, zero_shot: bool, folder: Path) -> dict[str, Any]:
     config: dict[str, Any] = {"model": "zero-shot"}
     training: dict[str, Any] = {}
     if not zero_shot:
-        model = evaluation.train_on_rest(setup)
+        model = runs.train_on_rest(setup)
         path = folder / f"{setup.path.stem}-{setup.label}.npz"
         model.save(path)
         config = {"model": str(path)}
         training = model.report.to_dict()
     classifier = LocalClassifier("bench", LocalConfig(**config))
-    result = report(evaluation.predictions(setup, classifier))
+    result = report(runs.predictions(setup, classifier))
     return {
         "accuracy": result.accuracy,
         "macro_f1": result.macro_f1,
@@ -116,7 +116,7 @@ def local(setup: Setup, *, zero_shot: bool, folder: Path) -> dict[str, Any]:
 def accuracy_rows(data: Path, folder: Path) -> dict[str, Any]:
     supervised, zero = [], []
     for file, level, published in SUPERVISED:
-        setup = evaluation.prepare(data / file, level, "eval")
+        setup = runs.prepare(data / file, level, "eval")
         supervised.append(
             {
                 "data": file.split("/")[0],
@@ -129,7 +129,7 @@ def accuracy_rows(data: Path, folder: Path) -> dict[str, Any]:
             }
         )
     for file, level in ZERO_SHOT:
-        setup = evaluation.prepare(data / file, level, "eval")
+        setup = runs.prepare(data / file, level, "eval")
         truth = [value for _, value in setup.scored]
         majority = Counter(value for _, value in setup.rest).most_common(1)[0][0]
         zero.append(
@@ -328,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         result: dict[str, Any] = {"machine": machine()}
         result |= accuracy_rows(args.data, Path(folder))
         if not args.skip_rss:
-            setup = evaluation.prepare(args.data / SUPERVISED[0][0], SUPERVISED[0][1], "eval")
-            model = evaluation.train_on_rest(setup)
+            setup = runs.prepare(args.data / SUPERVISED[0][0], SUPERVISED[0][1], "eval")
+            model = runs.train_on_rest(setup)
             path = Path(folder) / "rss-model.npz"
             model.save(path)
             result["rss"] = service_rss(path)

@@ -39,10 +39,10 @@ from rich.table import Table
 
 from psatriage.classifiers.openai_compat import response_schema
 from psatriage.domain import Category, LevelValue, Taxonomy, Ticket
-from psatriage.engine.data import Example, read_examples, select
-from psatriage.engine.embed import shared_embedder
-from psatriage.engine.ranker import Ranker
-from psatriage.engine.training import train
+from psatriage.local_engine.data import Example, read_examples, select
+from psatriage.local_engine.embed import shared_embedder
+from psatriage.local_engine.ranker import Ranker
+from psatriage.local_engine.training import train
 from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
 from psatriage.shortlist import shortlist
 

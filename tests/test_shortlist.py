@@ -9,9 +9,9 @@ from psatriage import jobs
 from psatriage.classifiers.local import LocalClassifier, LocalConfig
 from psatriage.config import TaxonomySettings
 from psatriage.domain import LevelValue, Ticket, TicketEvent
-from psatriage.engine.data import read_taxonomy
-from psatriage.engine.embed import shared_embedder
-from psatriage.engine.ranker import Ranker
+from psatriage.local_engine.data import read_taxonomy
+from psatriage.local_engine.embed import shared_embedder
+from psatriage.local_engine.ranker import Ranker
 from psatriage.shortlist import for_ticket, shortlist
 from psatriage.store.tables import EventState
 from tests.harness import TENANT, Harness

@@ -15,12 +15,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from psatriage.domain import Category, Ticket
-from psatriage.engine.data import ticket_text
+from psatriage.local_engine.data import ticket_text
 
 if TYPE_CHECKING:
     from psatriage.classifiers.base import Classifier
     from psatriage.config import TaxonomySettings
-    from psatriage.engine.ranker import Ranker
+    from psatriage.local_engine.ranker import Ranker
 
 
 @runtime_checkable
@@ -62,8 +62,8 @@ def for_ticket(
 
 def _zero_shot() -> Ranker:
     # loaded on first need only: most tenants never pass the limit
-    from psatriage.engine.embed import shared_embedder  # noqa: PLC0415
-    from psatriage.engine.ranker import Ranker  # noqa: PLC0415
+    from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
+    from psatriage.local_engine.ranker import Ranker  # noqa: PLC0415
 
     global _shared_ranker  # noqa: PLW0603 - one stateless zero-shot ranker per process
     if _shared_ranker is None:

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from psatriage.classifiers.base import ClassificationRequest
 from psatriage.classifiers.hybrid import HybridClassifier, HybridConfig
 from psatriage.domain import ModelCall, Ticket
-from psatriage.engine.data import read_taxonomy
 from psatriage.errors import TransientError
+from psatriage.local_engine.data import read_taxonomy
 from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 

@@ -14,13 +14,13 @@ from psatriage.classifiers.base import ClassificationRequest
 from psatriage.classifiers.local import LocalClassifier, LocalConfig
 from psatriage.config import parse_config
 from psatriage.domain import Category, Facet, LevelValue, ModelCall, Ticket
-from psatriage.engine import DataError
-from psatriage.engine.data import labeled, read_examples, read_taxonomy
-from psatriage.engine.embed import content_words, shared_embedder
-from psatriage.engine.model import TrainedModel
-from psatriage.engine.store import ModelStore
-from psatriage.engine.training import train
 from psatriage.errors import ConfigError, PermanentError
+from psatriage.local_engine import DataError
+from psatriage.local_engine.data import labeled, read_examples, read_taxonomy
+from psatriage.local_engine.embed import content_words, shared_embedder
+from psatriage.local_engine.model import TrainedModel
+from psatriage.local_engine.store import ModelStore
+from psatriage.local_engine.training import train
 from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "local"

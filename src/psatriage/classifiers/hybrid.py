@@ -26,7 +26,7 @@ from psatriage.domain import Classification
 from psatriage.errors import InvalidAnswer, PermanentError
 
 if TYPE_CHECKING:
-    from psatriage.engine.ranker import Ranker
+    from psatriage.local_engine.ranker import Ranker
 
 
 class HybridConfig(LocalConfig):

@@ -3,7 +3,7 @@
 With no trained model it is zero-shot: the ticket against each candidate's path names and
 description (static embeddings shipped in the ``wordllama`` wheel). With a model trained on the
 tenant's history (``psatriage train``) it uses that model's calibrated probabilities for the
-categories it knows and zero-shot for the others (see ``psatriage.engine.ranker``).
+categories it knows and zero-shot for the others (see ``psatriage.local_engine.ranker``).
 
 ``model = "auto"`` (the default) uses the tenant's newest model in ``models_dir`` and notices a
 newer one within ``reload_seconds``, so training again needs no restart. Facets (queue,
@@ -23,14 +23,14 @@ from pydantic import Field, field_validator
 
 from psatriage.classifiers.base import ClassificationRequest, Classifier, ClassifierConfig
 from psatriage.domain import Category, Classification, ModelCall
-from psatriage.engine import DEFAULT_TEMPERATURE, DEFAULT_UNSEEN_WEIGHT
-from psatriage.engine.data import ticket_text
-from psatriage.engine.store import ModelStore
 from psatriage.errors import PermanentError, PsatriageError
+from psatriage.local_engine import DEFAULT_TEMPERATURE, DEFAULT_UNSEEN_WEIGHT
+from psatriage.local_engine.data import ticket_text
+from psatriage.local_engine.store import ModelStore
 from psatriage.settings import get_settings
 
 if TYPE_CHECKING:
-    from psatriage.engine.ranker import Ranker, Scored
+    from psatriage.local_engine.ranker import Ranker, Scored
 
 ENGINE: Final = "local"
 
@@ -124,9 +124,9 @@ class LocalClassifier(Classifier[LocalConfig]):
     def _load(self, model_file: Path | None) -> Ranker:
         # numpy, scikit-learn and the tokenizer load here, on first use, not at import: a
         # service whose tenants all use an LLM never pays for them
-        from psatriage.engine.embed import shared_embedder  # noqa: PLC0415
-        from psatriage.engine.model import TrainedModel  # noqa: PLC0415
-        from psatriage.engine.ranker import Ranker  # noqa: PLC0415
+        from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
+        from psatriage.local_engine.model import TrainedModel  # noqa: PLC0415
+        from psatriage.local_engine.ranker import Ranker  # noqa: PLC0415
 
         model = TrainedModel.load(model_file) if model_file is not None else None
         return Ranker(

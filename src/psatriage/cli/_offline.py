@@ -22,7 +22,7 @@ from psatriage.errors import ConfigError
 
 if TYPE_CHECKING:
     from psatriage.domain import Taxonomy
-    from psatriage.engine.ranker import Ranker, Scored
+    from psatriage.local_engine.ranker import Ranker, Scored
 
 
 class Output(StrEnum):
@@ -40,7 +40,7 @@ def run(
     output: Output,
     top: int,
 ) -> None:
-    from psatriage.engine.data import read_examples, read_taxonomy  # noqa: PLC0415
+    from psatriage.local_engine.data import read_examples, read_taxonomy  # noqa: PLC0415
 
     if engine != "local":
         raise ConfigError(
@@ -80,9 +80,9 @@ def run(
 
 
 def _ranker(model: Path | None) -> Ranker:
-    from psatriage.engine.embed import shared_embedder  # noqa: PLC0415
-    from psatriage.engine.model import TrainedModel  # noqa: PLC0415
-    from psatriage.engine.ranker import Ranker  # noqa: PLC0415
+    from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
+    from psatriage.local_engine.model import TrainedModel  # noqa: PLC0415
+    from psatriage.local_engine.ranker import Ranker  # noqa: PLC0415
 
     return Ranker(shared_embedder(), TrainedModel.load(model) if model is not None else None)
 
@@ -90,7 +90,7 @@ def _ranker(model: Path | None) -> Ranker:
 def _row(
     ticket_id: str, title: str, description: str, ranker: Ranker, taxonomy: Taxonomy, top: int
 ) -> dict[str, Any]:
-    from psatriage.engine.data import ticket_text  # noqa: PLC0415
+    from psatriage.local_engine.data import ticket_text  # noqa: PLC0415
 
     ranked: list[Scored] = ranker.rank(ticket_text(title, description), taxonomy.active())
     best = ranked[0]

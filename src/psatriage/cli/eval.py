@@ -15,10 +15,10 @@ from rich.table import Table
 
 from psatriage.classifiers.base import Classifier
 from psatriage.cli._app import app, console, errors, fail_cleanly, settings
-from psatriage.engine import DEFAULT_MIN_EXAMPLES
-from psatriage.engine.data import Split
 from psatriage.errors import ConfigError
-from psatriage.evaluate import Report, report
+from psatriage.evaluation.measures import Report, report
+from psatriage.local_engine import DEFAULT_MIN_EXAMPLES
+from psatriage.local_engine.data import Split
 
 
 class Engine(StrEnum):
@@ -66,7 +66,7 @@ def eval_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Accuracy, macro-F1, per-class table, confusions, thresholds, calibration, latency, cost."""
-    from psatriage.engine import evaluation  # noqa: PLC0415 - loads the engine only when used
+    from psatriage.evaluation import runs  # noqa: PLC0415 - loads the engine only when used
 
     with fail_cleanly(), ExitStack() as stack:
         if engine is not Engine.LOCAL and tenant is None:
@@ -74,12 +74,12 @@ def eval_command(
         if zero_shot and model is not None:
             raise ConfigError("--zero-shot and --model exclude each other")
         chosen_split: Split = split.value
-        setup = evaluation.prepare(data, label, chosen_split, taxonomy)
+        setup = runs.prepare(data, label, chosen_split, taxonomy)
         training: dict[str, Any] | None = None
         model_ref = "zero-shot"
         if engine is not Engine.OPENAI and not zero_shot:
             if model is None:
-                trained = evaluation.train_on_rest(setup, min_examples=min_examples)
+                trained = runs.train_on_rest(setup, min_examples=min_examples)
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 model = folder / "model.npz"
                 trained.save(model)
@@ -98,7 +98,7 @@ def eval_command(
         total = len(setup.scored[:limit])
         with progress:
             task = progress.add_task(f"{engine.value} on {data.name}", total=total)
-            predictions = evaluation.predictions(
+            predictions = runs.predictions(
                 setup,
                 classifier,
                 progress=lambda n: progress.advance(task, n),

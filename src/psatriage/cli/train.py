@@ -12,12 +12,12 @@ from rich.table import Table
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
 from psatriage.config import TENANT_NAME
-from psatriage.engine import DEFAULT_MIN_EXAMPLES, DataError
 from psatriage.errors import ConfigError
 from psatriage.limits import patience
+from psatriage.local_engine import DEFAULT_MIN_EXAMPLES, DataError
 
 if TYPE_CHECKING:
-    from psatriage.engine.model import TrainedModel
+    from psatriage.local_engine.model import TrainedModel
 
 MIN_HISTORY_TICKETS = 10  # fewer closed, categorized tickets than this: nothing worth training
 HISTORY_LABEL = "category"  # the label level of a model trained on a PSA's history
@@ -57,10 +57,10 @@ def train_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Train the local engine on labeled tickets; the report says how well it did."""
-    from psatriage.engine.data import labeled, read_examples, select  # noqa: PLC0415
-    from psatriage.engine.embed import shared_embedder  # noqa: PLC0415
-    from psatriage.engine.store import ModelStore  # noqa: PLC0415
-    from psatriage.engine.training import train  # noqa: PLC0415
+    from psatriage.local_engine.data import labeled, read_examples, select  # noqa: PLC0415
+    from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
+    from psatriage.local_engine.store import ModelStore  # noqa: PLC0415
+    from psatriage.local_engine.training import train  # noqa: PLC0415
 
     with fail_cleanly():
         if (tenant is None) == (out is None):
@@ -135,9 +135,9 @@ HISTORY_PATIENCE_SECONDS = 3600.0
 
 def _train_from_psa(tenant: str, since: datetime, limit: int, min_examples: int) -> TrainedModel:
     """Read the tenant's closed, categorized tickets from its PSA and fit a model on them."""
-    from psatriage.engine.data import ticket_text  # noqa: PLC0415
-    from psatriage.engine.embed import shared_embedder  # noqa: PLC0415
-    from psatriage.engine.training import train  # noqa: PLC0415
+    from psatriage.local_engine.data import ticket_text  # noqa: PLC0415
+    from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
+    from psatriage.local_engine.training import train  # noqa: PLC0415
 
     # ``runtime`` turns psatriage errors into a clean exit, as ``fail_cleanly`` does; the PSA's
     # call limits are waited out, as there is no queue to reschedule on.

@@ -14,8 +14,9 @@ from typing import Any
 
 from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.domain import Category, ModelCall, Taxonomy, Ticket
-from psatriage.engine import DEFAULT_MIN_EXAMPLES, DataError
-from psatriage.engine.data import (
+from psatriage.evaluation.measures import Prediction
+from psatriage.local_engine import DEFAULT_MIN_EXAMPLES, DataError
+from psatriage.local_engine.data import (
     Example,
     Split,
     labeled,
@@ -24,10 +25,9 @@ from psatriage.engine.data import (
     select,
     taxonomy_from_labels,
 )
-from psatriage.engine.embed import shared_embedder
-from psatriage.engine.model import TrainedModel
-from psatriage.engine.training import train
-from psatriage.evaluate import Prediction
+from psatriage.local_engine.embed import shared_embedder
+from psatriage.local_engine.model import TrainedModel
+from psatriage.local_engine.training import train
 from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
 
 Progress = Callable[[int], None]

@@ -20,10 +20,10 @@ from typing import Final, Literal
 import numpy as np
 
 from psatriage.domain import Category, Facet, LevelValue
-from psatriage.engine import DEFAULT_TEMPERATURE, DEFAULT_UNSEEN_WEIGHT
-from psatriage.engine.embed import Embedder, Vectors
-from psatriage.engine.model import TrainedModel, softmax
-from psatriage.engine.zeroshot import ZeroShot
+from psatriage.local_engine import DEFAULT_TEMPERATURE, DEFAULT_UNSEEN_WEIGHT
+from psatriage.local_engine.embed import Embedder, Vectors
+from psatriage.local_engine.model import TrainedModel, softmax
+from psatriage.local_engine.zeroshot import ZeroShot
 
 _MAX_UNSEEN: Final = 0.9  # the known categories always keep some probability
 _SEPARATORS = re.compile(r"\s*(?:[>›/]|\s›\s)\s*")

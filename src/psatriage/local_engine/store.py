@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from psatriage.engine.model import TrainedModel
+    from psatriage.local_engine.model import TrainedModel
 
 _VERSION: Final = re.compile(r"^v(\d{4,})\.npz$")
 

@@ -31,7 +31,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from psatriage.engine import DataError
+from psatriage.local_engine import DataError
 
 FORMAT: Final = "psatriage-local-model"
 FORMAT_VERSION: Final = 1

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from psatriage.domain import Category, LevelValue, Taxonomy
-from psatriage.engine import DataError
+from psatriage.local_engine import DataError
 
 Split = Literal["train", "eval", "all"]
 _LEVEL_SPLIT = re.compile(r"\s*[>›]\s*")

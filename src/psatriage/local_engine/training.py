@@ -22,9 +22,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.model_selection import KFold
 from sklearn.svm import LinearSVC
 
-from psatriage.engine import DEFAULT_MIN_EXAMPLES, DataError
-from psatriage.engine.embed import Embedder
-from psatriage.engine.model import (
+from psatriage.evaluation.measures import accuracy, expected_calibration_error, macro_f1
+from psatriage.local_engine import DEFAULT_MIN_EXAMPLES, DataError
+from psatriage.local_engine.embed import Embedder
+from psatriage.local_engine.model import (
     EMBED_WEIGHT,
     WORD_PATTERN,
     Lexical,
@@ -33,7 +34,6 @@ from psatriage.engine.model import (
     TrainingReport,
     softmax,
 )
-from psatriage.evaluate import accuracy, expected_calibration_error, macro_f1
 
 _C: Final = 0.3
 _FOLDS: Final = 3

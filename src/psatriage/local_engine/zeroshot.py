@@ -17,9 +17,9 @@ from typing import Final
 import numpy as np
 
 from psatriage.domain import Category, Facet, LevelValue
-from psatriage.engine import DEFAULT_TEMPERATURE
-from psatriage.engine.embed import Embedder, Vectors
-from psatriage.engine.model import softmax
+from psatriage.local_engine import DEFAULT_TEMPERATURE
+from psatriage.local_engine.embed import Embedder, Vectors
+from psatriage.local_engine.model import softmax
 
 _CACHE_SIZE: Final = 20_000
 

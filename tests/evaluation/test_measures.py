@@ -1,4 +1,4 @@
-"""Accuracy measures (``psatriage.evaluate``) and the data and taxonomy files of the engine."""
+"""Accuracy measures (``evaluation.measures``) and the engine's data and taxonomy files."""
 
 from __future__ import annotations
 
@@ -9,18 +9,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from psatriage.engine import DataError
-from psatriage.engine.data import (
-    Example,
-    labeled,
-    read_examples,
-    read_taxonomy,
-    select,
-    split_path,
-    taxonomy_from_labels,
-)
-from psatriage.engine.model import WORD_PATTERN, Lexical
-from psatriage.evaluate import (
+from psatriage.evaluation.measures import (
     Prediction,
     accuracy,
     at_thresholds,
@@ -32,8 +21,19 @@ from psatriage.evaluate import (
     report,
     threshold_for_precision,
 )
+from psatriage.local_engine import DataError
+from psatriage.local_engine.data import (
+    Example,
+    labeled,
+    read_examples,
+    read_taxonomy,
+    select,
+    split_path,
+    taxonomy_from_labels,
+)
+from psatriage.local_engine.model import WORD_PATTERN, Lexical
 
-FIXTURES = Path(__file__).parent / "fixtures" / "local"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "local"
 TRUTH = ["a", "a", "a", "b", "b", "c"]
 PREDICTED = ["a", "a", "b", "b", "c", "c"]
 
