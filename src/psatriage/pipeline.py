@@ -17,7 +17,7 @@ import structlog
 from psatriage import metrics, policy, shortlist
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers.base import ClassificationRequest, Classifier
-from psatriage.config import Effective, Tenant
+from psatriage.config.tenant import Effective, Tenant
 from psatriage.domain import (
     PATH_SEPARATOR,
     Category,
