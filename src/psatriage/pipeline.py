@@ -281,7 +281,7 @@ def _classify(
     candidates: tuple[Category, ...],
     effective: Effective,
 ) -> tuple[Classification, Chosen, dict[str, int]]:
-    tenant, classifier = deps.tenant, deps.classifier
+    tenant = deps.tenant
 
     def record(call: ModelCall) -> None:
         deps.records.record_call(call)
@@ -293,8 +293,8 @@ def _classify(
         ticket=masked,
         candidates=candidates,
         prompt=tenant.prompt,
-        model=effective.model or classifier.default_model,
-        max_tokens=effective.max_tokens or classifier.default_max_tokens,
+        model=effective.model,
+        max_tokens=effective.max_tokens,
         instructions=effective.instructions,
         company=ticket.company_name or "",
         taxonomy_hash=taxonomy.fingerprint,
@@ -304,7 +304,7 @@ def _classify(
         record=record,
     )
     try:
-        classification = deps.breaker.call(lambda: classifier.classify(request))
+        classification = deps.breaker.call(lambda: deps.classifier.classify(request))
         return classification, _validated(classification, candidates, taxonomy), redactions
     except PsatriageError as exc:
         exc.model_related = True

@@ -21,10 +21,14 @@ from psatriage.redact import Redactor
 
 @dataclass(frozen=True, slots=True)
 class Effective:
-    """The settings that apply to one ticket: tenant settings with its company's overrides."""
+    """The settings that apply to one ticket: tenant settings with its company's overrides.
 
-    model: str | None
-    max_tokens: int | None
+    ``model`` and ``max_tokens`` are the company's where it names them, else the classifier
+    configuration's defaults (empty for a classifier that asks no LLM).
+    """
+
+    model: str
+    max_tokens: int
     instructions: str
     policy: Policy
 
@@ -63,13 +67,16 @@ class Tenant:
         return self.trigger is not Trigger.POLL
 
     def effective(self, company_id: str | None, company_name: str | None = None) -> Effective:
+        model, max_tokens = self.classifier.default_model, self.classifier.default_max_tokens
         override = self._company(company_id, company_name)
         if override is None:
-            return Effective(None, None, self.instructions, self.policy)
+            return Effective(model, max_tokens, self.instructions, self.policy)
         changes = override.policy.model_dump(exclude_none=True)
         policy = Policy.model_validate({**self.policy.model_dump(), **changes})
         instructions = "\n".join(t for t in (self.instructions, override.instructions) if t)
-        return Effective(override.model, override.max_tokens, instructions, policy)
+        return Effective(
+            override.model or model, override.max_tokens or max_tokens, instructions, policy
+        )
 
     def _company(self, company_id: str | None, company_name: str | None) -> CompanyOverride | None:
         for wanted in (company_id, company_name):
