@@ -35,7 +35,7 @@ def _ours(harness: Harness, ticket_id: int) -> list[dict[str, Any]]:
 
 
 def _decision(runtime: Runtime, event_id: int) -> DecisionRow:
-    row = runtime.records.decision_for_event(event_id)
+    row = runtime.decisions.decision_for_event(event_id)
     assert row is not None
     return row
 

@@ -133,8 +133,8 @@ def test_webhook_and_poll_for_one_ticket_make_one_decision(harness: Harness) -> 
             thread.join()
         assert sorted(str(r) for r in results) == sorted(["done", "ignored"])
         assert len(harness.cw.patches(ticket)) == 1 and len(_ours(harness, ticket)) == 1
-        assert len(runtime.records.search_decisions(ticket_id=str(ticket))) <= 2
-        assert len([d for d in runtime.records.search_decisions() if d.final]) == 1
+        assert len(runtime.decisions.search_decisions(ticket_id=str(ticket))) <= 2
+        assert len([d for d in runtime.decisions.search_decisions() if d.final]) == 1
     finally:
         runtime.close()
 

@@ -248,7 +248,7 @@ def _finish(
     runtime: Runtime, claim: Claim, state: EventState, reason: str, outcome: str | None = None
 ) -> EventState:
     if state in {EventState.FAILED, EventState.PARKED}:
-        runtime.records.release_ticket(claim.id)  # a later event may decide this ticket
+        runtime.decisions.release_ticket(claim.id)  # a later event may decide this ticket
     if not runtime.ledger.finish(claim, state, reason):
         log.warning("lost the lease before finishing", event_id=claim.id, state=state.value)
     metrics.EVENTS.labels(claim.tenant, outcome or state.value).inc()

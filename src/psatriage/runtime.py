@@ -24,9 +24,10 @@ from psatriage.psa.base import PSAAdapter
 from psatriage.queue import Queue
 from psatriage.settings import Settings
 from psatriage.store import db
+from psatriage.store.decisions import Decisions
 from psatriage.store.ledger import Ledger
 from psatriage.store.polls import PollMarks
-from psatriage.store.records import Records
+from psatriage.store.taxonomies import StoredTaxonomies
 from psatriage.taxonomy_cache import TaxonomyCache
 
 
@@ -58,9 +59,9 @@ class Runtime:
             else None
         )
         shared_tokens.share_tokens(self._tokens)
-        self.records = Records(self.sessions)
+        self.decisions = Decisions(self.sessions)
         self.polls = PollMarks(self.engine, self.sessions)
-        self.taxonomies = TaxonomyCache(self.records)
+        self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
         self._adapters: dict[str, PSAAdapter[Any]] = {}
         self._classifiers: dict[str, Classifier[Any]] = {}
@@ -119,7 +120,7 @@ class Runtime:
             tenant=self.config.tenant(name),
             adapter=self.adapter(name),
             classifier=self.classifier(name),
-            records=self.records,
+            decisions=self.decisions,
             taxonomies=self.taxonomies,
         )
 
