@@ -1,4 +1,7 @@
-"""The jobs: the consumer runs them, the reaper re-queues lost events, backoff is capped."""
+"""The jobs through the real runtime (ConnectWise and OpenAI fakes, SQLite): what state each outcome
+and each class of error leaves an event in; the consumer runs them; the reaper re-queues lost
+events; backoff grows and is capped. The pipeline's own logic is on the fast tier
+(``tests/test_pipeline.py``)."""
 
 from __future__ import annotations
 
@@ -15,14 +18,111 @@ from psatriage.jobs import backoff_seconds
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
 from psatriage.store.tables import EventState
+from tests.harness import TENANT, Harness
+
+JAM = "My printer has a paper jam again"
 
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime with no tenants: every event fails at once, "tenant is no longer configured"."""
     settings = Settings(data_dir=tmp_path, queue_poll_seconds=0.01)
     built = Runtime(settings, AppConfig(tenants={}))
     yield built
     built.close()
+
+
+@pytest.fixture
+def service(harness: Harness) -> Iterator[Runtime]:
+    built = harness.runtime()
+    yield built
+    built.close()
+
+
+def _event(runtime: Runtime, ticket_id: int, key: str | None = None) -> int:
+    event = TicketEvent(TENANT, str(ticket_id), "added", True, key or f"m-{ticket_id}")
+    event_id, _ = runtime.ledger.record(event, state=EventState.RECEIVED)
+    return event_id
+
+
+def _ours(harness: Harness, ticket_id: int) -> list[dict[str, object]]:
+    return [n for n in harness.cw.notes(ticket_id) if "psatriage:" in str(n["text"])]
+
+
+def test_each_outcome_leaves_its_state(harness: Harness, service: Runtime) -> None:
+    ticket = harness.cw.add_ticket("Printer broken", JAM)
+    assert jobs.process_event(service, _event(service, ticket, "webhook")) is EventState.DONE
+    again = _event(service, ticket, "poll")
+    assert jobs.process_event(service, again) is EventState.IGNORED
+    row = service.ledger.get(again)
+    assert row is not None and row.reason.startswith("already decided by event")
+    kept = harness.cw.add_ticket("Printer broken", JAM, type_id=11, subtype_id=22)
+    assert jobs.process_event(service, _event(service, kept)) is EventState.KEPT
+    assert (
+        jobs.process_event(service, _event(service, ticket, "poll")) is None
+    )  # finished: not claimed again
+    assert len(harness.cw.patches(ticket)) == 1 and len(_ours(harness, ticket)) == 1
+
+
+def test_invalid_answers_fail_release_the_ticket_and_note_it_once(
+    harness: Harness, service: Runtime
+) -> None:
+    harness.llm.script("invalid_key", "garbage", "invalid_key", "invalid_key")
+    ticket = harness.cw.add_ticket("Printer broken", JAM)
+    first = _event(service, ticket, "a")
+    assert jobs.process_event(service, first) is EventState.FAILED
+    second = _event(service, ticket, "b")  # the failed event let go of the ticket
+    assert jobs.process_event(service, second) is EventState.FAILED
+    assert harness.cw.patches(ticket) == []
+    (note,) = _ours(harness, ticket)
+    assert "could not categorize" in str(note["text"]) and note["internalAnalysisFlag"] is True
+    row = service.ledger.get(first)
+    assert row is not None and "not" in row.reason
+
+
+def test_model_outage_is_retried_then_failed_with_the_reason(harness: Harness) -> None:
+    runtime = harness.runtime(harness.settings(max_attempts=2))
+    harness.llm.fail("POST", "chat/completions", 500, times=10)
+    ticket = harness.cw.add_ticket("Printer broken", JAM)
+    event_id = _event(runtime, ticket)
+    assert jobs.process_event(runtime, event_id) is EventState.RETRYING
+    row = runtime.ledger.get(event_id)
+    assert row is not None and row.next_attempt_at is not None and row.state == "retrying"
+    assert jobs.process_event(runtime, event_id) is EventState.FAILED
+    row = runtime.ledger.get(event_id)
+    assert row is not None and row.reason.startswith("gave up after 2 attempts")
+    assert harness.cw.patches(ticket) == []
+    assert len(_ours(harness, ticket)) == 1  # the error note (report_errors is on by default)
+    runtime.close()
+
+
+def test_our_own_call_limit_makes_a_ticket_wait_its_turn_without_spending_attempts(
+    harness: Harness,
+) -> None:
+    runtime = harness.runtime(
+        harness.settings(max_attempts=1), connection={"requests_per_window": 2}
+    )
+    ticket = harness.cw.add_ticket("Printer broken", JAM)
+    event_id = _event(runtime, ticket)
+    for _ in range(3):  # more turns than attempts: still waiting, never failed
+        assert jobs.process_event(runtime, event_id) is EventState.RETRYING
+        row = runtime.ledger.get(event_id)
+        assert row is not None and row.attempts == 0 and row.next_attempt_at is not None
+        assert row.reason.startswith("waiting for its turn: client-side limit of 2 calls")
+    assert len(harness.cw.requests) <= 2  # nothing past the limit was sent
+    assert harness.cw.patches(ticket) == [] and _ours(harness, ticket) == []
+    runtime.close()
+
+
+def test_auth_failure_parks_the_event_and_flags_the_tenant(
+    harness: Harness, service: Runtime
+) -> None:
+    ticket = harness.cw.add_ticket("Printer broken", JAM)
+    harness.cw.fail("GET", rf"/service/tickets/{ticket}$", 401)
+    event_id = _event(service, ticket)
+    assert jobs.process_event(service, event_id) is EventState.PARKED
+    (problem,) = service.problems()[TENANT]
+    assert problem.startswith("credentials refused")
 
 
 def _wait_for(runtime: Runtime, event_id: int, timeout: float = 120) -> str:
