@@ -67,6 +67,7 @@ class Tenant:
         return self.trigger is not Trigger.POLL
 
     def effective(self, company_id: str | None, company_name: str | None = None) -> Effective:
+        """The settings for a ticket of this company (matched by PSA id, then by name)."""
         model, max_tokens = self.classifier.default_model, self.classifier.default_max_tokens
         override = self._company(company_id, company_name)
         if override is None:
