@@ -1,11 +1,14 @@
-"""A tenant wired to the real fakes: FakeConnectWise for the PSA, FakeOpenAI for the model.
+"""Tenants wired to the real HTTP fakes.
 
+``Harness`` is one ConnectWise tenant (FakeConnectWise for the PSA, FakeOpenAI for the model);
 ``Harness.runtime()`` builds the service exactly as ``psatriage serve`` would (tenants file on disk,
 SQLite or PostgreSQL database, Huey queue), so tests exercise the real path end to end.
+``kit_for`` and ``kit_tenant`` do the same for any PSA, through its fake's contract kit.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Mapping
@@ -17,10 +20,39 @@ from psatriage.config import load_config
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
 from tests.fakes.connectwise import FakeConnectWise
+from tests.fakes.kit import ContractKit
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 
 OPENAI_KEY_ENV = "PSATRIAGE_TEST_OPENAI_KEY"
 TENANT = "acme"
+
+
+def openai_classifier(llm: FakeOpenAI) -> dict[str, Any]:
+    """The ``[classifier]`` table of a tenant whose model is ``llm`` (key in ``OPENAI_KEY_ENV``)."""
+    return {
+        "kind": "openai",
+        "model": "gpt-4o-mini",
+        "api_key": f"env:{OPENAI_KEY_ENV}",
+        "base_url": f"{llm.url}/v1",
+        "inner_retries": 0,
+        "timeout_seconds": 5,
+    }
+
+
+def kit_for(kind: str) -> ContractKit:
+    """The started contract kit of the PSA ``kind`` (its fake is ``tests/fakes/<kind>.py``)."""
+    made: ContractKit = importlib.import_module(f"tests.fakes.{kind}").kit()
+    return made
+
+
+def kit_tenant(kit: ContractKit, llm: FakeOpenAI) -> dict[str, Any]:
+    """A ``[tenants.NAME]`` table for the kit's PSA, taking webhooks, with ``llm`` as its model."""
+    return {
+        "psa": kit.psa,
+        "trigger": "webhook",
+        "connection": kit.connection,
+        "classifier": openai_classifier(llm),
+    }
 
 
 def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
@@ -48,14 +80,7 @@ class Harness:
         self.tenant = {
             "psa": "connectwise",
             "connection": self.cw.connection_config(),
-            "classifier": {
-                "kind": "openai",
-                "model": "gpt-4o-mini",
-                "api_key": f"env:{OPENAI_KEY_ENV}",
-                "base_url": f"{self.llm.url}/v1",
-                "inner_retries": 0,
-                "timeout_seconds": 5,
-            },
+            "classifier": openai_classifier(self.llm),
             "policy": {"mode": "apply"},
         }
 

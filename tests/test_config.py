@@ -78,7 +78,35 @@ def test_company_overrides_accept_the_seed_variable_names(tmp_path: Path) -> Non
     assert contoso.policy.mode is Mode.SUGGEST and contoso.policy.min_confidence == 0.4
     assert tenant.effective("250").model == "gpt-4.1"
     other = tenant.effective("1", "Fabrikam")
-    assert other.model is None and other.policy is tenant.policy
+    assert (other.model, other.max_tokens) == ("gpt-4o-mini", 300)  # the classifier's own
+    assert other.policy is tenant.policy
+    assert tenant.effective("250").max_tokens == 300  # a company may override one of the two
+
+
+@pytest.mark.parametrize(
+    ("classifier", "model", "max_tokens"),
+    [
+        ({"model": "gpt-4.1", "max_tokens": 50, "api_key": "env:T_OPENAI"}, "gpt-4.1", 50),
+        (
+            {
+                "kind": "hybrid",
+                "llm": {"model": "gpt-4o", "max_tokens": 80, "api_key": "env:T_OPENAI"},
+            },
+            "gpt-4o",
+            80,
+        ),
+        ({"kind": "local"}, "", 0),  # asks no LLM: nothing to name
+    ],
+    ids=["openai", "hybrid", "local"],
+)
+def test_model_and_max_tokens_default_to_the_classifier_configuration(
+    tmp_path: Path, classifier: dict[str, Any], model: str, max_tokens: int
+) -> None:
+    tenant = _load(tmp_path, {"acme": _tenant(classifier=classifier)}).tenant("acme")
+    assert (tenant.effective(None).model, tenant.effective(None).max_tokens) == (
+        model,
+        max_tokens,
+    )
 
 
 @pytest.mark.parametrize(

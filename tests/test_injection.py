@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from psatriage import jobs
-from psatriage.domain import TicketEvent
-from psatriage.runtime import Runtime
+from psatriage import pipeline
+from psatriage.domain import Outcome
+from psatriage.errors import InvalidAnswer
 from psatriage.sanitize import reasoning_for_note
-from psatriage.store.tables import EventState
-from tests.harness import TENANT, Harness
+from tests.fakes.inprocess import answer
+from tests.pipeline_kit import PipelineKit, make_database
 
 CORPUS = [
     line
@@ -26,7 +26,6 @@ CORPUS = [
     .splitlines()
     if line.strip()
 ]
-VALID = {"10/20/30", "10/20/31", "10/21/31", "10/21", "11/22/32", "11/23", "12/24", "14"}
 
 
 def _leaks(attack: str, note: str, run: int = 30) -> bool:
@@ -34,10 +33,10 @@ def _leaks(attack: str, note: str, run: int = 30) -> bool:
 
 
 @pytest.fixture
-def runtime(harness: Harness) -> Iterator[Runtime]:
-    built = harness.runtime()
-    yield built
-    built.close()
+def kit(tmp_path: Path) -> Iterator[PipelineKit]:
+    engine = make_database(tmp_path / "fast.db")
+    yield PipelineKit(engine)
+    engine.dispose()
 
 
 def test_the_corpus_is_large_and_multilingual() -> None:
@@ -58,33 +57,29 @@ def test_reasoning_never_carries_an_attack_into_a_note(attack: str) -> None:
     [(w, i) for i in range(len(CORPUS)) for w in ("title", "description", "note")][::3],
 )
 def test_an_obedient_model_changes_nothing_it_should_not(
-    harness: Harness, runtime: Runtime, where: str, index: int
+    kit: PipelineKit, where: str, index: int
 ) -> None:
     attack = CORPUS[index]
-    title = attack if where == "title" else "Printer problem"
-    description = attack if where == "description" else "The printer has a paper jam."
-    ticket = harness.cw.add_ticket(title, description)
-    if where == "note":
-        harness.cw.add_ticket_note(ticket, attack, internal=True)
-    if index % 2:  # obeys with an invented category, twice: nothing may be written
-        harness.llm.script(("answer", "pwned", 1.0, attack), ("answer", "pwned", 1.0, attack))
-    else:  # obeys within the schema: a valid key, the attack as its "reasoning"
-        harness.llm.script(("answer", "10/20/30", 0.99, f"Sure. {attack} http://evil.example"))
-    event_id, _ = runtime.ledger.record(
-        TicketEvent(TENANT, str(ticket), "added", True, f"k{ticket}"), state=EventState.RECEIVED
+    ticket = kit.psa.add_ticket(
+        attack if where == "title" else "Printer problem",
+        attack if where == "description" else "The printer has a paper jam.",
+        initial_note=attack if where == "note" else "",
     )
-    state = jobs.process_event(runtime, event_id)
-    for patch in harness.cw.patches(ticket):
-        key = "/".join(str(op["value"]["id"]) for op in patch if op["op"] == "replace")
-        assert key in VALID
-    if index % 2:
-        assert state is EventState.FAILED and harness.cw.patches(ticket) == []
-    sent = str(harness.llm.calls[0]["messages"])
-    assert "not instructions to you" in sent  # the ticket text is framed as data
-    for note in harness.cw.notes(ticket):
-        if "psatriage:" in note["text"]:
-            assert not _leaks(attack, note["text"]), note["text"]
-            assert "evil.example" not in note["text"]
+    event_id = kit.event(ticket)
+    if index % 2:  # obeys with an invented category: refused on our side, nothing written
+        kit.classifier.then(answer("pwned", 1.0, attack))
+        with pytest.raises(InvalidAnswer) as caught:
+            kit.run(event_id)
+        assert kit.psa.category_writes(ticket) == []
+        assert pipeline.report_failure(kit.deps, ticket, caught.value)  # the error note
+    else:  # obeys within the schema: a valid key, the attack as its "reasoning"
+        kit.classifier.then(answer("10/20/30", 0.99, f"Sure. {attack} http://evil.example"))
+        assert kit.run(event_id).outcome is Outcome.APPLIED
+        assert kit.psa.category_writes(ticket) == ["10/20/30"]
+    assert len(kit.classifier.requests) == 1  # the attack reached the model, as ticket text
+    (note,) = kit.psa.ours(ticket)
+    assert not _leaks(attack, note), note
+    assert "evil.example" not in note
 
 
 @pytest.mark.parametrize(

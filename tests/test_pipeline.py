@@ -1,135 +1,149 @@
-"""The pipeline through the real worker entry point, against the ConnectWise and OpenAI fakes."""
+"""One ticket's path on the fast tier (in-process PSA and classifier, real SQLite): what the
+policy lets through, resuming after a crash at any write, and deciding each ticket once."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
-from psatriage import jobs, pipeline
-from psatriage.domain import TicketEvent
-from psatriage.runtime import Runtime
-from psatriage.store.tables import DecisionRow, EventRow, EventState, ModelCallRow
-from tests.harness import TENANT, Harness
+from psatriage import pipeline
+from psatriage.breaker import CircuitBreaker
+from psatriage.domain import Classification, Outcome
+from psatriage.errors import (
+    AuthFailed,
+    CategoryRejected,
+    InvalidAnswer,
+    PermanentError,
+    TransientError,
+)
+from psatriage.store.tables import DecisionRow
+from tests.fakes.inprocess import EMAIL, SOFTWARE, TREE, TRIAGE, answer, with_priority
+from tests.pipeline_kit import PipelineKit, make_database
 
 JAM = "My printer has a paper jam again"
 
 
 @pytest.fixture
-def runtime(harness: Harness) -> Iterator[Runtime]:
-    built = harness.runtime()
-    yield built
-    built.close()
+def kit(tmp_path: Path) -> Iterator[PipelineKit]:
+    engine = make_database(tmp_path / "fast.db")
+    yield PipelineKit(engine)
+    engine.dispose()
 
 
-def _event(runtime: Runtime, ticket_id: int, key: str | None = None) -> int:
-    event = TicketEvent(TENANT, str(ticket_id), "added", True, key or f"m-{ticket_id}")
-    event_id, _ = runtime.ledger.record(event, state=EventState.RECEIVED)
-    return event_id
+def _ticket_event(kit: PipelineKit, *steps: Classification, **ticket: Any) -> tuple[str, int]:
+    kit.classifier.then(*steps)
+    ticket_id = kit.psa.add_ticket("Printer broken", JAM, **ticket)
+    return ticket_id, kit.event(ticket_id)
 
 
-def _ours(harness: Harness, ticket_id: int) -> list[dict[str, Any]]:
-    return [n for n in harness.cw.notes(ticket_id) if "psatriage:" in n["text"]]
-
-
-def _decision(runtime: Runtime, event_id: int) -> DecisionRow:
-    row = runtime.records.decision_for_event(event_id)
-    assert row is not None
-    return row
-
-
-def _calls(runtime: Runtime) -> list[ModelCallRow]:
-    with runtime.sessions() as session:
-        return list(session.execute(select(ModelCallRow).order_by(ModelCallRow.id)).scalars())
-
-
-def test_applied_writes_one_patch_and_one_internal_note(harness: Harness, runtime: Runtime) -> None:
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    event_id = _event(runtime, ticket)
-    assert jobs.process_event(runtime, event_id) is EventState.DONE
-    assert harness.cw.patches(ticket) == [
-        [
-            {"op": "replace", "path": "type", "value": {"id": 10}},
-            {"op": "replace", "path": "subType", "value": {"id": 20}},
-            {"op": "replace", "path": "item", "value": {"id": 30}},
-        ]
-    ]
-    (note,) = _ours(harness, ticket)
-    assert note["internalAnalysisFlag"] is True
-    assert note["detailDescriptionFlag"] is False
-    assert note["processNotifications"] is False
-    decision = _decision(runtime, event_id)
-    assert "Hardware › Printer › Paper jam" in note["text"]
-    assert f"[psatriage:{decision.id}]" in note["text"]
-    assert "Confidence: 92%" in note["text"]
+def test_applied_writes_the_category_once_and_one_marked_internal_note(kit: PipelineKit) -> None:
+    ticket, event_id = _ticket_event(kit, answer("10/20/30"))
+    result = kit.run(event_id)
+    assert result.outcome is Outcome.APPLIED and result.wrote == ("category", "note")
+    assert kit.psa.category_writes(ticket) == ["10/20/30"]
+    (note,) = kit.psa.ours(ticket)
+    decision = kit.decision(event_id)
+    assert "Hardware › Printer › Paper jam" in note and f"[psatriage:{decision.id}]" in note
+    assert "Confidence: 92%" in note
     assert decision.outcome == "applied" and decision.final
     assert decision.wrote_category and decision.wrote_note
-    assert decision.confidence_source == "logprobs"
-    (call,) = _calls(runtime)
-    assert call.event_id == event_id and call.chosen_key == "10/20/30" and call.tokens_in > 0
-    prompt = harness.llm.calls[0]["messages"]
-    assert JAM in prompt[1]["content"]
-    assert "10/20/30: Hardware › Printer › Paper jam" in prompt[0]["content"]
+    assert decision.confidence_source == "logprobs" and decision.tokens_in == 120
+    (call,) = kit.calls()
+    assert (call.event_id, call.chosen_key, call.tokens_in) == (event_id, "10/20/30", 120)
+    (request,) = kit.classifier.requests
+    assert request.ticket.description == JAM and request.event_id == event_id
+    assert "10/20/30" in [c.key for c in request.candidates]
+    assert "13" not in [c.key for c in request.candidates]  # inactive: never offered
+    assert (request.model, request.max_tokens) == ("scripted-model", 200)  # the tenant's own
 
 
-def test_taxonomy_is_read_once_then_cached(harness: Harness, runtime: Runtime) -> None:
-    for n in range(3):
-        ticket = harness.cw.add_ticket(f"Printer {n}", JAM)
-        assert jobs.process_event(runtime, _event(runtime, ticket)) is EventState.DONE
-    assert len(harness.cw.requests_to(r"/boards/1/typeSubTypeItemAssociations")) == 1
+def test_taxonomy_is_read_once_then_cached_in_memory_and_in_the_database(
+    kit: PipelineKit,
+) -> None:
+    for _ in range(3):
+        _, event_id = _ticket_event(kit, answer("10/20/30"))
+        assert kit.run(event_id).outcome is Outcome.APPLIED
+    assert kit.psa.calls.count("get_taxonomy") == 1
+    other_process = PipelineKit(kit.engine, psa=kit.psa, classifier=kit.classifier)
+    _, event_id = _ticket_event(other_process, answer("10/20/30"))
+    assert other_process.run(event_id).outcome is Outcome.APPLIED
+    assert kit.psa.calls.count("get_taxonomy") == 1  # read from the database, not the PSA
 
 
-def test_low_confidence_is_suggested_not_written(harness: Harness, runtime: Runtime) -> None:
-    harness.llm.category_probability = 0.3
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    event_id = _event(runtime, ticket)
-    assert jobs.process_event(runtime, event_id) is EventState.DONE
-    assert harness.cw.patches(ticket) == []
-    (note,) = _ours(harness, ticket)
-    assert note["text"].startswith(
-        "psatriage suggests the category: Hardware › Printer › Paper jam"
-    )
-    decision = _decision(runtime, event_id)
+def test_low_confidence_is_suggested_not_written(kit: PipelineKit) -> None:
+    ticket, event_id = _ticket_event(kit, answer("10/20/30", confidence=0.3))
+    assert kit.run(event_id).outcome is Outcome.SUGGESTED
+    assert kit.psa.category_writes(ticket) == []
+    (note,) = kit.psa.ours(ticket)
+    assert note.startswith("psatriage suggests the category: Hardware › Printer › Paper jam")
+    decision = kit.decision(event_id)
     assert decision.outcome == "suggested" and "below 0.50" in decision.reason
 
 
-@pytest.mark.parametrize(("mode", "notes"), [("suggest", 1), ("shadow", 0)])
-def test_suggest_and_shadow_modes(harness: Harness, mode: str, notes: int) -> None:
-    runtime = harness.runtime(policy={"mode": mode})
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    event_id = _event(runtime, ticket)
-    assert jobs.process_event(runtime, event_id) is EventState.DONE
-    assert harness.cw.patches(ticket) == []
-    assert len(_ours(harness, ticket)) == notes
-    assert _decision(runtime, event_id).outcome == (
-        "suggested" if mode == "suggest" else "shadowed"
-    )
-    runtime.close()
-
-
-def test_category_set_by_a_person_is_kept_without_asking_the_model(
-    harness: Harness, runtime: Runtime
+@pytest.mark.parametrize(
+    ("mode", "outcome", "notes"),
+    [("suggest", Outcome.SUGGESTED, 1), ("shadow", Outcome.SHADOWED, 0)],
+)
+def test_suggest_and_shadow_modes_write_no_category(
+    kit: PipelineKit, mode: str, outcome: Outcome, notes: int
 ) -> None:
-    ticket = harness.cw.add_ticket("Printer broken", JAM, type_id=11, subtype_id=22)
-    event_id = _event(runtime, ticket)
-    assert jobs.process_event(runtime, event_id) is EventState.KEPT
-    assert harness.cw.patches(ticket) == [] and _ours(harness, ticket) == []
-    assert harness.llm.calls == []
-    assert "Software › Email" in _decision(runtime, event_id).reason
+    kit.with_tenant(policy={"mode": mode})
+    ticket, event_id = _ticket_event(kit, answer("10/20/30", confidence=0.99))
+    assert kit.run(event_id).outcome is outcome
+    assert kit.psa.category_writes(ticket) == []
+    assert len(kit.psa.ours(ticket)) == notes
+    decision = kit.decision(event_id)
+    assert decision.outcome == outcome.value and not decision.wrote_category
 
 
-def test_psa_default_type_is_replaced_when_policy_allows(harness: Harness) -> None:
-    runtime = harness.runtime(policy={"overwrite": "defaults"})
-    ticket = harness.cw.add_ticket("Printer broken", JAM, type_id=14)  # "Triage", the default
-    assert jobs.process_event(runtime, _event(runtime, ticket)) is EventState.DONE
-    assert len(harness.cw.patches(ticket)) == 1
-    runtime.close()
+def test_category_set_by_a_person_is_kept_without_asking_the_model(kit: PipelineKit) -> None:
+    _, event_id = _ticket_event(kit, current=(SOFTWARE, EMAIL))
+    result = kit.run(event_id)
+    assert result.outcome is Outcome.KEPT
+    assert kit.psa.writes == [] and kit.classifier.requests == []
+    decision = kit.decision(event_id)
+    assert decision.outcome == "kept" and decision.final and "Software › Email" in decision.reason
 
 
-def test_company_overrides_model_and_policy(harness: Harness) -> None:
-    runtime = harness.runtime(
+def test_a_locked_category_is_kept_even_when_overwriting(kit: PipelineKit) -> None:
+    kit.with_tenant(policy={"overwrite": "always", "locked": ["Software"]})
+    _, event_id = _ticket_event(kit, current=(SOFTWARE, EMAIL))
+    assert kit.run(event_id).outcome is Outcome.KEPT
+    assert kit.psa.writes == [] and kit.classifier.requests == []
+    assert "locked ('Software')" in kit.decision(event_id).reason
+
+
+def test_psa_placeholder_is_replaced_when_policy_allows(kit: PipelineKit) -> None:
+    kit.with_tenant(policy={"overwrite": "defaults"})
+    ticket, event_id = _ticket_event(kit, answer("10/20/30"), current=(TRIAGE,))
+    assert kit.run(event_id).outcome is Outcome.APPLIED
+    assert kit.psa.category_writes(ticket) == ["10/20/30"]
+    assert kit.decision(event_id).previous == "Triage"
+
+
+def test_replacing_a_persons_category_needs_the_higher_threshold(kit: PipelineKit) -> None:
+    kit.with_tenant(policy={"overwrite": "always", "min_confidence_to_change": 0.95})
+    ticket, event_id = _ticket_event(kit, answer("10/20/30", 0.9), current=(SOFTWARE, EMAIL))
+    assert kit.run(event_id).outcome is Outcome.SUGGESTED
+    assert kit.psa.category_writes(ticket) == [] and kit.decision(event_id).replacing
+
+
+def test_excluded_categories_are_never_offered(kit: PipelineKit) -> None:
+    kit.with_tenant(policy={"excluded": ["Hardware > Printer", "12"]})
+    _, event_id = _ticket_event(kit, answer("10/21"))
+    kit.run(event_id)
+    (request,) = kit.classifier.requests
+    assert sorted(c.key for c in request.candidates) == ["10/21", "11/22/32", "11/23", "14"]
+
+
+def test_company_overrides_model_budget_instructions_and_policy(kit: PipelineKit) -> None:
+    kit.with_tenant(
+        instructions="Be brief.",
         companies={
             "contoso ltd": {
                 "ai_model_ticket_cat": "gpt-4o",
@@ -137,168 +151,196 @@ def test_company_overrides_model_and_policy(harness: Harness) -> None:
                 "instructions": "Contoso printers are leased.",
                 "policy": {"mode": "suggest"},
             }
-        }
+        },
     )
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    assert jobs.process_event(runtime, _event(runtime, ticket)) is EventState.DONE
-    call = harness.llm.calls[0]
-    assert call["model"] == "gpt-4o"
-    assert call["max_tokens"] == 123
-    assert "Contoso printers are leased." in call["messages"][0]["content"]
-    assert harness.cw.patches(ticket) == [] and len(_ours(harness, ticket)) == 1
-    runtime.close()
+    ticket, event_id = _ticket_event(kit, answer("10/20/30"), company_name="Contoso Ltd")
+    assert kit.run(event_id).outcome is Outcome.SUGGESTED
+    (request,) = kit.classifier.requests
+    assert (request.model, request.max_tokens) == ("gpt-4o", 123)
+    assert request.instructions == "Be brief.\nContoso printers are leased."
+    assert request.company == "Contoso Ltd"
+    assert kit.psa.category_writes(ticket) == [] and len(kit.psa.ours(ticket)) == 1
+    (call,) = kit.calls()
+    assert call.model == "gpt-4o"
 
 
-def test_invalid_answers_fail_with_one_error_note_per_ticket(
-    harness: Harness, runtime: Runtime
+@pytest.mark.parametrize(
+    "invented",
+    [answer("pwned"), answer("13"), answer("10/20/30", facets={"priority": "9"})],
+    ids=["unknown key", "inactive key", "unknown facet value"],
+)
+def test_an_answer_outside_the_taxonomy_is_refused_and_nothing_written(
+    kit: PipelineKit, invented: Classification
 ) -> None:
-    harness.llm.script("invalid_key", "garbage", "invalid_key", "invalid_key")
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    first = _event(runtime, ticket, "a")
-    assert jobs.process_event(runtime, first) is EventState.FAILED
-    second = _event(runtime, ticket, "b")
-    assert jobs.process_event(runtime, second) is EventState.FAILED
-    assert harness.cw.patches(ticket) == []
-    (note,) = _ours(harness, ticket)
-    assert "could not categorize" in note["text"] and note["internalAnalysisFlag"] is True
-    row = runtime.ledger.get(first)
-    assert row is not None and "not" in row.reason
-    assert [c.error is not None for c in _calls(runtime)] == [True] * 4
+    kit.psa.taxonomy = with_priority()
+    _, event_id = _ticket_event(kit, invented)
+    with pytest.raises(InvalidAnswer) as caught:
+        kit.run(event_id)
+    assert caught.value.model_related  # the tenant's error note applies
+    assert kit.psa.writes == []
+    assert kit.decisions.decision_for_event(event_id) is None
 
 
-def test_no_error_note_when_the_tenant_did_not_ask(harness: Harness) -> None:
-    runtime = harness.runtime(policy={"report_errors": False})
-    harness.llm.script("refusal", "refusal")
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    assert jobs.process_event(runtime, _event(runtime, ticket)) is EventState.FAILED
-    assert _ours(harness, ticket) == []
-    runtime.close()
-
-
-def test_rejected_write_refreshes_the_taxonomy_then_fails(
-    harness: Harness, runtime: Runtime
+def test_chosen_facets_are_written_with_the_category_and_named_in_the_note(
+    kit: PipelineKit,
 ) -> None:
-    warm = harness.cw.add_ticket("Printer broken", JAM)
-    assert jobs.process_event(runtime, _event(runtime, warm)) is EventState.DONE
-    board = harness.cw.boards[1]
-    board.associations = [a for a in board.associations if (a["item"] or {}).get("id") != 30]
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    event_id = _event(runtime, ticket)
-    assert jobs.process_event(runtime, event_id) is EventState.FAILED
-    row = runtime.ledger.get(event_id)
-    assert row is not None
-    assert "no longer in the category tree" in row.reason
-    assert len(harness.cw.requests_to(r"/boards/1/typeSubTypeItemAssociations")) == 2
-    assert len(harness.cw.patches(ticket)) == 1  # one attempt; an invalid category never sticks
-    assert "type" not in harness.cw.tickets[ticket]
+    kit.psa.taxonomy = with_priority()
+    ticket, event_id = _ticket_event(kit, answer("10/20/30", facets={"priority": "1"}))
+    assert kit.run(event_id).outcome is Outcome.APPLIED
+    assert kit.psa.category_writes(ticket) == ["10/20/30+priority=1"]
+    (note,) = kit.psa.ours(ticket)
+    assert "Priority: High" in note
+    (request,) = kit.classifier.requests
+    assert [f.name for f in request.facets] == ["priority"]
 
 
-def test_model_outage_is_retried_then_failed_with_the_reason(harness: Harness) -> None:
-    runtime = harness.runtime(harness.settings(max_attempts=2))
-    harness.llm.fail("POST", "chat/completions", 500, times=10)
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    event_id = _event(runtime, ticket)
-    assert jobs.process_event(runtime, event_id) is EventState.RETRYING
-    row = runtime.ledger.get(event_id)
-    assert row is not None and row.next_attempt_at is not None and row.state == "retrying"
-    assert jobs.process_event(runtime, event_id) is EventState.FAILED
-    row = runtime.ledger.get(event_id)
-    assert row is not None and row.reason.startswith("gave up after 2 attempts")
-    assert harness.cw.patches(ticket) == []
-    assert len(_ours(harness, ticket)) == 1  # the error note (report_errors is on by default)
-    runtime.close()
-
-
-def test_our_own_call_limit_makes_a_ticket_wait_its_turn_without_spending_attempts(
-    harness: Harness,
+def test_the_error_note_is_posted_once_per_ticket_and_only_for_model_failures(
+    kit: PipelineKit,
 ) -> None:
-    runtime = harness.runtime(
-        harness.settings(max_attempts=1), connection={"requests_per_window": 2}
-    )
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    event_id = _event(runtime, ticket)
-    for _ in range(3):  # more turns than attempts: still waiting, never failed
-        assert jobs.process_event(runtime, event_id) is EventState.RETRYING
-        row = runtime.ledger.get(event_id)
-        assert row is not None and row.attempts == 0 and row.next_attempt_at is not None
-        assert row.reason.startswith("waiting for its turn: client-side limit of 2 calls")
-    assert len(harness.cw.requests) <= 2  # nothing past the limit was sent
-    assert harness.cw.patches(ticket) == [] and _ours(harness, ticket) == []
-    runtime.close()
+    ticket = kit.psa.add_ticket("Printer broken", JAM)
+    model_failure = InvalidAnswer("the model chose 'pwned', which is not a candidate")
+    model_failure.model_related = True
+    assert pipeline.report_failure(kit.deps, ticket, model_failure)
+    assert not pipeline.report_failure(kit.deps, ticket, model_failure)  # the marker is there
+    assert not pipeline.report_failure(kit.deps, ticket, PermanentError("PSA said 400"))
+    (note,) = kit.psa.ours(ticket)
+    assert "could not categorize" in note and "the model did not give a valid category" in note
+    assert "pwned" not in note  # never the model's words
 
 
-def test_psa_outage_while_writing_the_note_resumes_without_asking_again(
-    harness: Harness, runtime: Runtime
+def test_no_error_note_when_the_tenant_did_not_ask(kit: PipelineKit) -> None:
+    kit.with_tenant(policy={"report_errors": False})
+    ticket = kit.psa.add_ticket("Printer broken", JAM)
+    failure = AuthFailed("the model refused the key")
+    failure.model_related = True
+    assert not pipeline.report_failure(kit.deps, ticket, failure)
+    assert kit.psa.notes[ticket] == []
+
+
+def test_a_refused_write_rereads_the_tree_and_writes_again_if_still_valid(
+    kit: PipelineKit,
 ) -> None:
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    harness.cw.fail("POST", rf"/service/tickets/{ticket}/notes", 503, headers={"Retry-After": "1"})
-    event_id = _event(runtime, ticket)
-    assert jobs.process_event(runtime, event_id) is EventState.RETRYING
-    assert len(harness.cw.patches(ticket)) == 1
-    assert jobs.process_event(runtime, event_id) is EventState.DONE
-    assert len(harness.cw.patches(ticket)) == 1  # the category was already there
-    assert len(_ours(harness, ticket)) == 1
-    assert len(harness.llm.calls) == 1  # the checkpointed decision was reused
+    kit.psa.fail("set_category", CategoryRejected("stale combination"))
+    ticket, event_id = _ticket_event(kit, answer("10/20/30"))
+    assert kit.run(event_id).outcome is Outcome.APPLIED
+    assert kit.psa.calls.count("get_taxonomy") == 2 and kit.psa.calls.count("set_category") == 2
+    assert kit.psa.category_writes(ticket) == ["10/20/30"]
 
 
-def test_a_second_run_after_a_lost_lease_finds_the_note(harness: Harness, runtime: Runtime) -> None:
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    event_id = _event(runtime, ticket)
-    assert jobs.process_event(runtime, event_id) is EventState.DONE
-    with runtime.sessions.begin() as session:  # as if the first worker died before finishing
-        session.execute(update(EventRow).values(state="retrying"))
+def test_a_refused_write_of_a_value_gone_from_the_tree_fails(kit: PipelineKit) -> None:
+    _, warm = _ticket_event(kit, answer("10/20/30"))
+    assert kit.run(warm).outcome is Outcome.APPLIED  # the tree is cached now
+    kit.psa.taxonomy = replace(TREE, leaves=TREE.leaves[1:])  # Paper jam deleted in the PSA
+    ticket, event_id = _ticket_event(kit, answer("10/20/30"))
+    with pytest.raises(CategoryRejected, match="no longer in the category tree"):
+        kit.run(event_id)
+    assert kit.psa.calls.count("get_taxonomy") == 2
+    assert kit.psa.calls.count("set_category") == 2  # the warm-up's and one refused attempt
+    assert kit.psa.category_writes(ticket) == [] and kit.psa.ours(ticket) == []
+
+
+@pytest.mark.parametrize("method", ["set_category", "add_note"])
+@pytest.mark.parametrize("landed", [False, True], ids=["before-the-write", "after-the-write"])
+def test_a_crash_at_any_write_resumes_without_asking_again_or_writing_twice(
+    kit: PipelineKit, method: str, landed: bool
+) -> None:
+    kit.psa.fail(method, TransientError("connection reset", retry_after=1), after=landed)
+    ticket, event_id = _ticket_event(kit, answer("10/20/30"))
+    with pytest.raises(TransientError):
+        kit.run(event_id)
+    checkpoint = kit.decision(event_id)
+    assert checkpoint.category_key == "10/20/30" and not checkpoint.final
+    result = kit.run(event_id, attempt=2)
+    assert result.outcome is Outcome.APPLIED and result.decision_id == checkpoint.id
+    assert kit.psa.category_writes(ticket) == ["10/20/30"]
+    assert len(kit.psa.ours(ticket)) == 1
+    assert len(kit.classifier.requests) == 1  # the checkpointed decision was reused
+    assert kit.decision(event_id).final
+
+
+def test_a_second_run_after_a_lost_lease_finds_the_note(kit: PipelineKit) -> None:
+    ticket, event_id = _ticket_event(kit, answer("10/20/30"))
+    assert kit.run(event_id).outcome is Outcome.APPLIED
+    with kit.sessions.begin() as session:  # as if the worker died before closing the event
         session.execute(update(DecisionRow).values(final=False, outcome=""))
-    assert jobs.process_event(runtime, event_id) is EventState.DONE
-    assert len(harness.cw.patches(ticket)) == 1
-    assert len(_ours(harness, ticket)) == 1
-    assert len(harness.cw.requests_to(rf"/tickets/{ticket}/notes")) >= 3  # looked for the marker
+    result = kit.run(event_id, attempt=2)
+    assert result.outcome is Outcome.APPLIED and result.wrote == ()
+    assert kit.psa.category_writes(ticket) == ["10/20/30"] and len(kit.psa.ours(ticket)) == 1
+    assert "find_note" in kit.psa.calls  # looked for the marker before posting
 
 
-def test_another_event_for_a_decided_ticket_is_ignored(harness: Harness, runtime: Runtime) -> None:
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    assert jobs.process_event(runtime, _event(runtime, ticket, "webhook")) is EventState.DONE
-    again = _event(runtime, ticket, "poll")
-    assert jobs.process_event(runtime, again) is EventState.IGNORED
-    row = runtime.ledger.get(again)
-    assert row is not None and row.reason.startswith("already decided by event")
-    assert len(harness.cw.patches(ticket)) == 1 and len(_ours(harness, ticket)) == 1
+def test_another_event_for_a_decided_ticket_decides_nothing(kit: PipelineKit) -> None:
+    ticket, first = _ticket_event(kit, answer("10/20/30"))
+    assert kit.run(first).outcome is Outcome.APPLIED
+    again = kit.event(ticket, "poll")
+    result = kit.run(again)
+    assert result.outcome is None and result.reason == f"already decided by event {first}"
+    assert len(kit.classifier.requests) == 1 and len(kit.psa.writes) == 2
 
 
-def test_dry_run_writes_nothing(harness: Harness, runtime: Runtime) -> None:
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    result = pipeline.categorize(0, str(ticket), 1, runtime.deps(TENANT), dry_run=True)
-    assert result.outcome is not None and result.outcome.value == "applied"
+def test_two_events_racing_on_one_ticket_make_one_decision(kit: PipelineKit) -> None:
+    ticket = kit.psa.add_ticket("Printer broken", JAM)
+    webhook, poll = kit.event(ticket, "webhook"), kit.event(ticket, "poll")
+
+    def the_other_event_wins_meanwhile(_: object) -> Classification:
+        assert kit.run(poll).outcome is Outcome.APPLIED
+        return answer("10/20/30")
+
+    kit.classifier.then(the_other_event_wins_meanwhile, answer("10/20/30"))
+    result = kit.run(webhook)
+    assert result.outcome is None and result.reason == f"already decided by event {poll}"
+    assert kit.decisions.decision_for_event(webhook) is None
+    assert kit.psa.category_writes(ticket) == ["10/20/30"] and len(kit.psa.ours(ticket)) == 1
+
+
+def test_a_manual_run_decides_a_decided_ticket_again(kit: PipelineKit) -> None:
+    kit.with_tenant(policy={"overwrite": "always"})
+    ticket, first = _ticket_event(kit, answer("10/20/30"))
+    kit.run(first)
+    kit.classifier.then(answer("10/20/31"))
+    manual = kit.event(ticket, "cli")
+    assert kit.run(manual, once_per_ticket=False).outcome is Outcome.APPLIED
+    assert kit.psa.category_writes(ticket) == ["10/20/30", "10/20/31"]
+    assert kit.decision(manual).previous == "Hardware › Printer › Paper jam"
+
+
+def test_dry_run_writes_nothing(kit: PipelineKit) -> None:
+    ticket = kit.psa.add_ticket("Printer broken", JAM)
+    kit.classifier.then(answer("10/20/30"))
+    result = pipeline.categorize(0, ticket, 1, kit.deps, dry_run=True)
+    assert result.outcome is Outcome.APPLIED
     assert result.chosen is not None and result.chosen.target.key == "10/20/30"
-    assert harness.cw.writes == []
-    with runtime.sessions() as session:
+    assert kit.psa.writes == []
+    with kit.sessions() as session:
         assert session.execute(select(DecisionRow)).first() is None
-    (call,) = _calls(runtime)
+    (call,) = kit.calls()
     assert call.event_id is None
 
 
-def test_auth_failure_parks_the_event_and_flags_the_tenant(
-    harness: Harness, runtime: Runtime
-) -> None:
-    ticket = harness.cw.add_ticket("Printer broken", JAM)
-    harness.cw.fail("GET", rf"/service/tickets/{ticket}$", 401)
-    event_id = _event(runtime, ticket)
-    assert jobs.process_event(runtime, event_id) is EventState.PARKED
-    (problem,) = runtime.problems()[TENANT]
-    assert problem.startswith("credentials refused")
-
-
-def test_pii_is_masked_before_the_model_and_only_counted(
-    harness: Harness, runtime: Runtime
-) -> None:
-    ticket = harness.cw.add_ticket(
+def test_pii_is_masked_before_the_model_and_only_counted(kit: PipelineKit) -> None:
+    kit.classifier.then(answer("10/20/30"))
+    ticket = kit.psa.add_ticket(
         "Printer jam for jane@contoso.com", "paper jam; call me on +44 20 7946 0958"
     )
-    assert jobs.process_event(runtime, _event(runtime, ticket)) is EventState.DONE
-    sent = str(harness.llm.calls[0]["messages"])
+    assert kit.run(kit.event(ticket)).outcome is Outcome.APPLIED
+    (request,) = kit.classifier.requests
+    sent = f"{request.ticket.title} {request.ticket.description}"
     assert "jane@contoso.com" not in sent and "7946" not in sent
     assert "[EMAIL]" in sent and "[PHONE]" in sent
-    (call,) = _calls(runtime)
+    (call,) = kit.calls()
     assert call.redactions == {"email": 1, "phone": 1}
-    (note,) = _ours(harness, ticket)
-    assert "Masked before the model saw the ticket: 1 email, 1 phone" in note["text"]
-    assert "jane@contoso.com" not in note["text"]
+    (note,) = kit.psa.ours(ticket)
+    assert "Masked before the model saw the ticket: 1 email, 1 phone" in note
+    assert "jane@contoso.com" not in note
+
+
+def test_a_dead_model_opens_the_circuit(kit: PipelineKit) -> None:
+    kit.breaker = CircuitBreaker(threshold=2, cooldown=60)
+    kit.classifier.then(TransientError("503"), TransientError("503"))
+    for _ in range(3):
+        _, event_id = _ticket_event(kit)
+        with pytest.raises(TransientError) as caught:
+            kit.run(event_id)
+        assert caught.value.model_related
+    assert "circuit open" in str(caught.value)
+    assert len(kit.classifier.requests) == 2  # the third ticket never reached the model

@@ -8,11 +8,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from psatriage.store import db
+from psatriage.store.ledger import Ledger
+from psatriage.store.polls import PollMarks
+from psatriage.store.tables import utcnow
 from tests.fakes.kaseya_bms import FakeKaseyaBMS
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 from tests.harness import to_toml
@@ -42,10 +47,29 @@ def _serve(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], An
     return process, log
 
 
-def _wait_for_notes(fake: FakeKaseyaBMS, tickets: list[int], seconds: float = 40) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not all(_ours(fake, t) for t in tickets):
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 120  # a busy machine may take long to start the service
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
         time.sleep(0.1)
+
+
+class Records:
+    """The service's database, read beside it: the events ledger and the poll marks."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.engine = db.make_engine(f"sqlite:///{data_dir / 'psatriage.db'}")
+        sessions = db.make_sessionmaker(self.engine)
+        self.ledger = Ledger(self.engine, sessions)
+        self.polls = PollMarks(self.engine, sessions)
+
+    def done(self, count: int) -> bool:
+        """Whether the ledger holds ``count`` events, all done (once the service made it)."""
+        return db.at_head(self.engine) and self.ledger.count_by_state() == {"done": count}
+
+    def polled_since(self, moment: Any) -> bool:
+        row = self.polls.get("bms")
+        return row is not None and row.mark >= moment
 
 
 def test_poll_only_tenant_across_a_restart(tmp_path: Path) -> None:
@@ -67,10 +91,11 @@ def test_poll_only_tenant_across_a_restart(tmp_path: Path) -> None:
             "PSATRIAGE_HOUSEKEEPING_SECONDS": "1",
             "PSATRIAGE_LOG_FORMAT": "json",
         }
+        records = Records(tmp_path / "data")
         first = [fake.add_ticket(f"Printer {n}", "My printer has a paper jam") for n in range(3)]
         process, log = _serve(tmp_path, env)
         try:
-            _wait_for_notes(fake, first)
+            _wait_until(lambda: records.done(3), "the first three tickets' events to be done")
         finally:
             process.terminate()
             process.wait(timeout=20)
@@ -80,12 +105,15 @@ def test_poll_only_tenant_across_a_restart(tmp_path: Path) -> None:
         while_down = [fake.add_ticket(f"Laptop {n}", "will not power on") for n in range(3)]
         process, log = _serve(tmp_path, env)
         try:
-            _wait_for_notes(fake, while_down)
-            time.sleep(6)  # one more poll: the overlap sees every ticket again
+            _wait_until(lambda: records.done(6), "the tickets created while down to be done")
+            settled = utcnow()  # one more poll: its overlap sees every ticket again
+            _wait_until(lambda: records.polled_since(settled), "one more poll")
         finally:
             process.terminate()
             process.wait(timeout=20)
             log.close()
+        assert records.done(6)  # the ledger dropped what the last poll saw again
+        records.engine.dispose()
         for ticket in first + while_down:
             assert len(_ours(fake, ticket)) == 1, ticket
             assert len(fake.patches(ticket)) == 1, ticket

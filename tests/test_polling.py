@@ -42,6 +42,11 @@ def _ours(harness: Harness, ticket: int) -> list[dict[str, Any]]:
     return [n for n in harness.cw.notes(ticket) if "psatriage:" in n["text"]]
 
 
+def _finished(runtime: Runtime, ticket: int) -> bool:
+    rows = runtime.ledger.search(ticket_id=str(ticket))
+    return bool(rows) and all(EventState(row.state).terminal for row in rows)
+
+
 def _process_all(runtime: Runtime) -> list[EventState | None]:
     return [jobs.process_event(runtime, row.id) for row in runtime.ledger.search(state="received")]
 
@@ -128,8 +133,8 @@ def test_webhook_and_poll_for_one_ticket_make_one_decision(harness: Harness) -> 
             thread.join()
         assert sorted(str(r) for r in results) == sorted(["done", "ignored"])
         assert len(harness.cw.patches(ticket)) == 1 and len(_ours(harness, ticket)) == 1
-        assert len(runtime.records.search_decisions(ticket_id=str(ticket))) <= 2
-        assert len([d for d in runtime.records.search_decisions() if d.final]) == 1
+        assert len(runtime.decisions.search_decisions(ticket_id=str(ticket))) <= 2
+        assert len([d for d in runtime.decisions.search_decisions() if d.final]) == 1
     finally:
         runtime.close()
 
@@ -159,16 +164,18 @@ def test_poll_only_tenants_take_no_webhooks(harness: Harness, runtime: Runtime) 
 
 def test_embedded_consumer_polls_by_itself(harness: Harness, runtime: Runtime) -> None:
     ticket = harness.cw.add_ticket("Printer", "My printer has a paper jam")
-    consumer = runtime.queue.consumer(workers=2, embedded=True)  # kicks the first poll
+    consumer = jobs.consumer(runtime, workers=2, embedded=True)  # kicks the first poll
     consumer.start()
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not _ours(harness, ticket):
+        deadline = time.monotonic() + 120
+        while not _finished(runtime, ticket):  # the ledger says the found ticket is done
+            assert time.monotonic() < deadline, "the poll's event did not finish"
             time.sleep(0.05)
     finally:
         consumer.stop(graceful=True)
+    assert [row.state for row in runtime.ledger.search(ticket_id=str(ticket))] == ["done"]
     assert len(harness.cw.patches(ticket)) == 1 and len(_ours(harness, ticket)) == 1
-    assert runtime.queue.kick_polls() == 0  # the chain is alive: nothing to kick
+    assert jobs.kick_polls(runtime) == 0  # the chain is alive: nothing to kick
 
 
 def test_polling_needs_an_adapter_that_can_poll() -> None:

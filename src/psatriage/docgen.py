@@ -17,8 +17,8 @@ from psatriage.config import (
     Policy,
     PrivacySettings,
     PromptSettings,
+    RawTenant,
     TaxonomySettings,
-    _RawTenant,
 )
 from psatriage.prompts import DEFAULT_ERROR_NOTE, DEFAULT_NOTE, DEFAULT_PROMPT
 from psatriage.prompts import __doc__ as PROMPTS_DOC
@@ -119,7 +119,7 @@ def _tenant_table() -> str:
         "|---|---|---|",
         f"| `psa` | (required) | which PSA: {', '.join(f'`{k}`' for k in sorted(adapters()))} |",
     ]
-    for key, field in _RawTenant.model_fields.items():
+    for key, field in RawTenant.model_fields.items():
         if key in _TABLES or key == "psa":
             continue
         rows.append(f"| `{key}` | {_default(field)} | {_text(field)} |")

@@ -1,12 +1,10 @@
-"""Background work on Huey: ``process_event`` for each accepted event, and the reaper.
+"""The jobs the queue carries: process an event, poll a tenant; and the housekeeping around them.
 
-Huey only delivers; the ``events`` table is the ledger. A task claims its event with a lease before
-working, so a duplicate delivery is a no-op; a worker killed mid-task leaves a lease that runs out,
-and the reaper (every ``housekeeping_seconds``) queues the event again. Transient failures are
+The ``events`` table is the ledger. A job claims its event with a lease before working, so a
+duplicate delivery is a no-op; a worker killed mid-job leaves a lease that runs out, and the
+reaper (every ``housekeeping_seconds``) queues the event again. Transient failures are
 rescheduled with exponential backoff and jitter (Retry-After honored) instead of sleeping in a
-worker.
-
-Queue storage by URL: ``sqlite:///PATH`` (default), ``redis://...``, ``postgresql://...``.
+worker. The queue itself (Huey, its storages, the consumer) is ``psatriage.queue``.
 """
 
 from __future__ import annotations
@@ -15,14 +13,9 @@ import random
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import structlog
-from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
-from huey.consumer import Consumer, Worker
-from huey.storage import PostgresStorage, SqliteStorage
-from sqlalchemy.engine import make_url
+from huey.consumer import Consumer
 
 from psatriage import metrics, pipeline
 from psatriage.domain import TicketEvent
@@ -34,11 +27,10 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
+from psatriage.queue import Tasks
+from psatriage.runtime import Runtime
 from psatriage.store.ledger import Claim
 from psatriage.store.tables import EventState, utcnow
-
-if TYPE_CHECKING:
-    from psatriage.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -50,176 +42,59 @@ _OUTCOME_STATES = {
 }
 
 
-def make_huey(url: str) -> Huey:
-    """A Huey instance for the queue URL (no results are stored: the ledger has them)."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    options: dict[str, Any] = {"results": False, "utc": True}
-    if backend == "sqlite":
-        database = parsed.database or "queue.db"
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-        return SqliteHuey("psatriage", filename=database, storage_class=_SqliteQueue, **options)
-    if backend == "redis":
-        return RedisHuey("psatriage", url=url, **options)
-    if backend in {"postgresql", "postgres"}:
-        dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        return PostgresHuey("psatriage", dsn=dsn, storage_class=_PostgresQueue, **options)
-    raise ConfigError(
-        f"PSATRIAGE_QUEUE_URL: unsupported scheme {parsed.drivername!r}; "
-        "fix: use sqlite:///PATH, redis://HOST:PORT/DB or postgresql://USER@HOST/DB"
+def consumer(runtime: Runtime, *, workers: int, embedded: bool) -> Consumer:
+    """The queue consumer of this process, running the jobs below. Polling chains that are not
+    running are started first."""
+    kick_polls(runtime)
+    tasks = Tasks(
+        process_event=lambda event_id: process_event(runtime, event_id),
+        poll_tenant=lambda tenant: _poll_and_reschedule(runtime, tenant),
     )
+    return runtime.queue.consumer(tasks, workers=workers, embedded=embedded)
 
 
-class _SqliteQueue(SqliteStorage):  # type: ignore[misc]
-    """Huey's SQLite storage with ``synchronous=NORMAL`` (WAL): no fsync per enqueue.
+def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
+    """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
+    finds and restarts polling chains that died. Every worker process runs one; both jobs are
+    idempotent, so several processes doing it at once is harmless."""
+    interval = runtime.settings.housekeeping_seconds
 
-    Safe here because the queue is not the record: the ledger is, and the reaper re-queues any
-    event whose queue entry a power cut lost.
-    """
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                reap(runtime)
+                kick_polls(runtime)
+            except Exception:  # a database blip must not end housekeeping (logged with trace)
+                log.exception("housekeeping failed; trying again next round")
 
-    def _create_connection(self) -> Any:
-        connection = super()._create_connection()
-        connection.execute("pragma synchronous=1")
-        return connection
-
-
-class _PostgresQueue(PostgresStorage):  # type: ignore[misc]
-    """Huey's PostgreSQL storage, its tables created under an advisory lock: the web and worker
-    processes start together, and concurrent ``CREATE TABLE IF NOT EXISTS`` can fail."""
-
-    def initialize_schema(self) -> None:
-        with self.db(commit=True, close=True) as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('psatriage:queue-ddl'))")
-            for statement in self.ddl:
-                cursor.execute(statement)
+    thread = threading.Thread(target=loop, name="psatriage-housekeeping", daemon=True)
+    thread.start()
+    return thread
 
 
-class _WakeableWorker(Worker):  # type: ignore[misc]
-    """A worker that an enqueue in the same process wakes at once, instead of at its next poll."""
-
-    wakeup: threading.Condition
-
-    def sleep(self) -> None:
-        with self.wakeup:
-            self.wakeup.wait(timeout=min(self.delay, self.max_delay))
-
-
-class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
-    """A consumer that leaves signal handling to its host (uvicorn in ``psatriage serve``) and
-    whose idle workers wake up when the web path enqueues."""
-
-    def __init__(self, huey: Huey, *, wakeup: threading.Condition, **options: Any) -> None:
-        self._wakeup = wakeup
-        super().__init__(huey, **options)
-
-    def _create_worker(self) -> Worker:
-        worker = _WakeableWorker(
-            huey=self.huey,
-            stop_flag=self.stop_flag,
-            default_delay=self.default_delay,
-            max_delay=self.max_delay,
-            backoff=self.backoff,
-            max_tasks=self.max_tasks,
-        )
-        worker.wakeup = self._wakeup
-        return worker
-
-    def _set_signal_handlers(self) -> None:
-        return
+def reap(runtime: Runtime) -> int:
+    """Queue again every event whose lease ran out or whose queue entry was lost."""
+    due = runtime.ledger.due(stale_after=runtime.settings.lease_seconds)
+    for event_id in due:
+        runtime.queue.enqueue(event_id)
+    if due:
+        log.info("reaper re-queued events", count=len(due))
+    return len(due)
 
 
-class Queue:
-    """The job queue of one process, bound to its ``Runtime``."""
+def kick_polls(runtime: Runtime) -> int:
+    """Start polling every polling tenant whose chain of polls is not running."""
+    kicked = 0
+    for tenant in runtime.config.tenants.values():
+        if tenant.polls and runtime.polls.overdue(tenant.name, tenant.poll_seconds + 60):
+            runtime.queue.poll(tenant.name)
+            kicked += 1
+    return kicked
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.huey = make_huey(runtime.settings.effective_queue_url)
-        self._wakeup = threading.Condition()
-        self._process = self.huey.task(name="process_event")(self._process_event)
-        self._poll = self.huey.task(name="poll_tenant")(self._poll_tenant)
 
-    def enqueue(self, event_id: int) -> None:
-        self._process(event_id)
-        with self._wakeup:  # an idle embedded worker starts now, not at its next poll
-            self._wakeup.notify()
-
-    def schedule(self, event_id: int, delay: float) -> None:
-        self._process.schedule(args=(event_id,), delay=delay)
-
-    def schedule_poll(self, tenant: str, delay: float) -> None:
-        self._poll.schedule(args=(tenant,), delay=delay)
-
-    def kick_polls(self) -> int:
-        """Start polling every polling tenant whose chain of polls is not running."""
-        kicked = 0
-        for tenant in self.runtime.config.tenants.values():
-            if tenant.polls and self.runtime.polls.overdue(tenant.name, tenant.poll_seconds + 60):
-                self._poll(tenant.name)
-                kicked += 1
-        return kicked
-
-    def reachable(self) -> bool:
-        try:
-            self.huey.storage.queue_size()
-        except Exception:  # noqa: BLE001 - any storage error means "not reachable" for /readyz
-            return False
-        return True
-
-    def housekeeping(self, stop: threading.Event) -> threading.Thread:
-        """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
-        finds and restarts polling chains that died. Every worker process runs one; both jobs
-        are idempotent, so several processes doing it at once is harmless."""
-        interval = self.runtime.settings.housekeeping_seconds
-
-        def loop() -> None:
-            while not stop.wait(interval):
-                try:
-                    self.reap()
-                    self.kick_polls()
-                except Exception:  # a database blip must not end housekeeping (logged with trace)
-                    log.exception("housekeeping failed; trying again next round")
-
-        thread = threading.Thread(target=loop, name="psatriage-housekeeping", daemon=True)
-        thread.start()
-        return thread
-
-    def consumer(self, *, workers: int, embedded: bool) -> Consumer:
-        poll = self.runtime.settings.queue_poll_seconds
-        options: dict[str, Any] = {
-            "workers": workers,
-            "worker_type": "thread",
-            "periodic": True,
-            "initial_delay": poll,
-            "backoff": 1.0,  # keep polling at `poll` when idle: a ticket starts within ~poll
-            "max_delay": poll,
-            "check_worker_health": True,
-        }
-        self.kick_polls()
-        if embedded:
-            return _EmbeddedConsumer(self.huey, wakeup=self._wakeup, **options)
-        return self.huey.create_consumer(**options)
-
-    def close(self) -> None:
-        self.huey.storage.close()
-
-    # -- tasks --------------------------------------------------------------------------------
-
-    def reap(self) -> int:
-        """Queue again every event whose lease ran out or whose queue entry was lost."""
-        settings = self.runtime.settings
-        due = self.runtime.ledger.due(stale_after=settings.lease_seconds)
-        for event_id in due:
-            self.enqueue(event_id)
-        if due:
-            log.info("reaper re-queued events", count=len(due))
-        return len(due)
-
-    def _process_event(self, event_id: int) -> None:
-        process_event(self.runtime, event_id)
-
-    def _poll_tenant(self, tenant: str) -> None:
-        if poll_tenant(self.runtime, tenant) is not None:
-            self.schedule_poll(tenant, self.runtime.config.tenants[tenant].poll_seconds)
+def _poll_and_reschedule(runtime: Runtime, name: str) -> None:
+    if poll_tenant(runtime, name) is not None:
+        runtime.queue.schedule_poll(name, runtime.config.tenants[name].poll_seconds)
 
 
 def poll_tenant(runtime: Runtime, name: str) -> int | None:
@@ -373,7 +248,7 @@ def _finish(
     runtime: Runtime, claim: Claim, state: EventState, reason: str, outcome: str | None = None
 ) -> EventState:
     if state in {EventState.FAILED, EventState.PARKED}:
-        runtime.records.release_ticket(claim.id)  # a later event may decide this ticket
+        runtime.decisions.release_ticket(claim.id)  # a later event may decide this ticket
     if not runtime.ledger.finish(claim, state, reason):
         log.warning("lost the lease before finishing", event_id=claim.id, state=state.value)
     metrics.EVENTS.labels(claim.tenant, outcome or state.value).inc()

@@ -17,7 +17,7 @@ import structlog
 from psatriage import metrics, policy, shortlist
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers.base import ClassificationRequest, Classifier
-from psatriage.config import Effective, Tenant
+from psatriage.config.tenant import Effective, Tenant
 from psatriage.domain import (
     PATH_SEPARATOR,
     Category,
@@ -42,7 +42,7 @@ from psatriage.errors import (
 from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
-from psatriage.store.records import AlreadyDecided, Records
+from psatriage.store.decisions import AlreadyDecided, Decisions
 from psatriage.store.tables import DecisionRow
 from psatriage.taxonomy_cache import TaxonomyCache
 
@@ -56,7 +56,7 @@ class Deps:
     tenant: Tenant
     adapter: PSAAdapter[Any]
     classifier: Classifier[Any]
-    records: Records
+    decisions: Decisions
     taxonomies: TaxonomyCache
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
 
@@ -85,9 +85,9 @@ def categorize(
     """
     ticket = deps.adapter.get_ticket(ticket_id)
     effective = deps.tenant.effective(ticket.company_id, ticket.company_name)
-    checkpoint = None if dry_run else deps.records.decision_for_event(event_id)
+    checkpoint = None if dry_run else deps.decisions.decision_for_event(event_id)
     if checkpoint is None and not dry_run and once_per_ticket:
-        holder = deps.records.ticket_holder(deps.tenant.name, ticket.id)
+        holder = deps.decisions.ticket_holder(deps.tenant.name, ticket.id)
         if holder is not None:
             return Decision(None, f"already decided by event {holder.event_id}")
     if checkpoint is not None:
@@ -107,7 +107,7 @@ def categorize(
     if dry_run:
         return Decision(outcome, choice.reason, None, planned.chosen, planned.classification)
     wrote = _write(deps, ticket, planned, choice.action, outcome, attempt)
-    deps.records.finalize_decision(
+    deps.decisions.finalize_decision(
         planned.decision_id,
         outcome=outcome,
         reason=choice.reason,
@@ -139,7 +139,7 @@ class _Plan:
 def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Decision:
     """Pick up a decision an earlier attempt checkpointed (the model is not asked again)."""
     if checkpoint.category is None:  # a "kept" whose event was not closed
-        deps.records.finalize_decision(
+        deps.decisions.finalize_decision(
             checkpoint.id,
             outcome=Outcome.KEPT,
             reason=checkpoint.reason,
@@ -168,7 +168,7 @@ def _plan(
     if checked.keep:
         if dry_run:
             return Decision(Outcome.KEPT, checked.keep)
-        row = deps.records.start_decision(
+        row = deps.decisions.start_decision(
             event_id=event_id,
             tenant=tenant.name,
             ticket_id=ticket.id,
@@ -195,7 +195,7 @@ def _plan(
     )
     decision_id = 0
     if not dry_run:
-        decision_id = deps.records.start_decision(
+        decision_id = deps.decisions.start_decision(
             event_id=event_id,
             tenant=tenant.name,
             ticket_id=ticket.id,
@@ -281,10 +281,10 @@ def _classify(
     candidates: tuple[Category, ...],
     effective: Effective,
 ) -> tuple[Classification, Chosen, dict[str, int]]:
-    tenant, classifier = deps.tenant, deps.classifier
+    tenant = deps.tenant
 
     def record(call: ModelCall) -> None:
-        deps.records.record_call(call)
+        deps.decisions.record_call(call)
         metrics.observe_model_call(call)
 
     masked, redactions = tenant.redactor.ticket(ticket)
@@ -293,8 +293,8 @@ def _classify(
         ticket=masked,
         candidates=candidates,
         prompt=tenant.prompt,
-        model=effective.model or classifier.default_model,
-        max_tokens=effective.max_tokens or classifier.default_max_tokens,
+        model=effective.model,
+        max_tokens=effective.max_tokens,
         instructions=effective.instructions,
         company=ticket.company_name or "",
         taxonomy_hash=taxonomy.fingerprint,
@@ -304,7 +304,7 @@ def _classify(
         record=record,
     )
     try:
-        classification = deps.breaker.call(lambda: classifier.classify(request))
+        classification = deps.breaker.call(lambda: deps.classifier.classify(request))
         return classification, _validated(classification, candidates, taxonomy), redactions
     except PsatriageError as exc:
         exc.model_related = True

@@ -14,7 +14,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from psatriage.config import Mode, Overwrite, Policy, category_matches
+from psatriage.config.schema import Mode, Overwrite, Policy
+from psatriage.config.tenant import category_matches
 from psatriage.domain import PATH_SEPARATOR, Category, Classification, Taxonomy, Ticket
 
 

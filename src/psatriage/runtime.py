@@ -1,13 +1,13 @@
 """The wired-up service: settings, tenants, database, HTTP client, adapters and classifiers.
 
 One ``Runtime`` per process, built by the CLI (or by a test) and handed to the web app and the
-queue. Adapters and classifiers are built once per tenant, on first use, and shared by threads.
+jobs. Adapters and classifiers are built once per tenant, on first use, and shared by threads.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -21,15 +21,14 @@ from psatriage.logging import register_secrets
 from psatriage.pipeline import Deps
 from psatriage.psa import adapters
 from psatriage.psa.base import PSAAdapter
+from psatriage.queue import Queue
 from psatriage.settings import Settings
 from psatriage.store import db
+from psatriage.store.decisions import Decisions
 from psatriage.store.ledger import Ledger
 from psatriage.store.polls import PollMarks
-from psatriage.store.records import Records
+from psatriage.store.taxonomies import StoredTaxonomies
 from psatriage.taxonomy_cache import TaxonomyCache
-
-if TYPE_CHECKING:
-    from psatriage.jobs import Queue
 
 
 class Runtime:
@@ -60,9 +59,9 @@ class Runtime:
             else None
         )
         shared_tokens.share_tokens(self._tokens)
-        self.records = Records(self.sessions)
+        self.decisions = Decisions(self.sessions)
         self.polls = PollMarks(self.engine, self.sessions)
-        self.taxonomies = TaxonomyCache(self.records)
+        self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
         self._adapters: dict[str, PSAAdapter[Any]] = {}
         self._classifiers: dict[str, Classifier[Any]] = {}
@@ -76,12 +75,14 @@ class Runtime:
 
     @property
     def queue(self) -> Queue:
+        """The job queue, opened on first use (a process that only reads never opens it)."""
         if self._queue is None:
-            from psatriage.jobs import Queue  # noqa: PLC0415 - jobs imports this module
-
             with self._lock:
                 if self._queue is None:
-                    self._queue = Queue(self)
+                    self._queue = Queue(
+                        self.settings.effective_queue_url,
+                        poll_seconds=self.settings.queue_poll_seconds,
+                    )
         return self._queue
 
     def tenant(self, name: str) -> Tenant:
@@ -119,7 +120,7 @@ class Runtime:
             tenant=self.config.tenant(name),
             adapter=self.adapter(name),
             classifier=self.classifier(name),
-            records=self.records,
+            decisions=self.decisions,
             taxonomies=self.taxonomies,
         )
 

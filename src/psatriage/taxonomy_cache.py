@@ -12,13 +12,13 @@ from typing import Any
 
 from psatriage.domain import Taxonomy, Ticket
 from psatriage.psa.base import PSAAdapter
-from psatriage.store.records import Records
 from psatriage.store.tables import utcnow
+from psatriage.store.taxonomies import StoredTaxonomies
 
 
 class TaxonomyCache:
-    def __init__(self, records: Records) -> None:
-        self._records = records
+    def __init__(self, stored: StoredTaxonomies) -> None:
+        self._stored = stored
         self._memory: dict[tuple[str, str], tuple[Taxonomy, datetime]] = {}
         self._lock = threading.Lock()
 
@@ -31,7 +31,7 @@ class TaxonomyCache:
             cached = self._memory.get(key)
         if cached is not None and cached[1] > now:
             return cached[0]
-        stored = self._records.cached_taxonomy(tenant, ticket.scope)
+        stored = self._stored.load(tenant, ticket.scope)
         if stored is not None and stored[1] > now:
             with self._lock:
                 self._memory[key] = stored
@@ -42,7 +42,7 @@ class TaxonomyCache:
         self, tenant: str, adapter: PSAAdapter[Any], ticket: Ticket, *, ttl_seconds: float
     ) -> Taxonomy:
         taxonomy = adapter.get_taxonomy(ticket)
-        expires = self._records.store_taxonomy(tenant, taxonomy, ttl_seconds=ttl_seconds)
+        expires = self._stored.save(tenant, taxonomy, ttl_seconds=ttl_seconds)
         with self._lock:
             self._memory[(tenant, ticket.scope)] = (taxonomy, expires)
         return taxonomy

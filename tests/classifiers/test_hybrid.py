@@ -96,10 +96,10 @@ def test_a_transient_llm_failure_is_raised(
         hybrid.classify(_request("Outlook crashes", []))
 
 
-def test_defaults_come_from_the_llm(llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_starts_zero_shot_and_checks_both_engines(
+    llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hybrid = _hybrid(llm, monkeypatch)
-    assert hybrid.default_model == "gpt-4o-mini"
-    assert hybrid.default_max_tokens == 300
     assert hybrid.ranker().model is None
     assert "LLM: " in hybrid.check_connection()
     hybrid.close()

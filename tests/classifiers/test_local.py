@@ -143,9 +143,9 @@ def test_store_versions_and_auto_loads_the_newest(model: TrainedModel, tmp_path:
 
 def test_a_newer_model_is_picked_up_without_restart(model: TrainedModel, tmp_path: Path) -> None:
     classifier = LocalClassifier("acme", LocalConfig(models_dir=tmp_path, reload_seconds=0))
-    assert classifier.default_model.startswith("zero-shot:")
+    assert classifier.ranker().name.startswith("zero-shot:")
     ModelStore(tmp_path).save("acme", model)
-    assert classifier.default_model == "trained:v0001"
+    assert classifier.ranker().name == "trained:v0001"
 
 
 def test_unseen_categories_fall_back_to_zero_shot(model: TrainedModel, tmp_path: Path) -> None:
@@ -246,5 +246,4 @@ def test_tenants_file_accepts_kind_local(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_check_connection_and_content_words() -> None:
     classifier = LocalClassifier("acme", LocalConfig(model="zero-shot"))
     assert "offline engine ready" in classifier.check_connection()
-    assert classifier.default_max_tokens == 0
     assert content_words("Hi, the Printer is NOT working! Thanks") == "printer working"

@@ -554,8 +554,6 @@ def test_secret_never_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_check_connection(build: Build) -> None:
     classifier = build()
     assert classifier.check_connection().startswith("openai: gpt-4o-mini answered")
-    assert classifier.default_model == "gpt-4o-mini"
-    assert classifier.default_max_tokens == 300
 
 
 def test_check_connection_maps_errors(fake: FakeOpenAI, build: Build) -> None:

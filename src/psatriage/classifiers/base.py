@@ -14,9 +14,22 @@ from psatriage.prompts import PromptTemplate
 
 
 class ClassifierConfig(BaseModel):
-    """Base of every classifier's ``Config``: unknown keys are errors, values are immutable."""
+    """Base of every classifier's ``Config``: unknown keys are errors, values are immutable.
+
+    ``default_model`` and ``default_max_tokens`` are what a request names when the ticket's
+    company sets none (read by ``Tenant.effective``); a classifier that asks no LLM leaves them
+    empty.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def default_model(self) -> str:
+        return ""
+
+    @property
+    def default_max_tokens(self) -> int:
+        return 0
 
 
 ConfigT = TypeVar("ConfigT", bound=ClassifierConfig)
@@ -63,16 +76,6 @@ class Classifier(ABC, Generic[ConfigT]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tenant={self.tenant!r})"
-
-    @property
-    @abstractmethod
-    def default_model(self) -> str:
-        """The model used when neither tenant nor company names one."""
-
-    @property
-    @abstractmethod
-    def default_max_tokens(self) -> int:
-        """The answer budget used when neither tenant nor company sets one."""
 
     @abstractmethod
     def classify(self, request: ClassificationRequest) -> Classification:

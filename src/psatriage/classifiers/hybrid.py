@@ -50,6 +50,14 @@ class HybridConfig(LocalConfig):
         description="How many of the local engine's best candidates the LLM chooses from.",
     )
 
+    @property
+    def default_model(self) -> str:
+        return self.llm.default_model
+
+    @property
+    def default_max_tokens(self) -> int:
+        return self.llm.default_max_tokens
+
 
 class HybridClassifier(Classifier[HybridConfig]):
     """The local engine, escalating unsure tickets to an LLM; see the module docstring."""
@@ -63,14 +71,6 @@ class HybridClassifier(Classifier[HybridConfig]):
         self.local = LocalClassifier(tenant, local)
         self.llm = OpenAICompatClassifier(tenant, config.llm)
 
-    @property
-    def default_model(self) -> str:
-        return self.llm.default_model
-
-    @property
-    def default_max_tokens(self) -> int:
-        return self.llm.default_max_tokens
-
     def ranker(self) -> Ranker:
         return self.local.ranker()
 
@@ -78,7 +78,7 @@ class HybridClassifier(Classifier[HybridConfig]):
         self.llm.close()
 
     def classify(self, request: ClassificationRequest) -> Classification:
-        local, ranked = self.local.decide(replace(request, model=self.local.default_model))
+        local, ranked = self.local.decide(request)
         threshold = self.config.min_local_confidence
         if local.confidence >= threshold:
             return replace(

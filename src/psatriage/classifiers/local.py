@@ -97,14 +97,6 @@ class LocalClassifier(Classifier[LocalConfig]):
         self._checked = 0.0
         self._store = ModelStore(config.models_dir or get_settings().data_dir / "models")
 
-    @property
-    def default_model(self) -> str:
-        return self.ranker().name
-
-    @property
-    def default_max_tokens(self) -> int:
-        return 0
-
     def ranker(self) -> Ranker:
         """The ranker in use: loaded on first use, replaced when a newer model is trained."""
         with self._lock:

@@ -177,6 +177,14 @@ class OpenAIConfig(ClassifierConfig):
             raise ValueError(f"{', '.join(azure_only)} only apply to provider 'azure'")
         return self
 
+    @property
+    def default_model(self) -> str:
+        return self.model
+
+    @property
+    def default_max_tokens(self) -> int:
+        return self.max_tokens
+
 
 @dataclass(frozen=True, slots=True)
 class _Call:
@@ -225,14 +233,6 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             wait_max=config.max_inner_wait_seconds,
             wait_jitter=0.5,
         )
-
-    @property
-    def default_model(self) -> str:
-        return self.config.model
-
-    @property
-    def default_max_tokens(self) -> int:
-        return self.config.max_tokens
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from psatriage import jobs, pipeline
-from psatriage.cli import _offline
+from psatriage.cli import _categorize_text
 from psatriage.cli._app import app, console, fail_cleanly, runtime
 from psatriage.domain import TicketEvent
 from psatriage.errors import ConfigError
@@ -43,8 +43,8 @@ def categorize(
         Path | None, typer.Option(help="Offline: a trained model file (default: zero-shot).")
     ] = None,
     output: Annotated[
-        _offline.Output, typer.Option(help="Offline: table, csv or json.")
-    ] = _offline.Output.TABLE,
+        _categorize_text.Output, typer.Option(help="Offline: table, csv or json.")
+    ] = _categorize_text.Output.TABLE,
     top: Annotated[int, typer.Option(help="Offline: alternatives shown.", min=0)] = 3,
 ) -> None:
     """Categorize one ticket of the live PSA with the tenant's settings (--tenant, --ticket), or
@@ -56,7 +56,7 @@ def categorize(
                     "--tenant/--ticket categorize a PSA ticket; --engine/--taxonomy/TEXT/--file "
                     "categorize offline: use one or the other"
                 )
-            _offline.run(engine, taxonomy, text, file, model, output, top)
+            _categorize_text.run(engine, taxonomy, text, file, model, output, top)
         return
     with fail_cleanly():
         if tenant is None or ticket is None:
@@ -98,7 +98,7 @@ def _live(tenant: str, ticket: str, dry_run: bool) -> None:
         event_id, _ = built.ledger.record(event, state=EventState.RECEIVED, source="cli")
         state = jobs.process_event(built, event_id)
         row = built.ledger.get(event_id)
-        decision = built.records.decision_for_event(event_id)
+        decision = built.decisions.decision_for_event(event_id)
         console.print(f"event {event_id}: {state.value if state else 'not claimed'}")
         if row is not None and row.reason:
             console.print(f"reason: {row.reason}", highlight=False)

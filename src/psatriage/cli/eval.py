@@ -19,6 +19,7 @@ from psatriage.errors import ConfigError
 from psatriage.evaluation.measures import Report, report
 from psatriage.local_engine import DEFAULT_MIN_EXAMPLES
 from psatriage.local_engine.data import Split
+from psatriage.shortlist import HasRanker
 
 
 class Engine(StrEnum):
@@ -105,12 +106,15 @@ def eval_command(
                 limit=limit,
             )
         result = report(predictions, target_precision=target_precision)
+        model_name = classifier.config.default_model  # the LLM's; the local engine's model below
+        if not model_name and isinstance(classifier, HasRanker):
+            model_name = classifier.ranker().name
         header = {
             "data": data.name,
             "label": label,
             "split": split.value,
             "engine": engine.value,
-            "model": classifier.default_model,
+            "model": model_name,
             "candidates": len(setup.taxonomy.leaves),
             "training": training,
         }

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from psatriage import jobs
 from psatriage.cli._app import app, console, runtime
 from psatriage.web import create_app
 
@@ -52,9 +53,9 @@ def worker(
     with runtime() as built:
         count = workers or built.settings.workers
         console.print(f"psatriage worker: {count} thread(s)", highlight=False)
-        consumer = built.queue.consumer(workers=count, embedded=False)
+        consumer = jobs.consumer(built, workers=count, embedded=False)
         stop = threading.Event()
-        built.queue.housekeeping(stop)
+        jobs.housekeeping(built, stop)
         try:
             consumer.run()
         finally:

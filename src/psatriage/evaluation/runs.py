@@ -104,8 +104,8 @@ def predictions(
             ),
             candidates=candidates,
             prompt=prompt,
-            model=classifier.default_model,
-            max_tokens=classifier.default_max_tokens,
+            model=classifier.config.default_model,
+            max_tokens=classifier.config.default_max_tokens,
             taxonomy_hash=setup.taxonomy.fingerprint,
             record=calls.append,
         )

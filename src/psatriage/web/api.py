@@ -119,11 +119,11 @@ def get_event(
     row = runtime.ledger.get(event_id)
     if row is None:
         raise HTTPException(status_code=404, detail="no such event")
-    decision = runtime.records.decision_for_event(event_id)
+    decision = runtime.decisions.decision_for_event(event_id)
     return {
         **_event(row),
         "decision": _decision(decision) if decision else None,
-        "model_calls": [_call(call) for call in runtime.records.calls_for_event(event_id)],
+        "model_calls": [_call(call) for call in runtime.decisions.calls_for_event(event_id)],
     }
 
 
@@ -136,7 +136,7 @@ def list_decisions(
     before_id: BeforeId = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
-    rows = runtime.records.search_decisions(
+    rows = runtime.decisions.search_decisions(
         tenant=tenant, ticket_id=ticket_id, outcome=outcome, limit=limit, before_id=before_id
     )
     return {"decisions": [_decision(row) for row in rows]}

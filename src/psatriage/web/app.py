@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from psatriage import __version__
+from psatriage import __version__, jobs
 from psatriage.runtime import Runtime
 from psatriage.web import api, webhooks
 
@@ -21,9 +21,9 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
         consumer = None
         stop = threading.Event()
         if embedded_workers:
-            consumer = runtime.queue.consumer(workers=embedded_workers, embedded=True)
+            consumer = jobs.consumer(runtime, workers=embedded_workers, embedded=True)
             consumer.start()
-            runtime.queue.housekeeping(stop)
+            jobs.housekeeping(runtime, stop)
         try:
             yield
         finally:

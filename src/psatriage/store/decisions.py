@@ -1,19 +1,16 @@
-"""Decisions, model calls and the taxonomy cache."""
+"""What was decided per event, and every model call behind it: the audit trail."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict
-from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from psatriage.domain import Chosen, Classification, ModelCall, Taxonomy
-from psatriage.store.tables import DecisionRow, ModelCallRow, TaxonomyCacheRow, utcnow
+from psatriage.domain import Chosen, Classification, ModelCall
+from psatriage.store.tables import DecisionRow, ModelCallRow, utcnow
 
 
 class AlreadyDecided(Exception):
@@ -24,7 +21,7 @@ class AlreadyDecided(Exception):
         self.event_id = event_id
 
 
-class Records:
+class Decisions:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
@@ -173,41 +170,3 @@ class Records:
                     .order_by(ModelCallRow.id)
                 ).scalars()
             )
-
-    # -- taxonomy cache -----------------------------------------------------------------------
-
-    def cached_taxonomy(self, tenant: str, scope: str) -> tuple[Taxonomy, datetime] | None:
-        with self._sessions() as session:
-            row = session.get(TaxonomyCacheRow, (tenant, scope))
-            if row is None:
-                return None
-            return Taxonomy.from_dict(row.data), row.expires_at
-
-    def store_taxonomy(self, tenant: str, taxonomy: Taxonomy, *, ttl_seconds: float) -> datetime:
-        now = utcnow()
-        expires = now + timedelta(seconds=ttl_seconds)
-        values = {
-            "tenant": tenant,
-            "scope": taxonomy.scope,
-            "fingerprint": taxonomy.fingerprint,
-            "data": taxonomy.to_dict(),
-            "fetched_at": now,
-            "expires_at": expires,
-        }
-        with self._sessions.begin() as session:  # an upsert: two workers may read one tree
-            insert = _insert_for(session)(TaxonomyCacheRow).values(**values)
-            session.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["tenant", "scope"],
-                    set_={
-                        k: insert.excluded[k]
-                        for k in ("fingerprint", "data", "fetched_at", "expires_at")
-                    },
-                )
-            )
-        return expires
-
-
-def _insert_for(session: Session) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
