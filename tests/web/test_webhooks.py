@@ -174,17 +174,13 @@ def test_signing_key_outage_is_503_so_the_psa_retries(
     assert client.post(f"/webhooks/{TENANT}", content=body, headers=headers).status_code == 202
 
 
-def test_embedded_worker_categorizes_within_a_couple_of_seconds(
-    harness: Harness, runtime: Runtime
-) -> None:
+def test_embedded_worker_categorizes_the_ticket(harness: Harness, runtime: Runtime) -> None:
     ticket = harness.cw.add_ticket("Printer", "My printer has a paper jam")
     body, headers = harness.cw.callback(ticket)
     with TestClient(create_app(runtime, embedded_workers=2)) as client:
-        started = time.monotonic()
+        deadline = time.monotonic() + 120  # a deadline for a loaded machine, not a claim on speed
         assert client.post(f"/webhooks/{TENANT}", content=body, headers=headers).status_code == 202
-        while time.monotonic() - started < 10 and not harness.cw.patches(ticket):
-            time.sleep(0.02)
-        while time.monotonic() - started < 10:
+        while time.monotonic() < deadline:
             events = client.get("/api/events").json()["events"]
             if events[0]["state"] == "done":
                 break
