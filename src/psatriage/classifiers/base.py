@@ -124,8 +124,8 @@ class Classifier(ABC, Generic[ConfigT]):
         """
 
     def capabilities(self) -> dict[str, str] | None:
-        """What the model's server was found to support, once known (``/readyz``); ``None``
-        for engines that have nothing to find out or before the first call."""
+        """What the model's server was found to support (``/readyz``); ``None`` for engines
+        that have nothing to find out."""
         return None
 
     @abstractmethod
