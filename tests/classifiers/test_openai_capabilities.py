@@ -46,7 +46,7 @@ def test_llama_cpp_refusing_json_schema_with_a_500_gets_its_schema_in_json_objec
     assert sent["response_format"]["type"] == "json_object"
     schema = sent["response_format"]["schema"]
     assert schema["properties"]["category"]["enum"] == ["12/34/56", "12/35", "20/41"]
-    assert schema["properties"]["reasoning"]["maxLength"] == 400
+    assert schema["properties"]["reasoning"]["maxLength"] == 133  # fits max_tokens = 200
     assert (sent["logprobs"], sent["top_logprobs"]) == (True, 1)
     assert [r.error for r in rows] == [None] and len(fake.calls) == 1
     assert [p["response_format"]["type"] for p in fake.probes] == [

@@ -29,6 +29,7 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from psatriage.classifiers._openai_request import Shape
+from psatriage.classifiers.base import clip
 
 PROBE_MARKER: Final = "psatriage capability probe"
 PROBE_VALUE: Final = "psatriage-probe"
@@ -121,9 +122,7 @@ def server_message(exc: openai.APIError) -> str:
     """The server's own words: ``error.message`` of the body, else the SDK's message."""
     body = exc.body
     message = body.get("message") if isinstance(body, Mapping) else None
-    text = message if isinstance(message, str) and message else exc.message
-    text = " ".join(text.split())
-    return text if len(text) <= 200 else text[:197] + "..."
+    return clip(message if isinstance(message, str) and message else exc.message)
 
 
 def probe(send: Callable[[Shape], ChatCompletion], wanted: Shape, *, auto: bool) -> Capabilities:

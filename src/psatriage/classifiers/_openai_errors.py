@@ -7,8 +7,8 @@ import re
 
 import openai
 
-from psatriage.classifiers._openai_answer import clip
 from psatriage.classifiers._openai_capabilities import server_message
+from psatriage.classifiers.base import clip
 from psatriage.errors import AuthFailed, PermanentError, PsatriageError, TransientError
 
 _MODEL_UNKNOWN = re.compile(

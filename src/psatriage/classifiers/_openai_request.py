@@ -24,8 +24,9 @@ from psatriage.domain import Category, Facet, LevelValue, Ticket
 from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
 
 LogprobsMode = Literal["plain", "top"]
-# In llama.cpp's grammar mode the reasoning is bounded, so an answer always fits its budget.
-_MAX_REASONING_CHARS: Final = 400
+# In llama.cpp's grammar mode the reasoning is bounded so that a whole answer fits its token
+# budget even at one token per character: at most two thirds of it, and 40 to 400 characters.
+_REASONING_CHARS: Final = (40, 400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,18 +96,20 @@ def send(
 
 
 def response_schema(
-    keys: Sequence[str], facets: Sequence[Facet] = (), *, bounded: bool = False
+    keys: Sequence[str], facets: Sequence[Facet] = (), *, max_tokens: int | None = None
 ) -> dict[str, object]:
     """The JSON schema of an answer: the category is one of ``keys``, each facet one of its
-    option ids. ``bounded`` caps the reasoning's length (grammar-enforcing servers only: strict
-    ``json_schema`` does not take ``maxLength`` everywhere)."""
+    option ids. With ``max_tokens`` the reasoning's length is capped to fit that budget
+    (grammar-enforcing servers only: strict ``json_schema`` does not take ``maxLength``
+    everywhere)."""
     properties: dict[str, object] = {"category": {"type": "string", "enum": list(keys)}}
     for facet in facets:
         properties[facet.name] = {"type": "string", "enum": [o.id for o in facet.options]}
     properties["confidence"] = {"type": "number"}
     reasoning: dict[str, object] = {"type": "string"}
-    if bounded:
-        reasoning["maxLength"] = _MAX_REASONING_CHARS
+    if max_tokens is not None:
+        low, high = _REASONING_CHARS
+        reasoning["maxLength"] = max(low, min(high, max_tokens * 2 // 3))
     properties["reasoning"] = reasoning
     return {
         "type": "object",

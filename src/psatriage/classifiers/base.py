@@ -12,7 +12,13 @@ from pydantic import BaseModel, ConfigDict
 from psatriage.domain import CallRecorder, Category, Classification, Facet, ModelCall, Ticket
 from psatriage.prompts import PromptTemplate
 
-_MAX_ERROR_CHARS = 200
+_MAX_QUOTE_CHARS = 200
+
+
+def clip(text: str, limit: int = _MAX_QUOTE_CHARS) -> str:
+    """``text`` on one line, at most ``limit`` characters: for quoting a server or a model."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ClassifierConfig(BaseModel):
@@ -69,10 +75,6 @@ def model_call(
 ) -> ModelCall:
     """The audit row of one call made for ``request``: every classifier builds it here, so each
     row carries the request's tenant, ticket, event, taxonomy and redaction counts alike."""
-    if error is not None:
-        error = " ".join(error.split())
-        if len(error) > _MAX_ERROR_CHARS:
-            error = error[: _MAX_ERROR_CHARS - 3] + "..."
     return ModelCall(
         tenant=request.tenant,
         ticket_id=request.ticket.id,
@@ -87,7 +89,7 @@ def model_call(
         cost_usd=cost_usd,
         chosen_key=key,
         confidence=confidence,
-        error=error,
+        error=clip(error) if error is not None else None,
         redactions=request.redactions,
     )
 

@@ -47,7 +47,7 @@ import structlog
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from psatriage.classifiers import _openai_capabilities as capabilities
-from psatriage.classifiers._openai_answer import Answer, clip, read_answer
+from psatriage.classifiers._openai_answer import Answer, read_answer
 from psatriage.classifiers._openai_capabilities import Capabilities, Refused
 from psatriage.classifiers._openai_config import (
     DEFAULT_PRICES,
@@ -66,7 +66,7 @@ from psatriage.classifiers._openai_request import (
     sample_request,
     send,
 )
-from psatriage.classifiers.base import ClassificationRequest, Classifier, model_call
+from psatriage.classifiers.base import ClassificationRequest, Classifier, clip, model_call
 from psatriage.domain import Classification, Usage
 from psatriage.errors import (
     InvalidAnswer,
@@ -308,8 +308,9 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
         if shape.structured != "json_schema":
             system = f"{system}\n\n{json_mode_instructions(keys, request.facets)}"
         messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}]
+        grammar = shape.structured == "json_object_schema"
         schema = response_schema(
-            keys, request.facets, bounded=shape.structured == "json_object_schema"
+            keys, request.facets, max_tokens=request.max_tokens if grammar else None
         )
         started = time.perf_counter()
         try:
