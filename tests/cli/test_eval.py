@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from psatriage.classifiers import _openai_capabilities
 from psatriage.cli import app
 from tests.harness import TENANT, Harness
 
@@ -134,6 +135,23 @@ def test_a_ticket_without_an_answer_is_counted_and_the_run_goes_on(
     assert failure["latency_ms"] > 0
     assert data["tokens_out"] > failure["tokens_out"]  # the failed calls count too
     assert len(harness.llm.calls) == 5
+
+
+def test_eval_on_a_server_that_answers_as_llama_cpp(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 1: llama-cpp-python's 500 refusing json_schema was retried as an outage until
+    eval stopped with rc 2."""
+    _openai_capabilities.forget()  # a port seen by an earlier test may have been another fake
+    harness.llm.like("llama.cpp")
+    harness.tenant["classifier"] |= {"provider": "compatible", "model": "smollm2", "cost": "free"}
+    del harness.tenant["classifier"]["api_key"]
+    result = _llm_eval(harness, monkeypatch, "--limit", "3", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["examples"], data["failed"], data["cost_usd"]) == (3, 0, 0)
+    assert data["pricing"] == 'free (cost = "free")'
+    assert {c["response_format"]["type"] for c in harness.llm.calls} == {"json_object"}
 
 
 def test_failures_by_kind_in_the_table_and_no_answer_at_all_is_exit_1(

@@ -13,7 +13,8 @@ steps down one refused or ignored feature at a time:
 3. log-probs asked for but not returned are asked for again with ``top_logprobs``, then dropped.
 
 The result is cached per (provider, server, deployment, model) for the life of the process and
-shown by ``psatriage config check`` and ``/readyz``.
+shown by ``psatriage config check`` and ``/readyz``. A compatible server that lists its models
+must list the one asked for (``check_served``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from psatriage.classifiers._openai_request import Shape
 from psatriage.classifiers.base import clip
+from psatriage.errors import PermanentError
 
 PROBE_MARKER: Final = "psatriage capability probe"
 PROBE_VALUE: Final = "psatriage-probe"
@@ -164,6 +166,21 @@ def probe(send: Callable[[Shape], ChatCompletion], wanted: Shape, *, auto: bool)
         if structured_known and logprobs_known:
             break
     return Capabilities(shape, tuple(notes))
+
+
+def check_served(client: openai.OpenAI, model: str, server: str) -> None:
+    """A compatible server that lists its models must list this one: some (llama.cpp's
+    llama-cpp-python server) answer any model name with the model they have."""
+    try:
+        served = [m.id for m in client.models.list()]
+    except openai.OpenAIError:
+        return  # no model list: the chat call says whether it knows the model
+    if served and not {model, f"{model}:latest"} & set(served):
+        listed = ", ".join(repr(name) for name in served[:10])
+        raise PermanentError(
+            f"the model server at {server} does not serve model {model!r}: it lists {listed}; "
+            "set model to one of them"
+        )
 
 
 def _follows(content: str | None, finish_reason: str, shape: Shape) -> bool:

@@ -222,7 +222,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
     def _probe(self, model: str) -> Capabilities:
         auto = self.config.structured_output == "auto"
         if self.config.provider == "compatible":
-            self._check_served(model)
+            capabilities.check_served(self._client, model, self.config.server)
 
         def attempt(shape: Shape) -> ChatCompletion:
             return self._send(
@@ -250,20 +250,6 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             **found.describe(),
         )
         return found
-
-    def _check_served(self, model: str) -> None:
-        """A compatible server that lists its models must list this one: some (llama.cpp's
-        llama-cpp-python server) answer any model name with the model they have."""
-        try:
-            served = [m.id for m in self._client.models.list()]
-        except openai.OpenAIError:
-            return  # no model list: the chat call says whether it knows the model
-        if served and not {model, f"{model}:latest"} & set(served):
-            listed = ", ".join(repr(name) for name in served[:10])
-            raise PermanentError(
-                f"the model server at {self.config.server} does not serve model {model!r}: it "
-                f"lists {listed}; set model to one of them"
-            )
 
     def _explicit_refused(self, refused: Refused) -> PermanentError:
         return PermanentError(
