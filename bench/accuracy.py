@@ -97,7 +97,8 @@ def local(setup: Setup, *, zero_shot: bool, folder: Path) -> dict[str, Any]:
         config = {"model": str(path)}
         training = model.report.to_dict()
     classifier = LocalClassifier("bench", LocalConfig(**config))
-    result = report(runs.predictions(setup, classifier))
+    run = runs.evaluate(setup, classifier)
+    result = report(run.predictions, failures=run.failures)
     return {
         "accuracy": result.accuracy,
         "macro_f1": result.macro_f1,

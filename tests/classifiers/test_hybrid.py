@@ -87,6 +87,35 @@ def test_an_unusable_llm_answer_leaves_the_local_choice(
     assert "the local choice stands" in result.reasoning
 
 
+def test_a_failed_llm_counts_in_latency_tokens_and_cost(
+    llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 5: when the LLM failed, the latency was the local engine's alone."""
+    calls: list[ModelCall] = []
+    hybrid = _hybrid(llm, monkeypatch, min_local_confidence=1.0)
+    llm.latency = 0.05
+    llm.script("garbage", "garbage")
+    result = hybrid.classify(_request("VPN keeps dropping from home", calls))
+
+    assert result.engine == "local"
+    spent = [c for c in calls if c.engine == "openai"]
+    assert len(spent) == 2
+    assert result.latency_ms >= sum(c.latency_ms for c in calls)
+    assert result.usage.tokens_in == sum(c.tokens_in for c in spent) > 0
+    assert result.usage.cost_usd == pytest.approx(sum(c.cost_usd for c in spent))
+    assert result.usage.cost_usd > 0
+
+
+def test_an_answered_llm_counts_both_stages(
+    llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[ModelCall] = []
+    hybrid = _hybrid(llm, monkeypatch, min_local_confidence=1.0)
+    result = hybrid.classify(_request("Outlook crashes", calls))
+    assert [c.engine for c in calls] == ["local", "openai"]
+    assert result.latency_ms >= sum(c.latency_ms for c in calls)
+
+
 def test_a_transient_llm_failure_is_raised(
     llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from pathlib import Path
@@ -72,6 +73,19 @@ def test_zero_shot_picks_the_closest_category_and_records_one_call() -> None:
     call = calls[0]
     assert (call.engine, call.tokens_in, call.tokens_out, call.cost_usd) == ("local", 0, 0, 0.0)
     assert call.chosen_key == "Hardware > Printer" and call.error is None
+
+
+def test_the_call_row_counts_what_was_masked() -> None:
+    calls: list[ModelCall] = []
+    request = dataclasses.replace(
+        _request("Printer jams, call 555-0100", calls=calls),
+        redactions={"phone": 1},
+        taxonomy_hash="tax1",
+        event_id=3,
+    )
+    LocalClassifier("acme", LocalConfig(model="zero-shot")).classify(request)
+    assert calls[0].redactions == {"phone": 1}
+    assert (calls[0].taxonomy_hash, calls[0].event_id, calls[0].ticket_id) == ("tax1", 3, "7")
 
 
 @pytest.mark.parametrize(

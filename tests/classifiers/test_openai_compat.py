@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -20,7 +19,7 @@ from psatriage.classifiers.openai_compat import (
     OpenAIConfig,
     _retry_after,
 )
-from psatriage.domain import Category, Facet, LevelValue, ModelCall, Ticket
+from psatriage.domain import Category, Facet, LevelValue, ModelCall
 from psatriage.errors import (
     AuthFailed,
     InvalidAnswer,
@@ -28,107 +27,15 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
-from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
+from tests.classifiers.kit import CANDIDATES, KEYS, PROMPT, Build, leaf, request
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
-
-PROMPT = compile_prompt(DEFAULT_PROMPT)
-
-
-def _leaf(key: str, *names: str) -> Category:
-    ids = key.split("/")
-    levels = ("type", "subtype", "item")
-    return Category(
-        key,
-        tuple(
-            LevelValue(lv, i, n) for lv, i, n in zip(levels[: len(ids)], ids, names, strict=True)
-        ),
-    )
-
-
-CANDIDATES = (
-    _leaf("12/34/56", "Hardware", "Printer", "Paper jam"),
-    _leaf("12/35", "Hardware", "Laptop"),
-    _leaf("20/41", "Software", "Email"),
-)
-KEYS = [c.key for c in CANDIDATES]
-TICKET = Ticket(
-    id="4711",
-    title="Printer jams",
-    description="The printer on the 2nd floor has a paper jam again.",
-    scope="1",
-    scope_name="Help Desk",
-)
-
-Build = Callable[..., OpenAICompatClassifier]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as running:
-        yield running
-
-
-@pytest.fixture
-def fake(server: FakeOpenAI) -> FakeOpenAI:
-    server.reset()
-    return server
-
-
-@pytest.fixture
-def build(fake: FakeOpenAI) -> Iterator[Build]:
-    """A classifier talking to ``fake``; keyword arguments override the config."""
-    made: list[OpenAICompatClassifier] = []
-
-    def make(**overrides: Any) -> OpenAICompatClassifier:
-        settings: dict[str, Any] = {
-            "api_key": SecretStr(DEFAULT_API_KEY),
-            "base_url": f"{fake.url}/v1",
-            "timeout_seconds": 5.0,
-            **overrides,
-        }
-        classifier = OpenAICompatClassifier("acme", OpenAIConfig(**settings))
-        made.append(classifier)
-        return classifier
-
-    yield make
-    for classifier in made:
-        classifier.close()
-
-
-@pytest.fixture
-def rows() -> list[ModelCall]:
-    return []
-
-
-@pytest.fixture
-def no_backoff() -> Iterator[None]:
-    """stamina's test mode: our attempt count, no waiting."""
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
-
-
-def request(
-    rows: list[ModelCall], *, model: str = "gpt-4o-mini", candidates: tuple[Category, ...] = ()
-) -> ClassificationRequest:
-    return ClassificationRequest(
-        tenant="acme",
-        ticket=TICKET,
-        candidates=candidates or CANDIDATES,
-        prompt=PROMPT,
-        model=model,
-        max_tokens=200,
-        taxonomy_hash="tax123",
-        event_id=7,
-        record=rows.append,
-    )
-
 
 # -- answers and confidence --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "candidates",
-    [CANDIDATES, (_leaf("7/8", "Drucker", "Störung"), _leaf("7/9", "Netzwerk", "WLAN"))],
+    [CANDIDATES, (leaf("7/8", "Drucker", "Störung"), leaf("7/9", "Netzwerk", "WLAN"))],
     ids=["ascii", "non-ascii labels"],
 )
 def test_valid_answer_takes_confidence_from_logprobs(
@@ -174,19 +81,37 @@ def test_without_logprobs_the_models_own_confidence_is_used(
     assert "logprobs" not in fake.calls[0]
 
 
-def test_a_server_refusing_logprobs_is_remembered(
+def test_a_server_refusing_logprobs_is_found_by_the_probe(
     build: Build, fake: FakeOpenAI, rows: list[ModelCall]
 ) -> None:
-    fake.supports_logprobs = False
+    fake.logprobs = "refuse"
     classifier = build()
     first = classifier.classify(request(rows))
     second = classifier.classify(request(rows))
 
     assert first.confidence_source == second.confidence_source == "self_reported"
     assert first.confidence == pytest.approx(0.9)
-    assert [call.get("logprobs") for call in fake.calls] == [True, None, None]
-    assert rows[0].error and "logprobs" in rows[0].error
+    assert [call.get("logprobs") for call in fake.calls] == [None, None]
+    assert [probe.get("logprobs") for probe in fake.probes] == [True, None]
+    assert [r.error for r in rows] == [None, None]
     assert first.key == "12/34/56"
+    assert classifier.capabilities() == {
+        "server": f"{fake.url}/v1",
+        "model": "gpt-4o-mini",
+        "structured_output": "json_schema",
+        "logprobs": "no (the model's own confidence is used)",
+        "notes": "logprobs refused (HTTP 400)",
+    }
+
+
+def test_log_probs_that_need_top_logprobs_are_asked_for_with_it(
+    build: Build, fake: FakeOpenAI, rows: list[ModelCall]
+) -> None:
+    fake.logprobs = "with_top_logprobs"  # llama.cpp returns "logprobs": null without it
+    result = build().classify(request(rows))
+
+    assert (result.confidence_source, result.confidence) == ("logprobs", pytest.approx(0.92))
+    assert fake.calls[0]["logprobs"] is True and fake.calls[0]["top_logprobs"] == 1
 
 
 def test_scripted_no_logprobs_falls_back_once(
@@ -251,14 +176,35 @@ def test_json_object_mode_still_validates_the_key(
     assert {call["response_format"]["type"] for call in fake.calls} == {"json_object"}
 
 
-def test_json_schema_only_does_not_fall_back(
+def test_an_explicit_mode_the_server_refuses_names_the_setting(
     build: Build, fake: FakeOpenAI, rows: list[ModelCall]
 ) -> None:
-    fake.supports_json_schema = False
-    with pytest.raises(PermanentError, match="json_schema") as caught:
+    fake.json_schema = "refuse"
+    with pytest.raises(PermanentError, match='set structured_output = "auto"') as caught:
         build(structured_output="json_schema").classify(request(rows))
     assert not isinstance(caught.value, InvalidAnswer)
-    assert len(fake.calls) == 1
+    assert f"{fake.url}/v1" in str(caught.value) and "HTTP 400" in str(caught.value)
+    assert fake.calls == [] and len(fake.probes) == 1
+
+
+def test_json_mode_shows_an_example_with_real_values_not_types(
+    build: Build, fake: FakeOpenAI, rows: list[ModelCall]
+) -> None:
+    """Finding 7: the hint {"category": "string", ...} made a model answer "string"."""
+    build(structured_output="json_object").classify(request(rows))
+    system = fake.calls[0]["messages"][0]["content"]
+    assert '"string"' not in system
+    example = '{"category": "12/34/56", "confidence": 0.8, "reasoning": "One short sentence'
+    assert example in system
+    assert '"category" must be exactly one of these keys: ["12/34/56", "12/35", "20/41"]' in system
+
+
+def test_an_explicit_mode_is_honoured(
+    build: Build, fake: FakeOpenAI, rows: list[ModelCall]
+) -> None:
+    build(structured_output="json_object").classify(request(rows))
+    assert [p["response_format"] for p in fake.probes] == [{"type": "json_object"}]
+    assert fake.calls[0]["response_format"] == {"type": "json_object"}
 
 
 def test_max_completion_tokens_when_the_model_refuses_max_tokens(
@@ -274,12 +220,13 @@ def test_max_completion_tokens_when_the_model_refuses_max_tokens(
     classifier.classify(request(rows))
     classifier.classify(request(rows))
 
-    # fake.calls holds what reached the chat handler: both after the switch.
+    # the probe met the refusal (fake.probes holds what reached the chat handler)
     assert [("max_tokens" in c, c.get("max_completion_tokens")) for c in fake.calls] == [
         (False, 200),
         (False, 200),
     ]
-    assert len(rows) == 3 and rows[0].error and "max_tokens" in rows[0].error
+    assert "max_tokens" not in fake.probes[0] and fake.probes[0]["max_completion_tokens"] == 40
+    assert len(rows) == 2 and not any(r.error for r in rows)
 
 
 # -- invalid answers ---------------------------------------------------------------------------
@@ -556,9 +503,10 @@ def test_check_connection(build: Build) -> None:
     assert classifier.check_connection().startswith("openai: gpt-4o-mini answered")
 
 
+@pytest.mark.usefixtures("no_backoff")
 def test_check_connection_maps_errors(fake: FakeOpenAI, build: Build) -> None:
-    fake.fail("POST", r"/chat/completions", 503)
-    with pytest.raises(TransientError):
+    fake.fail("POST", r"/chat/completions", 503, times=3)
+    with pytest.raises(TransientError, match="HTTP 503"):
         build().check_connection()
 
 

@@ -6,10 +6,12 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from psatriage.classifiers import _openai_capabilities
 from psatriage.cli import app
 from tests.harness import TENANT, Harness
 
@@ -107,6 +109,76 @@ def test_eval_with_the_llm_of_a_tenant(harness: Harness, monkeypatch: pytest.Mon
     )
     assert hybrid.exit_code == 0, hybrid.output
     assert set(json.loads(hybrid.stdout)["engines"]) <= {"local", "openai"}
+
+
+def _llm_eval(harness: Harness, monkeypatch: pytest.MonkeyPatch, *arguments: str) -> Any:
+    monkeypatch.setenv("PSATRIAGE_CONFIG", str(harness.write_config()))
+    return runner.invoke(
+        app,
+        ["eval", DATA, "-l", "category", "--engine", "openai", "-t", TENANT, *arguments],
+        catch_exceptions=False,
+    )
+
+
+def test_a_ticket_without_an_answer_is_counted_and_the_run_goes_on(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 3: one answer cut off twice aborted eval and lost every result."""
+    harness.llm.script("length", "length")  # the first ticket's answer, and its retry
+    result = _llm_eval(harness, monkeypatch, "--limit", "4", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["examples"] == 3 and data["failed"] == 1
+    assert data["failures"] == {"invalid answer": 1}
+    failure = data["failure_examples"][0]
+    assert "cut off" in failure["message"] and failure["tokens_out"] > 0
+    assert failure["latency_ms"] > 0
+    assert data["tokens_out"] > failure["tokens_out"]  # the failed calls count too
+    assert len(harness.llm.calls) == 5
+
+
+def test_eval_on_a_server_that_answers_as_llama_cpp(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 1: llama-cpp-python's 500 refusing json_schema was retried as an outage until
+    eval stopped with rc 2."""
+    _openai_capabilities.forget()  # a port seen by an earlier test may have been another fake
+    harness.llm.like("llama.cpp")
+    harness.tenant["classifier"] |= {"provider": "compatible", "model": "smollm2", "cost": "free"}
+    del harness.tenant["classifier"]["api_key"]
+    result = _llm_eval(harness, monkeypatch, "--limit", "3", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["examples"], data["failed"], data["cost_usd"]) == (3, 0, 0)
+    assert data["pricing"] == 'free (cost = "free")'
+    assert {c["response_format"]["type"] for c in harness.llm.calls} == {"json_object"}
+
+
+def test_failures_by_kind_in_the_table_and_no_answer_at_all_is_exit_1(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.llm.script(("status", 503))
+    mixed = _llm_eval(harness, monkeypatch, "--limit", "3")
+    assert mixed.exit_code == 0, mixed.output
+    assert "2 tickets answered" in mixed.output
+    assert "1 tickets (server unavailable: 1)" in mixed.output
+    assert "HTTP 503" in mixed.output
+
+    harness.llm.fail("POST", "chat/completions", 503, times=100)
+    none = _llm_eval(harness, monkeypatch, "--limit", "2")
+    assert none.exit_code == 1, none.output
+    assert "server unavailable: 2" in none.output
+
+
+def test_refused_credentials_stop_the_run_and_keep_the_report(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.llm.api_key = "another-key"
+    result = _llm_eval(harness, monkeypatch, "--limit", "5", "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["failures"] == {"credentials refused": 1}
+    assert data["stopped"].startswith("stopped after ticket")
 
 
 def test_the_offline_one_liner() -> None:

@@ -10,6 +10,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from psatriage.evaluation.measures import (
+    Failure,
     Prediction,
     accuracy,
     at_thresholds,
@@ -177,3 +178,19 @@ def test_taxonomy_from_label_values() -> None:
     renamed = taxonomy_from_labels(["Hardware > Printer", "Other"], "category", named)
     assert renamed.get("Hardware > Printer") is not None
     assert renamed.leaves[0].description.startswith("printer jams")
+
+
+def test_failures_are_counted_by_kind_and_their_cost_counts() -> None:
+    answered = [Prediction("a", "a", 0.9, latency_ms=10, tokens_in=100, tokens_out=10)]
+    failed = [
+        Failure("t1", "invalid answer", "cut off", latency_ms=30, tokens_in=200, tokens_out=40),
+        Failure("t2", "invalid answer", "not a key", tokens_in=50, cost_usd=0.5),
+        Failure("t3", "server unavailable", "HTTP 503"),
+    ]
+    result = report(answered, failures=failed, examples_per_kind=1)
+    assert (result.examples, result.accuracy, result.failed) == (1, 1.0, 3)
+    assert result.failures == {"invalid answer": 2, "server unavailable": 1}
+    assert [f.ticket_id for f in result.failure_examples] == ["t1", "t3"]
+    assert (result.tokens_in, result.tokens_out, result.cost_usd) == (350, 50, 0.5)
+    assert result.latency_p99_ms > 10  # failed tickets took time too
+    assert result.to_dict()["failure_examples"][0]["message"] == "cut off"

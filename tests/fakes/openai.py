@@ -12,6 +12,20 @@ Auth is ``Authorization: Bearer <api_key>`` (or the ``api-key`` header for Azure
 ``chooser(keys, ticket_text)`` (default: the first key whose leaf label words all appear in the
 ticket, else the first key) and carry token log-probs when asked for them.
 
+What the server does with the optional parameters is set per server (``like`` sets a real
+server's whole set)::
+
+    json_schema     "follow" | "ignore" (accepted, answer does not follow it) | "refuse"
+    json_object     "follow" | "follow_schema" (also enforces a "schema" given with it, as
+                    llama.cpp does) | "refuse"
+    logprobs        "always" | "with_top_logprobs" (none unless top_logprobs >= 1, as
+                    llama.cpp) | "never" (accepted, none returned) | "refuse"
+    refusal_status  the HTTP status of a refusal (llama-cpp-python answers 500)
+    answer_model    the model named in answers (None: the one asked for)
+
+The classifier's capability probes (system message starting with ``PROBE_MARKER``) are answered
+by these rules too but kept apart, in ``probes``: ``calls`` and the script see ticket calls only.
+
 ``script(*behaviours)`` queues what the next chat calls do; after the queue, the default answer::
 
     "invalid_key"          a key that is not a candidate
@@ -20,7 +34,9 @@ ticket, else the first key) and carry token log-probs when asked for them.
     "length"               finish_reason "length", content cut in half
     "no_json_schema"       400: response_format json_schema is not supported (vLLM, old servers)
     "no_logprobs"          400: logprobs are not supported
-    ("status", 429, {"Retry-After": "2"})     any status, optional headers
+    "html"                 200 with an HTML page (a wrong base_url behind a web server)
+    "no_choices"           200 with an empty choice list
+    ("status", 429, {"Retry-After": "2"}[, message])     any status, optional headers and message
     ("delay", seconds)     sleep, then the default answer
     ("answer", key, confidence[, reasoning])
 """
@@ -52,7 +68,23 @@ DEFAULT_MODELS = (
     "llama3.1:8b",
 )
 _SIMPLE = frozenset(
-    {"invalid_key", "garbage", "refusal", "length", "no_json_schema", "no_logprobs"}
+    {
+        "invalid_key",
+        "garbage",
+        "refusal",
+        "length",
+        "no_json_schema",
+        "no_logprobs",
+        "html",
+        "no_choices",
+    }
+)
+PROBE_MARKER = "psatriage capability probe"
+# llama-cpp-python's server: FastAPI's validation error of response_format.type, answered as 500
+LLAMA_CPP_JSON_SCHEMA_REFUSAL = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+    "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n  POST /v1/chat/completions"
 )
 _KEY_LIST = re.compile(r"one of these keys: (\[[^\n]*\])")
 _VALUE_LIST = re.compile(r'"(\w+)" must be exactly one of these values: (\[[^\n]*\])')
@@ -101,17 +133,39 @@ class FakeOpenAI(FakeServer):
         self.chooser = chooser
         self.category_probability = category_probability
         self.latency = latency  # seconds added to every chat answer
-        self.supports_json_schema = True  # False: every json_schema request gets a 400
-        self.supports_logprobs = True  # False: every logprobs request gets a 400
+        self.json_schema = "follow"
+        self.json_object = "follow"
+        self.logprobs = "always"
+        self.refusal_status = 400
+        self.token_bytes = True  # False: log-prob tokens carry "bytes": null (llama.cpp)
+        self.answer_model: str | None = None
+        self.any_model = False  # True: unknown models are answered too (listed or not)
+        self.probes: list[dict[str, Any]] = []
         self.facet_answers: dict[str, str] = {}  # facet field -> value to answer (else the first)
         self.delay = 0.0
         self.clear_failures()
         with self._script_lock:
             self._script.clear()
             self.calls.clear()
+            self.probes.clear()
         with self._lock:
             self.requests.clear()
             self.writes.clear()
+
+    def like(self, server: str) -> None:
+        """Answer as a real server does: ``"llama.cpp"`` (llama-cpp-python's server: json_schema
+        refused with a 500, a schema given with json_object enforced, log-probs only with
+        top_logprobs and without token bytes, one model listed but any name answered, no key)
+        or ``"lm-studio"``
+        (json_schema only: json_object refused with a 400)."""
+        if server == "llama.cpp":
+            self.json_schema, self.json_object = "refuse", "follow_schema"
+            self.logprobs, self.refusal_status, self.token_bytes = "with_top_logprobs", 500, False
+            self.models, self.any_model, self.api_key = ["smollm2"], True, None
+        elif server == "lm-studio":
+            self.json_object, self.logprobs = "refuse", "never"
+        else:
+            raise ValueError(f"unknown server {server!r}")
 
     def script(self, *behaviours: Behaviour) -> None:
         """Queue behaviours for the next chat calls (see the module docstring)."""
@@ -170,44 +224,102 @@ class FakeOpenAI(FakeServer):
 
     def _chat(self, request: Request) -> Response:
         body: dict[str, Any] = request.json()
+        probe = _is_probe(body)
         with self._script_lock:
-            self.calls.append(body)
-            behaviour: Behaviour | None = self._script.popleft() if self._script else None
+            (self.probes if probe else self.calls).append(body)
+            behaviour: Behaviour | None = None
+            if self._script and not probe:
+                behaviour = self._script.popleft()
         if self.latency:
             time.sleep(self.latency)
         deployment = request.params.get("deployment")
         if deployment is not None and not request.arg("api-version"):
             return Response(404, {"error": {"code": "404", "message": "Resource not found"}})
         model = str(body.get("model", ""))
-        if deployment is None and self.models and model not in self.models:
+        if deployment is None and self.models and model not in self.models and not self.any_model:
             return self._no_model(model)
         if isinstance(behaviour, tuple) and behaviour[0] == "status":
-            return self._status(behaviour[1], *(behaviour[2:] or ({},)))
+            return self._status(*behaviour[1:])
         if isinstance(behaviour, tuple) and behaviour[0] == "delay":
             time.sleep(behaviour[1])
+        if behaviour == "html":
+            page = b"<!doctype html><html><body>Welcome</body></html>"
+            return Response(200, raw=page, headers={"Content-Type": "text/html"})
         response_format = body.get("response_format") or {}
+        refused = self._refusal(body, response_format, behaviour)
+        if refused is not None:
+            return refused
+        answered_as = self.answer_model or model or str(deployment)
+        if probe:
+            return self._probe_answer(body, answered_as, response_format)
+        return self._answer(body, answered_as, response_format, behaviour)
+
+    def _refusal(
+        self, body: dict[str, Any], response_format: dict[str, Any], behaviour: Behaviour | None
+    ) -> Response | None:
+        kind = response_format.get("type")
         if behaviour == "no_json_schema" or (
-            response_format.get("type") == "json_schema" and not self.supports_json_schema
+            kind == "json_schema" and self.json_schema == "refuse"
         ):
+            if self.refusal_status == 500:
+                return _error(500, LLAMA_CPP_JSON_SCHEMA_REFUSAL, "internal_server_error")
             return _error(
-                400,
+                self.refusal_status,
                 "response_format of type 'json_schema' is not supported by this server",
                 "invalid_request_error",
                 param="response_format",
             )
-        if behaviour == "no_logprobs" or (body.get("logprobs") and not self.supports_logprobs):
-            return _error(400, "logprobs are not supported", "invalid_request_error")
-        return self._answer(body, model or str(deployment), response_format, behaviour)
+        if kind == "json_object" and self.json_object == "refuse":
+            message = "'response_format.type' must be 'json_schema' or 'text'"
+            return _error(self.refusal_status, message, "invalid_request_error")
+        if behaviour == "no_logprobs" or (body.get("logprobs") and self.logprobs == "refuse"):
+            return _error(
+                self.refusal_status, "logprobs are not supported", "invalid_request_error"
+            )
+        return None
 
-    def _status(self, status: int, headers: dict[str, str]) -> Response:
-        if status == 429:
+    def _follows_schema(self, response_format: dict[str, Any]) -> bool:
+        kind = response_format.get("type")
+        if kind == "json_schema":
+            return self.json_schema == "follow"
+        return (
+            kind == "json_object"
+            and "schema" in response_format
+            and (self.json_object == "follow_schema")
+        )
+
+    def _schema(self, response_format: dict[str, Any]) -> dict[str, Any]:
+        if not self._follows_schema(response_format):
+            return {}
+        if response_format.get("type") == "json_schema":
+            schema: dict[str, Any] = response_format.get("json_schema", {}).get("schema", {})
+            return schema
+        return dict(response_format.get("schema") or {})
+
+    def _probe_answer(
+        self, body: dict[str, Any], model: str, response_format: dict[str, Any]
+    ) -> Response:
+        schema = self._schema(response_format)
+        if schema:
+            enum = schema.get("properties", {}).get("answer", {}).get("enum", ["?"])
+            content = json.dumps({"answer": enum[0]})
+        else:
+            content = json.dumps({"reply": "OK"}) if response_format else "OK"
+        return self._completion(body, model, content, None, "stop")
+
+    def _status(
+        self, status: int, headers: dict[str, str] | None = None, message: str | None = None
+    ) -> Response:
+        if message is not None:
+            response = _error(status, message, "server_error" if status >= 500 else "error")
+        elif status == 429:
             response = _error(429, "Rate limit reached for requests.", "requests", "rate_limit")
         elif status >= 500:
             message = "The server had an error while processing your request."
             response = _error(status, message, "server_error")
         else:
             response = _error(status, f"Scripted error {status}.", "invalid_request_error")
-        response.headers.update(headers)
+        response.headers.update(headers or {})
         return response
 
     def _answer(
@@ -223,11 +335,11 @@ class FakeOpenAI(FakeServer):
         content: str | None
         refusal: str | None = None
         finish = "stop"
-        if not response_format:
+        system = [m["content"] for m in messages if m.get("role") == "system"]
+        keys, labels = self._candidates(response_format, system, texts)
+        if not response_format and not keys:
             content = "OK"
         else:
-            system = [m["content"] for m in messages if m.get("role") == "system"]
-            keys, labels = self._candidates(response_format, system, texts)
             confidence = 0.9
             reasoning = None
             if isinstance(behaviour, tuple) and behaviour[0] == "answer":
@@ -249,8 +361,26 @@ class FakeOpenAI(FakeServer):
                 content, refusal = None, "I'm sorry, but I can't help with that request."
             elif behaviour == "length":
                 content, finish = content[: len(content) // 2], "length"
+        response = self._completion(body, model, content, refusal, finish)
+        if behaviour == "no_choices":
+            response.body["choices"] = []
+        return response
+
+    def _completion(
+        self,
+        body: dict[str, Any],
+        model: str,
+        content: str | None,
+        refusal: str | None,
+        finish: str,
+    ) -> Response:
+        messages: list[dict[str, Any]] = body.get("messages", [])
+        texts = [m["content"] for m in messages if isinstance(m.get("content"), str)]
         logprobs = None
-        if body.get("logprobs") and content is not None:
+        wanted = bool(body.get("logprobs"))
+        if self.logprobs == "with_top_logprobs":
+            wanted = wanted and int(body.get("top_logprobs") or 0) >= 1
+        if wanted and self.logprobs != "never" and content is not None:
             logprobs = {"content": self._logprobs(content), "refusal": None}
         prompt_tokens = max(1, sum(len(t) for t in texts) // 4)
         completion_tokens = max(1, len(content or refusal or "") // 4)
@@ -282,7 +412,7 @@ class FakeOpenAI(FakeServer):
         self, response_format: dict[str, Any], system: list[str], texts: list[str]
     ) -> tuple[list[str], dict[str, str]]:
         """The allowed keys (schema enum, else the key list of JSON mode) and their labels."""
-        schema = response_format.get("json_schema", {}).get("schema", {})
+        schema = self._schema(response_format)
         keys = schema.get("properties", {}).get("category", {}).get("enum")
         if keys is None:
             listed = [m for t in texts for m in _KEY_LIST.findall(t)]
@@ -293,7 +423,7 @@ class FakeOpenAI(FakeServer):
     def _facet_answers(self, response_format: dict[str, Any], texts: list[str]) -> dict[str, Any]:
         """Every other enum field of the schema (or listed in JSON mode): ``facet_answers`` or
         the first allowed value."""
-        schema = response_format.get("json_schema", {}).get("schema", {})
+        schema = self._schema(response_format)
         allowed = {
             name: spec["enum"]
             for name, spec in schema.get("properties", {}).items()
@@ -330,7 +460,7 @@ class FakeOpenAI(FakeServer):
         out = []
         for (_, token), chosen in zip(tokens, in_value, strict=True):
             logprob = share if chosen else -0.0001
-            raw = list(token.encode())
+            raw = list(token.encode()) if self.token_bytes else None
             top = [{"token": token, "logprob": logprob, "bytes": raw}]
             out.append({"token": token, "logprob": logprob, "bytes": raw, "top_logprobs": top})
         return out
@@ -351,3 +481,9 @@ def _labels(keys: list[str], prompt: str) -> dict[str, str]:
         entry = prompt[start + len(key) + 2 : stop].split("\n", 1)[0]
         labels[key] = entry.split(" - ", 1)[0].strip()
     return labels
+
+
+def _is_probe(body: dict[str, Any]) -> bool:
+    messages = body.get("messages") or [{}]
+    first = messages[0].get("content")
+    return isinstance(first, str) and first.startswith(PROBE_MARKER)

@@ -12,10 +12,10 @@ from typing import Any, Final
 
 from openai.types.chat import ChatCompletion, ChatCompletionTokenLogprob
 
+from psatriage.classifiers.base import clip
 from psatriage.domain import ConfidenceSource, Facet
 
 _MAX_REASONING_CHARS: Final = 500
-_MAX_QUOTE_CHARS: Final = 200
 _CATEGORY_VALUE: Final = re.compile(r'"category"\s*:\s*"')
 
 
@@ -122,10 +122,4 @@ def _value_probability(
 
 
 def _reasoning(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_REASONING_CHARS else text[: _MAX_REASONING_CHARS - 3] + "..."
-
-
-def clip(text: str, limit: int = _MAX_QUOTE_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(text, _MAX_REASONING_CHARS)

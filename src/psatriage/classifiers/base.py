@@ -12,6 +12,14 @@ from pydantic import BaseModel, ConfigDict
 from psatriage.domain import CallRecorder, Category, Classification, Facet, ModelCall, Ticket
 from psatriage.prompts import PromptTemplate
 
+_MAX_QUOTE_CHARS = 200
+
+
+def clip(text: str, limit: int = _MAX_QUOTE_CHARS) -> str:
+    """``text`` on one line, at most ``limit`` characters: for quoting a server or a model."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class ClassifierConfig(BaseModel):
     """Base of every classifier's ``Config``: unknown keys are errors, values are immutable.
@@ -64,6 +72,41 @@ class ClassificationRequest:
     record: CallRecorder = _discard
 
 
+def model_call(
+    request: ClassificationRequest,
+    *,
+    engine: str,
+    model: str,
+    latency_ms: float,
+    template_hash: str = "",
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    cost_usd: float = 0.0,
+    key: str | None = None,
+    confidence: float | None = None,
+    error: str | None = None,
+) -> ModelCall:
+    """The audit row of one call made for ``request``: every classifier builds it here, so each
+    row carries the request's tenant, ticket, event, taxonomy and redaction counts alike."""
+    return ModelCall(
+        tenant=request.tenant,
+        ticket_id=request.ticket.id,
+        event_id=request.event_id,
+        engine=engine,
+        model=model,
+        template_hash=template_hash,
+        taxonomy_hash=request.taxonomy_hash,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        latency_ms=latency_ms,
+        cost_usd=cost_usd,
+        chosen_key=key,
+        confidence=confidence,
+        error=clip(error) if error is not None else None,
+        redactions=request.redactions,
+    )
+
+
 class Classifier(ABC, Generic[ConfigT]):
     """A way of choosing a category. Subclasses set ``kind`` and ``Config``."""
 
@@ -84,6 +127,11 @@ class Classifier(ABC, Generic[ConfigT]):
         Raises ``TransientError`` (try later), ``AuthFailed``, or ``InvalidAnswer`` and other
         ``PermanentError``s.
         """
+
+    def capabilities(self) -> dict[str, str] | None:
+        """What the model's server was found to support (``/readyz``); ``None`` for engines
+        that have nothing to find out."""
+        return None
 
     @abstractmethod
     def check_connection(self) -> str:

@@ -6,14 +6,17 @@ under ``[tenants.NAME.classifier.llm]`` (the keys of ``kind = "openai"``) choose
 engine's ``llm_candidates`` best candidates only, which keeps the prompt short.
 
 ``Classification.engine`` says which engine decided (``local`` or ``openai``), and the reasoning
-says why the LLM was or was not asked. Both engines record their own ``ModelCall`` rows. If the
+says why the LLM was or was not asked. Both engines record their own ``ModelCall`` rows, and the
+classification's latency, tokens and cost cover both stages, failed LLM calls included. If the
 LLM answers nothing usable (a refusal, an invalid answer), the local choice is returned with its
 low confidence, so the policy suggests rather than writes; a transient or credential failure of
-the LLM is raised as usual (the job is retried or parked).
+the LLM, or a server that cannot answer at all, is raised as usual (the job is retried, parked
+or failed).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -22,7 +25,7 @@ from pydantic import Field
 from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.classifiers.local import LocalClassifier, LocalConfig
 from psatriage.classifiers.openai_compat import OpenAICompatClassifier, OpenAIConfig
-from psatriage.domain import Classification
+from psatriage.domain import Classification, ModelCall, Usage
 from psatriage.errors import InvalidAnswer, PermanentError
 
 if TYPE_CHECKING:
@@ -78,6 +81,15 @@ class HybridClassifier(Classifier[HybridConfig]):
         self.llm.close()
 
     def classify(self, request: ClassificationRequest) -> Classification:
+        started = time.perf_counter()
+        calls: list[ModelCall] = []
+        keep = request.record
+
+        def record(call: ModelCall) -> None:
+            calls.append(call)
+            keep(call)
+
+        request = replace(request, record=record)
         local, ranked = self.local.decide(request)
         threshold = self.config.min_local_confidence
         if local.confidence >= threshold:
@@ -94,6 +106,8 @@ class HybridClassifier(Classifier[HybridConfig]):
                 local,
                 reasoning=f"{local.reasoning} The LLM gave no usable answer ({exc}); "
                 "the local choice stands.",
+                usage=_spent(calls),
+                latency_ms=(time.perf_counter() - started) * 1000,
             )
         if answer.key not in shortlist:  # the LLM classifier already guarantees it
             raise PermanentError(f"the LLM chose {answer.key!r}, which was not offered")
@@ -101,8 +115,21 @@ class HybridClassifier(Classifier[HybridConfig]):
             answer,
             reasoning=f"{answer.reasoning} (local engine {local.confidence:.2f} < "
             f"{threshold:.2f}: asked the LLM with the top {len(candidates)})",
-            latency_ms=answer.latency_ms + local.latency_ms,
+            usage=_spent(calls),
+            latency_ms=(time.perf_counter() - started) * 1000,
         )
+
+    def capabilities(self) -> dict[str, str] | None:
+        return self.llm.capabilities()
 
     def check_connection(self) -> str:
         return f"{self.local.check_connection()}; LLM: {self.llm.check_connection()}"
+
+
+def _spent(calls: list[ModelCall]) -> Usage:
+    """Tokens and cost of every call made for one ticket, failed ones included."""
+    return Usage(
+        sum(c.tokens_in for c in calls),
+        sum(c.tokens_out for c in calls),
+        sum(c.cost_usd for c in calls),
+    )

@@ -21,8 +21,13 @@ from typing import TYPE_CHECKING, Final
 
 from pydantic import Field, field_validator
 
-from psatriage.classifiers.base import ClassificationRequest, Classifier, ClassifierConfig
-from psatriage.domain import Category, Classification, ModelCall
+from psatriage.classifiers.base import (
+    ClassificationRequest,
+    Classifier,
+    ClassifierConfig,
+    model_call,
+)
+from psatriage.domain import Category, Classification
 from psatriage.errors import PermanentError, PsatriageError
 from psatriage.local_engine import DEFAULT_TEMPERATURE, DEFAULT_UNSEEN_WEIGHT
 from psatriage.local_engine.data import ticket_text
@@ -180,21 +185,14 @@ class LocalClassifier(Classifier[LocalConfig]):
         error: str | None = None,
     ) -> None:
         request.record(
-            ModelCall(
-                tenant=request.tenant,
-                ticket_id=request.ticket.id,
-                event_id=request.event_id,
+            model_call(
+                request,
                 engine=ENGINE,
                 model=model,
-                template_hash="",
-                taxonomy_hash=request.taxonomy_hash,
-                tokens_in=0,
-                tokens_out=0,
                 latency_ms=(time.perf_counter() - started) * 1000,
-                cost_usd=0.0,
-                chosen_key=best.category.key if best else None,
+                key=best.category.key if best else None,
                 confidence=best.probability if best else None,
-                error=error[:200] if error else None,
+                error=error,
             )
         )
 

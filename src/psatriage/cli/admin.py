@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
@@ -32,7 +33,8 @@ def config_check(
         bool, typer.Option("--offline", help="Validate the file only; call nothing.")
     ] = False,
 ) -> None:
-    """Validate the tenants file, then test each tenant's PSA and model connection."""
+    """Validate the tenants file, then test each tenant's PSA connection and send its model the
+    real request (what the server supports is shown; what it lacks fails, naming the setting)."""
     current = settings()
     with fail_cleanly():
         config = load_config(current.config)
@@ -40,23 +42,30 @@ def config_check(
     if offline or not config.tenants:
         return
     table = Table("tenant", "PSA", "model", title="connections")
+    models: list[tuple[str, str]] = []
     broken = False
     with runtime(migrate=False) as built:
         for name in sorted(config.tenants):
-            psa = _check(lambda name=name: built.adapter(name).check_connection())
-            model = _check(lambda name=name: built.classifier(name).check_connection())
-            broken |= psa.startswith("[red]") or model.startswith("[red]")
-            table.add_row(name, psa, model)
+            psa_ok, psa = _check(lambda name=name: built.adapter(name).check_connection())
+            model_ok, model = _check(lambda name=name: built.classifier(name).check_connection())
+            broken |= not (psa_ok and model_ok)
+            table.add_row(
+                name, psa, model.partition(":")[0] if not model_ok else "[green]ok[/green]"
+            )
+            models.append((name, model))
     console.print(table)
+    for name, model in models:  # long lines: printed whole, not squeezed into a column
+        for line in model.splitlines():
+            console.print(f"{name} model: {line}", soft_wrap=True, highlight=False)
     if broken:
         raise typer.Exit(1)
 
 
-def _check(call: typer.models.Callable[[], str]) -> str:  # type: ignore[name-defined]
+def _check(call: typer.models.Callable[[], str]) -> tuple[bool, str]:  # type: ignore[name-defined]
     try:
-        return f"[green]ok[/green] {call()}"
+        return True, f"[green]ok[/green] {call()}"
     except PsatriageError as exc:
-        return f"[red]{type(exc).__name__}[/red]: {exc}"
+        return False, f"[red]{type(exc).__name__}[/red]: {escape(str(exc))}"
 
 
 @config_app.command("reference")

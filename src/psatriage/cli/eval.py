@@ -66,7 +66,11 @@ def eval_command(
     ] = 0.9,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Accuracy, macro-F1, per-class table, confusions, thresholds, calibration, latency, cost."""
+    """Accuracy, macro-F1, per-class table, confusions, thresholds, calibration, latency, cost.
+
+    A ticket the engine cannot answer is counted as a failure of its kind and the run goes on;
+    the exit code is 1 when no ticket was answered or the run had to stop (credentials refused).
+    """
     from psatriage.evaluation import runs  # noqa: PLC0415 - loads the engine only when used
 
     with fail_cleanly(), ExitStack() as stack:
@@ -87,6 +91,7 @@ def eval_command(
                 training = trained.report.to_dict()
             model_ref = str(model)
         classifier = _classifier(engine, model_ref, tenant)
+        stack.callback(classifier.close)
         progress = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -99,13 +104,13 @@ def eval_command(
         total = len(setup.scored[:limit])
         with progress:
             task = progress.add_task(f"{engine.value} on {data.name}", total=total)
-            predictions = runs.predictions(
+            run = runs.evaluate(
                 setup,
                 classifier,
                 progress=lambda n: progress.advance(task, n),
                 limit=limit,
             )
-        result = report(predictions, target_precision=target_precision)
+        result = report(run.predictions, target_precision=target_precision, failures=run.failures)
         model_name = classifier.config.default_model  # the LLM's; the local engine's model below
         if not model_name and isinstance(classifier, HasRanker):
             model_name = classifier.ranker().name
@@ -117,11 +122,17 @@ def eval_command(
             "model": model_name,
             "candidates": len(setup.taxonomy.leaves),
             "training": training,
+            "pricing": _pricing(classifier),
+            "stopped": run.stopped,
         }
         if as_json:
             print(json.dumps({**header, **result.to_dict()}, indent=2))
         else:
             _show(header, result)
+        if run.stopped:
+            errors.print(f"[red]{run.stopped}[/red]", highlight=False)
+        if run.stopped or not run.predictions:
+            raise typer.Exit(1)
 
 
 def _classifier(engine: Engine, model_ref: str, tenant: str | None) -> Classifier[Any]:
@@ -153,9 +164,24 @@ def _classifier(engine: Engine, model_ref: str, tenant: str | None) -> Classifie
     return HybridClassifier(tenant, hybrid.model_copy(update={"model": model_ref}))
 
 
+def _pricing(classifier: Classifier[Any]) -> str | None:
+    """How the LLM's calls are priced, for engines that call one."""
+    from psatriage.classifiers._openai_config import cost_basis  # noqa: PLC0415
+    from psatriage.classifiers.hybrid import HybridClassifier  # noqa: PLC0415
+    from psatriage.classifiers.openai_compat import OpenAICompatClassifier  # noqa: PLC0415
+
+    llm = classifier.llm if isinstance(classifier, HybridClassifier) else classifier
+    if isinstance(llm, OpenAICompatClassifier):
+        return cost_basis(llm.config, llm.config.default_model)
+    return None
+
+
 def _show(header: dict[str, Any], result: Report) -> None:
     summary = Table("", "", title=f"{header['engine']} on {header['data']} ({header['label']})")
-    summary.add_row("split", f"{header['split']}: {result.examples} tickets")
+    summary.add_row("split", f"{header['split']}: {result.examples} tickets answered")
+    if result.failed:
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in result.failures.items())
+        summary.add_row("failed", f"[red]{result.failed} tickets[/red] ({kinds})")
     summary.add_row("candidates", str(header["candidates"]))
     summary.add_row("model", str(header["model"]))
     summary.add_row("accuracy", f"{result.accuracy:.3f}")
@@ -174,6 +200,8 @@ def _show(header: dict[str, Any], result: Report) -> None:
             "tokens in / out",
             f"{result.tokens_in} / {result.tokens_out} (cost ${result.cost_usd:.4f})",
         )
+    if header.get("pricing"):
+        summary.add_row("pricing", str(header["pricing"]))
     if result.engines:
         summary.add_row("decided by", ", ".join(f"{k}: {v}" for k, v in result.engines.items()))
     training = header.get("training")
@@ -199,6 +227,12 @@ def _show(header: dict[str, Any], result: Report) -> None:
     if len(result.classes) > 40:
         classes.caption = f"{len(result.classes) - 40} more in --json"
     console.print(classes)
+
+    if result.failure_examples:
+        failed = Table("ticket", "kind", "error", title="failures (first of each kind)")
+        for failure in result.failure_examples:
+            failed.add_row(failure.ticket_id, failure.kind, failure.message)
+        console.print(failed)
 
     if result.confused:
         confused = Table("true", "predicted", "count", title="most confused")

@@ -3,7 +3,9 @@
 ``report(predictions)`` gives everything the eval command shows: accuracy, macro-F1, a
 per-class precision/recall table, the most confused pairs, precision and coverage at confidence
 thresholds (and the lowest threshold that reaches a target precision), the expected calibration
-error, latency percentiles, and tokens and cost for engines that call an LLM.
+error, latency percentiles, and tokens and cost for engines that call an LLM. Tickets the
+engine could not answer are ``Failure``s: counted by kind, their calls' latency, tokens and cost
+included in the totals, and left out of the accuracy measures (which cover answered tickets).
 """
 
 from __future__ import annotations
@@ -26,6 +28,20 @@ class Prediction:
     confidence: float
     latency_ms: float = 0.0
     engine: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A ticket the engine gave no answer for: what kind of error, its message, and the calls'
+    cost (failed calls take time and may be billed)."""
+
+    ticket_id: str
+    kind: str
+    message: str
+    latency_ms: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
@@ -65,6 +81,9 @@ class Report:
     tokens_out: int
     cost_usd: float
     engines: dict[str, int] = field(default_factory=dict)
+    failed: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # kind -> tickets
+    failure_examples: list[Failure] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -172,12 +191,26 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def report(predictions: Sequence[Prediction], *, target_precision: float = 0.9) -> Report:
+def report(
+    predictions: Sequence[Prediction],
+    *,
+    target_precision: float = 0.9,
+    failures: Sequence[Failure] = (),
+    examples_per_kind: int = 3,
+) -> Report:
     truth = [p.truth for p in predictions]
     predicted = [p.predicted for p in predictions]
     confidence = [p.confidence for p in predictions]
     correct = [p.truth == p.predicted for p in predictions]
-    latencies = [p.latency_ms for p in predictions]
+    latencies = [p.latency_ms for p in predictions] + [f.latency_ms for f in failures]
+    kinds = Counter(f.kind for f in failures)
+    shown: Counter[str] = Counter()
+    examples = []
+    for failure in failures:
+        if shown[failure.kind] < examples_per_kind:
+            shown[failure.kind] += 1
+            examples.append(failure)
+    spent: list[Prediction | Failure] = [*predictions, *failures]
     return Report(
         examples=len(predictions),
         accuracy=accuracy(truth, predicted),
@@ -190,8 +223,11 @@ def report(predictions: Sequence[Prediction], *, target_precision: float = 0.9) 
         confused=confused_pairs(truth, predicted),
         latency_p50_ms=percentile(latencies, 50),
         latency_p99_ms=percentile(latencies, 99),
-        tokens_in=sum(p.tokens_in for p in predictions),
-        tokens_out=sum(p.tokens_out for p in predictions),
-        cost_usd=sum(p.cost_usd for p in predictions),
+        tokens_in=sum(p.tokens_in for p in spent),
+        tokens_out=sum(p.tokens_out for p in spent),
+        cost_usd=sum(p.cost_usd for p in spent),
         engines=dict(Counter(p.engine for p in predictions if p.engine)),
+        failed=len(failures),
+        failures=dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
+        failure_examples=examples,
     )

@@ -3,18 +3,30 @@
 Shared by ``psatriage eval`` and ``bench/accuracy.py`` so both measure the same thing. Each
 ticket goes through the engine's real ``Classifier.classify`` (one ``ClassificationRequest`` per
 ticket, with the default prompt), so latency, tokens and cost are what the service would see.
+
+``classify_each`` is the loop any run over labeled tickets uses: a ticket the engine cannot
+answer (an invalid answer, a server error after its retries...) is a ``Failure`` of its kind and
+the run goes on; only refused credentials stop it, since every later ticket would fail alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.domain import Category, ModelCall, Taxonomy, Ticket
-from psatriage.evaluation.measures import Prediction
+from psatriage.errors import (
+    AuthFailed,
+    InvalidAnswer,
+    PermanentError,
+    PsatriageError,
+    TransientError,
+)
+from psatriage.evaluation.measures import Failure, Prediction
 from psatriage.local_engine import DEFAULT_MIN_EXAMPLES, DataError
 from psatriage.local_engine.data import (
     Example,
@@ -81,47 +93,113 @@ def train_on_rest(setup: Setup, *, min_examples: int = DEFAULT_MIN_EXAMPLES) -> 
     )
 
 
-def predictions(
+@dataclass
+class Run:
+    """What a run over labeled tickets gave: the answers, the failures, and why it stopped early
+    (``None`` when every ticket was tried)."""
+
+    predictions: list[Prediction] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    stopped: str | None = None
+
+
+def failure_kind(exc: PsatriageError) -> str:
+    """The kind a failure is counted under in a report."""
+    if isinstance(exc, InvalidAnswer):
+        return "invalid answer"
+    if isinstance(exc, TransientError):
+        return "server unavailable"
+    if isinstance(exc, AuthFailed):
+        return "credentials refused"
+    if isinstance(exc, PermanentError):
+        return "request refused"
+    return "error"
+
+
+def classify_each(
+    classifier: Classifier[Any],
+    labeled: Iterable[tuple[Ticket, str]],
+    candidates: tuple[Category, ...],
+    *,
+    taxonomy_hash: str = "",
+    progress: Progress | None = None,
+) -> Run:
+    """Classify each ticket as the service would (default prompt); one ``Prediction`` or one
+    ``Failure`` per ticket, each with the latency, tokens and cost of all its calls."""
+    prompt = compile_prompt(DEFAULT_PROMPT, name="eval")
+    run = Run()
+    for ticket, truth in labeled:
+        calls: list[ModelCall] = []
+        request = ClassificationRequest(
+            tenant=classifier.tenant,
+            ticket=ticket,
+            candidates=candidates,
+            prompt=prompt,
+            model=classifier.config.default_model,
+            max_tokens=classifier.config.default_max_tokens,
+            taxonomy_hash=taxonomy_hash,
+            record=calls.append,
+        )
+        started = time.perf_counter()
+        try:
+            result = classifier.classify(request)
+        except PsatriageError as exc:
+            run.failures.append(
+                Failure(
+                    ticket_id=ticket.id,
+                    kind=failure_kind(exc),
+                    message=str(exc),
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    tokens_in=sum(c.tokens_in for c in calls),
+                    tokens_out=sum(c.tokens_out for c in calls),
+                    cost_usd=sum(c.cost_usd for c in calls),
+                )
+            )
+            if isinstance(exc, AuthFailed):
+                run.stopped = f"stopped after ticket {ticket.id}: {exc}"
+                break
+        else:
+            run.predictions.append(
+                Prediction(
+                    truth=truth,
+                    predicted=result.key,
+                    confidence=result.confidence,
+                    latency_ms=result.latency_ms,
+                    engine=result.engine,
+                    tokens_in=sum(c.tokens_in for c in calls),
+                    tokens_out=sum(c.tokens_out for c in calls),
+                    cost_usd=sum(c.cost_usd for c in calls),
+                )
+            )
+        if progress is not None:
+            progress(1)
+    return run
+
+
+def evaluate(
     setup: Setup,
     classifier: Classifier[Any],
     *,
     progress: Progress | None = None,
     limit: int | None = None,
-) -> list[Prediction]:
-    """Classify each scored ticket with ``classifier``; one ``Prediction`` per ticket."""
-    prompt = compile_prompt(DEFAULT_PROMPT, name="eval")
-    candidates: tuple[Category, ...] = setup.taxonomy.active()
-    out: list[Prediction] = []
-    for example, truth in setup.scored[:limit]:
-        calls: list[ModelCall] = []
-        request = ClassificationRequest(
-            tenant=classifier.tenant,
-            ticket=Ticket(
+) -> Run:
+    """Classify each scored ticket of ``setup`` with ``classifier``."""
+    labeled = (
+        (
+            Ticket(
                 id=example.id,
                 title=example.title,
                 description=example.description,
                 scope=setup.taxonomy.scope,
             ),
-            candidates=candidates,
-            prompt=prompt,
-            model=classifier.config.default_model,
-            max_tokens=classifier.config.default_max_tokens,
-            taxonomy_hash=setup.taxonomy.fingerprint,
-            record=calls.append,
+            truth,
         )
-        result = classifier.classify(request)
-        out.append(
-            Prediction(
-                truth=truth,
-                predicted=result.key,
-                confidence=result.confidence,
-                latency_ms=result.latency_ms,
-                engine=result.engine,
-                tokens_in=sum(c.tokens_in for c in calls),
-                tokens_out=sum(c.tokens_out for c in calls),
-                cost_usd=sum(c.cost_usd for c in calls),
-            )
-        )
-        if progress is not None:
-            progress(1)
-    return out
+        for example, truth in setup.scored[:limit]
+    )
+    return classify_each(
+        classifier,
+        labeled,
+        setup.taxonomy.active(),
+        taxonomy_hash=setup.taxonomy.fingerprint,
+        progress=progress,
+    )

@@ -28,6 +28,7 @@ class Readiness(BaseModel):
     ready: bool
     checks: dict[str, str]
     tenants: dict[str, list[str]]
+    models: dict[str, dict[str, str]]
 
 
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
@@ -84,8 +85,23 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     checks["queue"] = "ok" if runtime.queue.reachable() else "unreachable"
     ready = all(value == "ok" for value in checks.values())
-    body = {"ready": ready, "checks": checks, "tenants": runtime.problems()}
+    body = {
+        "ready": ready,
+        "checks": checks,
+        "tenants": runtime.problems(),
+        "models": _models(runtime),
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _models(runtime: Runtime) -> dict[str, dict[str, str]]:
+    """Per tenant with an LLM, what its server was found to support (no call is made here)."""
+    found = {}
+    for name in sorted(runtime.config.tenants):
+        capabilities = runtime.classifier(name).capabilities()
+        if capabilities is not None:
+            found[name] = capabilities
+    return found
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -1,0 +1,91 @@
+"""``config check`` sends the model the real request and shows what its server supports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from psatriage.classifiers import _openai_capabilities
+from psatriage.cli import app
+from tests.harness import Harness
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def llama(harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
+    """The tenant on a server that answers as llama.cpp's llama-cpp-python server does."""
+    _openai_capabilities.forget()  # a port seen by an earlier test may have been another fake
+    harness.llm.like("llama.cpp")
+    harness.tenant["classifier"] = {
+        "kind": "openai",
+        "provider": "compatible",
+        "model": "smollm2",
+        "base_url": f"{harness.llm.url}/v1",
+        "cost": "free",
+        "timeout_seconds": 5,
+    }
+    monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path / "data"))
+    return harness
+
+
+def _check(harness: Harness, monkeypatch: pytest.MonkeyPatch, **classifier: object) -> str:
+    path = harness.write_config(classifier=classifier)
+    monkeypatch.setenv("PSATRIAGE_CONFIG", str(path))
+    result = runner.invoke(app, ["config", "check"])
+    return f"{result.exit_code}\n{result.output}"
+
+
+def test_check_sends_the_real_request_shape(
+    llama: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 2: the check sent neither response_format nor logprobs, so it passed a tenant
+    whose every ticket then failed."""
+    output = _check(llama, monkeypatch)
+    assert output.startswith("0\n"), output
+    sent = llama.llm.calls[-1]
+    assert sent["response_format"]["type"] == "json_object" and "schema" in sent["response_format"]
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 1
+    assert "acme model: ok compatible: smollm2 answered at" in output
+    assert "acme model: structured_output: json_object_schema" in output
+    assert "acme model: logprobs: yes, with top_logprobs" in output
+    assert "json_schema refused (HTTP 500)" in output
+    assert 'acme model: cost: free (cost = "free")' in output
+
+
+def test_a_mode_the_server_refuses_fails_naming_the_setting(
+    llama: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = _check(llama, monkeypatch, structured_output="json_schema")
+    assert output.startswith("1\n"), output
+    assert "PermanentError" in output
+    assert "refuses structured_output 'json_schema' (HTTP 500" in output
+    assert 'set structured_output = "auto" to use what it supports' in output
+
+
+def test_a_wrong_model_name_fails_listing_what_the_server_has(
+    llama: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = _check(llama, monkeypatch, model="llama3.1:8b")
+    assert output.startswith("1\n"), output
+    assert "does not serve model 'llama3.1:8b': it lists 'smollm2'; set model" in output
+
+
+def test_a_token_budget_too_small_fails_naming_the_setting(
+    llama: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llama.llm.script("length", "length")
+    output = _check(llama, monkeypatch)
+    assert output.startswith("1\n"), output
+    assert "InvalidAnswer" in output and "raise max_tokens (now 300)" in output
+
+
+def test_an_unpriced_model_says_how_to_price_it(
+    llama: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = _check(llama, monkeypatch, cost="prices")
+    assert output.startswith("0\n"), output
+    assert "unpriced: no price for 'smollm2'" in output
+    assert 'cost = "free" for a server you run yourself' in output
