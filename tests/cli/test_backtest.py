@@ -171,3 +171,23 @@ def test_a_local_tenant_has_no_llm_to_measure(
             result.output
         )
         assert tenant.results() == 0
+
+
+def test_tickets_the_model_could_not_answer_in_time_are_tried_again(
+    cw_with_history: HistoryTenant,
+) -> None:
+    history(cw_with_history)
+    cw_with_history.llm.script(("status", 503))
+
+    first = runner.invoke(app, ["backtest", "-t", TENANT, "--since", "30d", "--json"])
+
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["failures"] == {"server unavailable": 1}
+    assert "1 tickets failed for a passing reason; the same command tries them again" in (
+        first.stderr
+    )
+    again = runner.invoke(app, ["backtest", "-t", TENANT, "--since", "30d", "--json"])
+    assert again.exit_code == 0, again.output
+    assert "resumed: 3 tickets were done by an earlier run" in again.stderr
+    assert json.loads(again.stdout)["failed"] == 0
+    assert len(cw_with_history.llm.calls) == 5

@@ -224,8 +224,9 @@ def test_an_interrupted_run_resumes_where_it_stopped(kit: PipelineKit) -> None:
         _run(kit, progress=interrupt)
     assert len(kit.classifier.requests) == 5
     store = Backtests(kit.sessions)
-    unfinished = store.unfinished("acme", run_key(kit.tenant, PARAMS))
-    assert unfinished is not None and len(store.results(unfinished.id)) == 5
+    unfinished = store.latest("acme", run_key(kit.tenant, PARAMS))
+    assert unfinished is not None and unfinished.finished_at is None
+    assert len(store.results(unfinished.id)) == 5
 
     kit.classifier = _scripted(answers, len(FIXTURE) - 5)
     seen: list[tuple[int, int]] = []
@@ -238,7 +239,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(kit: PipelineKit) -> None:
     assert psa.calls.count("list_new_tickets") == 1  # the volume is part of the checkpoint
 
 
-def test_passing_failures_are_tried_again_on_a_resume_and_lasting_ones_kept(
+def test_passing_failures_are_tried_again_by_the_same_command_and_lasting_ones_kept(
     kit: PipelineKit,
 ) -> None:
     psa = _history(kit)
@@ -254,26 +255,21 @@ def test_passing_failures_are_tried_again_on_a_resume_and_lasting_ones_kept(
     first = _run(kit)
     assert first.report["failures"] == {"invalid answer": 1, "server unavailable": 1}
 
-    # a finished run is history: the same command measures again, from the start
-    kit.classifier = _scripted(
-        {jam: ("10/20/30", 0.9), bad: ("10/21", 0.9), busy: ("11/23", 0.9)}, 3
-    )
-    assert _run(kit).report["failed"] == 0
+    kit.classifier = _scripted({busy: ("11/23", 0.9)}, 1)
+    again = _run(kit)
 
-    store = Backtests(kit.sessions)
-    run = store.start("acme", run_key(kit.tenant, PARAMS), {}, NOW - timedelta(days=30))
-    for ticket, kind in ((jam, None), (bad, "invalid answer"), (busy, "server unavailable")):
-        result = dict(next(r for r in first.results if r["ticket"] == ticket))
-        result["failure"] = {"kind": kind, "message": "earlier"} if kind else None
-        store.save_result(run.id, ticket, result)
-    store.update_context(run.id, volume={"tickets": 3, "days": 30.0, "source": "test"})
-    kit.classifier = ScriptedClassifier(answer("11/23"))
-
-    resumed = _run(kit)
-
-    assert resumed.run_id == run.id and resumed.resumed == 2
+    assert again.run_id == first.run_id and again.resumed == 2
     assert [r.ticket.id for r in kit.classifier.requests] == [busy]
-    assert resumed.report["failures"] == {"invalid answer": 1}
+    assert again.report["failures"] == {"invalid answer": 1}
+    finished = Backtests(kit.sessions).latest_finished("acme")
+    assert finished is not None and finished.report == again.report
+
+    # finished with lasting failures only: history; the same command measures again
+    anew_answers: dict[str, Answer] = {jam: ("10/20/30", 0.9), bad: ("10/21", 0.9)}
+    kit.classifier = _scripted(anew_answers | {busy: ("11/23", 0.9)}, 3)
+    anew = _run(kit)
+    assert anew.run_id != first.run_id and anew.resumed == 0
+    assert anew.report["failed"] == 0 and len(kit.classifier.requests) == 3
 
 
 def test_refused_credentials_stop_the_run_and_a_later_call_finishes_it(
@@ -305,7 +301,8 @@ def test_fresh_starts_over_and_changed_settings_make_a_new_run(kit: PipelineKit)
     kit.classifier = _scripted({jam: ("10/20/30", 0.9), toner: ("10/20/31", 0.9)}, 2)
     fresh = _run(kit, fresh=True)
     assert fresh.resumed == 0 and len(kit.classifier.requests) == 2  # the jam asked again
-    assert Backtests(kit.sessions).unfinished("acme", run_key(kit.tenant, PARAMS)) is None
+    latest = Backtests(kit.sessions).latest("acme", run_key(kit.tenant, PARAMS))
+    assert latest is not None and latest.finished_at is not None
 
     before = run_key(kit.tenant, PARAMS)
     kit.with_tenant(instructions="Prefer hardware.")

@@ -41,7 +41,7 @@ def test_a_run_checkpoints_results_and_is_found_again_until_finished(
     store.update_context(run.id, volume={"tickets": 30})
     context = store.update_context(run.id, scopes={"1": {"name": "Help Desk"}})
 
-    found = store.unfinished("acme", "key-1")
+    found = store.latest("acme", "key-1")
     assert found is not None and found.id == run.id and found.since == SINCE
     assert context == {"volume": {"tickets": 30}, "scopes": {"1": {"name": "Help Desk"}}}
     assert found.context == context
@@ -49,19 +49,24 @@ def test_a_run_checkpoints_results_and_is_found_again_until_finished(
         "7": {"failure": None, "confidence": 0.9},
         "8": {"failure": None, "confidence": 0.4},
     }
-    assert store.unfinished("acme", "key-2") is None
+    assert found.finished_at is None
+    assert store.latest("acme", "key-2") is None
     assert store.latest_finished("acme") is None
 
     store.finish(run.id, {"tickets": 2})
 
-    assert store.unfinished("acme", "key-1") is None
     finished = store.latest_finished("acme")
     assert finished is not None and finished.report == {"tickets": 2}
     assert finished.finished_at is not None
+    same = store.latest("acme", "key-1")
+    assert same is not None and same.id == run.id and same.report == {"tickets": 2}
     later = store.start("acme", "key-2", {}, SINCE)
     store.finish(later.id, {"tickets": 5})
     newest = store.latest_finished("acme")
     assert newest is not None and newest.id == later.id
+    again = store.start("acme", "key-1", {}, SINCE)
+    latest = store.latest("acme", "key-1")
+    assert latest is not None and latest.id == again.id and latest.finished_at is None
 
 
 def test_discard_forgets_a_run_and_its_results(
@@ -71,7 +76,7 @@ def test_discard_forgets_a_run_and_its_results(
     run = store.start("acme", "key", {}, SINCE)
     store.save_result(run.id, "1", {"failure": None})
     store.discard(run.id)
-    assert store.unfinished("acme", "key") is None
+    assert store.latest("acme", "key") is None
     assert store.results(run.id) == {}
     with pytest.raises(LookupError, match="does not exist"):
         store.finish(run.id, {})

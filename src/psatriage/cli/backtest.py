@@ -67,7 +67,12 @@ def backtest_command(
     accuracy per level, precision and coverage per confidence, the recommended apply_at and
     suggest_at, tokens and monthly cost, and the category tree's hygiene. An interrupted run
     resumes where it stopped when the same command runs again."""
-    from psatriage.evaluation.backtest import Params, backtest, parse_since  # noqa: PLC0415
+    from psatriage.evaluation.backtest import (  # noqa: PLC0415
+        Params,
+        backtest,
+        parse_since,
+        to_retry,
+    )
     from psatriage.evaluation.engines import classifier_for  # noqa: PLC0415
     from psatriage.store.activity import Activity  # noqa: PLC0415
     from psatriage.store.backtests import Backtests  # noqa: PLC0415
@@ -125,6 +130,11 @@ def backtest_command(
         print(json.dumps(outcome.report, indent=2))
     else:
         show(outcome.report)
+    if retry := to_retry(outcome.report):
+        errors.print(
+            f"{retry} tickets failed for a passing reason; the same command tries them again",
+            highlight=False,
+        )
 
 
 @contextmanager

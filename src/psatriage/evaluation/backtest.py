@@ -7,7 +7,9 @@ with its final category hidden; nothing is written to the PSA or to the decision
 ticket's result (or its failure, by kind) is checkpointed in ``store.backtests`` as it comes, so
 an interrupted run resumes where it stopped: the same command finds the unfinished run by its key
 (the tenant's settings and the parameters) and classifies only what is left. Tickets that failed
-for a passing reason (a server unavailable, credentials refused) are tried again on a resume.
+for a passing reason (a server unavailable, credentials refused) are tried again by the same
+command, even after the run finished; a finished run without such failures is history, and the
+same command measures again from the start (``fresh`` starts over in any case).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -187,7 +189,9 @@ def _open(
             f"tenant {tenant.name!r}: the {adapter.kind} adapter cannot read closed tickets"
         )
     key = run_key(tenant, params)
-    run = store.unfinished(tenant.name, key)
+    run = store.latest(tenant.name, key)
+    if run is not None and run.finished_at is not None and (fresh or not to_retry(run.report)):
+        run = None  # finished, nothing to try again: history; the same command measures anew
     if run is not None and fresh:
         store.discard(run.id)
         run = None
@@ -203,6 +207,12 @@ def _open(
         recorded = {"since": params.since, "limit": params.limit, "engine": params.engine}
         run = store.start(tenant.name, key, recorded, since)
     return run, history
+
+
+def to_retry(report: Mapping[str, Any] | None) -> int:
+    """How many tickets of a run failed for a passing reason (the same command tries again)."""
+    failures: Mapping[str, int] = (report or {}).get("failures", {})
+    return sum(count for kind, count in failures.items() if kind in RETRIED_KINDS)
 
 
 def _classify(

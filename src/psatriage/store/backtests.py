@@ -1,9 +1,9 @@
 """Backtest runs and their per-ticket results: the checkpoint a resumed run starts from, and the
 finished reports ``psatriage readiness`` reads.
 
-A run is found again by its key (a hash of the tenant's settings and the command's parameters):
-an unfinished run with the same key is resumed, a finished one is kept as history. Results are
-written one ticket at a time, so an interrupt loses at most the tickets in flight.
+A run is found again by its key (a hash of the tenant's settings and the command's parameters);
+``evaluation.backtest`` decides whether to resume it. Results are written one ticket at a time,
+so an interrupt loses at most the tickets in flight.
 """
 
 from __future__ import annotations
@@ -22,16 +22,12 @@ class Backtests:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def unfinished(self, tenant: str, run_key: str) -> BacktestRunRow | None:
-        """The newest unfinished run of ``tenant`` with this key, if any."""
+    def latest(self, tenant: str, run_key: str) -> BacktestRunRow | None:
+        """The newest run of ``tenant`` with this key (finished or not), if any."""
         with self._sessions() as session:
             return session.execute(
                 select(BacktestRunRow)
-                .where(
-                    BacktestRunRow.tenant == tenant,
-                    BacktestRunRow.run_key == run_key,
-                    BacktestRunRow.finished_at.is_(None),
-                )
+                .where(BacktestRunRow.tenant == tenant, BacktestRunRow.run_key == run_key)
                 .order_by(BacktestRunRow.id.desc())
                 .limit(1)
             ).scalar_one_or_none()
