@@ -34,7 +34,7 @@ def test_apply_at_is_the_lowest_confidence_reaching_the_target_and_suggest_at_th
     assert bands.apply_precision == pytest.approx(29 / 30) and bands.apply_share == 0.6
     assert bands.review_precision == 0.6 and bands.review_share == 0.2
     assert bands.record_share == pytest.approx(0.2)
-    assert "96.7% of 60% of tickets were right" in bands.reason
+    assert bands.reason == "at 0.61 and above: 60% of tickets, 96.7% of them right (target 95%)"
 
 
 def test_a_review_band_needs_enough_tickets_and_precision() -> None:

@@ -69,10 +69,10 @@ def test_hygiene_of_a_period() -> None:
     assert found.advice == [
         "1 of 5 categories were never used: deactivate them in the PSA or exclude them "
         "(policy.excluded)",
-        "2 categories hold under 1% of tickets each: consider folding them into their parents",
+        "2 categories hold under 1% of tickets: consider folding into the parent",
         "most confused: Hardware › Laptop and Hardware › Printer (5 tickets): merge them or "
         "describe the difference (taxonomy.descriptions)",
-        "1 tickets ended in categories the model may not choose (inactive, excluded or gone): "
+        "1 ticket ended in categories the model may not choose (inactive, excluded or gone): "
         "those count as misses",
     ]
 

@@ -290,7 +290,7 @@ def policy_table(bands: Mapping[str, Any]) -> Group:
         for name in ("apply_at", "suggest_at")
         if bands[name] is not None
     ]
-    return Group(table, "[policy]  " + "; ".join(lines))
+    return Group(table, escape("policy: " + ", ".join(lines)))
 
 
 def cost_table(cost: Mapping[str, Any]) -> Table:
@@ -334,7 +334,8 @@ def hygiene_table(found: Mapping[str, Any], *, shown: int = 10) -> Table:
     )
     table.add_row(
         "catch-all share",
-        f"{found['catch_all_share']:.1%} "
+        f"{found['catch_all_share']:.1%}"
+        + (": " if found["catch_all"] else "")
         + listed([f"{u['label']} ({u['tickets']})" for u in found["catch_all"]]),
     )
     pairs = [f"{p['first']} ↔ {p['second']} ({p['tickets']})" for p in found["merge_candidates"]]

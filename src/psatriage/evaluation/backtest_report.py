@@ -87,8 +87,8 @@ def recommend(
         )
     else:
         reason = (
-            f"at {apply_at:.2f} and above, {apply_precision:.1%} of {apply_share:.0%} of tickets "
-            f"were right (target {target:.0%})"
+            f"at {apply_at:.2f} and above: {apply_share:.0%} of tickets, {apply_precision:.1%} "
+            f"of them right (target {target:.0%})"
         )
     return Bands(
         mode="suggest" if apply_at is None else "apply",

@@ -132,18 +132,24 @@ def _advice(found: Hygiene) -> list[str]:
         )
     if found.rare:
         advice.append(
-            f"{len(found.rare)} categories hold under 1% of tickets each: consider folding them "
-            "into their parents"
+            f"{_count(len(found.rare), 'category holds', 'categories hold')} under 1% of "
+            "tickets: consider folding into the parent"
         )
     if found.merge_candidates:
         top = found.merge_candidates[0]
         advice.append(
-            f"most confused: {top.first} and {top.second} ({top.tickets} tickets): merge them or "
-            "describe the difference (taxonomy.descriptions)"
+            f"most confused: {top.first} and {top.second} "
+            f"({_count(top.tickets, 'ticket', 'tickets')}): merge them or describe the difference "
+            "(taxonomy.descriptions)"
         )
     if found.not_offered:
         advice.append(
-            f"{sum(u.tickets for u in found.not_offered)} tickets ended in categories the model "
-            "may not choose (inactive, excluded or gone): those count as misses"
+            f"{_count(sum(u.tickets for u in found.not_offered), 'ticket', 'tickets')} ended in "
+            "categories the model may not choose (inactive, excluded or gone): those count as "
+            "misses"
         )
     return advice
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
