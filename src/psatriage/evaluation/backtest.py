@@ -148,16 +148,18 @@ def backtest(
         if (result.get("failure") or {}).get("kind") not in RETRIED_KINDS
     }
     wanted = [item.ticket.id for item in history]
-    resumed = sum(ticket in done for ticket in wanted)
-    if progress is not None:
-        progress(resumed, len(wanted))
+    resumed = count = sum(ticket in done for ticket in wanted)
+
+    def advance(step: int = 1) -> None:
+        nonlocal count
+        count += step
+        if progress is not None:
+            progress(count, len(wanted))
+
+    advance(0)
     todo = [item for item in history if item.ticket.id not in done]
     scopes: dict[str, Any] = dict(context.get("scopes", {}))
-    counted = None
-    if progress is not None:
-        total = len(wanted)
-        counted = _counter(resumed, lambda count: progress(count, total))
-    stopped = _classify(deps, store, run.id, todo, done, scopes, concurrency, counted)
+    stopped = _classify(deps, store, run.id, todo, done, scopes, concurrency, advance)
     results = [done[ticket] for ticket in wanted if ticket in done]
     if stopped is not None:
         return Outcome(run.id, run.since, resumed, results, None, stopped)
@@ -223,7 +225,7 @@ def _classify(
     done: dict[str, dict[str, Any]],
     scopes: dict[str, Any],
     concurrency: int,
-    advance: Callable[[], None] | None,
+    advance: Callable[[], None],
 ) -> str | None:
     """Classify ``todo``, at most ``concurrency`` tickets at a time, checkpointing each result
     into the store and ``done``; returns why it stopped early (refused credentials), else None.
@@ -255,23 +257,11 @@ def _classify(
                     stopped = keep(*future.result())
                     if stopped is not None:
                         return stopped
-                    if advance is not None:
-                        advance()
+                    advance()
     finally:  # stopped or interrupted: what was in flight has finished; keep what it cost
         for future in running:
             if future.done() and not future.cancelled() and future.exception() is None:
                 keep(*future.result())
-
-
-def _counter(start: int, report: Callable[[int], None]) -> Callable[[], None]:
-    count = start
-
-    def advance() -> None:
-        nonlocal count
-        count += 1
-        report(count)
-
-    return advance
 
 
 def measure_volume(
