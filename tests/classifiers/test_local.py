@@ -249,3 +249,10 @@ def test_check_connection_and_content_words() -> None:
     assert "offline engine ready" in classifier.check_connection()
     assert classifier.default_max_tokens == 0
     assert content_words("Hi, the Printer is NOT working! Thanks") == "printer working"
+
+
+def test_an_unreadable_ticket_says_so_and_favours_no_category() -> None:
+    classifier = LocalClassifier("acme", LocalConfig(model="zero-shot"))
+    result = classifier.classify(_request("打印机卡纸", "纸张卡在纸盒里"))
+    assert "no word it can read" in result.reasoning
+    assert result.confidence == pytest.approx(1 / 5)

@@ -59,6 +59,8 @@ _MASKS: Final = re.compile(
     r"\b[xX]{2,}(?:/[xX]{2,})*\b|<[a-z_@.]{2,30}>|\[(?:your |tel )?[a-z_ ]{2,20}\]", re.IGNORECASE
 )
 
+_SPACES: Final = re.compile(r"[ \t]{2,}")
+
 
 def clean(text: str) -> str:
     """``text`` without quoted replies, signatures, disclaimers and anonymization masks."""
@@ -70,8 +72,8 @@ def clean(text: str) -> str:
     kept = _cut_sign_off(kept)
     kept = _SENT_FROM.sub(" ", kept)
     kept = _DISCLAIMER.sub(" ", kept)
-    kept = kept.strip()
-    return kept or _MASKS.sub(" ", text).strip()
+    kept = _SPACES.sub(" ", kept).strip()
+    return kept or _SPACES.sub(" ", _MASKS.sub(" ", text)).strip()
 
 
 def _cut_sign_off(text: str) -> str:

@@ -29,7 +29,7 @@ from psatriage.local_engine.zeroshot import ZeroShot
 _MAX_UNSEEN: Final = 0.9  # the known categories always keep some probability
 _SEPARATORS = re.compile(r"\s*(?:[>›/]|\s›\s)\s*")
 
-Source = Literal["model", "zero-shot"]
+Source = Literal["model", "zero-shot", "unreadable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +67,23 @@ class Ranker:
         return f"trained:{self.model.report.version or self.model.report.trained_at}"
 
     def rank(self, text: str, candidates: Sequence[Category]) -> list[Scored]:
-        """Every candidate with its probability, most probable first."""
+        """Every candidate with its probability, most probable first; every candidate equally
+        likely, source ``unreadable``, for a ticket without a word the engine can read."""
         probabilities, sources = self.probabilities([text], candidates)
+        if not self.readable(text):
+            sources = ["unreadable"] * len(candidates)
         order = np.argsort(-probabilities[0], kind="stable")
         return [
             Scored(candidates[i], float(probabilities[0, i]), sources[i]) for i in order.tolist()
         ]
+
+    def readable(self, text: str) -> bool:
+        """Whether the engine can read anything of ``text``: a token of the embedding, or a
+        term of the trained model (a script or language neither covers is not guessed at)."""
+        ticket = prepare(text)
+        if self.embedder.embed([ticket.text]).any():
+            return True
+        return self.model is not None and len(self.model.featurizer.row(ticket)[0]) > 0
 
     def probabilities(
         self, texts: Sequence[str], candidates: Sequence[Category]
@@ -90,6 +101,10 @@ class Ranker:
             return self.zero_shot.probabilities(vectors, candidates), sources
         probabilities = self.model.probabilities(tickets, vectors)[:, classes]
         trained = probabilities / np.maximum(probabilities.sum(axis=1, keepdims=True), 1e-30)
+        blind = ~vectors.any(axis=1) & np.array(
+            [len(self.model.featurizer.row(t)[0]) == 0 for t in tickets]
+        )
+        trained[blind] = 1 / len(known)  # nothing to go on: no category is favoured
         if len(known) == len(candidates):
             return trained, sources
         unknown = [i for i, c in enumerate(columns) if c is None]
