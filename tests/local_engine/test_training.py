@@ -45,7 +45,7 @@ def test_paths_are_scored_level_by_level() -> None:
 
 def test_a_slash_in_a_few_flat_names_is_not_a_level() -> None:
     texts, labels = _hierarchical()
-    flat = {label: name for label, name in zip(PATHS, ["Jam", "Toner", "Battery", "Pass/word"])}
+    flat = dict(zip(PATHS, ["Jam", "Toner", "Battery", "Pass/word"], strict=True))
     model = train(texts, [flat[label] for label in labels], shared_embedder())
     assert model.report.levels == 1
 
