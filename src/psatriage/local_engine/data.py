@@ -59,11 +59,12 @@ class Example:
 
 
 def ticket_text(title: str, description: str, note: str = "") -> str:
-    """What the local engine reads of a ticket."""
-    parts = [title.strip(), description.strip()]
+    """What the local engine reads of a ticket: the title on the first line (empty when there is
+    none), then the description and the initial note (when it says something else)."""
+    body = [description.strip()]
     if note.strip() and note.strip() != description.strip():
-        parts.append(note.strip())
-    return "\n".join(p for p in parts if p)
+        body.append(note.strip())
+    return title.strip().replace("\n", " ") + "\n" + "\n".join(p for p in body if p)
 
 
 def read_examples(path: Path) -> list[Example]:
