@@ -69,12 +69,13 @@ def config_reference() -> None:
 def db_upgrade() -> None:
     """Bring the database to the newest migration."""
     current = settings()
-    engine = db.make_engine(current.effective_database_url)
-    try:
-        db.upgrade(engine)
-        console.print(f"database at revision {db.current_revision(engine)}")
-    finally:
-        engine.dispose()
+    with fail_cleanly(current):
+        engine = db.make_engine(current.effective_database_url)
+        try:
+            db.upgrade(engine)
+            console.print(f"database at revision {db.current_revision(engine)}")
+        finally:
+            engine.dispose()
 
 
 @webhooks_app.command("register")

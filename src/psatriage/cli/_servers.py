@@ -1,0 +1,78 @@
+"""One line for a database or queue server that cannot be used, naming the variable to fix.
+
+The exception's class tells which server failed: the database is only reached through
+SQLAlchemy (which wraps its driver's errors), while the queue and the stores that share its
+server (call limits, HaloPSA tokens) use redis-py, psycopg and sqlite3 directly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+import redis.exceptions
+from sqlalchemy import exc as sa
+from sqlalchemy.engine import make_url
+
+from psatriage.settings import Settings
+
+_QUEUE_ERRORS = (redis.exceptions.ConnectionError, psycopg.OperationalError, sqlite3.Error)
+# what a server says when it refuses the login rather than the connection
+_LOGIN_REFUSED = (
+    "password authentication failed",
+    "role ",
+    "no pg_hba.conf entry",
+    "noauth",
+    "wrongpass",
+    "invalid password",
+    "invalid username-password",
+    "authentication required",
+)
+
+
+def server_problem(error: BaseException, settings: Settings) -> str | None:
+    """The one-line message for ``error`` when a server behind ``settings`` caused it, else None."""
+    if isinstance(error, (sa.OperationalError, sa.InterfaceError)):
+        variable = "PSATRIAGE_DATABASE_URL" if settings.database_url else "PSATRIAGE_DATA_DIR"
+        return _explain(variable, settings.effective_database_url, error.orig or error)
+    login = isinstance(error, redis.exceptions.AuthenticationError) or (
+        isinstance(error, redis.exceptions.ResponseError) and _refused_login(str(error))
+    )
+    if login or isinstance(error, _QUEUE_ERRORS):
+        return _explain(_queue_variable(settings), settings.effective_queue_url, error, login=login)
+    return None
+
+
+def _queue_variable(settings: Settings) -> str:
+    return "PSATRIAGE_QUEUE_URL" if settings.queue_url else "PSATRIAGE_DATA_DIR"
+
+
+def _explain(variable: str, url: str, error: BaseException, *, login: bool = False) -> str:
+    said = " ".join(str(error).split()) or type(error).__name__
+    shown = _without_password(url)
+    if login or _refused_login(said):
+        return (
+            f"{variable}: the server at {shown} refused the login ({said}); "
+            "fix: correct the user and password in the URL"
+        )
+    if url.startswith("sqlite"):
+        return (
+            f"{variable}: cannot open {shown} ({said}); "
+            "fix: point it at a folder this user can write"
+        )
+    return (
+        f"{variable}: cannot use the server at {shown} ({said}); "
+        "fix: start the server, or correct the host, port and database in the URL"
+    )
+
+
+def _refused_login(said: str) -> bool:
+    lowered = said.lower()
+    return any(marker in lowered for marker in _LOGIN_REFUSED)
+
+
+def _without_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.ArgumentError:
+        return "(an unreadable URL)"
