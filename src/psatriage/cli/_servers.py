@@ -8,6 +8,7 @@ server (call limits, HaloPSA tokens) use redis-py, psycopg and sqlite3 directly.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import psycopg
 import redis.exceptions
@@ -32,15 +33,37 @@ _LOGIN_REFUSED = (
 
 def server_problem(error: BaseException, settings: Settings) -> str | None:
     """The one-line message for ``error`` when a server behind ``settings`` caused it, else None."""
+    database = "PSATRIAGE_DATABASE_URL" if settings.database_url else "PSATRIAGE_DATA_DIR"
     if isinstance(error, (sa.OperationalError, sa.InterfaceError)):
-        variable = "PSATRIAGE_DATABASE_URL" if settings.database_url else "PSATRIAGE_DATA_DIR"
-        return _explain(variable, settings.effective_database_url, error.orig or error)
+        return _explain(database, settings.effective_database_url, error.orig or error)
+    if isinstance(error, OSError) and error.filename is not None:
+        place = Path(str(error.filename))
+        for variable, url in (
+            (database, settings.effective_database_url),
+            (_queue_variable(settings), settings.effective_queue_url),
+        ):
+            folder = _sqlite_folder(url)
+            if folder is not None and (place == folder or place in folder.parents):
+                return (
+                    f"{variable}: cannot make the folder {folder} ({error.strerror}); "
+                    "fix: point it at a folder this user can write"
+                )
     login = isinstance(error, redis.exceptions.AuthenticationError) or (
         isinstance(error, redis.exceptions.ResponseError) and _refused_login(str(error))
     )
     if login or isinstance(error, _QUEUE_ERRORS):
         return _explain(_queue_variable(settings), settings.effective_queue_url, error, login=login)
     return None
+
+
+def _sqlite_folder(url: str) -> Path | None:
+    try:
+        parsed = make_url(url)
+    except sa.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).parent
 
 
 def _queue_variable(settings: Settings) -> str:
