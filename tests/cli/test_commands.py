@@ -26,6 +26,7 @@ def test_config_check_validates_and_calls_each_connection(configured: Harness) -
     assert result.exit_code == 0, result.output
     assert "1 tenant(s), file is valid" in result.output
     assert "ConnectWise" in result.output and "gpt-4o-mini" in result.output
+    assert "[green]" not in result.output  # colour, not markup printed as text
     assert any(r.path.endswith("/system/info") for r in configured.cw.requests)
 
 

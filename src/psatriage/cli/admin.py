@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
 from psatriage.config import load_config
@@ -43,20 +44,20 @@ def config_check(
     broken = False
     with runtime(migrate=False) as built:
         for name in sorted(config.tenants):
-            psa = _check(lambda name=name: built.adapter(name).check_connection())
-            model = _check(lambda name=name: built.classifier(name).check_connection())
-            broken |= psa.startswith("[red]") or model.startswith("[red]")
+            psa_ok, psa = _check(lambda name=name: built.adapter(name).check_connection())
+            model_ok, model = _check(lambda name=name: built.classifier(name).check_connection())
+            broken |= not (psa_ok and model_ok)
             table.add_row(name, psa, model)
     console.print(table)
     if broken:
         raise typer.Exit(1)
 
 
-def _check(call: typer.models.Callable[[], str]) -> str:  # type: ignore[name-defined]
+def _check(call: typer.models.Callable[[], str]) -> tuple[bool, Text]:  # type: ignore[name-defined]
     try:
-        return f"[green]ok[/green] {call()}"
+        return True, Text.assemble(("ok", "green"), f" {call()}")
     except PsatriageError as exc:
-        return f"[red]{type(exc).__name__}[/red]: {exc}"
+        return False, Text.assemble((type(exc).__name__, "red"), f": {exc}")
 
 
 @config_app.command("reference")
