@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # psatriage: one image for every role (web, worker, migrations), chosen by the command.
 #
 #   docker build -t psatriage .
@@ -37,7 +36,7 @@ RUN groupadd --system --gid 10001 psatriage \
     && mkdir -p /data /etc/psatriage \
     && chown psatriage:psatriage /data
 COPY --from=build /app/.venv /app/.venv
-COPY --chmod=0755 deploy/docker-entrypoint.sh /usr/local/bin/psatriage-entrypoint
+COPY deploy/docker-entrypoint.sh /usr/local/bin/psatriage-entrypoint
 COPY examples /usr/share/psatriage/examples
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
