@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from psatriage import __version__
 from psatriage.cli import app
+from psatriage.store import db
 
 runner = CliRunner()
 
@@ -182,3 +183,21 @@ def test_an_unwritable_default_database_names_the_data_dir(tmp_path: Path) -> No
     result = runner.invoke(app, ["events", "list"], env={"PSATRIAGE_DATA_DIR": str(blocker)})
     assert result.exit_code == 2
     assert result.stderr.startswith("error: PSATRIAGE_DATA_DIR: ")
+
+
+def test_a_database_from_a_newer_version_is_one_line(tmp_path: Path) -> None:
+    env = {"PSATRIAGE_DATA_DIR": str(tmp_path)}
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'psatriage.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    engine.dispose()
+    for command in (["db", "upgrade"], ["events", "list"]):
+        result = runner.invoke(app, command, env=env)
+        assert result.exit_code == 2
+        assert result.stderr == (
+            f"error: PSATRIAGE_DATA_DIR: the database at sqlite:///{tmp_path / 'psatriage.db'} "
+            f"is at revision '9999', which psatriage {__version__} (up to "
+            f"'{db.head_revision()}') does not know: a newer version migrated it; fix: run the "
+            "newer version, or restore the backup taken before the upgrade (docs/deploy.md)\n"
+        )

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import psycopg
 import redis.exceptions
+from alembic.util import CommandError
 from sqlalchemy import exc as sa
 from sqlalchemy.engine import make_url
 
+from psatriage import __version__
 from psatriage.settings import Settings
+from psatriage.store import db
 
 _QUEUE_ERRORS = (redis.exceptions.ConnectionError, psycopg.OperationalError, sqlite3.Error)
 # what a server says when it refuses the login rather than the connection
@@ -34,6 +37,14 @@ _LOGIN_REFUSED = (
 def server_problem(error: BaseException, settings: Settings) -> str | None:
     """The one-line message for ``error`` when a server behind ``settings`` caused it, else None."""
     database = "PSATRIAGE_DATABASE_URL" if settings.database_url else "PSATRIAGE_DATA_DIR"
+    if isinstance(error, CommandError) and "Can't locate revision" in str(error):
+        revision = str(error).rsplit(" ", 1)[-1]
+        return (
+            f"{database}: the database at {_without_password(settings.effective_database_url)} "
+            f"is at revision {revision}, which psatriage {__version__} (up to "
+            f"{db.head_revision()!r}) does not know: a newer version migrated it; fix: run the "
+            "newer version, or restore the backup taken before the upgrade (docs/deploy.md)"
+        )
     if isinstance(error, (sa.OperationalError, sa.InterfaceError)):
         return _explain(database, settings.effective_database_url, error.orig or error)
     if isinstance(error, OSError) and error.filename is not None:
