@@ -18,6 +18,8 @@ for name in ${PSATRIAGE_REQUIRED_ENV:-}; do
       exit 2
       ;;
   esac
+done
+for name in ${PSATRIAGE_REQUIRED_ENV:-}; do
   if [ -z "$(printenv "$name" || true)" ]; then
     echo "psatriage: $name is not set; fix: add $name=... to the env file (deploy/psatriage.env.example lists them)" >&2
     exit 2
