@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,14 @@ from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 
 OPENAI_KEY_ENV = "PSATRIAGE_TEST_OPENAI_KEY"
 TENANT = "acme"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a process a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:

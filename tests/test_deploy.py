@@ -10,7 +10,6 @@ import configparser
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.harness import TENANT, Harness
+from tests.harness import TENANT, Harness, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = ROOT / "deploy" / "docker-entrypoint.sh"
@@ -162,13 +161,6 @@ def test_the_systemd_units_run_what_the_containers_run() -> None:
 # -- the stack's commands, run as its containers run them ------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Stack:
     """compose.yaml's application services as host processes: the entry point and the
     command of each, the image's environment, and the example env file pointed at the test's
@@ -176,7 +168,7 @@ class Stack:
 
     def __init__(self, harness: Harness, root: Path, database: str, queue: str) -> None:
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.token = "stack-test-token"
         self.env = {
             "PATH": os.environ["PATH"],

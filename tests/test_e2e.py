@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,22 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import TENANT, Harness
+from tests.harness import TENANT, Harness, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def service(harness: Harness, tmp_path: Path) -> Iterator[str]:
     config = harness.write_config()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         **harness.env,
