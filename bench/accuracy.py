@@ -2,7 +2,8 @@
 
 Run from the repository root (the data is not part of the repository)::
 
-    uv run python -m bench.accuracy --data ../shared/data [--json] [--skip-rss]
+    uv run python -m bench.accuracy --data ../shared/data [--multilingual FILE.csv] [--json]
+        [--skip-rss]
 
 Rows (each trained on the train split and scored on the eval split of the data README's rule):
 
@@ -11,7 +12,17 @@ supervised   Endava ``category_path`` and ``sub_category1``, CFPB ``product`` an
              C=10: the setting that reproduces the data README's figures) and the local engine
              exactly as ``psatriage eval`` runs it (trained by ``psatriage.local_engine``, each
              ticket through ``LocalClassifier.classify``).
-zero-shot    CFPB ``product`` and ``issue`` from the label names alone, beside the majority class.
+             Hierarchical labels (``category_path``) also get accuracy per level (the path's first
+             level, its first two levels, the whole path) for both.
+zero-shot    CFPB ``product`` from names alone and from names with the descriptions of
+             ``bench/cfpb_products.toml``, and ``issue`` from names, beside the majority class;
+             with top-3 accuracy.
+multilingual with ``--multilingual``: the multilingual customer-support tickets of Tobias Bueck
+             (``dataset-tickets-multi-lang3-4k.csv``: subject, body, queue, language; CC BY-NC 4.0,
+             kept outside the repository), ``queue`` per language, trained on all languages and
+             on English only, beside the baseline and the majority class.
+training     the local engine trained on 10,000 tickets drawn (with replacement) from the Endava
+             train split, ``category_path``: wall and CPU seconds.
 RSS          a real ``psatriage serve`` whose tenant uses ``kind = "local"`` with the Endava
              ``category_path`` model, after it has categorized 20 tickets from a fake ConnectWise;
              beside the same service with the OpenAI classifier (fakes on loopback).
@@ -52,6 +63,9 @@ from psatriage.classifiers.local import LocalClassifier, LocalConfig
 from psatriage.evaluation import runs
 from psatriage.evaluation.measures import accuracy, macro_f1, report
 from psatriage.evaluation.runs import Setup
+from psatriage.local_engine.data import Example
+from psatriage.local_engine.embed import shared_embedder
+from psatriage.local_engine.training import train
 
 SUPERVISED = (
     ("endava/tickets.jsonl", "category_path", 0.424),
@@ -59,7 +73,12 @@ SUPERVISED = (
     ("cfpb/complaints.jsonl", "product", 0.718),
     ("cfpb/complaints.jsonl", "issue", 0.491),
 )
-ZERO_SHOT = (("cfpb/complaints.jsonl", "product"), ("cfpb/complaints.jsonl", "issue"))
+DESCRIBED = Path(__file__).resolve().parent / "cfpb_products.toml"
+ZERO_SHOT: tuple[tuple[str, str, Path | None], ...] = (
+    ("cfpb/complaints.jsonl", "product", None),
+    ("cfpb/complaints.jsonl", "product", DESCRIBED),
+    ("cfpb/complaints.jsonl", "issue", None),
+)
 RSS_TARGET_MB = 250
 TICKETS = (
     ("Printer on 3rd floor", "My printer has a paper jam again"),
@@ -69,21 +88,51 @@ TICKETS = (
 )
 
 
-def baseline(setup: Setup) -> dict[str, float]:
+def texts_and_labels(pairs: list[tuple[Example, str]]) -> tuple[list[str], list[str]]:
+    return [e.text for e, _ in pairs], [v for _, v in pairs]
+
+
+def baseline(setup: Setup) -> dict[str, Any]:
     """TF-IDF 1-2-grams + logistic regression on the train split, scored on the eval split."""
-    texts, labels = runs.texts_and_labels(setup.rest)
+    texts, labels = texts_and_labels(setup.rest)
     started = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
     model = LogisticRegression(C=10, max_iter=1000)
     model.fit(vectorizer.fit_transform(texts), labels)
     seconds = time.perf_counter() - started
-    eval_texts, truth = runs.texts_and_labels(setup.scored)
+    eval_texts, truth = texts_and_labels(setup.scored)
     predicted = [str(p) for p in model.predict(vectorizer.transform(eval_texts))]
     return {
         "accuracy": accuracy(truth, predicted),
         "macro_f1": macro_f1(truth, predicted),
+        "per_level": per_level(truth, predicted),
         "train_seconds": seconds,
     }
+
+
+def per_level(truth: list[str], predicted: list[str]) -> list[float]:
+    """Accuracy of the first level, the first two levels... of '/'-separated paths."""
+    depth = max(len(t.split("/")) for t in truth)
+    if depth < 2:
+        return []
+    return [
+        accuracy(
+            ["/".join(t.split("/")[: k + 1]) for t in truth],
+            ["/".join(p.split("/")[: k + 1]) for p in predicted],
+        )
+        for k in range(depth)
+    ]
+
+
+def top_k(setup: Setup, classifier: LocalClassifier, k: int = 3) -> float:
+    """Share of eval tickets whose category is among the ranker's ``k`` best."""
+    ranker = classifier.ranker()
+    candidates = setup.taxonomy.active()
+    hits = 0
+    for example, truth in setup.scored:
+        ranked = ranker.rank(example.text, candidates)
+        hits += truth in {s.category.key for s in ranked[:k]}
+    return hits / len(setup.scored)
 
 
 def local(setup: Setup, *, zero_shot: bool, folder: Path) -> dict[str, Any]:
@@ -98,9 +147,12 @@ def local(setup: Setup, *, zero_shot: bool, folder: Path) -> dict[str, Any]:
         training = model.report.to_dict()
     classifier = LocalClassifier("bench", LocalConfig(**config))
     run = runs.evaluate(setup, classifier)
-    result = report(run.predictions, failures=run.failures)
+    predictions = run.predictions
+    result = report(predictions, failures=run.failures)
     return {
         "accuracy": result.accuracy,
+        "per_level": per_level([p.truth for p in predictions], [p.predicted for p in predictions]),
+        "top3": top_k(setup, classifier) if zero_shot else None,
         "macro_f1": result.macro_f1,
         "ece": result.ece,
         "threshold_90": result.threshold_for_target,
@@ -109,6 +161,7 @@ def local(setup: Setup, *, zero_shot: bool, folder: Path) -> dict[str, Any]:
         "p50_ms": result.latency_p50_ms,
         "p99_ms": result.latency_p99_ms,
         "train_seconds": training.get("seconds"),
+        "cv_ece": training.get("cv_ece"),
         "zero_shot_classes": len(training.get("zero_shot", {})),
         "classes": training.get("classes"),
     }
@@ -129,14 +182,15 @@ def accuracy_rows(data: Path, folder: Path) -> dict[str, Any]:
                 "local": local(setup, zero_shot=False, folder=folder),
             }
         )
-    for file, level in ZERO_SHOT:
-        setup = runs.prepare(data / file, level, "eval")
+    for file, level, described in ZERO_SHOT:
+        setup = runs.prepare(data / file, level, "eval", described)
         truth = [value for _, value in setup.scored]
         majority = Counter(value for _, value in setup.rest).most_common(1)[0][0]
         zero.append(
             {
                 "data": file.split("/")[0],
                 "label": level,
+                "from": "names and descriptions" if described else "names",
                 "eval_tickets": len(setup.scored),
                 "categories": len(setup.taxonomy.leaves),
                 "majority": accuracy(truth, [majority] * len(truth)),
@@ -144,6 +198,24 @@ def accuracy_rows(data: Path, folder: Path) -> dict[str, Any]:
             }
         )
     return {"supervised": supervised, "zero_shot": zero}
+
+
+def training_time(data: Path, tickets: int = 10_000) -> dict[str, Any]:
+    """The local engine trained on ``tickets`` drawn with replacement from Endava's train split."""
+    setup = runs.prepare(data / SUPERVISED[0][0], SUPERVISED[0][1], "eval")
+    draw = np.random.default_rng(0).integers(0, len(setup.rest), tickets)
+    pairs = [setup.rest[i] for i in draw.tolist()]
+    wall, cpu = time.perf_counter(), time.process_time()
+    model = train(
+        [e.text for e, _ in pairs], [v for _, v in pairs], shared_embedder(), label="category_path"
+    )
+    return {
+        "tickets": tickets,
+        "wall_seconds": round(time.perf_counter() - wall, 1),
+        "cpu_seconds": round(time.process_time() - cpu, 1),
+        "classes": model.report.classes,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 # -- RSS of a service with the local engine loaded ------------------------------------------------
@@ -302,19 +374,28 @@ def render(result: dict[str, Any], console: Console) -> None:
             f"{ours['p50_ms']:.1f} / {ours['p99_ms']:.1f}",
         )
     console.print(table)
-    zero = Table("data", "label", "categories", "majority", "zero-shot acc", "F1", "ECE")
+    for row in result["supervised"]:
+        if row["local"]["per_level"]:
+            levels = " / ".join(f"{a:.3f}" for a in row["local"]["per_level"])
+            base = " / ".join(f"{a:.3f}" for a in row["baseline"]["per_level"])
+            console.print(f"{row['label']} per level: local {levels}; baseline {base}")
+    zero = Table("data", "label", "from", "majority", "zero-shot acc", "top-3", "F1", "ECE")
     for row in result["zero_shot"]:
         ours = row["local"]
         zero.add_row(
             row["data"],
             row["label"],
-            str(row["categories"]),
+            row["from"],
             f"{row['majority']:.3f}",
             f"{ours['accuracy']:.3f}",
+            f"{ours['top3']:.3f}",
             f"{ours['macro_f1']:.3f}",
             f"{ours['ece']:.3f}",
         )
     console.print(zero)
+    if "multilingual" in result:
+        console.print(result["multilingual"])
+    console.print(result["training"])
     if "rss" in result:
         console.print(result["rss"])
 
@@ -324,10 +405,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--skip-rss", action="store_true", help="do not start services")
+    parser.add_argument(
+        "--multilingual",
+        type=Path,
+        help="dataset-tickets-multi-lang3-4k.csv (see bench/multilingual.py)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         result: dict[str, Any] = {"machine": machine()}
         result |= accuracy_rows(args.data, Path(folder))
+        if args.multilingual is not None:
+            from bench import multilingual  # noqa: PLC0415 - it imports this module
+
+            result["multilingual"] = multilingual.rows(args.multilingual, Path(folder))
+        result["training"] = training_time(args.data)
         if not args.skip_rss:
             setup = runs.prepare(args.data / SUPERVISED[0][0], SUPERVISED[0][1], "eval")
             model = runs.train_on_rest(setup)

@@ -19,6 +19,7 @@ from psatriage.errors import ConfigError, PermanentError
 from psatriage.local_engine import DataError
 from psatriage.local_engine.data import labeled, read_examples, read_taxonomy
 from psatriage.local_engine.embed import content_words, shared_embedder
+from psatriage.local_engine.features import prepare
 from psatriage.local_engine.model import TrainedModel
 from psatriage.local_engine.store import ModelStore
 from psatriage.local_engine.training import train
@@ -134,8 +135,8 @@ def test_trained_model_report_keeps_rare_classes_zero_shot(model: TrainedModel) 
 
 def test_trained_probabilities_are_calibrated_rows(model: TrainedModel) -> None:
     embedder = shared_embedder()
-    texts = ["printer jam on floor two", "outlook will not open"]
-    probabilities = model.probabilities(texts, embedder.embed(texts))
+    tickets = [prepare("printer jam on floor two"), prepare("outlook will not open")]
+    probabilities = model.probabilities(tickets, embedder.embed([t.text for t in tickets]))
     assert probabilities.shape == (2, 4)
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     best = [model.classes[i] for i in probabilities.argmax(axis=1)]
@@ -180,9 +181,9 @@ def test_model_file_round_trip(model: TrainedModel, tmp_path: Path) -> None:
     model.save(path)
     loaded = TrainedModel.load(path)
     assert loaded.classes == model.classes and loaded.report == model.report
-    texts = ["vpn keeps dropping"]
-    vectors = shared_embedder().embed(texts)
-    assert np.allclose(loaded.scores(texts, vectors), model.scores(texts, vectors), atol=1e-5)
+    tickets = [prepare("vpn keeps dropping")]
+    vectors = shared_embedder().embed([t.text for t in tickets])
+    assert np.allclose(loaded.scores(tickets, vectors), model.scores(tickets, vectors), atol=1e-5)
 
 
 def test_model_from_another_version_is_refused(model: TrainedModel, tmp_path: Path) -> None:
@@ -261,3 +262,10 @@ def test_check_connection_and_content_words() -> None:
     classifier = LocalClassifier("acme", LocalConfig(model="zero-shot"))
     assert "offline engine ready" in classifier.check_connection()
     assert content_words("Hi, the Printer is NOT working! Thanks") == "printer working"
+
+
+def test_an_unreadable_ticket_says_so_and_favours_no_category() -> None:
+    classifier = LocalClassifier("acme", LocalConfig(model="zero-shot"))
+    result = classifier.classify(_request("打印机卡纸", "纸张卡在纸盒里"))
+    assert "no word it can read" in result.reasoning
+    assert result.confidence == pytest.approx(1 / 5)

@@ -36,7 +36,7 @@ def test_backtest_through_psa_with_history_counts_the_same_and_writes_nothing(
     notes = {
         ticket: psa_with_history.kit.notes(ticket) for ticket in tickets
     }  # the description, for some
-    table = tmp_path / "tickets.csv"
+    table = tmp_path / "reports" / "tickets.csv"  # the folder is made
 
     result = runner.invoke(
         app, ["backtest", "-t", TENANT, "--since", "30d", "--json", "--csv", str(table)]
@@ -140,8 +140,8 @@ def test_another_engine_on_the_tenants_settings(cw_with_history: HistoryTenant) 
         (["-t", "nobody"], "no tenant named 'nobody' (configured: acme)"),
         (["--since", "last month"], "is neither a period such as 90d or 12w nor an ISO date"),
         (["--since", "2999-01-01"], "is in the future"),
-        (["--csv", "{root}"], "cannot write there (Is a directory)"),
-        (["--csv", "{root}/missing/out.csv"], "cannot write there (No such file or directory)"),
+        (["--csv", "{root}"], "the CSV file {root} is a folder; fix: name a file"),
+        (["--csv", "{root}/file.txt/out.csv"], "{root}/file.txt is not a folder this user can"),
         (["--since", "1d"], "has no closed, categorized tickets created since"),
     ],
 )
@@ -149,14 +149,14 @@ def test_bad_input_is_one_clear_line(
     cw_with_history: HistoryTenant, tmp_path: Path, arguments: list[str], message: str
 ) -> None:
     history(cw_with_history)  # closed three days ago and earlier
+    (tmp_path / "file.txt").write_text("not a folder", encoding="utf-8")
     given = [a.format(root=tmp_path) for a in arguments]
     tenant = [] if "-t" in given else ["-t", TENANT]
     result = runner.invoke(app, ["backtest", *tenant, *given])
     assert result.exit_code == 2, result.output
-    assert message in result.output
+    assert message.format(root=tmp_path) in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert cw_with_history.llm.calls == []
-    assert not (tmp_path / "missing").exists()
 
 
 def test_a_local_tenant_has_no_llm_to_measure(

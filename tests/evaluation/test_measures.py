@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pytest
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from psatriage.evaluation.measures import (
     Failure,
@@ -32,7 +30,6 @@ from psatriage.local_engine.data import (
     split_path,
     taxonomy_from_labels,
 )
-from psatriage.local_engine.model import WORD_PATTERN, Lexical
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "local"
 TRUTH = ["a", "a", "a", "b", "b", "c"]
@@ -82,19 +79,6 @@ def test_percentiles_and_the_full_report() -> None:
     assert result.engines == {"local": 6}
     data = result.to_dict()
     assert data["confused"][0] == {"truth": "a", "predicted": "b", "count": 1}
-
-
-def test_lexical_matches_scikit_learn() -> None:
-    texts = ["The printer jams, the printer jams!", "VPN down again", "nothing known here"]
-    fitted = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=WORD_PATTERN)
-    expected = fitted.fit_transform(texts[:2]).toarray()
-    lexical = Lexical(fitted.vocabulary_, fitted.idf_)
-    for row, text in enumerate(texts[:2]):
-        columns, values = lexical.transform(text)
-        dense = np.zeros(len(lexical), dtype=np.float32)
-        dense[columns] = values
-        assert np.allclose(dense, expected[row], atol=1e-6)
-    assert len(lexical.transform(texts[2])[0]) == 0
 
 
 def test_reading_examples_and_the_split_rule() -> None:

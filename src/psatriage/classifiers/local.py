@@ -200,6 +200,11 @@ class LocalClassifier(Classifier[LocalConfig]):
 def reasoning(ranked: list[Scored], alternatives: int) -> str:
     """One line for the note: how the choice was made and the runners-up."""
     best = ranked[0]
+    if best.source == "unreadable":
+        return (
+            "Local engine: the ticket has no word it can read (a script or language it does "
+            f"not cover?); every category is equally likely ({best.probability:.0%})."
+        )
     how = (
         "the tenant's trained model"
         if best.source == "model"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from psatriage.cli import admin, backtest, categorize, events, readiness, serve, train
+from psatriage.cli import admin, backtest, categorize, events, init, readiness, serve, train
 from psatriage.cli import eval as evaluate
 from psatriage.cli._app import app
 
@@ -14,6 +14,7 @@ _COMMANDS = (
     categorize,
     evaluate,
     events,
+    init,
     readiness,
     serve,
     train,

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Group
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,8 +20,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from psatriage.cli._app import app, console, errors, fail_cleanly, runtime
+from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, writable_file
 from psatriage.cli.eval import Engine
 from psatriage.cli.train import HISTORY_PATIENCE_SECONDS
 from psatriage.errors import ConfigError
@@ -80,7 +80,7 @@ def backtest_command(
     with fail_cleanly():
         parse_since(since)  # a bad period fails before anything is opened
         if csv_file is not None:
-            _check_writable(csv_file)
+            writable_file(csv_file, "the CSV file")
     params = Params(since=since, limit=limit, engine=engine.value if engine else "")
     with runtime() as built, patience(HISTORY_PATIENCE_SECONDS), bar() as progress_bar:
         deps = built.deps(tenant)
@@ -121,7 +121,8 @@ def backtest_command(
     if outcome.resumed:
         errors.print(f"resumed: {outcome.resumed} tickets were done by an earlier run")
     if outcome.stopped is not None or outcome.report is None:
-        errors.print(f"[red]{escape(outcome.stopped or 'stopped')}[/red]; run again to resume")
+        stopped = outcome.stopped or "stopped"
+        errors.print(Text.assemble((stopped, "red"), "; run again to resume"), highlight=False)
         raise typer.Exit(1)
     if csv_file is not None:
         with fail_cleanly():
@@ -154,24 +155,10 @@ def bar() -> Iterator[Progress]:
         yield shown
 
 
-def _check_writable(path: Path) -> None:
-    """Fail now, not after an hour of classifying, if the CSV file cannot be written."""
-    existed = path.exists()
-    try:
-        with path.open("a", encoding="utf-8"):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(
-            f"--csv {path}: cannot write there ({reason}); give a writable file"
-        ) from None
-    if not existed:
-        path.unlink()
-
-
 def _write_csv(path: Path, results: list[dict[str, Any]]) -> None:
     rows = _rows(results)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
@@ -231,7 +218,7 @@ def show(report: Mapping[str, Any]) -> None:
     classes = Table("category", "tickets", "precision", "recall", "F1", title="per category")
     for row in report["classes"][:20]:
         classes.add_row(
-            escape(row["label"]),
+            row["label"],
             str(row["support"]),
             f"{row['precision']:.2f}",
             f"{row['recall']:.2f}",
@@ -243,7 +230,7 @@ def show(report: Mapping[str, Any]) -> None:
     if report["failure_examples"]:
         failed = Table("ticket", "kind", "error", title="failures (first of each kind)")
         for failure in report["failure_examples"]:
-            failed.add_row(failure["ticket_id"], failure["kind"], escape(failure["message"]))
+            failed.add_row(failure["ticket_id"], failure["kind"], failure["message"])
         console.print(failed)
 
 
@@ -254,7 +241,7 @@ def summary_table(report: Mapping[str, Any], *, title: str) -> Table:
     table.add_row("tickets", f"{report['tickets']} read, {report['answered']} answered")
     if report["failed"]:
         kinds = ", ".join(f"{kind}: {count}" for kind, count in report["failures"].items())
-        table.add_row("failed", f"[red]{report['failed']}[/red] ({escape(kinds)})")
+        table.add_row("failed", Text.assemble((str(report["failed"]), "red"), f" ({kinds})"))
     table.add_row("engine", str(run["engine"]))
     table.add_row("accuracy, first level", f"{accuracy['first_level']:.1%}")
     table.add_row("accuracy, first two levels", f"{accuracy['first_two_levels']:.1%}")
@@ -283,14 +270,14 @@ def policy_table(bands: Mapping[str, Any]) -> Group:
             f"{bands['review_precision']:.1%}",
         )
     table.add_row("record only", "below", f"{bands['record_share']:.1%}", "")
-    table.caption = escape(bands["reason"])
+    table.caption = bands["reason"]
     lines = [f'mode = "{bands["mode"]}"']
     lines += [
         f"{name} = {bands[name]:.2f}"
         for name in ("apply_at", "suggest_at")
         if bands[name] is not None
     ]
-    return Group(table, escape("policy: " + ", ".join(lines)))
+    return Group(table, Text("policy: " + ", ".join(lines)))
 
 
 def cost_table(cost: Mapping[str, Any]) -> Table:
@@ -306,7 +293,7 @@ def cost_table(cost: Mapping[str, Any]) -> Table:
     )
     table.add_row(
         "ticket volume",
-        f"{volume['tickets']} in {volume['days']:.0f} days ({escape(volume['source'])})",
+        f"{volume['tickets']} in {volume['days']:.0f} days ({volume['source']})",
     )
     table.add_row(
         "projected per month",
@@ -321,7 +308,7 @@ def hygiene_table(found: Mapping[str, Any], *, shown: int = 10) -> Table:
 
     def listed(names: list[str]) -> str:
         more = len(names) - shown
-        return escape(", ".join(names[:shown]) + (f" and {more} more" if more > 0 else ""))
+        return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
     table.add_row(
         "categories used",
@@ -346,5 +333,5 @@ def hygiene_table(found: Mapping[str, Any], *, shown: int = 10) -> Table:
             listed([f"{u['label']} ({u['tickets']})" for u in found["not_offered"]]),
         )
     for advice in found["advice"]:
-        table.add_row("advice", escape(advice))
+        table.add_row("advice", advice)
     return table

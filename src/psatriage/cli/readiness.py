@@ -7,8 +7,8 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from psatriage.cli._app import app, console, runtime
 from psatriage.cli.backtest import bar, cost_table, hygiene_table, policy_table, summary_table
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from psatriage.runtime import Runtime
 
 FRESH_PERIOD = "90d"  # the period of the small backtest run when there is none yet
-_MARKS = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "[yellow]![/yellow]"}
+_MARKS = {True: Text("✓", "green"), False: Text("✗", "red"), None: Text("!", "yellow")}
 _COLOURS = {"ready to apply": "green", "ready to suggest": "yellow", "not ready": "red"}
 
 
@@ -117,7 +117,7 @@ def _show(result: Readiness) -> None:
     title = f"readiness of {result.tenant} ({result.psa}, classifier {result.classifier})"
     checks = Table("check", "", "detail", title=title)
     for check in result.checks:
-        checks.add_row(check.name, _MARKS[check.ok], escape(check.detail))
+        checks.add_row(check.name, _MARKS[check.ok], check.detail)
     console.print(checks)
     report = result.backtest
     if report is not None:
@@ -127,10 +127,10 @@ def _show(result: Readiness) -> None:
         console.print(cost_table(report["cost"]))
         console.print(hygiene_table(report["hygiene"], shown=5))
     colour = _COLOURS.get(result.verdict, "red")
-    console.print(f"[bold {colour}]{result.verdict}[/bold {colour}]")
+    console.print(Text(result.verdict, f"bold {colour}"))
     for reason in result.reasons:
-        console.print(f"  {escape(reason)}", highlight=False)
+        console.print(f"  {reason}", highlight=False)
     if result.improve:
         console.print("to improve:")
         for item in result.improve:
-            console.print(f"  - {escape(item)}", highlight=False)
+            console.print(f"  - {item}", highlight=False)

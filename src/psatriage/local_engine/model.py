@@ -1,28 +1,28 @@
 """A supervised model of one tenant's categories, its file format, and its scoring (numpy only).
 
-Features: TF-IDF of words and word pairs (sublinear, l2-normalized, scikit-learn's tokenization)
-beside the ticket's static embedding (``embed``); a linear score per class; probabilities through
-a softmax with one temperature fitted on out-of-fold scores (temperature scaling), so
-``confidence`` means "how often a decision this confident was right" on the tenant's history.
+Features (``features``): TF-IDF blocks of words, character n-grams and the title, beside the
+ticket's static embedding (``embed``). A category path is scored level by level: one linear model
+per level of the labels (``Hardware``, ``Hardware/Printer``, ``Hardware/Printer/Jam``), each
+turned into log-probabilities by a softmax with its own temperature; a path's score is the sum of
+its levels' (a path is only as likely as its levels together), and a last temperature, fitted on
+out-of-fold scores, turns path scores into probabilities, so ``confidence`` means "how often a
+decision this confident was right" on the tenant's history. Flat labels have one level.
+
 Fitting is in ``training`` (scikit-learn); scoring here needs only numpy, so a service that only
-predicts never loads scikit-learn or SciPy (about 100 MB).
+predicts never loads scikit-learn or SciPy (about 100 MB). Categories with fewer than
+``min_examples`` tickets are left out: at prediction time they are scored zero-shot (see
+``ranker``), and the training report lists them.
 
-Categories with fewer than ``min_examples`` tickets are left out of the model: at prediction time
-they are scored zero-shot (see ``ranker``), and the training report lists them.
-
-A model is one compressed ``.npz`` file of plain arrays (no pickle): the vocabulary, the IDF
-weights, the coefficients, the classes and a JSON header with the format version and the report.
-A file of another format version is refused with a message that says to train again.
+A model is one compressed ``.npz`` file of plain arrays (no pickle): each block's vocabulary and
+IDF weights, the coefficients (float16), the classes of every level, each path's rows and a JSON
+header with the format version, the temperatures and the report. A file of another format
+version is refused with a message that says to train again.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
-import re
 import zipfile
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,39 +32,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from psatriage.local_engine import DataError
+from psatriage.local_engine.features import BLOCKS, Block, Featurizer, Matrix, Prepared
 
 FORMAT: Final = "psatriage-local-model"
-FORMAT_VERSION: Final = 1
-EMBED_WEIGHT: Final = 1.0  # the embedding block beside the unit-length TF-IDF row
-WORD_PATTERN: Final = r"(?u)\b\w\w+\b"  # scikit-learn's default, so training and scoring agree
-_WORDS = re.compile(WORD_PATTERN)
-
-Matrix = NDArray[np.float32]
-
-
-class Lexical:
-    """TF-IDF of words and word pairs, as scikit-learn's ``TfidfVectorizer(ngram_range=(1, 2),
-    sublinear_tf=True)`` computes it once fitted, for a fixed vocabulary and IDF weights."""
-
-    def __init__(self, vocabulary: Mapping[str, int], idf: NDArray[np.floating[Any]]) -> None:
-        self.vocabulary = dict(vocabulary)
-        self.idf = np.asarray(idf, dtype=np.float32)
-
-    def __len__(self) -> int:
-        return len(self.vocabulary)
-
-    def transform(self, text: str) -> tuple[NDArray[np.intp], Matrix]:
-        """The non-zero columns of one text's row and their values."""
-        tokens = _WORDS.findall(text.lower())
-        terms = tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
-        counts = Counter(i for term in terms if (i := self.vocabulary.get(term)) is not None)
-        if not counts:
-            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
-        columns = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-        tf = np.fromiter((1 + math.log(n) for n in counts.values()), np.float32, len(counts))
-        values = tf * self.idf[columns]
-        norm = float(np.linalg.norm(values))
-        return columns, values / norm if norm else values
+FORMAT_VERSION: Final = 2
+EMBED_WEIGHT: Final = 1.0  # the embedding block beside the unit-length TF-IDF blocks
 
 
 @dataclass(frozen=True)
@@ -85,6 +57,8 @@ class TrainingReport:
     trained_at: str
     psatriage_version: str
     embedder: str
+    levels: int = 1
+    skipped: dict[str, int] = field(default_factory=dict)  # tickets left out, by reason
     version: str = ""  # the store's version name (v0003), set when saved there
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,14 +71,38 @@ class TrainingReport:
 
 
 @dataclass
-class TrainedModel:
-    """Linear scores over ``classes`` for ticket texts, and their calibrated probabilities."""
+class Levels:
+    """The classes of every level stacked as rows, and each leaf's row per level."""
 
-    lexical: Lexical
-    coef: Matrix  # (classes, lexical features + embedding dimensions)
-    intercept: Matrix  # (classes,)
+    names: tuple[str, ...]  # one per row: the level's label prefix
+    level: NDArray[np.intp]  # the level of each row
+    temperatures: tuple[float, ...]  # one per level
+    paths: NDArray[np.intp]  # (leaves, levels): a leaf's row at each level, -1 where it stops
+
+    def log_probabilities(self, scores: Matrix) -> Matrix:
+        """Each leaf's summed log-probability of its levels, one row per text."""
+        logs = np.zeros_like(scores)
+        for k, temperature in enumerate(self.temperatures):
+            rows = np.flatnonzero(self.level == k)
+            logs[:, rows] = log_softmax(scores[:, rows] / temperature)
+        out = np.zeros((scores.shape[0], self.paths.shape[0]), dtype=np.float32)
+        for k in range(self.paths.shape[1]):
+            rows = self.paths[:, k]
+            present = rows >= 0
+            out[:, present] += logs[:, rows[present]]
+        return out
+
+
+@dataclass
+class TrainedModel:
+    """Calibrated probabilities over ``classes`` (the leaf labels) for ticket texts."""
+
+    featurizer: Featurizer
+    coef: NDArray[np.float16]  # (rows of every level, lexical features + embedding dimensions)
+    intercept: Matrix  # (rows,)
+    levels: Levels
     classes: tuple[str, ...]
-    temperature: float
+    temperature: float  # of the path scores
     report: TrainingReport
     embed_weight: float = EMBED_WEIGHT
     _index: dict[str, int] = field(init=False, repr=False)
@@ -115,18 +113,21 @@ class TrainedModel:
     def index(self, name: str) -> int | None:
         return self._index.get(name)
 
-    def scores(self, texts: Sequence[str], vectors: Matrix) -> Matrix:
-        """Raw linear scores, one row per text, one column per class."""
-        lexical = len(self.lexical)
-        out = vectors @ self.coef[:, lexical:].T * self.embed_weight + self.intercept
-        for row, text in enumerate(texts):
-            columns, values = self.lexical.transform(text)
+    def scores(self, tickets: Sequence[Prepared], vectors: Matrix) -> Matrix:
+        """Raw linear scores, one row per ticket, one column per row of ``levels``."""
+        width = self.featurizer.width
+        out = (vectors * self.embed_weight) @ self.coef[:, width:].T.astype(np.float32)
+        out += self.intercept
+        for row, ticket in enumerate(tickets):
+            columns, values = self.featurizer.row(ticket)
             if len(columns):
-                out[row] += self.coef[:, columns] @ values
+                out[row] += self.coef[:, columns].astype(np.float32) @ values
         return np.asarray(out, dtype=np.float32)
 
-    def probabilities(self, texts: Sequence[str], vectors: Matrix) -> Matrix:
-        return softmax(self.scores(texts, vectors) / self.temperature)
+    def probabilities(self, tickets: Sequence[Prepared], vectors: Matrix) -> Matrix:
+        """Calibrated probabilities, one row per ticket, one column per class."""
+        paths = self.levels.log_probabilities(self.scores(tickets, vectors))
+        return softmax(paths / self.temperature)
 
     # -- the file --------------------------------------------------------------------------------
 
@@ -136,22 +137,28 @@ class TrainedModel:
             "format_version": FORMAT_VERSION,
             "embed_weight": self.embed_weight,
             "temperature": self.temperature,
-            "words": {"ngram_range": [1, 2], "sublinear_tf": True, "token_pattern": WORD_PATTERN},
+            "level_temperatures": list(self.levels.temperatures),
+            "blocks": [b.name for b in self.featurizer.blocks],
+            "block_weights": self.featurizer.weights,
             "report": self.report.to_dict(),
         }
-        vocabulary = sorted(self.lexical.vocabulary, key=self.lexical.vocabulary.__getitem__)
+        arrays: dict[str, Any] = {
+            "header": np.array(json.dumps(header)),
+            "classes": np.array(self.classes, dtype=str),
+            "row_names": np.array(self.levels.names, dtype=str),
+            "row_levels": self.levels.level.astype(np.int32),
+            "paths": self.levels.paths.astype(np.int32),
+            "coef": self.coef.astype(np.float16),
+            "intercept": self.intercept.astype(np.float32),
+        }
+        for block in self.featurizer.blocks:
+            terms = sorted(block.vocabulary, key=block.vocabulary.__getitem__)
+            arrays[f"vocabulary_{block.name}"] = np.array(terms, dtype=str)
+            arrays[f"idf_{block.name}"] = block.idf
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         with partial.open("wb") as out:
-            np.savez_compressed(
-                out,
-                header=np.array(json.dumps(header)),
-                classes=np.array(self.classes, dtype=str),
-                vocabulary=np.array(vocabulary, dtype=str),
-                idf=self.lexical.idf,
-                coef=self.coef.astype(np.float32),
-                intercept=self.intercept.astype(np.float32),
-            )
+            np.savez_compressed(out, **arrays)
         partial.replace(path)  # readers never see half a file
 
     @classmethod
@@ -175,23 +182,42 @@ class TrainedModel:
                 f"{header.get('format_version')}, this version reads {FORMAT_VERSION}); "
                 "fix: train again with 'psatriage train'"
             )
-        report = TrainingReport.from_dict(header["report"])
         try:
-            vocabulary = {str(term): i for i, term in enumerate(arrays["vocabulary"].tolist())}
+            blocks = [_block(name, arrays) for name in header["blocks"]]
             return cls(
-                lexical=Lexical(vocabulary, arrays["idf"]),
-                coef=arrays["coef"].astype(np.float32),
+                featurizer=Featurizer(blocks, header["block_weights"]),
+                coef=arrays["coef"].astype(np.float16),
                 intercept=arrays["intercept"].astype(np.float32),
+                levels=Levels(
+                    names=tuple(str(n) for n in arrays["row_names"].tolist()),
+                    level=arrays["row_levels"].astype(np.intp),
+                    temperatures=tuple(float(t) for t in header["level_temperatures"]),
+                    paths=arrays["paths"].astype(np.intp),
+                ),
                 classes=tuple(str(c) for c in arrays["classes"].tolist()),
                 temperature=float(header["temperature"]),
-                report=report,
+                report=TrainingReport.from_dict(header["report"]),
                 embed_weight=float(header["embed_weight"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{path} is not a usable psatriage model file ({exc})") from None
 
 
+def _block(name: str, arrays: Mapping[str, Any]) -> Block:
+    if name not in BLOCKS:
+        raise ValueError(f"unknown feature block {name!r}")
+    vocabulary = {str(t): i for i, t in enumerate(arrays[f"vocabulary_{name}"].tolist())}
+    return Block(name, vocabulary, arrays[f"idf_{name}"])
+
+
 def softmax(scores: Matrix) -> Matrix:
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return np.asarray(exp / exp.sum(axis=1, keepdims=True), dtype=np.float32)
+
+
+def log_softmax(scores: Matrix) -> Matrix:
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    return np.asarray(
+        shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)), dtype=np.float32
+    )

@@ -22,13 +22,14 @@ import numpy as np
 from psatriage.domain import Category, Facet, LevelValue
 from psatriage.local_engine import DEFAULT_TEMPERATURE, DEFAULT_UNSEEN_WEIGHT
 from psatriage.local_engine.embed import Embedder, Vectors
-from psatriage.local_engine.model import TrainedModel, softmax
+from psatriage.local_engine.features import prepare
+from psatriage.local_engine.model import TrainedModel
 from psatriage.local_engine.zeroshot import ZeroShot
 
 _MAX_UNSEEN: Final = 0.9  # the known categories always keep some probability
 _SEPARATORS = re.compile(r"\s*(?:[>›/]|\s›\s)\s*")
 
-Source = Literal["model", "zero-shot"]
+Source = Literal["model", "zero-shot", "unreadable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +67,30 @@ class Ranker:
         return f"trained:{self.model.report.version or self.model.report.trained_at}"
 
     def rank(self, text: str, candidates: Sequence[Category]) -> list[Scored]:
-        """Every candidate with its probability, most probable first."""
+        """Every candidate with its probability, most probable first; every candidate equally
+        likely, source ``unreadable``, for a ticket without a word the engine can read."""
         probabilities, sources = self.probabilities([text], candidates)
+        if not self.readable(text):
+            sources = ["unreadable"] * len(candidates)
         order = np.argsort(-probabilities[0], kind="stable")
         return [
             Scored(candidates[i], float(probabilities[0, i]), sources[i]) for i in order.tolist()
         ]
 
+    def readable(self, text: str) -> bool:
+        """Whether the engine can read anything of ``text``: a token of the embedding, or a
+        term of the trained model (a script or language neither covers is not guessed at)."""
+        ticket = prepare(text)
+        if self.embedder.embed([ticket.text]).any():
+            return True
+        return self.model is not None and len(self.model.featurizer.row(ticket)[0]) > 0
+
     def probabilities(
         self, texts: Sequence[str], candidates: Sequence[Category]
     ) -> tuple[Vectors, list[Source]]:
         """A (texts x candidates) matrix whose rows sum to 1, and each column's source."""
-        vectors = self.embedder.embed(texts)
+        tickets = [prepare(text) for text in texts]
+        vectors = self.embedder.embed([t.text for t in tickets])
         if not candidates:
             return np.zeros((len(texts), 0), dtype=np.float32), []
         columns = self._columns(candidates)
@@ -86,8 +99,12 @@ class Ranker:
         sources: list[Source] = ["model" if c is not None else "zero-shot" for c in columns]
         if self.model is None or not known:
             return self.zero_shot.probabilities(vectors, candidates), sources
-        scores = self.model.scores(texts, vectors)[:, classes]
-        trained = softmax(scores / self.model.temperature)
+        probabilities = self.model.probabilities(tickets, vectors)[:, classes]
+        trained = probabilities / np.maximum(probabilities.sum(axis=1, keepdims=True), 1e-30)
+        blind = ~vectors.any(axis=1) & np.array(
+            [len(self.model.featurizer.row(t)[0]) == 0 for t in tickets]
+        )
+        trained[blind] = 1 / len(known)  # nothing to go on: no category is favoured
         if len(known) == len(candidates):
             return trained, sources
         unknown = [i for i, c in enumerate(columns) if c is None]
@@ -102,7 +119,8 @@ class Ranker:
         return out, sources
 
     def choose_option(self, text: str, facet: Facet) -> tuple[LevelValue, float]:
-        return self.zero_shot.choose_option(self.embedder.embed([text])[0], facet)
+        vector = self.embedder.embed([prepare(text).text])[0]
+        return self.zero_shot.choose_option(vector, facet)
 
     def _columns(self, candidates: Sequence[Category]) -> list[int | None]:
         """For each candidate, the model's class index (by key, else by path names)."""
