@@ -6,7 +6,8 @@ final categories of a period (and, where the model answered, what it chose):
 
 * categories never used — offered to the model, but no ticket ended in them;
 * rare categories — under ``rare_share`` (1 %) of the tickets;
-* merge candidates — the pairs the model confused most, both directions counted together;
+* merge candidates — the pairs the model confused most, both directions counted together
+  (catch-alls left out);
 * catch-all share — tickets that ended in a catch-all value ("Other", "General", "Misc"... by
   name, at any level) or in the PSA's own placeholder;
 * not offered — final categories the model could not choose (inactive, excluded or gone).
@@ -95,11 +96,15 @@ def check(
         rows = [Used(labels[k], counts[k], counts[k] / total) for k in set(keys)]
         return sorted(rows, key=lambda u: (-u.tickets, u.label))
 
+    catch_all = [f for f in finals if is_catch_all(f)]
+    # a catch-all is no merge candidate: it is counted apart, and merging into it helps no one
+    vague = {f.key for f in catch_all} | {k for k, v in offered.items() if CATCH_ALL.search(v)}
     pairs: Counter[tuple[str, str]] = Counter()
     for truth, chosen in confusions:
+        if truth in vague or chosen in vague:
+            continue
         first, second = sorted((labels.get(truth, truth), labels.get(chosen, chosen)))
         pairs[(first, second)] += 1
-    catch_all = [f for f in finals if is_catch_all(f)]
     result = Hygiene(
         tickets=total,
         categories_offered=len(offered),
