@@ -165,8 +165,8 @@ def _write_csv(path: Path, results: list[dict[str, Any]]) -> None:
             writer.writerows(rows)
     except OSError as exc:
         raise ConfigError(
-            f"--csv {path}: cannot write there ({exc.strerror}); the results are kept, run "
-            "again with another --csv"
+            f"cannot write the CSV file {path} ({exc.strerror}); the report is kept: "
+            "psatriage readiness shows it"
         ) from None
 
 

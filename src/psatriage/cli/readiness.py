@@ -4,6 +4,7 @@ on one page: the check before switching a tenant to ``apply``."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -74,7 +75,7 @@ def readiness_command(
 
 def _backtest(
     built: Runtime, tenant: str, checks: list[Check], sample: int
-) -> tuple[dict[str, Any] | None, Any, bool]:
+) -> tuple[dict[str, Any] | None, datetime | None, bool]:
     """The last finished backtest's report, when it finished, and whether the tenant's settings
     changed since; or a small fresh backtest when there is none (and the PSA answered)."""
     from psatriage.evaluation.backtest import Params, backtest, run_key  # noqa: PLC0415
