@@ -20,6 +20,7 @@ from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.config.tenant import Effective, Tenant
 from psatriage.domain import (
     PATH_SEPARATOR,
+    CallRecorder,
     Category,
     Chosen,
     Classification,
@@ -180,19 +181,7 @@ def _plan(
             once_per_ticket=once,
         )
         return _resume(deps, row)
-    candidates = tuple(
-        _with_description(tenant, leaf) for leaf in policy.candidates(rules, taxonomy)
-    )
-    if not candidates:
-        raise PermanentError(
-            f"no categories to choose from on {ticket.scope_name or ticket.scope} "
-            "(all inactive or excluded)"
-        )
-    # large trees: only the local engine's best leaves go to the classifier (psatriage.shortlist)
-    candidates = shortlist.for_ticket(tenant.taxonomy, deps.classifier, ticket, candidates)
-    classification, chosen, redactions = _classify(
-        deps, event_id, ticket, taxonomy, candidates, effective
-    )
+    classification, chosen, redactions = classify(deps, ticket, taxonomy, effective, event_id)
     decision_id = 0
     if not dry_run:
         decision_id = deps.decisions.start_decision(
@@ -273,17 +262,32 @@ def _with_description(tenant: Tenant, leaf: Category) -> Category:
     return Category(leaf.key, leaf.path, description, leaf.active)
 
 
-def _classify(
+def classify(
     deps: Deps,
-    event_id: int,
     ticket: Ticket,
     taxonomy: Taxonomy,
-    candidates: tuple[Category, ...],
     effective: Effective,
+    event_id: int = 0,
+    *,
+    record: CallRecorder | None = None,
 ) -> tuple[Classification, Chosen, dict[str, int]]:
+    """The pipeline's choice for a ticket, writing nothing to the PSA: the candidates (active, not
+    excluded, with the tenant's descriptions; shortlisted on large trees), the redacted ticket,
+    the classifier and the check of its answer. Each model call goes to ``record`` (default: the
+    decisions table and the metrics). Returns the answer, what it chose and what was masked."""
     tenant = deps.tenant
+    candidates = tuple(
+        _with_description(tenant, leaf) for leaf in policy.candidates(effective.policy, taxonomy)
+    )
+    if not candidates:
+        raise PermanentError(
+            f"no categories to choose from on {ticket.scope_name or ticket.scope} "
+            "(all inactive or excluded)"
+        )
+    # large trees: only the local engine's best leaves go to the classifier (psatriage.shortlist)
+    candidates = shortlist.for_ticket(tenant.taxonomy, deps.classifier, ticket, candidates)
 
-    def record(call: ModelCall) -> None:
+    def store(call: ModelCall) -> None:
         deps.decisions.record_call(call)
         metrics.observe_model_call(call)
 
@@ -301,7 +305,7 @@ def _classify(
         facets=taxonomy.facets,
         redactions=redactions,
         event_id=event_id or None,
-        record=record,
+        record=record or store,
     )
     try:
         classification = deps.breaker.call(lambda: deps.classifier.classify(request))

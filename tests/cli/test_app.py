@@ -44,6 +44,8 @@ USE_THE_DATABASE: dict[tuple[str, ...], list[str]] = {
     ("events", "retry"): ["1"],
     ("webhooks", "register"): ["--tenant", "acme", "--url", "https://example.com/webhooks/acme"],
     ("taxonomy", "show"): ["--tenant", "acme"],
+    ("backtest",): ["--tenant", "acme"],
+    ("readiness",): ["--tenant", "acme"],
 }
 USE_THE_QUEUE = {("serve",): ["--port", "18123"], ("worker",): []}
 # offline, or reading only the tenants file and the PSA: no database or queue server involved

@@ -137,32 +137,15 @@ def eval_command(
 
 
 def _classifier(engine: Engine, model_ref: str, tenant: str | None) -> Classifier[Any]:
-    from psatriage.classifiers.hybrid import HybridClassifier, HybridConfig  # noqa: PLC0415
     from psatriage.classifiers.local import LocalClassifier, LocalConfig  # noqa: PLC0415
-    from psatriage.classifiers.openai_compat import (  # noqa: PLC0415
-        OpenAICompatClassifier,
-        OpenAIConfig,
-    )
     from psatriage.config import load_config  # noqa: PLC0415
+    from psatriage.evaluation.engines import classifier_for  # noqa: PLC0415
 
     if engine is Engine.LOCAL:
         return LocalClassifier("eval", LocalConfig(model=model_ref))
     assert tenant is not None
-    current = settings()
-    configured = load_config(current.config).tenant(tenant)
-    llm = configured.classifier
-    if isinstance(llm, HybridConfig):
-        llm = llm.llm
-    if not isinstance(llm, OpenAIConfig):
-        raise ConfigError(
-            f"tenant {tenant!r} uses classifier {configured.classifier_kind!r}; --engine "
-            f"{engine.value} needs an openai or hybrid classifier"
-        )
-    if engine is Engine.OPENAI:
-        return OpenAICompatClassifier(tenant, llm)
-    base = configured.classifier
-    hybrid = base if isinstance(base, HybridConfig) else HybridConfig(llm=llm)
-    return HybridClassifier(tenant, hybrid.model_copy(update={"model": model_ref}))
+    configured = load_config(settings().config).tenant(tenant)
+    return classifier_for(configured, engine.value, local_model=model_ref)
 
 
 def _pricing(classifier: Classifier[Any]) -> str | None:

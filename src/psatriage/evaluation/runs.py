@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from psatriage.classifiers.base import ClassificationRequest, Classifier
-from psatriage.domain import Category, ModelCall, Taxonomy, Ticket
+from psatriage.domain import CallRecorder, Category, Classification, ModelCall, Taxonomy, Ticket
 from psatriage.errors import (
     AuthFailed,
     InvalidAnswer,
@@ -103,6 +103,10 @@ class Run:
     stopped: str | None = None
 
 
+STOPPING_KIND = "credentials refused"
+"""The failure kind after which a run stops: every later ticket would be refused alike."""
+
+
 def failure_kind(exc: PsatriageError) -> str:
     """The kind a failure is counted under in a report."""
     if isinstance(exc, InvalidAnswer):
@@ -110,10 +114,42 @@ def failure_kind(exc: PsatriageError) -> str:
     if isinstance(exc, TransientError):
         return "server unavailable"
     if isinstance(exc, AuthFailed):
-        return "credentials refused"
+        return STOPPING_KIND
     if isinstance(exc, PermanentError):
         return "request refused"
     return "error"
+
+
+def score(
+    ticket_id: str, truth: str, classify: Callable[[CallRecorder], Classification]
+) -> Prediction | Failure:
+    """One labeled ticket: ``classify`` (given where to record its model calls) answers or
+    raises. A ``Prediction``, or a ``Failure`` of its kind; either with the latency, tokens and
+    cost of all its calls."""
+    calls: list[ModelCall] = []
+    started = time.perf_counter()
+    try:
+        result = classify(calls.append)
+    except PsatriageError as exc:
+        return Failure(
+            ticket_id=ticket_id,
+            kind=failure_kind(exc),
+            message=str(exc),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            tokens_in=sum(c.tokens_in for c in calls),
+            tokens_out=sum(c.tokens_out for c in calls),
+            cost_usd=sum(c.cost_usd for c in calls),
+        )
+    return Prediction(
+        truth=truth,
+        predicted=result.key,
+        confidence=result.confidence,
+        latency_ms=result.latency_ms,
+        engine=result.engine,
+        tokens_in=sum(c.tokens_in for c in calls),
+        tokens_out=sum(c.tokens_out for c in calls),
+        cost_usd=sum(c.cost_usd for c in calls),
+    )
 
 
 def classify_each(
@@ -129,48 +165,29 @@ def classify_each(
     prompt = compile_prompt(DEFAULT_PROMPT, name="eval")
     run = Run()
     for ticket, truth in labeled:
-        calls: list[ModelCall] = []
-        request = ClassificationRequest(
-            tenant=classifier.tenant,
-            ticket=ticket,
-            candidates=candidates,
-            prompt=prompt,
-            model=classifier.config.default_model,
-            max_tokens=classifier.config.default_max_tokens,
-            taxonomy_hash=taxonomy_hash,
-            record=calls.append,
-        )
-        started = time.perf_counter()
-        try:
-            result = classifier.classify(request)
-        except PsatriageError as exc:
-            run.failures.append(
-                Failure(
-                    ticket_id=ticket.id,
-                    kind=failure_kind(exc),
-                    message=str(exc),
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                    tokens_in=sum(c.tokens_in for c in calls),
-                    tokens_out=sum(c.tokens_out for c in calls),
-                    cost_usd=sum(c.cost_usd for c in calls),
+
+        def classify(record: CallRecorder, ticket: Ticket = ticket) -> Classification:
+            return classifier.classify(
+                ClassificationRequest(
+                    tenant=classifier.tenant,
+                    ticket=ticket,
+                    candidates=candidates,
+                    prompt=prompt,
+                    model=classifier.config.default_model,
+                    max_tokens=classifier.config.default_max_tokens,
+                    taxonomy_hash=taxonomy_hash,
+                    record=record,
                 )
             )
-            if isinstance(exc, AuthFailed):
-                run.stopped = f"stopped after ticket {ticket.id}: {exc}"
-                break
+
+        scored = score(ticket.id, truth, classify)
+        if isinstance(scored, Prediction):
+            run.predictions.append(scored)
         else:
-            run.predictions.append(
-                Prediction(
-                    truth=truth,
-                    predicted=result.key,
-                    confidence=result.confidence,
-                    latency_ms=result.latency_ms,
-                    engine=result.engine,
-                    tokens_in=sum(c.tokens_in for c in calls),
-                    tokens_out=sum(c.tokens_out for c in calls),
-                    cost_usd=sum(c.cost_usd for c in calls),
-                )
-            )
+            run.failures.append(scored)
+            if scored.kind == STOPPING_KIND:
+                run.stopped = f"stopped after ticket {ticket.id}: {scored.message}"
+                break
         if progress is not None:
             progress(1)
     return run

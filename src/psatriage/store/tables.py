@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -168,3 +169,34 @@ class PollMarkRow(Base):
     mark: Mapped[datetime] = mapped_column(DateTime)
     next_poll_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class BacktestRunRow(Base):
+    """One ``psatriage backtest``: its parameters, what it learned along the way (the category
+    trees it met, the ticket volume) and, once finished, its report."""
+
+    __tablename__ = "backtest_runs"
+    __table_args__ = (Index("ix_backtest_runs_tenant_key", "tenant", "run_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    run_key: Mapped[str] = mapped_column(String(64))  # hash of the parameters and settings
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    since: Mapped[datetime] = mapped_column(DateTime)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class BacktestResultRow(Base):
+    """One ticket's result in a backtest: the checkpoint a resumed run starts from."""
+
+    __tablename__ = "backtest_results"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("backtest_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
