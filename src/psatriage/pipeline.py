@@ -304,7 +304,9 @@ def _classify(
         record=record,
     )
     try:
-        classification = deps.breaker.call(lambda: deps.classifier.classify(request))
+        classification = deps.breaker.call(
+            lambda: shortlist.classify(tenant.taxonomy, deps.classifier, request)
+        )
         return classification, _validated(classification, candidates, taxonomy), redactions
     except PsatriageError as exc:
         exc.model_related = True
