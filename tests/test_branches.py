@@ -3,15 +3,11 @@ which choosing a branch first lists the fewest entries."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from psatriage.branches import at_depth, listing_order, parents, split_depth
-from psatriage.domain import Category, LevelValue
-
-
-def leaf(key: str, *names: str, description: str = "") -> Category:
-    ids = key.split("/")
-    levels = ("type", "subtype", "item")[: len(ids)]
-    path = tuple(LevelValue(*v) for v in zip(levels, ids, names, strict=True))
-    return Category(key, path, description)
+from psatriage.domain import Category
+from tests.classifiers.kit import leaf
 
 
 def board(types: int, subtypes: int, items: int) -> tuple[Category, ...]:
@@ -47,9 +43,9 @@ def test_branches_are_matched_by_ids_not_names() -> None:
 
 
 def test_a_branch_as_a_candidate_carries_the_description_its_leaves_share() -> None:
-    shared = (
-        leaf("1/10", "Hardware", "Printer", description="Devices"),
-        leaf("1/11", "Hardware", "Laptop", description="Devices"),
+    shared = tuple(
+        replace(leaf(key, "Hardware", name), description="Devices")
+        for key, name in (("1/10", "Printer"), ("1/11", "Laptop"))
     )
     mixed = (*shared, leaf("1/12", "Hardware", "Phone"))
     assert at_depth(shared, 1)[0].as_category() == Category("1", shared[0].path[:1], "Devices")

@@ -10,6 +10,7 @@ from psatriage.prompts import (
     compile_note,
     compile_prompt,
 )
+from tests.classifiers.kit import leaf
 
 TICKET = Ticket(
     id="69",
@@ -96,22 +97,16 @@ def test_note_with_unknown_variable_is_refused() -> None:
         compile_note("{{ category.label }} {{ secret }}", name="note")
 
 
-def _leaf(key: str, *names: str) -> Category:
-    ids = key.split("/")
-    levels = ("type", "subtype", "item")[: len(ids)]
-    return Category(key, tuple(LevelValue(*v) for v in zip(levels, ids, names, strict=True)))
-
-
 # mixed depths, a parent that is also a leaf, a group that comes back after another, one-level
 # leaves between groups
 TREE = (
-    _leaf("1/10/100", "Hardware", "Printer", "Paper jam"),
-    _leaf("1/10", "Hardware", "Printer"),
-    _leaf("9", "Network"),
-    _leaf("1/11/110", "Hardware", "Laptop", "Battery"),
-    _leaf("1/10/101", "Hardware", "Printer", "Toner"),
-    _leaf("2/20", "Software", "Email"),
-    _leaf("8", "Other"),
+    leaf("1/10/100", "Hardware", "Printer", "Paper jam"),
+    leaf("1/10", "Hardware", "Printer"),
+    leaf("9", "Network"),
+    leaf("1/11/110", "Hardware", "Laptop", "Battery"),
+    leaf("1/10/101", "Hardware", "Printer", "Toner"),
+    leaf("2/20", "Software", "Email"),
+    leaf("8", "Other"),
 )
 LISTING = """\
 9: Network
