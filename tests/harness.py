@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,14 @@ def kit_tenant(kit: ContractKit, llm: FakeOpenAI) -> dict[str, Any]:
         "connection": kit.connection,
         "classifier": openai_classifier(llm),
     }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a process a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:

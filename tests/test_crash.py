@@ -24,7 +24,7 @@ import pytest
 from psatriage.config import load_config
 from psatriage.runtime import Runtime
 from tests.conftest import RestartablePostgres
-from tests.harness import TENANT, Harness
+from tests.harness import TENANT, Harness, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # minutes on a loaded machine
 
@@ -32,17 +32,10 @@ TICKETS = 500
 KILL_AT = (100, 250)  # kill the worker when this many notes have arrived
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Service:
     def __init__(self, harness: Harness, root: Path, extra_env: dict[str, str]) -> None:
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.env = {
             **os.environ,
             **harness.env,
@@ -172,7 +165,7 @@ class RestartableRedis:
     empty, as the queue's Redis would after a crash."""
 
     def __init__(self, root: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._log = (root / "redis.log").open("wb")
         self._process = self._start()

@@ -7,7 +7,6 @@ Each check waits for the ledger to say the event finished, then looks at what th
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,19 +24,12 @@ from psatriage.psa import adapters
 from psatriage.store.tables import EventState
 from tests.fakes.kit import ContractKit, Delivery
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
-from tests.harness import OPENAI_KEY_ENV, kit_for, kit_tenant, to_toml
+from tests.harness import OPENAI_KEY_ENV, free_port, kit_for, kit_tenant, to_toml
 
 pytestmark = pytest.mark.slow
 
 PSAS = sorted(adapters())
 DEADLINE = 120  # seconds: a busy machine may take long to start the service or finish an event
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -91,7 +83,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "PSATRIAGE_LOG_FORMAT": "json",
             "PSATRIAGE_WORKERS": "4",
         }
-        port = _free_port()
+        port = free_port()
         log = stack.enter_context((root / "serve.log").open("wb"))
         process = subprocess.Popen(
             [sys.executable, "-m", "psatriage", "serve", "--port", str(port)],

@@ -4,7 +4,6 @@ the fake is categorized exactly once, including those created while the service 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,9 @@ from psatriage.store.polls import PollMarks
 from psatriage.store.tables import utcnow
 from tests.fakes.kaseya_bms import FakeKaseyaBMS
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
-from tests.harness import to_toml
+from tests.harness import free_port, to_toml
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _ours(fake: FakeKaseyaBMS, ticket: int) -> list[dict[str, Any]]:
@@ -39,7 +31,7 @@ def _ours(fake: FakeKaseyaBMS, ticket: int) -> list[dict[str, Any]]:
 def _serve(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Any]:
     log = (root / f"serve-{time.monotonic_ns()}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "psatriage", "serve", "--port", str(_free_port())],
+        [sys.executable, "-m", "psatriage", "serve", "--port", str(free_port())],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -1,10 +1,14 @@
-"""Generates docs/configuration.md from the settings and config models.
+"""Generates docs/configuration.md from the settings and config models, and checks what the
+per-PSA pages say about their connection keys against the same models.
 
-Run as ``psatriage config reference``. A test checks that the committed file matches.
+Run as ``psatriage config reference``. A test checks that the committed file matches, and that
+each PSA page's key table (``| key | default | meaning |``) names every connection key with the
+default the code has.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -152,6 +156,7 @@ def _aliases(field: FieldInfo) -> str:
 
 
 def _default(field: FieldInfo) -> str:
+    """A field's default as the tables show it: ``required``, ``—`` (none) or a TOML value."""
     if field.is_required():
         return "required"
     value: Any = field.default
@@ -161,6 +166,10 @@ def _default(field: FieldInfo) -> str:
         return "—"
     if hasattr(value, "value"):
         value = value.value
+    if isinstance(value, bool):
+        value = str(value).lower()
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
     return f"`{value}`"
 
 
@@ -173,3 +182,62 @@ def _text(field: FieldInfo, *, tenant_key: bool = True) -> str:
 
 def _dedent_doc(doc: str) -> str:
     return doc.strip()
+
+
+# -- the per-PSA pages -----------------------------------------------------------------------
+
+_KIND = re.compile(r'^- Adapter kind: `psa = "([a-z_]+)"`', re.MULTILINE)
+_TRIGGER = re.compile(r"^- Default trigger: `(\w+)`", re.MULTILINE)
+KEY_TABLE = "| key | default | meaning |"
+# a default stated in prose: "default `X`", "default is `X`", "(default X)"
+_STATED = re.compile(r"\bdefaults?(?: is| to|:)? `([^`]+)`|\(default ([^)`]+)\)", re.IGNORECASE)
+
+
+def psa_page_problems(page: str) -> list[str]:
+    """What a PSA page (docs/connectwise.md…) says wrong about its adapter: the default trigger
+    (``- Default trigger: `poll```) and, in its key table, each connection key with its default.
+    Every key of the adapter's ``Config`` must have a row, one key per row."""
+    found = _KIND.search(page)
+    adapter = adapters().get(found.group(1)) if found else None
+    if adapter is None:
+        return ['no "- Adapter kind: `psa = "NAME"`" line naming a known PSA']
+    problems = []
+    trigger = _TRIGGER.search(page)
+    if trigger is None or trigger.group(1) != adapter.default_trigger:
+        said = trigger.group(1) if trigger else "nothing"
+        problems.append(
+            f"default trigger: the page says {said}, the code {adapter.default_trigger}"
+        )
+    fields = adapter.Config.model_fields
+    rows = _table(page, KEY_TABLE)
+    if not rows:
+        problems.append(f"no key table (a table headed {KEY_TABLE!r})")
+    for cells in rows:
+        keys = re.findall(r"`([a-z0-9_]+)`", cells[0])
+        field = fields.get(keys[0]) if len(keys) == 1 else None
+        if field is None:
+            problems.append(f"row {cells[0]!r}: not one key of the {adapter.kind} connection")
+            continue
+        expected = _default(field)
+        if cells[1] != expected:
+            problems.append(f"`{keys[0]}`: the page says {cells[1]}, the code {expected}")
+        for match in _STATED.finditer(cells[2]):
+            stated = (match.group(1) or match.group(2)).strip()
+            if stated.replace(",", "") not in expected:
+                problems.append(f"`{keys[0]}`: the text says default {stated}, the code {expected}")
+    listed = {k for cells in rows for k in re.findall(r"`([a-z0-9_]+)`", cells[0])[:1]}
+    problems += [f"`{key}` has no row in the key table" for key in fields if key not in listed]
+    return problems
+
+
+def _table(page: str, header: str) -> list[list[str]]:
+    """The rows of the markdown table under ``header``, as stripped cells."""
+    lines = page.splitlines()
+    if header not in lines:
+        return []
+    rows = []
+    for line in lines[lines.index(header) + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+    return rows

@@ -94,10 +94,15 @@ class Settings(BaseSettings):
         f"holds its own token. Generate one with `{_MAKE_KEY}`; give every process the same key.",
     )
 
-    @field_validator("database_url", "queue_url")
+    @field_validator("database_url")
     @classmethod
-    def _strip(cls, value: str) -> str:
-        return value.strip()
+    def _database_scheme(cls, value: str) -> str:
+        return _url_with_scheme(value.strip(), _DATABASE_SCHEMES, _DATABASE_FORMS)
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue_scheme(cls, value: str) -> str:
+        return _url_with_scheme(value.strip(), _QUEUE_SCHEMES, _QUEUE_FORMS)
 
     @field_validator("secret_key")
     @classmethod
@@ -127,6 +132,30 @@ class Settings(BaseSettings):
     @property
     def config_is_default(self) -> bool:
         return "config" not in self.model_fields_set
+
+
+# the drivers this package installs: the standard library's sqlite3 and psycopg 3
+_DATABASE_SCHEMES = frozenset(
+    {"sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg"}
+)
+_DATABASE_FORMS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:5432/DB"
+_QUEUE_SCHEMES = frozenset(
+    {"sqlite", "redis", "rediss", "postgresql", "postgres", "postgresql+psycopg"}
+)
+_QUEUE_FORMS = "sqlite:///PATH, redis://HOST:6379/DB or postgresql://USER:PASSWORD@HOST:5432/DB"
+
+
+def _url_with_scheme(url: str, schemes: frozenset[str], forms: str) -> str:
+    """``url`` when its scheme (``backend`` or ``backend+driver``) is one of ``schemes``; empty
+    is the default. The ``ValueError`` never quotes the URL: it may hold a password."""
+    if not url:
+        return url
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ValueError(f"not a URL; fix: use {forms}")
+    if scheme.lower() not in schemes:
+        raise ValueError(f"unsupported scheme {scheme!r}; fix: use {forms}")
+    return url
 
 
 def shared_server(queue_url: str) -> tuple[Literal["redis", "postgresql"], str] | None:

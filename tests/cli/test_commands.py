@@ -26,6 +26,7 @@ def test_config_check_validates_and_calls_each_connection(configured: Harness) -
     assert result.exit_code == 0, result.output
     assert "1 tenant(s), file is valid" in result.output
     assert "ConnectWise" in result.output and "gpt-4o-mini" in result.output
+    assert "[green]" not in result.output  # colour, not markup printed as text
     assert any(r.path.endswith("/system/info") for r in configured.cw.requests)
 
 
@@ -126,3 +127,22 @@ def test_events_list_and_retry(configured: Harness) -> None:
     assert str(ticket) in again.output
     assert "left alone: [1]" in runner.invoke(app, ["events", "retry", "1"]).output
     assert runner.invoke(app, ["events", "retry"]).exit_code == 2
+
+
+def test_events_list_refuses_an_unknown_state(configured: Harness) -> None:
+    result = runner.invoke(app, ["events", "list", "--state", "finished"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--state'" in result.stderr and "'failed'" in result.stderr
+
+
+def test_events_retry_says_which_ids_do_not_exist(configured: Harness) -> None:
+    ticket = configured.cw.add_ticket("Printer", "My printer has a paper jam")
+    configured.llm.script("refusal", "refusal")
+    assert runner.invoke(app, ["categorize", "--tenant", TENANT, "--ticket", str(ticket)]).exit_code
+    result = runner.invoke(app, ["events", "retry", "1", "404", "77"])
+    assert result.exit_code == 1
+    assert "queued again: 1 event(s) [1]" in result.stdout
+    assert (
+        result.stderr
+        == "error: no event with the id(s) [77, 404]; fix: see `psatriage events list`\n"
+    )

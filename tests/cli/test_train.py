@@ -86,9 +86,15 @@ def test_train_a_tenant_model_from_its_psa_history(
             harness.cw.close_ticket(ticket_id)
     harness.cw.add_ticket("Open ticket", "not closed", type_id=12, subtype_id=24)
 
+    before = len(harness.cw.requests)
     result = runner.invoke(app, ["train", "--tenant", TENANT, "--json"])
 
     assert result.exit_code == 0, result.output
+    calls = len(harness.cw.requests) - before
+    assert calls >= 31
+    assert f"read 30 closed, categorized tickets of {TENANT} in {calls} calls to the PSA (" in (
+        result.stderr
+    )
     report = json.loads(result.stdout)
     assert report["version"] == "v0001"
     assert report["examples"] == 30 and report["classes"] == 3
@@ -118,3 +124,43 @@ def test_train_from_the_psa_needs_enough_history(
     )
     bad = runner.invoke(app, ["train", "-t", TENANT, "--since", "last year"])
     assert bad.exit_code == 2 and "is not an ISO date" in bad.output
+
+
+def test_an_unwritable_model_file_stops_before_training(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    data = str(Path(__file__).resolve().parent.parent / "fixtures" / "local" / "tickets.jsonl")
+    for out, says in (
+        (blocker / "model.npz", f"{blocker} is not a folder this user can write"),
+        (tmp_path, f"the model file {tmp_path} is a folder; fix: name a file"),
+    ):
+        result = runner.invoke(app, ["train", "--data", data, "-l", "category", "--out", str(out)])
+        assert result.exit_code == 2
+        assert result.stderr.startswith("error: ") and says in result.stderr
+        assert "training on" not in result.stderr
+
+
+def test_every_problem_of_a_data_file_in_one_pass(tmp_path: Path) -> None:
+    data = tmp_path / "tickets.jsonl"
+    lines = [
+        '{"title": "Printer jam", "labels": {"category": "Hardware"}}',
+        "not json",
+        '["a list"]',
+        '{"title": "", "description": ""}',
+        '{"title": "VPN", "labels": "Network"}',
+    ]
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["train", "--data", str(data), "-l", "category", "--out", "m.npz"])
+    assert result.exit_code == 2
+    reported = result.stderr.splitlines()
+    assert [line.removeprefix("error: ").split(": ")[0] for line in reported] == [
+        f"{data}, line 2",
+        f"{data}, line 3",
+        f"{data}, line 4",
+        f"{data}, line 5",
+    ]
+    many = tmp_path / "many.jsonl"
+    many.write_text("x\n" * 60, encoding="utf-8")
+    capped = runner.invoke(app, ["train", "--data", str(many), "-l", "category", "--out", "m.npz"])
+    assert capped.stderr.splitlines()[-1] == "… and 10 more"
+    assert len(capped.stderr.splitlines()) == 51

@@ -104,3 +104,32 @@ def test_readiness_lists_tenant_problems(runtime: Runtime, client: TestClient) -
     runtime.flag_tenant(TENANT, "credentials refused: HTTP 401")
     body = client.get("/readyz").json()
     assert body["tenants"] == {TENANT: ["credentials refused: HTTP 401"]}
+
+
+def test_unknown_states_and_outcomes_are_refused(client: TestClient) -> None:
+    for path, query in (("/api/events", "state=finished"), ("/api/decisions", "outcome=maybe")):
+        response = client.get(f"{path}?{query}")
+        assert response.status_code == 422
+        assert "Input should be" in response.text
+
+
+def test_the_schema_names_every_field_of_every_answer(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    assert {"ticket_id", "state", "reason", "received_at"} <= set(components["Event"]["properties"])
+    assert set(components["EventState"]["enum"]) == {s.value for s in EventState}
+    detail = components["EventDetail"]["properties"]
+    assert {"decision", "model_calls"} <= set(detail)
+    assert {"category", "confidence", "wrote_note"} <= set(components["Decision"]["properties"])
+    assert {"tokens_in", "error"} <= set(components["ModelCall"]["properties"])
+    for path in ("/api/events", "/api/events/{event_id}", "/api/decisions", "/healthz"):
+        answer = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+        assert "$ref" in answer["schema"], path
+
+
+def test_times_are_utc(harness: Harness, runtime: Runtime, client: TestClient) -> None:
+    event_id = _done_event(harness, runtime)
+    detail = client.get(f"/api/events/{event_id}").json()
+    assert detail["received_at"].endswith("Z") and detail["finished_at"].endswith("Z")
+    assert detail["decision"]["created_at"].endswith("Z")
+    assert detail["next_attempt_at"] is None

@@ -53,6 +53,8 @@ def run(
         raise ConfigError('give the ticket text ("Printer keeps jamming") or --file, not both')
     taxonomy = read_taxonomy(taxonomy_file)
     ranker = _ranker(model)
+    if model is not None:
+        _require_fit(ranker, taxonomy, model, taxonomy_file)
     if text is not None:
         title, _, description = text.strip().partition("\n")
         rows = [_row("1", title, description, ranker, taxonomy, top)]
@@ -85,6 +87,20 @@ def _ranker(model: Path | None) -> Ranker:
     from psatriage.local_engine.ranker import Ranker  # noqa: PLC0415
 
     return Ranker(shared_embedder(), TrainedModel.load(model) if model is not None else None)
+
+
+def _require_fit(ranker: Ranker, taxonomy: Taxonomy, model: Path, taxonomy_file: Path) -> None:
+    """A model that knows none of the taxonomy's categories would leave every ticket to
+    zero-shot without a word: that is a mistake in the command, not a result."""
+    _, sources = ranker.probabilities([""], taxonomy.active())
+    if "model" in sources or ranker.model is None:
+        return
+    known = ", ".join(ranker.model.classes[:3])
+    raise ConfigError(
+        f"--model {model} was trained for other categories (level "
+        f"{ranker.model.report.label!r}: {known}…) than {taxonomy_file} lists; fix: train it "
+        "on labels of this taxonomy, or leave --model out for zero-shot"
+    )
 
 
 def _row(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
 from psatriage.config import load_config
@@ -42,7 +42,7 @@ def config_check(
     if offline or not config.tenants:
         return
     table = Table("tenant", "PSA", "model", title="connections")
-    models: list[tuple[str, str]] = []
+    models: list[tuple[str, Text]] = []
     broken = False
     with runtime(migrate=False) as built:
         for name in sorted(config.tenants):
@@ -50,22 +50,24 @@ def config_check(
             model_ok, model = _check(lambda name=name: built.classifier(name).check_connection())
             broken |= not (psa_ok and model_ok)
             table.add_row(
-                name, psa, model.partition(":")[0] if not model_ok else "[green]ok[/green]"
+                name,
+                psa,
+                Text("ok", "green") if model_ok else Text(model.plain.split(":")[0], "red"),
             )
             models.append((name, model))
     console.print(table)
     for name, model in models:  # long lines: printed whole, not squeezed into a column
-        for line in model.splitlines():
+        for line in model.plain.splitlines():
             console.print(f"{name} model: {line}", soft_wrap=True, highlight=False)
     if broken:
         raise typer.Exit(1)
 
 
-def _check(call: typer.models.Callable[[], str]) -> tuple[bool, str]:  # type: ignore[name-defined]
+def _check(call: typer.models.Callable[[], str]) -> tuple[bool, Text]:  # type: ignore[name-defined]
     try:
-        return True, f"[green]ok[/green] {call()}"
+        return True, Text.assemble(("ok", "green"), f" {call()}")
     except PsatriageError as exc:
-        return False, f"[red]{type(exc).__name__}[/red]: {escape(str(exc))}"
+        return False, Text.assemble((type(exc).__name__, "red"), f": {exc}")
 
 
 @config_app.command("reference")
@@ -78,12 +80,13 @@ def config_reference() -> None:
 def db_upgrade() -> None:
     """Bring the database to the newest migration."""
     current = settings()
-    engine = db.make_engine(current.effective_database_url)
-    try:
-        db.upgrade(engine)
-        console.print(f"database at revision {db.current_revision(engine)}")
-    finally:
-        engine.dispose()
+    with fail_cleanly(current):
+        engine = db.make_engine(current.effective_database_url)
+        try:
+            db.upgrade(engine)
+            console.print(f"database at revision {db.current_revision(engine)}")
+        finally:
+            engine.dispose()
 
 
 @webhooks_app.command("register")

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from psatriage.classifiers.base import Classifier
 from psatriage.cli._app import app, console, errors, fail_cleanly, settings
@@ -130,7 +131,7 @@ def eval_command(
         else:
             _show(header, result)
         if run.stopped:
-            errors.print(f"[red]{run.stopped}[/red]", highlight=False)
+            errors.print(Text(run.stopped, "red"), highlight=False)
         if run.stopped or not run.predictions:
             raise typer.Exit(1)
 
@@ -181,7 +182,7 @@ def _show(header: dict[str, Any], result: Report) -> None:
     summary.add_row("split", f"{header['split']}: {result.examples} tickets answered")
     if result.failed:
         kinds = ", ".join(f"{kind}: {count}" for kind, count in result.failures.items())
-        summary.add_row("failed", f"[red]{result.failed} tickets[/red] ({kinds})")
+        summary.add_row("failed", Text.assemble((f"{result.failed} tickets", "red"), f" ({kinds})"))
     summary.add_row("candidates", str(header["candidates"]))
     summary.add_row("model", str(header["model"]))
     summary.add_row("accuracy", f"{result.accuracy:.3f}")

@@ -7,24 +7,28 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from psatriage.cli._app import app, console, runtime
+from psatriage.cli._app import app, console, fail, runtime
+from psatriage.store.tables import EventState
 
 events_app = typer.Typer(help="The events ledger: list and retry.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 
+TenantOption = Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")]
+
 
 @events_app.command("list")
 def events_list(
-    tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None,
-    state: Annotated[
-        str | None, typer.Option(help="received, retrying, parked, done, kept, ignored, failed")
-    ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    tenant: TenantOption = None,
+    state: Annotated[EventState | None, typer.Option(help="Only events in this state.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
 ) -> None:
     """The newest events, with their state and reason."""
     with runtime() as built:
         table = Table("id", "tenant", "ticket", "state", "attempts", "received", "reason")
-        for row in built.ledger.search(tenant=tenant, state=state, limit=limit):
+        found = built.ledger.search(
+            tenant=tenant, state=state.value if state else None, limit=limit
+        )
+        for row in found:
             table.add_row(
                 str(row.id),
                 row.tenant,
@@ -45,22 +49,30 @@ def events_retry(
     failed: Annotated[
         bool, typer.Option("--failed", help="Every failed or parked event (of --tenant).")
     ] = False,
-    tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None,
+    tenant: TenantOption = None,
 ) -> None:
-    """Queue failed or parked events again; a running service (or worker) processes them."""
+    """Queue failed or parked events again; a running service (or worker) processes them.
+
+    Exits 1 when a named event does not exist."""
     if not event_ids and not failed:
         raise typer.BadParameter("name event ids, or pass --failed")
     with runtime() as built:
-        chosen = list(event_ids or [])
+        named = sorted(set(event_ids or []))
+        missing = [event_id for event_id in named if built.ledger.get(event_id) is None]
+        chosen = [event_id for event_id in named if event_id not in missing]
         if failed:
-            for state in ("failed", "parked"):
+            for state in (EventState.FAILED, EventState.PARKED):
                 chosen += [
                     r.id for r in built.ledger.search(tenant=tenant, state=state, limit=1000)
                 ]
-        reopened = built.ledger.reopen(chosen)
+        reopened = built.ledger.reopen(chosen) if chosen else []
         for event_id in reopened:
             built.queue.enqueue(event_id)
         skipped = sorted(set(chosen) - set(reopened))
         console.print(f"queued again: {len(reopened)} event(s) {reopened}", highlight=False)
         if skipped:
             console.print(f"not failed or parked, left alone: {skipped}", highlight=False)
+        if missing:
+            raise fail(
+                f"no event with the id(s) {missing}; fix: see `psatriage events list`", code=1
+            )

@@ -23,6 +23,7 @@ def serve(
 ) -> None:
     """Run the web server, with the workers in the same process unless --no-worker."""
     with runtime() as built:
+        built.queue.huey.pending_count()  # a queue server that does not answer stops us here
         settings = built.settings
         workers = 0 if no_worker else settings.workers
         bind_host, bind_port = host or settings.host, port or settings.port
@@ -51,6 +52,7 @@ def worker(
 ) -> None:
     """Run queue workers only (scale out beside `serve --no-worker`)."""
     with runtime() as built:
+        built.queue.huey.pending_count()  # a queue server that does not answer stops us here
         count = workers or built.settings.workers
         console.print(f"psatriage worker: {count} thread(s)", highlight=False)
         consumer = jobs.consumer(built, workers=count, embedded=False)

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import httpx
 import typer
 from rich.table import Table
 
-from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
+from psatriage.cli._app import (
+    app,
+    console,
+    errors,
+    fail_cleanly,
+    runtime,
+    settings,
+    writable_file,
+)
 from psatriage.config import TENANT_NAME
 from psatriage.errors import ConfigError
 from psatriage.limits import patience
@@ -67,6 +78,8 @@ def train_command(
             raise ConfigError("give exactly one of --tenant (store a version) or --out FILE")
         if tenant is not None and not TENANT_NAME.match(tenant):
             raise ConfigError(f"{tenant!r} is not a tenant name")
+        if out is not None:
+            writable_file(out, "the model file")
         if data is None:
             if tenant is None:
                 raise ConfigError(
@@ -129,6 +142,22 @@ def _since(value: str | None) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+class _CallCounter:
+    """Counts the answers the PSA gives on ``client`` (every adapter call goes through it), so
+    a long read of history shows that it moves."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.count = 0
+        self.on_call: Callable[[int], None] = lambda _: None
+        hooks = client.event_hooks
+        hooks["response"] = [*hooks.get("response", []), self._counted]
+        client.event_hooks = hooks
+
+    def _counted(self, _response: httpx.Response) -> None:
+        self.count += 1
+        self.on_call(self.count)
+
+
 HISTORY_PATIENCE_SECONDS = 3600.0
 """How long reading a PSA's history may wait for room under the tenant's call limits."""
 
@@ -148,11 +177,20 @@ def _train_from_psa(tenant: str, since: datetime, limit: int, min_examples: int)
                 f"tenant {tenant!r}: the {adapter.kind} adapter cannot read closed tickets; "
                 "export them as JSON Lines and use --data FILE"
             )
-        with errors.status(
+        reading = (
             f"reading up to {limit} closed tickets of {tenant} ({adapter.kind}) "
-            f"created since {since:%Y-%m-%d}…"
-        ):
+            f"created since {since:%Y-%m-%d}"
+        )
+        calls = _CallCounter(built.http)
+        started = time.monotonic()
+        with errors.status(f"{reading}…") as status:
+            calls.on_call = lambda n: status.update(f"{reading}: {n} calls to the PSA so far…")
             history = adapter.list_labeled_tickets(since, limit)
+        errors.print(
+            f"read {len(history)} closed, categorized tickets of {tenant} in {calls.count} calls "
+            f"to the PSA ({time.monotonic() - started:.0f} s)",
+            highlight=False,
+        )
         if len(history) < MIN_HISTORY_TICKETS:
             raise DataError(
                 f"tenant {tenant!r}: {adapter.kind} has {len(history)} closed, categorized "

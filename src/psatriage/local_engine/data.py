@@ -76,17 +76,35 @@ def read_examples(path: Path) -> list[Example]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read data file {path}: {exc}") from None
     examples: list[Example] = []
+    problems: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except ValueError as exc:
-            raise DataError(f"{path}, line {number}: not valid JSON ({exc})") from None
-        examples.append(_example(record, path, number))
+            problems.append(f"{path}, line {number}: not valid JSON ({exc})")
+            continue
+        try:
+            examples.append(_example(record, path, number))
+        except DataError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise DataError(_all_of(problems))
     if not examples:
         raise DataError(f"data file {path} holds no tickets")
     return examples
+
+
+_SHOWN_PROBLEMS = 50  # a file broken on every line says so without printing every line
+
+
+def _all_of(problems: Sequence[str]) -> str:
+    """Every problem of a file, one a line (the first ``_SHOWN_PROBLEMS`` and a count)."""
+    shown = list(problems[:_SHOWN_PROBLEMS])
+    if len(problems) > _SHOWN_PROBLEMS:
+        shown.append(f"… and {len(problems) - _SHOWN_PROBLEMS} more")
+    return "\n".join(shown)
 
 
 def _example(record: Any, path: Path, number: int) -> Example:
@@ -188,16 +206,24 @@ def read_taxonomy(path: Path) -> Taxonomy:
     if not isinstance(levels, list) or not all(isinstance(x, str) for x in levels):
         raise DataError(f"taxonomy file {path}: 'levels' must be a list of names")
     leaves: list[Category] = []
+    problems: list[str] = []
     seen: dict[str, int] = {}
     for number, entry in enumerate(entries, start=1):
-        category = _category(entry, levels, path, number)
+        try:
+            category = _category(entry, levels, path, number)
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
         if category.key in seen:
-            raise DataError(
+            problems.append(
                 f"taxonomy file {path}: the key {category.key!r} is used by categories "
                 f"{seen[category.key]} and {number}; fix: give each category its own key"
             )
+            continue
         seen[category.key] = number
         leaves.append(category)
+    if problems:
+        raise DataError(_all_of(problems))
     depth = max(len(leaf.path) for leaf in leaves)
     names = tuple(levels) if len(levels) >= depth else _levels("level", depth)
     return Taxonomy(scope=path.stem, scope_name=path.stem, levels=names, leaves=tuple(leaves))

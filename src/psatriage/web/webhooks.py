@@ -24,7 +24,7 @@ from psatriage.errors import PsatriageError, TransientError, WebhookRejected
 from psatriage.psa.base import PATH_TOKEN_HEADER
 from psatriage.runtime import Runtime
 from psatriage.store.tables import EventState
-from psatriage.web.api import Detail
+from psatriage.web.responses import Detail
 
 log = structlog.get_logger(__name__)
 

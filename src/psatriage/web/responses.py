@@ -1,0 +1,132 @@
+"""The bodies the API answers with, as pydantic models: what ``/docs`` and ``/openapi.json``
+show, and what every answer is validated against on its way out.
+
+Rows keep naive UTC times; here they become aware UTC, written ``2026-03-02T09:15:00Z``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from psatriage.domain import Outcome
+from psatriage.store.tables import EventState
+
+
+def _as_utc(value: object) -> object:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+UtcTime = Annotated[datetime, BeforeValidator(_as_utc)]
+
+
+class _FromRow(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Detail(BaseModel):
+    """The body of every refusal: what was wrong, in words."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = Field(description="Always ok: the process answers.")
+
+
+class Readiness(BaseModel):
+    ready: bool = Field(
+        description="The database is at the newest migration and the queue answers."
+    )
+    checks: dict[str, str] = Field(description="database and queue: ok, or what is wrong.")
+    tenants: dict[str, list[str]] = Field(
+        description="Per tenant, what needs a person: refused credentials, a deactivated webhook."
+    )
+    models: dict[str, dict[str, str]] = Field(
+        description="Per tenant with an LLM, what its model server was found to support "
+        "(structured output, log-probs); filled from the cache, no call is made."
+    )
+
+
+class Event(_FromRow):
+    """One ticket event in the ledger: a webhook delivery, a poll's find or a manual run."""
+
+    id: int
+    tenant: str
+    ticket_id: str = Field(description="The PSA's ticket id.")
+    action: str = Field(description="What the PSA said happened (added, Create, manual...).")
+    source: str = Field(description="webhook, poll or cli.")
+    state: EventState
+    attempts: int = Field(description="Processing attempts so far.")
+    reason: str = Field(description="Why it is in this state (empty when done).")
+    received_at: UtcTime
+    updated_at: UtcTime
+    finished_at: UtcTime | None
+    next_attempt_at: UtcTime | None = Field(description="When a retrying event is tried next.")
+
+
+class Decision(_FromRow):
+    """What the model chose for a ticket, and what was written."""
+
+    id: int
+    event_id: int
+    tenant: str
+    ticket_id: str
+    company_id: str | None = Field(description="The PSA's client company, for overrides.")
+    final: bool = Field(description="False while the decision is checkpointed, not yet written.")
+    outcome: Outcome | Literal[""] = Field(description="Empty while not final.")
+    reason: str
+    category_key: str | None = Field(description="The chosen leaf's key (PSA ids joined by /).")
+    category: str = Field(
+        validation_alias="category_label", description="The chosen path, e.g. Hardware › Printer."
+    )
+    previous: str = Field(description="The ticket's category before, if it had one.")
+    confidence: float | None
+    confidence_source: str = Field(
+        description="logprobs, self_reported (the model's own estimate) or model (local engine)."
+    )
+    reasoning: str
+    engine: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    latency_ms: float
+    wrote_category: bool
+    wrote_note: bool
+    created_at: UtcTime
+
+
+class ModelCall(_FromRow):
+    """One call to a model, successful or not."""
+
+    id: int
+    engine: str
+    model: str
+    template_hash: str = Field(description="Hash of the prompt template used.")
+    taxonomy_hash: str = Field(description="Hash of the candidates offered.")
+    tokens_in: int
+    tokens_out: int
+    latency_ms: float
+    cost_usd: float
+    chosen_key: str | None
+    confidence: float | None
+    error: str | None = Field(description="Why the call failed; null when it answered.")
+    created_at: UtcTime
+
+
+class EventDetail(Event):
+    decision: Decision | None
+    model_calls: list[ModelCall]
+
+
+class EventList(BaseModel):
+    events: list[Event] = Field(description="Newest first; page on with before_id.")
+
+
+class DecisionList(BaseModel):
+    decisions: list[Decision] = Field(description="Newest first; page on with before_id.")
