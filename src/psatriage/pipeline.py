@@ -308,7 +308,9 @@ def classify(
         record=record or store,
     )
     try:
-        classification = deps.breaker.call(lambda: deps.classifier.classify(request))
+        classification = deps.breaker.call(
+            lambda: shortlist.classify(tenant.taxonomy, deps.classifier, request)
+        )
         return classification, _validated(classification, candidates, taxonomy), redactions
     except PsatriageError as exc:
         exc.model_related = True

@@ -8,8 +8,13 @@ message says it is data. Variables available to a prompt template:
     ``id``, ``title``, ``description``, ``initial_note``, ``company_name``, ``scope_name``
     (e.g. the ConnectWise board), ``current`` (the category it has now, as a path label).
 ``candidates``
-    the categories the model may choose, each with ``key``, ``label`` (``Type › Subtype › Item``)
-    and ``description``.
+    the categories the model may choose, each with ``key`` (what the model answers with: the
+    category's key, or a short alias for it that psatriage maps back), ``name`` (the last level's
+    name, ``Item``), ``label`` (the whole path, ``Type › Subtype › Item``) and ``description``.
+``groups``
+    the same candidates grouped under their parent path, so a shared prefix is written once: each
+    group has ``label`` (``Type › Subtype``) and ``candidates`` (as above). One-level categories
+    come first, in a group whose ``label`` is empty. Every candidate is in exactly one group.
 ``facets``
     fields to choose beside the category (queue, priority...), each with ``name`` (the JSON
     field of the answer), ``label`` and ``options`` (each with ``id`` and ``name``); often empty.
@@ -36,6 +41,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from psatriage.branches import parents
 from psatriage.domain import Category, Facet, LevelValue, Ticket
 
 DEFAULT_PROMPT = """\
@@ -53,9 +59,15 @@ Instructions from the service provider:
 {% endif %}
 {% set described = candidates | selectattr("description") | list %}
 
-Categories (key: path{{ " - description" if described }}):
-{% for c in candidates %}
-{{ c.key }}: {{ c.label }}{{ " - " ~ c.description if c.description }}
+Categories, each under the path of its group (key: name{{ " - description" if described }}):
+{% for g in groups %}
+{% if g.label %}
+
+{{ g.label }} ›
+{% endif %}
+{% for c in g.candidates %}
+{{ c.key }}: {{ c.name }}{{ " - " ~ c.description if c.description }}
+{% endfor %}
 {% endfor %}
 {% for f in facets %}
 
@@ -156,7 +168,11 @@ class PromptTemplate:
         tenant: str = "",
         company: str = "",
         facets: Sequence[Facet] = (),
+        keys: Mapping[str, str] | None = None,
     ) -> Messages:
+        """The two messages; ``keys`` maps a candidate's key to what the model is to answer with
+        instead (a short alias), where it differs."""
+        listed = {c.key: _candidate(c, (keys or {}).get(c.key, c.key)) for c in candidates}
         context = self._template.new_context(
             {
                 "ticket": {
@@ -168,9 +184,10 @@ class PromptTemplate:
                     "scope_name": ticket.scope_name,
                     "current": ticket.current_label,
                 },
-                "candidates": [
-                    {"key": c.key, "label": c.label, "description": c.description}
-                    for c in candidates
+                "candidates": [listed[c.key] for c in candidates],
+                "groups": [
+                    {"label": group.label, "candidates": [listed[c.key] for c in group.leaves]}
+                    for group in parents(candidates)
                 ],
                 "facets": [
                     {
@@ -208,7 +225,10 @@ class TextTemplate:
 _SAMPLE_TICKET = Ticket(
     id="1", title="Printer jams", description="The printer jams.", scope="1", scope_name="Help"
 )
-_SAMPLE_CATEGORY = Category(key="1/2", path=())
+_SAMPLE_CATEGORY = Category(
+    key="1/2",
+    path=(LevelValue("type", "1", "Hardware"), LevelValue("subtype", "2", "Printer")),
+)
 _SAMPLE_FACET = Facet("priority", "Priority", (LevelValue("priority", "1", "High"),))
 _SAMPLE_NOTE_VARS: Mapping[str, Any] = {
     "facets": [{"label": "Priority", "value": "High"}],
@@ -251,6 +271,11 @@ def compile_note(source: str, *, name: str, error_note: bool = False) -> TextTem
     except TemplateError as exc:
         raise ValueError(f"template error: {exc}") from None
     return template
+
+
+def _candidate(category: Category, key: str) -> dict[str, str]:
+    name = category.path[-1].name if category.path else category.key
+    return {"key": key, "name": name, "label": category.label, "description": category.description}
 
 
 def _clip(text: str) -> str:

@@ -30,6 +30,7 @@ CANDIDATES = (
     leaf("20/41", "Software", "Email"),
 )
 KEYS = [c.key for c in CANDIDATES]
+SHOWN = ["1", "2", "3"]  # what the model is offered for KEYS: short aliases in listing order
 TICKET = Ticket(
     id="4711",
     title="Printer jams",

@@ -65,14 +65,13 @@ def test_an_unsure_local_answer_goes_to_the_llm_with_the_top_candidates(
 ) -> None:
     calls: list[ModelCall] = []
     hybrid = _hybrid(llm, monkeypatch, min_local_confidence=1.0, llm_candidates=2)
-    llm.script(("answer", "Accounts > Password", 0.9))
     result = hybrid.classify(_request("I forgot my password", calls))
     assert result.engine == "openai" and result.key == "Accounts > Password"
     assert "asked the LLM with the top 2" in result.reasoning
     assert result.usage.tokens_in > 0
     schema = llm.calls[0]["response_format"]["json_schema"]["schema"]
-    offered = schema["properties"]["category"]["enum"]
-    assert len(offered) == 2 and "Accounts > Password" in offered
+    assert schema["properties"]["category"]["enum"] == ["1", "2"]  # short aliases of the two
+    assert "Password" in llm.calls[0]["messages"][0]["content"]
     assert [c.engine for c in calls] == ["local", "openai"]
 
 

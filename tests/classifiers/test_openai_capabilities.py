@@ -7,7 +7,7 @@ import pytest
 from psatriage.classifiers import _openai_capabilities
 from psatriage.domain import ModelCall
 from psatriage.errors import PermanentError, TransientError
-from tests.classifiers.kit import Build, request
+from tests.classifiers.kit import SHOWN, Build, request
 from tests.fakes.openai import FakeOpenAI
 
 
@@ -45,7 +45,7 @@ def test_llama_cpp_refusing_json_schema_with_a_500_gets_its_schema_in_json_objec
     sent = fake.calls[0]
     assert sent["response_format"]["type"] == "json_object"
     schema = sent["response_format"]["schema"]
-    assert schema["properties"]["category"]["enum"] == ["12/34/56", "12/35", "20/41"]
+    assert schema["properties"]["category"]["enum"] == SHOWN
     assert schema["properties"]["reasoning"]["maxLength"] == 133  # fits max_tokens = 200
     assert (sent["logprobs"], sent["top_logprobs"]) == (True, 1)
     assert [r.error for r in rows] == [None] and len(fake.calls) == 1

@@ -27,7 +27,7 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
-from tests.classifiers.kit import CANDIDATES, KEYS, PROMPT, Build, leaf, request
+from tests.classifiers.kit import CANDIDATES, PROMPT, SHOWN, Build, leaf, request
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 
 # -- answers and confidence --------------------------------------------------------------------
@@ -70,7 +70,7 @@ def test_probability_follows_the_servers_logprobs(
 def test_without_logprobs_the_models_own_confidence_is_used(
     build: Build, fake: FakeOpenAI, rows: list[ModelCall]
 ) -> None:
-    fake.script(("answer", "20/41", 1.7))
+    fake.script(("answer", "3", 1.7))  # the alias of 20/41
     result = build(logprobs=False).classify(request(rows))
 
     assert (result.key, result.confidence, result.confidence_source) == (
@@ -144,7 +144,7 @@ def test_request_asks_for_strict_json_schema_with_the_candidate_keys(
     assert response_format["json_schema"]["name"] == "ticket_category"
     assert response_format["json_schema"]["strict"] is True
     schema = response_format["json_schema"]["schema"]
-    assert schema["properties"]["category"] == {"type": "string", "enum": KEYS}
+    assert schema["properties"]["category"] == {"type": "string", "enum": SHOWN}
     assert schema["required"] == ["category", "confidence", "reasoning"]
     assert schema["additionalProperties"] is False
 
@@ -161,7 +161,7 @@ def test_refused_json_schema_falls_back_to_json_object_and_remembers(
     formats = [call["response_format"]["type"] for call in fake.calls]
     assert formats == ["json_schema", "json_object", "json_object"]
     system = fake.calls[1]["messages"][0]["content"]
-    assert '"category" must be exactly one of these keys: ["12/34/56", "12/35", "20/41"]' in system
+    assert '"category" must be exactly one of these keys: ["1", "2", "3"]' in system
     assert "JSON" in system
     assert len(rows) == 3 and rows[0].error and "json_schema" in rows[0].error
     assert rows[0].chosen_key is None and rows[1].chosen_key == "12/34/56"
@@ -194,9 +194,10 @@ def test_json_mode_shows_an_example_with_real_values_not_types(
     build(structured_output="json_object").classify(request(rows))
     system = fake.calls[0]["messages"][0]["content"]
     assert '"string"' not in system
-    example = '{"category": "12/34/56", "confidence": 0.8, "reasoning": "One short sentence'
+    example = '{"category": "1", "confidence": 0.8, "reasoning": "One short sentence'
     assert example in system
-    assert '"category" must be exactly one of these keys: ["12/34/56", "12/35", "20/41"]' in system
+    assert '"category" must be exactly one of these keys: ["1", "2", "3"]' in system
+    assert "\n1: Paper jam\n" in system  # the prompt lists the same values
 
 
 def test_an_explicit_mode_is_honoured(
@@ -243,11 +244,30 @@ def test_invalid_key_gets_one_corrective_retry(
     assert [m["role"] for m in retry] == ["system", "user", "assistant", "user"]
     assert "not-a-category" in retry[2]["content"]
     assert "invalid" in retry[3]["content"]
-    assert '["12/34/56", "12/35", "20/41"]' in retry[3]["content"]
+    assert '["1", "2", "3"]' in retry[3]["content"]
     assert [r.chosen_key for r in rows] == [None, "12/34/56"]
     assert rows[0].error and "not one of the candidate keys" in rows[0].error
     assert result.usage.tokens_in == rows[0].tokens_in + rows[1].tokens_in
     assert result.usage.cost_usd == pytest.approx(rows[0].cost_usd + rows[1].cost_usd)
+
+
+@pytest.mark.parametrize("invented", ["4", "0", "12/34/56"])
+def test_an_answer_outside_the_offered_aliases_is_never_mapped_to_a_category(
+    build: Build, fake: FakeOpenAI, rows: list[ModelCall], invented: str
+) -> None:
+    """Only "1".."3" were offered: a number past them, or the real key behind one, is refused."""
+    fake.script(("answer", invented, 0.9), ("answer", invented, 0.9))
+    with pytest.raises(InvalidAnswer, match="not one of the candidate keys"):
+        build(structured_output="json_object").classify(request(rows))
+    assert [r.chosen_key for r in rows] == [None, None]
+
+
+def test_the_alias_answered_is_mapped_back_to_its_key(
+    build: Build, fake: FakeOpenAI, rows: list[ModelCall]
+) -> None:
+    fake.script(("answer", "2", 0.9))
+    result = build().classify(request(rows))
+    assert result.key == "12/35" and [r.chosen_key for r in rows] == ["12/35"]
 
 
 def test_invalid_twice_raises_invalid_answer_with_two_rows(

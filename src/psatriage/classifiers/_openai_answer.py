@@ -1,12 +1,18 @@
 """Reading a Chat Completions answer: the JSON, the chosen key and facets, and the confidence
-from token log-probs (or the model's own estimate)."""
+from token log-probs (or the model's own estimate).
+
+The model answers with one of the values ``Choices`` offered it: the candidate keys, or short
+aliases for them (``1``, ``2``... in the order the prompt lists them) where those are shorter. The
+prompt, the schema's ``enum`` and the JSON-mode instructions all show the same values, and an
+answer is mapped back to a candidate key by exact lookup: anything else is refused.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -20,6 +26,33 @@ _CATEGORY_VALUE: Final = re.compile(r'"category"\s*:\s*"')
 
 
 @dataclass(frozen=True, slots=True)
+class Choices:
+    """The values the model may answer with, and the candidate key each stands for."""
+
+    shown: tuple[str, ...]
+    _keys: Mapping[str, str]
+
+    @classmethod
+    def for_keys(cls, keys: Sequence[str]) -> Choices:
+        """Aliases ``1``..``n`` for ``keys`` in their order, when they are shorter in all and
+        none of them is also a candidate key (so an alias never reads as another category);
+        else the keys themselves."""
+        aliases = [str(number) for number in range(1, len(keys) + 1)]
+        if sum(map(len, aliases)) < sum(map(len, keys)) and not set(aliases) & set(keys):
+            return cls(tuple(aliases), dict(zip(aliases, keys, strict=True)))
+        return cls(tuple(keys), {key: key for key in keys})
+
+    @property
+    def aliased(self) -> dict[str, str]:
+        """Each candidate key whose shown value differs, with that value (for the prompt)."""
+        return {key: shown for shown, key in self._keys.items() if shown != key}
+
+    def key(self, shown: str) -> str | None:
+        """The candidate key ``shown`` stands for; ``None`` for anything not offered."""
+        return self._keys.get(shown)
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     key: str
     confidence: float
@@ -29,9 +62,10 @@ class Answer:
 
 
 def read_answer(
-    completion: ChatCompletion, keys: Sequence[str], facets: Sequence[Facet] = ()
+    completion: ChatCompletion, choices: Choices, facets: Sequence[Facet] = ()
 ) -> Answer | str:
-    """The answer, or a short description of what is wrong with it."""
+    """The answer, its category mapped back to a candidate key, or a short description of what
+    is wrong with it."""
     if not completion.choices:
         return "the response has no choices"
     choice = completion.choices[0]
@@ -58,7 +92,8 @@ def read_answer(
         return f"missing or mistyped field(s): {', '.join(missing)}"
     assert isinstance(key, str) and isinstance(reasoning, str)
     assert isinstance(confidence, int | float)
-    if key not in keys:
+    candidate = choices.key(key)
+    if candidate is None:
         return f"{clip(key)!r} is not one of the candidate keys"
     chosen: dict[str, str] = {}
     for facet in facets:
@@ -69,9 +104,9 @@ def read_answer(
     tokens = choice.logprobs.content if choice.logprobs else None
     probability = _value_probability(content, tokens, key) if tokens else None
     if probability is not None:
-        return Answer(key, probability, "logprobs", _reasoning(reasoning), chosen)
+        return Answer(candidate, probability, "logprobs", _reasoning(reasoning), chosen)
     confidence = min(1.0, max(0.0, float(confidence)))
-    return Answer(key, confidence, "self_reported", _reasoning(reasoning), chosen)
+    return Answer(candidate, confidence, "self_reported", _reasoning(reasoning), chosen)
 
 
 def _parse_json(content: str) -> dict[str, Any] | None:

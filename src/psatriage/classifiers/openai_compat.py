@@ -24,6 +24,10 @@ prompt; log-probs, with ``top_logprobs`` where needed, or the model's own confid
 refusal seen later steps down the same way. An explicit ``structured_output`` is honoured: a
 server that refuses it fails with the setting to change.
 
+Candidate keys are offered as short aliases (``1``, ``2``... in the order the prompt lists them)
+where that is shorter: the prompt, the schema's ``enum`` and the JSON-mode instructions show the
+same values, and the answer is mapped back to a candidate key (``_openai_answer.Choices``).
+
 Every HTTP call for a ticket is one ``ModelCall`` row, failed calls included. Errors are mapped
 once, by ``_map_error``, by what the server says, and each message names the server:
 401/403 → ``AuthFailed``; an unknown model, a prompt over the context, or a request the server
@@ -46,8 +50,9 @@ import stamina
 import structlog
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
+from psatriage.branches import listing_order
 from psatriage.classifiers import _openai_capabilities as capabilities
-from psatriage.classifiers._openai_answer import Answer, read_answer
+from psatriage.classifiers._openai_answer import Answer, Choices, read_answer
 from psatriage.classifiers._openai_capabilities import Capabilities, Refused
 from psatriage.classifiers._openai_config import (
     DEFAULT_PRICES,
@@ -133,9 +138,10 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
 
     def classify(self, request: ClassificationRequest) -> Classification:
         started = time.perf_counter()
-        keys = [c.key for c in request.candidates]
-        if not keys:
+        if not request.candidates:
             raise PermanentError("there are no candidate categories to choose from")
+        # short aliases numbered in the order the prompt lists the candidates
+        choices = Choices.for_keys([c.key for c in listing_order(request.candidates)])
         rendered = request.prompt.render(
             ticket=request.ticket,
             candidates=request.candidates,
@@ -143,11 +149,13 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             tenant=request.tenant,
             company=request.company,
             facets=request.facets,
+            keys=choices.aliased,
         )
+        offered = list(choices.shown)
         turns: list[ChatCompletionMessageParam] = [{"role": "user", "content": rendered.user}]
         usage = Usage()
         for attempt in (1, 2):
-            reply = self._complete(request, rendered.system, turns, keys)
+            reply = self._complete(request, rendered.system, turns, offered)
             usage = Usage(
                 usage.tokens_in + reply.tokens_in,
                 usage.tokens_out + reply.tokens_out,
@@ -157,7 +165,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             if message.refusal:
                 self._record(request, reply, error=f"refused: {clip(message.refusal)}")
                 raise InvalidAnswer(f"the model refused: {clip(message.refusal)}")
-            answer = read_answer(reply.completion, keys, request.facets)
+            answer = read_answer(reply.completion, choices, request.facets)
             if isinstance(answer, Answer):
                 self._record(request, reply, key=answer.key, confidence=answer.confidence)
                 return Classification(
@@ -176,7 +184,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             if attempt == 2:
                 raise InvalidAnswer(self._no_valid_answer(request, answer, content))
             turns.append({"role": "assistant", "content": content})
-            turns.append({"role": "user", "content": correction(answer, keys, request.facets)})
+            turns.append({"role": "user", "content": correction(answer, offered, request.facets)})
         raise AssertionError("unreachable")
 
     def _no_valid_answer(self, request: ClassificationRequest, problem: str, content: str) -> str:
@@ -257,14 +265,14 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
         request: ClassificationRequest,
         system: str,
         turns: list[ChatCompletionMessageParam],
-        keys: list[str],
+        offered: list[str],
     ) -> _Reply:
         """One answer: inner retries of transient errors, a step down on a refused feature."""
         while True:
             found = self._capabilities(request.model)
             try:
                 return self._retrying(
-                    self._should_retry, self._call, request, found.shape, system, turns, keys
+                    self._should_retry, self._call, request, found.shape, system, turns, offered
                 )
             except Refused as refused:
                 if refused.feature == "structured" and self.config.structured_output != "auto":
@@ -280,15 +288,15 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
         shape: Shape,
         system: str,
         turns: list[ChatCompletionMessageParam],
-        keys: list[str],
+        offered: list[str],
     ) -> _Reply:
         """Exactly one HTTP call; a failure is recorded here, a success by the caller."""
         if shape.structured != "json_schema":
-            system = f"{system}\n\n{json_mode_instructions(keys, request.facets)}"
+            system = f"{system}\n\n{json_mode_instructions(offered, request.facets)}"
         messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}]
         grammar = shape.structured == "json_object_schema"
         schema = response_schema(
-            keys, request.facets, max_tokens=request.max_tokens if grammar else None
+            offered, request.facets, max_tokens=request.max_tokens if grammar else None
         )
         started = time.perf_counter()
         try:

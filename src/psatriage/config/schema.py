@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -140,8 +140,17 @@ class TaxonomySettings(_Strict):
     shortlist_size: int = Field(
         default=80,
         ge=2,
-        description="How many candidates a shortlist keeps (see docs/PERFORMANCE.md for the "
-        "recall and prompt size this gives).",
+        description="How many candidates a shortlist keeps: the local engine's likeliest "
+        "branches whole, then its best single leaves (see docs/PERFORMANCE.md for the recall "
+        "and prompt size this gives).",
+    )
+    large_trees: Literal["shortlist", "branch_first"] = Field(
+        default="shortlist",
+        description="How a ticket with more than shortlist_above candidates is narrowed: "
+        "'shortlist' (the local engine's shortlist, one model call) or 'branch_first' (an LLM "
+        "first chooses a branch among all of the tree's first level or first two levels, then a "
+        "category of that branch: two model calls, every leaf reachable). The local and hybrid "
+        "classifiers always shortlist.",
     )
 
 
