@@ -11,16 +11,16 @@ import pytest
 import redis
 
 from psatriage.errors import TransientError
-from psatriage.limits import (
+from psatriage.shared.base import LimitStore
+from psatriage.shared.limits import (
     CallLimits,
     ConcurrencyLimit,
-    LimitStore,
     MemoryLimits,
     RollingWindow,
     limits_for,
     share_limits,
 )
-from psatriage.limits_shared import RedisLimits
+from psatriage.shared.redis_backend import RedisBackend
 
 
 class Clock:
@@ -348,7 +348,7 @@ def test_redis_limits_recover_from_a_dropped_connection(redis_url: str) -> None:
     finally:
         store.close()
         admin.close()
-    gone = RedisLimits("redis://127.0.0.1:1/0")  # nothing listens there
+    gone = RedisBackend("redis://127.0.0.1:1/0")  # nothing listens there
     try:
         with pytest.raises(TransientError, match="Redis"):
             gone.acquire("autotask:acme|Tickets", 3, 120, time.time())

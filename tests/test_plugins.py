@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_adapter_has_its_fake_and_tests() -> None:
     assert "connectwise" in adapters()
     for kind, adapter in adapters().items():
-        module = adapter.__module__.rsplit(".", 1)[-1]
+        module = adapter.__module__.split(".")[2]
         assert (ROOT / "tests" / "fakes" / f"{module}.py").is_file(), f"{kind}: no fake"
         assert (ROOT / "tests" / "psa" / f"test_{module}.py").is_file(), f"{kind}: no tests"
         fake = importlib.import_module(f"tests.fakes.{module}")

@@ -21,13 +21,15 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from psatriage import shared_tokens
 from psatriage.errors import ConfigError
 from psatriage.http import make_client
 from psatriage.psa.halopsa import HaloPSAAdapter, HaloPSAConfig
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
-from psatriage.shared_tokens import PostgresTokens, RedisTokens, SharedTokens, tokens_for
+from psatriage.shared import tokens as shared_tokens
+from psatriage.shared.postgres_backend import PostgresBackend
+from psatriage.shared.redis_backend import RedisBackend
+from psatriage.shared.tokens import SharedTokens, tokens_for
 from tests.fakes.halopsa import FakeHaloPSA
 from tests.harness import to_toml
 
@@ -162,7 +164,7 @@ def test_the_refresh_lock_is_held_by_one_process_at_a_time(
 
 def _hold_the_lock_then_hang(url: str, holding: Event) -> None:
     """A worker process that dies (SIGKILL) while it renews the token."""
-    backend = RedisTokens(url, lease=1.0) if url.startswith("redis") else PostgresTokens(url)
+    backend = RedisBackend(url, lease=1.0) if url.startswith("redis") else PostgresBackend(url)
     with SharedTokens(backend, KEY).refreshing("halopsa:app", 5) as held:
         assert held
         holding.set()
@@ -196,8 +198,8 @@ def test_the_lock_of_a_process_that_died_holding_it_comes_back(
 @pytest.mark.parametrize(
     "backend",
     [
-        lambda: RedisTokens("redis://127.0.0.1:1/0"),
-        lambda: PostgresTokens("postgresql://postgres@127.0.0.1:1/none"),
+        lambda: RedisBackend("redis://127.0.0.1:1/0"),
+        lambda: PostgresBackend("postgresql://postgres@127.0.0.1:1/none"),
     ],
     ids=["redis", "postgresql"],
 )
@@ -210,7 +212,7 @@ def test_a_store_that_does_not_answer_is_skipped_with_one_warning(backend: Any) 
             with store.refreshing("halopsa:app", 5) as held:
                 assert not held
         assert len(logs) == 1 and logs[0]["log_level"] == "warning"
-        assert "the queue's" in logs[0]["event"] and "failed" in logs[0]["event"]
+        assert "the queue's" in logs[0]["event"] and "did not answer" in logs[0]["event"]
         assert PLAIN not in str(logs)
         time.sleep(1.1)
         with capture_logs() as logs:  # tried again after the pause

@@ -31,9 +31,10 @@ from psatriage.errors import (
     WebhookRejected,
 )
 from psatriage.http import make_client
-from psatriage.psa._autotask_hooks import dotnet_escape
-from psatriage.psa._autotask_picklists import parse_picklists, taxonomy_from
 from psatriage.psa.autotask import LEVELS, AutotaskAdapter, AutotaskConfig
+from psatriage.psa.autotask.hooks import dotnet_escape
+from psatriage.psa.autotask.picklists import parse_picklists, taxonomy_from
+from psatriage.psa.client import RateLimited
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
 from psatriage.store.tables import EventState
@@ -558,7 +559,7 @@ def test_error_mapping(
     fake.fail("GET", rf"/Tickets/{ticket_id}$", status, body=body, headers=headers, times=2)
     with pytest.raises(error, match=message) as info:
         adapter.get_ticket(str(ticket_id))
-    assert type(info.value) is error
+    assert type(info.value) is (RateLimited if status == 429 else error)
     if status == 429:
         assert isinstance(info.value, TransientError)
         assert info.value.retry_after == float(headers.get("Retry-After", 60))

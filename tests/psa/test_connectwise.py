@@ -24,6 +24,7 @@ from psatriage.errors import (
     WebhookRejected,
 )
 from psatriage.http import make_client
+from psatriage.psa.client import RateLimited
 from psatriage.psa.connectwise import ConnectWiseAdapter, ConnectWiseConfig, key_url_allowed
 from tests.fakes.base import FakeServer
 from tests.fakes.connectwise import FakeConnectWise
@@ -515,7 +516,7 @@ def test_error_mapping(
     fake.fail("GET", rf"/service/tickets/{ticket_id}$", status, body=body, headers=headers)
     with pytest.raises(error, match=message) as info:
         adapter.get_ticket(str(ticket_id))
-    assert type(info.value) is error
+    assert type(info.value) is (RateLimited if status == 429 else error)
     if "Retry-After" in headers:
         assert isinstance(info.value, TransientError)
         assert info.value.retry_after == float(headers["Retry-After"])

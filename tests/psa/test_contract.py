@@ -35,7 +35,7 @@ JUNK = [b"", b"null", b"[]", b"{}", b'{"a": 1}', b"\xff\xfe", b'"text"', b"42", 
 
 
 def kit_for(kind: str) -> ContractKit:
-    module = adapters()[kind].__module__.rsplit(".", 1)[-1]
+    module = adapters()[kind].__module__.split(".")[2]
     made: ContractKit = importlib.import_module(f"tests.fakes.{module}").kit()
     return made
 

@@ -34,12 +34,12 @@ from psatriage.errors import (
     WebhookRejected,
 )
 from psatriage.http import make_client
-from psatriage.psa._halopsa_http import retry_after
 from psatriage.psa.base import PATH_TOKEN_HEADER
-from psatriage.psa.halopsa import HaloPSAAdapter, HaloPSAConfig, _leaf_key
+from psatriage.psa.halopsa import HaloPSAAdapter, HaloPSAConfig
+from psatriage.psa.halopsa.history import leaf_key as _leaf_key
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
-from psatriage.shared_tokens import SharedTokens, share_tokens, tokens_for
+from psatriage.shared.tokens import SharedTokens, share_tokens, tokens_for
 from psatriage.store.tables import EventState
 from psatriage.web import create_app
 from tests.fakes.halopsa import FakeHaloPSA
@@ -419,8 +419,8 @@ def test_wrong_client_secret(
         str(info.value),
         repr(adapter),
         repr(adapter.config),
-        repr(adapter._client),
-        repr(adapter._client.tokens),
+        repr(adapter.client),
+        repr(adapter.client.tokens),
     ]
     assert not any("wrong-S3CRET" in text for text in shown)
 
@@ -1050,13 +1050,6 @@ def test_a_retried_write_logs_no_secret(
     assert "retry" in shown
     for secret in (fake.webhook_secret, fake.client_secret):
         assert secret not in shown
-
-
-def test_retry_after_as_a_date() -> None:
-    when = datetime.now(UTC) + timedelta(seconds=30)
-    seconds = retry_after(when.strftime("%a, %d %b %Y %H:%M:%S GMT"))
-    assert seconds is not None and 25 < seconds <= 30
-    assert retry_after("soon") is None
 
 
 def test_timeout_and_outage_are_transient(fake: FakeHaloPSA, make_adapter: MakeAdapter) -> None:

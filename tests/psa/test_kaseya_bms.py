@@ -38,6 +38,7 @@ from psatriage.errors import (
     WebhookRejected,
 )
 from psatriage.http import make_client
+from psatriage.psa.client import RateLimited
 from psatriage.psa.kaseya_bms import KaseyaBMSAdapter, KaseyaBMSConfig
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
@@ -251,7 +252,7 @@ def test_error_mapping(
     fake.fail("GET", rf"/servicedesk/tickets/{ticket_id}$", status, body=body, headers=headers)
     with pytest.raises(error, match=message) as info:
         adapter.get_ticket(str(ticket_id))
-    assert type(info.value) is error
+    assert type(info.value) is (RateLimited if status == 429 else error)
     assert "Secret.Internals" not in str(info.value)
     if "Retry-After" in headers:
         assert isinstance(info.value, TransientError)
@@ -296,7 +297,7 @@ def test_client_side_limit_counts_per_endpoint(
         adapter.get_ticket(str(first))
     assert info.value.retry_after is not None and info.value.retry_after > 500
     assert adapter.check_connection()  # other endpoints still have room
-    assert adapter.limits.used("GET /v2/servicedesk/tickets/{id}") == 2
+    assert adapter.limits.used("GET v2/servicedesk/tickets/{id}") == 2
     assert len(fake.requests_to(r"/servicedesk/tickets/\d+$")) == 2
 
 

@@ -36,7 +36,6 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Final, Literal
 
 import openai
@@ -59,6 +58,7 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
+from psatriage.http import retry_after
 from psatriage.secrets import Secret
 
 log = structlog.get_logger(__name__)
@@ -568,7 +568,7 @@ def _map_error(exc: openai.OpenAIError) -> PsatriageError:
     if status in {408, 409, 429} or status >= 500:
         return TransientError(
             f"the model server is busy or failing (HTTP {status}): {message}",
-            retry_after=_retry_after(exc.response.headers),
+            retry_after=retry_after(exc.response.headers),
         )
     if isinstance(exc, openai.NotFoundError):
         return PermanentError(f"unknown model or deployment (HTTP 404): {message}")
@@ -579,26 +579,6 @@ def _server_message(exc: openai.APIError) -> str:
     body = exc.body
     message = body.get("message") if isinstance(body, Mapping) else None
     return clip(message if isinstance(message, str) and message else exc.message)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` (OpenAI, Azure) or ``Retry-After`` (seconds or a date)."""
-    if value := headers.get("retry-after-ms"):
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _scrub(exc: openai.OpenAIError, secret: str) -> None:
