@@ -9,6 +9,7 @@ short retries of a 429, and the mixins for call limits and webhook secret rotati
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -125,6 +126,18 @@ class RotatingWebhookSecret(BaseModel):
         moment = now or datetime.now(UTC)
         deadline = until if until.tzinfo else until.replace(tzinfo=UTC)
         return self.webhook_secret_previous if moment < deadline else None
+
+
+_ORIGIN = re.compile(r"^https?://[a-z0-9.\-]+(:\d{1,5})?$", re.IGNORECASE)
+
+
+def origin_url(value: str, *, example: str) -> str:
+    """A config value that must be an origin (``scheme://host[:port]``): lower-case, without a
+    trailing slash; else a ``ValueError`` that shows ``example``."""
+    value = value.rstrip("/")
+    if not _ORIGIN.match(value):
+        raise ValueError(f"{value!r} is not an origin such as {example!r} (no path)")
+    return value.lower()
 
 
 ConfigT = TypeVar("ConfigT", bound=AdapterConfig)

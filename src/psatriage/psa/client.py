@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn
 
 import httpx
@@ -48,6 +49,19 @@ Form = Mapping[str, str]
 
 class RateLimited(TransientError):
     """The PSA answered 429. Retried briefly inside the call, then left to the job scheduler."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed answer as the ladder reads it: its status (HTTP, or a code the PSA put in the
+    body), what was asked for, the PSA's own words (``": message"`` or ``""``) and the class a
+    rejected write becomes."""
+
+    status: int
+    response: httpx.Response
+    what: str
+    detail: str
+    rejected: type[PermanentError]
 
 
 class PSAClient(ABC):
@@ -177,32 +191,16 @@ class PSAClient(ABC):
     ) -> None:
         """Turn a non-2xx answer into the error tree (see the module docstring)."""
         if response.status_code >= 300:
-            self.fail(
-                response.status_code, response, what, self.scrubbed(self.detail(response)), rejected
-            )
+            detail = self.scrubbed(self.detail(response))
+            self.fail(Failure(response.status_code, response, what, detail, rejected))
 
-    def fail(
-        self,
-        status: int,
-        response: httpx.Response,
-        what: str,
-        detail: str,
-        rejected: type[PermanentError],
-    ) -> NoReturn:
-        """Raise what ``status`` means; ``detail`` (": message" or "") ends every message."""
-        raise self.quirk(status, response, what, detail, rejected) or self._ladder(
-            status, response, what, detail, rejected
-        )
+    def fail(self, failure: Failure) -> NoReturn:
+        """Raise what ``failure.status`` means: the PSA's ``quirk``, else the ladder's."""
+        raise self.quirk(failure) or self._ladder(failure)
 
-    def _ladder(
-        self,
-        status: int,
-        response: httpx.Response,
-        what: str,
-        detail: str,
-        rejected: type[PermanentError],
-    ) -> PsatriageError:
-        wait = retry_after(response.headers)
+    def _ladder(self, failure: Failure) -> PsatriageError:
+        status, what, detail = failure.status, failure.what, failure.detail
+        wait = retry_after(failure.response.headers)
         if status in (401, 403):
             return AuthFailed(f"{self.psa} refused {self.principal} ({status}) for {what}{detail}")
         if status == 429:
@@ -217,17 +215,10 @@ class PSAClient(ABC):
         if status < 400:
             return PermanentError(f"{self.psa} redirected the request for {what} ({status})")
         if status in self.rejected_statuses:
-            return rejected(f"{self.psa} rejected {what} ({status}){detail}")
+            return failure.rejected(f"{self.psa} rejected {what} ({status}){detail}")
         return PermanentError(f"{self.psa} answered {status} for {what}{detail}")
 
-    def quirk(
-        self,
-        status: int,
-        response: httpx.Response,
-        what: str,
-        detail: str,
-        rejected: type[PermanentError],
-    ) -> PsatriageError | None:
+    def quirk(self, failure: Failure) -> PsatriageError | None:
         """A PSA's exception to the ladder (e.g. a 500 that means "not found"), or None."""
         return None
 

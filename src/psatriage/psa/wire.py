@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -85,6 +85,23 @@ def utc_text(moment: datetime, *, millis: bool = False) -> str:
 def origin_of(url: httpx.URL) -> str:
     """``scheme://host[:port]``, lower-case, default ports left out (as httpx normalizes them)."""
     return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+
+
+def trusted_url(
+    text: str, *, origins: Iterable[str], https_host: Callable[[httpx.URL], bool]
+) -> bool:
+    """Whether credentials may go to a URL a PSA named (a zone, a signing key, an authorisation
+    server): it parses, carries no credentials of its own, and is on one of ``origins`` or on an
+    HTTPS host that ``https_host`` accepts."""
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL:
+        return False
+    if url.userinfo or not url.host:
+        return False
+    if origin_of(url) in set(origins):
+        return True
+    return url.scheme == "https" and https_host(url)
 
 
 def body_hash(body: bytes) -> str:

@@ -26,9 +26,9 @@ import structlog
 
 from psatriage.errors import AuthFailed, PermanentError, PsatriageError, TransientError
 from psatriage.psa.autotask.config import AutotaskConfig
-from psatriage.psa.client import Form, Params, PSAClient
+from psatriage.psa.client import Failure, Form, Params, PSAClient
 from psatriage.psa.paging import follow, on_origin
-from psatriage.psa.wire import JSON, lower_keys, origin_of
+from psatriage.psa.wire import JSON, lower_keys, origin_of, trusted_url
 
 log = structlog.get_logger(__name__)
 
@@ -124,18 +124,12 @@ class AutotaskClient(PSAClient):
         messages = error_messages(response)
         return (": " + "; ".join(messages))[:500] if messages else ""
 
-    def quirk(
-        self,
-        status: int,
-        response: httpx.Response,
-        what: str,
-        detail: str,
-        rejected: type[PermanentError],
-    ) -> PsatriageError | None:
+    def quirk(self, failure: Failure) -> PsatriageError | None:
         """Autotask's HTTP 500 for a refused permission, a missing record or a rule."""
-        if status != 500:
+        if failure.status != 500:
             return None
-        text = " ".join(error_messages(response)).lower()
+        what, detail = failure.what, failure.detail
+        text = " ".join(error_messages(failure.response)).lower()
         if _PERMISSION in text:
             return AuthFailed(
                 f"Autotask says the API user lacks a permission for {what}{detail}; "
@@ -144,7 +138,7 @@ class AutotaskClient(PSAClient):
         if _NOT_FOUND in text:
             return PermanentError(f"{what} not found{detail}")
         if _VALIDATION.search(text):
-            return rejected(f"Autotask rejected {what} (500){detail}")
+            return failure.rejected(f"Autotask rejected {what} (500){detail}")
         return None
 
     # -- internals --------------------------------------------------------------------------------
@@ -275,15 +269,11 @@ def _api_root(zone: str) -> str:
 
 def _zone_allowed(zone: str, discovery: str) -> bool:
     """Credentials only go to Autotask's HTTPS hosts, or to where discovery itself was asked."""
-    try:
-        url = httpx.URL(zone)
-    except httpx.InvalidURL:
-        return False
-    if url.userinfo or not url.host:
-        return False
-    if origin_of(url) == origin_of(httpx.URL(discovery)):
-        return True
-    return url.scheme == "https" and url.host.endswith(ZONE_HOST_SUFFIX)
+    return trusted_url(
+        zone,
+        origins=(origin_of(httpx.URL(discovery)),),
+        https_host=lambda url: url.host.endswith(ZONE_HOST_SUFFIX),
+    )
 
 
 def _items(data: object) -> list[JSON]:

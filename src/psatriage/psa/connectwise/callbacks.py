@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from psatriage.errors import AuthFailed, PermanentError, WebhookRejected
-from psatriage.psa.wire import lower_keys, origin_of
+from psatriage.psa.wire import lower_keys, trusted_url
 
 _KEY_SUBDOMAINS = ("api-na", "api-eu", "api-au", "sandbox-na", "sandbox-eu", "sandbox-au")
 KEY_HOSTS = frozenset(f"{sub}.myconnectwise.net" for sub in (*_KEY_SUBDOMAINS, "na", "eu", "au"))
@@ -32,15 +32,11 @@ def key_url_allowed(key_url: str, trusted_origins: Iterable[str] = ()) -> bool:
     """
     if any(c in key_url for c in "\\ \t\r\n"):
         return False
-    try:
-        url = httpx.URL(key_url)
-    except httpx.InvalidURL:
-        return False
-    if url.userinfo or not url.host:
-        return False
-    if origin_of(url) in trusted_origins:
-        return True
-    return url.scheme == "https" and url.port in (None, 443) and url.host in KEY_HOSTS
+    return trusted_url(
+        key_url,
+        origins=trusted_origins,
+        https_host=lambda url: url.port in (None, 443) and url.host in KEY_HOSTS,
+    )
 
 
 class SigningKeys:

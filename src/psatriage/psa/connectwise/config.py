@@ -8,12 +8,11 @@ from typing import Annotated
 import httpx
 from pydantic import BeforeValidator, Field, field_validator
 
-from psatriage.psa.base import AdapterConfig, CallLimitsConfig
+from psatriage.psa.base import AdapterConfig, CallLimitsConfig, origin_url
 from psatriage.psa.wire import origin_of
 from psatriage.secrets import Secret
 
 _CODEBASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/$")
-_ORIGIN = re.compile(r"^https?://[a-z0-9.\-]+(:\d{1,5})?$", re.IGNORECASE)
 
 
 def _as_strings(value: object) -> object:
@@ -65,12 +64,7 @@ class ConnectWiseConfig(AdapterConfig, CallLimitsConfig):
     @field_validator("base_url")
     @classmethod
     def _origin_only(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.rstrip("/")
-        if not _ORIGIN.match(value):
-            raise ValueError("must be an origin such as 'https://cw.example.com' (no path)")
-        return value.lower()
+        return None if value is None else origin_url(value, example="https://cw.example.com")
 
     @field_validator("codebase")
     @classmethod
@@ -85,7 +79,7 @@ class ConnectWiseConfig(AdapterConfig, CallLimitsConfig):
     @field_validator("trusted_key_origins")
     @classmethod
     def _origins(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
-            if not _ORIGIN.match(value.rstrip("/")):
-                raise ValueError(f"{value!r} is not an origin such as 'https://cw.example.com'")
-        return tuple(origin_of(httpx.URL(value.rstrip("/").lower())) for value in values)
+        return tuple(
+            origin_of(httpx.URL(origin_url(value, example="https://cw.example.com")))
+            for value in values
+        )

@@ -26,7 +26,7 @@ from psatriage.psa.halopsa.config import HaloPSAConfig
 from psatriage.psa.halopsa.wire import as_int, error_message, one_object, rows
 from psatriage.psa.paging import numbered
 from psatriage.psa.tokens import Token, TokenCache, cache_name, with_token
-from psatriage.psa.wire import JSON
+from psatriage.psa.wire import JSON, origin_of, trusted_url
 from psatriage.shared import tokens as shared_tokens
 
 log = structlog.get_logger(__name__)
@@ -203,16 +203,6 @@ class HaloClient(PSAClient):
 
 def auth_server_allowed(url: str, instance_url: str) -> bool:
     """Whether the client secret may be sent there: HTTPS, or the instance's own origin."""
-    try:
-        parsed, instance = httpx.URL(url), httpx.URL(instance_url)
-    except httpx.InvalidURL:
-        return False
-    if parsed.userinfo or not parsed.host or parsed.scheme not in ("http", "https"):
-        return False
-    if parsed.scheme == "https":
-        return True
-    return (parsed.scheme, parsed.host, parsed.port) == (
-        instance.scheme,
-        instance.host,
-        instance.port,
+    return trusted_url(
+        url, origins=(origin_of(httpx.URL(instance_url)),), https_host=lambda _: True
     )

@@ -17,7 +17,7 @@ import httpx
 import structlog
 
 from psatriage.errors import AuthFailed, PermanentError
-from psatriage.psa.client import Form, Params, PSAClient, endpoint_of
+from psatriage.psa.client import Failure, Form, Params, PSAClient, endpoint_of
 from psatriage.psa.kaseya_bms.config import KaseyaBMSConfig
 from psatriage.psa.kaseya_bms.wire import (
     envelope,
@@ -120,13 +120,13 @@ class BMSClient(PSAClient):
         found = envelope(response)
         detail = self.scrubbed(error_detail(found))
         if response.status_code >= 300:
-            self.fail(response.status_code, response, what, detail, rejected)
+            self.fail(Failure(response.status_code, response, what, detail, rejected))
         if "success" not in found:
             raise PermanentError(f"Kaseya BMS answered {what} without its Success/Result envelope")
         if found["success"] is not True:
             detail = detail or ": Success is false"
             if error_code(found) >= 300:
-                self.fail(error_code(found), response, what, detail, rejected)
+                self.fail(Failure(error_code(found), response, what, detail, rejected))
             raise rejected(f"Kaseya BMS refused {what}{detail}")
 
     # -- internals --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from psatriage.psa.base import AdapterConfig, RotatingWebhookSecret
+from psatriage.psa.base import AdapterConfig, RotatingWebhookSecret, origin_url
 from psatriage.secrets import Secret
 from psatriage.shared.limits import CallLimits
 
@@ -27,7 +27,6 @@ _FACET_NAMES = {
     **dict.fromkeys(("queueid", "queue"), "QueueId"),
     **dict.fromkeys(("priorityid", "priority"), "PriorityId"),
 }
-_ORIGIN = re.compile(r"^https?://[a-z0-9.\-]+(:\d{1,5})?$", re.IGNORECASE)
 _TABLE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
 Scheme = Literal[
     "auto", "hmac-sha256-hex", "hmac-sha256-base64", "hmac-sha1-hex", "hmac-sha1-base64"
@@ -105,12 +104,7 @@ class KaseyaBMSConfig(AdapterConfig, RotatingWebhookSecret):
     @field_validator("base_url")
     @classmethod
     def _origin_only(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.rstrip("/")
-        if not _ORIGIN.match(value):
-            raise ValueError("must be an origin such as 'https://api.bms.kaseya.com' (no path)")
-        return value.lower()
+        return None if value is None else origin_url(value, example="https://api.bms.kaseya.com")
 
     @field_validator("facets")
     @classmethod
