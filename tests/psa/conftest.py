@@ -1,5 +1,6 @@
-"""What every adapter's test module shares: a running fake with its secrets in the environment,
-one HTTP client, ``adapter`` built by the module's own ``make_adapter``, and ``in_parallel``."""
+"""What every PSA's test module of quirks shares: a running fake with its secrets in the environment
+(``serving``), one HTTP client, ``make_adapter`` (the module's ``ADAPTER`` class on its ``fake``,
+for tenant "acme", with connection overrides), ``adapter``, and ``in_parallel``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from psatriage.http import make_client
-from tests.fakes.base import FakeServer
+from tests.fakes.base import FakePSA, FakeServer
 
 F = TypeVar("F", bound=FakeServer)
 
@@ -32,6 +33,17 @@ def http() -> Iterator[httpx.Client]:
     """One client per module (building one loads the CA bundle, ~50 ms)."""
     with make_client(timeout=5.0, connect_timeout=2.0) as client:
         yield client
+
+
+@pytest.fixture
+def make_adapter(request: pytest.FixtureRequest, fake: FakePSA, http: httpx.Client) -> Any:
+    cls = request.module.ADAPTER
+
+    def build(client: httpx.Client | None = None, **overrides: Any) -> Any:
+        config = cls.Config.model_validate(fake.connection_config(**overrides))
+        return cls("acme", config, client or http)
+
+    return build
 
 
 @pytest.fixture

@@ -28,100 +28,45 @@ import hmac
 import itertools
 import json
 import re
-import threading
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
-from tests.fakes.base import FakeServer, Request, Response
-from tests.fakes.kit import ContractKit, Delivery
+from tests.fakes.autotask.data import (
+    BASE_TIME,
+    HOOK_FIELDS,
+    PICKLIST_FIELDS,
+    TICKET_KEYS,
+    dotnet_json,
+    endpoint_key,
+    errors,
+    field_info,
+    iso,
+    lower_keys,
+    matches,
+    note_fields,
+    pick,
+    ticket_fields,
+)
+from tests.fakes.base import FakePSA, Request, Response
+from tests.fakes.kit import Delivery
 
 API = r"/(?P<zone>[^/]+)/ATServicesRest/V1\.0"
 DISCOVERY = "/ATServicesRest/V1.0/zoneInformation"
-PICKLIST_FIELDS = ("issueType", "subIssueType", "queueID", "priority", "ticketCategory", "status")
-_NET_ESCAPED = frozenset("&<>'\"`+")
-_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
-_NOT_ENDPOINT = frozenset({"query", "next", "entityInformation", "fields"})
-BASE_TIME = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-def pick(
-    value: int,
-    label: str,
-    *,
-    active: bool = True,
-    default: bool = False,
-    parent: int | None = None,
-    sort: int = 0,
-    system: bool = False,
-) -> dict[str, Any]:
-    """One ``PickListValue`` as the live API writes it (value and parent as strings)."""
-    return {
-        "value": str(value),
-        "label": label,
-        "isDefaultValue": default,
-        "sortOrder": sort,
-        "parentValue": "" if parent is None else str(parent),
-        "isActive": active,
-        "isSystem": system,
-    }
-
-
-def field_info(
-    name: str, values: list[dict[str, Any]] | None = None, *, parent_field: str = ""
-) -> dict[str, Any]:
-    """One ``FieldInformation`` entry (a picklist when ``values`` is given)."""
-    return {
-        "name": name,
-        "dataType": "integer" if values is not None else "string",
-        "length": 0,
-        "isRequired": False,
-        "isReadOnly": False,
-        "isQueryable": True,
-        "isReference": False,
-        "referenceEntityType": "",
-        "isPickList": values is not None,
-        "picklistValues": values,
-        "picklistParentValueField": parent_field,
-        "isSupportedWebhookField": values is not None,
-    }
-
-
-def dotnet_json(value: Any) -> str:
-    """JSON as Autotask's .NET serializer writes it: compact, HTML characters escaped."""
-    if isinstance(value, str):
-        return '"' + "".join(_net_char(c) for c in value) + '"'
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{dotnet_json(k)}:{dotnet_json(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(dotnet_json(v) for v in value) + "]"
-    return json.dumps(value)
-
-
-def _net_char(char: str) -> str:
-    if char in _SHORT_ESCAPES:
-        return _SHORT_ESCAPES[char]
-    if char in _NET_ESCAPED or ord(char) > 127 or ord(char) < 0x20:
-        units = char.encode("utf-16-be")
-        return "".join(
-            f"\\u{int.from_bytes(units[i : i + 2], 'big'):04X}" for i in range(0, len(units), 2)
-        )
-    return char
-
-
-def endpoint_key(path: str) -> str:
-    """The object endpoint of a zone path: ``.../V1.0/Tickets/5/Notes`` → ``Tickets/Notes``."""
-    rest = path.split("/V1.0/", 1)[-1]
-    return "/".join(p for p in rest.split("/") if p and not p.isdigit() and p not in _NOT_ENDPOINT)
-
-
-class FakeAutotask(FakeServer):
+class FakeAutotask(FakePSA):
     """Autotask as the adapter sees it. Start it, then point the adapter at ``discovery_url``."""
 
     SECRET_ENV = "PSATRIAGE_TEST_AT_SECRET"
     CODE_ENV = "PSATRIAGE_TEST_AT_INTEGRATION_CODE"
     HOOK_ENV = "PSATRIAGE_TEST_AT_WEBHOOK_SECRET"
+    SECRETS: ClassVar[dict[str, str]] = {
+        SECRET_ENV: "secret",
+        CODE_ENV: "integration_code",
+        HOOK_ENV: "webhook_secret",
+    }
 
     def __init__(
         self,
@@ -132,17 +77,16 @@ class FakeAutotask(FakeServer):
         webhook_secret: str = "fake-webhook-s3cret",
         api_resource_id: int = 29682885,
     ) -> None:
-        super().__init__()
+        super().__init__(max_page_size=500)
         self.username, self.secret, self.integration_code = username, secret, integration_code
         self.webhook_secret, self.api_resource_id = webhook_secret, api_resource_id
         self.zone = "zone5"
-        self.max_page_size = 500
         self.require_note_titles = True
         self.threshold_count: int | None = None  # None: the number of zone calls seen so far
-        self.ticket_fields = _ticket_fields()
-        self.note_fields = _note_fields()
+        self.ticket_fields = ticket_fields()
+        self.note_fields = note_fields()
         self.webhook_field_info = [
-            field_info("fieldID", [pick(i, n) for i, n in enumerate(_HOOK_FIELDS, start=1)]),
+            field_info("fieldID", [pick(i, n) for i, n in enumerate(HOOK_FIELDS, start=1)]),
             field_info("webhookID"),
         ]
         self.tickets: dict[int, dict[str, Any]] = {}
@@ -158,20 +102,11 @@ class FakeAutotask(FakeServer):
         self._pages: dict[str, tuple[str, list[dict[str, Any]], int]] = {}
         self._ids = itertools.count(351181)
         self._sequence = itertools.count(1)
-        self._data = threading.RLock()
         self._add_routes()
 
     # -- helpers for tests and bench ------------------------------------------------------
 
-    def secret_env(self) -> dict[str, str]:
-        """The environment variables ``connection_config()`` refers to, with their values."""
-        return {
-            self.SECRET_ENV: self.secret,
-            self.CODE_ENV: self.integration_code,
-            self.HOOK_ENV: self.webhook_secret,
-        }
-
-    def connection_config(self, **overrides: Any) -> dict[str, Any]:
+    def connection(self) -> dict[str, Any]:
         """The tenant's ``[connection]`` table pointing the adapter at this fake."""
         return {
             "username": self.username,
@@ -179,7 +114,6 @@ class FakeAutotask(FakeServer):
             "integration_code": f"env:{self.CODE_ENV}",
             "webhook_secret": f"env:{self.HOOK_ENV}",
             "discovery_url": f"{self.url}/ATServicesRest",
-            **overrides,
         }
 
     @property
@@ -210,7 +144,7 @@ class FakeAutotask(FakeServer):
                 "description": description,
                 "companyID": company_id,
                 "contactID": 29683586,
-                "createDate": _iso(when),
+                "createDate": iso(when),
                 "creatorResourceID": 4,
                 "creatorType": 1,
                 "issueType": issue_type,
@@ -232,7 +166,7 @@ class FakeAutotask(FakeServer):
         with self._data:
             ticket = self.tickets[ticket_id]
             ticket["status"] = 5
-            ticket["completedDate"] = _iso(when or datetime.now(UTC))
+            ticket["completedDate"] = iso(when or datetime.now(UTC))
 
     def add_note(self, ticket_id: int, description: str, *, publish: int = 2) -> int:
         """A note as a technician would add it."""
@@ -247,7 +181,7 @@ class FakeAutotask(FakeServer):
                     "noteType": 3,
                     "publish": publish,
                     "creatorResourceID": 4,
-                    "createDateTime": _iso(BASE_TIME),
+                    "createDateTime": iso(BASE_TIME),
                 }
             )
             return note_id
@@ -281,7 +215,7 @@ class FakeAutotask(FakeServer):
                 "TicketNumber": ticket.get("ticketNumber", ""),
                 "Title": ticket.get("title"),
             },
-            "EventTime": _iso(datetime.now(UTC)).replace(".000", ""),
+            "EventTime": iso(datetime.now(UTC)).replace(".000", ""),
             "SequenceNumber": sequence if sequence is not None else next(self._sequence),
         }
         if person_id is not None:
@@ -342,14 +276,6 @@ class FakeAutotask(FakeServer):
         with self._data:
             return [dict(note) for note in self.ticket_notes[ticket_id]]
 
-    def requests_to(self, pattern: str, method: str | None = None) -> list[Request]:
-        regex = re.compile(pattern)
-        return [
-            r
-            for r in list(self.requests)
-            if regex.search(r.path) and (method is None or r.method == method)
-        ]
-
     # -- routes ------------------------------------------------------------------------------
 
     def authorize(self, request: Request) -> Response | None:
@@ -361,10 +287,10 @@ class FakeAutotask(FakeServer):
             or headers.get("username") != self.username
             or headers.get("secret") != self.secret
         ):
-            return _errors(401, "User is not authorized to access this resource.")
+            return errors(401, "User is not authorized to access this resource.")
         match = re.match(API, request.path)
         if match is None or match["zone"] != self.zone:
-            return _errors(401, "The user is not in this zone.")  # the database moved
+            return errors(401, "The user is not in this zone.")  # the database moved
         return None
 
     def endpoint_key(self, request: Request) -> str:
@@ -394,19 +320,11 @@ class FakeAutotask(FakeServer):
              self._create_child),
         ]  # fmt: skip
         for method, pattern, handler in api:
-            self.route(method, API + pattern, self._locked(handler))
-
-    def _locked(self, handler: Any) -> Any:
-        def run(request: Request) -> Response:
-            with self._data:
-                response: Response = handler(request)
-                return response
-
-        return run
+            self.route(method, API + pattern, self.locked(handler))
 
     def _zone_information(self, request: Request) -> Response:
         if (request.arg("user") or "").casefold() != self.username.casefold():
-            return _errors(404, "No zone information for this user.")  # [UNSURE] the real answer
+            return errors(404, "No zone information for this user.")  # [UNSURE] the real answer
         return Response(
             200,
             {"zoneName": "Fake Zone", "url": self.zone_url, "webUrl": f"{self.url}/", "ci": 42},
@@ -447,13 +365,13 @@ class FakeAutotask(FakeServer):
         return Response(200, {"item": self.tickets.get(int(request.params["id"]))})
 
     def _patch_ticket(self, request: Request) -> Response:
-        body = _lower_keys(request.json())
+        body = lower_keys(request.json())
         ticket = self.tickets.get(body.get("id") if isinstance(body.get("id"), int) else -1)
         if ticket is None:
-            return _errors(500, "No matching records found.")
+            return errors(500, "No matching records found.")
         updated = dict(ticket)
         for key, value in body.items():
-            field = next((f for f in _TICKET_KEYS if f.lower() == key), None)
+            field = next((f for f in TICKET_KEYS if f.lower() == key), None)
             if field is None or field == "id":
                 continue
             if field in PICKLIST_FIELDS:
@@ -461,13 +379,13 @@ class FakeAutotask(FakeServer):
                     updated[field] = None
                     continue
                 if not isinstance(value, int) or self._active_value(field, value) is None:
-                    return _errors(500, f"Value {value!r} is not valid for field {field}.")
+                    return errors(500, f"Value {value!r} is not valid for field {field}.")
             updated[field] = value
         sub = updated.get("subIssueType")
         if sub is not None:
             parent = next(p for p in self._picklist("subIssueType") if p["value"] == str(sub))
             if parent["parentValue"] != str(updated.get("issueType")):
-                return _errors(500, "The Sub-Issue Type is not valid for the Issue Type (parent).")
+                return errors(500, "The Sub-Issue Type is not valid for the Issue Type (parent).")
         self.tickets[ticket["id"]] = updated
         return Response(200, {"itemId": ticket["id"]})
 
@@ -478,8 +396,8 @@ class FakeAutotask(FakeServer):
     def _create_note(self, request: Request) -> Response:
         ticket_id = int(request.params["id"])
         if ticket_id not in self.tickets:
-            return _errors(500, "No matching records found.")
-        body = _lower_keys(request.json())
+            return errors(500, "No matching records found.")
+        body = lower_keys(request.json())
         problems = []
         for name in ("noteType", "publish"):
             values = next(f["picklistValues"] for f in self.note_fields if f["name"] == name)
@@ -492,7 +410,7 @@ class FakeAutotask(FakeServer):
         if body.get("ticketid") not in (None, ticket_id):
             problems.append("ticketID does not match the parent ticket.")
         if problems:
-            return _errors(500, *problems)
+            return errors(500, *problems)
         note_id = self.add_note(ticket_id, str(body["description"]), publish=body["publish"])
         note = self.ticket_notes[ticket_id][-1]
         note.update(
@@ -512,7 +430,7 @@ class FakeAutotask(FakeServer):
     # -- queries and paging ------------------------------------------------------------------
 
     def _query(self, request: Request) -> Response:
-        body = _lower_keys(request.json())
+        body = lower_keys(request.json())
         records = {
             "Tickets": lambda: list(self.tickets.values()),
             "Resources": lambda: self.resources,
@@ -521,14 +439,14 @@ class FakeAutotask(FakeServer):
         }[request.params["entity"]]()
         filters = body.get("filter")
         if not isinstance(filters, list) or not filters:
-            return _errors(500, "A query needs at least one filter.")
+            return errors(500, "A query needs at least one filter.")
         try:
-            found = [r for r in records if all(_matches(r, f) for f in filters)]
+            found = [r for r in records if all(matches(r, f) for f in filters)]
         except ValueError as exc:
-            return _errors(500, str(exc))
+            return errors(500, str(exc))
         size = body.get("maxrecords") or self.max_page_size
         if not isinstance(size, int) or not 1 <= size <= 500:
-            return _errors(500, "MaxRecords must be between 1 and 500.")
+            return errors(500, "MaxRecords must be between 1 and 500.")
         return self._paged(request, found, min(size, self.max_page_size))
 
     def _paged(self, request: Request, records: list[dict[str, Any]], size: int = 0) -> Response:
@@ -551,18 +469,18 @@ class FakeAutotask(FakeServer):
     def _next_page(self, request: Request) -> Response:
         token = request.arg("paging") or ""
         if token not in self._pages:
-            return _errors(500, "The paging token is not valid.")
+            return errors(500, "The paging token is not valid.")
         return self._page(token, int(request.arg("start") or 0))
 
     # -- webhooks ----------------------------------------------------------------------------
 
     def _create_webhook(self, request: Request) -> Response:
         body = request.json()
-        lowered = _lower_keys(body)
+        lowered = lower_keys(body)
         missing = [k for k in ("name", "webhookUrl", "deactivationUrl", "secretKey")
                    if not lowered.get(k.lower())]  # fmt: skip
         if missing or len(str(lowered.get("secretkey") or "")) > 64:
-            return _errors(500, *(f"{k} is required." for k in missing), "secretKey is invalid.")
+            return errors(500, *(f"{k} is required." for k in missing), "secretKey is invalid.")
         hook_id = next(self._ids)
         self.webhooks[hook_id] = {
             **body,
@@ -577,7 +495,7 @@ class FakeAutotask(FakeServer):
         body = request.json()
         hook = self.webhooks.get(body.get("id"))
         if hook is None:
-            return _errors(500, "No matching records found.")
+            return errors(500, "No matching records found.")
         hook.update({k: v for k, v in body.items() if k != "id"})
         return Response(200, {"itemId": hook["id"]})
 
@@ -596,150 +514,18 @@ class FakeAutotask(FakeServer):
     def _list_child(self, request: Request) -> Response:
         children = self._children(request)
         if children is None:
-            return _errors(500, "No matching records found.")
+            return errors(500, "No matching records found.")
         return self._paged(request, children)
 
     def _create_child(self, request: Request) -> Response:
         children = self._children(request)
         if children is None:
-            return _errors(500, "No matching records found.")
+            return errors(500, "No matching records found.")
         hook_id = int(request.params["id"])
         body = {**request.json(), "id": next(self._ids)}
-        if _lower_keys(body).get("webhookid") != hook_id:
-            return _errors(500, "webhookID does not match the parent webhook.")
+        if lower_keys(body).get("webhookid") != hook_id:
+            return errors(500, "webhookID does not match the parent webhook.")
         children.append(body)
         if request.params["child"] == "Fields" and body.get("isSubscribedField") is True:
             self.webhooks[hook_id]["isReady"] = True
         return Response(200, {"itemId": body["id"]})
-
-
-# -- data ---------------------------------------------------------------------------------------
-
-_HOOK_FIELDS = ("Title", "Status", "Priority", "Queue", "Issue Type", "Sub-Issue Type")
-_TICKET_KEYS = ("id", "title", "description", *PICKLIST_FIELDS, "ticketType", "source")
-
-
-def _ticket_fields() -> list[dict[str, Any]]:
-    issue = [
-        pick(10, "Hardware", sort=1), pick(11, "Software", sort=2), pick(12, "Network", sort=3),
-        pick(13, "Legacy", active=False, sort=4), pick(14, "Triage", default=True, sort=5),
-        pick(15, "Security", sort=6),
-    ]  # fmt: skip
-    sub = [
-        pick(136, "Printer", parent=10, sort=1), pick(137, "Laptop", parent=10, sort=2),
-        pick(138, "Fax", parent=10, active=False, sort=3), pick(140, "Email", parent=11, sort=1),
-        pick(141, "Office", parent=11, sort=2), pick(150, "VPN", parent=12, sort=1),
-        pick(151, "Wi-Fi", parent=12, sort=2), pick(139, "Old scanner", parent=13, sort=1),
-        pick(142, "Orphan", sort=9),
-    ]  # fmt: skip
-    queues = [
-        pick(5, "Client Portal", system=True), pick(29682833, "Level I Support", default=True),
-        pick(29682969, "Level II Support"), pick(29683000, "Old queue", active=False),
-    ]  # fmt: skip
-    priorities = [
-        pick(4, "Critical", sort=1), pick(1, "High", sort=2),
-        pick(2, "Medium", default=True, sort=3), pick(3, "Low", sort=4),
-        pick(5, "Retired", active=False, sort=5),
-    ]  # fmt: skip
-    categories = [
-        pick(3, "Standard", default=True), pick(4, "AEM Alert"),
-        pick(5, "Standard (non-editable)", active=False),
-    ]  # fmt: skip
-    status = [pick(1, "New", default=True), pick(5, "Complete"), pick(8, "In Progress")]
-    return [
-        field_info("id"),
-        field_info("title"),
-        field_info("status", status),
-        field_info("priority", priorities),
-        field_info("queueID", queues),
-        field_info("issueType", issue),
-        field_info("subIssueType", sub, parent_field="issueType"),
-        field_info("ticketCategory", categories),
-        field_info("priority", [pick(99, "Duplicate entry")]),  # the sample repeats fields too
-    ]
-
-
-def _note_fields() -> list[dict[str, Any]]:
-    publish = [
-        pick(1, "All Autotask Users", default=True, system=True),
-        pick(2, "Internal Project Team", system=True),
-        pick(4, "Internal & Co-Managed", system=True),
-    ]
-    note_types = [
-        pick(1, "Task Summary", system=True), pick(2, "Task Detail", system=True),
-        pick(3, "Task Notes", default=True), pick(13, "Old notes", active=False),
-    ]  # fmt: skip
-    return [field_info("noteType", note_types), field_info("publish", publish)]
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _lower_keys(value: Any) -> dict[str, Any]:
-    return {str(k).lower(): v for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-def _matches(record: dict[str, Any], condition: Any) -> bool:
-    """One Autotask query condition (``eq``, ``gt``, ``gte``, ``lt``, ``lte``, ``exist``,
-    ``notExist``, ``and``, ``or``)."""
-    entry = _lower_keys(condition)
-    op = str(entry.get("op") or "").lower()
-    if op in {"and", "or"}:
-        parts = [_matches(record, item) for item in entry.get("items") or []]
-        return all(parts) if op == "and" else any(parts)
-    field = str(entry.get("field") or "").lower()
-    actual = _lower_keys(record).get(field)
-    wanted = entry.get("value")
-    if op in {"exist", "notexist"}:
-        return (actual not in (None, "")) == (op == "exist")
-    if op == "eq":
-        if isinstance(actual, str) and isinstance(wanted, str):
-            return actual.casefold() == wanted.casefold()
-        return actual == wanted or str(actual) == str(wanted)
-    if op in {"gt", "gte", "lt", "lte"}:
-        left, right = _comparable(actual), _comparable(wanted)
-        if left is None or right is None:
-            return False
-        return {"gt": left > right, "gte": left >= right, "lt": left < right,
-                "lte": left <= right}[op]  # fmt: skip
-    raise ValueError(f"unsupported filter operator {op!r}")
-
-
-def _comparable(value: Any) -> Any:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
-def _errors(status: int, *messages: str) -> Response:
-    return Response(status, {"errors": list(messages)})
-
-
-def kit() -> ContractKit:
-    """The contract-suite kit for Autotask (see ``tests/fakes/kit.py``); starts the fake."""
-    fake = FakeAutotask().start()
-
-    def tamper(delivery: Delivery) -> Delivery:
-        body, headers = delivery
-        return body.replace(b'"Ticket"', b'"ticket"', 1), headers
-
-    return ContractKit(
-        psa="autotask",
-        fake=fake,
-        connection=fake.connection_config(),
-        env=fake.secret_env(),
-        new_ticket=lambda title, description: str(fake.add_ticket(title, description)),
-        created=lambda ticket_id: fake.delivery(int(ticket_id)),
-        updated=lambda ticket_id: fake.delivery(int(ticket_id), "Update", person_id=30691780),
-        tamper=tamper,
-        category_writes=lambda ticket_id: fake.patches(int(ticket_id)),
-        notes=lambda ticket_id: [n["description"] for n in fake.notes(int(ticket_id))],
-        fail_path=lambda ticket_id: rf"/Tickets/{ticket_id}$",
-        secrets=[fake.secret, fake.integration_code, fake.webhook_secret],
-    )

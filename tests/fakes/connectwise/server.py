@@ -19,15 +19,13 @@ import hmac
 import itertools
 import json
 import re
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from tests.fakes.base import FakeServer, Request, Response
-from tests.fakes.kit import ContractKit, Delivery
+from tests.fakes.base import FakePSA, Request, Response
 
 API = r"/(?P<codebase>[^/]+/)/?apis/3\.0"
 LEVELS = ("type", "subType", "item")
@@ -83,11 +81,15 @@ class Board:
         return None
 
 
-class FakeConnectWise(FakeServer):
+class FakeConnectWise(FakePSA):
     """ConnectWise Manage as the adapter sees it. Start it, then point the adapter at ``url``."""
 
     PUBLIC_KEY_ENV = "PSATRIAGE_TEST_CW_PUBLIC_KEY"
     PRIVATE_KEY_ENV = "PSATRIAGE_TEST_CW_PRIVATE_KEY"
+    SECRETS: ClassVar[dict[str, str]] = {
+        PUBLIC_KEY_ENV: "public_key",
+        PRIVATE_KEY_ENV: "private_key",
+    }
 
     def __init__(
         self,
@@ -98,34 +100,22 @@ class FakeConnectWise(FakeServer):
         client_id: str = "0d6c3b1e-7f55-4b39-9f2a-4ad2f1c0a001",
         signing_key: str = "fake-signing-key",
     ) -> None:
-        super().__init__()
+        super().__init__(max_page_size=1000)
         self.company_id, self.client_id, self.signing_key = company_id, client_id, signing_key
         self.public_key, self.private_key = public_key, private_key
         self.codebase = "v2025_1/"
-        self.max_page_size = 1000
         self.key_id = str(uuid.uuid4())
         self.boards: dict[int, Board] = {}
         self.tickets: dict[int, dict[str, Any]] = {}
         self.ticket_notes: dict[int, list[dict[str, Any]]] = {}
         self.callbacks: list[dict[str, Any]] = []
         self._ids = itertools.count(1000)
-        self._data = threading.RLock()
         self._seed_boards()
         self._add_routes()
 
     # -- helpers for tests and bench ------------------------------------------------------
 
-    def secret_env(self) -> dict[str, str]:
-        """The environment variables ``connection_config()`` refers to, with their values."""
-        return {self.PUBLIC_KEY_ENV: self.public_key, self.PRIVATE_KEY_ENV: self.private_key}
-
-    def connection_config(
-        self,
-        *,
-        public_key_ref: str = f"env:{PUBLIC_KEY_ENV}",
-        private_key_ref: str = f"env:{PRIVATE_KEY_ENV}",
-        **overrides: Any,
-    ) -> dict[str, Any]:
+    def connection(self) -> dict[str, Any]:
         """The tenant's ``[connection]`` table pointing the adapter at this fake.
 
         The fake has no rate limit, so the client-side window is opened wide: bursts of hundreds
@@ -135,13 +125,12 @@ class FakeConnectWise(FakeServer):
         return {
             "site": "api-na.myconnectwise.net",
             "company_id": self.company_id,
-            "public_key": public_key_ref,
-            "private_key": private_key_ref,
+            "public_key": f"env:{self.PUBLIC_KEY_ENV}",
+            "private_key": f"env:{self.PRIVATE_KEY_ENV}",
             "client_id": self.client_id,
             "base_url": self.url,
             "trusted_key_origins": [self.url],
             "requests_per_window": 100_000,
-            **overrides,
         }
 
     def add_ticket(
@@ -264,11 +253,6 @@ class FakeConnectWise(FakeServer):
         with self._data:
             return [dict(note) for note in self.ticket_notes[ticket_id]]
 
-    def requests_to(self, pattern: str) -> list[Request]:
-        """Every request (any method) whose path matches ``pattern``."""
-        regex = re.compile(pattern)
-        return [r for r in list(self.requests) if regex.search(r.path)]
-
     # -- data --------------------------------------------------------------------------------
 
     def _seed_boards(self) -> None:
@@ -362,11 +346,10 @@ class FakeConnectWise(FakeServer):
         def checked(request: Request) -> Response:
             if request.params.get("codebase") != self.codebase:
                 return _error(404, "NotFound", "Not found")  # the instance moved codebase
-            with self._data:
-                response: Response = handler(request)
-                return response
+            response: Response = handler(request)
+            return response
 
-        return checked
+        return self.locked(checked)
 
     def _all(self) -> list[Board]:
         return list(self.boards.values())
@@ -488,10 +471,9 @@ class FakeConnectWise(FakeServer):
     def _page(self, request: Request, records: list[dict[str, Any]]) -> Response:
         """One page of ``records`` with ConnectWise's ``Link`` header (default page size 25)."""
         page = max(1, int(request.arg("page") or 1))
-        size = min(max(1, int(request.arg("pageSize") or 25)), self.max_page_size)
-        chunk = records[(page - 1) * size : page * size]
+        chunk, more = self.page_of(records, page, int(request.arg("pageSize") or 25))
         headers = {}
-        if page * size < len(records):
+        if more:
             query = {k: v[0] for k, v in request.query.items()} | {"page": page + 1}
             headers["Link"] = f'<{self.url}{request.path}?{urlencode(query)}>; rel="next"'
         return Response(200, chunk, headers)
@@ -507,33 +489,3 @@ def _error(
             {"code": "InvalidValue", "message": detail, "resource": "ticket", "field": field_name}
         ]
     return Response(status, body)
-
-
-def kit() -> ContractKit:
-    """The contract-suite kit for ConnectWise (see ``tests/fakes/kit.py``); starts the fake."""
-    fake = FakeConnectWise().start()
-
-    def created(ticket_id: str) -> Delivery:
-        return fake.callback(int(ticket_id))
-
-    def updated(ticket_id: str) -> Delivery:
-        return fake.callback(int(ticket_id), action="updated")
-
-    def tamper(delivery: Delivery) -> Delivery:
-        body, headers = delivery
-        return body.replace(b'"ticket"', b'"Ticket"', 1), headers
-
-    return ContractKit(
-        psa="connectwise",
-        fake=fake,
-        connection=fake.connection_config(),
-        env=fake.secret_env(),
-        new_ticket=lambda title, description: str(fake.add_ticket(title, description)),
-        created=created,
-        updated=updated,
-        tamper=tamper,
-        category_writes=lambda ticket_id: fake.patches(int(ticket_id)),
-        notes=lambda ticket_id: [n["text"] for n in fake.notes(int(ticket_id))],
-        fail_path=lambda ticket_id: rf"/service/tickets/{ticket_id}$",
-        secrets=[fake.public_key, fake.private_key, fake.signing_key],
-    )

@@ -25,16 +25,15 @@ import itertools
 import json
 import re
 import secrets
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
-from tests.fakes.base import FakeServer, Request, Response
-from tests.fakes.kit import ContractKit, Delivery
+from tests.fakes.base import FakePSA, Request, Response
+from tests.fakes.kit import Delivery
 
 V2 = "/v2"
 TICKET_FIELDS = ("IssueTypeId", "SubIssueTypeId", "TypeId", "QueueId", "PriorityId", "StatusId")
@@ -68,11 +67,15 @@ def sign(scheme: str, secret: str, body: bytes) -> str:
     return digest.hex() if scheme.endswith("hex") else base64.b64encode(digest).decode()
 
 
-class FakeKaseyaBMS(FakeServer):
+class FakeKaseyaBMS(FakePSA):
     """Kaseya BMS as the adapter sees it. Start it, then point the adapter at ``url``."""
 
     PASSWORD_ENV = "PSATRIAGE_TEST_BMS_PASSWORD"
     WEBHOOK_SECRET_ENV = "PSATRIAGE_TEST_BMS_WEBHOOK_SECRET"
+    SECRETS: ClassVar[dict[str, str]] = {
+        PASSWORD_ENV: "password",
+        WEBHOOK_SECRET_ENV: "webhook_secret",
+    }
 
     def __init__(
         self,
@@ -82,14 +85,13 @@ class FakeKaseyaBMS(FakeServer):
         company: str = "PsatriageTest",
         webhook_secret: str = "fake-bms-webhook-secret",
     ) -> None:
-        super().__init__()
+        super().__init__(max_page_size=500)
         self.username, self.password, self.company = username, password, company
         self.webhook_secret = webhook_secret
         self.signature_scheme = "hmac-sha256-hex"
         self.pascal_case = False
         self.errors_as_200 = False
         self.include_total_records = True
-        self.max_page_size = 500
         self.token_lifetime = 3600.0
         self.rate_limit = 1500
         self.rate_window = 3600.0
@@ -109,17 +111,12 @@ class FakeKaseyaBMS(FakeServer):
         self.ticket_notes: dict[int, list[dict[str, Any]]] = {}
         self._calls: dict[str, deque[float]] = {}
         self._ids = itertools.count(5000)
-        self._data = threading.RLock()
         self._seed()
         self._add_routes()
 
     # -- helpers for tests and bench ------------------------------------------------------
 
-    def secret_env(self) -> dict[str, str]:
-        """The environment variables ``connection_config()`` refers to, with their values."""
-        return {self.PASSWORD_ENV: self.password, self.WEBHOOK_SECRET_ENV: self.webhook_secret}
-
-    def connection_config(self, **overrides: Any) -> dict[str, Any]:
+    def connection(self) -> dict[str, Any]:
         """The tenant's ``[connection]`` table pointing the adapter at this fake."""
         return {
             "username": self.username,
@@ -127,7 +124,6 @@ class FakeKaseyaBMS(FakeServer):
             "company": self.company,
             "base_url": self.url,
             "webhook_secret": f"env:{self.WEBHOOK_SECRET_ENV}",
-            **overrides,
         }
 
     def add_ticket(
@@ -233,14 +229,6 @@ class FakeKaseyaBMS(FakeServer):
     def notes(self, ticket_id: int) -> list[dict[str, Any]]:
         with self._data:
             return [dict(note) for note in self.ticket_notes[ticket_id]]
-
-    def requests_to(self, pattern: str, method: str | None = None) -> list[Request]:
-        regex = re.compile(pattern)
-        return [
-            r
-            for r in list(self.requests)
-            if regex.search(r.path) and (method is None or r.method == method)
-        ]
 
     # -- data --------------------------------------------------------------------------------
 
@@ -418,14 +406,7 @@ class FakeKaseyaBMS(FakeServer):
             ("PUT", r"/admin/webhooks/(?P<id>\d+)", self._update_webhook),
         ]
         for method, pattern, handler in routes:
-            self.route(method, V2 + pattern, self._locked(handler))
-
-    def _locked(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
-        def run(request: Request) -> Response:
-            with self._data:
-                return handler(request)
-
-        return run
+            self.route(method, V2 + pattern, self.locked(handler))
 
     def _form(self, request: Request) -> dict[str, str]:
         if "x-www-form-urlencoded" not in request.headers.get("content-type", ""):
@@ -467,10 +448,9 @@ class FakeKaseyaBMS(FakeServer):
             return self.error(400, f"Unknown lookup table {request.params['table']}")
         return self.ok(table)
 
-    def _paging(self, request: Request, total: int) -> tuple[int, int]:
-        size = min(max(1, int(request.arg("PageSize") or 50)), self.max_page_size)
-        page = max(1, int(request.arg("PageNumber") or 1))
-        return (page - 1) * size, min(total, page * size)
+    def _page(self, request: Request, records: list[Any]) -> list[Any]:
+        page = int(request.arg("PageNumber") or 1)
+        return self.page_of(records, page, int(request.arg("PageSize") or 50))[0]
 
     def _list_tickets(self, request: Request) -> Response:
         since = request.arg("Filter.CreatedOnFrom")
@@ -483,10 +463,9 @@ class FakeKaseyaBMS(FakeServer):
             wanted = {int(s) for s in statuses.split(",") if s.strip()}
             tickets = [t for t in tickets if t["StatusId"] in wanted]
         tickets.reverse()  # newest first
-        first, last = self._paging(request, len(tickets))
         rows = [
             {key: t[key] for key in ("Id", "TicketNumber", "Title", "StatusName", "CreatedOn")}
-            for t in tickets[first:last]
+            for t in self._page(request, tickets)
         ]
         extra = {"TotalRecords": len(tickets)} if self.include_total_records else {}
         return self.ok(rows, **extra)
@@ -525,8 +504,7 @@ class FakeKaseyaBMS(FakeServer):
         notes = self.ticket_notes.get(int(request.params["id"]))
         if notes is None:
             return self.error(404, f"Ticket {request.params['id']} not found")
-        first, last = self._paging(request, len(notes))
-        return self.ok(notes[first:last])
+        return self.ok(self._page(request, notes))
 
     def _create_note(self, request: Request) -> Response:
         ticket_id = int(request.params["id"])
@@ -547,9 +525,8 @@ class FakeKaseyaBMS(FakeServer):
 
     def _search_webhooks(self, request: Request) -> Response:
         body = request.json() or {}
-        size = min(max(1, int(body.get("PageSize") or 50)), self.max_page_size)
-        page = max(1, int(body.get("PageNumber") or 1))
-        chunk = self.webhooks[(page - 1) * size : page * size]
+        page = int(body.get("PageNumber") or 1)
+        chunk = self.page_of(self.webhooks, page, int(body.get("PageSize") or 50))[0]
         return self.ok([self._webhook_out(w) for w in chunk], TotalRecords=len(self.webhooks))
 
     def _webhook_in(self, request: Request) -> dict[str, Any] | Response:
@@ -592,27 +569,3 @@ class FakeKaseyaBMS(FakeServer):
 
 def _moment(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def kit() -> ContractKit:
-    """The contract-suite kit for Kaseya BMS (see ``tests/fakes/kit.py``); starts the fake."""
-    fake = FakeKaseyaBMS().start()
-
-    def tamper(delivery: Delivery) -> Delivery:
-        body, headers = delivery
-        return body.replace(b'"Title": "..."', b'"Title": "!!!"'), headers
-
-    return ContractKit(
-        psa="kaseya_bms",
-        fake=fake,
-        connection=fake.connection_config(),
-        env=fake.secret_env(),
-        new_ticket=lambda title, description: str(fake.add_ticket(title, description)),
-        created=lambda ticket_id: fake.webhook(int(ticket_id)),
-        updated=lambda ticket_id: fake.webhook(int(ticket_id), "Updated"),
-        tamper=tamper,
-        category_writes=lambda ticket_id: fake.patches(int(ticket_id)),
-        notes=lambda ticket_id: [n["Details"] for n in fake.notes(int(ticket_id))],
-        fail_path=lambda ticket_id: rf"/v2/servicedesk/tickets/{ticket_id}$",
-        secrets=[fake.password, fake.webhook_secret],
-    )

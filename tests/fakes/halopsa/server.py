@@ -29,28 +29,32 @@ import itertools
 import json
 import re
 import secrets
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from psatriage.psa.base import PATH_TOKEN_HEADER
-from tests.fakes.base import FakeServer, Request, Response
-from tests.fakes.kit import ContractKit, Delivery
+from tests.fakes.base import FakePSA, Request, Response
+from tests.fakes.kit import Delivery
 
 NEW_TICKET_NOTIFICATION = 57  # the id Halo gives the webhook's event binding (ours: any)
 UPDATED_NOTIFICATION = 61
 _TAG = re.compile(r"<[^>]+>")
 
 
-class FakeHaloPSA(FakeServer):
+class FakeHaloPSA(FakePSA):
     """HaloPSA as the adapter sees it. Start it, then point the adapter at ``url``."""
 
     CLIENT_SECRET_ENV = "PSATRIAGE_TEST_HALO_CLIENT_SECRET"
     WEBHOOK_SECRET_ENV = "PSATRIAGE_TEST_HALO_WEBHOOK_SECRET"
     PATH_TOKEN_ENV = "PSATRIAGE_TEST_HALO_PATH_TOKEN"
+    SECRETS: ClassVar[dict[str, str]] = {
+        CLIENT_SECRET_ENV: "client_secret",
+        WEBHOOK_SECRET_ENV: "webhook_secret",
+        PATH_TOKEN_ENV: "path_token",
+    }
 
     def __init__(
         self,
@@ -64,7 +68,7 @@ class FakeHaloPSA(FakeServer):
         path_token: str | None = None,
         tenant: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(max_page_size=100)
         self.client_id, self.client_secret, self.tenant = client_id, client_secret, tenant
         self.webhook_secret, self.webhook_auth = webhook_secret, webhook_auth
         self.webhook_header, self.webhook_username = webhook_header, webhook_username
@@ -78,7 +82,6 @@ class FakeHaloPSA(FakeServer):
         self.token_expires = 0.0
         self.category_policy = "reject"  # or "ignore": answer 200 and apply nothing
         self.ignored_fields: set[str] = set()  # dropped silently from ticket updates
-        self.max_page_size = 100
         self.ticket_types: dict[int, dict[str, Any]] = {}
         self.categories: list[dict[str, Any]] = []
         self.priorities: list[dict[str, Any]] = []
@@ -88,21 +91,12 @@ class FakeHaloPSA(FakeServer):
         self.webhooks: list[dict[str, Any]] = []
         self.notifications: list[dict[str, Any]] = []
         self._ids = itertools.count(5000)
-        self._data = threading.RLock()
         self._seed()
         self._add_routes()
 
     # -- helpers for tests and bench ------------------------------------------------------
 
-    def secret_env(self) -> dict[str, str]:
-        """The environment variables ``connection_config()`` refers to, with their values."""
-        env = {self.CLIENT_SECRET_ENV: self.client_secret}
-        env[self.WEBHOOK_SECRET_ENV] = self.webhook_secret
-        if self.path_token:
-            env[self.PATH_TOKEN_ENV] = self.path_token
-        return env
-
-    def connection_config(self, **overrides: Any) -> dict[str, Any]:
+    def connection(self) -> dict[str, Any]:
         """The tenant's ``[connection]`` table pointing the adapter at this fake."""
         return {
             "url": self.url,
@@ -112,9 +106,8 @@ class FakeHaloPSA(FakeServer):
             "webhook_secret": f"env:{self.WEBHOOK_SECRET_ENV}",
             "webhook_header": self.webhook_header,
             "webhook_username": self.webhook_username,
-            **({"tenant": self.tenant} if self.tenant else {}),
-            **({"webhook_path_token": f"env:{self.PATH_TOKEN_ENV}"} if self.path_token else {}),
-            **overrides,
+            "tenant": self.tenant,
+            "webhook_path_token": f"env:{self.PATH_TOKEN_ENV}" if self.path_token else None,
         }
 
     def add_ticket(
@@ -263,11 +256,6 @@ class FakeHaloPSA(FakeServer):
     def token_requests(self) -> int:
         return len(self.requests_to(r"/token$"))
 
-    def requests_to(self, pattern: str) -> list[Request]:
-        """Every request (any method) whose path matches ``pattern``."""
-        regex = re.compile(pattern)
-        return [r for r in list(self.requests) if regex.search(r.path)]
-
     # -- data --------------------------------------------------------------------------------
 
     def _seed(self) -> None:
@@ -376,15 +364,7 @@ class FakeHaloPSA(FakeServer):
         ]
         for method, pattern, handler in routes:
             unlocked = handler == self._token  # token requests overlap, as on a real server
-            self.route(method, pattern, handler if unlocked else self._locked(handler))
-
-    def _locked(self, handler: Any) -> Any:
-        def run(request: Request) -> Response:
-            with self._data:
-                response: Response = handler(request)
-                return response
-
-        return run
+            self.route(method, pattern, handler if unlocked else self.locked(handler))
 
     def _authinfo(self, request: Request) -> Response:
         if not self.authinfo_enabled:
@@ -568,9 +548,9 @@ class FakeHaloPSA(FakeServer):
         """Halo's wrapped list; one page when ``pageinate`` is set (page size at most 100)."""
         if request.arg("pageinate") != "true":
             return Response(200, {"record_count": len(records), key: records})
-        size = min(max(1, int(request.arg("page_size") or 50)), self.max_page_size)
         page = max(1, int(request.arg("page_no") or 1))
-        chunk = records[(page - 1) * size : page * size]
+        size = min(max(1, int(request.arg("page_size") or 50)), self.max_page_size)
+        chunk, _ = self.page_of(records, page, size)
         return Response(
             200, {"page_no": page, "page_size": size, "record_count": len(records), key: chunk}
         )
@@ -578,36 +558,3 @@ class FakeHaloPSA(FakeServer):
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
-
-
-def kit() -> ContractKit:
-    """The contract-suite kit for HaloPSA (see ``tests/fakes/kit.py``); starts the fake."""
-    fake = FakeHaloPSA(path_token="kit-path-token-0123456789abcdef").start()
-
-    def created(ticket_id: str) -> Delivery:
-        return fake.delivery(int(ticket_id))
-
-    def updated(ticket_id: str) -> Delivery:
-        return fake.delivery(
-            int(ticket_id), event="Ticket Updated", notification_id=UPDATED_NOTIFICATION
-        )
-
-    def tamper(delivery: Delivery) -> Delivery:
-        body, headers = delivery
-        return body.replace(b"New Ticket Logged", b"New Ticket logged", 1), headers
-
-    return ContractKit(
-        psa="halopsa",
-        fake=fake,
-        connection=fake.connection_config(),
-        env=fake.secret_env(),
-        new_ticket=lambda title, description: str(fake.add_ticket(title, description)),
-        created=created,
-        updated=updated,
-        tamper=tamper,
-        category_writes=lambda ticket_id: fake.ticket_updates(int(ticket_id)),
-        notes=lambda ticket_id: [a["note"] for a in fake.notes(int(ticket_id))],
-        fail_path=lambda ticket_id: rf"/api/Tickets/{ticket_id}$",
-        secrets=[fake.client_secret, fake.webhook_secret, "kit-path-token-0123456789abcdef"],
-        webhook_path_suffix="/kit-path-token-0123456789abcdef",
-    )
