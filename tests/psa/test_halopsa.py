@@ -49,7 +49,7 @@ from tests.fakes.halopsa import FakeHaloPSA
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 from tests.harness import to_toml
 from tests.psa.conftest import serving
-from tests.test_shared_tokens import raw_values
+from tests.shared.test_tokens import raw_values
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "halopsa"
 ADAPTER = HaloPSAAdapter  # what make_adapter builds (tests/psa/conftest.py)

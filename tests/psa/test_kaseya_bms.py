@@ -19,7 +19,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import structlog
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import update
 
 from psatriage import jobs
@@ -36,6 +38,7 @@ from psatriage.errors import (
 from psatriage.psa.kaseya_bms import KaseyaBMSAdapter, KaseyaBMSConfig
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
+from psatriage.shared.tokens import share_tokens, tokens_for
 from psatriage.store.tables import EventState, PollMarkRow, utcnow
 from psatriage.web import create_app
 from tests.fakes.kaseya_bms import FakeKaseyaBMS, envelope_error, sign
@@ -153,6 +156,39 @@ def test_one_login_for_concurrent_calls(fake: FakeKaseyaBMS, adapter: KaseyaBMSA
     for thread in threads:
         thread.join()
     assert errors == [] and fake.logins == 1
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
+    return url
+
+
+def test_worker_processes_share_one_login_and_its_refresh(
+    fake: FakeKaseyaBMS, make_adapter: MakeAdapter, shared_url: str
+) -> None:
+    key = SecretStr(Fernet.generate_key().decode())
+    stores = [tokens_for(shared_url, key) for _ in range(2)]
+    adapters = []
+    for store in stores:  # each adapter as a worker process builds it, over its own store
+        share_tokens(store)
+        try:
+            adapters.append(make_adapter())
+        finally:
+            share_tokens(None)
+    try:
+        ticket_id = str(fake.add_ticket("VPN", "Down"))
+        for adapter in (*adapters, *adapters):
+            adapter.get_ticket(ticket_id)
+        assert (fake.logins, fake.refreshes) == (1, 0)  # one login for both processes
+        fake.expire_tokens()
+        for adapter in (*adapters, *adapters):
+            adapter.get_ticket(ticket_id)
+        assert (fake.logins, fake.refreshes) == (1, 1)  # one refresh, of the shared refresh token
+    finally:
+        for store in stores:
+            assert store is not None
+            store.close()
 
 
 def test_a_refused_login_inside_http_200_is_auth_failed(

@@ -1,6 +1,7 @@
 """Shared tokens: the encrypted store on real Redis and PostgreSQL, its lock across processes, its
-fallback when the server is away, the secret key setting, and HaloPSA adapters in two real worker
-processes sharing one token."""
+fallback when the server is away, the secret key setting, the Runtime sharing them where a
+tenant's adapter needs a token cache, and HaloPSA adapters in two real worker processes sharing
+one token."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from structlog.testing import capture_logs
 
 from psatriage.errors import ConfigError
 from psatriage.http import make_client
+from psatriage.psa import adapters
 from psatriage.psa.halopsa import HaloPSAAdapter, HaloPSAConfig
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
@@ -30,7 +32,10 @@ from psatriage.shared import tokens as shared_tokens
 from psatriage.shared.postgres_backend import PostgresBackend
 from psatriage.shared.redis_backend import RedisBackend
 from psatriage.shared.tokens import SharedTokens, tokens_for
+from tests.fakes.base import FakePSA
+from tests.fakes.connectwise import FakeConnectWise
 from tests.fakes.halopsa import FakeHaloPSA
+from tests.fakes.kaseya_bms import FakeKaseyaBMS
 from tests.harness import to_toml
 
 KEY = SecretStr(Fernet.generate_key().decode())
@@ -274,42 +279,42 @@ def test_tokens_are_shared_only_with_a_shared_queue_and_a_key(redis_url: str) ->
     store.close()
 
 
-def test_the_runtime_shares_tokens_and_warns_once_without_a_key(
-    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+FAKES: dict[str, type[FakePSA]] = {
+    "connectwise": FakeConnectWise,
+    "halopsa": FakeHaloPSA,
+    "kaseya_bms": FakeKaseyaBMS,
+}
+
+
+@pytest.mark.parametrize("psa", sorted(FAKES))
+def test_the_runtime_shares_tokens_where_an_adapter_needs_them_and_warns_once_without_a_key(
+    psa: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tenants = tmp_path / "psatriage.toml"
     tenants.write_text("", encoding="utf-8")
     settings = Settings(data_dir=tmp_path, config=tenants, queue_url=redis_url)
-    with capture_logs() as logs:  # no HaloPSA tenant: nothing to share, nothing to warn about
+    with capture_logs() as logs:  # no tenant: nothing to share, nothing to warn about
         Runtime(settings).close()
     assert not [e for e in logs if "PSATRIAGE_SECRET_KEY" in e["event"]]
+    needs = adapters()[psa].needs_token_cache
+    assert needs == (psa != "connectwise")  # ConnectWise sends its keys with every call
 
-    with FakeHaloPSA() as fake:
+    with FAKES[psa]() as fake:
         for name, value in fake.secret_env().items():
             monkeypatch.setenv(name, value)
-        tenants.write_text(
-            to_toml(
-                {
-                    "tenants": {
-                        "acme": {
-                            "psa": "halopsa",
-                            "connection": fake.connection_config(),
-                            "classifier": {"kind": "local"},
-                        }
-                    }
-                }
-            ),
-            encoding="utf-8",
-        )
+        tenant = {"psa": psa, "connection": fake.connection_config(), "trigger": "poll",
+                  "classifier": {"kind": "local"}}  # fmt: skip
+        tenants.write_text(to_toml({"tenants": {"acme": tenant}}), encoding="utf-8")
         with capture_logs() as logs:
             runtime = Runtime(settings)
             runtime.close()
         warned = [e for e in logs if "PSATRIAGE_SECRET_KEY" in e["event"]]
-        assert len(warned) == 1 and warned[0]["log_level"] == "warning"
+        assert len(warned) == needs and all(e["log_level"] == "warning" for e in warned)
         assert shared_tokens.current() is None
         runtime = Runtime(settings.model_copy(update={"secret_key": KEY}))
         try:
-            assert shared_tokens.current() is runtime._tokens is not None
+            assert shared_tokens.current() is runtime._tokens
+            assert (runtime._tokens is not None) == needs
         finally:
             runtime.close()
     assert shared_tokens.current() is None
