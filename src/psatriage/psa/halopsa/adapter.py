@@ -13,7 +13,6 @@ private action. Where this relies on a point the PSA reference marks [UNSURE], a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
@@ -46,12 +45,15 @@ from psatriage.psa.halopsa.taxonomy import (
     priority_facet,
     write_of,
 )
-from psatriage.psa.halopsa.webhooks import NEW_TICKET_EVENT, verify_delivery
+from psatriage.psa.halopsa.webhooks import (
+    NEW_TICKET_TEXT,
+    event_text,
+    is_new_ticket,
+    verify_delivery,
+)
 from psatriage.psa.halopsa.wire import as_int, is_true, note_html, positive, text_of
 from psatriage.psa.wire import JSON, body_hash, numeric, timestamp
 from psatriage.psa.wire import webhook_object as load_object
-
-NEW_TICKET_TEXT = "new ticket logged"
 
 
 class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
@@ -96,8 +98,8 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
         found = payload.get("ticket")
         ticket: JSON = found if isinstance(found, dict) else {}
         event = str(payload.get("event") or "")
-        new = self._is_new_ticket(payload, _event_text(event))
-        if not (new or ticket or "ticket" in _event_text(event)):
+        new = is_new_ticket(payload, event_text(event), self.config.new_ticket_notifications)
+        if not (new or ticket or "ticket" in event_text(event)):
             return None  # not about a ticket (a client, an asset...)
         ticket_id = positive(payload.get("object_id")) or positive(ticket.get("id"))
         if ticket_id is None:
@@ -114,22 +116,6 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
             or timestamp(ticket.get("dateoccurred")),
             actor=str(agent) if agent is not None else None,
         )
-
-    def _is_new_ticket(self, payload: Mapping[str, Any], event: str) -> bool:
-        """By event number, then by the configured notification ids, then by the event text.
-
-        [UNSURE] whether ``notification_id`` is the event number or the id of the webhook's
-        event binding; without the text, 3 is taken as the event number.
-        """
-        eventno = as_int(payload.get("eventno"))
-        if eventno is not None:
-            return eventno == NEW_TICKET_EVENT
-        notification = as_int(payload.get("notification_id"))
-        if self.config.new_ticket_notifications and notification is not None:
-            return notification in self.config.new_ticket_notifications
-        if event:
-            return event == NEW_TICKET_TEXT
-        return notification == NEW_TICKET_EVENT
 
     def _in_scope(self, ticket: Mapping[str, Any]) -> bool:
         if not self._wanted:
@@ -405,11 +391,6 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
         outcome_id, outcome = self._note_outcome()
         host = httpx.URL(self.config.url).host
         return f"HaloPSA at {host}; notes as {outcome!r} (outcome {outcome_id})"
-
-
-def _event_text(event: str) -> str:
-    """'New Ticket Logged', 'new_ticket_logged' → 'new ticket logged'."""
-    return " ".join(re.sub(r"[_\-]+", " ", event).lower().split())
 
 
 def _numeric(value: str, what: str) -> int:

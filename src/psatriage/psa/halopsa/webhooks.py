@@ -7,8 +7,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
-from typing import Literal
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import SecretStr
 
@@ -21,6 +22,30 @@ from psatriage.psa.halopsa.wire import as_int
 WebhookAuth = Literal["hmac", "basic", "header"]
 WEBHOOK_NAME = "psatriage: categorize new tickets"
 NEW_TICKET_EVENT = 3  # Halo's event number of "New Ticket Logged" [2 src]
+NEW_TICKET_TEXT = "new ticket logged"
+
+
+def event_text(event: str) -> str:
+    """'New Ticket Logged', 'new_ticket_logged' → 'new ticket logged'."""
+    return " ".join(re.sub(r"[_\-]+", " ", event).lower().split())
+
+
+def is_new_ticket(payload: Mapping[str, Any], event: str, notifications: Sequence[int]) -> bool:
+    """Whether a delivery is "New Ticket Logged": by event number, then by the tenant's
+    notification ids (``notifications``), then by the event text (``event_text``).
+
+    [UNSURE] whether ``notification_id`` is the event number or the id of the webhook's event
+    binding; without the text, 3 is taken as the event number.
+    """
+    eventno = as_int(payload.get("eventno"))
+    if eventno is not None:
+        return eventno == NEW_TICKET_EVENT
+    notification = as_int(payload.get("notification_id"))
+    if notifications and notification is not None:
+        return notification in notifications
+    if event:
+        return event == NEW_TICKET_TEXT
+    return notification == NEW_TICKET_EVENT
 
 
 def verify_delivery(

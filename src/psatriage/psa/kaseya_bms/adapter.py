@@ -37,6 +37,7 @@ from psatriage.psa.kaseya_bms.config import FACETS, LEVELS, SCOPE, SCOPE_NAME, K
 from psatriage.psa.kaseya_bms.webhooks import (
     SCHEMES,
     event_of,
+    is_creation,
     load_body,
     match_scheme,
     register,
@@ -108,7 +109,7 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
             tenant=self.tenant,
             ticket_id=ticket_id,
             action=event or "created",
-            actionable=_is_creation(event),
+            actionable=is_creation(event),
             # [UNSURE] BMS's delivery id is unknown: a redelivery must dedupe with the original.
             dedupe_key=f"{ticket_id}:{name}",
         )
@@ -344,18 +345,6 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _is_creation(event: str) -> bool:
-    """Whether the delivery's event text means a ticket was created.
-
-    No event text at all counts as creation: psatriage subscribes to that one event only.
-    """
-    if not event:
-        return True
-    if any(word in event for word in ("note", "update", "delete", "edit", "change", "close")):
-        return False
-    return any(word in event for word in ("create", "new", "add", "log"))
 
 
 def _pick_note_type(types: list[JSON], wanted: str | None) -> int:

@@ -134,6 +134,18 @@ def _wrapped_id(keys: Mapping[str, Any], depth: int) -> str | None:
     return None
 
 
+def is_creation(event: str) -> bool:
+    """Whether the delivery's event text means a ticket was created.
+
+    No event text at all counts as creation: psatriage subscribes to that one event only.
+    """
+    if not event:
+        return True
+    if any(word in event for word in ("note", "update", "delete", "edit", "change", "close")):
+        return False
+    return any(word in event for word in ("create", "new", "add", "log"))
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
