@@ -7,9 +7,11 @@ collected); ``tests/psa/contract/`` runs the same checks against every adapter t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from psatriage.domain import Ticket
@@ -17,6 +19,18 @@ from tests.fakes.base import FakePSA
 
 Delivery = tuple[bytes, dict[str, str]]
 Change = Callable[[bytes, dict[str, str]], Delivery]
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def fixture(psa: str, name: str) -> Any:
+    """A sample of the PSA reference, from ``tests/fixtures/<psa>/<name>``."""
+    return json.loads((FIXTURES / psa / name).read_text(encoding="utf-8"))
+
+
+def replaced(payload: Mapping[str, Any], **keys: Any) -> bytes:
+    """``payload`` as a JSON body with top-level keys replaced (a None value removes the key)."""
+    changed = {**payload, **keys}
+    return json.dumps({k: v for k, v in changed.items() if v is not None}).encode()
 
 
 @dataclass(frozen=True)
@@ -161,3 +175,11 @@ class ContractKit:
     history_ticket: Callable[[str, datetime, bool, bool], str] | None = None
     history_path: str = ""
     registrations: Callable[[], int] | None = None
+
+
+def kit_of(psa: str, fake: FakePSA, **ways: Any) -> ContractKit:
+    """The kit of a started ``fake``: its own connection table and environment, and ``ways``
+    (the other fields of ``ContractKit``)."""
+    return ContractKit(
+        psa=psa, fake=fake, connection=fake.connection_config(), env=fake.secret_env(), **ways
+    )

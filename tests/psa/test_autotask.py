@@ -37,18 +37,13 @@ from psatriage.settings import Settings
 from psatriage.store.tables import EventState
 from psatriage.web import create_app
 from tests.fakes.autotask import TRICKY, FakeAutotask, dotnet_json
+from tests.fakes.autotask.kit import fixture, sample
 from tests.fakes.base import FakeServer, Response
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
-from tests.harness import to_toml
-from tests.psa.conftest import in_parallel, serving
+from tests.psa.conftest import OPENAI_KEY_ENV, in_parallel, serving, write_tenants
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "autotask"
 ADAPTER = AutotaskAdapter  # what make_adapter builds (tests/psa/conftest.py)
 MakeAdapter = Callable[..., AutotaskAdapter]
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture
@@ -57,17 +52,6 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAutotask]:
 
 
 # -- parse ------------------------------------------------------------------------------------
-
-
-def sample(name: str = "webhook-ticket-create.json", **keys: Any) -> bytes:
-    """A sample delivery with top-level keys replaced (None removes them)."""
-    payload = fixture(name)
-    for key, value in keys.items():
-        if value is None:
-            payload.pop(key, None)
-        else:
-            payload[key] = value
-    return json.dumps(payload).encode()
 
 
 def test_deactivated_is_recorded_ignored_and_reported(
@@ -575,32 +559,16 @@ def test_config_rejects_a_long_webhook_secret(
 JAM = "My printer has a paper jam"
 
 
-@pytest.fixture
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
 def tenants_file(fake: FakeAutotask, llm: FakeOpenAI, root: Path, **connection: Any) -> Path:
-    tenant = {
-        "psa": "autotask",
-        "connection": fake.connection_config(**connection),
-        "classifier": {
-            "api_key": "env:PSATRIAGE_TEST_OPENAI_KEY",
-            "base_url": f"{llm.url}/v1",
-            "inner_retries": 0,
-        },
-    }
-    path = root / "psatriage.toml"
-    path.write_text(to_toml({"tenants": {"t1": tenant}}), encoding="utf-8")
-    return path
+    connection_table = fake.connection_config(**connection)
+    return write_tenants(root / "psatriage.toml", "t1", "autotask", connection_table, llm)
 
 
 @pytest.fixture
 def runtime(
     fake: FakeAutotask, llm: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Runtime]:
-    monkeypatch.setenv("PSATRIAGE_TEST_OPENAI_KEY", DEFAULT_API_KEY)
+    monkeypatch.setenv(OPENAI_KEY_ENV, DEFAULT_API_KEY)
     built = Runtime(
         Settings(data_dir=tmp_path / "data"), load_config(tenants_file(fake, llm, tmp_path))
     )
@@ -630,7 +598,7 @@ def test_signed_webhook_makes_one_patch_and_one_internal_note(
 def test_facets_chosen_by_the_model_are_written_with_the_category(
     fake: FakeAutotask, llm: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PSATRIAGE_TEST_OPENAI_KEY", DEFAULT_API_KEY)
+    monkeypatch.setenv(OPENAI_KEY_ENV, DEFAULT_API_KEY)
     config = load_config(tenants_file(fake, llm, tmp_path, facets=["queueID", "priority"]))
     runtime = Runtime(Settings(data_dir=tmp_path / "data"), config)
     llm.facet_answers = {"queueID": "29682969", "priority": "1"}

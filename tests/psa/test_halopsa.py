@@ -46,18 +46,13 @@ from psatriage.shared.tokens import SharedTokens, share_tokens, tokens_for
 from psatriage.store.tables import EventState
 from psatriage.web import create_app
 from tests.fakes.halopsa import FakeHaloPSA
+from tests.fakes.halopsa.kit import fixture
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
-from tests.harness import to_toml
-from tests.psa.conftest import serving
+from tests.psa.conftest import OPENAI_KEY_ENV, serving, write_tenants
 from tests.shared.test_tokens import raw_values
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "halopsa"
 ADAPTER = HaloPSAAdapter  # what make_adapter builds (tests/psa/conftest.py)
 MakeAdapter = Callable[..., HaloPSAAdapter]
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture
@@ -275,12 +270,6 @@ def test_token_renewed_before_it_expires(fake: FakeHaloPSA, adapter: HaloPSAAdap
 
 SHARED_KEY = SecretStr(Fernet.generate_key().decode())
 AsProcess = Callable[..., HaloPSAAdapter]
-
-
-@pytest.fixture(params=["redis", "postgresql"])
-def shared_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
-    return url
 
 
 @pytest.fixture
@@ -774,19 +763,11 @@ def service(fake: FakeHaloPSA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     fake.path_token = TOKEN
     monkeypatch.setenv(FakeHaloPSA.PATH_TOKEN_ENV, TOKEN)
     with FakeOpenAI() as llm:
-        tenant = {
-            "psa": "halopsa",
-            "connection": fake.connection_config(),
-            "classifier": {
-                "api_key": "env:HALO_TEST_OPENAI_KEY",
-                "base_url": f"{llm.url}/v1",
-                "inner_retries": 0,
-            },
-            "policy": {"mode": "apply"},
-        }
         path = tmp_path / "psatriage.toml"
-        path.write_text(to_toml({"tenants": {"acme": tenant}}), encoding="utf-8")
-        monkeypatch.setenv("HALO_TEST_OPENAI_KEY", DEFAULT_API_KEY)
+        write_tenants(
+            path, "acme", "halopsa", fake.connection_config(), llm, policy={"mode": "apply"}
+        )
+        monkeypatch.setenv(OPENAI_KEY_ENV, DEFAULT_API_KEY)
         monkeypatch.setenv("PSATRIAGE_CONFIG", str(path))
         monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path / "data"))
         yield path

@@ -44,7 +44,7 @@ from psatriage.web import create_app
 from tests.fakes.kaseya_bms import FakeKaseyaBMS, envelope_error, sign
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 from tests.harness import to_toml
-from tests.psa.conftest import serving
+from tests.psa.conftest import OPENAI_KEY_ENV, serving, write_tenants
 
 os.environ["COLUMNS"] = "200"  # Rich sizes its console when psatriage.cli is first imported
 
@@ -156,12 +156,6 @@ def test_one_login_for_concurrent_calls(fake: FakeKaseyaBMS, adapter: KaseyaBMSA
     for thread in threads:
         thread.join()
     assert errors == [] and fake.logins == 1
-
-
-@pytest.fixture(params=["redis", "postgresql"])
-def shared_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
-    return url
 
 
 def test_worker_processes_share_one_login_and_its_refresh(
@@ -703,12 +697,6 @@ def test_register_webhook_problems(fake: FakeKaseyaBMS, make_adapter: MakeAdapte
 # -- through the whole service ----------------------------------------------------------------
 
 
-@pytest.fixture
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
 def tenants_file(
     path: Path,
     fake: FakeKaseyaBMS,
@@ -716,20 +704,8 @@ def tenants_file(
     monkeypatch: pytest.MonkeyPatch,
     **settings: Any,
 ) -> Path:
-    monkeypatch.setenv("BMS_TEST_OPENAI_KEY", DEFAULT_API_KEY)
-    tenant = {
-        "psa": "kaseya_bms",
-        **settings,
-        "connection": fake.connection_config(),
-        "classifier": {
-            "model": "gpt-4o-mini",
-            "api_key": "env:BMS_TEST_OPENAI_KEY",
-            "base_url": f"{llm.url}/v1",
-            "inner_retries": 0,
-        },
-    }
-    path.write_text(to_toml({"tenants": {"bms": tenant}}), encoding="utf-8")
-    return path
+    monkeypatch.setenv(OPENAI_KEY_ENV, DEFAULT_API_KEY)
+    return write_tenants(path, "bms", "kaseya_bms", fake.connection_config(), llm, **settings)
 
 
 def test_webhook_through_the_service_one_patch_and_one_internal_note(
@@ -820,7 +796,7 @@ def test_polling_is_the_default_trigger_and_webhooks_then_need_a_secret(
     without_secret = {**fake.connection_config()}
     without_secret.pop("webhook_secret", None)
     path = tmp_path / "b.toml"
-    monkeypatch.setenv("BMS_TEST_OPENAI_KEY", DEFAULT_API_KEY)
+    monkeypatch.setenv(OPENAI_KEY_ENV, DEFAULT_API_KEY)
     tenant = {"psa": "kaseya_bms", "trigger": "both", "connection": without_secret}
     path.write_text(to_toml({"tenants": {"bms": tenant}}), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"tenant 'bms', key 'connection': webhooks need"):

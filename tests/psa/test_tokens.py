@@ -8,7 +8,6 @@ import threading
 import time
 
 import httpx
-import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
@@ -89,12 +88,6 @@ def test_the_cache_never_shows_a_token() -> None:
     cache.current()
     assert "token-1" not in repr(cache) and "refresh-1" not in repr(Token("token-1", 0, "r"))
     assert cache_name("psa", "a", "b") != cache_name("psa", "a", "c")
-
-
-@pytest.fixture(params=["redis", "postgresql"])
-def shared_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
-    return url
 
 
 def test_processes_share_the_token_and_its_refresh_token(shared_url: str) -> None:

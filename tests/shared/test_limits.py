@@ -6,7 +6,6 @@ import time
 from collections.abc import Iterator
 from multiprocessing.synchronize import Barrier
 
-import psycopg
 import pytest
 import redis
 
@@ -21,6 +20,7 @@ from psatriage.shared.limits import (
     share_limits,
 )
 from psatriage.shared.redis_backend import RedisBackend
+from tests.shared.conftest import Database
 
 
 class Clock:
@@ -100,12 +100,6 @@ def test_invalid_limits() -> None:
         RollingWindow(0, 1)
     with pytest.raises(ValueError, match="limit"):
         ConcurrencyLimit(0)
-
-
-@pytest.fixture(params=["redis", "postgresql"])
-def shared_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
-    return url
 
 
 def test_shared_windows_count_every_process_against_one_limit(shared_url: str) -> None:
@@ -286,28 +280,24 @@ def test_call_limits_hold_shared_slots_when_the_runtime_shares_them(shared_url: 
 
 
 def test_postgres_limits_reconnect_after_the_server_ends_the_connection(
-    postgres_url: str, postgres_server: str
+    database: Database,
 ) -> None:
-    store = limits_for(postgres_url)
+    store = limits_for(database.url)
     assert store is not None
-    database = postgres_url.rsplit("/", 1)[1]
-    ours = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
     try:
         now = time.time()
         assert store.take("autotask:acme|", 10, 60, now) == 0.0
-        with psycopg.connect(postgres_server.replace("+psycopg", ""), autocommit=True) as admin:
-            ended = admin.execute(ours, (database,)).fetchall()
-            assert ended == [(True,)]  # the store's one connection
-            assert store.take("autotask:acme|", 10, 60, now + 1) == 0.0
-            token = store.acquire("autotask:acme|Tickets", 3, 120, now + 1)
-            assert token is not None
-            assert store.count("autotask:acme|", 60, now + 1) == 2
-            assert admin.execute(ours, (database,)).fetchall() == [(True,)]
-            store.release("autotask:acme|Tickets", token)
-            assert store.acquire("autotask:acme|Tickets", 1, 120, now + 1) is not None
-            # the database stays away: the job is retried later, not failed
-            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-            assert admin.execute(ours, (database,)).fetchall() == [(True,)]
+        assert database.end_sessions() == 1  # the store's one connection
+        assert store.take("autotask:acme|", 10, 60, now + 1) == 0.0
+        token = store.acquire("autotask:acme|Tickets", 3, 120, now + 1)
+        assert token is not None
+        assert store.count("autotask:acme|", 60, now + 1) == 2
+        assert database.end_sessions() == 1
+        store.release("autotask:acme|Tickets", token)
+        assert store.acquire("autotask:acme|Tickets", 1, 120, now + 1) is not None
+        # the database stays away: the job is retried later, not failed
+        database.allow_connections(False)
+        assert database.end_sessions() == 1
         with pytest.raises(TransientError, match="PostgreSQL"):
             store.take("autotask:acme|", 10, 60, now + 2)
     finally:
@@ -315,19 +305,16 @@ def test_postgres_limits_reconnect_after_the_server_ends_the_connection(
 
 
 def test_a_slot_whose_release_failed_in_an_outage_is_given_back_on_the_next_call(
-    postgres_url: str, postgres_server: str
+    database: Database,
 ) -> None:
-    store = limits_for(postgres_url)
+    store = limits_for(database.url)
     assert store is not None
-    database = postgres_url.rsplit("/", 1)[1]
-    ours = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
     limit = ConcurrencyLimit(1, scope="connectwise:acme", max_wait=0.5, store=store)
     try:
-        with psycopg.connect(postgres_server.replace("+psycopg", ""), autocommit=True) as admin:
-            with limit.hold("GET tickets"):  # the database goes away during the call
-                admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-                admin.execute(ours, (database,))
-            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        with limit.hold("GET tickets"):  # the database goes away during the call
+            database.allow_connections(False)
+            database.end_sessions()
+        database.allow_connections(True)
         with limit.hold("GET tickets"):  # not held for the rest of the 120 s lease
             pass
     finally:

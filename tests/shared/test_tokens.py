@@ -37,16 +37,11 @@ from tests.fakes.connectwise import FakeConnectWise
 from tests.fakes.halopsa import FakeHaloPSA
 from tests.fakes.kaseya_bms import FakeKaseyaBMS
 from tests.harness import to_toml
+from tests.shared.conftest import Database
 
 KEY = SecretStr(Fernet.generate_key().decode())
 OTHER_KEY = SecretStr(Fernet.generate_key().decode())
 PLAIN = "eyJhbGciOi-plain-access-token-0123456789"
-
-
-@pytest.fixture(params=["redis", "postgresql"])
-def shared_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
-    return url
 
 
 @pytest.fixture
@@ -228,16 +223,13 @@ def test_a_store_that_does_not_answer_is_skipped_with_one_warning(backend: Any) 
 
 
 def test_postgres_tokens_reconnect_after_the_server_ends_the_connection(
-    postgres_url: str, postgres_server: str
+    database: Database,
 ) -> None:
-    store = tokens_for(postgres_url, KEY)
+    store = tokens_for(database.url, KEY)
     assert store is not None
-    database = postgres_url.rsplit("/", 1)[1]
-    ours = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
     try:
         store.put("halopsa:app", PLAIN, time.time() + 600)
-        with psycopg.connect(postgres_server.replace("+psycopg", ""), autocommit=True) as admin:
-            assert admin.execute(ours, (database,)).fetchall() == [(True,)]
+        assert database.end_sessions() == 1
         with capture_logs() as logs:
             assert store.get("halopsa:app") == (PLAIN, pytest.approx(time.time() + 600, abs=5))
         assert [entry["log_level"] for entry in logs] == ["info"]  # reconnected, no warning

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from psatriage.domain import LevelValue, Ticket
@@ -22,25 +21,21 @@ from tests.fakes.kit import (
     Malformed,
     ParseCase,
     Refused,
+    kit_of,
+    replaced,
 )
+from tests.fakes.kit import fixture as shared_fixture
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "autotask"
 TRICKY = 'Café & bar\'s "VPN" <down> + `x` 🚀 ü'
 
 
 def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    return shared_fixture("autotask", name)
 
 
 def sample(name: str = "webhook-ticket-create.json", **keys: Any) -> bytes:
     """A sample delivery with top-level keys replaced (None removes them)."""
-    payload = fixture(name)
-    for key, value in keys.items():
-        if value is None:
-            payload.pop(key, None)
-        else:
-            payload[key] = value
-    return json.dumps(payload).encode()
+    return replaced(fixture(name), **keys)
 
 
 CREATE_KEY = "a1da62a4-2c49-40a8-8183-69994ce5b3eb:351181:1"
@@ -183,11 +178,9 @@ def kit() -> ContractKit:
             fake.complete_ticket(ticket_id)
         return str(ticket_id)
 
-    return ContractKit(
-        psa="autotask",
-        fake=fake,
-        connection=fake.connection_config(),
-        env=fake.secret_env(),
+    return kit_of(
+        "autotask",
+        fake,
         new_ticket=lambda title, description: str(fake.add_ticket(title, description)),
         created=lambda ticket_id: fake.delivery(int(ticket_id)),
         updated=lambda ticket_id: fake.delivery(int(ticket_id), "Update", person_id=30691780),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from psatriage.domain import LevelValue, Ticket
@@ -21,14 +20,14 @@ from tests.fakes.kit import (
     Malformed,
     ParseCase,
     Refused,
+    kit_of,
+    replaced,
 )
+from tests.fakes.kit import fixture as shared_fixture
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "connectwise"
 
-
-def fixture(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-    return data
+def fixture(name: str) -> Any:
+    return shared_fixture("connectwise", name)
 
 
 def ticket_added(entity: dict[str, Any] | None = None, **keys: Any) -> bytes:
@@ -36,12 +35,7 @@ def ticket_added(entity: dict[str, Any] | None = None, **keys: Any) -> bytes:
     payload = fixture("callback-ticket-added.json")
     if entity is not None:
         payload["Entity"] = json.dumps({**json.loads(payload["Entity"]), **entity})
-    for key, value in keys.items():
-        if value is None:
-            payload.pop(key, None)
-        else:
-            payload[key] = value
-    return json.dumps(payload).encode()
+    return replaced(payload, **keys)
 
 
 SAMPLE = ticket_added()
@@ -187,11 +181,9 @@ def kit() -> ContractKit:
             fake.close_ticket(ticket_id)
         return str(ticket_id)
 
-    return ContractKit(
-        psa="connectwise",
-        fake=fake,
-        connection=fake.connection_config(),
-        env=fake.secret_env(),
+    return kit_of(
+        "connectwise",
+        fake,
         new_ticket=lambda title, description: str(fake.add_ticket(title, description)),
         created=created,
         updated=updated,

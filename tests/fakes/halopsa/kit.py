@@ -6,7 +6,6 @@ import base64
 import hashlib
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from psatriage.domain import LevelValue, Ticket
@@ -25,14 +24,15 @@ from tests.fakes.kit import (
     Malformed,
     ParseCase,
     Refused,
+    kit_of,
 )
+from tests.fakes.kit import fixture as shared_fixture
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "halopsa"
 PATH_TOKEN = "kit-path-token-0123456789abcdef"
 
 
 def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    return shared_fixture("halopsa", name)
 
 
 def dumps(payload: Any) -> bytes:
@@ -235,11 +235,9 @@ def kit() -> ContractKit:
             fake.close_ticket(ticket_id)
         return str(ticket_id)
 
-    return ContractKit(
-        psa="halopsa",
-        fake=fake,
-        connection=fake.connection_config(),
-        env=fake.secret_env(),
+    return kit_of(
+        "halopsa",
+        fake,
         new_ticket=lambda title, description: str(fake.add_ticket(title, description)),
         created=created,
         updated=updated,

@@ -19,6 +19,7 @@ from tests.fakes.kit import (
     Malformed,
     ParseCase,
     Refused,
+    kit_of,
 )
 
 
@@ -160,11 +161,9 @@ def kit() -> ContractKit:
             fake.close_ticket(ticket_id)
         return str(ticket_id)
 
-    return ContractKit(
-        psa="kaseya_bms",
-        fake=fake,
-        connection=fake.connection_config(),
-        env=fake.secret_env(),
+    return kit_of(
+        "kaseya_bms",
+        fake,
         new_ticket=lambda title, description: str(fake.add_ticket(title, description)),
         created=lambda ticket_id: fake.webhook(int(ticket_id)),
         updated=lambda ticket_id: fake.webhook(int(ticket_id), "Updated"),

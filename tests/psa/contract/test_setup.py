@@ -24,8 +24,7 @@ from psatriage.store.tables import EventState
 from psatriage.web import create_app
 from tests.fakes.kit import BadConfig, Concurrency, ContractKit
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
-from tests.harness import to_toml
-from tests.psa.conftest import in_parallel
+from tests.psa.conftest import OPENAI_KEY_ENV, in_parallel, write_tenants
 from tests.psa.contract.conftest import Build
 
 os.environ["COLUMNS"] = "200"  # Rich sizes its console when psatriage.cli is imported
@@ -88,19 +87,9 @@ def tenants(kit: ContractKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     """A tenants file with tenant "t1" on the kit's fake and the fake OpenAI, in the
     environment the CLI reads."""
     with FakeOpenAI() as llm:
-        tenant = {
-            "psa": kit.psa,
-            "trigger": "webhook",
-            "connection": kit.connection,
-            "classifier": {
-                "api_key": "env:CONTRACT_OPENAI_KEY",
-                "base_url": f"{llm.url}/v1",
-                "inner_retries": 0,
-            },
-        }
         path = tmp_path / "psatriage.toml"
-        path.write_text(to_toml({"tenants": {"t1": tenant}}), encoding="utf-8")
-        monkeypatch.setenv("CONTRACT_OPENAI_KEY", DEFAULT_API_KEY)
+        write_tenants(path, "t1", kit.psa, kit.connection, llm, trigger="webhook")
+        monkeypatch.setenv(OPENAI_KEY_ENV, DEFAULT_API_KEY)
         monkeypatch.setenv("PSATRIAGE_CONFIG", str(path))
         monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path / "data"))
         yield path

@@ -22,6 +22,7 @@ from tests.fakes.kit import (
     Malformed,
     ParseCase,
     Refused,
+    kit_of,
 )
 
 
@@ -177,11 +178,9 @@ def kit() -> ContractKit:
             current=(LevelValue("category", "2", "Printer"),),
         )
 
-    return ContractKit(
-        psa="example",
-        fake=fake,
-        connection=fake.connection_config(),
-        env=fake.secret_env(),
+    return kit_of(
+        "example",
+        fake,
         new_ticket=lambda title, body: str(fake.add_ticket(title, body)),
         created=lambda ticket_id: fake.delivery(int(ticket_id)),
         updated=lambda ticket_id: fake.delivery(int(ticket_id), "ticket.updated"),
