@@ -29,6 +29,12 @@ def fake_module(kind: str) -> Any:
     return importlib.import_module(f"tests.fakes.{adapters()[kind].__module__.split('.')[2]}")
 
 
+def kit_for(kind: str) -> ContractKit:
+    """The started kit of a registered PSA (stop its fake when done)."""
+    made: ContractKit = fake_module(kind).kit()
+    return made
+
+
 def cases_of(kind: str) -> Cases:
     cases: Cases = fake_module(kind).CASES
     return cases
@@ -58,7 +64,7 @@ def parametrize(metafunc: pytest.Metafunc, kinds: list[str], cases: Callable[[st
 
 @pytest.fixture
 def kit(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[ContractKit]:
-    made: ContractKit = fake_module(request.param).kit()
+    made = kit_for(request.param)
     for key, value in made.env.items():
         monkeypatch.setenv(key, value)
     yield made
