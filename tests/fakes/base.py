@@ -225,13 +225,16 @@ class FakeServer:
                 self.active -= 1
                 self.active_by_endpoint[endpoint] -= 1
         payload = response.encode()
-        handler.send_response(response.status)
-        headers = {"Content-Type": "application/json", **response.headers}
-        for key, value in headers.items():
-            handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+        try:
+            handler.send_response(response.status)
+            headers = {"Content-Type": "application/json", **response.headers}
+            for key, value in headers.items():
+                handler.send_header(key, value)
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (a timeout)
+            handler.close_connection = True
 
     def _respond(self, request: Request) -> Response:
         failure = self._take_failure(request)

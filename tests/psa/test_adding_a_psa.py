@@ -16,7 +16,7 @@ from psatriage.psa.base import PSAAdapter
 from tests.fakes.kit import ContractKit
 from tests.psa import examples
 from tests.psa.contract import test_setup, test_tickets, test_webhooks
-from tests.psa.contract.conftest import adapter, build, http, parametrize
+from tests.psa.contract.conftest import adapter, build, http, parametrize, stop_soon
 from tests.psa.examples import fake as example_fake
 from tests.psa.examples.example import ExampleAdapter
 
@@ -35,7 +35,7 @@ def kit(monkeypatch: pytest.MonkeyPatch) -> Iterator[ContractKit]:
     for key, value in made.env.items():
         monkeypatch.setenv(key, value)
     yield made
-    made.fake.stop()
+    stop_soon(made.fake)
 
 
 @pytest.fixture

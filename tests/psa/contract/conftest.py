@@ -9,6 +9,7 @@ connection overrides; ``adapter`` is one with the kit's own connection.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from psatriage.http import make_client
 from psatriage.psa import adapters
 from psatriage.psa.base import PSAAdapter
+from tests.fakes.base import FakeServer
 from tests.fakes.kit import Cases, ContractKit
 
 TABLES = ("parse", "malformed", "refused", "errors", "bad_config", "concurrency", "rotation")
@@ -68,11 +70,17 @@ def kit(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
     for key, value in made.env.items():
         monkeypatch.setenv(key, value)
     yield made
-    made.fake.stop()
+    stop_soon(made.fake)
 
 
-@pytest.fixture
+def stop_soon(fake: FakeServer) -> None:
+    """Stop ``fake`` beside the next test: ``stop()`` waits up to one poll interval."""
+    threading.Thread(target=fake.stop, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
+    """One client per module (building one loads the CA bundle, ~50 ms)."""
     with make_client(timeout=5.0, connect_timeout=2.0) as client:
         yield client
 
