@@ -278,9 +278,8 @@ FAKES: dict[str, type[FakePSA]] = {
 }
 
 
-@pytest.mark.parametrize("psa", sorted(FAKES))
 def test_the_runtime_shares_tokens_where_an_adapter_needs_them_and_warns_once_without_a_key(
-    psa: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tenants = tmp_path / "psatriage.toml"
     tenants.write_text("", encoding="utf-8")
@@ -288,28 +287,27 @@ def test_the_runtime_shares_tokens_where_an_adapter_needs_them_and_warns_once_wi
     with capture_logs() as logs:  # no tenant: nothing to share, nothing to warn about
         Runtime(settings).close()
     assert not [e for e in logs if "PSATRIAGE_SECRET_KEY" in e["event"]]
-    needs = adapters()[psa].needs_token_cache
-    assert needs == (psa != "connectwise")  # ConnectWise sends its keys with every call
-
-    with FAKES[psa]() as fake:
-        for name, value in fake.secret_env().items():
-            monkeypatch.setenv(name, value)
-        tenant = {"psa": psa, "connection": fake.connection_config(), "trigger": "poll",
-                  "classifier": {"kind": "local"}}  # fmt: skip
-        tenants.write_text(to_toml({"tenants": {"acme": tenant}}), encoding="utf-8")
-        with capture_logs() as logs:
-            runtime = Runtime(settings)
-            runtime.close()
-        warned = [e for e in logs if "PSATRIAGE_SECRET_KEY" in e["event"]]
-        assert len(warned) == needs and all(e["log_level"] == "warning" for e in warned)
+    for psa, fake_class in FAKES.items():
+        needs = adapters()[psa].needs_token_cache
+        assert needs == (psa != "connectwise")  # ConnectWise sends its keys with every call
+        with fake_class() as fake:
+            for name, value in fake.secret_env().items():
+                monkeypatch.setenv(name, value)
+            tenant = {"psa": psa, "connection": fake.connection_config(), "trigger": "poll",
+                      "classifier": {"kind": "local"}}  # fmt: skip
+            tenants.write_text(to_toml({"tenants": {"acme": tenant}}), encoding="utf-8")
+            with capture_logs() as logs:
+                Runtime(settings, migrate=False).close()
+            warned = [e for e in logs if "PSATRIAGE_SECRET_KEY" in e["event"]]
+            assert len(warned) == needs and all(e["log_level"] == "warning" for e in warned), psa
+            assert shared_tokens.current() is None
+            runtime = Runtime(settings.model_copy(update={"secret_key": KEY}), migrate=False)
+            try:
+                assert shared_tokens.current() is runtime._tokens
+                assert (runtime._tokens is not None) == needs, psa
+            finally:
+                runtime.close()
         assert shared_tokens.current() is None
-        runtime = Runtime(settings.model_copy(update={"secret_key": KEY}))
-        try:
-            assert shared_tokens.current() is runtime._tokens
-            assert (runtime._tokens is not None) == needs
-        finally:
-            runtime.close()
-    assert shared_tokens.current() is None
 
 
 @pytest.mark.parametrize("value", ["not-a-key", "c2hvcnQ=", Fernet.generate_key().decode()[:-2]])
