@@ -10,7 +10,7 @@
 A vendor subclass sets ``psa`` (its name in messages) and ``principal`` (whose credentials a
 401/403 refused), implements ``exchange``, and reads its error bodies in ``detail``; a PSA with a
 quirk of its own (Autotask's 500 that is not a server fault, Kaseya BMS's envelope) overrides
-``quirk`` or ``raise_for``. The ladder itself:
+``quirk`` or ``failure``. The ladder itself:
 
 =========================  ===================================================================
 401, 403                   ``AuthFailed``
@@ -189,10 +189,20 @@ class PSAClient(ABC):
         *,
         rejected: type[PermanentError] = PermanentError,
     ) -> None:
-        """Turn a non-2xx answer into the error tree (see the module docstring)."""
-        if response.status_code >= 300:
-            detail = self.scrubbed(self.detail(response))
-            self.fail(Failure(response.status_code, response, what, detail, rejected))
+        """Turn a failed answer into the error tree (see the module docstring)."""
+        failure = self.failure(response, what, rejected)
+        if failure is not None:
+            self.fail(failure)
+
+    def failure(
+        self, response: httpx.Response, what: str, rejected: type[PermanentError]
+    ) -> Failure | None:
+        """What went wrong with an answer, if anything: by default a status of 300 or more (a
+        PSA that reports failures inside an HTTP 200 reads its body here)."""
+        if response.status_code < 300:
+            return None
+        detail = self.scrubbed(self.detail(response))
+        return Failure(response.status_code, response, what, detail, rejected)
 
     def fail(self, failure: Failure) -> NoReturn:
         """Raise what ``failure.status`` means: the PSA's ``quirk``, else the ladder's."""

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import httpx
 import structlog
 
-from psatriage.errors import AuthFailed, PermanentError
+from psatriage.errors import AuthFailed, PermanentError, PsatriageError
 from psatriage.psa.client import Failure, Form, Params, PSAClient, endpoint_of
 from psatriage.psa.kaseya_bms.config import KaseyaBMSConfig
 from psatriage.psa.kaseya_bms.wire import (
@@ -105,29 +105,32 @@ class BMSClient(PSAClient):
 
     # -- the envelope -----------------------------------------------------------------------------
 
-    def raise_for(
-        self,
-        response: httpx.Response,
-        what: str,
-        *,
-        rejected: type[PermanentError] = PermanentError,
-    ) -> None:
-        """The HTTP status, then the envelope (checked even on HTTP 200): any failure raises.
+    def failure(
+        self, response: httpx.Response, what: str, rejected: type[PermanentError]
+    ) -> Failure | None:
+        """The HTTP status, then the envelope (checked even on HTTP 200).
 
         [UNSURE] BMS's HTTP status codes on errors are not documented (its spec lists only 200),
-        so an error inside a 200 is mapped by its ``Error.Code`` when that is an HTTP-like code.
+        so an error inside a 200 is mapped by its ``Error.Code`` when that is an HTTP-like code,
+        else (status 0) the request was refused (``quirk``).
         """
         found = envelope(response)
         detail = self.scrubbed(error_detail(found))
         if response.status_code >= 300:
-            self.fail(Failure(response.status_code, response, what, detail, rejected))
+            return Failure(response.status_code, response, what, detail, rejected)
         if "success" not in found:
             raise PermanentError(f"Kaseya BMS answered {what} without its Success/Result envelope")
-        if found["success"] is not True:
-            detail = detail or ": Success is false"
-            if error_code(found) >= 300:
-                self.fail(Failure(error_code(found), response, what, detail, rejected))
-            raise rejected(f"Kaseya BMS refused {what}{detail}")
+        if found["success"] is True:
+            return None
+        code = error_code(found)
+        return Failure(
+            code if code >= 300 else 0, response, what, detail or ": Success is false", rejected
+        )
+
+    def quirk(self, failure: Failure) -> PsatriageError | None:
+        if failure.status == 0:
+            return failure.rejected(f"Kaseya BMS refused {failure.what}{failure.detail}")
+        return None
 
     # -- internals --------------------------------------------------------------------------------
 
