@@ -119,6 +119,13 @@ def redis_url() -> Iterator[str]:
         client.close()
 
 
+@pytest.fixture(params=["redis", "postgresql"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on the two servers a shared queue can be: Redis, PostgreSQL."""
+    url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
+    return url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each test using this runs on SQLite and on PostgreSQL."""

@@ -22,7 +22,7 @@ from psatriage.psa.base import PSAAdapter
 from psatriage.runtime import Runtime
 from psatriage.web import create_app
 from tests.harness import TENANT, Harness
-from tests.psa.test_contract import kit_for
+from tests.psa.contract.conftest import kit_for
 
 EXAMPLES = int(os.environ.get("PSATRIAGE_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(

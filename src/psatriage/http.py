@@ -1,6 +1,11 @@
-"""The one factory for outbound HTTP clients (PSA adapters and key fetches)."""
+"""Outbound HTTP: the one client factory (PSA adapters and key fetches) and the one reading of
+``Retry-After`` (PSAs and model servers)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -26,3 +31,30 @@ def make_client(
         follow_redirects=False,
         transport=transport,
     )
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """How long the server asks us to wait, in seconds: ``retry-after-ms`` (OpenAI, Azure), else
+    ``Retry-After`` as seconds or as an HTTP date; None when absent or unreadable. Never negative.
+
+    ``headers`` is looked up by lower-case name (``httpx.Headers`` ignores case anyway).
+    """
+    if value := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

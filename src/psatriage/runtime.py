@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 
-from psatriage import limits, shared_tokens
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
@@ -23,6 +22,7 @@ from psatriage.psa import adapters
 from psatriage.psa.base import PSAAdapter
 from psatriage.queue import Queue
 from psatriage.settings import Settings
+from psatriage.shared import limits, tokens
 from psatriage.store import db
 from psatriage.store.decisions import Decisions
 from psatriage.store.ledger import Ledger
@@ -52,13 +52,12 @@ class Runtime:
         self.ledger = Ledger(self.engine, self.sessions)
         self._windows = limits.limits_for(settings.effective_queue_url)
         limits.share_limits(self._windows)  # PSA call limits shared by every worker process
-        halo = any(tenant.psa == "halopsa" for tenant in self.config.tenants.values())
-        self._tokens = (  # and HaloPSA's access token, encrypted, where a tenant uses HaloPSA
-            shared_tokens.tokens_for(settings.effective_queue_url, settings.secret_key)
-            if halo
+        self._tokens = (  # and access tokens, encrypted, where a tenant's PSA holds one
+            tokens.tokens_for(settings.effective_queue_url, settings.secret_key)
+            if any(adapters()[t.psa].needs_token_cache for t in self.config.tenants.values())
             else None
         )
-        shared_tokens.share_tokens(self._tokens)
+        tokens.share_tokens(self._tokens)
         self.decisions = Decisions(self.sessions)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
@@ -149,7 +148,7 @@ class Runtime:
             limits.share_limits(None)
             self._windows.close()
         if self._tokens is not None:
-            shared_tokens.share_tokens(None)
+            tokens.share_tokens(None)
             self._tokens.close()
         self.http.close()
         self.engine.dispose()

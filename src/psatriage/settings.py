@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None,
         description="A Fernet key (32 url-safe base64 bytes) that encrypts what worker processes "
-        "share through a Redis or PostgreSQL queue: HaloPSA's access token. Unset: each process "
-        f"holds its own token. Generate one with `{_MAKE_KEY}`; give every process the same key.",
+        "share through a Redis or PostgreSQL queue: PSA access tokens (HaloPSA, Kaseya BMS). "
+        f"Unset: each process holds its own. Generate one with `{_MAKE_KEY}`; give every process "
+        "the same key.",
     )
 
     @field_validator("database_url")

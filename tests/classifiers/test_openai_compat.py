@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -17,7 +15,6 @@ from psatriage.classifiers.openai_compat import (
     DEFAULT_PRICES,
     OpenAICompatClassifier,
     OpenAIConfig,
-    _retry_after,
 )
 from psatriage.domain import Category, Facet, LevelValue, ModelCall
 from psatriage.errors import (
@@ -528,25 +525,6 @@ def test_check_connection_maps_errors(fake: FakeOpenAI, build: Build) -> None:
     fake.fail("POST", r"/chat/completions", 503, times=3)
     with pytest.raises(TransientError, match="HTTP 503"):
         build().check_connection()
-
-
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
-        ({"retry-after": "7"}, 7.0),
-        ({"retry-after": "soon"}, None),
-        ({}, None),
-    ],
-)
-def test_retry_after_headers(headers: dict[str, str], expected: float | None) -> None:
-    assert _retry_after(headers) == expected
-
-
-def test_retry_after_as_a_date() -> None:
-    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    seconds = _retry_after({"retry-after": when})
-    assert seconds is not None and 25 <= seconds <= 31
 
 
 @pytest.mark.usefixtures("no_backoff")

@@ -1,10 +1,15 @@
-"""A small real HTTP server on 127.0.0.1 for fakes of external APIs.
+"""A small real HTTP server on 127.0.0.1 for fakes of external APIs, and the base of PSA fakes.
 
 Each fake subclasses ``FakeServer``, registers routes, and gets for free: a thread-per-connection
-HTTP/1.1 server with keep-alive, a log of every request (``requests``) and of every write
-(``writes``), failures on demand (``fail``), an optional delay for every answer (``delay``), and
-the most requests it had in flight at once, in all (``max_active``) and per endpoint
-(``max_active_by_endpoint``, keyed by ``endpoint_key``).
+HTTP/1.1 server with keep-alive, a log of every request (``requests``, ``requests_to``) and of
+every write (``writes``), failures on demand (``fail``), an optional delay for every answer
+(``delay``), and the most requests it had in flight at once, in all (``max_active``) and per
+endpoint (``max_active_by_endpoint``, keyed by ``endpoint_key``).
+
+A PSA's fake subclasses ``FakePSA``, which adds what they all share: their data under one lock
+(``locked`` routes), their credentials as environment variables (``SECRETS``, ``secret_env``),
+the tenant's connection table pointing at the fake (``connection_config``), and pages of at most
+``max_page_size`` records (``page_of``).
 
 Fakes are used by the test suite and by ``bench/``; they have no test-framework dependency.
 """
@@ -19,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -124,6 +129,16 @@ class FakeServer:
         with self._lock:
             return [r for r in self.writes if r.method == method.upper() and regex.search(r.path)]
 
+    def requests_to(self, pattern: str, method: str | None = None) -> list[Request]:
+        """Every request whose path matches ``pattern`` (of ``method``, when given)."""
+        regex = re.compile(pattern)
+        with self._lock:
+            return [
+                r
+                for r in self.requests
+                if regex.search(r.path) and (method is None or r.method == method.upper())
+            ]
+
     # -- life cycle ---------------------------------------------------------------------------
 
     @property
@@ -210,13 +225,16 @@ class FakeServer:
                 self.active -= 1
                 self.active_by_endpoint[endpoint] -= 1
         payload = response.encode()
-        handler.send_response(response.status)
-        headers = {"Content-Type": "application/json", **response.headers}
-        for key, value in headers.items():
-            handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+        try:
+            handler.send_response(response.status)
+            headers = {"Content-Type": "application/json", **response.headers}
+            for key, value in headers.items():
+                handler.send_header(key, value)
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (a timeout)
+            handler.close_connection = True
 
     def _respond(self, request: Request) -> Response:
         failure = self._take_failure(request)
@@ -245,3 +263,48 @@ class FakeServer:
                         self._failures.remove(failure)
                     return failure
         return None
+
+
+class FakePSA(FakeServer):
+    """Base of the PSA fakes: see the module docstring.
+
+    ``SECRETS`` maps each environment variable the connection table refers to (``env:NAME``) to
+    the attribute holding its value; a variable whose attribute is None is left out.
+    """
+
+    SECRETS: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, *, max_page_size: int) -> None:
+        super().__init__()
+        self.max_page_size = max_page_size
+        self._data = threading.RLock()
+
+    def secret_env(self) -> dict[str, str]:
+        """The environment variables ``connection_config()`` refers to, with their values."""
+        values = {name: getattr(self, attribute) for name, attribute in self.SECRETS.items()}
+        return {name: value for name, value in values.items() if value is not None}
+
+    def connection(self) -> dict[str, Any]:
+        """The tenant's ``[connection]`` table pointing the adapter at this fake."""
+        raise NotImplementedError
+
+    def connection_config(self, **overrides: Any) -> dict[str, Any]:
+        """``connection()`` with keys replaced; a None value leaves the key out."""
+        table = {**self.connection(), **overrides}
+        return {key: value for key, value in table.items() if value is not None}
+
+    def locked(self, handler: Handler) -> Handler:
+        """``handler`` run while holding the fake's data lock."""
+
+        def run(request: Request) -> Response:
+            with self._data:
+                return handler(request)
+
+        return run
+
+    def page_of(self, records: list[Any], number: int, size: int) -> tuple[list[Any], bool]:
+        """Page ``number`` (from 1) of ``records`` in pages of ``size``, capped at
+        ``max_page_size``; and whether more pages follow."""
+        size = min(max(1, size), self.max_page_size)
+        start = (max(1, number) - 1) * size
+        return records[start : start + size], start + size < len(records)

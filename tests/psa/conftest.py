@@ -1,17 +1,21 @@
-"""What every adapter's test module shares: a running fake with its secrets in the environment,
-one HTTP client, ``adapter`` built by the module's own ``make_adapter``, and ``in_parallel``."""
+"""What every PSA's test module of quirks shares: a running fake with its secrets in the environment
+(``serving``), one HTTP client, ``make_adapter`` (the module's ``ADAPTER`` class on its ``fake``,
+for tenant "acme", with connection overrides), ``adapter``, and ``in_parallel``."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from psatriage.http import make_client
-from tests.fakes.base import FakeServer
+from tests.fakes.base import FakePSA, FakeServer
+from tests.fakes.openai import FakeOpenAI
+from tests.harness import to_toml
 
 F = TypeVar("F", bound=FakeServer)
 
@@ -35,8 +39,42 @@ def http() -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
+def make_adapter(request: pytest.FixtureRequest, fake: FakePSA, http: httpx.Client) -> Any:
+    cls = request.module.ADAPTER
+
+    def build(client: httpx.Client | None = None, **overrides: Any) -> Any:
+        config = cls.Config.model_validate(fake.connection_config(**overrides))
+        return cls("acme", config, client or http)
+
+    return build
+
+
+@pytest.fixture
 def adapter(make_adapter: Callable[[], Any]) -> Any:
     return make_adapter()
+
+
+OPENAI_KEY_ENV = "PSATRIAGE_TEST_OPENAI_KEY"
+
+
+def write_tenants(
+    path: Path, name: str, psa: str, connection: dict[str, Any], llm: FakeOpenAI, **settings: Any
+) -> Path:
+    """A tenants file at ``path`` with tenant ``name`` on a PSA's fake (``connection``) and the
+    fake OpenAI, whose key the tenant reads from ``OPENAI_KEY_ENV`` (set it to the fake's key);
+    ``settings`` are more keys of the tenant (``trigger``, ``policy``...)."""
+    tenant = {
+        "psa": psa,
+        **settings,
+        "connection": connection,
+        "classifier": {
+            "api_key": f"env:{OPENAI_KEY_ENV}",
+            "base_url": f"{llm.url}/v1",
+            "inner_retries": 0,
+        },
+    }
+    path.write_text(to_toml({"tenants": {name: tenant}}), encoding="utf-8")
+    return path
 
 
 def in_parallel(work: Callable[[Any], object], items: list[Any]) -> list[BaseException]:

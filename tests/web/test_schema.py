@@ -42,7 +42,7 @@ from psatriage.runtime import Runtime
 from psatriage.store.tables import EventState
 from psatriage.web import create_app
 from tests.harness import TENANT, Harness, to_toml
-from tests.psa.test_contract import kit_for
+from tests.psa.contract.conftest import kit_for
 
 EXAMPLES = int(os.environ.get("PSATRIAGE_FUZZ_EXAMPLES", "25"))
 SEED = 20240611

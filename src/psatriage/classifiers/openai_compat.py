@@ -40,9 +40,8 @@ that is not a chat completion → ``PermanentError``.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Final
 
 import openai
@@ -79,6 +78,7 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
+from psatriage.http import retry_after
 
 __all__ = ["DEFAULT_PRICES", "OpenAICompatClassifier", "OpenAIConfig", "Price", "response_schema"]
 
@@ -409,30 +409,8 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
 
 def _map_error(exc: openai.OpenAIError, server: str, model: str) -> PsatriageError:
     """SDK errors as psatriage errors (see ``_openai_errors.map_error``)."""
-    retry_after = (
-        _retry_after(exc.response.headers) if isinstance(exc, openai.APIStatusError) else None
-    )
-    return map_error(exc, server, model, retry_after=retry_after)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` (OpenAI, Azure) or ``Retry-After`` (seconds or a date)."""
-    if value := headers.get("retry-after-ms"):
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+    wait = retry_after(exc.response.headers) if isinstance(exc, openai.APIStatusError) else None
+    return map_error(exc, server, model, retry_after=wait)
 
 
 def _ms_since(started: float) -> float:

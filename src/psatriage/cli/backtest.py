@@ -27,7 +27,7 @@ from psatriage.cli.eval import Engine
 from psatriage.cli.train import HISTORY_PATIENCE_SECONDS
 from psatriage.errors import ConfigError
 from psatriage.evaluation.backtest_report import DEFAULT_SUGGEST_TARGET, DEFAULT_TARGET
-from psatriage.limits import patience
+from psatriage.shared.limits import patience
 
 INTERRUPTED = 130  # the shell's code for a run stopped with Ctrl-C
 

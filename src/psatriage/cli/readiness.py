@@ -15,7 +15,7 @@ from psatriage.cli._app import app, console, runtime
 from psatriage.cli.backtest import bar, cost_table, hygiene_table, policy_table, summary_table
 from psatriage.cli.train import HISTORY_PATIENCE_SECONDS
 from psatriage.errors import PsatriageError
-from psatriage.limits import patience
+from psatriage.shared.limits import patience
 
 if TYPE_CHECKING:
     from psatriage.evaluation.readiness import Check, Readiness

@@ -24,8 +24,8 @@ from psatriage.cli._app import (
 )
 from psatriage.config import TENANT_NAME
 from psatriage.errors import ConfigError
-from psatriage.limits import patience
 from psatriage.local_engine import DEFAULT_MIN_EXAMPLES, DataError
+from psatriage.shared.limits import patience
 
 if TYPE_CHECKING:
     from psatriage.local_engine.model import TrainedModel

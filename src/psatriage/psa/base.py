@@ -1,12 +1,15 @@
 """The one interface every PSA adapter implements.
 
 An adapter is built per tenant from its validated ``Config`` and an ``httpx.Client`` made by
-``psatriage.http.make_client``. Every method maps vendor and HTTP failures into the error tree of
-``psatriage.errors`` through one function per adapter; nothing else leaks out.
+``psatriage.http.make_client``. Its calls go through a ``psatriage.psa.client.PSAClient``, which
+maps vendor and HTTP failures into the error tree of ``psatriage.errors`` with one ladder for every
+PSA; nothing else leaks out. What every ``Config`` shares is here too: unknown keys refused, the
+short retries of a 429, and the mixins for call limits and webhook secret rotation.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,8 +26,8 @@ from psatriage.domain import (
     Ticket,
     TicketEvent,
 )
-from psatriage.limits import CallLimits
 from psatriage.secrets import Secret
+from psatriage.shared.limits import CallLimits
 
 PATH_TOKEN_HEADER = "x-psatriage-path-token"  # noqa: S105 - a header name, not a secret
 """``verify`` finds the secret segment of ``/webhooks/{tenant}/{token}`` under this header name.
@@ -38,14 +41,27 @@ class AdapterConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    rate_limit_retries: int = Field(
+        default=2, ge=0, le=5, description="Retries of a 429 answer inside one call."
+    )
+    max_rate_limit_wait_seconds: float = Field(
+        default=2.0,
+        ge=0.1,
+        le=30,
+        description="Longest wait for a 429 inside a call; a longer Retry-After reschedules the "
+        "ticket instead.",
+    )
+
     def webhook_config_problem(self) -> str | None:
         """Why this connection cannot take webhooks (asked when the trigger uses them), or None."""
         return None
 
 
-class GuessedCallLimits(BaseModel):
-    """Mixed into adapter configs whose PSA publishes no rate limit (ConnectWise, HaloPSA): a
-    conservative client-side limit each tenant can change."""
+class CallLimitsConfig(BaseModel):
+    """Mixed into adapter configs whose PSA limits calls per tenant and per endpoint: a window for
+    all calls together and a cap on calls in flight per endpoint. The defaults are a conservative
+    guess for PSAs that publish no limit (ConnectWise, HaloPSA); a PSA that publishes its own
+    (Autotask) sets them in its config."""
 
     requests_per_window: int = Field(
         default=300,
@@ -112,6 +128,18 @@ class RotatingWebhookSecret(BaseModel):
         return self.webhook_secret_previous if moment < deadline else None
 
 
+_ORIGIN = re.compile(r"^https?://[a-z0-9.\-]+(:\d{1,5})?$", re.IGNORECASE)
+
+
+def origin_url(value: str, *, example: str) -> str:
+    """A config value that must be an origin (``scheme://host[:port]``): lower-case, without a
+    trailing slash; else a ``ValueError`` that shows ``example``."""
+    value = value.rstrip("/")
+    if not _ORIGIN.match(value):
+        raise ValueError(f"{value!r} is not an origin such as {example!r} (no path)")
+    return value.lower()
+
+
 ConfigT = TypeVar("ConfigT", bound=AdapterConfig)
 
 
@@ -121,6 +149,9 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     kind: ClassVar[str]
     Config: ClassVar[type[AdapterConfig]]
     default_trigger: ClassVar[str] = "webhook"  # what a tenant gets without ``trigger = ...``
+    needs_token_cache: ClassVar[bool] = False
+    """Whether the adapter holds an access token that the worker processes should share
+    (``psatriage.psa.tokens.TokenCache``); the Runtime sets up the shared store where one does."""
 
     def __init__(self, tenant: str, config: ConfigT, http: httpx.Client) -> None:
         self.tenant = tenant

@@ -1,0 +1,30 @@
+"""State shared by every worker process of a deployment, in the server of its queue.
+
+::
+
+    limits.py            client-side limits on PSA calls: rolling windows, concurrency slots
+    tokens.py            PSA access tokens, encrypted, with a lock for the one who renews them
+    base.py              the interfaces both backends implement; ``StoreUnavailable``
+    redis_backend.py     both stores in Redis
+    postgres_backend.py  both stores in PostgreSQL
+
+The Runtime picks the backend from the queue URL (``backend_for``) and makes the stores the
+process's (``limits.share_limits``, ``tokens.share_tokens``). A SQLite deployment runs one
+process: its limits stay in memory and its tokens in each adapter.
+"""
+
+from __future__ import annotations
+
+from psatriage.settings import shared_server
+from psatriage.shared.postgres_backend import PostgresBackend
+from psatriage.shared.redis_backend import RedisBackend
+
+
+def backend_for(queue_url: str) -> RedisBackend | PostgresBackend | None:
+    """The backend on the shared queue's own server and database: Redis or PostgreSQL; None for
+    SQLite. Nothing is connected until the first call."""
+    server = shared_server(queue_url)
+    if server is None:
+        return None
+    kind, url = server
+    return RedisBackend(url) if kind == "redis" else PostgresBackend(url)
