@@ -134,6 +134,12 @@ class AutotaskClient:
         """The zone's API root (``https://webservicesN.autotask.net/ATServicesRest/V1.0/``)."""
         return self._current_zone()
 
+    @property
+    def known_zone(self) -> str | None:
+        """The zone if configured or already discovered (no call is made), else None."""
+        with self._zone_lock:
+            return self._zone
+
     # -- internals --------------------------------------------------------------------------
 
     def _exchange(

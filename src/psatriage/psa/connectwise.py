@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import httpx
 
@@ -396,6 +397,14 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
                     "service board; use a board id or an existing board name"
                 )
         return ids
+
+    def ticket_url(self, ticket_id: str) -> str:
+        """The service ticket in Manage's web client: the API host without its ``api-`` prefix
+        (``api-na.myconnectwise.net`` → ``na.myconnectwise.net``), or ``base_url`` when set."""
+        origin = self.config.base_url or f"https://{self.config.site.removeprefix('api-')}"
+        codebase = self.config.codebase or "v4_6_release/"
+        query = urlencode({"locale": "en_US", "routeTo": "ServiceFV", "recid": ticket_id})
+        return f"{origin}/{codebase}ConnectWise.aspx?{query}"
 
     def check_connection(self) -> str:
         info = _ci(json_of(self.client.api("GET", "system/info", what="system info")))

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import httpx
 
@@ -506,6 +507,10 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
             "POST", "Notification", json_body=[binding], what="the notification"
         )
         return str(json_object(created, "the notification").get("id"))
+
+    def ticket_url(self, ticket_id: str) -> str:
+        """The ticket in Halo's agent interface."""
+        return f"{self.config.url}/ticket?{urlencode({'id': ticket_id})}"
 
     def check_connection(self) -> str:
         outcome_id, outcome = self._note_outcome()
