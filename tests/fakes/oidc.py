@@ -48,12 +48,13 @@ class FakeOidc(FakeServer):
             "roles": ["psatriage.reviewer"],
         }
         self.tamper: set[str] = set()
+        self.auth_methods = ["client_secret_post", "client_secret_basic"]
         self.kid = "key-1"
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._grants: dict[str, _Grant] = {}
         self.token_requests: list[dict[str, str]] = []
-        self.route("GET", r"/\.well-known/openid-configuration", self._discovery)
+        self.route("GET", r"/v2\.0/\.well-known/openid-configuration", self._discovery)
         self.route("GET", r"/keys", self._jwks)
         self.route("GET", r"/authorize", self._authorize)
         self.route("POST", r"/token", self._token)
@@ -73,7 +74,7 @@ class FakeOidc(FakeServer):
                 "response_types_supported": ["code"],
                 "subject_types_supported": ["pairwise"],
                 "id_token_signing_alg_values_supported": ["RS256"],
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                "token_endpoint_auth_methods_supported": self.auth_methods,
                 "code_challenge_methods_supported": ["S256"],
                 "scopes_supported": ["openid", "profile", "email"],
             },
@@ -98,9 +99,8 @@ class FakeOidc(FakeServer):
         if "openid" not in query.get("scope", "").split():
             return Response(400, {"error": "invalid_scope"})
         code = secrets.token_urlsafe(16)
-        self._grants[code] = _Grant(
-            client_id, redirect_uri, query["code_challenge"], query.get("nonce", ""), dict(self.person)
-        )
+        nonce, challenge = query.get("nonce", ""), query.get("code_challenge", "")
+        self._grants[code] = _Grant(client_id, redirect_uri, challenge, nonce, dict(self.person))
         target = redirect_uri + "?" + urlencode({"code": code, "state": query.get("state", "")})
         return Response(302, None, {"Location": target})
 

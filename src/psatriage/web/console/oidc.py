@@ -52,7 +52,7 @@ class OidcClient:
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0
         self._keys: jwt.PyJWKSet | None = None
-        self._keys_at = 0.0
+        self._missed_at = float("-inf")
 
     # -- the two steps ------------------------------------------------------------------------
 
@@ -106,17 +106,20 @@ class OidcClient:
         return document
 
     def _signing_key(self, kid: str | None) -> jwt.PyJWK:
+        """The provider's key ``kid``; the JWKS is read again when a key id is new (providers
+        rotate keys), at most once a minute for such misses."""
         for refresh in (False, True):
             with self._lock:
-                stale = self._keys is None or (
-                    refresh and time.monotonic() - self._keys_at > _JWKS_REFRESH_SECONDS
-                )
-            if stale:
+                due = time.monotonic() - self._missed_at > _JWKS_REFRESH_SECONDS
+                fetch = self._keys is None or (refresh and due)
+                if refresh and fetch:
+                    self._missed_at = time.monotonic()
+            if fetch:
                 fetched = jwt.PyJWKSet.from_dict(
                     self._get_json(str(self.metadata()["jwks_uri"]), "signing keys")
                 )
                 with self._lock:
-                    self._keys, self._keys_at = fetched, time.monotonic()
+                    self._keys = fetched
             with self._lock:
                 keys = self._keys.keys if self._keys is not None else []
             found = [k for k in keys if kid is None or k.key_id == kid]
