@@ -63,13 +63,17 @@ def seed(
     with engine.connect() as connection:
         first = (connection.execute(select(func.max(EventRow.id))).scalar() or 0) + 1
     event_ids = iter(range(first, first + decisions + failures))
+    # older decisions have smaller ids, as in a real database
+    moments = sorted(
+        now - timedelta(seconds=rng.uniform(0, days * 86400)) for _ in range(decisions)
+    )
     outcomes, weights = zip(*OUTCOMES, strict=True)
     for offset in range(0, decisions, BATCH):
         events, rows, calls = [], [], []
         for index in range(offset, min(offset + BATCH, decisions)):
             event_id = next(event_ids)
             tenant = tenants[index % len(tenants)]
-            at = now - timedelta(seconds=rng.uniform(0, days * 86400))
+            at = moments[index]
             outcome = rng.choices(outcomes, weights)[0]
             key, label = rng.choice(CATEGORIES)
             engine_name, model = rng.choice(MODELS)
