@@ -221,6 +221,22 @@ class AuditRow(Base):
     address: Mapped[str] = mapped_column(String(64), default="")
 
 
-# The console's overview reads the last 30 days of decisions and model calls across tenants.
-Index("ix_decisions_created_at", DecisionRow.created_at)
-Index("ix_model_calls_created_at", ModelCallRow.created_at)
+# The console's overview counts the last 30 days of decisions and model calls across tenants
+# from these indexes alone (they hold every column it reads); its decisions table lists one
+# tenant's decisions newest first.
+Index(
+    "ix_decisions_created_at",
+    DecisionRow.created_at,
+    DecisionRow.final,
+    DecisionRow.tenant,
+    DecisionRow.outcome,
+)
+Index("ix_decisions_tenant_id", DecisionRow.tenant, DecisionRow.id)
+Index(
+    "ix_model_calls_created_at",
+    ModelCallRow.created_at,
+    ModelCallRow.tenant,
+    ModelCallRow.tokens_in,
+    ModelCallRow.tokens_out,
+    ModelCallRow.cost_usd,
+)

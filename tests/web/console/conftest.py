@@ -26,9 +26,9 @@ PEOPLE = {"ann": Role.ADMIN, "rob": Role.REVIEWER, "val": Role.VIEWER}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def write_tenants(harness: Harness) -> Path:
+def write_tenants(harness: Harness, name: str = "psatriage.toml") -> Path:
     """``acme`` (apply) and ``globex`` (shadow), both on the fakes."""
-    path = harness.root / "psatriage.toml"
+    path = harness.root / name
     other = {**harness.tenant, "policy": {"mode": "shadow"}}
     path.write_text(to_toml({"tenants": {TENANT: harness.tenant, OTHER: other}}), encoding="utf-8")
     return path

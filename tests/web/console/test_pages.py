@@ -330,3 +330,10 @@ def test_the_api_docs_need_no_internet(client: TestClient) -> None:
     assert client.get("/redoc").status_code == 404
     schema = client.get("/openapi.json").json()
     assert "/api/events" in schema["paths"] and "/decisions" not in schema["paths"]
+
+
+def test_large_counts_stop_at_a_thousand(runtime: Runtime, admin: TestClient) -> None:
+    seed(runtime.engine, tenants=(TENANT,), decisions=1001, failures=0)
+    assert "Decisions 1,000+" in page(admin, "/decisions").text
+    seed(runtime.engine, tenants=(OTHER,), decisions=3, failures=0)
+    assert "3 matching" in page(admin, "/decisions", tenant=OTHER).text

@@ -36,6 +36,7 @@ SHARES = {
     Outcome.KEPT.value: "recorded only",
 }
 SHARE_NAMES = ("applied", "suggested", "recorded only", "failed")
+COUNT_CAP = 1000  # the decisions table counts matches up to this
 
 
 @dataclass
@@ -71,11 +72,17 @@ class ConsoleQueries:
         since = {days: now - timedelta(days=days) for days in WINDOWS}
         oldest = since[max(WINDOWS)]
         found: dict[str, Volume] = defaultdict(Volume)
-        windowed = [_count_since(DecisionRow.created_at, since[d]) for d in WINDOWS]
-        decided = (
-            select(DecisionRow.tenant, DecisionRow.outcome, *windowed)
+        # Materialized first: otherwise SQLite's planner walks the whole table in tenant order
+        # for the GROUP BY instead of the created_at range (2x slower with 100,000 decisions).
+        recent = (
+            select(DecisionRow.tenant, DecisionRow.outcome, DecisionRow.created_at)
             .where(DecisionRow.created_at >= oldest, DecisionRow.final.is_(True))
-            .group_by(DecisionRow.tenant, DecisionRow.outcome)
+            .cte("recent")
+            .prefix_with("MATERIALIZED")
+        )
+        windowed = [_count_since(recent.c.created_at, since[d]) for d in WINDOWS]
+        decided = select(recent.c.tenant, recent.c.outcome, *windowed).group_by(
+            recent.c.tenant, recent.c.outcome
         )
         in_window = [_count_since(EventRow.received_at, since[d]) for d in WINDOWS]
         failed = (
@@ -171,20 +178,32 @@ class ConsoleQueries:
             rows = rows[:limit]
             if after is not None:
                 rows.reverse()
-            total = session.execute(
-                select(func.count()).select_from(DecisionRow).where(*conditions)
-            ).scalar()
+            # counted up to COUNT_CAP: past that a person reads "1,000+", and a filter that
+            # matches most of 100,000 rows costs a short scan, not a whole one
+            matching = select(DecisionRow.id).where(*conditions).limit(COUNT_CAP + 1)
+            total = session.execute(select(func.count()).select_from(matching.subquery())).scalar()
 
-            def exists(condition: ColumnElement[bool]) -> bool:
+            def exists(condition: ColumnElement[bool], nearest: Any) -> bool:
+                """Whether a matching row lies beyond this page (walking the primary key from
+                the page's edge, so the answer costs a few rows, not a scan)."""
                 hit = session.execute(
-                    select(DecisionRow.id).where(*conditions, condition).limit(1)
+                    select(DecisionRow.id).where(*conditions, condition).order_by(nearest).limit(1)
                 ).first()
                 return hit is not None
 
             if not rows:
                 return DecisionPage(rows, int(total or 0), False, False)
-            newer = more if after is not None else exists(DecisionRow.id > rows[0].id)
-            older = more if after is None else exists(DecisionRow.id < rows[-1].id)
+            newer = (
+                more
+                if after is not None
+                else before is not None
+                and exists(DecisionRow.id > rows[0].id, DecisionRow.id.asc())
+            )
+            older = (
+                more
+                if after is None
+                else exists(DecisionRow.id < rows[-1].id, DecisionRow.id.desc())
+            )
         return DecisionPage(rows, int(total or 0), newer, older)
 
     def decision(self, decision_id: int) -> DecisionDetail | None:
@@ -259,9 +278,14 @@ def _count_since(column: Any, moment: datetime) -> Any:
 @dataclass(frozen=True)
 class DecisionPage:
     rows: list[DecisionRow]
-    total: int
+    total: int  # at most COUNT_CAP + 1
     has_newer: bool
     has_older: bool
+
+    @property
+    def counted(self) -> str:
+        """How many match, as shown: "1,000+" past the cap."""
+        return f"{COUNT_CAP:,}+" if self.total > COUNT_CAP else f"{self.total:,}"
 
 
 @dataclass(frozen=True)

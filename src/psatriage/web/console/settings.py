@@ -60,7 +60,9 @@ class ConsoleSettings(BaseSettings):
         default=12, gt=0, le=24 * 30, description="A console session ends this long after sign-in."
     )
     session_idle_minutes: float = Field(
-        default=60, gt=0, description="... or this long after its last request."
+        default=60,
+        gt=0,
+        description="A console session also ends this long after its last request.",
     )
     sign_in_attempts: int = Field(
         default=5,
@@ -68,7 +70,9 @@ class ConsoleSettings(BaseSettings):
         description="Failed sign-ins allowed per user name in sign_in_window_minutes (four "
         "times as many from one address); past that, sign-in is refused until the window passes.",
     )
-    sign_in_window_minutes: float = Field(default=15, gt=0, description="That window.")
+    sign_in_window_minutes: float = Field(
+        default=15, gt=0, description="The window sign_in_attempts are counted in."
+    )
     health_seconds: float = Field(
         default=60,
         gt=0,

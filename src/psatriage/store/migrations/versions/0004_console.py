@@ -57,12 +57,24 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
     )
     op.create_index("ix_audit_log_action_at", "audit_log", ["action", "at"], unique=False)
-    op.create_index("ix_decisions_created_at", "decisions", ["created_at"], unique=False)
-    op.create_index("ix_model_calls_created_at", "model_calls", ["created_at"], unique=False)
+    op.create_index(
+        "ix_decisions_created_at",
+        "decisions",
+        ["created_at", "final", "tenant", "outcome"],
+        unique=False,
+    )
+    op.create_index("ix_decisions_tenant_id", "decisions", ["tenant", "id"], unique=False)
+    op.create_index(
+        "ix_model_calls_created_at",
+        "model_calls",
+        ["created_at", "tenant", "tokens_in", "tokens_out", "cost_usd"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
     op.drop_index("ix_model_calls_created_at", table_name="model_calls")
+    op.drop_index("ix_decisions_tenant_id", table_name="decisions")
     op.drop_index("ix_decisions_created_at", table_name="decisions")
     op.drop_index("ix_audit_log_action_at", table_name="audit_log")
     op.drop_table("audit_log")
