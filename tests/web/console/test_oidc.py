@@ -3,6 +3,8 @@ roles from the token, from a local user or by default."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -196,7 +198,4 @@ def test_an_issuer_needs_a_client_id(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def page_text(response: httpx.Response) -> str:
-    import html  # noqa: PLC0415
-    import re  # noqa: PLC0415
-
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.text)))
