@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -85,20 +86,39 @@ class PageNotFound(Exception):
 
 
 class Console:
-    """The console of one app: its stores, settings, templates and menu."""
+    """The console of one app: its stores, settings, templates and menu. The stores are made on
+    first use, so an app can be built without a database (to read its OpenAPI schema)."""
 
     def __init__(self, runtime: Runtime, settings: ConsoleSettings, nav: list[NavItem]) -> None:
         self.runtime = runtime
         self.settings = settings
         self.nav = nav
-        self.users = Users(runtime.sessions)
-        self.sessions = Sessions(runtime.sessions, settings.lifetimes)
-        self.audit = Audit(runtime.sessions)
-        self.queries = ConsoleQueries(runtime.sessions)
-        self.health = HealthProbe(runtime, settings.health_seconds)
-        self.oidc = OidcClient(settings, runtime.http) if settings.oidc_enabled else None
         self.templates = Jinja2Templates(directory=TEMPLATES)
         formatting.install(self.templates.env)
+
+    @cached_property
+    def users(self) -> Users:
+        return Users(self.runtime.sessions)
+
+    @cached_property
+    def sessions(self) -> Sessions:
+        return Sessions(self.runtime.sessions, self.settings.lifetimes)
+
+    @cached_property
+    def audit(self) -> Audit:
+        return Audit(self.runtime.sessions)
+
+    @cached_property
+    def queries(self) -> ConsoleQueries:
+        return ConsoleQueries(self.runtime.sessions)
+
+    @cached_property
+    def health(self) -> HealthProbe:
+        return HealthProbe(self.runtime, self.settings.health_seconds)
+
+    @cached_property
+    def oidc(self) -> OidcClient | None:
+        return OidcClient(self.settings, self.runtime.http) if self.settings.oidc_enabled else None
 
     def render(
         self,
