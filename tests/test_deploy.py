@@ -287,7 +287,8 @@ def test_the_stack_commands_serve_a_ticket_end_to_end(harness: Harness, stack: S
 @pytest.mark.slow
 def test_the_wheel_builds_and_installs(tmp_path: Path) -> None:
     """``uv build``, then the wheel in a fresh environment (as pipx makes one) and through
-    ``uvx``; both offline, with the locked versions from uv's cache."""
+    ``uvx``, with the locked versions (from uv's cache where it has them, else the registry:
+    ``--offline`` would also need the index pages, which a locked ``uv sync`` never reads)."""
     uv = ["uv"]
     build = subprocess.run(
         [*uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(ROOT)],
@@ -311,7 +312,7 @@ def test_the_wheel_builds_and_installs(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     for step in (
         [*uv, "venv", "--offline", "--python", sys.executable, str(venv)],
-        [*uv, "pip", "install", "--offline", "--python", str(venv), "-c", str(locked), str(wheel)],
+        [*uv, "pip", "install", "--python", str(venv), "-c", str(locked), str(wheel)],
     ):
         done = subprocess.run(step, capture_output=True, text=True, timeout=DEADLINE, check=False)
         assert done.returncode == 0, done.stderr
@@ -326,7 +327,7 @@ def test_the_wheel_builds_and_installs(tmp_path: Path) -> None:
     )
     assert installed.stdout == f"psatriage {version.group(1)}\n", installed.stderr
     tool = subprocess.run(
-        ["uvx", "--offline", "-c", str(locked), "--from", str(wheel), "psatriage", "--version"],
+        ["uvx", "-c", str(locked), "--from", str(wheel), "psatriage", "--version"],
         capture_output=True,
         text=True,
         timeout=DEADLINE,

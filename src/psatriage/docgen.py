@@ -28,6 +28,7 @@ from psatriage.prompts import DEFAULT_ERROR_NOTE, DEFAULT_NOTE, DEFAULT_PROMPT
 from psatriage.prompts import __doc__ as PROMPTS_DOC
 from psatriage.psa import adapters
 from psatriage.settings import Settings
+from psatriage.web.console.settings import ConsoleSettings
 
 _INTRO = """\
 # Configuration reference
@@ -111,7 +112,8 @@ _COMPANY_NOTE = (
 
 def _env_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, field in Settings.model_fields.items():
+    fields = [*Settings.model_fields.items(), *ConsoleSettings.model_fields.items()]
+    for name, field in fields:
         text = _text(field, tenant_key=False)  # set in the environment itself, never a reference
         rows.append(f"| `PSATRIAGE_{name.upper()}` | {_default(field)} | {text} |")
     return "\n".join(rows) + "\n"

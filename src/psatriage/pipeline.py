@@ -148,13 +148,17 @@ def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Decision:
             wrote_note=False,
         )
         return Decision(Outcome.KEPT, checkpoint.reason, checkpoint.id)
+    return _checkpointed(checkpoint, checkpoint.category)
+
+
+def _checkpointed(row: DecisionRow, category: Mapping[str, Any]) -> _Plan:
     return _Plan(
-        Chosen.from_dict(checkpoint.category),
-        _classification_from(checkpoint),
-        policy.Guard(replacing=checkpoint.replacing),
-        checkpoint.id,
-        checkpoint.previous,
-        checkpoint.redactions or {},
+        Chosen.from_dict(category),
+        _classification_from(row),
+        policy.Guard(replacing=row.replacing),
+        row.id,
+        row.previous,
+        row.redactions or {},
     )
 
 
@@ -217,7 +221,7 @@ def _write(
         if attempt > 1 and deps.adapter.find_note(ticket, note_marker):
             log.info("note already posted", ticket=ticket.id, marker=note_marker)
         else:
-            text = _note(deps.tenant, outcome, planned, ticket, note_marker)
+            text = _note(deps.tenant, outcome, planned, note_marker)
             deps.adapter.add_note(ticket, text)
             wrote.append("note")
     return tuple(wrote)
@@ -359,9 +363,15 @@ def _write_category(deps: Deps, ticket: Ticket, chosen: Chosen) -> None:
         deps.adapter.set_category(ticket, chosen.target)
 
 
-def _note(
-    tenant: Tenant, outcome: Outcome, planned: _Plan, ticket: Ticket, note_marker: str
-) -> str:
+def note_for(tenant: Tenant, row: DecisionRow) -> str | None:
+    """The note a finished decision wrote, from what it recorded and the tenant's note template;
+    None when it wrote none (recorded only, a kept category, or not finished)."""
+    if not row.final or not row.wrote_note or row.category is None:
+        return None
+    return _note(tenant, Outcome(row.outcome), _checkpointed(row, row.category), marker(row.id))
+
+
+def _note(tenant: Tenant, outcome: Outcome, planned: _Plan, note_marker: str) -> str:
     chosen, result = planned.chosen, planned.classification
     return tenant.note.render(
         category={"key": chosen.category.key, "label": chosen.category.label},

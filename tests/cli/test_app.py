@@ -46,6 +46,10 @@ USE_THE_DATABASE: dict[tuple[str, ...], list[str]] = {
     ("taxonomy", "show"): ["--tenant", "acme"],
     ("backtest",): ["--tenant", "acme"],
     ("readiness",): ["--tenant", "acme"],
+    ("users", "add"): ["someone@example.com", "--password-stdin"],
+    ("users", "remove"): ["someone@example.com"],
+    ("users", "passwd"): ["someone@example.com", "--password-stdin"],
+    ("users", "list"): [],
 }
 USE_THE_QUEUE = {("serve",): ["--port", "18123"], ("worker",): []}
 # offline, or reading only the tenants file and the PSA: no database or queue server involved

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from psatriage.cli import admin, backtest, categorize, events, init, readiness, serve, train
+from psatriage.cli import (
+    admin,
+    backtest,
+    categorize,
+    events,
+    init,
+    readiness,
+    serve,
+    train,
+    users,
+)
 from psatriage.cli import eval as evaluate
 from psatriage.cli._app import app
 
@@ -18,6 +28,7 @@ _COMMANDS = (
     readiness,
     serve,
     train,
+    users,
 )  # imported for their commands
 
 

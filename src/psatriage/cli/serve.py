@@ -10,7 +10,9 @@ import uvicorn
 
 from psatriage import jobs
 from psatriage.cli._app import app, console, runtime
+from psatriage.errors import ConfigError
 from psatriage.web import create_app
+from psatriage.web.console import exposure, load_settings
 
 
 @app.command()
@@ -20,6 +22,13 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Web only; run `psatriage worker` elsewhere.")
     ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve beyond this machine with no console user, single sign-on or API token.",
+        ),
+    ] = False,
 ) -> None:
     """Run the web server, with the workers in the same process unless --no-worker."""
     with runtime() as built:
@@ -27,6 +36,9 @@ def serve(
         settings = built.settings
         workers = 0 if no_worker else settings.workers
         bind_host, bind_port = host or settings.host, port or settings.port
+        refused = None if insecure else exposure.refusal(bind_host, built, load_settings())
+        if refused:
+            raise ConfigError(refused)
         console.print(
             f"psatriage on http://{bind_host}:{bind_port} — "
             f"{len(built.config.tenants)} tenant(s), "

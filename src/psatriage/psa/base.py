@@ -243,6 +243,11 @@ class PSAAdapter(ABC, Generic[ConfigT]):
         """
         return []
 
+    def ticket_url(self, ticket_id: str) -> str | None:
+        """Where a person opens the ticket in the PSA's web interface, if the adapter knows it
+        without a call (the console links decisions to it); the default knows none."""
+        return None
+
     @abstractmethod
     def check_connection(self) -> str:
         """Make one cheap authenticated call; return a short description of what answered."""

@@ -200,3 +200,75 @@ class BacktestResultRow(Base):
     ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# -- the web console (psatriage.store.users, psatriage.web.console) ---------------------------
+
+
+class ConsoleUserRow(Base):
+    """A person who may sign in to the console; ``password_hash`` is None for single sign-on
+    only (the row then only gives the person a role)."""
+
+    __tablename__ = "console_users"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ConsoleSessionRow(Base):
+    """A browser session. The cookie holds a random token; only its SHA-256 is stored here.
+    Before sign-in ``user_name`` is None and ``pending`` holds what single sign-on must check
+    when the provider sends the browser back (state, nonce, PKCE verifier, the page asked for)."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_expires_at", "expires_at"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    method: Mapped[str] = mapped_column(String(16), default="")
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    pending: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AuditRow(Base):
+    """One action someone took: signing in or out, a failed sign-in, retrying events, users
+    added or removed. ``actor`` is the console user (or ``cli:<login>`` for the command line)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action_at", "action", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+# The console's overview counts the last 30 days of decisions and model calls across tenants
+# from these indexes alone (they hold every column it reads); its decisions table lists one
+# tenant's decisions newest first.
+Index(
+    "ix_decisions_created_at",
+    DecisionRow.created_at,
+    DecisionRow.final,
+    DecisionRow.tenant,
+    DecisionRow.outcome,
+)
+Index("ix_decisions_tenant_id", DecisionRow.tenant, DecisionRow.id)
+Index(
+    "ix_model_calls_created_at",
+    ModelCallRow.created_at,
+    ModelCallRow.tenant,
+    ModelCallRow.tokens_in,
+    ModelCallRow.tokens_out,
+    ModelCallRow.cost_usd,
+)

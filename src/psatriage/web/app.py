@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from psatriage import __version__, jobs
 from psatriage.runtime import Runtime
-from psatriage.web import api, webhooks
+from psatriage.web import api, console, webhooks
 
 
 def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
@@ -36,8 +36,11 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
         version=__version__,
         summary="Categorizes new PSA tickets into the PSA's own category tree.",
         lifespan=lifespan,
+        docs_url=None,  # the console serves /docs with local files (no CDN)
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.include_router(webhooks.router)
     app.include_router(api.router)
+    console.install(app, runtime)
     return app

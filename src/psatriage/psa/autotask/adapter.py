@@ -20,6 +20,7 @@ import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import httpx
 import structlog
@@ -355,6 +356,17 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
             self._resource_lookup_failed = True
             log.warning("own resource id unknown; own events are told apart by action only",
                         error=str(exc))  # fmt: skip
+
+    def ticket_url(self, ticket_id: str) -> str | None:
+        """The ticket in Autotask's web interface (the "open ticket detail" command), on the web
+        host of the API zone (``webservicesN`` → ``wwN``) once the zone is known."""
+        zone = self.client.known_zone
+        host = httpx.URL(zone).host if zone else ""
+        if not host.startswith("webservices"):
+            return None
+        web = "ww" + host.removeprefix("webservices")
+        query = urlencode({"Code": "OpenTicketDetail", "TicketID": ticket_id})
+        return f"https://{web}/Autotask/AutotaskExtend/ExecuteCommand.aspx?{query}"
 
     def check_connection(self) -> str:
         count, threshold, _ = self.client.threshold()

@@ -118,6 +118,12 @@ class AutotaskClient(PSAClient):
         """The zone's API root (``https://webservicesN.autotask.net/ATServicesRest/V1.0/``)."""
         return self._current_zone()
 
+    @property
+    def known_zone(self) -> str | None:
+        """The zone if configured or already discovered (no call is made), else None."""
+        with self._zone_lock:
+            return self._zone
+
     # -- hooks of the error ladder ----------------------------------------------------------------
 
     def detail(self, response: httpx.Response) -> str:

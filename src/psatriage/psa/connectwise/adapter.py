@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import httpx
 
@@ -346,6 +347,14 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
                     "service board; use a board id or an existing board name"
                 )
         return ids
+
+    def ticket_url(self, ticket_id: str) -> str:
+        """The service ticket in Manage's web client: the API host without its ``api-`` prefix
+        (``api-na.myconnectwise.net`` → ``na.myconnectwise.net``), or ``base_url`` when set."""
+        origin = self.config.base_url or f"https://{self.config.site.removeprefix('api-')}"
+        codebase = self.config.codebase or "v4_6_release/"
+        query = urlencode({"locale": "en_US", "routeTo": "ServiceFV", "recid": ticket_id})
+        return f"{origin}/{codebase}ConnectWise.aspx?{query}"
 
     def check_connection(self) -> str:
         info = lower_keys(self.client.json("GET", "system/info", what="system info"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import httpx
 
@@ -386,6 +387,10 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
         With ``webhook_path_token``, Halo calls ``{url}/{token}``.
         """
         return webhooks.register(self.client, self.config, url)
+
+    def ticket_url(self, ticket_id: str) -> str:
+        """The ticket in Halo's agent interface."""
+        return f"{self.config.url}/ticket?{urlencode({'id': ticket_id})}"
 
     def check_connection(self) -> str:
         outcome_id, outcome = self._note_outcome()
