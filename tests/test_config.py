@@ -223,3 +223,15 @@ def test_unknown_tenant_lists_the_known_ones(tmp_path: Path) -> None:
     config = _load(tmp_path, {"acme": _tenant()})
     with pytest.raises(ConfigError, match=r"no tenant named 'x' \(configured: acme\)"):
         config.tenant("x")
+
+
+def test_connectwise_on_premise_needs_base_url_not_site(tmp_path: Path) -> None:
+    on_premise = {k: v for k, v in CONNECTION.items() if k != "site"}
+    on_premise["base_url"] = "https://cw.example.com/"
+    tenant = _load(tmp_path, {"acme": _tenant(connection=on_premise)}).tenant("acme")
+    assert tenant.connection.origin == "https://cw.example.com"  # type: ignore[attr-defined]
+    del on_premise["base_url"]
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, {"acme": _tenant(connection=on_premise)})
+    assert "tenant 'acme', key 'connection': give site" in str(caught.value)
+    assert "or base_url" in str(caught.value)

@@ -351,7 +351,8 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
     def ticket_url(self, ticket_id: str) -> str:
         """The service ticket in Manage's web client: the API host without its ``api-`` prefix
         (``api-na.myconnectwise.net`` → ``na.myconnectwise.net``), or ``base_url`` when set."""
-        origin = self.config.base_url or f"https://{self.config.site.removeprefix('api-')}"
+        site = (self.config.site or "").removeprefix("api-")
+        origin = self.config.base_url or f"https://{site}"
         codebase = self.config.codebase or "v4_6_release/"
         query = urlencode({"locale": "en_US", "routeTo": "ServiceFV", "recid": ticket_id})
         return f"{origin}/{codebase}ConnectWise.aspx?{query}"
