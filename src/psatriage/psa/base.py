@@ -230,9 +230,12 @@ class PSAAdapter(ABC, Generic[ConfigT]):
         """Whether this adapter implements ``list_labeled_tickets`` (training from the PSA)."""
         return cls.list_labeled_tickets is not PSAAdapter.list_labeled_tickets
 
-    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
-        """Closed tickets created at or after ``since`` that carry a category, newest first, at
-        most ``limit`` (paged, within the adapter's rate limits): the local engine's training data.
+    def list_labeled_tickets(
+        self, since: datetime, limit: int, *, until: datetime | None = None
+    ) -> list[LabeledTicket]:
+        """Closed tickets created at or after ``since`` (and before ``until``, when given) that
+        carry a category, newest first, at most ``limit`` (paged, within the adapter's rate
+        limits): the local engine's training data, and ``psatriage export``'s.
         """
         raise NotImplementedError(f"{self.kind} cannot read labeled history")
 
