@@ -107,7 +107,7 @@ def poll_tenant(runtime: Runtime, name: str) -> int | None:
     tenant = runtime.config.tenants.get(name)
     if tenant is None or not tenant.polls:
         return None
-    mark = runtime.polls.claim(name, tenant.poll_seconds)
+    mark = runtime.polls.claim(name, tenant.poll_seconds, start=tenant.poll_start)
     if mark is None:
         return None
     started = utcnow()

@@ -46,6 +46,8 @@ USE_THE_DATABASE: dict[tuple[str, ...], list[str]] = {
     ("taxonomy", "show"): ["--tenant", "acme"],
     ("backtest",): ["--tenant", "acme"],
     ("readiness",): ["--tenant", "acme"],
+    ("backfill",): ["--tenant", "acme", "--since", "30d"],
+    ("export",): ["--tenant", "acme", "--since", "30d"],
     ("users", "add"): ["someone@example.com", "--password-stdin"],
     ("users", "remove"): ["someone@example.com"],
     ("users", "passwd"): ["someone@example.com", "--password-stdin"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from psatriage.cli import (
     admin,
     backtest,
+    bulk,
     categorize,
     events,
     init,
@@ -21,6 +22,7 @@ __all__ = ["app", "main"]
 _COMMANDS = (
     admin,
     backtest,
+    bulk,
     categorize,
     evaluate,
     events,

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from psatriage.classifiers import classifiers
-from psatriage.config.schema import PromptSettings, RawTenant, Trigger
+from psatriage.config.schema import PromptSettings, RawTenant, Trigger, parse_poll_start
 from psatriage.config.tenant import AppConfig, Tenant
 from psatriage.errors import ConfigError
 from psatriage.prompts import (
@@ -151,6 +151,8 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         taxonomy=raw.taxonomy,
         redactor=raw.privacy.redactor(),
         companies=raw.companies,
+        poll_start=parse_poll_start(raw.poll_start),
+        backfill_call_share=raw.backfill_call_share,
     )
 
 

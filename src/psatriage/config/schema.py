@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -192,6 +193,19 @@ class PrivacySettings(_Strict):
         )
 
 
+def parse_poll_start(value: str) -> datetime | None:
+    """``poll_start`` as naive UTC (None for "now"); a ``ValueError`` that shows the forms."""
+    if value.strip().lower() == "now":
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither 'now' nor an ISO date such as '2026-11-01'"
+        ) from None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 class RawTenant(_Strict):
     psa: str
     trigger: Trigger | None = Field(
@@ -218,6 +232,20 @@ class RawTenant(_Strict):
         "(Autotask EventTime, HaloPSA timestamp, ConnectWise dateEntered). Keep it longer than "
         "the PSA's own retry period; polling (trigger both) catches a real ticket refused late.",
     )
+    poll_start: str = Field(
+        default="now",
+        description="Where the first poll of a new tenant starts: 'now' (tickets created before "
+        "psatriage first polled are left alone; psatriage backfill categorizes them) or a date "
+        "such as '2026-11-01' (every ticket created since is queued on the first poll).",
+    )
+    backfill_call_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of the tenant's PSA call limit psatriage backfill may use: it takes a "
+        "call only while fewer than this share of the window's calls are used (by every process, "
+        "where limits are shared), so new tickets keep the rest.",
+    )
     connection: dict[str, Any]
     classifier: dict[str, Any] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)
@@ -225,3 +253,9 @@ class RawTenant(_Strict):
     taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     companies: dict[str, CompanyOverride] = Field(default_factory=dict)
+
+    @field_validator("poll_start")
+    @classmethod
+    def _poll_start(cls, value: str) -> str:
+        parse_poll_start(value)
+        return value

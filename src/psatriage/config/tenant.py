@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -54,6 +55,8 @@ class Tenant:
     taxonomy: TaxonomySettings
     redactor: Redactor = field(default_factory=Redactor)
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
+    poll_start: datetime | None = None  # where the first poll starts; None: when it runs
+    backfill_call_share: float = 0.5
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"
