@@ -235,3 +235,11 @@ def test_connectwise_on_premise_needs_base_url_not_site(tmp_path: Path) -> None:
         _load(tmp_path, {"acme": _tenant(connection=on_premise)})
     assert "tenant 'acme', key 'connection': give site" in str(caught.value)
     assert "or base_url" in str(caught.value)
+
+
+def test_retention_keeps_records_at_least_as_long_as_text(tmp_path: Path) -> None:
+    tenant = _load(tmp_path, {"acme": _tenant(retention_days=30, record_retention_days=365)})
+    assert tenant.tenant("acme").retention_days == 30
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, {"acme": _tenant(retention_days=30, record_retention_days=7)})
+    assert "record_retention_days must be at least retention_days" in str(caught.value)

@@ -17,7 +17,7 @@ from datetime import timedelta
 import structlog
 from huey.consumer import Consumer
 
-from psatriage import metrics, pipeline
+from psatriage import metrics, pipeline, retention
 from psatriage.domain import TicketEvent
 from psatriage.errors import (
     AuthFailed,
@@ -55,8 +55,9 @@ def consumer(runtime: Runtime, *, workers: int, embedded: bool) -> Consumer:
 
 def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
-    finds and restarts polling chains that died. Every worker process runs one; both jobs are
-    idempotent, so several processes doing it at once is harmless."""
+    finds, restarts polling chains that died and purges what retention lets go. Every worker
+    process runs one; the first two are idempotent, and a purge runs once per tenant and
+    ``purge_every_seconds`` however many processes ask (``retention.purge_due``)."""
     interval = runtime.settings.housekeeping_seconds
 
     def loop() -> None:
@@ -64,6 +65,12 @@ def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
             try:
                 reap(runtime)
                 kick_polls(runtime)
+                retention.purge_due(
+                    runtime.engine,
+                    runtime.sessions,
+                    runtime.config.tenants.values(),
+                    runtime.settings.purge_every_seconds,
+                )
             except Exception:  # a database blip must not end housekeeping (logged with trace)
                 log.exception("housekeeping failed; trying again next round")
 

@@ -47,6 +47,7 @@ USE_THE_DATABASE: dict[tuple[str, ...], list[str]] = {
     ("backtest",): ["--tenant", "acme"],
     ("readiness",): ["--tenant", "acme"],
     ("backfill",): ["--tenant", "acme", "--since", "30d"],
+    ("purge",): [],
     ("export",): ["--tenant", "acme", "--since", "30d"],
     ("users", "add"): ["someone@example.com", "--password-stdin"],
     ("users", "remove"): ["someone@example.com"],

@@ -152,6 +152,8 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         redactor=raw.privacy.redactor(),
         companies=raw.companies,
         poll_start=parse_poll_start(raw.poll_start),
+        retention_days=raw.retention_days,
+        record_retention_days=raw.record_retention_days,
         backfill_call_share=raw.backfill_call_share,
     )
 

@@ -238,6 +238,22 @@ class RawTenant(_Strict):
         "psatriage first polled are left alone; psatriage backfill categorizes them) or a date "
         "such as '2026-11-01' (every ticket created since is queued on the first poll).",
     )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="Days ticket-derived text is kept (the model's reasoning, event reasons that "
+        "may quote it, backtest results); older text is blanked by housekeeping and by "
+        "psatriage purge. Unset: kept for ever.",
+    )
+    record_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="Days events, decisions and model calls are kept; older rows are deleted "
+        "after their counts are added to the daily totals (daily_counts). Unset: kept for ever. "
+        "At least retention_days.",
+    )
     backfill_call_share: float = Field(
         default=0.5,
         gt=0,
@@ -259,3 +275,13 @@ class RawTenant(_Strict):
     def _poll_start(cls, value: str) -> str:
         parse_poll_start(value)
         return value
+
+    @model_validator(mode="after")
+    def _retention(self) -> RawTenant:
+        text, records = self.retention_days, self.record_retention_days
+        if text is not None and records is not None and records < text:
+            raise ValueError(
+                "record_retention_days must be at least retention_days (deleting a row deletes "
+                "its text too)"
+            )
+        return self

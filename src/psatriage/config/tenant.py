@@ -56,6 +56,8 @@ class Tenant:
     redactor: Redactor = field(default_factory=Redactor)
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
     poll_start: datetime | None = None  # where the first poll starts; None: when it runs
+    retention_days: int | None = None  # ticket-derived text; None: kept for ever
+    record_retention_days: int | None = None  # events, decisions, model calls
     backfill_call_share: float = 0.5
 
     def __repr__(self) -> str:
