@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from psatriage.domain import Outcome
+from psatriage.observe import state_registry
 from psatriage.runtime import Runtime
 from psatriage.store import db
 from psatriage.store.tables import EventState
@@ -83,7 +84,11 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks["queue"] = "ok" if runtime.queue.reachable() else "unreachable"
     ready = all(value == "ok" for value in checks.values())
     body = Readiness(
-        ready=ready, checks=checks, tenants=runtime.problems(), models=_models(runtime)
+        ready=ready,
+        checks=checks,
+        tenants=runtime.problems(),
+        degraded=runtime.degraded(),
+        models=_models(runtime),
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
@@ -99,8 +104,11 @@ def _models(runtime: Runtime) -> dict[str, dict[str, str]]:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def metrics(runtime: RuntimeDep) -> Response:
+    """The process's counters and histograms, and the service's state as gauges (read from the
+    database now: ``psatriage.observe``)."""
+    body = generate_latest() + generate_latest(state_registry(runtime))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/api/events", dependencies=[Depends(require_token)], responses=_UNAUTHORIZED)
