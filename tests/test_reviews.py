@@ -11,6 +11,7 @@ import pytest
 from psatriage import reviews
 from psatriage.domain import Chosen
 from psatriage.reviews import Action
+from psatriage.store.examples import list_examples
 from psatriage.store.users import Audit
 from tests.loop_kit import PSAS, Loop, open_loop
 
@@ -18,6 +19,11 @@ from tests.loop_kit import PSAS, Loop, open_loop
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     yield from open_loop(tmp_path_factory.mktemp("reviews"))
+
+
+def _examples(loop: Loop, psa: str, ticket: str) -> list[tuple[str, str, int | None]]:
+    found = list_examples(loop.runtime.sessions, tenant=psa)
+    return [(e.source, e.category_key, e.decision_id) for e in found if e.ticket_id == ticket]
 
 
 def _audited(loop: Loop, review_id: int) -> list[tuple[str, str]]:
@@ -30,6 +36,7 @@ def test_accept_writes_the_suggestion_exactly_once(loop: Loop, psa: str) -> None
     kit = loop.kits[psa]
     ticket, review = loop.suggest(psa)
     assert kit.category_writes(ticket) == []
+    assert _examples(loop, psa, ticket) == []
     desk = loop.runtime.review_desk()
     closed = reviews.act(desk, review.id, Action.ACCEPT, by="cli:jane")
     assert (closed.state, closed.closed_by, closed.final_key) == (
@@ -46,6 +53,10 @@ def test_accept_writes_the_suggestion_exactly_once(loop: Loop, psa: str) -> None
     assert _audited(loop, review.id) == [("cli:jane", "review_accepted")]
     decision = loop.runtime.decisions.get(review.decision_id)
     assert decision is not None and decision.wrote_category
+    key = Chosen.from_dict(review.category).category.key
+    assert _examples(loop, psa, ticket) == [("review_accept", key, review.decision_id)]
+    (example,) = list_examples(loop.runtime.sessions, tenant=psa)[-1:]
+    assert example.text.startswith("Printer on floor 3\n") and "paper jam" in example.text
 
 
 @pytest.mark.parametrize("psa", PSAS)
@@ -64,6 +75,7 @@ def test_correct_writes_the_other_category_exactly_once(loop: Loop, psa: str) ->
     with pytest.raises(reviews.ReviewClosed):
         reviews.act(desk, review.id, Action.CORRECT, by="api:jane", category_key=other.key)
     assert len(kit.category_writes(ticket)) == 1
+    assert _examples(loop, psa, ticket) == [("review_correct", other.key, review.decision_id)]
 
 
 @pytest.mark.parametrize("psa", PSAS)
@@ -79,6 +91,7 @@ def test_a_review_whose_ticket_a_person_categorized_closes_itself(loop: Loop, ps
     closed = loop.runtime.reviews.get(review.id)
     assert closed is not None
     assert (closed.state, closed.closed_by, closed.final_label) == ("filled", "psa", person.label)
+    assert _examples(loop, psa, ticket) == [("fill", person.key, review.decision_id)]
 
 
 @pytest.mark.parametrize("psa", PSAS)
@@ -99,6 +112,7 @@ def test_bad_input_writes_nothing(loop: Loop, psa: str) -> None:
     with pytest.raises(reviews.ReviewClosed, match="already dismissed"):
         reviews.act(desk, review.id, Action.ACCEPT, by="cli:jane")
     assert kit.category_writes(ticket) == []
+    assert _examples(loop, psa, ticket) == []
 
 
 def test_the_queue_lists_pending_reviews_with_what_a_person_needs(loop: Loop) -> None:

@@ -5,7 +5,8 @@ ticket again and write the category through the pipeline's idempotent write
 (``pipeline.write_category``: nothing is sent when the ticket already has it), so a review
 writes at most once however often it is asked. A review whose ticket a person has categorized in
 the PSA meanwhile closes itself as ``filled`` instead of overwriting the person. Every action is
-recorded in the audit log with who did it.
+recorded in the audit log with who did it, and accepted, corrected and filled reviews become
+labeled examples of the tenant (``store.examples``).
 
 Errors (the edges turn them into a status or an exit code)::
 
@@ -23,13 +24,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage import pipeline, policy
 from psatriage.config.tenant import Tenant
-from psatriage.domain import PATH_SEPARATOR, Chosen, Taxonomy, Ticket
+from psatriage.domain import PATH_SEPARATOR, Category, Chosen, Taxonomy, Ticket
 from psatriage.errors import PermanentError, PsatriageError
+from psatriage.local_engine.data import ticket_text
 from psatriage.psa.base import PSAAdapter
 from psatriage.store.decisions import Decisions
+from psatriage.store.examples import ExampleSource, add_example
 from psatriage.store.reviews import Reviews
 from psatriage.store.tables import ReviewRow, ReviewState
 from psatriage.store.users import Audit
@@ -66,6 +70,7 @@ class Desk:
     taxonomies: TaxonomyCache
     tenant: Callable[[str], Tenant]
     adapter: Callable[[str], PSAAdapter[Any]]
+    sessions: sessionmaker[Session]  # where labeled examples are stored
     closed: Callable[[ReviewRow], None] = lambda row: None
     """Called with every review closed by a person or by itself (outcomes, examples)."""
 
@@ -97,7 +102,7 @@ def act(
     )
     suggested = Chosen.from_dict(row.category)
     if _person_categorized(desk, row, ticket, taxonomy, suggested):
-        closed = close_as_filled(desk, row, ticket, taxonomy)
+        closed = close_as_filled(desk, row, tenant, ticket, taxonomy)
         raise ReviewClosed(
             f"review {row.id}: a person already set the category {closed.final_label} in the "
             "PSA; the review closed as filled"
@@ -119,11 +124,16 @@ def act(
         raise
     desk.decisions.mark_written(row.decision_id)
     log.info("review closed", review=row.id, state=state.value, by=by, wrote=wrote)
+    source: ExampleSource = "review_accept" if action is Action.ACCEPT else "review_correct"
+    learn(desk.sessions, tenant, ticket, row.decision_id, chosen.category, source)
     return _closed(desk, row, state, by=by, detail=chosen.category.label)
 
 
-def close_as_filled(desk: Desk, row: ReviewRow, ticket: Ticket, taxonomy: Taxonomy) -> ReviewRow:
-    """Close a pending review because a person categorized its ticket in the PSA."""
+def close_as_filled(
+    desk: Desk, row: ReviewRow, tenant: Tenant, ticket: Ticket, taxonomy: Taxonomy
+) -> ReviewRow:
+    """Close a pending review because a person categorized its ticket in the PSA; what the
+    person chose becomes a labeled example (a fill)."""
     values = taxonomy.tree_values(ticket)
     leaf = taxonomy.find_by_ids(values)
     label = PATH_SEPARATOR.join(v.name for v in values)
@@ -136,7 +146,32 @@ def close_as_filled(desk: Desk, row: ReviewRow, ticket: Ticket, taxonomy: Taxono
         final_label=label,
         detail=f"a person set {label} in the PSA",
     )
+    if leaf is not None:
+        learn(desk.sessions, tenant, ticket, row.decision_id, leaf, "fill")
     return _closed(desk, row, ReviewState.FILLED, by=by, detail=label)
+
+
+def learn(
+    sessions: sessionmaker[Session],
+    tenant: Tenant,
+    ticket: Ticket,
+    decision_id: int | None,
+    category: Category,
+    source: ExampleSource,
+) -> None:
+    """Keep the ticket, redacted, with the category a person gave it: a labeled example."""
+    masked, _ = tenant.redactor.ticket(ticket)
+    add_example(
+        sessions,
+        tenant=tenant.name,
+        company=ticket.company_id or ticket.company_name,
+        ticket_id=ticket.id,
+        text=ticket_text(masked.title, masked.description, masked.initial_note),
+        category_key=category.key,
+        category_path=category.label,
+        source=source,
+        decision_id=decision_id,
+    )
 
 
 def _person_categorized(

@@ -136,6 +136,7 @@ class Runtime:
             taxonomies=self.taxonomies,
             tenant=self.tenant,
             adapter=self.adapter,
+            sessions=self.sessions,
         )
 
     def problems(self) -> dict[str, list[str]]:
