@@ -129,6 +129,34 @@ def test_model_and_max_tokens_default_to_the_classifier_configuration(
             ["key 'policy'", "min_confidence_to_change must be at least min_confidence"],
         ),
         (
+            {"acme": _tenant(policy={"apply_at": 0.7, "min_confidence": 0.6})},
+            [
+                "key 'policy'",
+                "policy.apply_at = 0.7, policy.min_confidence = 0.6 are one setting",
+                "fix: keep only one of them",
+            ],
+        ),
+        (
+            {"acme": _tenant(policy={"apply_at": 0.5, "suggest_at": 0.6})},
+            ["key 'policy'", "suggest_at (0.6) is above apply_at (0.5)", "fix: lower suggest_at"],
+        ),
+        (
+            {"acme": _tenant(policy={"fields": {"category": {"apply_at": 0.9}}, "apply_at": 0.6})},
+            ["key 'policy'", "fields.category.apply_at = 0.9", "fix: keep only one"],
+        ),
+        (
+            {"acme": _tenant(policy={"fields": {"colour": {"apply_at": 0.9}}})},
+            ["key 'policy.fields'", "no field named 'colour'", "fix: use one of category"],
+        ),
+        (
+            {
+                "acme": _tenant(
+                    policy={"apply_at": 0.6}, companies={"x": {"policy": {"suggest_at": 0.7}}}
+                )
+            },
+            ["tenant 'acme', key 'companies.x.policy'", "suggest_at (0.7) is above apply_at (0.6)"],
+        ),
+        (
             {"acme": _tenant(policy={"min_confidence": 2})},
             ["key 'policy.min_confidence'", "fix: lower the value"],
         ),

@@ -335,6 +335,7 @@ class Classification:
     usage: Usage = Usage()
     latency_ms: float = 0.0
     facets: Mapping[str, str] = field(default_factory=dict)  # facet name -> chosen option id
+    alternatives: tuple[tuple[str, float], ...] = ()  # the next best (key, confidence), if known
 
 
 class Outcome(enum.StrEnum):
@@ -343,6 +344,7 @@ class Outcome(enum.StrEnum):
     APPLIED = "applied"  # category written (and a note)
     SUGGESTED = "suggested"  # note only: mode suggest, or confidence below the write threshold
     SHADOWED = "shadowed"  # recorded only: mode shadow
+    RECORDED = "recorded"  # recorded only: confidence below suggest_at
     KEPT = "kept"  # a person already set the category and policy keeps it
 
 

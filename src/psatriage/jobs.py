@@ -38,6 +38,7 @@ _OUTCOME_STATES = {
     "applied": EventState.DONE,
     "suggested": EventState.DONE,
     "shadowed": EventState.DONE,
+    "recorded": EventState.DONE,
     "kept": EventState.KEPT,
 }
 

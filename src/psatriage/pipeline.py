@@ -44,6 +44,7 @@ from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
 from psatriage.store.decisions import AlreadyDecided, Decisions
+from psatriage.store.reviews import ReviewDraft, excerpt
 from psatriage.store.tables import DecisionRow
 from psatriage.taxonomy_cache import TaxonomyCache
 
@@ -107,13 +108,14 @@ def categorize(
     outcome = _OUTCOMES[choice.action]
     if dry_run:
         return Decision(outcome, choice.reason, None, planned.chosen, planned.classification)
-    wrote = _write(deps, ticket, planned, choice.action, outcome, attempt)
+    wrote = _write(deps, ticket, planned, choice, outcome, attempt)
     deps.decisions.finalize_decision(
         planned.decision_id,
         outcome=outcome,
         reason=choice.reason,
         wrote_category=choice.action is policy.Action.APPLY,
-        wrote_note=choice.action is not policy.Action.SHADOW,
+        wrote_note=choice.action in _NOTED,
+        review=_review(deps, ticket, planned) if choice.review else None,
     )
     return Decision(
         outcome, choice.reason, planned.decision_id, planned.chosen, planned.classification, wrote
@@ -124,7 +126,34 @@ _OUTCOMES = {
     policy.Action.APPLY: Outcome.APPLIED,
     policy.Action.SUGGEST: Outcome.SUGGESTED,
     policy.Action.SHADOW: Outcome.SHADOWED,
+    policy.Action.RECORD: Outcome.RECORDED,
 }
+_NOTED = frozenset({policy.Action.APPLY, policy.Action.SUGGEST})  # the actions that post a note
+
+
+def _review(deps: Deps, ticket: Ticket, planned: _Plan) -> ReviewDraft:
+    """The review of a suggestion: the ticket redacted, the suggestion and its alternatives."""
+    masked, _ = deps.tenant.redactor.ticket(ticket)
+    taxonomy = _taxonomy(deps, ticket)
+    alternatives = []
+    for key, confidence in planned.classification.alternatives:
+        leaf = taxonomy.get(key)
+        if leaf is not None:
+            alternatives.append({"key": key, "label": leaf.label, "confidence": confidence})
+    return ReviewDraft(
+        decision_id=planned.decision_id,
+        tenant=deps.tenant.name,
+        ticket_id=ticket.id,
+        company_id=ticket.company_id,
+        company_name=ticket.company_name or "",
+        title=masked.title,
+        excerpt=excerpt(masked.description or masked.initial_note),
+        category=planned.chosen.to_dict(),
+        category_key=planned.chosen.target.key,
+        category_label=planned.chosen.category.label,
+        confidence=planned.classification.confidence,
+        alternatives=alternatives,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,21 +236,22 @@ def _write(
     deps: Deps,
     ticket: Ticket,
     planned: _Plan,
-    action: policy.Action,
+    choice: policy.Choice,
     outcome: Outcome,
     attempt: int,
 ) -> tuple[str, ...]:
     """The PSA writes: the category (unless already there) and the marked note (unless posted)."""
     wrote: list[str] = []
-    if action is policy.Action.APPLY and not planned.chosen.is_on(ticket):
-        _write_category(deps, ticket, planned.chosen)
+    if choice.action is policy.Action.APPLY and write_category(
+        deps.tenant, deps.adapter, deps.taxonomies, ticket, planned.chosen
+    ):
         wrote.append("category")
-    if action is not policy.Action.SHADOW:
+    if choice.action in _NOTED:
         note_marker = marker(planned.decision_id)
         if attempt > 1 and deps.adapter.find_note(ticket, note_marker):
             log.info("note already posted", ticket=ticket.id, marker=note_marker)
         else:
-            text = _note(deps.tenant, outcome, planned, note_marker)
+            text = _note(deps.tenant, outcome, planned, note_marker, review=choice.review)
             deps.adapter.add_note(ticket, text)
             wrote.append("note")
     return tuple(wrote)
@@ -337,13 +367,23 @@ def _validated(
     return Chosen(category, tuple(facets), taxonomy.levels)
 
 
-def _write_category(deps: Deps, ticket: Ticket, chosen: Chosen) -> None:
-    """Write, and if the PSA refuses, re-read the tree once and write again if still valid."""
+def write_category(
+    tenant: Tenant,
+    adapter: PSAAdapter[Any],
+    taxonomies: TaxonomyCache,
+    ticket: Ticket,
+    chosen: Chosen,
+) -> bool:
+    """Write ``chosen`` onto the ticket unless it is already there; returns whether a write was
+    sent. If the PSA refuses it, the tree is read again and the write retried once if the
+    category is still valid. The pipeline's one write path, used by the review queue too."""
+    if chosen.is_on(ticket):
+        return False
     try:
-        deps.adapter.set_category(ticket, chosen.target)
+        adapter.set_category(ticket, chosen.target)
     except CategoryRejected as first:
-        fresh = deps.taxonomies.refresh(
-            deps.tenant.name, deps.adapter, ticket, ttl_seconds=deps.tenant.taxonomy.cache_seconds
+        fresh = taxonomies.refresh(
+            tenant.name, adapter, ticket, ttl_seconds=tenant.taxonomy.cache_seconds
         )
         leaf = fresh.get(chosen.category.key)
         facets = {f.name: f for f in fresh.facets}
@@ -360,7 +400,8 @@ def _write_category(deps: Deps, ticket: Ticket, chosen: Chosen) -> None:
                 f"the PSA rejected {chosen.category.label} and it is no longer in the category "
                 f"tree (taxonomy refreshed): {first}"
             ) from first
-        deps.adapter.set_category(ticket, chosen.target)
+        adapter.set_category(ticket, chosen.target)
+    return True
 
 
 def note_for(tenant: Tenant, row: DecisionRow) -> str | None:
@@ -368,10 +409,14 @@ def note_for(tenant: Tenant, row: DecisionRow) -> str | None:
     None when it wrote none (recorded only, a kept category, or not finished)."""
     if not row.final or not row.wrote_note or row.category is None:
         return None
-    return _note(tenant, Outcome(row.outcome), _checkpointed(row, row.category), marker(row.id))
+    outcome = Outcome(row.outcome)
+    review = outcome is Outcome.SUGGESTED
+    return _note(tenant, outcome, _checkpointed(row, row.category), marker(row.id), review=review)
 
 
-def _note(tenant: Tenant, outcome: Outcome, planned: _Plan, note_marker: str) -> str:
+def _note(
+    tenant: Tenant, outcome: Outcome, planned: _Plan, note_marker: str, *, review: bool
+) -> str:
     chosen, result = planned.chosen, planned.classification
     return tenant.note.render(
         category={"key": chosen.category.key, "label": chosen.category.label},
@@ -384,6 +429,7 @@ def _note(tenant: Tenant, outcome: Outcome, planned: _Plan, note_marker: str) ->
         outcome=outcome.value,
         previous=planned.previous,
         redacted=describe(planned.redactions),
+        review=review,
         marker=note_marker,
     )
 

@@ -21,13 +21,16 @@ from psatriage.pipeline import Deps
 from psatriage.psa import adapters
 from psatriage.psa.base import PSAAdapter
 from psatriage.queue import Queue
+from psatriage.reviews import Desk
 from psatriage.settings import Settings
 from psatriage.shared import limits, tokens
 from psatriage.store import db
 from psatriage.store.decisions import Decisions
 from psatriage.store.ledger import Ledger
 from psatriage.store.polls import PollMarks
+from psatriage.store.reviews import Reviews
 from psatriage.store.taxonomies import StoredTaxonomies
+from psatriage.store.users import Audit
 from psatriage.taxonomy_cache import TaxonomyCache
 
 
@@ -59,6 +62,7 @@ class Runtime:
         )
         tokens.share_tokens(self._tokens)
         self.decisions = Decisions(self.sessions)
+        self.reviews = Reviews(self.sessions)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
@@ -121,6 +125,18 @@ class Runtime:
             classifier=self.classifier(name),
             decisions=self.decisions,
             taxonomies=self.taxonomies,
+        )
+
+    def review_desk(self) -> Desk:
+        """What the review queue's actions need (``psatriage.reviews.act``)."""
+        return Desk(
+            reviews=self.reviews,
+            decisions=self.decisions,
+            audit=Audit(self.sessions),
+            taxonomies=self.taxonomies,
+            tenant=self.tenant,
+            adapter=self.adapter,
+            sessions=self.sessions,
         )
 
     def problems(self) -> dict[str, list[str]]:

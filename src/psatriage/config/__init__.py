@@ -34,7 +34,9 @@ from __future__ import annotations
 
 from psatriage.config.loader import TENANT_NAME, load_config, parse_config
 from psatriage.config.schema import (
+    FIELDS,
     CompanyOverride,
+    FieldPolicy,
     Mode,
     Overwrite,
     Policy,
@@ -48,10 +50,12 @@ from psatriage.config.schema import (
 from psatriage.config.tenant import AppConfig, Effective, Tenant, category_matches
 
 __all__ = [
+    "FIELDS",
     "TENANT_NAME",
     "AppConfig",
     "CompanyOverride",
     "Effective",
+    "FieldPolicy",
     "Mode",
     "Overwrite",
     "Policy",
