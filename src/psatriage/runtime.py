@@ -102,6 +102,7 @@ class Runtime:
             if classifier is None:
                 tenant = self.config.tenant(name)
                 classifier = classifiers()[tenant.classifier_kind](tenant.name, tenant.classifier)
+                classifier.use_database(self.sessions)
                 self._classifiers[name] = classifier
             return classifier
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.domain import CallRecorder, Category, Classification, Facet, ModelCall, Ticket
 from psatriage.prompts import PromptTemplate
@@ -136,6 +137,10 @@ class Classifier(ABC, Generic[ConfigT]):
     @abstractmethod
     def check_connection(self) -> str:
         """Make one cheap call; return a short description of what answered."""
+
+    def use_database(self, sessions: sessionmaker[Session]) -> None:
+        """Give the classifier the service's database (the local engine reads its trained
+        model versions there); the default needs none."""
 
     def close(self) -> None:
         """Release connections and files (the default holds none)."""

@@ -34,7 +34,9 @@ from __future__ import annotations
 
 from psatriage.config.loader import TENANT_NAME, load_config, parse_config
 from psatriage.config.schema import (
+    CategoryHint,
     CompanyOverride,
+    LearningSettings,
     Mode,
     Overwrite,
     Policy,
@@ -50,8 +52,10 @@ from psatriage.config.tenant import AppConfig, Effective, Tenant, category_match
 __all__ = [
     "TENANT_NAME",
     "AppConfig",
+    "CategoryHint",
     "CompanyOverride",
     "Effective",
+    "LearningSettings",
     "Mode",
     "Overwrite",
     "Policy",
