@@ -75,8 +75,10 @@ class RetrainResult:
     data: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
-        name = self.version.name if self.version else "no version"
-        return f"{'promoted' if self.promoted else 'kept the model in use'}: {name}; {self.reason}"
+        """One line for the retrain mark and the log."""
+        if self.version is None:
+            return f"nothing promoted: {self.reason}"
+        return f"{'promoted' if self.promoted else 'refused'} {self.version.name}: {self.reason}"
 
 
 def fit(
