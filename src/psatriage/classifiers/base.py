@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.domain import CallRecorder, Category, Classification, Facet, ModelCall, Ticket
-from psatriage.prompts import PromptTemplate
+from psatriage.prompts import PromptExample, PromptTemplate
 
 _MAX_QUOTE_CHARS = 200
 
@@ -56,6 +56,7 @@ class ClassificationRequest:
     ``facets`` are fields to choose beside the category (one option each, by id).
     ``ticket`` is already redacted; ``redactions`` counts what was masked, for the call log.
     ``record`` receives one ``ModelCall`` per call made (including corrective retries and failures).
+    ``examples`` are the tenant's labeled tickets most like this one (``learning.examples``).
     """
 
     tenant: str
@@ -71,6 +72,7 @@ class ClassificationRequest:
     redactions: Mapping[str, int] = field(default_factory=dict)
     event_id: int | None = None
     record: CallRecorder = _discard
+    examples: tuple[PromptExample, ...] = ()  # labeled tickets like this one, for an LLM
 
 
 def model_call(
