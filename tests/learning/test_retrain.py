@@ -1,18 +1,25 @@
 """The scheduled retrain on real SQLite and PostgreSQL with the real local engine: a candidate
-is promoted only when it beats the model in use on the same held-out examples, a worse one is
+is promoted only when it beats the model in use on the same held-out tickets, a worse one is
 refused and kept with both scores, and one process runs a tenant's retrain per period."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.learning.dataset import Labeled, from_examples, training_set
-from psatriage.learning.retrain import RetrainMarks, fit, retrain, scheduled_retrain
+from psatriage.learning.retrain import (
+    RetrainMarks,
+    fit,
+    retrain,
+    scheduled_retrain,
+    significantly_better,
+)
 from psatriage.learning.versions import ModelVersions
 from psatriage.local_engine.embed import Embedder, shared_embedder
 from psatriage.store import db
@@ -76,8 +83,9 @@ def _items(prefix: str, *, wrong: bool = False, first: int = 0, last: int = 12) 
             key=SWAPPED[key] if wrong else key,
             label=LABELS[SWAPPED[key] if wrong else key],
         )
+        for n in range(first, last)  # oldest first, the categories interleaved
         for key, texts in TEXTS.items()
-        for n, text in enumerate(texts[first:last])
+        for text in [texts[n]]
     ]
 
 
@@ -104,20 +112,22 @@ def test_a_retrain_that_would_be_worse_is_refused_with_both_scores(
 ) -> None:
     versions = ModelVersions(sessions)
     _activate(versions, _items("good", last=8), embedder)
-    # the newest examples (held out) are right; the history the candidate learns is all wrong
-    examples = _items("example", first=8)
+    # what the candidate learns (older history and examples) is all wrong; the newest tickets
+    # (held out: a third of each) are right
+    history = [*_items("old", wrong=True, last=8), *_items("history", first=8)]
+    examples = [*_items("old-example", wrong=True, last=2), *_items("example", first=11)]
     result = retrain(
         versions,
         TENANT,
-        _items("history", wrong=True),
+        history,
         examples,
         embedder,
-        held_out=0.75,
+        held_out=1 / 3,
         min_held_out=5,
         min_examples=2,
     )
     assert not result.promoted
-    assert result.comparison is not None and result.comparison.held_out == 9
+    assert result.comparison is not None and result.comparison.held_out == 12 + 3
     assert result.comparison.current == "v0001"
     current, candidate = result.comparison.current_accuracy, result.comparison.candidate_accuracy
     assert current is not None and candidate is not None and candidate < current
@@ -128,7 +138,7 @@ def test_a_retrain_that_would_be_worse_is_refused_with_both_scores(
         ("v0001", "active", "train"),
     ]
     assert listed[0].evaluation == result.comparison.to_dict()
-    assert listed[0].report["held_out"] == 9
+    assert listed[0].report["held_out"] == 15 and listed[0].report["history_tickets"] == 24
     assert versions.active_number(TENANT) == 1
 
 
@@ -137,33 +147,25 @@ def test_a_retrain_that_is_better_is_promoted(
 ) -> None:
     versions = ModelVersions(sessions)
     _activate(versions, _items("bad", wrong=True, last=8), embedder)
-    result = retrain(
+    retrain_now = partial(
+        retrain,
         versions,
         TENANT,
-        _items("history", last=8),
+        _items("history"),
         _items("example", first=8),
         embedder,
-        held_out=0.75,
+        held_out=1 / 3,
         min_held_out=5,
         min_examples=2,
     )
+    result = retrain_now()
     assert result.promoted, result.reason
     assert result.reason.startswith("better: candidate")
     assert [(v.name, v.state) for v in versions.list(TENANT)] == [
         ("v0002", "active"),
         ("v0001", "retired"),
     ]
-    # a tie is not better: the same data again is refused
-    same = retrain(
-        versions,
-        TENANT,
-        _items("history", last=8),
-        _items("example", first=8),
-        embedder,
-        held_out=0.75,
-        min_held_out=5,
-        min_examples=2,
-    )
+    same = retrain_now()  # a tie is not better: the same data again is refused
     assert not same.promoted and versions.active_number(TENANT) == 2
     assert same.line().startswith("refused v0003: not better: candidate")
 
@@ -179,7 +181,7 @@ def test_too_few_held_out_examples_promote_only_a_first_model(
     assert first.promoted and first.reason == "the tenant had no model"
     second = retrain(
         versions, TENANT, _items("history"), _items("example", first=11), embedder,
-        held_out=0.2, min_held_out=20, min_examples=2,
+        held_out=0.1, min_held_out=20, min_examples=2,
     )  # fmt: skip
     assert not second.promoted and "fewer than 20: nothing to compare on" in second.reason
     assert [v.name for v in versions.list(TENANT)] == ["v0001"]
@@ -259,3 +261,15 @@ def test_llm_tenants_and_retrain_off_are_never_retrained(harness: Harness) -> No
             assert RetrainMarks(runtime.sessions).get(TENANT) is None
         finally:
             runtime.close()
+
+
+@pytest.mark.parametrize(
+    ("gained", "lost", "better"),
+    [(0, 0, False), (1, 0, False), (2, 0, True), (3, 1, False), (12, 3, True), (10, 7, False)],
+)
+def test_better_means_more_right_than_chance_explains(gained: int, lost: int, better: bool) -> None:
+    """Tickets only the candidate gets right against tickets only the model in use gets right;
+    ten tickets both get right change nothing."""
+    candidate = [True] * gained + [False] * lost + [True] * 10
+    current = [False] * gained + [True] * lost + [True] * 10
+    assert significantly_better(candidate, current) is better

@@ -204,20 +204,20 @@ class LearningSettings(_Strict):
         default="7d",
         description="How often the local engine's model is retrained on the tenant's history "
         "and labeled examples ('7d', '12h', '2w'; 'off' never). A retrained model replaces the "
-        "one in use only when it scores better on the same held-out recent examples. Only for "
+        "one in use only when it scores better on the same held-out recent tickets. Only for "
         "tenants whose classifier is local or hybrid.",
     )
     held_out: float = Field(
         default=0.2,
         gt=0,
         lt=1,
-        description="The share of the newest labeled examples a retrain holds out to compare "
-        "the new model with the one in use.",
+        description="The share of the newest closed tickets and labeled examples a retrain "
+        "holds out to compare the new model with the one in use.",
     )
     min_held_out: int = Field(
         default=20,
         ge=1,
-        description="Fewer held-out examples than this: the retrain is not compared and "
+        description="Fewer held-out tickets than this: the retrain is not compared and "
         "nothing is promoted (unless there is no model yet).",
     )
     history_days: int = Field(

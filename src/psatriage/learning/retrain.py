@@ -4,11 +4,12 @@
 stores it as the tenant's next version (``psatriage train --tenant T``: made active at once).
 
 ``retrain`` is the careful variant the schedule runs: the newest ``held_out`` share of the
-tenant's labeled examples is put aside; a candidate is fitted on the rest (history and older
-examples); the candidate and the model in use (zero-shot when there is none) rank the same
-held-out tickets, and the candidate becomes active only when its accuracy is strictly higher.
+tenant's closed-ticket history and of its labeled examples (its recent outcomes) is put aside; a
+candidate is fitted on the rest; the candidate and the model in use (zero-shot when there is
+none) rank the same held-out tickets, and the candidate becomes active only when it is right on
+more of them by more than chance explains (``significantly_better``).
 A refused candidate is kept as version ``refused`` with both scores, so ``psatriage model list``
-shows why nothing changed. With too few held-out examples to compare, nothing is promoted
+shows why nothing changed. With too few held-out tickets to compare, nothing is promoted
 (unless the tenant has no model at all).
 
 ``scheduled_retrain`` is the one call in the housekeeping loop: for each tenant whose local or
@@ -19,6 +20,7 @@ reached postpones the retrain; it never waits in a worker slot) and runs ``retra
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +48,7 @@ log = structlog.get_logger(__name__)
 
 LEARNING_KINDS: Final = frozenset({"local", "hybrid"})  # classifiers that use a trained model
 RETRY_SECONDS: Final = 3600.0  # a retrain that could not run is tried again this much later
+PROMOTE_Z: Final = 1.28  # one-sided, about 90%: see ``significantly_better``
 
 
 @dataclass(frozen=True)
@@ -115,23 +118,45 @@ def train_version(
     return versions.add(tenant, model, state="active", trigger="train", extra=data.describe())
 
 
+def hits(
+    model: TrainedModel | None,
+    items: Sequence[Labeled],
+    candidates: Sequence[Category],
+    embedder: Embedder,
+) -> list[bool]:
+    """Whether ``model`` (zero-shot when None), ranking ``candidates`` as the local engine
+    decides, puts each item's category first."""
+    from psatriage.local_engine.ranker import Ranker  # noqa: PLC0415
+
+    if not items:
+        return []
+    ranker = Ranker(embedder, model)
+    probabilities, _ = ranker.probabilities([i.text for i in items], candidates)
+    chosen = probabilities.argmax(axis=1).tolist()
+    return [bool(candidates[c].key == i.key) for c, i in zip(chosen, items, strict=True)]
+
+
 def accuracy(
     model: TrainedModel | None,
     items: Sequence[Labeled],
     candidates: Sequence[Category],
     embedder: Embedder,
 ) -> float:
-    """Top-1 accuracy of ``model`` (zero-shot when None) ranking ``candidates`` for ``items``,
-    as the local engine would decide."""
-    from psatriage.local_engine.ranker import Ranker  # noqa: PLC0415
+    """Top-1 accuracy of ``model`` on ``items`` (see ``hits``)."""
+    found = hits(model, items, candidates, embedder)
+    return sum(found) / len(found) if found else 0.0
 
-    if not items:
-        return 0.0
-    ranker = Ranker(embedder, model)
-    probabilities, _ = ranker.probabilities([i.text for i in items], candidates)
-    chosen = probabilities.argmax(axis=1).tolist()
-    hits = sum(candidates[c].key == i.key for c, i in zip(chosen, items, strict=True))
-    return float(hits) / len(items)
+
+def significantly_better(candidate: Sequence[bool], current: Sequence[bool]) -> bool:
+    """Whether the candidate is right on more of the same tickets than the model in use, by
+    more than chance explains: McNemar's test on the tickets where only one of them is right,
+    one-sided, z at least ``PROMOTE_Z`` (about 90%). A tie, or a lead of a ticket or two on a
+    small slice, is not better."""
+    gained = sum(c and not k for c, k in zip(candidate, current, strict=True))
+    lost = sum(k and not c for c, k in zip(candidate, current, strict=True))
+    if gained <= lost:
+        return False
+    return (gained - lost) / math.sqrt(gained + lost) >= PROMOTE_Z
 
 
 def split_held_out(
@@ -156,13 +181,24 @@ def retrain(
     min_examples: int,
     trigger: str = "schedule",
 ) -> RetrainResult:
-    """Train a candidate without the newest examples, compare, promote only when better."""
+    """Train a candidate without the newest tickets, compare, promote only when better
+    (``significantly_better``).
+
+    ``history`` and ``examples`` are oldest first. The held-out slice is the newest ``held_out``
+    share of each: recent closed tickets (ours right or wrong, as they came) and recent examples
+    (corrections, where the model in use was wrong, so they favour the candidate; history keeps
+    the slice honest where the PSA can list it)."""
     from psatriage.local_engine import DataError  # noqa: PLC0415
 
-    older, recent = split_held_out(examples, held_out)
+    older_history, recent_history = split_held_out(history, held_out)
+    older_examples, recent_examples = split_held_out(examples, held_out)
+    recent = training_set(recent_history, recent_examples).items
     recent_ids = {r.ticket_id for r in recent}
-    # a held-out ticket must not be learned from its history either
-    data = training_set([h for h in history if h.ticket_id not in recent_ids], older)
+    # a held-out ticket is learned neither from its history nor from an older example
+    data = training_set(
+        [h for h in older_history if h.ticket_id not in recent_ids],
+        [e for e in older_examples if e.ticket_id not in recent_ids],
+    )
     described = {**data.describe(), "held_out": len(recent)}
     try:
         candidate = fit(
@@ -177,23 +213,24 @@ def retrain(
     if len(recent) < min_held_out:
         return RetrainResult(
             False,
-            f"{len(recent)} held-out examples, fewer than {min_held_out}: nothing to compare on",
+            f"{len(recent)} held-out tickets, fewer than {min_held_out}: nothing to compare on",
             data=described,
         )
     everything = [*data.items, *recent]
     candidates = categories(everything)
     current_model = active[1] if active is not None else None
+    current_hits = hits(current_model, recent, candidates, embedder)
+    candidate_hits = hits(candidate, recent, candidates, embedder)
     comparison = Comparison(
         held_out=len(recent),
         current=active[0].name if active is not None else "zero-shot",
-        current_accuracy=round(accuracy(current_model, recent, candidates, embedder), 4),
-        candidate_accuracy=round(accuracy(candidate, recent, candidates, embedder), 4),
+        current_accuracy=round(sum(current_hits) / len(recent), 4),
+        candidate_accuracy=round(sum(candidate_hits) / len(recent), 4),
     )
-    assert comparison.candidate_accuracy is not None and comparison.current_accuracy is not None
-    better = comparison.candidate_accuracy > comparison.current_accuracy
+    better = significantly_better(candidate_hits, current_hits)
     scores = (
         f"candidate {comparison.candidate_accuracy:.3f} vs {comparison.current} "
-        f"{comparison.current_accuracy:.3f} on {len(recent)} held-out examples"
+        f"{comparison.current_accuracy:.3f} on {len(recent)} held-out tickets"
     )
     info = versions.add(
         tenant,
@@ -349,7 +386,7 @@ def _psa_history(runtime: Runtime) -> HistoryReader:
         adapter = runtime.adapter(tenant)
         if not adapter.can_list_history():
             return []
-        return from_history(adapter.list_labeled_tickets(since, limit))
+        return from_history(reversed(adapter.list_labeled_tickets(since, limit)))  # oldest first
 
     return read
 
