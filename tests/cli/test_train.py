@@ -174,6 +174,7 @@ def test_train_learns_the_tenants_examples_with_its_history_and_keeps_versions(
     listed = runner.invoke(app, ["model", "list", "--tenant", TENANT])
     assert listed.exit_code == 0, listed.output
     assert "v0002" in listed.stdout and "33 (7 labeled)" in listed.stdout
+    assert "scheduled retrain every 7d" in listed.stdout
 
     def states() -> list[tuple[str, str]]:
         shown = runner.invoke(app, ["model", "list", "-t", TENANT, "--json"])

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from psatriage.cli._app import app, console, runtime
+from psatriage.learning.retrain import RetrainMarks
 from psatriage.learning.versions import ModelVersions, VersionInfo, parse_version
 
 model_app = typer.Typer(
@@ -29,16 +30,27 @@ def model_list(
     """Every version, newest first: state, how it was trained, its report and, for a scheduled
     retrain, how it scored against the model in use."""
     with runtime() as built:
-        built.config.tenant(tenant)
+        settings = built.config.tenant(tenant).learning
         versions = ModelVersions(built.sessions).list(tenant)
+        mark = RetrainMarks(built.sessions).get(tenant)
     if as_json:
         print(json.dumps([_as_dict(v) for v in versions], indent=2))
         return
+    schedule = (
+        f"scheduled retrain every {settings.retrain_every}"
+        if settings.retrain_seconds is not None
+        else "scheduled retrain off"
+    )
+    if mark is not None:
+        schedule += f"; next due {mark.next_run_at:%Y-%m-%d %H:%M} UTC"
+        if mark.last_run_at is not None:
+            schedule += f"; last run {mark.last_run_at:%Y-%m-%d %H:%M} UTC: {mark.result}"
     if not versions:
         console.print(
             f"tenant {tenant!r} has no model versions yet (zero-shot); train one with "
             f"'psatriage train --tenant {tenant}'"
         )
+        console.print(schedule, soft_wrap=True)
         return
     table = Table(
         "version", "state", "trained", "by", "tickets", "classes", "cv accuracy", "held-out",
@@ -56,6 +68,7 @@ def model_list(
             _held_out(v.evaluation),
         )
     console.print(table)
+    console.print(schedule, soft_wrap=True)
 
 
 @model_app.command("promote")
