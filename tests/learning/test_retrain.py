@@ -12,10 +12,12 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from psatriage.learning import retrain as retrain_module
 from psatriage.learning.dataset import Labeled, from_examples, training_set
 from psatriage.learning.retrain import (
     RetrainMarks,
     fit,
+    kick_retrains,
     retrain,
     scheduled_retrain,
     significantly_better,
@@ -273,3 +275,22 @@ def test_better_means_more_right_than_chance_explains(gained: int, lost: int, be
     candidate = [True] * gained + [False] * lost + [True] * 10
     current = [False] * gained + [True] * lost + [True] * 10
     assert significantly_better(candidate, current) is better
+
+
+def test_housekeeping_starts_the_retrains_in_a_thread_of_their_own(harness: Harness) -> None:
+    runtime = harness.runtime()  # the harness tenant asks an LLM: nothing to retrain
+    try:
+        assert not kick_retrains(runtime)
+    finally:
+        runtime.close()
+    harness.tenant["classifier"] = {"kind": "local"}
+    runtime = harness.runtime()
+    try:
+        assert kick_retrains(runtime)
+        thread = retrain_module._running
+        assert thread is not None and thread.name == "psatriage-retrain"
+        thread.join(timeout=300)
+        mark = RetrainMarks(runtime.sessions).get(TENANT)
+        assert mark is not None and mark.last_run_at is None  # first seen: due in a period
+    finally:
+        runtime.close()
