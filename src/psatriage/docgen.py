@@ -17,7 +17,9 @@ from pydantic_core import PydanticUndefined
 
 from psatriage.classifiers import classifiers
 from psatriage.config import (
+    CategoryHint,
     CompanyOverride,
+    LearningSettings,
     Policy,
     PrivacySettings,
     PromptSettings,
@@ -72,6 +74,14 @@ excluded = ["Admin"]
 [tenants.acme.prompt]
 instructions = "Anything about the VPN is Network › Remote access."
 
+[tenants.acme.categories."Hardware > Printer"]
+description = "Printers, copiers and scanners: jams, toner, drivers, scan to e-mail."
+hints = ["toner", "paper jam", "scan to email"]
+
+[tenants.acme.learning]
+retrain_every = "7d"
+examples = 3
+
 [tenants.acme.companies."Contoso"]
 ai_model_ticket_cat = "gpt-4o"
 ticket_cat_max_tokens = 400
@@ -87,6 +97,8 @@ def configuration_reference() -> str:
     parts += [_EXAMPLE, "### `[tenants.NAME]`\n", _tenant_table()]
     parts += [_section("policy", Policy), _section("prompt", PromptSettings)]
     parts += [_section("taxonomy", TaxonomySettings), _section("privacy", PrivacySettings)]
+    parts += [_section('categories."KEY"', CategoryHint, note=_CATEGORY_NOTE)]
+    parts += [_section("learning", LearningSettings)]
     parts += [_section('companies."NAME"', CompanyOverride, note=_COMPANY_NOTE)]
     for kind, adapter in sorted(adapters().items()):
         parts.append(_section("connection", adapter.Config, note=f'For `psa = "{kind}"`.'))
@@ -137,7 +149,24 @@ def _tenant_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-_TABLES = ("connection", "classifier", "policy", "prompt", "taxonomy", "privacy", "companies")
+_CATEGORY_NOTE = (
+    "Per category, keyed by its key or a path prefix (`Hardware` or `Hardware > Printer`, levels "
+    "joined by `>`, case-insensitive). The most specific entry's `description` is used; the hints "
+    "of every entry naming the category are added after it. `psatriage config check` names a key "
+    "that matches no category of the PSA's trees."
+)
+
+_TABLES = (
+    "connection",
+    "classifier",
+    "policy",
+    "prompt",
+    "taxonomy",
+    "privacy",
+    "categories",
+    "learning",
+    "companies",
+)
 
 
 def _section(name: str, model: type[BaseModel], *, note: str = "") -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from psatriage import metrics, policy, shortlist
 from psatriage.breaker import CircuitBreaker
@@ -40,6 +41,9 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
+from psatriage.learning.similar import SimilarExamples
+from psatriage.local_engine.data import ticket_text
+from psatriage.prompts import PromptExample
 from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
@@ -61,6 +65,7 @@ class Deps:
     decisions: Decisions
     taxonomies: TaxonomyCache
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    examples: SimilarExamples | None = None  # labeled examples for an LLM's prompt
 
 
 def marker(decision_id: int) -> str:
@@ -340,6 +345,7 @@ def classify(
         redactions=redactions,
         event_id=event_id or None,
         record=record or store,
+        examples=_examples(deps, masked, candidates),
     )
     try:
         classification = deps.breaker.call(
@@ -349,6 +355,29 @@ def classify(
     except PsatriageError as exc:
         exc.model_related = True
         raise
+
+
+def _examples(
+    deps: Deps, masked: Ticket, candidates: tuple[Category, ...]
+) -> tuple[PromptExample, ...]:
+    """The tenant's labeled examples most like the ticket, for a classifier that asks an LLM
+    (none for the local engine, which learns them by retraining)."""
+    learning = deps.tenant.learning
+    if deps.examples is None or learning.examples <= 0 or deps.tenant.classifier_kind == "local":
+        return ()
+    try:
+        return deps.examples.for_ticket(
+            deps.tenant.name,
+            text=ticket_text(masked.title, masked.description, masked.initial_note),
+            company=masked.company_id,
+            candidates={c.key for c in candidates},
+            k=learning.examples,
+            chars=learning.example_chars,
+            redactor=deps.tenant.redactor,
+        )
+    except (SQLAlchemyError, PsatriageError) as exc:  # examples help; they never stop a ticket
+        log.warning("labeled examples unavailable", tenant=deps.tenant.name, error=str(exc))
+        return ()
 
 
 def _validated(

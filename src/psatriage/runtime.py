@@ -16,6 +16,7 @@ from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
 from psatriage.config import AppConfig, Tenant, load_config
 from psatriage.http import make_client
+from psatriage.learning.similar import SimilarExamples
 from psatriage.logging import register_secrets
 from psatriage.pipeline import Deps
 from psatriage.psa import adapters
@@ -65,6 +66,7 @@ class Runtime:
         self.reviews = Reviews(self.sessions)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
+        self.similar_examples = SimilarExamples(self.sessions)
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
         self._adapters: dict[str, PSAAdapter[Any]] = {}
         self._classifiers: dict[str, Classifier[Any]] = {}
@@ -106,6 +108,7 @@ class Runtime:
             if classifier is None:
                 tenant = self.config.tenant(name)
                 classifier = classifiers()[tenant.classifier_kind](tenant.name, tenant.classifier)
+                classifier.use_database(self.sessions)
                 self._classifiers[name] = classifier
             return classifier
 
@@ -125,6 +128,7 @@ class Runtime:
             classifier=self.classifier(name),
             decisions=self.decisions,
             taxonomies=self.taxonomies,
+            examples=self.similar_examples,
         )
 
     def review_desk(self) -> Desk:

@@ -150,6 +150,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             company=request.company,
             facets=request.facets,
             keys=choices.aliased,
+            examples=request.examples,
         )
         offered = list(choices.shown)
         turns: list[ChatCompletionMessageParam] = [{"role": "user", "content": rendered.user}]

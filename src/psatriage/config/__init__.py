@@ -35,8 +35,10 @@ from __future__ import annotations
 from psatriage.config.loader import TENANT_NAME, load_config, parse_config
 from psatriage.config.schema import (
     FIELDS,
+    CategoryHint,
     CompanyOverride,
     FieldPolicy,
+    LearningSettings,
     Mode,
     Overwrite,
     Policy,
@@ -53,9 +55,11 @@ __all__ = [
     "FIELDS",
     "TENANT_NAME",
     "AppConfig",
+    "CategoryHint",
     "CompanyOverride",
     "Effective",
     "FieldPolicy",
+    "LearningSettings",
     "Mode",
     "Overwrite",
     "Policy",

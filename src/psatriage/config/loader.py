@@ -151,6 +151,8 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         taxonomy=raw.taxonomy,
         redactor=raw.privacy.redactor(),
         companies=raw.companies,
+        categories=raw.categories,
+        learning=raw.learning,
     )
     return _company_policies_hold(tenant)
 

@@ -311,6 +311,107 @@ class TaxonomySettings(_Strict):
     )
 
 
+class CategoryHint(_Strict):
+    """What a category means at this MSP, for one category key or path prefix."""
+
+    description: str = Field(
+        default="",
+        max_length=500,
+        description="What belongs in the category, in the MSP's words (replaces the PSA's "
+        "description and taxonomy.descriptions).",
+    )
+    hints: tuple[str, ...] = Field(
+        default=(),
+        description="Words or short phrases typical of its tickets (e.g. 'toner', 'paper "
+        "jam'); shown to the model and added to the local engine's zero-shot text.",
+    )
+
+    @field_validator("hints")
+    @classmethod
+    def _short_hints(cls, hints: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(h.strip() for h in hints if h.strip())
+        for hint in cleaned:
+            if len(hint) > 100:
+                raise ValueError(f"hint {hint[:30]!r}... is longer than 100 characters")
+        if len(cleaned) > 20:
+            raise ValueError("at most 20 hints per category")
+        return cleaned
+
+
+_PERIOD = re.compile(r"^(\d+)\s*([hdw])$")
+_PERIOD_SECONDS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def period_seconds(text: str) -> float | None:
+    """``7d``, ``12h``, ``2w`` in seconds; None for ``off`` (or ``0d``)."""
+    value = text.strip().lower()
+    if value in {"off", "never", "0"}:
+        return None
+    match = _PERIOD.match(value)
+    if match is None:
+        raise ValueError(f"{text!r} is not a period such as 7d, 12h or 2w, nor 'off'")
+    seconds = int(match.group(1)) * _PERIOD_SECONDS[match.group(2)]
+    return float(seconds) if seconds else None
+
+
+class LearningSettings(_Strict):
+    """Learning from corrections, fills and reviews (docs/learning.md)."""
+
+    retrain_every: str = Field(
+        default="7d",
+        description="How often the local engine's model is retrained on the tenant's history "
+        "and labeled examples ('7d', '12h', '2w'; 'off' never). A retrained model replaces the "
+        "one in use only when it scores better on the same held-out recent tickets. Only for "
+        "tenants whose classifier is local or hybrid.",
+    )
+    held_out: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="The share of the newest closed tickets and labeled examples a retrain "
+        "holds out to compare the new model with the one in use.",
+    )
+    min_held_out: int = Field(
+        default=20,
+        ge=1,
+        description="Fewer held-out tickets than this: the retrain is not compared and "
+        "nothing is promoted (unless there is no model yet).",
+    )
+    history_days: int = Field(
+        default=365,
+        ge=0,
+        le=3650,
+        description="The retrain reads closed tickets created in this many days from the PSA "
+        "(0: examples only, no PSA calls).",
+    )
+    history_limit: int = Field(
+        default=5000, ge=1, description="At most this many closed tickets per retrain."
+    )
+    examples: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="LLM classifiers: how many of the tenant's labeled examples most like the "
+        "ticket (same client company first) are shown in the prompt; 0 turns it off.",
+    )
+    example_chars: int = Field(
+        default=400,
+        ge=50,
+        le=4000,
+        description="Each example shown in the prompt is cut to this many characters.",
+    )
+
+    @field_validator("retrain_every")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        period_seconds(value)
+        return value.strip().lower()
+
+    @property
+    def retrain_seconds(self) -> float | None:
+        return period_seconds(self.retrain_every)
+
+
 class Trigger(enum.StrEnum):
     WEBHOOK = "webhook"  # the PSA calls /webhooks/NAME
     POLL = "poll"  # psatriage asks the PSA for new tickets every poll_seconds
@@ -380,5 +481,11 @@ class RawTenant(_Strict):
     policy: Policy = Field(default_factory=Policy)
     prompt: PromptSettings = Field(default_factory=PromptSettings)
     taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
+    categories: dict[str, CategoryHint] = Field(
+        default_factory=dict,
+        description="Per category key or path prefix ('Hardware > Printer'): description and "
+        "hints, used in the prompt and by the local engine's zero-shot scoring.",
+    )
+    learning: LearningSettings = Field(default_factory=LearningSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     companies: dict[str, CompanyOverride] = Field(default_factory=dict)
