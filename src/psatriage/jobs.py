@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from huey.consumer import Consumer
@@ -148,12 +149,14 @@ def process_event(runtime: Runtime, event_id: int) -> EventState | None:
         return _finish(runtime, claim, EventState.FAILED, "tenant is no longer configured")
     started = time.perf_counter()
     try:
+        deps = runtime.deps(claim.tenant)
         result = pipeline.categorize(
             claim.id,
             claim.ticket_id,
             claim.attempts,
-            runtime.deps(claim.tenant),
+            deps,
             once_per_ticket=claim.source != "cli",
+            snapshot=fresh_snapshot(runtime, claim, deps),
         )
     except CallLimitReached as exc:
         return _wait_turn(runtime, claim, exc)
@@ -183,6 +186,15 @@ def process_event(runtime: Runtime, event_id: int) -> EventState | None:
     return _finish(
         runtime, claim, _OUTCOME_STATES[result.outcome.value], result.reason, result.outcome.value
     )
+
+
+def fresh_snapshot(runtime: Runtime, claim: Claim, deps: pipeline.Deps) -> dict[str, Any] | None:
+    """The ticket the event's delivery carried, if it still stands for the ticket: only on the
+    first attempt (an earlier one may have written to the ticket) and while no later event
+    about the ticket was recorded (see ``Ledger.snapshot``). None: read the ticket."""
+    if claim.attempts > 1 or not deps.adapter.keeps_snapshots():
+        return None
+    return runtime.ledger.snapshot(claim.id)
 
 
 def backoff_seconds(attempt: int, *, base: float, cap: float, retry_after: float | None) -> float:

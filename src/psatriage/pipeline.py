@@ -78,13 +78,18 @@ def categorize(
     *,
     dry_run: bool = False,
     once_per_ticket: bool = True,
+    snapshot: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Categorize one ticket for one event. Raises the error tree on failure.
 
     ``dry_run`` decides without writing anything (to the PSA or the decisions table);
-    ``once_per_ticket`` ends the event as already decided when another event decided the ticket.
+    ``once_per_ticket`` ends the event as already decided when another event decided the ticket;
+    ``snapshot`` is the ticket as the event's delivery carried it, still fresh (it saves a read).
     """
-    ticket = deps.adapter.get_ticket(ticket_id)
+    if snapshot is not None:
+        ticket = deps.adapter.ticket_from_snapshot(ticket_id, snapshot)
+    else:
+        ticket = deps.adapter.get_ticket(ticket_id)
     effective = deps.tenant.effective(ticket.company_id, ticket.company_name)
     checkpoint = None if dry_run else deps.decisions.decision_for_event(event_id)
     if checkpoint is None and not dry_run and once_per_ticket:

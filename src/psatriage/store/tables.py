@@ -87,6 +87,8 @@ class EventRow(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     occurred_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The ticket as the delivery carried it (``TicketEvent.snapshot``), when the PSA sends it.
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class DecisionRow(Base):
