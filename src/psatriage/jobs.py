@@ -24,6 +24,7 @@ from psatriage.errors import (
     AuthFailed,
     CallLimitReached,
     ConfigError,
+    OverBudget,
     PermanentError,
     PsatriageError,
     TransientError,
@@ -162,6 +163,10 @@ def process_event(runtime: Runtime, event_id: int) -> EventState | None:
         return _wait_turn(runtime, claim, exc)
     except TransientError as exc:
         return _transient(runtime, claim, exc, str(exc), exc.retry_after)
+    except OverBudget as exc:
+        bound.warning("over budget; no model asked", error=str(exc))
+        _report(runtime, claim, exc)
+        return _finish(runtime, claim, EventState.OVER_BUDGET, str(exc))
     except AuthFailed as exc:
         bound.error("credentials refused; event parked", error=str(exc))
         runtime.flag_tenant(claim.tenant, f"credentials refused: {exc}")
@@ -259,7 +264,7 @@ def _report(runtime: Runtime, claim: Claim, error: PsatriageError) -> None:
 def _finish(
     runtime: Runtime, claim: Claim, state: EventState, reason: str, outcome: str | None = None
 ) -> EventState:
-    if state in {EventState.FAILED, EventState.PARKED}:
+    if state in {EventState.FAILED, EventState.PARKED, EventState.OVER_BUDGET}:
         runtime.decisions.release_ticket(claim.id)  # a later event may decide this ticket
     if not runtime.ledger.finish(claim, state, reason):
         log.warning("lost the lease before finishing", event_id=claim.id, state=state.value)

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from psatriage import metrics, policy, shortlist
+from psatriage import budgets, metrics, policy, shortlist
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.config.tenant import Effective, Tenant
@@ -36,6 +36,7 @@ from psatriage.errors import (
     AuthFailed,
     CategoryRejected,
     InvalidAnswer,
+    OverBudget,
     PermanentError,
     PsatriageError,
     TransientError,
@@ -45,6 +46,7 @@ from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
 from psatriage.store.decisions import AlreadyDecided, Decisions
 from psatriage.store.tables import DecisionRow
+from psatriage.store.usage import Usage
 from psatriage.taxonomy_cache import TaxonomyCache
 
 log = structlog.get_logger(__name__)
@@ -60,6 +62,7 @@ class Deps:
     decisions: Decisions
     taxonomies: TaxonomyCache
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    usage: Usage | None = None  # the tenant's model budget meter; None: no budget is kept
 
 
 def marker(decision_id: int) -> str:
@@ -190,6 +193,8 @@ def _plan(
             once_per_ticket=once,
         )
         return _resume(deps, row)
+    if deps.usage is not None:
+        budgets.check(tenant, deps.usage)
     classification, chosen, redactions = classify(deps, ticket, taxonomy, effective, event_id)
     decision_id = 0
     if not dry_run:
@@ -298,6 +303,8 @@ def classify(
 
     def store(call: ModelCall) -> None:
         deps.decisions.record_call(call)
+        if deps.usage is not None:
+            deps.usage.add(call)
         metrics.observe_model_call(call)
 
     masked, redactions = tenant.redactor.ticket(ticket)
@@ -414,6 +421,8 @@ _SOURCES: dict[str, ConfidenceSource] = {
 def _public_reason(error: PsatriageError) -> str:
     """Why categorizing failed, for a note in the ticket: fixed words, never the model's output
     (which the full reason in the events ledger keeps for operators)."""
+    if isinstance(error, OverBudget):
+        return "the model budget set for this service desk is used up for now"
     if isinstance(error, InvalidAnswer):
         return "the model did not give a valid category"
     if isinstance(error, TransientError):

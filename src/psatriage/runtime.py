@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 
+from psatriage import budgets
 from psatriage.breaker import CircuitBreaker
+from psatriage.budgets import Meter
 from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
 from psatriage.config import AppConfig, Tenant, load_config
@@ -28,6 +30,7 @@ from psatriage.store.decisions import Decisions
 from psatriage.store.ledger import Ledger
 from psatriage.store.polls import PollMarks
 from psatriage.store.taxonomies import StoredTaxonomies
+from psatriage.store.usage import Usage
 from psatriage.taxonomy_cache import TaxonomyCache
 
 
@@ -59,6 +62,7 @@ class Runtime:
         )
         tokens.share_tokens(self._tokens)
         self.decisions = Decisions(self.sessions)
+        self.usage = Usage(self.engine)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
@@ -121,6 +125,7 @@ class Runtime:
             classifier=self.classifier(name),
             decisions=self.decisions,
             taxonomies=self.taxonomies,
+            usage=self.usage,
         )
 
     def problems(self) -> dict[str, list[str]]:
@@ -134,6 +139,10 @@ class Runtime:
             if listed:
                 found[name] = listed
         return found
+
+    def budgets(self) -> dict[str, Meter]:
+        """Every budgeted tenant's meter (what ``/readyz`` and ``/metrics`` show)."""
+        return budgets.meters(self.config.tenants, self.usage)
 
     def flag_tenant(self, name: str, problem: str) -> None:
         """Remember a tenant-wide problem (credentials refused) for ``/readyz``."""

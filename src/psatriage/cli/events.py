@@ -47,11 +47,13 @@ def events_retry(
         list[int] | None, typer.Argument(help="Event ids (default: see --failed).")
     ] = None,
     failed: Annotated[
-        bool, typer.Option("--failed", help="Every failed or parked event (of --tenant).")
+        bool,
+        typer.Option("--failed", help="Every failed, parked or over-budget event (of --tenant)."),
     ] = False,
     tenant: TenantOption = None,
 ) -> None:
-    """Queue failed or parked events again; a running service (or worker) processes them.
+    """Queue failed, parked or over-budget events again; a running service (or worker)
+    processes them.
 
     Exits 1 when a named event does not exist."""
     if not event_ids and not failed:
@@ -61,7 +63,7 @@ def events_retry(
         missing = [event_id for event_id in named if built.ledger.get(event_id) is None]
         chosen = [event_id for event_id in named if event_id not in missing]
         if failed:
-            for state in (EventState.FAILED, EventState.PARKED):
+            for state in (EventState.FAILED, EventState.PARKED, EventState.OVER_BUDGET):
                 chosen += [
                     r.id for r in built.ledger.search(tenant=tenant, state=state, limit=1000)
                 ]
@@ -71,7 +73,9 @@ def events_retry(
         skipped = sorted(set(chosen) - set(reopened))
         console.print(f"queued again: {len(reopened)} event(s) {reopened}", highlight=False)
         if skipped:
-            console.print(f"not failed or parked, left alone: {skipped}", highlight=False)
+            console.print(
+                f"not failed, parked or over budget, left alone: {skipped}", highlight=False
+            )
         if missing:
             raise fail(
                 f"no event with the id(s) {missing}; fix: see `psatriage events list`", code=1

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from psatriage.config.loader import TENANT_NAME, load_config, parse_config
 from psatriage.config.schema import (
+    Budget,
     CompanyOverride,
     Mode,
     Overwrite,
@@ -50,6 +51,7 @@ from psatriage.config.tenant import AppConfig, Effective, Tenant, category_match
 __all__ = [
     "TENANT_NAME",
     "AppConfig",
+    "Budget",
     "CompanyOverride",
     "Effective",
     "Mode",

@@ -185,13 +185,14 @@ class Ledger:
             )
 
     def reopen(self, event_ids: Sequence[int]) -> list[int]:
-        """Put failed or parked events back to ``received`` (for ``events retry``)."""
+        """Put failed, parked or over-budget events back to ``received`` (``events retry``)."""
+        reopened = [EventState.FAILED.value, EventState.PARKED.value, EventState.OVER_BUDGET.value]
         with self._sessions.begin() as session:
             rows = session.execute(
                 update(EventRow)
                 .where(
                     EventRow.id.in_(event_ids),
-                    EventRow.state.in_([EventState.FAILED.value, EventState.PARKED.value]),
+                    EventRow.state.in_(reopened),
                 )
                 .values(
                     state=EventState.RECEIVED.value,
