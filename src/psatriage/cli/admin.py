@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -9,11 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
-from psatriage.config import load_config
-from psatriage.docgen import configuration_reference
-from psatriage.domain import Ticket
 from psatriage.errors import ConfigError, PsatriageError
-from psatriage.store import db
 
 config_app = typer.Typer(help="Check the tenants file.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -35,6 +32,8 @@ def config_check(
 ) -> None:
     """Validate the tenants file, then test each tenant's PSA connection and send its model the
     real request (what the server supports is shown; what it lacks fails, naming the setting)."""
+    from psatriage.config import load_config
+
     current = settings()
     with fail_cleanly():
         config = load_config(current.config)
@@ -63,7 +62,7 @@ def config_check(
         raise typer.Exit(1)
 
 
-def _check(call: typer.models.Callable[[], str]) -> tuple[bool, Text]:  # type: ignore[name-defined]
+def _check(call: Callable[..., str]) -> tuple[bool, Text]:
     try:
         return True, Text.assemble(("ok", "green"), f" {call()}")
     except PsatriageError as exc:
@@ -73,12 +72,16 @@ def _check(call: typer.models.Callable[[], str]) -> tuple[bool, Text]:  # type: 
 @config_app.command("reference")
 def config_reference() -> None:
     """Print the configuration reference (docs/configuration.md) generated from the models."""
+    from psatriage.docgen import configuration_reference
+
     print(configuration_reference(), end="")
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the database to the newest migration."""
+    from psatriage.store import db
+
     current = settings()
     with fail_cleanly(current):
         engine = db.make_engine(current.effective_database_url)
@@ -108,6 +111,8 @@ def taxonomy_show(
     ] = None,
 ) -> None:
     """Print the category leaves the model can choose from."""
+    from psatriage.domain import Ticket
+
     with runtime() as built:
         adapter = built.adapter(tenant)
         scopes = adapter.list_scopes()

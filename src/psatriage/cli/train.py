@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 from rich.table import Table
 
@@ -22,12 +21,12 @@ from psatriage.cli._app import (
     settings,
     writable_file,
 )
-from psatriage.config import TENANT_NAME
 from psatriage.errors import ConfigError
 from psatriage.local_engine import DEFAULT_MIN_EXAMPLES, DataError
-from psatriage.shared.limits import patience
 
 if TYPE_CHECKING:
+    import httpx
+
     from psatriage.local_engine.model import TrainedModel
 
 MIN_HISTORY_TICKETS = 10  # fewer closed, categorized tickets than this: nothing worth training
@@ -68,10 +67,11 @@ def train_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Train the local engine on labeled tickets; the report says how well it did."""
-    from psatriage.local_engine.data import labeled, read_examples, select  # noqa: PLC0415
-    from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
-    from psatriage.local_engine.store import ModelStore  # noqa: PLC0415
-    from psatriage.local_engine.training import train  # noqa: PLC0415
+    from psatriage.config import TENANT_NAME
+    from psatriage.local_engine.data import labeled, read_examples, select
+    from psatriage.local_engine.embed import shared_embedder
+    from psatriage.local_engine.store import ModelStore
+    from psatriage.local_engine.training import train
 
     with fail_cleanly():
         if (tenant is None) == (out is None):
@@ -164,9 +164,10 @@ HISTORY_PATIENCE_SECONDS = 3600.0
 
 def _train_from_psa(tenant: str, since: datetime, limit: int, min_examples: int) -> TrainedModel:
     """Read the tenant's closed, categorized tickets from its PSA and fit a model on them."""
-    from psatriage.local_engine.data import ticket_text  # noqa: PLC0415
-    from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
-    from psatriage.local_engine.training import train  # noqa: PLC0415
+    from psatriage.local_engine.data import ticket_text
+    from psatriage.local_engine.embed import shared_embedder
+    from psatriage.local_engine.training import train
+    from psatriage.shared.limits import patience
 
     # ``runtime`` turns psatriage errors into a clean exit, as ``fail_cleanly`` does; the PSA's
     # call limits are waited out, as there is no queue to reschedule on.
