@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from psatriage import metrics, policy, shortlist
+from psatriage import budgets, metrics, policy, shortlist
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.config.tenant import Effective, Tenant
@@ -37,6 +37,7 @@ from psatriage.errors import (
     AuthFailed,
     CategoryRejected,
     InvalidAnswer,
+    OverBudget,
     PermanentError,
     PsatriageError,
     TransientError,
@@ -50,6 +51,7 @@ from psatriage.sanitize import reasoning_for_note
 from psatriage.store.decisions import AlreadyDecided, Decisions
 from psatriage.store.reviews import ReviewDraft, excerpt
 from psatriage.store.tables import DecisionRow
+from psatriage.store.usage import Usage
 from psatriage.taxonomy_cache import TaxonomyCache
 
 log = structlog.get_logger(__name__)
@@ -66,6 +68,7 @@ class Deps:
     taxonomies: TaxonomyCache
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     examples: SimilarExamples | None = None  # labeled examples for an LLM's prompt
+    usage: Usage | None = None  # the tenant's model budget meter; None: no budget is kept
 
 
 def marker(decision_id: int) -> str:
@@ -84,13 +87,18 @@ def categorize(
     *,
     dry_run: bool = False,
     once_per_ticket: bool = True,
+    snapshot: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Categorize one ticket for one event. Raises the error tree on failure.
 
     ``dry_run`` decides without writing anything (to the PSA or the decisions table);
-    ``once_per_ticket`` ends the event as already decided when another event decided the ticket.
+    ``once_per_ticket`` ends the event as already decided when another event decided the ticket;
+    ``snapshot`` is the ticket as the event's delivery carried it, still fresh (it saves a read).
     """
-    ticket = deps.adapter.get_ticket(ticket_id)
+    if snapshot is not None:
+        ticket = deps.adapter.ticket_from_snapshot(ticket_id, snapshot)
+    else:
+        ticket = deps.adapter.get_ticket(ticket_id)
     effective = deps.tenant.effective(ticket.company_id, ticket.company_name)
     checkpoint = None if dry_run else deps.decisions.decision_for_event(event_id)
     if checkpoint is None and not dry_run and once_per_ticket:
@@ -219,6 +227,8 @@ def _plan(
             once_per_ticket=once,
         )
         return _resume(deps, row)
+    if deps.usage is not None:
+        budgets.check(tenant, deps.usage)
     classification, chosen, redactions = classify(deps, ticket, taxonomy, effective, event_id)
     decision_id = 0
     if not dry_run:
@@ -328,6 +338,8 @@ def classify(
 
     def store(call: ModelCall) -> None:
         deps.decisions.record_call(call)
+        if deps.usage is not None:
+            deps.usage.add(call)
         metrics.observe_model_call(call)
 
     masked, redactions = tenant.redactor.ticket(ticket)
@@ -484,6 +496,8 @@ _SOURCES: dict[str, ConfidenceSource] = {
 def _public_reason(error: PsatriageError) -> str:
     """Why categorizing failed, for a note in the ticket: fixed words, never the model's output
     (which the full reason in the events ledger keeps for operators)."""
+    if isinstance(error, OverBudget):
+        return "the model budget set for this service desk is used up for now"
     if isinstance(error, InvalidAnswer):
         return "the model did not give a valid category"
     if isinstance(error, TransientError):

@@ -153,6 +153,7 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         companies=raw.companies,
         categories=raw.categories,
         learning=raw.learning,
+        budget=raw.budget,
     )
     return _company_policies_hold(tenant)
 

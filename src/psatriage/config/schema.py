@@ -450,6 +450,30 @@ class PrivacySettings(_Strict):
         )
 
 
+class Budget(_Strict):
+    """What the tenant's tickets may spend on models. When one is reached, tickets are recorded
+    as over_budget (no model asked; an error note only if policy.report_errors) until the day or
+    month turns (UTC), and /readyz and /metrics show it."""
+
+    max_model_calls_per_day: int | None = Field(
+        default=None,
+        ge=1,
+        description="Model calls a day (UTC) for this tenant's tickets; unset: no limit. Local "
+        "engine calls are free and not counted.",
+    )
+    max_cost_per_month: float | None = Field(
+        default=None,
+        gt=0,
+        description="Estimated model cost in USD a calendar month (UTC), from the classifier's "
+        "price table (classifier.prices or the shipped estimates); unset: no limit. An "
+        "unpriced model costs 0 here: give it a price to enforce this.",
+    )
+
+    @property
+    def limited(self) -> bool:
+        return self.max_model_calls_per_day is not None or self.max_cost_per_month is not None
+
+
 class RawTenant(_Strict):
     psa: str
     trigger: Trigger | None = Field(
@@ -489,3 +513,4 @@ class RawTenant(_Strict):
     learning: LearningSettings = Field(default_factory=LearningSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     companies: dict[str, CompanyOverride] = Field(default_factory=dict)
+    budget: Budget = Field(default_factory=Budget)

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from psatriage.classifiers.base import ClassifierConfig
 from psatriage.config.schema import (
+    Budget,
     CategoryHint,
     CompanyOverride,
     LearningSettings,
@@ -63,6 +64,7 @@ class Tenant:
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
     categories: Mapping[str, CategoryHint] = field(default_factory=dict)
     learning: LearningSettings = field(default_factory=LearningSettings)
+    budget: Budget = field(default_factory=Budget)
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"

@@ -50,6 +50,7 @@ class EventState(enum.StrEnum):
     KEPT = "kept"  # a person's category was kept
     IGNORED = "ignored"  # not a ticket-created event, or already decided by another event
     FAILED = "failed"  # gave up; reason says why
+    OVER_BUDGET = "over_budget"  # the tenant's model budget was spent; no model was asked
 
     @property
     def terminal(self) -> bool:
@@ -57,7 +58,13 @@ class EventState(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset(
-    {EventState.DONE, EventState.KEPT, EventState.IGNORED, EventState.FAILED}
+    {
+        EventState.DONE,
+        EventState.KEPT,
+        EventState.IGNORED,
+        EventState.FAILED,
+        EventState.OVER_BUDGET,
+    }
 )
 
 
@@ -88,6 +95,8 @@ class EventRow(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     occurred_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The ticket as the delivery carried it (``TicketEvent.snapshot``), when the PSA sends it.
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class DecisionRow(Base):
@@ -159,6 +168,18 @@ class TaxonomyCacheRow(Base):
     data: Mapped[dict[str, object]] = mapped_column(JSON)
     fetched_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class BudgetUsageRow(Base):
+    """Per tenant and UTC day: the model calls its tickets made and their estimated cost (what
+    the tenant's budget is checked against; ``psatriage.store.usage``)."""
+
+    __tablename__ = "budget_usage"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    model_calls: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class PollMarkRow(Base):
