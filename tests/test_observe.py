@@ -54,6 +54,7 @@ def test_metrics_show_the_backlog_and_the_oldest_waiting_event(harness: Harness)
     assert samples[("psatriage_events_in_state", (("state", "received"), ("tenant", TENANT)))] == 2
     assert samples[("psatriage_oldest_waiting_event_age_seconds", tenant)] >= 0
     assert samples[("psatriage_tenant_degraded", tenant)] == 0
+    assert samples[("psatriage_review_queue_size", tenant)] == 0
 
 
 def test_repeated_psa_failures_degrade_the_tenant_with_a_reason(harness: Harness) -> None:

@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from huey.consumer import Consumer
@@ -23,10 +24,12 @@ from psatriage.errors import (
     AuthFailed,
     CallLimitReached,
     ConfigError,
+    OverBudget,
     PermanentError,
     PsatriageError,
     TransientError,
 )
+from psatriage.learning import retrain
 from psatriage.queue import Tasks
 from psatriage.runtime import Runtime
 from psatriage.store.ledger import Claim
@@ -38,6 +41,7 @@ _OUTCOME_STATES = {
     "applied": EventState.DONE,
     "suggested": EventState.DONE,
     "shadowed": EventState.DONE,
+    "recorded": EventState.DONE,
     "kept": EventState.KEPT,
 }
 
@@ -55,9 +59,10 @@ def consumer(runtime: Runtime, *, workers: int, embedded: bool) -> Consumer:
 
 def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
-    finds, restarts polling chains that died and purges what retention lets go. Every worker
-    process runs one; the first two are idempotent, and a purge runs once per tenant and
-    ``purge_every_seconds`` however many processes ask (``retention.purge_due``)."""
+    finds, restarts polling chains that died, starts the due model retrains (in a thread of
+    their own) and purges what retention lets go. Every worker process runs one; the jobs are
+    idempotent or claim their turn in the database (a purge runs once per tenant and
+    ``purge_every_seconds``), so several processes doing it at once is harmless."""
     interval = runtime.settings.housekeeping_seconds
 
     def loop() -> None:
@@ -65,6 +70,7 @@ def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
             try:
                 reap(runtime)
                 kick_polls(runtime)
+                retrain.kick_retrains(runtime)
                 retention.purge_due(
                     runtime.engine,
                     runtime.sessions,
@@ -158,17 +164,23 @@ def process_event(runtime: Runtime, event_id: int) -> EventState | None:
         return _finish(runtime, claim, EventState.FAILED, "tenant is no longer configured")
     started = time.perf_counter()
     try:
+        deps = runtime.deps(claim.tenant)
         result = pipeline.categorize(
             claim.id,
             claim.ticket_id,
             claim.attempts,
-            runtime.deps(claim.tenant),
+            deps,
             once_per_ticket=claim.source != "cli",
+            snapshot=fresh_snapshot(runtime, claim, deps),
         )
     except CallLimitReached as exc:
         return _wait_turn(runtime, claim, exc)
     except TransientError as exc:
         return _transient(runtime, claim, exc, str(exc), exc.retry_after)
+    except OverBudget as exc:
+        bound.warning("over budget; no model asked", error=str(exc))
+        _report(runtime, claim, exc)
+        return _finish(runtime, claim, EventState.OVER_BUDGET, str(exc))
     except AuthFailed as exc:
         bound.error("credentials refused; event parked", error=str(exc))
         runtime.flag_tenant(claim.tenant, f"credentials refused: {exc}")
@@ -196,6 +208,15 @@ def process_event(runtime: Runtime, event_id: int) -> EventState | None:
     return _finish(
         runtime, claim, _OUTCOME_STATES[result.outcome.value], result.reason, result.outcome.value
     )
+
+
+def fresh_snapshot(runtime: Runtime, claim: Claim, deps: pipeline.Deps) -> dict[str, Any] | None:
+    """The ticket the event's delivery carried, if it still stands for the ticket: only on the
+    first attempt (an earlier one may have written to the ticket) and while no later event
+    about the ticket was recorded (see ``Ledger.snapshot``). None: read the ticket."""
+    if claim.attempts > 1 or not deps.adapter.keeps_snapshots():
+        return None
+    return runtime.ledger.snapshot(claim.id)
 
 
 def backoff_seconds(attempt: int, *, base: float, cap: float, retry_after: float | None) -> float:
@@ -261,7 +282,7 @@ def _report(runtime: Runtime, claim: Claim, error: PsatriageError) -> None:
 def _finish(
     runtime: Runtime, claim: Claim, state: EventState, reason: str, outcome: str | None = None
 ) -> EventState:
-    if state in {EventState.FAILED, EventState.PARKED}:
+    if state in {EventState.FAILED, EventState.PARKED, EventState.OVER_BUDGET}:
         runtime.decisions.release_ticket(claim.id)  # a later event may decide this ticket
     if not runtime.ledger.finish(claim, state, reason):
         log.warning("lost the lease before finishing", event_id=claim.id, state=state.value)

@@ -1,5 +1,6 @@
 """The state of the service as gauges, read when ``/metrics`` is scraped: what waits in the
-ledger, the oldest waiting event, events by state, breakers and degraded tenants.
+ledger, the oldest waiting event, events by state, the review queue, breakers and degraded
+tenants.
 
 The counters and histograms of ``psatriage.metrics`` count as things happen in a process; these
 are read from the database (shared by every process) at scrape time, except the model breakers,
@@ -12,7 +13,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import func, select
 
 from psatriage.runtime import Runtime
-from psatriage.store.tables import EventRow, EventState, utcnow
+from psatriage.store.tables import EventRow, EventState, ReviewRow, ReviewState, utcnow
 
 WAITING = (EventState.RECEIVED.value, EventState.RETRYING.value)
 SHOWN_STATES = (
@@ -59,10 +60,17 @@ def state_registry(runtime: Runtime) -> CollectorRegistry:
         ["tenant"],
         registry=registry,
     )
+    reviews = Gauge(
+        "psatriage_review_queue_size",
+        "Suggestions waiting for a person in the review queue, by tenant.",
+        ["tenant"],
+        registry=registry,
+    )
     tenants = sorted(runtime.config.tenants)
     for tenant in tenants:
         depth.labels(tenant).set(0)
         oldest.labels(tenant).set(0)
+        reviews.labels(tenant).set(0)
     now = utcnow()
     with runtime.sessions() as session:
         rows = session.execute(
@@ -70,6 +78,13 @@ def state_registry(runtime: Runtime) -> CollectorRegistry:
             .where(EventRow.state.in_(SHOWN_STATES))
             .group_by(EventRow.tenant, EventRow.state)
         ).all()
+        waiting = session.execute(
+            select(ReviewRow.tenant, func.count())
+            .where(ReviewRow.state == ReviewState.PENDING.value)
+            .group_by(ReviewRow.tenant)
+        ).all()
+    for tenant, count in waiting:
+        reviews.labels(tenant).set(count)
     ages: dict[str, float] = {}
     for tenant, state, count, first in rows:
         in_state.labels(tenant, state).set(count)

@@ -10,25 +10,33 @@ import threading
 from typing import Any
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 
+from psatriage import budgets
 from psatriage.breaker import CircuitBreaker
+from psatriage.budgets import Meter
 from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
 from psatriage.config import AppConfig, Tenant, load_config
 from psatriage.health import TenantHealth, degraded_in_ledger
 from psatriage.http import make_client
+from psatriage.learning.similar import SimilarExamples
 from psatriage.logging import register_secrets
 from psatriage.pipeline import Deps
 from psatriage.psa import adapters
 from psatriage.psa.base import PSAAdapter
 from psatriage.queue import Queue
+from psatriage.reviews import Desk
 from psatriage.settings import Settings
 from psatriage.shared import limits, tokens
 from psatriage.store import db
 from psatriage.store.decisions import Decisions
 from psatriage.store.ledger import Ledger
 from psatriage.store.polls import PollMarks
+from psatriage.store.reviews import Reviews
 from psatriage.store.taxonomies import StoredTaxonomies
+from psatriage.store.usage import Usage
+from psatriage.store.users import Audit
 from psatriage.taxonomy_cache import TaxonomyCache
 
 
@@ -60,8 +68,11 @@ class Runtime:
         )
         tokens.share_tokens(self._tokens)
         self.decisions = Decisions(self.sessions)
+        self.reviews = Reviews(self.sessions)
+        self.usage = Usage(self.engine)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
+        self.similar_examples = SimilarExamples(self.sessions)
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
         self._adapters: dict[str, PSAAdapter[Any]] = {}
         self._classifiers: dict[str, Classifier[Any]] = {}
@@ -104,6 +115,7 @@ class Runtime:
             if classifier is None:
                 tenant = self.config.tenant(name)
                 classifier = classifiers()[tenant.classifier_kind](tenant.name, tenant.classifier)
+                classifier.use_database(self.sessions)
                 self._classifiers[name] = classifier
             return classifier
 
@@ -123,6 +135,20 @@ class Runtime:
             classifier=self.classifier(name),
             decisions=self.decisions,
             taxonomies=self.taxonomies,
+            examples=self.similar_examples,
+            usage=self.usage,
+        )
+
+    def review_desk(self) -> Desk:
+        """What the review queue's actions need (``psatriage.reviews.act``)."""
+        return Desk(
+            reviews=self.reviews,
+            decisions=self.decisions,
+            audit=Audit(self.sessions),
+            taxonomies=self.taxonomies,
+            tenant=self.tenant,
+            adapter=self.adapter,
+            sessions=self.sessions,
         )
 
     def problems(self) -> dict[str, list[str]]:
@@ -142,9 +168,12 @@ class Runtime:
 
     def degraded(self) -> dict[str, str]:
         """Per tenant with repeated PSA or model failures: why (``psatriage.health``)."""
-        found = degraded_in_ledger(
-            self.sessions, sorted(self.config.tenants), self.settings.degraded_after
-        )
+        try:
+            found = degraded_in_ledger(
+                self.sessions, sorted(self.config.tenants), self.settings.degraded_after
+            )
+        except SQLAlchemyError:  # the database is away: /readyz says so by itself
+            found = {}
         for name, reason in self.health.degraded().items():
             found.setdefault(name, reason)
         return found
@@ -153,6 +182,10 @@ class Runtime:
         """Per tenant whose model breaker this process has built: whether it is open."""
         with self._lock:
             return {name: breaker.open for name, breaker in self._breakers.items()}
+
+    def budgets(self) -> dict[str, Meter]:
+        """Every budgeted tenant's meter (what ``/readyz`` and ``/metrics`` show)."""
+        return budgets.meters(self.config.tenants, self.usage)
 
     def flag_tenant(self, name: str, problem: str) -> None:
         """Remember a tenant-wide problem (credentials refused) for ``/readyz``."""

@@ -49,6 +49,14 @@ USE_THE_DATABASE: dict[tuple[str, ...], list[str]] = {
     ("backfill",): ["--tenant", "acme", "--since", "30d"],
     ("purge",): [],
     ("export",): ["--tenant", "acme", "--since", "30d"],
+    ("train",): ["--tenant", "acme"],
+    ("model", "list"): ["--tenant", "acme"],
+    ("model", "promote"): ["--tenant", "acme", "v0001"],
+    ("model", "rollback"): ["--tenant", "acme"],
+    ("review", "list"): [],
+    ("review", "accept"): ["1"],
+    ("review", "correct"): ["1", "8/1"],
+    ("review", "dismiss"): ["1"],
     ("users", "add"): ["someone@example.com", "--password-stdin"],
     ("users", "remove"): ["someone@example.com"],
     ("users", "passwd"): ["someone@example.com", "--password-stdin"],
@@ -60,7 +68,6 @@ USE_NEITHER = {
     ("config", "check"),
     ("config", "reference"),
     ("eval",),
-    ("train",),
     ("init",),
 }
 

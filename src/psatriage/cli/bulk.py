@@ -24,7 +24,6 @@ from rich.text import Text
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, writable_file
 from psatriage.errors import ConfigError
-from psatriage.shared.limits import patience
 
 INTERRUPTED = 130  # the shell's code for a run stopped with Ctrl-C
 WAIT_FOR_ROOM_SECONDS = 3600.0
@@ -103,9 +102,10 @@ def backfill_command(
     tickets are: a ticket already decided is never written again. Uses at most the tenant's
     backfill_call_share of its PSA call limit, so new tickets keep the rest. An interrupted run
     resumes when the same command runs again."""
-    from psatriage.bulk import parse_until  # noqa: PLC0415
-    from psatriage.bulk.backfill import Params, Stopped, backfill  # noqa: PLC0415
-    from psatriage.evaluation.backtest import parse_since  # noqa: PLC0415
+    from psatriage.bulk import parse_until
+    from psatriage.bulk.backfill import Params, Stopped, backfill
+    from psatriage.evaluation.backtest import parse_since
+    from psatriage.shared.limits import patience
 
     with fail_cleanly():
         start = parse_since(since)
@@ -195,9 +195,10 @@ def export_command(
     """Write the tenant's closed, categorized tickets as JSON Lines (id, title, description,
     labels.category, labels.category_path), the form eval --data and train --data read. With
     --out, an interrupted export resumes when the same command runs again."""
-    from psatriage.bulk import parse_until  # noqa: PLC0415
-    from psatriage.bulk.export import export  # noqa: PLC0415
-    from psatriage.evaluation.backtest import parse_since  # noqa: PLC0415
+    from psatriage.bulk import parse_until
+    from psatriage.bulk.export import export
+    from psatriage.evaluation.backtest import parse_since
+    from psatriage.shared.limits import patience
 
     with fail_cleanly():
         start = parse_since(since)

@@ -21,7 +21,7 @@ def purge_command(
     """Blank ticket-derived text older than each tenant's retention_days and delete events,
     decisions and model calls older than its record_retention_days, keeping their counts in the
     daily totals. Housekeeping does the same on schedule (purge_every_seconds)."""
-    from psatriage import retention  # noqa: PLC0415
+    from psatriage import retention
 
     with runtime() as built, fail_cleanly():
         chosen = retention.tenants_with_retention(built.config.tenants.values(), tenant)

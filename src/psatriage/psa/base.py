@@ -13,7 +13,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -195,6 +195,19 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     @abstractmethod
     def get_ticket(self, ticket_id: str) -> Ticket:
         """Read the ticket as it is now, with its description and current category."""
+
+    @classmethod
+    def keeps_snapshots(cls) -> bool:
+        """Whether ``parse`` keeps the delivered ticket (``TicketEvent.snapshot``) and
+        ``ticket_from_snapshot`` reads less with it."""
+        return cls.ticket_from_snapshot is not PSAAdapter.ticket_from_snapshot
+
+    def ticket_from_snapshot(self, ticket_id: str, snapshot: Mapping[str, Any]) -> Ticket:
+        """The ticket as ``get_ticket`` reads it, from the snapshot ``parse`` kept with its event
+        plus only the reads the snapshot cannot stand for (ConnectWise: the notes). The caller
+        decides whether the snapshot is still fresh. PSAs whose deliveries carry no ticket keep
+        no snapshots; for them this is ``get_ticket``."""
+        return self.get_ticket(ticket_id)
 
     @abstractmethod
     def get_taxonomy(self, ticket: Ticket) -> Taxonomy:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 
 from psatriage.domain import Outcome
 from psatriage.observe import state_registry
@@ -15,6 +17,7 @@ from psatriage.runtime import Runtime
 from psatriage.store import db
 from psatriage.store.tables import EventState
 from psatriage.web.responses import (
+    BudgetMeter,
     Decision,
     DecisionList,
     Detail,
@@ -83,12 +86,20 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     checks["queue"] = "ok" if runtime.queue.reachable() else "unreachable"
     ready = all(value == "ok" for value in checks.values())
+    problems = runtime.problems()
+    meters: dict[str, BudgetMeter] = {}
+    with contextlib.suppress(SQLAlchemyError):  # the database check above already says so
+        for name, meter in runtime.budgets().items():
+            meters[name] = BudgetMeter.model_validate(meter)
+            if meter.reached:
+                problems.setdefault(name, []).append(meter.reached)
     body = Readiness(
         ready=ready,
         checks=checks,
-        tenants=runtime.problems(),
+        tenants=dict(sorted(problems.items())),
         degraded=runtime.degraded(),
         models=_models(runtime),
+        budgets=meters,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
@@ -107,7 +118,13 @@ def _models(runtime: Runtime) -> dict[str, dict[str, str]]:
 def metrics(runtime: RuntimeDep) -> Response:
     """The process's counters and histograms, and the service's state as gauges (read from the
     database now: ``psatriage.observe``)."""
-    body = generate_latest() + generate_latest(state_registry(runtime))
+    # the budget gauges, fresh from the database (workers count there); on a database error
+    # the other metrics are still worth serving, and /readyz says what is wrong
+    with contextlib.suppress(SQLAlchemyError):
+        runtime.budgets()
+    body = generate_latest()
+    with contextlib.suppress(SQLAlchemyError):
+        body += generate_latest(state_registry(runtime))
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

@@ -37,6 +37,25 @@ def test_reads_every_field_of_a_categorized_ticket(
     assert adapter.get_ticket(ticket_id) == expected
 
 
+def test_a_kept_snapshot_reads_as_the_ticket_with_fewer_calls(
+    kit: ContractKit, adapter: PSAAdapter[Any]
+) -> None:
+    assert kit.categorized is not None
+    ticket_id, expected = kit.categorized()
+    event = adapter.parse(kit.created(ticket_id)[0])
+    assert event is not None and event.actionable
+    if not adapter.keeps_snapshots():
+        assert event.snapshot is None
+        assert adapter.ticket_from_snapshot(ticket_id, {}) == expected
+        return
+    assert event.snapshot is not None
+    before = len(kit.fake.requests)
+    assert adapter.get_ticket(ticket_id) == expected
+    full = len(kit.fake.requests) - before
+    assert adapter.ticket_from_snapshot(ticket_id, event.snapshot) == expected
+    assert len(kit.fake.requests) - before - full < full
+
+
 def test_an_unknown_ticket_is_not_found_and_an_id_is_a_number(adapter: PSAAdapter[Any]) -> None:
     with pytest.raises(PermanentError, match="ticket 424242 not found"):
         adapter.get_ticket("424242")

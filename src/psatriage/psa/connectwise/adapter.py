@@ -19,7 +19,12 @@ import httpx
 from psatriage.domain import Category, LabeledTicket, NewTicket, Taxonomy, Ticket, TicketEvent
 from psatriage.errors import CategoryRejected, ConfigError, PermanentError, WebhookRejected
 from psatriage.psa.base import AdapterConfig, PSAAdapter
-from psatriage.psa.connectwise.callbacks import SigningKeys, entity_of, key_url_allowed
+from psatriage.psa.connectwise.callbacks import (
+    SigningKeys,
+    entity_of,
+    key_url_allowed,
+    ticket_snapshot,
+)
 from psatriage.psa.connectwise.client import ConnectWiseClient
 from psatriage.psa.connectwise.config import ConnectWiseConfig
 from psatriage.psa.connectwise.taxonomy import (
@@ -81,14 +86,16 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         action = str(payload.get("action") or "")
         message_id = payload.get("messageid")
         actor = payload.get("memberid")
+        actionable = action.lower() == "added" and self._in_scope(entity)
         return TicketEvent(
             tenant=self.tenant,
             ticket_id=ticket_id,
             action=action,
-            actionable=action.lower() == "added" and self._in_scope(entity),
+            actionable=actionable,
             dedupe_key=str(message_id) if message_id else body_hash(body),
             occurred_at=timestamp(lower_keys(entity.get("_info")).get("dateentered")),
             actor=str(actor) if actor not in (None, "") else None,
+            snapshot=ticket_snapshot(ticket_id, entity) if actionable else None,
         )
 
     def _in_scope(self, entity: Mapping[str, Any]) -> bool:
@@ -109,6 +116,14 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         number = _numeric(ticket_id, "ticket id")
         data = self.client.json("GET", f"service/tickets/{number}", what=f"ticket {number}")
         return self._as_ticket(number, lower_keys(data), with_initial_note=True)
+
+    def ticket_from_snapshot(self, ticket_id: str, snapshot: Mapping[str, Any]) -> Ticket:
+        """The ticket from an ``added`` callback's ``Entity`` (kept by ``parse``) and one read,
+        its notes: the description lives in the first note, never in the record."""
+        number = _numeric(ticket_id, "ticket id")
+        if ticket_snapshot(str(number), snapshot) is None:  # not a snapshot of this ticket
+            return self.get_ticket(ticket_id)
+        return self._as_ticket(number, snapshot, with_initial_note=True)
 
     def _as_ticket(
         self, number: int, data: Mapping[str, Any], *, with_initial_note: bool
