@@ -227,6 +227,9 @@ class _Worker:
                 decision = pipeline.categorize(
                     claim.id, ticket.id, claim.attempts, self.deps, once_per_ticket=True
                 )
+            except KeyboardInterrupt:  # Ctrl-C: hand the event back for the resumed run
+                self._give_back(claim, "backfill interrupted", spend=False)
+                raise
             except CallLimitReached as exc:
                 self._give_back(claim, f"waiting for its turn: {exc}", spend=False)
                 attempt -= 1
@@ -253,7 +256,11 @@ class _Worker:
                 self._end(claim, EventState.FAILED, str(exc))
                 self._save(ticket.id, "failed", {**row, "error": str(exc)})
                 return
-            self._decided(claim, decision, row)
+            try:
+                self._decided(claim, decision, row)
+            except KeyboardInterrupt:  # decided but not closed: the resumed run closes it
+                self._give_back(claim, "backfill interrupted", spend=False)
+                raise
             return
 
     def _claim(self, event_id: int) -> Claim | None:
