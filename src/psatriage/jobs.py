@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from huey.consumer import Consumer
 
-from psatriage import metrics, pipeline
+from psatriage import metrics, pipeline, retention
 from psatriage.domain import TicketEvent
 from psatriage.errors import (
     AuthFailed,
@@ -59,9 +59,10 @@ def consumer(runtime: Runtime, *, workers: int, embedded: bool) -> Consumer:
 
 def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
-    finds, restarts polling chains that died and starts the due model retrains (in a thread of
-    their own). Every worker process runs one; the jobs are idempotent or claim their turn in
-    the database, so several processes doing it at once is harmless."""
+    finds, restarts polling chains that died, starts the due model retrains (in a thread of
+    their own) and purges what retention lets go. Every worker process runs one; the jobs are
+    idempotent or claim their turn in the database, so several processes doing it at once is
+    harmless (a purge runs once per tenant and ``purge_every_seconds``, ``retention.purge_due``)."""
     interval = runtime.settings.housekeeping_seconds
 
     def loop() -> None:
@@ -70,6 +71,12 @@ def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
                 reap(runtime)
                 kick_polls(runtime)
                 retrain.kick_retrains(runtime)
+                retention.purge_due(
+                    runtime.engine,
+                    runtime.sessions,
+                    runtime.config.tenants.values(),
+                    runtime.settings.purge_every_seconds,
+                )
             except Exception:  # a database blip must not end housekeeping (logged with trace)
                 log.exception("housekeeping failed; trying again next round")
 
@@ -113,7 +120,7 @@ def poll_tenant(runtime: Runtime, name: str) -> int | None:
     tenant = runtime.config.tenants.get(name)
     if tenant is None or not tenant.polls:
         return None
-    mark = runtime.polls.claim(name, tenant.poll_seconds)
+    mark = runtime.polls.claim(name, tenant.poll_seconds, start=tenant.poll_start)
     if mark is None:
         return None
     started = utcnow()

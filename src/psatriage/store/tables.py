@@ -459,3 +459,60 @@ Index(
     ModelCallRow.tokens_out,
     ModelCallRow.cost_usd,
 )
+
+
+# -- bulk work and data lifecycle (psatriage.store.bulk, psatriage.retention) -------------------
+
+
+class BulkRunRow(Base):
+    """One ``psatriage backfill`` or ``psatriage export``: its parameters and, once listed, the
+    tickets it covers (``bulk_items``), so an interrupted run resumes where it stopped."""
+
+    __tablename__ = "bulk_runs"
+    __table_args__ = (Index("ix_bulk_runs_tenant_key", "tenant", "kind", "run_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # "backfill" or "export"
+    run_key: Mapped[str] = mapped_column(String(64))  # hash of the parameters
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class BulkItemRow(Base):
+    """One ticket of a bulk run: ``pending`` until done, then its result (the checkpoint)."""
+
+    __tablename__ = "bulk_items"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("bulk_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class DailyCountRow(Base):
+    """A tenant's counts per day (events by state, decisions by outcome, model calls, tokens,
+    cost) folded in from the rows a purge deletes, so totals survive retention."""
+
+    __tablename__ = "daily_counts"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[datetime] = mapped_column(DateTime, primary_key=True)  # midnight UTC
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class JobMarkRow(Base):
+    """When a periodic job last ran for a tenant, so several processes do not repeat it."""
+
+    __tablename__ = "job_marks"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_run_at: Mapped[datetime] = mapped_column(DateTime)

@@ -404,6 +404,9 @@ class FakeHaloPSA(FakePSA):
         start = request.arg("startdate")
         if request.arg("datesearch") == "dateoccured" and start:
             tickets = [t for t in tickets if t["dateoccurred"] >= start]
+        end = request.arg("enddate")
+        if request.arg("datesearch") == "dateoccured" and end:
+            tickets = [t for t in tickets if t["dateoccurred"] < end]
         if request.arg("closed_only") == "true":
             tickets = [t for t in tickets if t["hasbeenclosed"]]
         if request.arg("order") == "dateoccurred":

@@ -212,6 +212,10 @@ def test_labeled_history_is_closed_categorized_tickets_newest_first(
     assert history[1].path and history[1].key and history[1].label
     assert len(kit.fake.requests_to(kit.history_path)) >= 2  # paged (page size 1)
     assert [t.ticket.id for t in adapter.list_labeled_tickets(day, limit=1)] == [newest]
+    until = day + timedelta(days=7)  # before ticket 7 was created
+    assert [t.ticket.id for t in adapter.list_labeled_tickets(day, 10, until=until)] == [first]
+    naive = until.replace(tzinfo=None)
+    assert [t.ticket.id for t in adapter.list_labeled_tickets(day, 10, until=naive)] == [first]
 
 
 def test_labeled_history_maps_errors(kit: ContractKit, adapter: PSAAdapter[Any]) -> None:

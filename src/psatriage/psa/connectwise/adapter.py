@@ -268,8 +268,11 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             found.append(NewTicket(str(entity["id"]), created))
         return sorted(found, key=lambda t: (t.created_at, int(t.ticket_id)))
 
-    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
-        """Closed service tickets entered at or after ``since`` with a type, newest first.
+    def list_labeled_tickets(
+        self, since: datetime, limit: int, *, until: datetime | None = None
+    ) -> list[LabeledTicket]:
+        """Closed service tickets entered at or after ``since`` (and before ``until``) with a
+        type, newest first.
 
         ``conditions=closedFlag=true and dateEntered >= [...]`` ordered ``dateEntered desc``,
         read page by page until ``limit`` categorized tickets are found. The description is the
@@ -278,8 +281,12 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         [UNSURE] ``closedFlag`` is read as "closed/resolved" (statuses with the closed flag set).
         """
         moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+        end = None if until is None else until if until.tzinfo else until.replace(tzinfo=UTC)
+        conditions = f"closedFlag=true and dateEntered >= [{utc_text(since)}]"
+        if until is not None:
+            conditions += f" and dateEntered < [{utc_text(until)}]"
         params = {
-            "conditions": f"closedFlag=true and dateEntered >= [{utc_text(since)}]",
+            "conditions": conditions,
             "orderBy": "dateEntered desc, id desc",
             "fields": "id,summary,recordType,board,company,type,subType,item,_info",
         }
@@ -289,6 +296,8 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             entered = timestamp(lower_keys(entity.get("_info")).get("dateentered"))
             number = record_id(entity.get("id"))
             if number is None or entered is None or entered < moment:
+                continue
+            if end is not None and entered >= end:
                 continue
             if not current_levels(entity) or not self._in_scope(entity):
                 continue  # no category: nothing to learn from
@@ -366,7 +375,8 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
     def ticket_url(self, ticket_id: str) -> str:
         """The service ticket in Manage's web client: the API host without its ``api-`` prefix
         (``api-na.myconnectwise.net`` → ``na.myconnectwise.net``), or ``base_url`` when set."""
-        origin = self.config.base_url or f"https://{self.config.site.removeprefix('api-')}"
+        site = (self.config.site or "").removeprefix("api-")
+        origin = self.config.base_url or f"https://{site}"
         codebase = self.config.codebase or "v4_6_release/"
         query = urlencode({"locale": "en_US", "routeTo": "ServiceFV", "recid": ticket_id})
         return f"{origin}/{codebase}ConnectWise.aspx?{query}"
