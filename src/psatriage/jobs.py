@@ -28,6 +28,7 @@ from psatriage.errors import (
     TransientError,
 )
 from psatriage.queue import Tasks
+from psatriage.reports.refresh import refresh_due
 from psatriage.runtime import Runtime
 from psatriage.store.ledger import Claim
 from psatriage.store.tables import EventState, utcnow
@@ -55,8 +56,9 @@ def consumer(runtime: Runtime, *, workers: int, embedded: bool) -> Consumer:
 
 def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
-    finds and restarts polling chains that died. Every worker process runs one; both jobs are
-    idempotent, so several processes doing it at once is harmless."""
+    finds, restarts polling chains that died and starts the scheduled refresh of report facts.
+    Every worker process runs one; the jobs are idempotent or claimed per tenant in the
+    database, so several processes doing them at once is harmless."""
     interval = runtime.settings.housekeeping_seconds
 
     def loop() -> None:
@@ -64,6 +66,7 @@ def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
             try:
                 reap(runtime)
                 kick_polls(runtime)
+                refresh_due(runtime)  # report facts, in a thread of their own when due
             except Exception:  # a database blip must not end housekeeping (logged with trace)
                 log.exception("housekeeping failed; trying again next round")
 
