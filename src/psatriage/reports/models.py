@@ -4,9 +4,19 @@ says why); a ticket without time counts as zero hours and is counted in ``withou
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _as_utc(value: object) -> object:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+UtcTime = Annotated[datetime, BeforeValidator(_as_utc)]  # stored naive, shown with a Z
 
 
 class _Model(BaseModel):
@@ -18,9 +28,9 @@ class Summary(_Model):
 
     tenant: str
     psa: str
-    since: datetime = Field(description="Start of the period (UTC), included.")
-    until: datetime = Field(description="End of the period (UTC), excluded.")
-    previous_since: datetime = Field(description="Start of the previous period of equal length.")
+    since: UtcTime = Field(description="Start of the period (UTC), included.")
+    until: UtcTime = Field(description="End of the period (UTC), excluded.")
+    previous_since: UtcTime = Field(description="Start of the previous period of equal length.")
     tickets: int = Field(description="Tickets closed in the period.")
     hours: float | None = Field(description="Hours recorded on them; None when unavailable.")
     hours_available: bool
@@ -31,7 +41,7 @@ class Summary(_Model):
     without_time: int = Field(description="Tickets with no time recorded (counted as 0 hours).")
     hours_unknown: int = Field(description="Tickets whose time has not been read yet.")
     decided: int = Field(description="Tickets psatriage decided (applied, suggested, ...).")
-    refreshed_at: datetime | None = Field(description="When the facts were last refreshed.")
+    refreshed_at: UtcTime | None = Field(description="When the facts were last refreshed.")
     message: str = Field(description="Why the report is empty, or ''.")
 
 

@@ -16,39 +16,50 @@ _SPAN = re.compile(r"^(\d{1,4})([dw])$")
 
 
 def parse_period(
-    since: str | None, until: str | None, now: datetime | None = None
+    since: str | None,
+    until: str | None,
+    now: datetime | None = None,
+    *,
+    names: tuple[str, str] = ("--since", "--until"),
 ) -> tuple[datetime, datetime]:
     """``[since, until)`` in naive UTC. ``since`` is a span back from ``until`` (``30d``,
     ``12w``) or an ISO date; ``until`` an ISO date (excluded) or, by default, now. A date
-    without a time is its midnight UTC; one with an offset is converted to UTC."""
-    end = _moment(until, "--until") if until else (now or utcnow())
+    without a time is its midnight UTC; one with an offset is converted to UTC. ``names`` are
+    how messages name the two (the CLI's options, the API's parameters)."""
+    first, second = names
+    end = _moment(until, second) if until else (now or utcnow())
     text = (since or DEFAULT_SINCE).strip().lower()
     span = _SPAN.match(text)
     if span:
         days = int(span.group(1)) * (7 if span.group(2) == "w" else 1)
         if days == 0:
-            raise ConfigError(f"--since {since!r} is an empty period; give one such as 30d")
-        start = end - timedelta(days=days)
+            raise ConfigError(f"{first} {since!r} is an empty period; give one such as 30d")
+        try:
+            start = end - timedelta(days=days)
+        except OverflowError:
+            raise ConfigError(f"{first} {since!r} reaches before the year 1") from None
     else:
-        start = _moment(since or "", "--since")
+        start = _moment(since or "", first, span_too=True)
     if start >= end:
         raise ConfigError(
-            f"--since {start:%Y-%m-%d %H:%M} is not before --until {end:%Y-%m-%d %H:%M}; "
-            "give a --since earlier than --until"
+            f"{first} {start:%Y-%m-%d %H:%M} is not before {second} {end:%Y-%m-%d %H:%M}; "
+            f"give a {first} earlier than {second}"
         )
+    if start - datetime.min <= end - start:
+        raise ConfigError(f"{first} {since!r}: the period before it reaches before the year 1")
     return start, end
 
 
-def _moment(text: str, option: str) -> datetime:
+def _moment(text: str, option: str, *, span_too: bool = False) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         raise ConfigError(
             f"{option} {text!r} is not a date: give an ISO date such as 2026-09-01"
-            + (" or a span such as 30d or 12w" if option == "--since" else "")
+            + (" or a span such as 30d or 12w" if span_too else "")
         ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 
