@@ -131,7 +131,7 @@ def _report(
         with fail_cleanly():
             write_csv(csv_file, made)
     if as_json:
-        print(json.dumps(made.model_dump(mode="json"), indent=2))
+        print(json.dumps(made.model_dump(mode="json"), indent=2, ensure_ascii=False))
     elif made.summary.message:
         console.print(made.summary.message, highlight=False)
     else:
