@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from psatriage.reports import refresh
-from psatriage.reports.refresh import Refreshed, refresh_due, refresh_facts, refresh_tenants
+from psatriage.reports.refresh import (
+    Refreshed,
+    leaves_room,
+    refresh_due,
+    refresh_facts,
+    refresh_tenants,
+)
 from psatriage.runtime import Runtime
 from psatriage.store.facts import Facts
 from psatriage.store.tables import utcnow
@@ -120,3 +126,34 @@ def test_refresh_due_runs_in_its_own_thread_once_per_process(
         assert not refresh_due(off)
     finally:
         off.close()
+
+
+def test_the_schedule_leaves_half_the_call_window_to_new_tickets(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(refresh, "TIME_BATCH", 1)
+    built = harness.runtime(connection={"requests_per_window": 20})
+    try:
+        for n in range(12):
+            closed(harness, f"Printer {n}", 3, 1.0)
+        Facts(built.engine, built.sessions).claim(TENANT, 1, first_after=-60)  # due now
+        assert refresh_tenants(built) == [TENANT]
+        adapter = built.adapter(TENANT)
+        assert not leaves_room(adapter)
+        used = adapter.client.limits.used()  # type: ignore[attr-defined]
+        assert used == 10  # half the window of 20; the time of the rest waits for the next run
+        assert 0 < hours(built).count(None) < 12
+    finally:
+        built.close()
+
+
+def test_a_failed_scheduled_run_is_tried_again_soon(harness: Harness, runtime: Runtime) -> None:
+    closed(harness, "Printer", 3, 1.0)
+    facts = Facts(runtime.engine, runtime.sessions)
+    facts.claim(TENANT, 1, first_after=-60)
+    harness.cw.fail("GET", r"/service/tickets$", 503, times=10)
+    assert refresh_tenants(runtime) == []
+    with runtime.engine.connect() as connection:
+        due = connection.exec_driver_sql("SELECT next_refresh_at FROM fact_refreshes").scalar()
+    assert due is not None
+    assert str(due) < str(utcnow() + timedelta(hours=1))  # not the whole 24-hour interval

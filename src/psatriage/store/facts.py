@@ -79,6 +79,15 @@ class Facts:
             )
             return False
 
+    def reschedule(self, tenant: str, moment: datetime) -> None:
+        """Make the next scheduled refresh of ``tenant`` due at ``moment`` (a failed run)."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(FactRefreshRow)
+                .where(FactRefreshRow.tenant == tenant)
+                .values(next_refresh_at=moment)
+            )
+
     def refreshed(self, tenant: str, *, covered_until: datetime, hours_problem: str) -> None:
         """Note a finished refresh: facts are complete up to ``covered_until``."""
         now = utcnow()
