@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -241,6 +242,69 @@ class FactRefreshRow(Base):
     refreshed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     covered_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     hours_problem: Mapped[str] = mapped_column(Text, default="")
+
+
+# -- learning from corrections (psatriage.store.examples, psatriage.learning) -----------------
+
+
+class ExampleRow(Base):
+    """A labeled example of a tenant: a ticket's redacted text and the category a person gave
+    it (a correction, a fill, an accepted or corrected review). One row per ticket and source;
+    adding it again replaces the label."""
+
+    __tablename__ = "examples"
+    __table_args__ = (
+        UniqueConstraint("tenant", "ticket_id", "source", name="uq_examples_tenant_ticket_source"),
+        Index("ix_examples_tenant_created", "tenant", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    company: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    category_key: Mapped[str] = mapped_column(String(255))
+    category_path: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16))
+    decision_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ModelVersionRow(Base):
+    """One trained local-engine model of a tenant: the model file's bytes, its training report
+    and, for a scheduled retrain, how it scored against the model in use. At most one version
+    per tenant is ``active``; the others are ``candidate`` (trained, never used), ``retired``
+    (used before) or ``refused`` (a retrain that scored worse)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("tenant", "version", name="uq_model_versions_tenant_version"),
+        Index("ix_model_versions_tenant_state", "tenant", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16), default="train")
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class RetrainMarkRow(Base):
+    """Per tenant: when the scheduled retrain last ran and is next due (one process claims it)."""
+
+    __tablename__ = "retrain_marks"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    next_run_at: Mapped[datetime] = mapped_column(DateTime)
+    result: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 # -- the web console (psatriage.store.users, psatriage.web.console) ---------------------------
