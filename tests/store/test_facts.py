@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from psatriage.domain import ClosedTicket, LevelValue
 from psatriage.store import db
 from psatriage.store.facts import Facts
@@ -14,9 +16,16 @@ from psatriage.store.tables import utcnow
 DAY = datetime(2026, 3, 2, 9, 0)
 
 
-def facts(tmp_path: Path) -> Facts:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'facts.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Facts:
+    """The store on SQLite, and on a fresh PostgreSQL database when one is configured."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'facts.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = db.make_engine(url)
     db.upgrade(engine)
+    request.addfinalizer(engine.dispose)
     return Facts(engine, db.make_sessionmaker(engine))
 
 
@@ -25,8 +34,7 @@ def ticket(number: str, closed: datetime, *path: str) -> ClosedTicket:
     return ClosedTicket(number, f"title {number}", "7", "Contoso Ltd", DAY, closed, levels)
 
 
-def test_records_tickets_and_hours(tmp_path: Path) -> None:
-    store = facts(tmp_path)
+def test_records_tickets_and_hours(store: Facts) -> None:
     first, second = (
         ticket("1", DAY, "Hardware", "Printer"),
         ticket(
@@ -46,8 +54,7 @@ def test_records_tickets_and_hours(tmp_path: Path) -> None:
     assert store.closed_between("other", DAY, DAY + timedelta(days=1)) == []
 
 
-def test_a_ticket_closed_again_reads_its_time_again(tmp_path: Path) -> None:
-    store = facts(tmp_path)
+def test_a_ticket_closed_again_reads_its_time_again(store: Facts) -> None:
     store.record("acme", [ticket("1", DAY, "Hardware")], {})
     store.set_hours("acme", {"1": 2.0})
     store.record("acme", [ticket("1", DAY, "Software")], {})  # recategorized, not reopened
@@ -56,8 +63,7 @@ def test_a_ticket_closed_again_reads_its_time_again(tmp_path: Path) -> None:
     assert store.without_hours("acme", 10) == ["1"]
 
 
-def test_one_claim_per_interval_and_the_first_one_waits(tmp_path: Path) -> None:
-    store = facts(tmp_path)
+def test_one_claim_per_interval_and_the_first_one_waits(store: Facts) -> None:
     assert not store.claim("acme", 3600, first_after=0)  # first seen: scheduled, not run
     assert store.claim("acme", 3600)
     assert not store.claim("acme", 3600)  # held for the interval

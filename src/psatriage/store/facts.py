@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -130,27 +131,35 @@ class Facts:
             ids = [t.ticket_id for t in chunk]
             with self._sessions.begin() as session:
                 decided = _decisions(session, tenant, ids)
-                known = {
-                    row.ticket_id: row
-                    for row in session.execute(
-                        select(TicketFactRow).where(
+                closed = dict(
+                    session.execute(
+                        select(TicketFactRow.ticket_id, TicketFactRow.closed_at).where(
                             TicketFactRow.tenant == tenant, TicketFactRow.ticket_id.in_(ids)
                         )
-                    ).scalars()
-                }
+                    ).all()
+                )
+                now = utcnow()
+                inserts, updates = [], []
                 for ticket in chunk:
                     values = _values(ticket, titles.get(ticket.ticket_id, ticket.title))
                     values |= decided.get(ticket.ticket_id, {"decision": "", "decision_key": None})
-                    row = known.get(ticket.ticket_id)
-                    if row is None:
-                        session.add(TicketFactRow(tenant=tenant, ticket_id=ticket.ticket_id,
-                                                  hours=None, **values))  # fmt: skip
-                        new += 1
-                        continue
-                    if row.closed_at != values["closed_at"]:
-                        row.hours = None  # reopened and closed again: read its time again
-                    for key, value in values.items():
-                        setattr(row, key, value)
+                    values |= {"tenant": tenant, "ticket_id": ticket.ticket_id, "refreshed_at": now}
+                    if ticket.ticket_id not in closed:
+                        inserts.append(values | {"hours": None})
+                    elif closed[ticket.ticket_id] != ticket.closed_at:
+                        updates.append(values | {"hours": None})  # reopened: read its time again
+                    else:
+                        updates.append(values)
+                if inserts:  # a refresh racing this one may have written some: theirs stay
+                    session.execute(
+                        self._insert(TicketFactRow).on_conflict_do_nothing(
+                            index_elements=["tenant", "ticket_id"]
+                        ),
+                        inserts,
+                    )
+                if updates:
+                    session.execute(update(TicketFactRow), updates)  # by primary key
+                new += len(inserts)
         return new
 
     def without_hours(self, tenant: str, limit: int) -> list[str]:
@@ -166,26 +175,40 @@ class Facts:
             )
 
     def set_hours(self, tenant: str, hours: Mapping[str, float]) -> None:
+        """Fill in the hours of tickets already recorded (others are ignored)."""
+        ids = list(hours)
         with self._sessions.begin() as session:
-            for ticket_id, spent in hours.items():
-                session.execute(
-                    update(TicketFactRow)
-                    .where(TicketFactRow.tenant == tenant, TicketFactRow.ticket_id == ticket_id)
-                    .values(hours=spent)
+            known: set[str] = set()
+            for start in range(0, len(ids), _CHUNK):
+                known.update(
+                    session.execute(
+                        select(TicketFactRow.ticket_id).where(
+                            TicketFactRow.tenant == tenant,
+                            TicketFactRow.ticket_id.in_(ids[start : start + _CHUNK]),
+                        )
+                    ).scalars()
                 )
+            rows = [
+                {"tenant": tenant, "ticket_id": ticket_id, "hours": spent}
+                for ticket_id, spent in hours.items()
+                if ticket_id in known
+            ]
+            if rows:
+                session.execute(update(TicketFactRow), rows)  # by primary key
 
     def closed_between(self, tenant: str, since: datetime, until: datetime) -> list[Fact]:
         """The facts of tickets closed in ``[since, until)``, oldest closed first."""
+        columns = [getattr(TicketFactRow, name) for name in Fact.__slots__]
         with self._sessions() as session:
             rows = session.execute(
-                select(TicketFactRow)
+                select(*columns)
                 .where(
                     TicketFactRow.tenant == tenant,
                     TicketFactRow.closed_at >= since,
                     TicketFactRow.closed_at < until,
                 )
                 .order_by(TicketFactRow.closed_at, TicketFactRow.ticket_id)
-            ).scalars()
+            ).all()
             return [_fact(row) for row in rows]
 
 
@@ -217,18 +240,7 @@ def _decisions(session: Session, tenant: str, ids: Iterable[str]) -> dict[str, d
     return {ticket: {"decision": outcome, "decision_key": key} for ticket, outcome, key in rows}
 
 
-def _fact(row: TicketFactRow) -> Fact:
-    return Fact(
-        ticket_id=row.ticket_id,
-        title=row.title,
-        company_id=row.company_id,
-        company_name=row.company_name,
-        created_at=row.created_at,
-        closed_at=row.closed_at,
-        category_key=row.category_key,
-        category_path=tuple(str(name) for name in row.category_path or ()),
-        category_source=row.category_source,
-        hours=row.hours,
-        decision=row.decision,
-        decision_key=row.decision_key,
-    )
+def _fact(row: Sequence[Any]) -> Fact:
+    values = dict(zip(Fact.__slots__, row, strict=True))
+    values["category_path"] = tuple(str(name) for name in values["category_path"] or ())
+    return Fact(**values)
