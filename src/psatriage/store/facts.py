@@ -240,7 +240,11 @@ def _decisions(session: Session, tenant: str, ids: Iterable[str]) -> dict[str, d
     return {ticket: {"decision": outcome, "decision_key": key} for ticket, outcome, key in rows}
 
 
+_PATH = Fact.__slots__.index("category_path")
+
+
 def _fact(row: Sequence[Any]) -> Fact:
-    values = dict(zip(Fact.__slots__, row, strict=True))
-    values["category_path"] = tuple(str(name) for name in values["category_path"] or ())
-    return Fact(**values)
+    """A fact from its columns, in ``Fact``'s field order (the path as a tuple of names)."""
+    values = list(row)
+    values[_PATH] = tuple(str(name) for name in values[_PATH] or ())
+    return Fact(*values)
