@@ -184,6 +184,30 @@ class LabeledTicket:
 
 
 @dataclass(frozen=True, slots=True)
+class ClosedTicket:
+    """A ticket closed in a reporting period (``PSAAdapter.list_closed_tickets``): what it was
+    about, for whom, when it was opened and closed (naive UTC) and the category people left on it
+    (``path``, empty when it has none)."""
+
+    ticket_id: str
+    title: str
+    company_id: str | None
+    company_name: str | None
+    created_at: datetime
+    closed_at: datetime
+    path: tuple[LevelValue, ...] = ()
+    leaf_key: str = ""  # the adapter's leaf key, where it is not the path's ids joined by "/"
+
+    @property
+    def key(self) -> str:
+        return self.leaf_key or "/".join(v.id for v in self.path)
+
+    @property
+    def label(self) -> str:
+        return PATH_SEPARATOR.join(v.name for v in self.path)
+
+
+@dataclass(frozen=True, slots=True)
 class NewTicket:
     """A ticket found by polling (``PSAAdapter.list_new_tickets``)."""
 

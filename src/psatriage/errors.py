@@ -11,6 +11,7 @@
     ├── OverBudget             the tenant's model budget is spent: the event ends over_budget
     └── PermanentError         retrying cannot help: the event fails with this reason
         ├── CategoryRejected   the PSA refused the category we wrote (refresh the taxonomy once)
+        ├── TimeUnavailable    the API user may not read time entries: reports go without hours
         └── InvalidAnswer      the model answered something that is not a candidate
 
 Adapters and classifiers each have one function that maps their HTTP or vendor errors into these
@@ -76,3 +77,13 @@ class CategoryRejected(PermanentError):
 
 class InvalidAnswer(PermanentError):
     """The model's answer is not one of the candidates, or not parseable."""
+
+
+class TimeUnavailable(PermanentError):
+    """The PSA will not show the API user the time spent on tickets. ``permission`` says what to
+    grant (the role, security level or permission in the PSA's own words); reports still count
+    tickets, and say that hours are unavailable and why."""
+
+    def __init__(self, message: str, *, permission: str) -> None:
+        super().__init__(message)
+        self.permission = permission

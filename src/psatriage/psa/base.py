@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from psatriage.domain import (
     Category,
+    ClosedTicket,
     LabeledTicket,
     NewTicket,
     Taxonomy,
@@ -265,6 +266,28 @@ class PSAAdapter(ABC, Generic[ConfigT]):
         limits): the local engine's training data, and ``psatriage export``'s.
         """
         raise NotImplementedError(f"{self.kind} cannot read labeled history")
+
+    @classmethod
+    def can_read_time(cls) -> bool:
+        """Whether this adapter implements ``list_closed_tickets`` and ``time_spent`` (reports)."""
+        return (
+            cls.list_closed_tickets is not PSAAdapter.list_closed_tickets
+            and cls.time_spent is not PSAAdapter.time_spent
+        )
+
+    def list_closed_tickets(self, since: datetime, until: datetime) -> list[ClosedTicket]:
+        """Tickets closed at or after ``since`` and before ``until`` (naive means UTC), oldest
+        closed first, with their category, company and times: the facts reports are made of.
+        Paged, within the adapter's call limits; tickets without a category are included."""
+        raise NotImplementedError(f"{self.kind} cannot list closed tickets")
+
+    def time_spent(self, ticket_ids: Sequence[str]) -> dict[str, float]:
+        """Hours of time recorded on each ticket of ``ticket_ids`` (0.0 for a ticket without any),
+        read in batches as large as the PSA allows, within the adapter's call limits.
+
+        Raises ``TimeUnavailable`` (naming the permission to grant) when the PSA will not show
+        the API user time entries."""
+        raise NotImplementedError(f"{self.kind} cannot read time spent on tickets")
 
     def list_scopes(self) -> list[tuple[str, str]]:
         """The scopes that own category trees, as ``(id, name)`` (e.g. ConnectWise boards).

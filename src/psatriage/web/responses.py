@@ -1,7 +1,9 @@
 """The bodies the API answers with, as pydantic models: what ``/docs`` and ``/openapi.json``
 show, and what every answer is validated against on its way out.
 
-Rows keep naive UTC times; here they become aware UTC, written ``2026-03-02T09:15:00Z``.
+Rows keep naive UTC times; here they become aware UTC, written ``2026-03-02T09:15:00Z``. The
+bodies of ``/api/reports/...`` are the reports themselves, ``psatriage.reports.models`` (the CLI
+prints the same with ``--json``).
 """
 
 from __future__ import annotations

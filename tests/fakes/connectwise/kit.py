@@ -200,6 +200,20 @@ def kit() -> ContractKit:
             fake.close_ticket(ticket_id)
         return str(ticket_id)
 
+    categories = ({"type_id": 10, "subtype_id": 20, "item_id": 30},
+                  {"type_id": 11, "subtype_id": 22, "item_id": 32})  # fmt: skip
+    companies = ((250, "Contoso Ltd"), (251, "Fabrikam Inc"))
+
+    def closed_ticket(
+        title: str, created: datetime, closed: datetime, category: int | None, company: int
+    ) -> str:
+        levels = categories[category] if category is not None else {}
+        ticket_id = fake.add_ticket(
+            title, f"text of {title}", entered=created, company=companies[company], **levels
+        )
+        fake.close_ticket(ticket_id, closed)
+        return str(ticket_id)
+
     return kit_of(
         "connectwise",
         fake,
@@ -217,4 +231,9 @@ def kit() -> ContractKit:
         history_ticket=history_ticket,
         history_path=r"/service/tickets$",
         registrations=lambda: len(fake.callbacks),
+        closed_ticket=closed_ticket,
+        add_time=lambda ticket_id, hours: fake.add_time(int(ticket_id), hours),
+        deny_time=lambda: setattr(fake, "time_denied", True),
+        time_path=r"/time/entries$",
+        report_categories=("Hardware › Printer › Paper jam", "Software › Email › Setup"),
     )

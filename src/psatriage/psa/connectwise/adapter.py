@@ -9,16 +9,25 @@ Where this module relies on a fact the PSA reference marks [UNSURE], a comment s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import httpx
 
-from psatriage.domain import Category, LabeledTicket, NewTicket, Taxonomy, Ticket, TicketEvent
+from psatriage.domain import (
+    Category,
+    ClosedTicket,
+    LabeledTicket,
+    NewTicket,
+    Taxonomy,
+    Ticket,
+    TicketEvent,
+)
 from psatriage.errors import CategoryRejected, ConfigError, PermanentError, WebhookRejected
 from psatriage.psa.base import AdapterConfig, PSAAdapter
+from psatriage.psa.connectwise import time
 from psatriage.psa.connectwise.callbacks import (
     SigningKeys,
     entity_of,
@@ -310,6 +319,16 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             ticket = self._as_ticket(ticket_number, record, with_initial_note=False)
             labeled.append(LabeledTicket(ticket=ticket, path=ticket.current))
         return labeled
+
+    # -- reports ----------------------------------------------------------------------------------
+
+    def list_closed_tickets(self, since: datetime, until: datetime) -> list[ClosedTicket]:
+        """Service tickets closed in ``[since, until)`` (``time.closed_tickets``)."""
+        return time.closed_tickets(self.client, since, until, self._in_scope)
+
+    def time_spent(self, ticket_ids: Sequence[str]) -> dict[str, float]:
+        """The ``actualHours`` of the time entries charged to each ticket (``time.hours``)."""
+        return time.hours(self.client, ticket_ids)
 
     # -- set-up -----------------------------------------------------------------------------------
 

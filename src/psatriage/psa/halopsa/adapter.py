@@ -13,7 +13,7 @@ private action. Where this relies on a point the PSA reference marks [UNSURE], a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -22,8 +22,10 @@ import httpx
 
 from psatriage.domain import (
     Category,
+    ClosedTicket,
     Facet,
     LabeledTicket,
+    LevelValue,
     NewTicket,
     Taxonomy,
     Ticket,
@@ -31,7 +33,7 @@ from psatriage.domain import (
 )
 from psatriage.errors import CategoryRejected, PermanentError, WebhookRejected
 from psatriage.psa.base import AdapterConfig, PSAAdapter
-from psatriage.psa.halopsa import history, webhooks
+from psatriage.psa.halopsa import history, time, webhooks
 from psatriage.psa.halopsa.client import HaloClient
 from psatriage.psa.halopsa.config import HaloPSAConfig
 from psatriage.psa.halopsa.taxonomy import (
@@ -382,6 +384,26 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
             path = tuple(v for v in ticket.current if v.level != PRIORITY_FACET)
             labeled.append(LabeledTicket(ticket=ticket, path=path, leaf_key=history.leaf_key(path)))
         return labeled
+
+    def list_closed_tickets(self, since: datetime, until: datetime) -> list[ClosedTicket]:
+        """Tickets closed in ``[since, until)`` (``time.closed_tickets``)."""
+        return time.closed_tickets(self.client, since, until, self._category_path, self._in_scope)
+
+    def time_spent(self, ticket_ids: Sequence[str]) -> dict[str, float]:
+        """The ``timetaken`` of each ticket's actions (``time.hours``)."""
+        return time.hours(self.client, ticket_ids)
+
+    def _category_path(self, data: Mapping[str, Any]) -> tuple[LevelValue, ...]:
+        """The ticket's category as the tree's levels (the priority facet left out)."""
+        levels = current_levels(
+            data,
+            level=self._level,
+            field_no=self.config.category_field,
+            separator=self.config.category_separator,
+            with_type=self.config.set_ticket_type,
+            facets=(),
+        )
+        return tuple(v for v in levels if v.level != PRIORITY_FACET)
 
     def register_webhook(self, url: str) -> str:
         """The webhook (found by url, else created) and its "New Ticket Logged" binding.
