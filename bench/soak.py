@@ -667,9 +667,13 @@ class Soak:
         if kind == "kill_worker":
             target = rng.choice(["worker-1", "worker-2"])
             self.service.kill(target)
-        elif kind == "kill_web":
-            target = "web"
-            self.service.kill(target)
+        elif kind == "kill_web":  # over when the new process answers /readyz
+            self.service.kill("web")
+            fault = Fault(kind, "web", start, start)
+            with self._lock:
+                self.faults.append(fault)
+            threading.Thread(target=self._web_back, args=(fault,), daemon=True).start()
+            return
         elif kind == "restart_postgres":
             target = "postgresql"
             self.postgres.restart(rng.uniform(2, 8))
@@ -692,6 +696,11 @@ class Soak:
         end = time.monotonic()
         with self._lock:
             self.faults.append(Fault(kind, target, start, end))
+
+    def _web_back(self, fault: Fault) -> None:
+        with contextlib.suppress(SoakError):
+            self.service.wait_ready()
+        fault.end = time.monotonic()
 
     # -- watching -------------------------------------------------------------------------------
 
@@ -841,6 +850,7 @@ class Soak:
             ],
             "checks": checks,
             "latency": self.latencies(),
+            "slowest": self.slowest(10),
             "degraded": {
                 name: {
                     phase: _share(self.degraded[name][phase], self.samples[phase])
@@ -900,6 +910,36 @@ class Soak:
                 Counter(s for by_state in states.values() for s in by_state.elements())
             ),
         }
+
+    def slowest(self, count: int) -> list[dict[str, Any]]:
+        """The slowest tickets to their note: when they were sent (seconds into the chaos run),
+        the faults under way meanwhile, and their events' attempts."""
+        chaos = self.phase_times["chaos"][0]
+        noted = [s for t in self.tenants.values() for s in t.tickets.values() if s.noted_at]
+        noted.sort(key=lambda s: (s.noted_at or 0) - s.sent_at, reverse=True)
+        found = []
+        for sent in noted[:count]:
+            done = sent.noted_at or 0.0
+            during = [
+                f"{f.kind} {f.target}".strip()
+                for f in self.faults
+                if f.start <= done and f.end >= sent.sent_at
+            ]
+            attempts = self.postgres.query(
+                "SELECT coalesce(sum(attempts), 0) FROM events "  # noqa: S608 - our own values
+                f"WHERE tenant = '{sent.tenant}' AND ticket_id = '{sent.ticket}'"
+            )
+            found.append(
+                {
+                    "ticket": f"{sent.tenant}/{sent.ticket}",
+                    "phase": sent.phase,
+                    "sent_at_s": round(sent.sent_at - chaos, 1),
+                    "seconds": round(done - sent.sent_at, 1),
+                    "attempts": int(attempts[0][0]),
+                    "faults": during,
+                }
+            )
+        return found
 
     def latencies(self) -> dict[str, Any]:
         """Per tenant and for the others together (all but the flooding tenant and, in the flood

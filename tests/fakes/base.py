@@ -201,6 +201,25 @@ class FakeServer:
         default its method and path with numeric segments as ``{id}``."""
         return f"{request.method} {_ID.sub('/{id}', request.path)}"
 
+    def _serve(self, request: Request) -> Response:
+        """Log the request, count it in flight, and answer it."""
+        endpoint = self.endpoint_key(request)
+        with self._lock:
+            self.requests.append(request)
+            if request.method in {"POST", "PATCH", "PUT", "DELETE"}:
+                self.writes.append(request)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            self.active_by_endpoint[endpoint] += 1
+            peak = self.active_by_endpoint[endpoint]
+            self.max_active_by_endpoint[endpoint] = max(self.max_active_by_endpoint[endpoint], peak)
+        try:
+            return self._respond(request)
+        finally:
+            with self._lock:
+                self.active -= 1
+                self.active_by_endpoint[endpoint] -= 1
+
     def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
@@ -230,25 +249,6 @@ class FakeServer:
             handler.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (a timeout)
             handler.close_connection = True
-
-    def _serve(self, request: Request) -> Response:
-        """Log the request, count it in flight, and answer it."""
-        endpoint = self.endpoint_key(request)
-        with self._lock:
-            self.requests.append(request)
-            if request.method in {"POST", "PATCH", "PUT", "DELETE"}:
-                self.writes.append(request)
-            self.active += 1
-            self.max_active = max(self.max_active, self.active)
-            self.active_by_endpoint[endpoint] += 1
-            peak = self.active_by_endpoint[endpoint]
-            self.max_active_by_endpoint[endpoint] = max(self.max_active_by_endpoint[endpoint], peak)
-        try:
-            return self._respond(request)
-        finally:
-            with self._lock:
-                self.active -= 1
-                self.active_by_endpoint[endpoint] -= 1
 
     def _respond(self, request: Request) -> Response:
         failure = self._take_failure(request)
