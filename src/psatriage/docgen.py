@@ -18,6 +18,7 @@ from pydantic_core import PydanticUndefined
 from psatriage.classifiers import classifiers
 from psatriage.config import (
     CompanyOverride,
+    OutcomeSettings,
     Policy,
     PrivacySettings,
     PromptSettings,
@@ -87,6 +88,7 @@ def configuration_reference() -> str:
     parts += [_EXAMPLE, "### `[tenants.NAME]`\n", _tenant_table()]
     parts += [_section("policy", Policy), _section("prompt", PromptSettings)]
     parts += [_section("taxonomy", TaxonomySettings), _section("privacy", PrivacySettings)]
+    parts += [_section("outcomes", OutcomeSettings)]
     parts += [_section('companies."NAME"', CompanyOverride, note=_COMPANY_NOTE)]
     for kind, adapter in sorted(adapters().items()):
         parts.append(_section("connection", adapter.Config, note=f'For `psa = "{kind}"`.'))
@@ -137,7 +139,16 @@ def _tenant_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-_TABLES = ("connection", "classifier", "policy", "prompt", "taxonomy", "privacy", "companies")
+_TABLES = (
+    "connection",
+    "classifier",
+    "policy",
+    "prompt",
+    "taxonomy",
+    "privacy",
+    "outcomes",
+    "companies",
+)
 
 
 def _section(name: str, model: type[BaseModel], *, note: str = "") -> str:

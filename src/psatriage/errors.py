@@ -10,7 +10,8 @@
     ├── AuthFailed             credentials refused: park the event, flag the tenant
     └── PermanentError         retrying cannot help: the event fails with this reason
         ├── CategoryRejected   the PSA refused the category we wrote (refresh the taxonomy once)
-        └── InvalidAnswer      the model answered something that is not a candidate
+        ├── InvalidAnswer      the model answered something that is not a candidate
+        └── NotFound           the PSA has no such record (a ticket deleted or merged away)
 
 Adapters and classifiers each have one function that maps their HTTP or vendor errors into these
 (``raise ... from exc``). Only the edges (CLI, web, worker) turn them into messages or status codes.
@@ -70,3 +71,7 @@ class CategoryRejected(PermanentError):
 
 class InvalidAnswer(PermanentError):
     """The model's answer is not one of the candidates, or not parseable."""
+
+
+class NotFound(PermanentError):
+    """The PSA has no such record (404, or its own way of saying so)."""

@@ -17,7 +17,7 @@ from datetime import timedelta
 import structlog
 from huey.consumer import Consumer
 
-from psatriage import metrics, pipeline
+from psatriage import metrics, outcomes, pipeline
 from psatriage.domain import TicketEvent
 from psatriage.errors import (
     AuthFailed,
@@ -56,8 +56,9 @@ def consumer(runtime: Runtime, *, workers: int, embedded: bool) -> Consumer:
 
 def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
-    finds and restarts polling chains that died. Every worker process runs one; both jobs are
-    idempotent, so several processes doing it at once is harmless."""
+    finds, restarts polling chains that died and sweeps outcomes of tenants whose turn it is.
+    Every worker process runs one; the jobs are idempotent or claim their turn in the database,
+    so several processes doing it at once is harmless."""
     interval = runtime.settings.housekeeping_seconds
 
     def loop() -> None:
@@ -65,6 +66,7 @@ def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
             try:
                 reap(runtime)
                 kick_polls(runtime)
+                outcomes.sweep_all(runtime)  # below new tickets: its own rules
             except Exception:  # a database blip must not end housekeeping (logged with trace)
                 log.exception("housekeeping failed; trying again next round")
 

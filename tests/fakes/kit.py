@@ -154,6 +154,10 @@ class ContractKit:
     ``history_ticket(title, created, categorized, closed)`` creates a ticket of the past and
     ``history_path`` is a regex of the list ``list_labeled_tickets`` reads;
     ``registrations()`` counts the webhooks registered in the fake.
+
+    For the outcome sweep: ``close(ticket_id)`` closes the ticket as a technician would,
+    ``delete(ticket_id)`` deletes it, and ``touch(ticket_id, person)`` records ``person`` (a PSA
+    user id) as the last to change it, where the PSA says who did.
     """
 
     psa: str
@@ -175,6 +179,9 @@ class ContractKit:
     history_ticket: Callable[[str, datetime, bool, bool], str] | None = None
     history_path: str = ""
     registrations: Callable[[], int] | None = None
+    close: Callable[[str], object] | None = None
+    delete: Callable[[str], object] | None = None
+    touch: Callable[[str, str], object] | None = None
 
 
 def kit_of(psa: str, fake: FakePSA, **ways: Any) -> ContractKit:

@@ -11,7 +11,13 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from psatriage.classifiers.base import ClassifierConfig
-from psatriage.config.schema import CompanyOverride, Policy, TaxonomySettings, Trigger
+from psatriage.config.schema import (
+    CompanyOverride,
+    OutcomeSettings,
+    Policy,
+    TaxonomySettings,
+    Trigger,
+)
 from psatriage.domain import Category
 from psatriage.errors import ConfigError
 from psatriage.prompts import PromptTemplate, TextTemplate
@@ -54,6 +60,7 @@ class Tenant:
     taxonomy: TaxonomySettings
     redactor: Redactor = field(default_factory=Redactor)
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
+    outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"

@@ -198,4 +198,7 @@ def kit() -> ContractKit:
         history_ticket=history_ticket,
         history_path=r"/service/tickets$",
         registrations=lambda: len(fake.callbacks),
+        close=lambda ticket_id: fake.close_ticket(int(ticket_id)),
+        delete=lambda ticket_id: fake.delete_ticket(int(ticket_id)),
+        touch=lambda ticket_id, person: fake.touch(int(ticket_id), person),
     )

@@ -253,4 +253,6 @@ def kit() -> ContractKit:
         history_ticket=history_ticket,
         history_path=r"/api/Tickets$",
         registrations=lambda: len(fake.webhooks),
+        close=lambda ticket_id: fake.close_ticket(int(ticket_id)),
+        delete=lambda ticket_id: fake.delete_ticket(int(ticket_id)),
     )

@@ -9,16 +9,25 @@ Where this module relies on a fact the PSA reference marks [UNSURE], a comment s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import httpx
 
-from psatriage.domain import Category, LabeledTicket, NewTicket, Taxonomy, Ticket, TicketEvent
+from psatriage.domain import (
+    Category,
+    LabeledTicket,
+    NewTicket,
+    Taxonomy,
+    Ticket,
+    TicketEvent,
+    TicketState,
+)
 from psatriage.errors import CategoryRejected, ConfigError, PermanentError, WebhookRejected
 from psatriage.psa.base import AdapterConfig, PSAAdapter
+from psatriage.psa.connectwise import outcomes
 from psatriage.psa.connectwise.callbacks import SigningKeys, entity_of, key_url_allowed
 from psatriage.psa.connectwise.client import ConnectWiseClient
 from psatriage.psa.connectwise.config import ConnectWiseConfig
@@ -286,6 +295,14 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             ticket = self._as_ticket(ticket_number, record, with_initial_note=False)
             labeled.append(LabeledTicket(ticket=ticket, path=ticket.current))
         return labeled
+
+    # -- outcomes ---------------------------------------------------------------------------------
+
+    state_batch_size: ClassVar[int] = outcomes.BATCH
+
+    def read_ticket_states(self, ticket_ids: Sequence[str]) -> dict[str, TicketState]:
+        """Many tickets per ``id in (...)`` list query (``outcomes``)."""
+        return outcomes.ticket_states(self.client, ticket_ids)
 
     # -- set-up -----------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ private action. Where this relies on a point the PSA reference marks [UNSURE], a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -28,10 +28,11 @@ from psatriage.domain import (
     Taxonomy,
     Ticket,
     TicketEvent,
+    TicketState,
 )
 from psatriage.errors import CategoryRejected, PermanentError, WebhookRejected
 from psatriage.psa.base import AdapterConfig, PSAAdapter
-from psatriage.psa.halopsa import history, webhooks
+from psatriage.psa.halopsa import history, outcomes, webhooks
 from psatriage.psa.halopsa.client import HaloClient
 from psatriage.psa.halopsa.config import HaloPSAConfig
 from psatriage.psa.halopsa.taxonomy import (
@@ -363,6 +364,12 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
             "Priority", "priorities", params={"slaid": sla}, what="priorities"
         )
         return priority_facet(records, sla)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def read_ticket_states(self, ticket_ids: Sequence[str]) -> dict[str, TicketState]:
+        """One read per ticket (``outcomes``)."""
+        return outcomes.ticket_states(ticket_ids, read=self._ticket, as_ticket=self._as_ticket)
 
     # -- polling and set-up -----------------------------------------------------------------
 

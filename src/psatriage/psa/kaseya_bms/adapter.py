@@ -13,7 +13,7 @@ a comment says so; ``docs/kaseya-bms.md`` lists them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -29,9 +29,11 @@ from psatriage.domain import (
     Taxonomy,
     Ticket,
     TicketEvent,
+    TicketState,
 )
 from psatriage.errors import CategoryRejected, PermanentError, WebhookRejected
 from psatriage.psa.base import AdapterConfig, PSAAdapter
+from psatriage.psa.kaseya_bms import outcomes
 from psatriage.psa.kaseya_bms.client import BMSClient
 from psatriage.psa.kaseya_bms.config import FACETS, LEVELS, SCOPE, SCOPE_NAME, KaseyaBMSConfig
 from psatriage.psa.kaseya_bms.webhooks import (
@@ -328,6 +330,22 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
 
     def list_scopes(self) -> list[tuple[str, str]]:
         return [(SCOPE, SCOPE_NAME)]
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def read_ticket_states(self, ticket_ids: Sequence[str]) -> dict[str, TicketState]:
+        """One read per ticket (``outcomes``)."""
+        return outcomes.ticket_states(
+            ticket_ids,
+            read=self._read,
+            as_ticket=self._as_ticket,
+            closed_statuses=self._closed_statuses,
+            zone=self.config.zone,
+        )
+
+    def _closed_statuses(self) -> set[str]:
+        statuses = self.client.lookup("system/statuses/lookup", "ticket statuses")
+        return {str(s.get("id")) for s in statuses if _closed_name(str(s.get("name") or ""))}
 
     # -- set-up -----------------------------------------------------------------------------
 
