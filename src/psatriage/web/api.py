@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from psatriage import accuracy
 from psatriage.domain import Outcome
 from psatriage.runtime import Runtime
 from psatriage.store import db
@@ -99,7 +100,8 @@ def _models(runtime: Runtime) -> dict[str, dict[str, str]]:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics() -> Response:
+def metrics(runtime: RuntimeDep) -> Response:
+    accuracy.refresh_gauges(runtime.sessions, runtime.config.tenants)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
