@@ -1,9 +1,10 @@
 """The outcome sweep: what each decided ticket ended up as, and who set it.
 
-``sweep(runtime, tenant)`` runs from the housekeeping loop of every worker process, at most once
-per ``outcomes.sweep_every_minutes`` per tenant (a mark in the database decides which process).
-It reads the tenant's due decisions' tickets (``PSAAdapter.read_ticket_states``: list queries
-where the PSA can filter by id) and records each outcome:
+``sweep(runtime, tenant)`` runs from the housekeeping loop of every worker process (in a thread
+of its own, ``kick_sweeps``), at most once per ``outcomes.sweep_every_minutes`` per tenant (a
+mark in the database decides which process). It reads the tenant's due decisions' tickets
+(``PSAAdapter.read_ticket_states``: list queries where the PSA can filter by id) and records
+each outcome:
 
 =========  ===================================================================================
 pending    no category on the ticket yet
@@ -27,6 +28,7 @@ due for the next sweep).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,6 +60,30 @@ class Swept:
     recorded: dict[str, int] | None = None
     skipped: str = ""
     stopped: str = ""
+
+
+_running: threading.Thread | None = None
+_running_lock = threading.Lock()
+
+
+def kick_sweeps(runtime: Runtime) -> bool:
+    """Run the due sweeps in a background thread of this process unless one already runs (the
+    housekeeping loop's one call: PSA reads must not hold up reaping and polling, nor take a
+    worker slot from new tickets). Returns whether a thread was started."""
+    global _running  # noqa: PLW0603 - one sweep thread per process
+    with _running_lock:
+        if _running is not None and _running.is_alive():
+            return False
+
+        def run() -> None:
+            try:
+                sweep_all(runtime)
+            except Exception:  # a database blip: logged, tried again next round
+                log.exception("outcome sweep failed; trying again next round")
+
+        _running = threading.Thread(target=run, name="psatriage-outcomes", daemon=True)
+        _running.start()
+        return True
 
 
 def sweep_all(runtime: Runtime) -> list[Swept]:

@@ -14,8 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
-from psatriage import metrics, policy, shortlist
+from psatriage import budgets, metrics, policy, shortlist
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.config.tenant import Effective, Tenant
@@ -37,10 +38,14 @@ from psatriage.errors import (
     AuthFailed,
     CategoryRejected,
     InvalidAnswer,
+    OverBudget,
     PermanentError,
     PsatriageError,
     TransientError,
 )
+from psatriage.learning.similar import SimilarExamples
+from psatriage.local_engine.data import ticket_text
+from psatriage.prompts import PromptExample
 from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
@@ -48,6 +53,7 @@ from psatriage.store.decisions import AlreadyDecided, Decisions
 from psatriage.store.outcomes import OutcomeDraft
 from psatriage.store.reviews import ReviewDraft, excerpt
 from psatriage.store.tables import DecisionRow, utcnow
+from psatriage.store.usage import Usage
 from psatriage.taxonomy_cache import TaxonomyCache
 
 log = structlog.get_logger(__name__)
@@ -63,6 +69,8 @@ class Deps:
     decisions: Decisions
     taxonomies: TaxonomyCache
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    examples: SimilarExamples | None = None  # labeled examples for an LLM's prompt
+    usage: Usage | None = None  # the tenant's model budget meter; None: no budget is kept
 
 
 def marker(decision_id: int) -> str:
@@ -81,13 +89,18 @@ def categorize(
     *,
     dry_run: bool = False,
     once_per_ticket: bool = True,
+    snapshot: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Categorize one ticket for one event. Raises the error tree on failure.
 
     ``dry_run`` decides without writing anything (to the PSA or the decisions table);
-    ``once_per_ticket`` ends the event as already decided when another event decided the ticket.
+    ``once_per_ticket`` ends the event as already decided when another event decided the ticket;
+    ``snapshot`` is the ticket as the event's delivery carried it, still fresh (it saves a read).
     """
-    ticket = deps.adapter.get_ticket(ticket_id)
+    if snapshot is not None:
+        ticket = deps.adapter.ticket_from_snapshot(ticket_id, snapshot)
+    else:
+        ticket = deps.adapter.get_ticket(ticket_id)
     effective = deps.tenant.effective(ticket.company_id, ticket.company_name)
     checkpoint = None if dry_run else deps.decisions.decision_for_event(event_id)
     if checkpoint is None and not dry_run and once_per_ticket:
@@ -248,6 +261,8 @@ def _plan(
             once_per_ticket=once,
         )
         return _resume(deps, row, ticket)
+    if deps.usage is not None:
+        budgets.check(tenant, deps.usage)
     classification, chosen, redactions = classify(deps, ticket, taxonomy, effective, event_id)
     decision_id = 0
     if not dry_run:
@@ -357,6 +372,8 @@ def classify(
 
     def store(call: ModelCall) -> None:
         deps.decisions.record_call(call)
+        if deps.usage is not None:
+            deps.usage.add(call)
         metrics.observe_model_call(call)
 
     masked, redactions = tenant.redactor.ticket(ticket)
@@ -374,6 +391,7 @@ def classify(
         redactions=redactions,
         event_id=event_id or None,
         record=record or store,
+        examples=_examples(deps, masked, candidates),
     )
     try:
         classification = deps.breaker.call(
@@ -383,6 +401,29 @@ def classify(
     except PsatriageError as exc:
         exc.model_related = True
         raise
+
+
+def _examples(
+    deps: Deps, masked: Ticket, candidates: tuple[Category, ...]
+) -> tuple[PromptExample, ...]:
+    """The tenant's labeled examples most like the ticket, for a classifier that asks an LLM
+    (none for the local engine, which learns them by retraining)."""
+    learning = deps.tenant.learning
+    if deps.examples is None or learning.examples <= 0 or deps.tenant.classifier_kind == "local":
+        return ()
+    try:
+        return deps.examples.for_ticket(
+            deps.tenant.name,
+            text=ticket_text(masked.title, masked.description, masked.initial_note),
+            company=masked.company_id,
+            candidates={c.key for c in candidates},
+            k=learning.examples,
+            chars=learning.example_chars,
+            redactor=deps.tenant.redactor,
+        )
+    except (SQLAlchemyError, PsatriageError) as exc:  # examples help; they never stop a ticket
+        log.warning("labeled examples unavailable", tenant=deps.tenant.name, error=str(exc))
+        return ()
 
 
 def _validated(
@@ -489,6 +530,8 @@ _SOURCES: dict[str, ConfidenceSource] = {
 def _public_reason(error: PsatriageError) -> str:
     """Why categorizing failed, for a note in the ticket: fixed words, never the model's output
     (which the full reason in the events ledger keeps for operators)."""
+    if isinstance(error, OverBudget):
+        return "the model budget set for this service desk is used up for now"
     if isinstance(error, InvalidAnswer):
         return "the model did not give a valid category"
     if isinstance(error, TransientError):

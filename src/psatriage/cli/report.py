@@ -1,114 +1,138 @@
-"""``psatriage report``: reports from what psatriage recorded. ``report accuracy`` measures the
-model against the categories tickets ended up with (``psatriage.accuracy``)."""
+"""``psatriage report``: where the time goes, per tenant and period, from the facts kept in the
+database (closed tickets, their final category and the hours spent on them).
+
+The facts are refreshed by the service on a schedule (``PSATRIAGE_FACTS_REFRESH_HOURS``), or
+here with ``--refresh``, which reads the period and the one before it from the PSA first.
+"""
 
 from __future__ import annotations
 
-import csv
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from psatriage import accuracy
-from psatriage.cli._app import app, console, runtime, writable_file
-from psatriage.evaluation.backtest import parse_since
+from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, writable_file
+from psatriage.cli._report_tables import Report, show, write_csv
+from psatriage.cli.train import HISTORY_PATIENCE_SECONDS
+from psatriage.errors import ConfigError
+from psatriage.reports import build
+from psatriage.reports.build import Period
+from psatriage.reports.period import DEFAULT_SINCE, load_period, parse_period
+from psatriage.reports.refresh import refresh_facts
+from psatriage.shared.limits import patience
+from psatriage.store.facts import Facts
 
-report_app = typer.Typer(help="Reports from what psatriage recorded.", no_args_is_help=True)
+report_app = typer.Typer(
+    help="Reports per tenant: categories, automation candidates, companies.",
+    no_args_is_help=True,
+)
 app.add_typer(report_app, name="report")
 
-_TITLES = {
-    "band": "by confidence band",
-    "decision": "by what the decision did",
-    "engine": "by engine and model",
-    "company": "by client company",
-    "category": "by the model's category",
-    "day": "by day (UTC)",
-}
-_STATES = ("agreed", "corrected", "filled", "pending", "gone")
+Tenant = Annotated[str, typer.Option("--tenant", "-t", help="Tenant name in the file.")]
+Since = Annotated[
+    str,
+    typer.Option(help="Tickets closed since: a span back from --until (30d, 12w) or an ISO date."),
+]
+Until = Annotated[
+    str | None,
+    typer.Option(help="Tickets closed before this ISO date (default: now)."),
+]
+CsvFile = Annotated[
+    Path | None, typer.Option("--csv", help="Also write the report's rows to this CSV file.")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+Refresh = Annotated[
+    bool,
+    typer.Option(
+        "--refresh",
+        help="Read the period (and the one before it) from the PSA first, within the tenant's "
+        "call limits.",
+    ),
+]
 
 
-@report_app.command("accuracy")
-def report_accuracy(
-    tenant: Annotated[str, typer.Option("--tenant", "-t", help="The tenant.")],
-    since: Annotated[
-        str, typer.Option(help="Decisions made since: a period (30d, 12w) or an ISO date.")
-    ] = "30d",
-    company: Annotated[
-        str | None, typer.Option(help="Only this client company (PSA id or name).")
-    ] = None,
-    csv_file: Annotated[
-        Path | None,
-        typer.Option("--csv", help="Also write every group as CSV to this file.", dir_okay=False),
-    ] = None,
+@report_app.command("categories")
+def categories_command(
+    tenant: Tenant,
+    since: Since = DEFAULT_SINCE,
+    until: Until = None,
+    csv_file: CsvFile = None,
+    as_json: AsJson = False,
+    refresh: Refresh = False,
 ) -> None:
-    """How often the model's category is the one the ticket ended up with: overall and per
-    confidence band, decision, engine, company, category and day. Pending and deleted tickets
-    are counted beside the accuracy, not in it."""
-    with runtime() as built:
-        built.tenant(tenant)  # an unknown tenant: one line, exit 2
-        moment = parse_since(since)
+    """Tickets and hours per category at each level (type, type › subtype, full path): share
+    of the total, median and p90 hours per ticket, and the change against the previous period."""
+    _report(build.categories, tenant, since, until, csv_file, as_json, refresh)
+
+
+@report_app.command("automation")
+def automation_command(
+    tenant: Tenant,
+    since: Since = DEFAULT_SINCE,
+    until: Until = None,
+    csv_file: CsvFile = None,
+    as_json: AsJson = False,
+    refresh: Refresh = False,
+) -> None:
+    """Automation candidates: categories ranked by total hours, the same category again and
+    again at one company, and categories whose tickets are short, frequent and alike; each with
+    the hours a year it represents at the rate measured in the period."""
+    _report(build.automation, tenant, since, until, csv_file, as_json, refresh)
+
+
+@report_app.command("companies")
+def companies_command(
+    tenant: Tenant,
+    since: Since = DEFAULT_SINCE,
+    until: Until = None,
+    csv_file: CsvFile = None,
+    as_json: AsJson = False,
+    refresh: Refresh = False,
+) -> None:
+    """Per company, its tickets and hours by category (for business reviews)."""
+    _report(build.companies, tenant, since, until, csv_file, as_json, refresh)
+
+
+def _report(
+    make: Callable[[Period], Report],
+    tenant: str,
+    since: str,
+    until: str | None,
+    csv_file: Path | None,
+    as_json: bool,
+    refresh: bool,
+) -> None:
+    with fail_cleanly():
+        start, end = parse_period(since, until)  # a bad date fails before anything is opened
         if csv_file is not None:
-            writable_file(csv_file, "--csv")
-        report = accuracy.accuracy(built.sessions, tenant, moment, company=company)
-    if not report.overall.decided:
-        console.print(
-            f"tenant {tenant}: no decisions with a category since {moment:%Y-%m-%d} "
-            "(outcomes appear as the outcome sweep reads decided tickets)",
-            highlight=False,
-        )
-    else:
-        _print(report)
-    if csv_file is not None:
-        _write_csv(report, csv_file)
-        console.print(f"wrote {csv_file}", highlight=False)
-
-
-def _print(report: accuracy.Report) -> None:
-    overall = report.overall
-    console.print(
-        Text.assemble(
-            (f"tenant {report.tenant}", "bold"),
-            f", decisions since {report.since:%Y-%m-%d}: ",
-            _percent(overall),
-            f" right of {overall.known} known ({overall.decided} decided)",
-        ),
-        highlight=False,
-    )
-    for name in ("band", "decision", "engine", "company", "category", "day"):
-        groups = report.groups[name]
-        table = Table("", "decided", "known", "right", "accuracy", *_STATES,
-                      title=_TITLES[name], title_justify="left")  # fmt: skip
-        for group in groups:
-            table.add_row(
-                group.label or group.key or "(none)",
-                str(group.decided),
-                str(group.known),
-                str(group.correct),
-                _percent(group),
-                *(str(group.states.get(state, 0)) for state in _STATES),
+            writable_file(csv_file, "the CSV file")
+    with runtime() as built:
+        config = built.tenant(tenant)
+        facts = Facts(built.engine, built.sessions)
+        if refresh:
+            adapter = built.adapter(tenant)
+            if not adapter.can_read_time():
+                raise ConfigError(f"tenant {tenant!r}: {config.psa} cannot list closed tickets")
+            with patience(HISTORY_PATIENCE_SECONDS):
+                done = refresh_facts(
+                    adapter, facts, config.redactor, since=start - (end - start), until=end
+                )
+            errors.print(
+                f"refreshed {done.tickets} closed tickets of {tenant} ({done.new} new), "
+                f"hours of {done.hours_read}"
+                + (f"; stopped early: {done.stopped}" if done.stopped else ""),
+                highlight=False,
             )
-        console.print(table)
-
-
-def _percent(group: accuracy.Tally) -> Text:
-    if group.accuracy is None:
-        return Text("–")
-    style = "green" if group.accuracy >= 0.9 else "yellow" if group.accuracy >= 0.7 else "red"
-    return Text(f"{group.accuracy:.0%}", style=style)
-
-
-def _write_csv(report: accuracy.Report, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["tenant", "dimension", "key", "label", "decided", "known", "correct",
-                         "accuracy", *_STATES])  # fmt: skip
-        rows = [("all", report.overall)]
-        rows += [(name, group) for name in accuracy.DIMENSIONS for group in report.groups[name]]
-        for name, group in rows:
-            rate = "" if group.accuracy is None else f"{group.accuracy:.4f}"
-            writer.writerow([report.tenant, name, group.key, group.label, group.decided,
-                             group.known, group.correct, rate,
-                             *(group.states.get(state, 0) for state in _STATES)])  # fmt: skip
+        made = make(load_period(facts, tenant, config.psa, start, end))
+    if csv_file is not None:
+        with fail_cleanly():
+            write_csv(csv_file, made)
+    if as_json:
+        print(json.dumps(made.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    elif made.summary.message:
+        console.print(made.summary.message, highlight=False)
+    else:
+        show(console, made)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from psatriage.classifiers import classifiers
-from psatriage.config.schema import PromptSettings, RawTenant, Trigger
+from psatriage.config.schema import PromptSettings, RawTenant, Trigger, parse_poll_start
 from psatriage.config.tenant import AppConfig, Tenant
 from psatriage.errors import ConfigError
 from psatriage.prompts import (
@@ -152,6 +152,13 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         redactor=raw.privacy.redactor(),
         companies=raw.companies,
         outcomes=raw.outcomes,
+        categories=raw.categories,
+        learning=raw.learning,
+        budget=raw.budget,
+        poll_start=parse_poll_start(raw.poll_start),
+        retention_days=raw.retention_days,
+        record_retention_days=raw.record_retention_days,
+        backfill_call_share=raw.backfill_call_share,
     )
     return _company_policies_hold(tenant)
 

@@ -6,13 +6,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from psatriage.classifiers.base import ClassifierConfig
 from psatriage.config.schema import (
+    Budget,
+    CategoryHint,
     CompanyOverride,
+    LearningSettings,
     OutcomeSettings,
     Policy,
     TaxonomySettings,
@@ -61,6 +65,13 @@ class Tenant:
     redactor: Redactor = field(default_factory=Redactor)
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
     outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
+    categories: Mapping[str, CategoryHint] = field(default_factory=dict)
+    learning: LearningSettings = field(default_factory=LearningSettings)
+    budget: Budget = field(default_factory=Budget)
+    poll_start: datetime | None = None  # where the first poll starts; None: when it runs
+    retention_days: int | None = None  # ticket-derived text; None: kept for ever
+    record_retention_days: int | None = None  # events, decisions, model calls
+    backfill_call_share: float = 0.5
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"
@@ -110,11 +121,35 @@ class Tenant:
         return None
 
     def describe(self, category: Category) -> str:
-        """The tenant's description for a category, if it gave one."""
-        for pattern, text in self.taxonomy.descriptions.items():
-            if category_matches(category, pattern):
-                return text
-        return category.description
+        """What the model and the zero-shot engine read about a category: the description of
+        its most specific ``categories`` entry (else ``taxonomy.descriptions``, else the PSA's),
+        followed by the hints of every entry that names it, the most specific first."""
+        entries = self.category_entries(category)
+        description = next((e.description for e in entries if e.description), "")
+        if not description:
+            description = next(
+                (
+                    text
+                    for pattern, text in self.taxonomy.descriptions.items()
+                    if category_matches(category, pattern)
+                ),
+                category.description,
+            )
+        hints = list(dict.fromkeys(h for e in entries for h in e.hints))
+        if not hints:
+            return description
+        typical = "e.g. " + ", ".join(hints)
+        return f"{description} ({typical})" if description else typical
+
+    def category_entries(self, category: Category) -> list[CategoryHint]:
+        """The ``categories`` entries naming this category, the most specific first (its key,
+        then the longest path prefix)."""
+        found = [
+            (_specificity(pattern, category), entry)
+            for pattern, entry in self.categories.items()
+            if category_matches(category, pattern)
+        ]
+        return [entry for _, entry in sorted(found, key=lambda f: -f[0])]
 
 
 @dataclass(frozen=True)
@@ -138,6 +173,12 @@ class AppConfig:
         except KeyError:
             known = ", ".join(sorted(self.tenants)) or "none"
             raise ConfigError(f"no tenant named {name!r} (configured: {known})") from None
+
+
+def _specificity(pattern: str, category: Category) -> int:
+    if pattern == category.key:
+        return 1_000
+    return len([p for p in re.split(r"[>›]", pattern) if p.strip()])
 
 
 def category_matches(category: Category, pattern: str) -> bool:
