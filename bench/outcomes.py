@@ -30,14 +30,18 @@ from tests.loop_kit import PSAS, Loop, open_loop
 
 from psatriage import outcomes
 from psatriage.domain import Chosen, TicketEvent
-from psatriage.store.tables import DecisionRow, EventRow, OutcomeRow, utcnow
+from psatriage.psa import adapters
+from psatriage.store.tables import DecisionRow, EventState, OutcomeRow, utcnow
 
 TICKET_READ = re.compile(r"(?i)/tickets(/\d+|/query)?$")  # a ticket, a list, a query
 
 
 def _decided(loop: Loop, psa: str, tickets: int) -> None:
+    """Set the tickets up through an adapter of their own: its calls do not count against the
+    sweeping adapter's call window (as a technician's work in the PSA would not)."""
     kit = loop.kits[psa]
-    adapter = loop.runtime.adapter(psa)
+    tenant = loop.runtime.tenant(psa)
+    adapter = adapters()[psa](psa, tenant.connection, loop.runtime.http)
     first = adapter.get_ticket(kit.new_ticket("warm-up", "reads the tree once"))
     leaves = adapter.get_taxonomy(first).active()
     chosen = Chosen(leaves[0], (), adapter.get_taxonomy(first).levels)
@@ -51,9 +55,8 @@ def _decided(loop: Loop, psa: str, tickets: int) -> None:
         if n % 10 == 9:
             kit.delete(ticket)
         event = TicketEvent(psa, ticket, "created", True, f"bench:{ticket}")
-        event_id, _ = loop.runtime.ledger.record(event)
+        event_id, _ = loop.runtime.ledger.record(event, state=EventState.DONE)
         with loop.runtime.sessions.begin() as session:
-            session.query(EventRow).filter(EventRow.id == event_id).update({"state": "done"})
             row = DecisionRow(event_id=event_id, tenant=psa, ticket_id=ticket, final=True)
             session.add(row)
             session.flush()

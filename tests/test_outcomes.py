@@ -156,3 +156,19 @@ def test_one_process_sweeps_a_tenant_per_interval(loop: Loop) -> None:
     assert loop.runtime.sweeps.claim("halopsa", 900) in {True, False}
     assert outcomes.sweep(loop.runtime, "halopsa") is None  # claimed just now
     assert outcomes.sweep(loop.runtime, "nobody") is None
+
+
+def test_where_the_psa_counts_per_endpoint_the_sweep_keeps_room_on_its_endpoint(
+    loop: Loop,
+) -> None:
+    psa = "kaseya_bms"  # last: it leaves this endpoint's window half full
+    ticket, _ = loop.suggest(psa)
+    loop.runtime.outcomes.make_due(psa, ticket)
+    adapter = loop.runtime.adapter(psa)
+    limits = adapter.client.limits  # type: ignore[attr-defined]
+    assert limits.per_endpoint and adapter.state_endpoint == "GET v2/servicedesk/tickets/{id}"
+    for _ in range(int(limits.window.limit * 0.5) - limits.used(adapter.state_endpoint)):
+        limits.window.acquire(adapter.state_endpoint)
+    swept = outcomes.sweep(loop.runtime, psa, force=True)
+    assert swept is not None and swept.stopped == "the PSA call window is kept for new tickets"
+    assert _outcome(loop, psa, ticket).checks == 0

@@ -148,13 +148,16 @@ def _new_tickets_waiting(runtime: Runtime, tenant: str) -> bool:
 
 
 def _room_for_us(adapter: PSAAdapter[Any], keep: float) -> bool:
-    """Whether the tenant's call window has room beyond what is kept for new tickets (PSAs
-    that count per endpoint are left to their per-endpoint limits)."""
+    """Whether the tenant's call window (or, where the PSA counts per endpoint, the window of
+    the endpoint the sweep reads) has room beyond what is kept for new tickets."""
     limits = getattr(getattr(adapter, "client", None), "limits", None)
     window = getattr(limits, "window", None)
-    if limits is None or window is None or limits.per_endpoint:
+    if limits is None or window is None:
         return True
-    return bool(limits.used() < window.limit * (1 - keep))
+    endpoint = adapter.state_endpoint if limits.per_endpoint else ""
+    if limits.per_endpoint and not endpoint:
+        return True  # the PSA's per-endpoint limits hold the sweep
+    return bool(limits.used(endpoint) < window.limit * (1 - keep))
 
 
 def _record(

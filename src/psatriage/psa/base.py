@@ -271,6 +271,9 @@ class PSAAdapter(ABC, Generic[ConfigT]):
 
     state_batch_size: ClassVar[int] = 1
     """How many tickets ``read_ticket_states`` reads in one list query (1: one call each)."""
+    state_endpoint: ClassVar[str] = ""
+    """Where the PSA counts calls per endpoint: the endpoint ``read_ticket_states`` reads (the
+    outcome sweep leaves room on it for new tickets)."""
 
     def read_ticket_states(self, ticket_ids: Sequence[str]) -> dict[str, TicketState]:
         """The category, closed flag and last changer of each ticket, for the outcome sweep:
