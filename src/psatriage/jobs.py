@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from huey.consumer import Consumer
 
-from psatriage import metrics, pipeline, retention
+from psatriage import metrics, outcomes, pipeline, retention
 from psatriage.domain import TicketEvent
 from psatriage.errors import (
     AuthFailed,
@@ -60,11 +60,11 @@ def consumer(runtime: Runtime, *, workers: int, embedded: bool) -> Consumer:
 
 def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
-    finds, restarts polling chains that died, starts the due model retrains and report-facts
-    refreshes (each in a thread of its own) and purges what retention lets go. Every worker
-    process runs one; the jobs are idempotent or claim their turn per tenant in the database, so
-    several processes doing them at once is harmless (a purge runs once per tenant and
-    ``purge_every_seconds``, ``retention.purge_due``)."""
+    finds, restarts polling chains that died, starts the due outcome sweeps, model retrains and
+    report-facts refreshes (each in a thread of its own) and purges what retention lets go.
+    Every worker process runs one; the jobs are idempotent or claim their turn per tenant in the
+    database, so several processes doing them at once is harmless (a purge runs once per tenant
+    and ``purge_every_seconds``, ``retention.purge_due``)."""
     interval = runtime.settings.housekeeping_seconds
 
     def loop() -> None:
@@ -72,6 +72,7 @@ def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
             try:
                 reap(runtime)
                 kick_polls(runtime)
+                outcomes.kick_sweeps(runtime)  # below new tickets: in a thread of their own
                 retrain.kick_retrains(runtime)
                 retention.purge_due(
                     runtime.engine,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -49,8 +50,9 @@ from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
 from psatriage.store.decisions import AlreadyDecided, Decisions
+from psatriage.store.outcomes import OutcomeDraft
 from psatriage.store.reviews import ReviewDraft, excerpt
-from psatriage.store.tables import DecisionRow
+from psatriage.store.tables import DecisionRow, utcnow
 from psatriage.store.usage import Usage
 from psatriage.taxonomy_cache import TaxonomyCache
 
@@ -106,7 +108,7 @@ def categorize(
         if holder is not None:
             return Decision(None, f"already decided by event {holder.event_id}")
     if checkpoint is not None:
-        planned = _resume(deps, checkpoint)
+        planned = _resume(deps, checkpoint, ticket)
     else:
         try:
             planned = _plan(
@@ -129,6 +131,7 @@ def categorize(
         wrote_category=choice.action is policy.Action.APPLY,
         wrote_note=choice.action in _NOTED,
         review=_review(deps, ticket, planned) if choice.review else None,
+        tracked=_tracked(deps, ticket, planned.decision_id, outcome, planned, choice),
     )
     return Decision(
         outcome, choice.reason, planned.decision_id, planned.chosen, planned.classification, wrote
@@ -142,6 +145,36 @@ _OUTCOMES = {
     policy.Action.RECORD: Outcome.RECORDED,
 }
 _NOTED = frozenset({policy.Action.APPLY, policy.Action.SUGGEST})  # the actions that post a note
+
+
+def _tracked(
+    deps: Deps,
+    ticket: Ticket,
+    decision_id: int,
+    outcome: Outcome,
+    planned: _Plan | None = None,
+    choice: policy.Choice | None = None,
+) -> OutcomeDraft:
+    """The outcome to follow for a decision (``planned`` is None for a kept category)."""
+    classification = planned.classification if planned else None
+    chosen = planned.chosen if planned else None
+    return OutcomeDraft(
+        decision_id=decision_id,
+        tenant=deps.tenant.name,
+        ticket_id=ticket.id,
+        company_id=ticket.company_id,
+        company_name=ticket.company_name or "",
+        engine=classification.engine if classification else "",
+        model=classification.model if classification else "",
+        band=choice.band.value if choice else "",
+        confidence=classification.confidence if classification else None,
+        decision_outcome=outcome.value,
+        chosen=chosen.to_dict() if chosen else None,
+        chosen_key=chosen.category.key if chosen else None,
+        chosen_label=chosen.category.label if chosen else "",
+        wrote=choice is not None and choice.action is policy.Action.APPLY,
+        first_check_at=utcnow() + timedelta(hours=deps.tenant.outcomes.check_every_hours),
+    )
 
 
 def _review(deps: Deps, ticket: Ticket, planned: _Plan) -> ReviewDraft:
@@ -179,7 +212,7 @@ class _Plan:
     redactions: Mapping[str, int]  # what was masked before the model saw the ticket
 
 
-def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Decision:
+def _resume(deps: Deps, checkpoint: DecisionRow, ticket: Ticket) -> _Plan | Decision:
     """Pick up a decision an earlier attempt checkpointed (the model is not asked again)."""
     if checkpoint.category is None:  # a "kept" whose event was not closed
         deps.decisions.finalize_decision(
@@ -188,6 +221,7 @@ def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Decision:
             reason=checkpoint.reason,
             wrote_category=False,
             wrote_note=False,
+            tracked=_tracked(deps, ticket, checkpoint.id, Outcome.KEPT),
         )
         return Decision(Outcome.KEPT, checkpoint.reason, checkpoint.id)
     return _checkpointed(checkpoint, checkpoint.category)
@@ -226,7 +260,7 @@ def _plan(
             reason=checked.keep,
             once_per_ticket=once,
         )
-        return _resume(deps, row)
+        return _resume(deps, row, ticket)
     if deps.usage is not None:
         budgets.check(tenant, deps.usage)
     classification, chosen, redactions = classify(deps, ticket, taxonomy, effective, event_id)

@@ -1,12 +1,13 @@
 """Data lifecycle: what a tenant's ``retention_days`` and ``record_retention_days`` let go.
 
-- **Text** derived from tickets, older than ``retention_days``, is blanked: the model's reasoning
-  in decisions, event reasons and model-call errors (which may quote the model's answer), the
-  results of backtests and bulk runs. The rows stay, so counts and the audit trail do too.
+- **Text** derived from tickets, older than ``retention_days``, is blanked: the model's
+  reasoning in decisions, the title and excerpt of reviews, event reasons and model-call errors
+  (which may quote the model's answer), the results of backtests and bulk runs. The rows stay,
+  so counts and the audit trail do too.
 - **Records** older than ``record_retention_days`` are deleted: finished events with their
-  decisions, and model calls. Before they go, their counts are added to ``daily_counts`` (per
-  tenant and day: events by state, decisions by outcome, model calls, tokens, cost), so totals
-  survive.
+  decisions (and the decisions' reviews and outcomes), and model calls. Before they go, their
+  counts are added to ``daily_counts`` (per tenant and day: events by state, decisions by
+  outcome, model calls, tokens, cost), so totals survive.
 
 ``purge`` does it now (``psatriage purge``); ``purge_due`` is housekeeping's call, at most once
 per ``purge_every_seconds`` per tenant across every process (a mark in ``job_marks``).
@@ -38,6 +39,8 @@ from psatriage.store.tables import (
     EventRow,
     JobMarkRow,
     ModelCallRow,
+    OutcomeRow,
+    ReviewRow,
     utcnow,
 )
 
@@ -178,6 +181,16 @@ def _blank_text(session: Session, tenant: str, cutoff: datetime, done: Purged) -
             {"reason": ""},
         ),
         (
+            "reviews",
+            ReviewRow,
+            and_(
+                ReviewRow.tenant == tenant,
+                ReviewRow.created_at < cutoff,
+                (ReviewRow.title != "") | (ReviewRow.excerpt != ""),
+            ),
+            {"title": "", "excerpt": ""},
+        ),
+        (
             "model calls",
             ModelCallRow,
             and_(
@@ -257,6 +270,9 @@ def _delete_records(session: Session, tenant: str, cutoff: datetime, done: Purge
         totals[(moment, "tokens_out")] += tokens_out or 0
         totals[(moment, "cost_usd")] += cost or 0
     _add_daily(session, tenant, totals)
+    old_decisions = select(DecisionRow.id).where(DecisionRow.event_id.in_(old_events))
+    for table in (ReviewRow, OutcomeRow):  # they refer to the decisions: first
+        session.execute(delete(table).where(table.decision_id.in_(old_decisions)))
     decisions = session.execute(delete(DecisionRow).where(DecisionRow.event_id.in_(old_events)))
     events = session.execute(delete(EventRow).where(finished_long_ago))
     calls = session.execute(delete(ModelCallRow).where(old_calls))

@@ -151,6 +151,7 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         taxonomy=raw.taxonomy,
         redactor=raw.privacy.redactor(),
         companies=raw.companies,
+        outcomes=raw.outcomes,
         categories=raw.categories,
         learning=raw.learning,
         budget=raw.budget,

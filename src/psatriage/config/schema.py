@@ -312,6 +312,52 @@ class TaxonomySettings(_Strict):
     )
 
 
+class OutcomeSettings(_Strict):
+    """How the outcome sweep follows decided tickets to learn what they ended up as."""
+
+    sweep_every_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=1440,
+        description="How often the tenant's outcome sweep runs (one process at a time).",
+    )
+    check_every_hours: float = Field(
+        default=24,
+        gt=0,
+        le=720,
+        description="How often a decided ticket that is still open is read again (an update "
+        "notification from the PSA makes it due at once).",
+    )
+    recheck_after_days: float = Field(
+        default=7,
+        ge=0,
+        le=365,
+        description="A ticket seen closed is read once more this long after, for a category "
+        "changed at or after closing; then its outcome is settled.",
+    )
+    give_up_after_days: float = Field(
+        default=30,
+        gt=0,
+        le=365,
+        description="A ticket still open this long after the decision is settled as it stands.",
+    )
+    max_reads_per_sweep: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="At most this many tickets read per sweep (in list queries where the PSA "
+        "can filter by id).",
+    )
+    keep_for_new_tickets: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of the tenant's PSA call window kept for new tickets: the sweep "
+        "stops while the window is fuller than 1 minus this. It also waits while new tickets "
+        "of the tenant wait.",
+    )
+
+
 class CategoryHint(_Strict):
     """What a category means at this MSP, for one category key or path prefix."""
 
@@ -556,6 +602,7 @@ class RawTenant(_Strict):
     )
     learning: LearningSettings = Field(default_factory=LearningSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings)
     companies: dict[str, CompanyOverride] = Field(default_factory=dict)
     budget: Budget = Field(default_factory=Budget)
 

@@ -17,6 +17,7 @@ from psatriage.config.schema import (
     CategoryHint,
     CompanyOverride,
     LearningSettings,
+    OutcomeSettings,
     Policy,
     TaxonomySettings,
     Trigger,
@@ -63,6 +64,7 @@ class Tenant:
     taxonomy: TaxonomySettings
     redactor: Redactor = field(default_factory=Redactor)
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
+    outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
     categories: Mapping[str, CategoryHint] = field(default_factory=dict)
     learning: LearningSettings = field(default_factory=LearningSettings)
     budget: Budget = field(default_factory=Budget)

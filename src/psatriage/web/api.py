@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from psatriage import accuracy
 from psatriage.domain import Outcome
 from psatriage.runtime import Runtime
 from psatriage.store import db
@@ -114,10 +115,11 @@ def _models(runtime: Runtime) -> dict[str, dict[str, str]]:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(runtime: RuntimeDep) -> Response:
-    # the budget gauges, fresh from the database (workers count there); on a database error
-    # the other metrics are still worth serving, and /readyz says what is wrong
+    # the budget and accuracy gauges, fresh from the database (workers count there); on a
+    # database error the other metrics are still worth serving, and /readyz says what is wrong
     with contextlib.suppress(SQLAlchemyError):
         runtime.budgets()
+        accuracy.refresh_gauges(runtime.sessions, runtime.config.tenants)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
