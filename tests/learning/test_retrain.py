@@ -172,6 +172,28 @@ def test_a_retrain_that_is_better_is_promoted(
     assert same.line().startswith("refused v0003: not better: candidate")
 
 
+def test_the_held_out_tickets_are_ones_the_model_in_use_has_not_learned(
+    sessions: sessionmaker[Session], embedder: Embedder
+) -> None:
+    versions = ModelVersions(sessions)
+    history = _items("history")  # 36 tickets, oldest first
+    learned = history[:24]
+    model = fit(learned, embedder, source="test", min_examples=2)
+    versions.add(
+        TENANT, model, state="active", trigger="train", trained_on=[i.ticket_id for i in learned]
+    )
+    assert versions.list(TENANT)[0].trained_on == {i.ticket_id for i in learned}
+    assert "trained_on" not in versions.list(TENANT)[0].report
+    result = retrain(
+        versions, TENANT, history[:30], [], embedder,
+        held_out=0.5, min_held_out=5, min_examples=2,
+    )  # fmt: skip
+    # the newest half is tickets 15-29; the model in use learned up to 23
+    assert result.comparison is not None and result.comparison.held_out == 6
+    assert result.version is not None
+    assert result.version.trained_on == {i.ticket_id for i in history[:24]}
+
+
 def test_too_few_held_out_examples_promote_only_a_first_model(
     sessions: sessionmaker[Session], embedder: Embedder
 ) -> None:

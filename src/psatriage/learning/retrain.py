@@ -1,7 +1,7 @@
 """Training a tenant's model on its history and examples, and the scheduled retrain.
 
-``train_version`` fits a model on closed-ticket history and labeled examples together and
-stores it as the tenant's next version (``psatriage train --tenant T``: made active at once).
+``fit`` fits a model on closed-ticket history and labeled examples together
+(``psatriage train --tenant T`` stores it as the tenant's active version at once).
 
 ``retrain`` is the careful variant the schedule runs: the newest ``held_out`` share of the
 tenant's closed-ticket history and of its labeled examples (its recent outcomes) is put aside; a
@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.errors import CallLimitReached, PsatriageError
-from psatriage.learning.dataset import Labeled, TrainingSet, categories, training_set
+from psatriage.learning.dataset import Labeled, categories, training_set
 from psatriage.learning.versions import ModelVersions, VersionInfo
 from psatriage.store.tables import RetrainMarkRow, utcnow
 
@@ -104,20 +104,6 @@ def fit(
     )
 
 
-def train_version(
-    versions: ModelVersions,
-    tenant: str,
-    data: TrainingSet,
-    embedder: Embedder,
-    *,
-    source: str,
-    min_examples: int,
-) -> VersionInfo:
-    """Fit on the whole training set and make it the tenant's active version."""
-    model = fit(data.items, embedder, source=source, min_examples=min_examples)
-    return versions.add(tenant, model, state="active", trigger="train", extra=data.describe())
-
-
 def hits(
     model: TrainedModel | None,
     items: Sequence[Labeled],
@@ -185,30 +171,38 @@ def retrain(
     (``significantly_better``).
 
     ``history`` and ``examples`` are oldest first. The held-out slice is the newest ``held_out``
-    share of each: recent closed tickets (ours right or wrong, as they came) and recent examples
-    (corrections, where the model in use was wrong, so they favour the candidate; history keeps
-    the slice honest where the PSA can list it)."""
+    share of each that the model in use has not learned: recent closed tickets (ours right or
+    wrong, as they came) and recent examples (corrections, where the model in use was wrong, so
+    they favour the candidate; history keeps the slice honest where the PSA can list it)."""
     from psatriage.local_engine import DataError  # noqa: PLC0415
 
-    older_history, recent_history = split_held_out(history, held_out)
-    older_examples, recent_examples = split_held_out(examples, held_out)
-    recent = training_set(recent_history, recent_examples).items
+    active = versions.active(tenant)
+    seen = active[0].trained_on if active is not None else frozenset()
+    recent = [
+        r
+        for r in training_set(
+            split_held_out(history, held_out)[1], split_held_out(examples, held_out)[1]
+        ).items
+        if r.ticket_id not in seen  # what the model in use learned is no test of it
+    ]
     recent_ids = {r.ticket_id for r in recent}
-    # a held-out ticket is learned neither from its history nor from an older example
+    # a held-out ticket is learned neither from its history nor from an example
     data = training_set(
-        [h for h in older_history if h.ticket_id not in recent_ids],
-        [e for e in older_examples if e.ticket_id not in recent_ids],
+        [h for h in history if h.ticket_id not in recent_ids],
+        [e for e in examples if e.ticket_id not in recent_ids],
     )
     described = {**data.describe(), "held_out": len(recent)}
+    learned = [i.ticket_id for i in data.items]
     try:
         candidate = fit(
             data.items, embedder, source=f"{tenant} (retrain)", min_examples=min_examples
         )
     except DataError as exc:
         return RetrainResult(False, f"nothing to train: {exc}", data=described)
-    active = versions.active(tenant)
     if active is None and len(recent) < min_held_out:
-        info = versions.add(tenant, candidate, state="active", trigger=trigger, extra=described)
+        info = versions.add(
+            tenant, candidate, state="active", trigger=trigger, extra=described, trained_on=learned
+        )
         return RetrainResult(True, "the tenant had no model", info, data=described)
     if len(recent) < min_held_out:
         return RetrainResult(
@@ -239,6 +233,7 @@ def retrain(
         trigger=trigger,
         evaluation=comparison.to_dict(),
         extra=described,
+        trained_on=learned,
     )
     reason = f"better: {scores}" if better else f"not better: {scores}"
     return RetrainResult(better, reason, info, comparison, described)

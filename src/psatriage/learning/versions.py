@@ -12,6 +12,7 @@ each); older versions stay listed with their reports, and cannot be promoted aga
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 State = Literal["active", "candidate", "retired", "refused"]
 ACTIVE: Final = "active"
+TRAINED_ON: Final = "trained_on"  # the report's list of ticket ids the model learned
 KEEP_MODELS: Final = 6  # versions beside the active one that keep their model file
 
 
@@ -47,6 +49,7 @@ class VersionInfo:
     created_at: datetime
     promoted_at: datetime | None
     kept: bool = True  # whether its model file is still kept (promotable)
+    trained_on: frozenset[str] = frozenset()  # the ids of the tickets it learned
 
     @property
     def name(self) -> str:
@@ -81,11 +84,13 @@ class ModelVersions:
         trigger: str,
         evaluation: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        trained_on: Iterable[str] = (),
     ) -> VersionInfo:
         """Store ``model`` as the tenant's next version (made active when ``state`` is active).
 
         ``model.report.version`` is set to the version's name; ``extra`` is added to the stored
-        report (what the training set was made of)."""
+        report (what the training set was made of); ``trained_on`` are the ids of the tickets it
+        learned, kept so a later retrain holds out only tickets this model has not seen."""
         from dataclasses import replace  # noqa: PLC0415
 
         with self._sessions.begin() as session:
@@ -103,7 +108,11 @@ class ModelVersions:
                 state=state,
                 trigger=trigger,
                 data=model.to_bytes(),
-                report={**model.report.to_dict(), **(extra or {})},
+                report={
+                    **model.report.to_dict(),
+                    **(extra or {}),
+                    TRAINED_ON: sorted(set(trained_on)),
+                },
                 evaluation=evaluation,
                 created_at=now,
                 promoted_at=now if state == ACTIVE else None,
@@ -243,16 +252,19 @@ class ModelVersions:
 
 
 def _info(row: ModelVersionRow, *, kept: bool = True) -> VersionInfo:
+    report = dict(row.report)
+    trained_on = frozenset(str(t) for t in report.pop(TRAINED_ON, ()))
     return VersionInfo(
         tenant=row.tenant,
         version=row.version,
         state=row.state,
         trigger=row.trigger,
-        report=dict(row.report),
+        report=report,
         evaluation=dict(row.evaluation) if row.evaluation is not None else None,
         created_at=row.created_at,
         promoted_at=row.promoted_at,
         kept=kept,
+        trained_on=trained_on,
     )
 
 
