@@ -33,7 +33,8 @@ Variables available to a note template: ``category`` (``key``, ``label``), ``con
 ``confidence_source`` (``logprobs``, ``self_reported`` or ``model``), ``reasoning``, ``model``,
 ``engine``, ``outcome`` (``applied`` or ``suggested``), ``previous`` (the path it had, may be
 empty), ``facets`` (the other fields chosen, each with ``label`` and ``value``), ``redacted``
-(what was masked before the model saw the ticket, e.g. ``"1 email, 2 phone"``), ``marker``.
+(what was masked before the model saw the ticket, e.g. ``"1 email, 2 phone"``), ``review`` (true
+when the suggestion waits in the review queue), ``marker``.
 An error note template gets ``error`` and ``marker``.
 """
 
@@ -122,6 +123,9 @@ DEFAULT_NOTE = """\
 psatriage categorized this ticket as: {{ category.label }}
 {% else %}
 psatriage suggests the category: {{ category.label }}
+{% if review %}
+Marked for review: accept or correct it in psatriage's review queue.
+{% endif %}
 {% endif %}
 Confidence: {{ "%.0f" | format(confidence * 100) }}%\
 {{ " (the model's own estimate)" if confidence_source == "self_reported" }}
@@ -290,6 +294,7 @@ _SAMPLE_NOTE_VARS: Mapping[str, Any] = {
     "engine": "openai",
     "outcome": "applied",
     "previous": "",
+    "review": False,
     "marker": "psatriage:1",
 }
 

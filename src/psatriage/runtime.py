@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 
+from psatriage import budgets
 from psatriage.breaker import CircuitBreaker
+from psatriage.budgets import Meter
 from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
 from psatriage.config import AppConfig, Tenant, load_config
@@ -22,13 +24,17 @@ from psatriage.pipeline import Deps
 from psatriage.psa import adapters
 from psatriage.psa.base import PSAAdapter
 from psatriage.queue import Queue
+from psatriage.reviews import Desk
 from psatriage.settings import Settings
 from psatriage.shared import limits, tokens
 from psatriage.store import db
 from psatriage.store.decisions import Decisions
 from psatriage.store.ledger import Ledger
 from psatriage.store.polls import PollMarks
+from psatriage.store.reviews import Reviews
 from psatriage.store.taxonomies import StoredTaxonomies
+from psatriage.store.usage import Usage
+from psatriage.store.users import Audit
 from psatriage.taxonomy_cache import TaxonomyCache
 
 
@@ -60,6 +66,8 @@ class Runtime:
         )
         tokens.share_tokens(self._tokens)
         self.decisions = Decisions(self.sessions)
+        self.reviews = Reviews(self.sessions)
+        self.usage = Usage(self.engine)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
         self.similar_examples = SimilarExamples(self.sessions)
@@ -125,6 +133,19 @@ class Runtime:
             decisions=self.decisions,
             taxonomies=self.taxonomies,
             examples=self.similar_examples,
+            usage=self.usage,
+        )
+
+    def review_desk(self) -> Desk:
+        """What the review queue's actions need (``psatriage.reviews.act``)."""
+        return Desk(
+            reviews=self.reviews,
+            decisions=self.decisions,
+            audit=Audit(self.sessions),
+            taxonomies=self.taxonomies,
+            tenant=self.tenant,
+            adapter=self.adapter,
+            sessions=self.sessions,
         )
 
     def problems(self) -> dict[str, list[str]]:
@@ -138,6 +159,10 @@ class Runtime:
             if listed:
                 found[name] = listed
         return found
+
+    def budgets(self) -> dict[str, Meter]:
+        """Every budgeted tenant's meter (what ``/readyz`` and ``/metrics`` show)."""
+        return budgets.meters(self.config.tenants, self.usage)
 
     def flag_tenant(self, name: str, problem: str) -> None:
         """Remember a tenant-wide problem (credentials refused) for ``/readyz``."""

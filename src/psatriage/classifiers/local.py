@@ -194,6 +194,9 @@ class LocalClassifier(Classifier[LocalConfig]):
             model=ranker.name,
             latency_ms=(time.perf_counter() - started) * 1000,
             facets=facets,
+            alternatives=tuple(
+                (s.category.key, s.probability) for s in ranked[1 : 1 + self.config.alternatives]
+            ),
         )
         return classification, ranked
 

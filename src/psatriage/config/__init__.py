@@ -34,8 +34,11 @@ from __future__ import annotations
 
 from psatriage.config.loader import TENANT_NAME, load_config, parse_config
 from psatriage.config.schema import (
+    FIELDS,
+    Budget,
     CategoryHint,
     CompanyOverride,
+    FieldPolicy,
     LearningSettings,
     Mode,
     Overwrite,
@@ -50,11 +53,14 @@ from psatriage.config.schema import (
 from psatriage.config.tenant import AppConfig, Effective, Tenant, category_matches
 
 __all__ = [
+    "FIELDS",
     "TENANT_NAME",
     "AppConfig",
+    "Budget",
     "CategoryHint",
     "CompanyOverride",
     "Effective",
+    "FieldPolicy",
     "LearningSettings",
     "Mode",
     "Overwrite",

@@ -6,12 +6,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from psatriage.classifiers.base import ClassifierConfig
 from psatriage.config.schema import (
+    Budget,
     CategoryHint,
     CompanyOverride,
     LearningSettings,
@@ -63,6 +65,11 @@ class Tenant:
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
     categories: Mapping[str, CategoryHint] = field(default_factory=dict)
     learning: LearningSettings = field(default_factory=LearningSettings)
+    budget: Budget = field(default_factory=Budget)
+    poll_start: datetime | None = None  # where the first poll starts; None: when it runs
+    retention_days: int | None = None  # ticket-derived text; None: kept for ever
+    record_retention_days: int | None = None  # events, decisions, model calls
+    backfill_call_share: float = 0.5
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"
@@ -81,12 +88,26 @@ class Tenant:
         override = self._company(company_id, company_name)
         if override is None:
             return Effective(model, max_tokens, self.instructions, self.policy)
-        changes = override.policy.model_dump(exclude_none=True)
-        policy = Policy.model_validate({**self.policy.model_dump(), **changes})
+        policy = self.policy_with(override)
         instructions = "\n".join(t for t in (self.instructions, override.instructions) if t)
         return Effective(
             override.model or model, override.max_tokens or max_tokens, instructions, policy
         )
+
+    def policy_with(self, override: CompanyOverride) -> Policy:
+        """The tenant's policy with a company's changes (raises ``ValidationError`` when the two
+        together contradict each other; the loader checks every company when the file loads)."""
+        changes = override.policy.model_dump(exclude_none=True)
+        base = self.policy.model_dump()
+        if "apply_at" in changes and "min_confidence_to_change" not in changes:
+            changes["min_confidence_to_change"] = max(
+                changes["apply_at"], base["min_confidence_to_change"]
+            )
+        fields: dict[str, dict[str, object]] = dict(base.get("fields") or {})
+        for name, band in (changes.pop("fields", None) or {}).items():
+            set_here = {key: value for key, value in band.items() if value is not None}
+            fields[name] = {**fields.get(name, {}), **set_here}
+        return Policy.model_validate({**base, **changes, "fields": fields})
 
     def _company(self, company_id: str | None, company_name: str | None) -> CompanyOverride | None:
         for wanted in (company_id, company_name):
