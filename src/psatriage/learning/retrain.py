@@ -336,7 +336,7 @@ def scheduled_retrain(runtime: Runtime, read_history: HistoryReader | None = Non
         started = time.monotonic()
         try:
             since = utcnow() - timedelta(days=tenant.learning.history_days)
-            reader = read_history or _psa_history(runtime)
+            reader = read_history or psa_history(runtime)
             history = (
                 reader(tenant.name, since, tenant.learning.history_limit)
                 if tenant.learning.history_days
@@ -374,7 +374,8 @@ def scheduled_retrain(runtime: Runtime, read_history: HistoryReader | None = Non
     return ran
 
 
-def _psa_history(runtime: Runtime) -> HistoryReader:
+def psa_history(runtime: Runtime) -> HistoryReader:
+    """Reads a tenant's closed, categorized tickets from its PSA, oldest first."""
     from psatriage.learning.dataset import from_history  # noqa: PLC0415
 
     def read(tenant: str, since: datetime, limit: int) -> list[Labeled]:
