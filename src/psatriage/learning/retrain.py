@@ -4,13 +4,13 @@
 (``psatriage train --tenant T`` stores it as the tenant's active version at once).
 
 ``retrain`` is the careful variant the schedule runs: the newest ``held_out`` share of the
-tenant's closed-ticket history and of its labeled examples (its recent outcomes) is put aside; a
-candidate is fitted on the rest; the candidate and the model in use (zero-shot when there is
-none) rank the same held-out tickets, and the candidate becomes active only when it is right on
-more of them by more than chance explains (``significantly_better``).
+tenant's closed tickets (its recent outcomes) is put aside; a candidate is fitted on the rest and
+the labeled examples; the candidate and the model in use (zero-shot when there is none) rank the
+same held-out tickets, and the candidate becomes active only when it is right on more of them by
+more than chance explains (``significantly_better``).
 A refused candidate is kept as version ``refused`` with both scores, so ``psatriage model list``
-shows why nothing changed. With too few held-out tickets to compare, nothing is promoted
-(unless the tenant has no model at all).
+shows why nothing changed. With too few held-out tickets to compare, the candidate is kept for a
+person to promote (unless the tenant has no model at all, when it is promoted).
 
 ``scheduled_retrain`` is the one call in the housekeeping loop: for each tenant whose local or
 hybrid classifier is due (``learning.retrain_every``), one process claims the tenant's
@@ -171,25 +171,26 @@ def retrain(
     (``significantly_better``).
 
     ``history`` and ``examples`` are oldest first. The held-out slice is the newest ``held_out``
-    share of each that the model in use has not learned: recent closed tickets (ours right or
-    wrong, as they came) and recent examples (corrections, where the model in use was wrong, so
-    they favour the candidate; history keeps the slice honest where the PSA can list it)."""
+    share of the closed tickets that the model in use has not learned (with the category of an
+    example where there is one): the recent outcomes, ours right or wrong as they came. Examples
+    alone are no fair slice (a correction is a ticket the model in use got wrong, so they favour
+    the candidate): with too few recent closed tickets the candidate is kept as a ``candidate``
+    for a person to promote, never promoted here (unless the tenant has no model at all)."""
     from psatriage.local_engine import DataError  # noqa: PLC0415
 
     active = versions.active(tenant)
     seen = active[0].trained_on if active is not None else frozenset()
-    recent = [
-        r
-        for r in training_set(
-            split_held_out(history, held_out)[1], split_held_out(examples, held_out)[1]
-        ).items
-        if r.ticket_id not in seen  # what the model in use learned is no test of it
-    ]
-    recent_ids = {r.ticket_id for r in recent}
-    # a held-out ticket is learned neither from its history nor from an example
+    newest = split_held_out(history, held_out)[1]
+    unseen = {h.ticket_id for h in newest} - seen  # what the model in use learned is no test
+    # the held-out slice: recent closed tickets, with the category a person gave where an
+    # example says so
+    recent = training_set(
+        [h for h in newest if h.ticket_id in unseen],
+        [e for e in examples if e.ticket_id in unseen],
+    ).items
     data = training_set(
-        [h for h in history if h.ticket_id not in recent_ids],
-        [e for e in examples if e.ticket_id not in recent_ids],
+        [h for h in history if h.ticket_id not in unseen],
+        [e for e in examples if e.ticket_id not in unseen],
     )
     described = {**data.describe(), "held_out": len(recent)}
     learned = [i.ticket_id for i in data.items]
@@ -205,9 +206,19 @@ def retrain(
         )
         return RetrainResult(True, "the tenant had no model", info, data=described)
     if len(recent) < min_held_out:
+        info = versions.add(
+            tenant,
+            candidate,
+            state="candidate",
+            trigger=trigger,
+            extra=described,
+            trained_on=learned,
+        )
         return RetrainResult(
             False,
-            f"{len(recent)} held-out tickets, fewer than {min_held_out}: nothing to compare on",
+            f"{len(recent)} recent closed tickets to compare on, fewer than {min_held_out}: "
+            "kept as a candidate for a person to promote",
+            info,
             data=described,
         )
     everything = [*data.items, *recent]
