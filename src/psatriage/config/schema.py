@@ -415,21 +415,23 @@ class LearningSettings(_Strict):
         default=0.2,
         gt=0,
         lt=1,
-        description="The share of the newest closed tickets and labeled examples a retrain "
-        "holds out to compare the new model with the one in use.",
+        description="The share of the newest closed tickets a retrain holds out to compare "
+        "the new model with the one in use (tickets the model in use learned are left out).",
     )
     min_held_out: int = Field(
         default=20,
         ge=1,
-        description="Fewer held-out tickets than this: the retrain is not compared and "
-        "nothing is promoted (unless there is no model yet).",
+        description="Fewer held-out tickets than this: the retrain is not compared and the "
+        "new model is kept as a candidate for 'psatriage model promote' (unless there is no "
+        "model yet: then it is used).",
     )
     history_days: int = Field(
         default=365,
         ge=0,
         le=3650,
         description="The retrain reads closed tickets created in this many days from the PSA "
-        "(0: examples only, no PSA calls).",
+        "(0: examples only and no PSA calls; with no recent closed tickets to compare on, a "
+        "retrained model then waits for a person to promote it).",
     )
     history_limit: int = Field(
         default=5000, ge=1, description="At most this many closed tickets per retrain."
