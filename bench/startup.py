@@ -17,7 +17,8 @@ ready    ``psatriage serve`` started N times with no tenants on a free port, a f
 
 Each is also given in CPU time (user + system of the process): on a shared machine the wall time
 stretches with the load, the CPU time much less (the help ratio is less affected either way: both
-sides pay the same). The 1-minute load average before and after is reported. Nothing here asserts; ``docs/PERFORMANCE.md`` holds the numbers of one run.
+sides pay the same). The 1-minute load average before and after is reported. Nothing here
+asserts; ``docs/PERFORMANCE.md`` holds the numbers of one run.
 """
 
 from __future__ import annotations
