@@ -30,6 +30,7 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
             stop.set()
             if consumer is not None:
                 consumer.stop(graceful=True)
+            pages.stop()  # its background checks use connections the runtime will close
 
     app = FastAPI(
         title="psatriage",
@@ -42,5 +43,5 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(webhooks.router)
     app.include_router(api.router)
-    console.install(app, runtime)
+    pages = console.install(app, runtime)
     return app
