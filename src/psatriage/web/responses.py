@@ -60,7 +60,13 @@ class Readiness(BaseModel):
     )
     checks: dict[str, str] = Field(description="database and queue: ok, or what is wrong.")
     tenants: dict[str, list[str]] = Field(
-        description="Per tenant, what needs a person: refused credentials, a deactivated webhook."
+        description="Per tenant, what needs a person: refused credentials, a deactivated "
+        "webhook, repeated failures."
+    )
+    degraded: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per tenant degraded by repeated PSA or model failures (events or polls, "
+        "PSATRIAGE_DEGRADED_AFTER in a row): why. The service stays ready for other tenants.",
     )
     models: dict[str, dict[str, str]] = Field(
         description="Per tenant with an LLM, what its model server was found to support "
