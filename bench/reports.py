@@ -125,7 +125,7 @@ def report_cost(facts_count: int, folder: Path) -> dict[str, Any]:
                 closed - timedelta(hours=3),
                 closed,
                 levels,
-            )  # fmt: skip
+            )
         )
     started = time.perf_counter()
     store.record("bench", tickets, {})
