@@ -27,6 +27,7 @@ from psatriage.config import (
     Trigger,
 )
 from psatriage.domain import Decision, TicketEvent
+from psatriage.learning.similar import SimilarExamples
 from psatriage.prompts import (
     DEFAULT_ERROR_NOTE,
     DEFAULT_NOTE,
@@ -102,6 +103,7 @@ class PipelineKit:
         self.ledger = Ledger(self.engine, self.sessions)
         self.decisions = Decisions(self.sessions)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
+        self.examples = SimilarExamples(self.sessions, refresh_seconds=0)
 
     def with_tenant(self, **settings: Any) -> PipelineKit:
         """This kit (same database, PSA and classifier) for a tenant with other settings."""
@@ -117,6 +119,7 @@ class PipelineKit:
             decisions=self.decisions,
             taxonomies=self.taxonomies,
             breaker=self.breaker,
+            examples=self.examples,
         )
 
     def event(self, ticket_id: str, key: str | None = None) -> int:

@@ -17,7 +17,10 @@ from pydantic_core import PydanticUndefined
 
 from psatriage.classifiers import classifiers
 from psatriage.config import (
+    Budget,
+    CategoryHint,
     CompanyOverride,
+    LearningSettings,
     Policy,
     PrivacySettings,
     PromptSettings,
@@ -72,6 +75,14 @@ excluded = ["Admin"]
 [tenants.acme.prompt]
 instructions = "Anything about the VPN is Network › Remote access."
 
+[tenants.acme.categories."Hardware > Printer"]
+description = "Printers, copiers and scanners: jams, toner, drivers, scan to e-mail."
+hints = ["toner", "paper jam", "scan to email"]
+
+[tenants.acme.learning]
+retrain_every = "7d"
+examples = 3
+
 [tenants.acme.companies."Contoso"]
 ai_model_ticket_cat = "gpt-4o"
 ticket_cat_max_tokens = 400
@@ -87,7 +98,10 @@ def configuration_reference() -> str:
     parts += [_EXAMPLE, "### `[tenants.NAME]`\n", _tenant_table()]
     parts += [_section("policy", Policy), _section("prompt", PromptSettings)]
     parts += [_section("taxonomy", TaxonomySettings), _section("privacy", PrivacySettings)]
+    parts += [_section('categories."KEY"', CategoryHint, note=_CATEGORY_NOTE)]
+    parts += [_section("learning", LearningSettings)]
     parts += [_section('companies."NAME"', CompanyOverride, note=_COMPANY_NOTE)]
+    parts += [_section("budget", Budget, note=_BUDGET_NOTE)]
     for kind, adapter in sorted(adapters().items()):
         parts.append(_section("connection", adapter.Config, note=f'For `psa = "{kind}"`.'))
     for kind, classifier in sorted(classifiers().items()):
@@ -107,6 +121,17 @@ _COMPANY_NOTE = (
     "Per client company, keyed by the PSA's company id or name (case-insensitive). These are the "
     "seed's organization variables: `ai_model_ticket_cat` and `ticket_cat_max_tokens` are accepted "
     "as names for `model` and `max_tokens`. `policy` takes any key of `[policy]`."
+)
+
+
+_BUDGET_NOTE = (
+    "What the tenant's tickets may spend on models. When a budget is reached, the tenant's "
+    "tickets are recorded as `over_budget` (no model is asked; an error note only if "
+    "`policy.report_errors`) until the UTC day or month turns, `/readyz` lists the tenant and "
+    "`/metrics` has `psatriage_budget_used`, `psatriage_budget_limit` and "
+    "`psatriage_over_budget`. `psatriage events retry` takes `over_budget` events back once "
+    "the budget allows. Tickets already in flight finish, so a busy tenant may go a few calls "
+    "past it (at most one per worker)."
 )
 
 
@@ -137,7 +162,25 @@ def _tenant_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-_TABLES = ("connection", "classifier", "policy", "prompt", "taxonomy", "privacy", "companies")
+_CATEGORY_NOTE = (
+    "Per category, keyed by its key or a path prefix (`Hardware` or `Hardware > Printer`, levels "
+    "joined by `>`, case-insensitive). The most specific entry's `description` is used; the hints "
+    "of every entry naming the category are added after it. `psatriage config check` names a key "
+    "that matches no category of the PSA's trees."
+)
+
+_TABLES = (
+    "connection",
+    "classifier",
+    "policy",
+    "prompt",
+    "taxonomy",
+    "privacy",
+    "categories",
+    "learning",
+    "companies",
+    "budget",
+)
 
 
 def _section(name: str, model: type[BaseModel], *, note: str = "") -> str:

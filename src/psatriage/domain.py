@@ -32,6 +32,9 @@ class TicketEvent:
 
     ``actionable`` is true only for "ticket created" events; the others are recorded and ignored.
     ``dedupe_key`` is unique per delivery of the same PSA event (e.g. ConnectWise ``MessageId``).
+    ``snapshot`` is the ticket as the delivery carried it, in the adapter's own reduced shape,
+    when the PSA sends the whole record (ConnectWise's ``Entity``); kept with the event so the
+    worker need not read the ticket again (``PSAAdapter.ticket_from_snapshot``).
     """
 
     tenant: str
@@ -41,6 +44,7 @@ class TicketEvent:
     dedupe_key: str
     occurred_at: datetime | None = None
     actor: str | None = None
+    snapshot: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +363,7 @@ class Classification:
     usage: Usage = Usage()
     latency_ms: float = 0.0
     facets: Mapping[str, str] = field(default_factory=dict)  # facet name -> chosen option id
+    alternatives: tuple[tuple[str, float], ...] = ()  # the next best (key, confidence), if known
 
 
 class Outcome(enum.StrEnum):
@@ -367,6 +372,7 @@ class Outcome(enum.StrEnum):
     APPLIED = "applied"  # category written (and a note)
     SUGGESTED = "suggested"  # note only: mode suggest, or confidence below the write threshold
     SHADOWED = "shadowed"  # recorded only: mode shadow
+    RECORDED = "recorded"  # recorded only: confidence below suggest_at
     KEPT = "kept"  # a person already set the category and policy keeps it
 
 

@@ -8,6 +8,7 @@
     ├── TransientError         try again later (retry_after seconds when the far end said so)
     │   └── CallLimitReached   our own limit on PSA calls: wait a turn, spending no attempt
     ├── AuthFailed             credentials refused: park the event, flag the tenant
+    ├── OverBudget             the tenant's model budget is spent: the event ends over_budget
     └── PermanentError         retrying cannot help: the event fails with this reason
         ├── CategoryRejected   the PSA refused the category we wrote (refresh the taxonomy once)
         ├── TimeUnavailable    the API user may not read time entries: reports go without hours
@@ -55,6 +56,11 @@ class CallLimitReached(TransientError):
 
     The job waits its turn (rescheduled after ``retry_after``) without spending an attempt.
     """
+
+
+class OverBudget(PsatriageError):
+    """The tenant's model budget (``budget.max_model_calls_per_day`` or ``max_cost_per_month``)
+    is reached: no model is asked, and the event ends ``over_budget``."""
 
 
 class AuthFailed(PsatriageError):

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
-from psatriage import metrics, policy, shortlist
+from psatriage import budgets, metrics, policy, shortlist
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.config.tenant import Effective, Tenant
@@ -36,15 +37,21 @@ from psatriage.errors import (
     AuthFailed,
     CategoryRejected,
     InvalidAnswer,
+    OverBudget,
     PermanentError,
     PsatriageError,
     TransientError,
 )
+from psatriage.learning.similar import SimilarExamples
+from psatriage.local_engine.data import ticket_text
+from psatriage.prompts import PromptExample
 from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
 from psatriage.store.decisions import AlreadyDecided, Decisions
+from psatriage.store.reviews import ReviewDraft, excerpt
 from psatriage.store.tables import DecisionRow
+from psatriage.store.usage import Usage
 from psatriage.taxonomy_cache import TaxonomyCache
 
 log = structlog.get_logger(__name__)
@@ -60,6 +67,8 @@ class Deps:
     decisions: Decisions
     taxonomies: TaxonomyCache
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    examples: SimilarExamples | None = None  # labeled examples for an LLM's prompt
+    usage: Usage | None = None  # the tenant's model budget meter; None: no budget is kept
 
 
 def marker(decision_id: int) -> str:
@@ -78,13 +87,18 @@ def categorize(
     *,
     dry_run: bool = False,
     once_per_ticket: bool = True,
+    snapshot: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Categorize one ticket for one event. Raises the error tree on failure.
 
     ``dry_run`` decides without writing anything (to the PSA or the decisions table);
-    ``once_per_ticket`` ends the event as already decided when another event decided the ticket.
+    ``once_per_ticket`` ends the event as already decided when another event decided the ticket;
+    ``snapshot`` is the ticket as the event's delivery carried it, still fresh (it saves a read).
     """
-    ticket = deps.adapter.get_ticket(ticket_id)
+    if snapshot is not None:
+        ticket = deps.adapter.ticket_from_snapshot(ticket_id, snapshot)
+    else:
+        ticket = deps.adapter.get_ticket(ticket_id)
     effective = deps.tenant.effective(ticket.company_id, ticket.company_name)
     checkpoint = None if dry_run else deps.decisions.decision_for_event(event_id)
     if checkpoint is None and not dry_run and once_per_ticket:
@@ -107,13 +121,14 @@ def categorize(
     outcome = _OUTCOMES[choice.action]
     if dry_run:
         return Decision(outcome, choice.reason, None, planned.chosen, planned.classification)
-    wrote = _write(deps, ticket, planned, choice.action, outcome, attempt)
+    wrote = _write(deps, ticket, planned, choice, outcome, attempt)
     deps.decisions.finalize_decision(
         planned.decision_id,
         outcome=outcome,
         reason=choice.reason,
         wrote_category=choice.action is policy.Action.APPLY,
-        wrote_note=choice.action is not policy.Action.SHADOW,
+        wrote_note=choice.action in _NOTED,
+        review=_review(deps, ticket, planned) if choice.review else None,
     )
     return Decision(
         outcome, choice.reason, planned.decision_id, planned.chosen, planned.classification, wrote
@@ -124,7 +139,34 @@ _OUTCOMES = {
     policy.Action.APPLY: Outcome.APPLIED,
     policy.Action.SUGGEST: Outcome.SUGGESTED,
     policy.Action.SHADOW: Outcome.SHADOWED,
+    policy.Action.RECORD: Outcome.RECORDED,
 }
+_NOTED = frozenset({policy.Action.APPLY, policy.Action.SUGGEST})  # the actions that post a note
+
+
+def _review(deps: Deps, ticket: Ticket, planned: _Plan) -> ReviewDraft:
+    """The review of a suggestion: the ticket redacted, the suggestion and its alternatives."""
+    masked, _ = deps.tenant.redactor.ticket(ticket)
+    taxonomy = _taxonomy(deps, ticket)
+    alternatives = []
+    for key, confidence in planned.classification.alternatives:
+        leaf = taxonomy.get(key)
+        if leaf is not None:
+            alternatives.append({"key": key, "label": leaf.label, "confidence": confidence})
+    return ReviewDraft(
+        decision_id=planned.decision_id,
+        tenant=deps.tenant.name,
+        ticket_id=ticket.id,
+        company_id=ticket.company_id,
+        company_name=ticket.company_name or "",
+        title=masked.title,
+        excerpt=excerpt(masked.description or masked.initial_note),
+        category=planned.chosen.to_dict(),
+        category_key=planned.chosen.target.key,
+        category_label=planned.chosen.category.label,
+        confidence=planned.classification.confidence,
+        alternatives=alternatives,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +227,8 @@ def _plan(
             once_per_ticket=once,
         )
         return _resume(deps, row)
+    if deps.usage is not None:
+        budgets.check(tenant, deps.usage)
     classification, chosen, redactions = classify(deps, ticket, taxonomy, effective, event_id)
     decision_id = 0
     if not dry_run:
@@ -207,21 +251,22 @@ def _write(
     deps: Deps,
     ticket: Ticket,
     planned: _Plan,
-    action: policy.Action,
+    choice: policy.Choice,
     outcome: Outcome,
     attempt: int,
 ) -> tuple[str, ...]:
     """The PSA writes: the category (unless already there) and the marked note (unless posted)."""
     wrote: list[str] = []
-    if action is policy.Action.APPLY and not planned.chosen.is_on(ticket):
-        _write_category(deps, ticket, planned.chosen)
+    if choice.action is policy.Action.APPLY and write_category(
+        deps.tenant, deps.adapter, deps.taxonomies, ticket, planned.chosen
+    ):
         wrote.append("category")
-    if action is not policy.Action.SHADOW:
+    if choice.action in _NOTED:
         note_marker = marker(planned.decision_id)
         if attempt > 1 and deps.adapter.find_note(ticket, note_marker):
             log.info("note already posted", ticket=ticket.id, marker=note_marker)
         else:
-            text = _note(deps.tenant, outcome, planned, note_marker)
+            text = _note(deps.tenant, outcome, planned, note_marker, review=choice.review)
             deps.adapter.add_note(ticket, text)
             wrote.append("note")
     return tuple(wrote)
@@ -293,6 +338,8 @@ def classify(
 
     def store(call: ModelCall) -> None:
         deps.decisions.record_call(call)
+        if deps.usage is not None:
+            deps.usage.add(call)
         metrics.observe_model_call(call)
 
     masked, redactions = tenant.redactor.ticket(ticket)
@@ -310,6 +357,7 @@ def classify(
         redactions=redactions,
         event_id=event_id or None,
         record=record or store,
+        examples=_examples(deps, masked, candidates),
     )
     try:
         classification = deps.breaker.call(
@@ -319,6 +367,29 @@ def classify(
     except PsatriageError as exc:
         exc.model_related = True
         raise
+
+
+def _examples(
+    deps: Deps, masked: Ticket, candidates: tuple[Category, ...]
+) -> tuple[PromptExample, ...]:
+    """The tenant's labeled examples most like the ticket, for a classifier that asks an LLM
+    (none for the local engine, which learns them by retraining)."""
+    learning = deps.tenant.learning
+    if deps.examples is None or learning.examples <= 0 or deps.tenant.classifier_kind == "local":
+        return ()
+    try:
+        return deps.examples.for_ticket(
+            deps.tenant.name,
+            text=ticket_text(masked.title, masked.description, masked.initial_note),
+            company=masked.company_id,
+            candidates={c.key for c in candidates},
+            k=learning.examples,
+            chars=learning.example_chars,
+            redactor=deps.tenant.redactor,
+        )
+    except (SQLAlchemyError, PsatriageError) as exc:  # examples help; they never stop a ticket
+        log.warning("labeled examples unavailable", tenant=deps.tenant.name, error=str(exc))
+        return ()
 
 
 def _validated(
@@ -337,13 +408,23 @@ def _validated(
     return Chosen(category, tuple(facets), taxonomy.levels)
 
 
-def _write_category(deps: Deps, ticket: Ticket, chosen: Chosen) -> None:
-    """Write, and if the PSA refuses, re-read the tree once and write again if still valid."""
+def write_category(
+    tenant: Tenant,
+    adapter: PSAAdapter[Any],
+    taxonomies: TaxonomyCache,
+    ticket: Ticket,
+    chosen: Chosen,
+) -> bool:
+    """Write ``chosen`` onto the ticket unless it is already there; returns whether a write was
+    sent. If the PSA refuses it, the tree is read again and the write retried once if the
+    category is still valid. The pipeline's one write path, used by the review queue too."""
+    if chosen.is_on(ticket):
+        return False
     try:
-        deps.adapter.set_category(ticket, chosen.target)
+        adapter.set_category(ticket, chosen.target)
     except CategoryRejected as first:
-        fresh = deps.taxonomies.refresh(
-            deps.tenant.name, deps.adapter, ticket, ttl_seconds=deps.tenant.taxonomy.cache_seconds
+        fresh = taxonomies.refresh(
+            tenant.name, adapter, ticket, ttl_seconds=tenant.taxonomy.cache_seconds
         )
         leaf = fresh.get(chosen.category.key)
         facets = {f.name: f for f in fresh.facets}
@@ -360,7 +441,8 @@ def _write_category(deps: Deps, ticket: Ticket, chosen: Chosen) -> None:
                 f"the PSA rejected {chosen.category.label} and it is no longer in the category "
                 f"tree (taxonomy refreshed): {first}"
             ) from first
-        deps.adapter.set_category(ticket, chosen.target)
+        adapter.set_category(ticket, chosen.target)
+    return True
 
 
 def note_for(tenant: Tenant, row: DecisionRow) -> str | None:
@@ -368,10 +450,14 @@ def note_for(tenant: Tenant, row: DecisionRow) -> str | None:
     None when it wrote none (recorded only, a kept category, or not finished)."""
     if not row.final or not row.wrote_note or row.category is None:
         return None
-    return _note(tenant, Outcome(row.outcome), _checkpointed(row, row.category), marker(row.id))
+    outcome = Outcome(row.outcome)
+    review = outcome is Outcome.SUGGESTED
+    return _note(tenant, outcome, _checkpointed(row, row.category), marker(row.id), review=review)
 
 
-def _note(tenant: Tenant, outcome: Outcome, planned: _Plan, note_marker: str) -> str:
+def _note(
+    tenant: Tenant, outcome: Outcome, planned: _Plan, note_marker: str, *, review: bool
+) -> str:
     chosen, result = planned.chosen, planned.classification
     return tenant.note.render(
         category={"key": chosen.category.key, "label": chosen.category.label},
@@ -384,6 +470,7 @@ def _note(tenant: Tenant, outcome: Outcome, planned: _Plan, note_marker: str) ->
         outcome=outcome.value,
         previous=planned.previous,
         redacted=describe(planned.redactions),
+        review=review,
         marker=note_marker,
     )
 
@@ -409,6 +496,8 @@ _SOURCES: dict[str, ConfidenceSource] = {
 def _public_reason(error: PsatriageError) -> str:
     """Why categorizing failed, for a note in the ticket: fixed words, never the model's output
     (which the full reason in the events ledger keeps for operators)."""
+    if isinstance(error, OverBudget):
+        return "the model budget set for this service desk is used up for now"
     if isinstance(error, InvalidAnswer):
         return "the model did not give a valid category"
     if isinstance(error, TransientError):

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         description="How often each worker process re-queues events whose lease ran out (the "
         "reaper) and restarts polling that stopped.",
     )
+    purge_every_seconds: float = Field(
+        default=21600.0,
+        ge=60,
+        description="How often housekeeping purges what tenants' retention_days and "
+        "record_retention_days let go (one process does it per tenant and round).",
+    )
     facts_refresh_hours: float = Field(
         default=24.0,
         ge=0,

@@ -46,6 +46,13 @@ USE_THE_DATABASE: dict[tuple[str, ...], list[str]] = {
     ("taxonomy", "show"): ["--tenant", "acme"],
     ("backtest",): ["--tenant", "acme"],
     ("readiness",): ["--tenant", "acme"],
+    ("train",): ["--tenant", "acme"],
+    ("model", "list"): ["--tenant", "acme"],
+    ("model", "promote"): ["--tenant", "acme", "v0001"],
+    ("model", "rollback"): ["--tenant", "acme"],
+    ("backfill",): ["--tenant", "acme", "--since", "30d"],
+    ("purge",): [],
+    ("export",): ["--tenant", "acme", "--since", "30d"],
     ("report", "categories"): ["--tenant", "acme"],
     ("report", "automation"): ["--tenant", "acme"],
     ("report", "companies"): ["--tenant", "acme"],
@@ -60,7 +67,6 @@ USE_NEITHER = {
     ("config", "check"),
     ("config", "reference"),
     ("eval",),
-    ("train",),
     ("init",),
 }
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.domain import CallRecorder, Category, Classification, Facet, ModelCall, Ticket
-from psatriage.prompts import PromptTemplate
+from psatriage.prompts import PromptExample, PromptTemplate
 
 _MAX_QUOTE_CHARS = 200
 
@@ -55,6 +56,7 @@ class ClassificationRequest:
     ``facets`` are fields to choose beside the category (one option each, by id).
     ``ticket`` is already redacted; ``redactions`` counts what was masked, for the call log.
     ``record`` receives one ``ModelCall`` per call made (including corrective retries and failures).
+    ``examples`` are the tenant's labeled tickets most like this one (``learning.examples``).
     """
 
     tenant: str
@@ -70,6 +72,7 @@ class ClassificationRequest:
     redactions: Mapping[str, int] = field(default_factory=dict)
     event_id: int | None = None
     record: CallRecorder = _discard
+    examples: tuple[PromptExample, ...] = ()  # labeled tickets like this one, for an LLM
 
 
 def model_call(
@@ -136,6 +139,10 @@ class Classifier(ABC, Generic[ConfigT]):
     @abstractmethod
     def check_connection(self) -> str:
         """Make one cheap call; return a short description of what answered."""
+
+    def use_database(self, sessions: sessionmaker[Session]) -> None:
+        """Give the classifier the service's database (the local engine reads its trained
+        model versions there); the default needs none."""
 
     def close(self) -> None:
         """Release connections and files (the default holds none)."""

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
-from psatriage.config import load_config
-from psatriage.docgen import configuration_reference
-from psatriage.domain import Ticket
 from psatriage.errors import ConfigError, PsatriageError
-from psatriage.store import db
+
+if TYPE_CHECKING:
+    from psatriage.runtime import Runtime
 
 config_app = typer.Typer(help="Check the tenants file.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -35,6 +35,8 @@ def config_check(
 ) -> None:
     """Validate the tenants file, then test each tenant's PSA connection and send its model the
     real request (what the server supports is shown; what it lacks fails, naming the setting)."""
+    from psatriage.config import load_config
+
     current = settings()
     with fail_cleanly():
         config = load_config(current.config)
@@ -55,15 +57,46 @@ def config_check(
                 Text("ok", "green") if model_ok else Text(model.plain.split(":")[0], "red"),
             )
             models.append((name, model))
+        unknown = [
+            line
+            for name in sorted(config.tenants)
+            if config.tenants[name].categories
+            for line in _unknown_categories(built, name)
+        ]
     console.print(table)
     for name, model in models:  # long lines: printed whole, not squeezed into a column
         for line in model.plain.splitlines():
             console.print(f"{name} model: {line}", soft_wrap=True, highlight=False)
-    if broken:
+    for line in unknown:
+        errors.print(line, soft_wrap=True, highlight=False)
+    if broken or unknown:
         raise typer.Exit(1)
 
 
-def _check(call: typer.models.Callable[[], str]) -> tuple[bool, Text]:  # type: ignore[name-defined]
+def _unknown_categories(built: Runtime, name: str) -> list[str]:
+    """A line per ``categories`` key of the tenant that names no category of its PSA's trees."""
+    from psatriage.config import category_matches
+    from psatriage.domain import Category, Ticket
+
+    tenant = built.tenant(name)
+    try:
+        adapter = built.adapter(name)
+        leaves: list[Category] = []
+        for scope_id, scope_name in adapter.list_scopes() or [("", "")]:
+            probe = Ticket(id="", title="", description="", scope=scope_id, scope_name=scope_name)
+            leaves += adapter.get_taxonomy(probe).leaves
+    except PsatriageError as exc:
+        return [f"tenant {name!r}, key 'categories': cannot read the category trees: {exc}"]
+    return [
+        f"tenant {name!r}, key 'categories.\"{pattern}\"': names no category of the PSA's "
+        f"category trees; fix: use a key or a path prefix shown by 'psatriage taxonomy show "
+        f"--tenant {name}'"
+        for pattern in tenant.categories
+        if not any(category_matches(leaf, pattern) for leaf in leaves)
+    ]
+
+
+def _check(call: Callable[..., str]) -> tuple[bool, Text]:
     try:
         return True, Text.assemble(("ok", "green"), f" {call()}")
     except PsatriageError as exc:
@@ -73,12 +106,16 @@ def _check(call: typer.models.Callable[[], str]) -> tuple[bool, Text]:  # type: 
 @config_app.command("reference")
 def config_reference() -> None:
     """Print the configuration reference (docs/configuration.md) generated from the models."""
+    from psatriage.docgen import configuration_reference
+
     print(configuration_reference(), end="")
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the database to the newest migration."""
+    from psatriage.store import db
+
     current = settings()
     with fail_cleanly(current):
         engine = db.make_engine(current.effective_database_url)
@@ -108,6 +145,8 @@ def taxonomy_show(
     ] = None,
 ) -> None:
     """Print the category leaves the model can choose from."""
+    from psatriage.domain import Ticket
+
     with runtime() as built:
         adapter = built.adapter(tenant)
         scopes = adapter.list_scopes()

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from psatriage.classifiers import classifiers
-from psatriage.config.schema import PromptSettings, RawTenant, Trigger
+from psatriage.config.schema import PromptSettings, RawTenant, Trigger, parse_poll_start
 from psatriage.config.tenant import AppConfig, Tenant
 from psatriage.errors import ConfigError
 from psatriage.prompts import (
@@ -133,7 +133,7 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
     lines += template_problems
     if lines:
         raise _TenantProblems(lines)
-    return Tenant(
+    tenant = Tenant(
         name=name,
         psa=raw.psa,
         trigger=trigger,
@@ -151,7 +151,28 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         taxonomy=raw.taxonomy,
         redactor=raw.privacy.redactor(),
         companies=raw.companies,
+        categories=raw.categories,
+        learning=raw.learning,
+        budget=raw.budget,
+        poll_start=parse_poll_start(raw.poll_start),
+        retention_days=raw.retention_days,
+        record_retention_days=raw.record_retention_days,
+        backfill_call_share=raw.backfill_call_share,
     )
+    return _company_policies_hold(tenant)
+
+
+def _company_policies_hold(tenant: Tenant) -> Tenant:
+    """Each company's policy merged with the tenant's must hold together (bands in order)."""
+    lines: list[str] = []
+    for company, override in tenant.companies.items():
+        try:
+            tenant.policy_with(override)
+        except ValidationError as exc:
+            lines += _explain(tenant.name, exc, prefix=f"companies.{company}.policy")
+    if lines:
+        raise _TenantProblems(lines)
+    return tenant
 
 
 def _compile_templates(
@@ -226,6 +247,9 @@ def _explain(tenant: str, exc: ValidationError, *, prefix: str = "") -> list[str
     for error in exc.errors(include_url=False, include_input=False):
         key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
         message = error["msg"].removeprefix("Value error, ")
+        if "; fix: " in message:  # the message says the fix itself
+            lines.append(f"tenant {tenant!r}, key {key!r}: {message}")
+            continue
         fix = _FIXES.get(error["type"], "correct the value")
         lines.append(f"tenant {tenant!r}, key {key!r}: {message}; fix: {fix}")
     return lines

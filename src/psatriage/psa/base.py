@@ -13,7 +13,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -37,6 +37,10 @@ The web edge sets it from the URL path and drops any such header the sender sent
 ever hold what was in the path."""
 
 
+WINDOW_LIMIT_KEYS = ("requests_per_window", "calls_per_hour")
+"""Connection keys holding a calls-per-window limit (``AdapterConfig.with_call_share``)."""
+
+
 class AdapterConfig(BaseModel):
     """Base of every adapter's ``Config``: unknown keys are errors, values are immutable."""
 
@@ -56,6 +60,16 @@ class AdapterConfig(BaseModel):
     def webhook_config_problem(self) -> str | None:
         """Why this connection cannot take webhooks (asked when the trigger uses them), or None."""
         return None
+
+    def with_call_share(self, share: float) -> Self:
+        """This connection with its per-window call limit cut to ``share`` of it (at least one
+        call): the same counters under a lower ceiling, so a bulk run under it only takes calls
+        while the tenant's traffic leaves that much room, and never more than its share."""
+        for key in WINDOW_LIMIT_KEYS:
+            limit = getattr(self, key, None)
+            if isinstance(limit, int):
+                return self.model_copy(update={key: max(1, int(limit * share))})
+        return self
 
 
 class CallLimitsConfig(BaseModel):
@@ -183,6 +197,19 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     def get_ticket(self, ticket_id: str) -> Ticket:
         """Read the ticket as it is now, with its description and current category."""
 
+    @classmethod
+    def keeps_snapshots(cls) -> bool:
+        """Whether ``parse`` keeps the delivered ticket (``TicketEvent.snapshot``) and
+        ``ticket_from_snapshot`` reads less with it."""
+        return cls.ticket_from_snapshot is not PSAAdapter.ticket_from_snapshot
+
+    def ticket_from_snapshot(self, ticket_id: str, snapshot: Mapping[str, Any]) -> Ticket:
+        """The ticket as ``get_ticket`` reads it, from the snapshot ``parse`` kept with its event
+        plus only the reads the snapshot cannot stand for (ConnectWise: the notes). The caller
+        decides whether the snapshot is still fresh. PSAs whose deliveries carry no ticket keep
+        no snapshots; for them this is ``get_ticket``."""
+        return self.get_ticket(ticket_id)
+
     @abstractmethod
     def get_taxonomy(self, ticket: Ticket) -> Taxonomy:
         """Read the valid, active category leaves for the ticket's scope (``ticket.scope``)."""
@@ -231,9 +258,12 @@ class PSAAdapter(ABC, Generic[ConfigT]):
         """Whether this adapter implements ``list_labeled_tickets`` (training from the PSA)."""
         return cls.list_labeled_tickets is not PSAAdapter.list_labeled_tickets
 
-    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
-        """Closed tickets created at or after ``since`` that carry a category, newest first, at
-        most ``limit`` (paged, within the adapter's rate limits): the local engine's training data.
+    def list_labeled_tickets(
+        self, since: datetime, limit: int, *, until: datetime | None = None
+    ) -> list[LabeledTicket]:
+        """Closed tickets created at or after ``since`` (and before ``until``, when given) that
+        carry a category, newest first, at most ``limit`` (paged, within the adapter's rate
+        limits): the local engine's training data, and ``psatriage export``'s.
         """
         raise NotImplementedError(f"{self.kind} cannot read labeled history")
 

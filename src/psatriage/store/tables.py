@@ -50,6 +50,7 @@ class EventState(enum.StrEnum):
     KEPT = "kept"  # a person's category was kept
     IGNORED = "ignored"  # not a ticket-created event, or already decided by another event
     FAILED = "failed"  # gave up; reason says why
+    OVER_BUDGET = "over_budget"  # the tenant's model budget was spent; no model was asked
 
     @property
     def terminal(self) -> bool:
@@ -57,7 +58,13 @@ class EventState(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset(
-    {EventState.DONE, EventState.KEPT, EventState.IGNORED, EventState.FAILED}
+    {
+        EventState.DONE,
+        EventState.KEPT,
+        EventState.IGNORED,
+        EventState.FAILED,
+        EventState.OVER_BUDGET,
+    }
 )
 
 
@@ -88,6 +95,8 @@ class EventRow(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     occurred_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The ticket as the delivery carried it (``TicketEvent.snapshot``), when the PSA sends it.
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class DecisionRow(Base):
@@ -161,6 +170,18 @@ class TaxonomyCacheRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class BudgetUsageRow(Base):
+    """Per tenant and UTC day: the model calls its tickets made and their estimated cost (what
+    the tenant's budget is checked against; ``psatriage.store.usage``)."""
+
+    __tablename__ = "budget_usage"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    model_calls: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class PollMarkRow(Base):
     """Per tenant: how far polling has looked, and when the next poll is due."""
 
@@ -201,6 +222,108 @@ class BacktestResultRow(Base):
     ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# -- the trust loop: reviews and outcomes (psatriage.store.reviews, psatriage.store.outcomes) --
+
+
+class ReviewState(enum.StrEnum):
+    PENDING = "pending"  # waits for a person
+    ACCEPTED = "accepted"  # a person accepted the suggestion: it was written
+    CORRECTED = "corrected"  # a person chose another category: it was written
+    DISMISSED = "dismissed"  # a person closed it without a category
+    FILLED = "filled"  # a person categorized the ticket in the PSA: closed by itself
+
+
+class ReviewRow(Base):
+    """A suggestion between ``suggest_at`` and ``apply_at`` waiting for a person: what was
+    suggested (``category``: the decision's chosen category as written by ``Chosen.to_dict``),
+    the ticket's redacted title and start, and how it ended."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_tenant_state", "tenant", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    company_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    company_name: Mapped[str] = mapped_column(String(255), default="")
+    title: Mapped[str] = mapped_column(Text, default="")
+    excerpt: Mapped[str] = mapped_column(Text, default="")
+    category_key: Mapped[str] = mapped_column(String(255))
+    category_label: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[dict[str, Any]] = mapped_column(JSON)
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    alternatives: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), default=ReviewState.PENDING.value)
+    closed_by: Mapped[str] = mapped_column(String(255), default="")
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    final_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    final_label: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class OutcomeState(enum.StrEnum):
+    PENDING = "pending"  # no final category known yet
+    AGREED = "agreed"  # the category we wrote stayed on the ticket
+    CORRECTED = "corrected"  # a person replaced the category we wrote
+    FILLED = "filled"  # a person set a category where we only suggested or recorded
+    GONE = "gone"  # the ticket was deleted (or merged away)
+
+
+class OutcomeRow(Base):
+    """What a decision's ticket ended up as: the category we chose beside the final one, who
+    changed it (``changed_by_kind``: ``us`` for our API user, ``person``, or empty where the
+    PSA does not say), and when the outcome sweep reads the ticket again (``next_check_at``)
+    until it is ``settled``."""
+
+    __tablename__ = "outcomes"
+    __table_args__ = (
+        Index("ix_outcomes_tenant_due", "tenant", "settled", "next_check_at"),
+        Index("ix_outcomes_tenant_decided", "tenant", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    company_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    company_name: Mapped[str] = mapped_column(String(255), default="")
+    engine: Mapped[str] = mapped_column(String(32), default="")
+    model: Mapped[str] = mapped_column(String(128), default="")
+    band: Mapped[str] = mapped_column(String(16), default="")
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    decision_outcome: Mapped[str] = mapped_column(String(16))
+    chosen_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    chosen_label: Mapped[str] = mapped_column(Text, default="")
+    chosen: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    wrote: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default=OutcomeState.PENDING.value)
+    final_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    final_label: Mapped[str] = mapped_column(Text, default="")
+    matches: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    changed_by: Mapped[str] = mapped_column(String(255), default="")
+    changed_by_kind: Mapped[str] = mapped_column(String(16), default="")
+    changed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    settled: Mapped[bool] = mapped_column(Boolean, default=False)
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    next_check_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    decided_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class SweepMarkRow(Base):
+    """Per tenant: when its outcome sweep may run next (one process at a time claims it)."""
+
+    __tablename__ = "outcome_sweeps"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_run_at: Mapped[datetime] = mapped_column(DateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 # -- reports (psatriage.store.facts, psatriage.reports) -----------------------------------------
@@ -377,3 +500,60 @@ Index(
     ModelCallRow.tokens_out,
     ModelCallRow.cost_usd,
 )
+
+
+# -- bulk work and data lifecycle (psatriage.store.bulk, psatriage.retention) -------------------
+
+
+class BulkRunRow(Base):
+    """One ``psatriage backfill`` or ``psatriage export``: its parameters and, once listed, the
+    tickets it covers (``bulk_items``), so an interrupted run resumes where it stopped."""
+
+    __tablename__ = "bulk_runs"
+    __table_args__ = (Index("ix_bulk_runs_tenant_key", "tenant", "kind", "run_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # "backfill" or "export"
+    run_key: Mapped[str] = mapped_column(String(64))  # hash of the parameters
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class BulkItemRow(Base):
+    """One ticket of a bulk run: ``pending`` until done, then its result (the checkpoint)."""
+
+    __tablename__ = "bulk_items"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("bulk_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class DailyCountRow(Base):
+    """A tenant's counts per day (events by state, decisions by outcome, model calls, tokens,
+    cost) folded in from the rows a purge deletes, so totals survive retention."""
+
+    __tablename__ = "daily_counts"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[datetime] = mapped_column(DateTime, primary_key=True)  # midnight UTC
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class JobMarkRow(Base):
+    """When a periodic job last ran for a tenant, so several processes do not repeat it."""
+
+    __tablename__ = "job_marks"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_run_at: Mapped[datetime] = mapped_column(DateTime)

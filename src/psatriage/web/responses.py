@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from psatriage.domain import Outcome
-from psatriage.store.tables import EventState
+from psatriage.store.tables import EventState, ReviewState
 
 
 def _as_utc(value: object) -> object:
@@ -40,6 +40,20 @@ class Health(BaseModel):
     status: Literal["ok"] = Field(description="Always ok: the process answers.")
 
 
+class BudgetMeter(BaseModel):
+    """A tenant's model budget and what it used of it (UTC day and month)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    calls_today: int = Field(description="Model calls made today for the tenant's tickets.")
+    max_model_calls_per_day: int | None = Field(description="Its budget; null: no limit.")
+    cost_this_month: float = Field(description="Estimated model cost this month, USD.")
+    max_cost_per_month: float | None = Field(description="Its budget, USD; null: no limit.")
+    reached: str | None = Field(
+        description="Why the budget is reached (its tickets are recorded as over_budget), or null."
+    )
+
+
 class Readiness(BaseModel):
     ready: bool = Field(
         description="The database is at the newest migration and the queue answers."
@@ -51,6 +65,11 @@ class Readiness(BaseModel):
     models: dict[str, dict[str, str]] = Field(
         description="Per tenant with an LLM, what its model server was found to support "
         "(structured output, log-probs); filled from the cache, no call is made."
+    )
+    budgets: dict[str, BudgetMeter] = Field(
+        default_factory=dict,
+        description="Per tenant with a model budget, what it used of it. A tenant whose budget "
+        "is reached is also listed under tenants; the service stays ready.",
     )
 
 
@@ -132,3 +151,38 @@ class EventList(BaseModel):
 
 class DecisionList(BaseModel):
     decisions: list[Decision] = Field(description="Newest first; page on with before_id.")
+
+
+class Alternative(BaseModel):
+    key: str
+    label: str
+    confidence: float
+
+
+class Review(_FromRow):
+    """A suggestion waiting for a person (or how one ended)."""
+
+    id: int
+    decision_id: int
+    tenant: str
+    ticket_id: str
+    company_id: str | None
+    company_name: str
+    title: str = Field(description="The ticket's title, redacted as the model saw it.")
+    excerpt: str = Field(description="The start of the ticket's text, redacted, one line.")
+    category_key: str = Field(description="The suggested category's key.")
+    category: str = Field(validation_alias="category_label", description="The suggested path.")
+    confidence: float
+    alternatives: list[Alternative] = Field(
+        description="The next best categories, where the engine gives them."
+    )
+    state: ReviewState
+    closed_by: str = Field(description="Who closed it: api[:name], cli:login, a console user, psa.")
+    closed_at: UtcTime | None
+    final_key: str | None = Field(description="The category written (or found), once closed.")
+    final_label: str
+    created_at: UtcTime
+
+
+class ReviewList(BaseModel):
+    reviews: list[Review] = Field(description="Newest first; page on with before_id.")

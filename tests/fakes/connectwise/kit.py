@@ -50,6 +50,16 @@ SAMPLE_DETAILS = {
     "actor": None,
 }
 
+SAMPLE_SNAPSHOT = {  # what of the sample's Entity stands in for GET service/tickets/69
+    "id": 69,
+    "summary": "Schedule and Execute Conversion",
+    "board": {"id": 1, "name": "Service A"},
+    "company": {"id": 2, "name": "TestCompany"},
+    "type": {"id": 8, "name": "Admin"},
+    "subtype": {"id": 1, "name": "Repair"},
+    "item": {"id": 2, "name": "Fix it"},
+}
+
 PARSE = [
     ParseCase("ticket added", SAMPLE, {"ticket_id": "69", "action": "added", "actionable": True}),
     ParseCase("sample details", SAMPLE, SAMPLE_DETAILS),
@@ -74,6 +84,15 @@ PARSE = [
     ParseCase("other board", SAMPLE, {"actionable": False}, {"boards": ["2", "Help Desk"]}),
     ParseCase("board unknown", ticket_added(Entity=None), {"actionable": False}, {"boards": ["1"]}),
     ParseCase("no Type", ticket_added(Type=None), None),
+    ParseCase("snapshot", SAMPLE, {"snapshot": SAMPLE_SNAPSHOT}),
+    ParseCase("no snapshot: updated", ticket_added(Action="updated"), {"snapshot": None}),
+    ParseCase("no snapshot: no Entity", ticket_added(Entity=None), {"snapshot": None}),
+    ParseCase("no snapshot: other id", ticket_added({"id": 70}), {"snapshot": None}),
+    ParseCase("no snapshot: no summary", ticket_added({"summary": None}), {"snapshot": None}),
+    ParseCase("no snapshot: no board", ticket_added({"board": None}), {"snapshot": None}),
+    ParseCase("no snapshot: odd company", ticket_added({"company": "Contoso"}),
+              {"snapshot": None}),
+    ParseCase("no snapshot: out of scope", SAMPLE, {"snapshot": None}, {"boards": ["2"]}),
 ]  # fmt: skip
 
 MALFORMED = [

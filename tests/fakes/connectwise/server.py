@@ -461,6 +461,12 @@ class FakeConnectWise(FakePSA):
                 if (entered := datetime.fromisoformat(t["_info"]["dateEntered"])) > since
                 or (not strict and entered == since)
             ]
+        before = re.search(r"dateEntered\s*<\s*\[([^\]]+)\]", conditions)
+        if before:
+            until = datetime.fromisoformat(before.group(1))
+            tickets = [
+                t for t in tickets if datetime.fromisoformat(t["_info"]["dateEntered"]) < until
+            ]
         return self._page(request, tickets)
 
     def _patch_ticket(self, request: Request) -> Response:

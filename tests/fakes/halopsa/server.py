@@ -418,6 +418,8 @@ class FakeHaloPSA(FakePSA):
         start, end = request.arg("startdate"), request.arg("enddate")
         if request.arg("datesearch") == "dateoccured" and start:
             tickets = [t for t in tickets if t["dateoccurred"] >= start]
+        if request.arg("datesearch") == "dateoccured" and end:
+            tickets = [t for t in tickets if t["dateoccurred"] < end]
         if request.arg("datesearch") == "dateclosed":
             tickets = [
                 t

@@ -303,11 +303,15 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
     def list_new_tickets(self, since: datetime) -> list[NewTicket]:
         return history.new_tickets(self.client, since)
 
-    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
+    def list_labeled_tickets(
+        self, since: datetime, limit: int, *, until: datetime | None = None
+    ) -> list[LabeledTicket]:
         """Completed tickets created at or after ``since`` with an issue type, newest first (see
         ``history.completed``); the company name costs one cached call per company."""
         labeled = []
-        for number, entry in history.completed(self.client, self.config.facets, since, limit):
+        for number, entry in history.completed(
+            self.client, self.config.facets, since, limit, until
+        ):
             ticket = self._as_ticket(number, entry)
             path = tuple(v for v in ticket.current if v.level in LEVELS)
             labeled.append(LabeledTicket(ticket=ticket, path=path))

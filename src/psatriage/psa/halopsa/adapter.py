@@ -371,12 +371,14 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
     def list_new_tickets(self, since: datetime) -> list[NewTicket]:
         return history.new_tickets(self.client, since, self._in_scope)
 
-    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
+    def list_labeled_tickets(
+        self, since: datetime, limit: int, *, until: datetime | None = None
+    ) -> list[LabeledTicket]:
         """Closed tickets logged at or after ``since`` with a category, newest first (see
         ``history.closed``); where a list row carries no ``details`` the ticket is read once more
         (at most ``limit`` calls)."""
         labeled = []
-        for number, record in history.closed(self.client, since, limit, self._in_scope):
+        for number, record in history.closed(self.client, since, limit, self._in_scope, until):
             data = record if "details" in record or "details_html" in record else None
             ticket = self._as_ticket(number, data or self._ticket(number))
             path = tuple(v for v in ticket.current if v.level != PRIORITY_FACET)

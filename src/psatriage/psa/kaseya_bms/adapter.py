@@ -174,8 +174,11 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
             for ticket_id, created in ordered
         ]
 
-    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
-        """Closed tickets created at or after ``since`` with an issue type, newest first.
+    def list_labeled_tickets(
+        self, since: datetime, limit: int, *, until: datetime | None = None
+    ) -> list[LabeledTicket]:
+        """Closed tickets created at or after ``since`` (and before ``until``) with an issue
+        type, newest first.
 
         The ticket list with ``Filter.CreatedOnFrom`` and a status filter (the statuses whose
         name says closed, completed or resolved), every page; then each ticket is read once,
@@ -186,6 +189,7 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
         on our side.
         """
         since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        end = None if until is None else until if until.tzinfo else until.replace(tzinfo=UTC)
         statuses = self.client.lookup("system/statuses/lookup", "ticket statuses")
         closed = {
             str(record.get("id")): str(record.get("name") or "").casefold()
@@ -202,6 +206,8 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
             created = timestamp(record.get("createdon"), self.config.zone)
             if ticket_id is None or created is None or created < since:
                 continue
+            if end is not None and created >= end:
+                continue  # read no ticket outside the period
             if not _row_closed(record, closed):
                 continue
             rows[ticket_id] = created
