@@ -14,18 +14,24 @@ from typing import Any
 
 import structlog
 
-from psatriage import metrics, policy, shortlist
+from psatriage import fields, metrics, policy, shortlist
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers.base import ClassificationRequest, Classifier
+from psatriage.config.fields import STORED_FIELDS, FieldsSettings
 from psatriage.config.tenant import Effective, Tenant
 from psatriage.domain import (
+    APPLIED,
     PATH_SEPARATOR,
+    RECORDED,
     CallRecorder,
     Category,
     Chosen,
     Classification,
     ConfidenceSource,
     Decision,
+    Facet,
+    FieldDecision,
+    FieldSpec,
     LevelValue,
     ModelCall,
     Outcome,
@@ -106,17 +112,30 @@ def categorize(
     choice = policy.choose_action(effective.policy, planned.classification, planned.guard)
     outcome = _OUTCOMES[choice.action]
     if dry_run:
-        return Decision(outcome, choice.reason, None, planned.chosen, planned.classification)
+        return Decision(
+            outcome,
+            choice.reason,
+            None,
+            planned.chosen,
+            planned.classification,
+            fields=planned.fields,
+        )
     wrote = _write(deps, ticket, planned, choice.action, outcome, attempt)
     deps.decisions.finalize_decision(
         planned.decision_id,
         outcome=outcome,
         reason=choice.reason,
         wrote_category=choice.action is policy.Action.APPLY,
-        wrote_note=choice.action is not policy.Action.SHADOW,
+        wrote_note=_notes(choice.action, planned.fields),
     )
     return Decision(
-        outcome, choice.reason, planned.decision_id, planned.chosen, planned.classification, wrote
+        outcome,
+        choice.reason,
+        planned.decision_id,
+        planned.chosen,
+        planned.classification,
+        wrote,
+        planned.fields,
     )
 
 
@@ -135,6 +154,8 @@ class _Plan:
     decision_id: int
     previous: str  # the ticket's category before we touched it
     redactions: Mapping[str, int]  # what was masked before the model saw the ticket
+    fields: tuple[FieldDecision, ...] = ()  # the ticket fields decided beside the category
+    followed: str = ""  # the ticket whose decision an alert storm reused
 
 
 def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Decision:
@@ -159,6 +180,8 @@ def _checkpointed(row: DecisionRow, category: Mapping[str, Any]) -> _Plan:
         row.id,
         row.previous,
         row.redactions or {},
+        tuple(FieldDecision.from_dict(f) for f in row.fields or ()),
+        row.followed or "",
     )
 
 
@@ -185,7 +208,12 @@ def _plan(
             once_per_ticket=once,
         )
         return _resume(deps, row)
-    classification, chosen, redactions = classify(deps, ticket, taxonomy, effective, event_id)
+    options = field_options(deps, ticket, effective.fields)
+    asked = fields.specs(effective.fields, options)
+    classification, chosen, redactions = classify(
+        deps, ticket, taxonomy, effective, event_id, fields=asked
+    )
+    decided = fields.decide(effective.fields, classification, options)
     decision_id = 0
     if not dry_run:
         decision_id = deps.decisions.start_decision(
@@ -199,8 +227,34 @@ def _plan(
             replacing=checked.replacing,
             once_per_ticket=once,
             redactions=redactions,
+            fields=[d.to_dict() for d in decided],
         ).id
-    return _Plan(chosen, classification, checked, decision_id, previous, redactions)
+    return _Plan(chosen, classification, checked, decision_id, previous, redactions, decided)
+
+
+def field_options(deps: Deps, ticket: Ticket, settings: FieldsSettings) -> fields.Options:
+    """The live values of the enabled stored fields (priority, routing), through the cache."""
+    return {
+        name: _field_values(deps, ticket, name)
+        for name in settings.active()
+        if name in STORED_FIELDS
+    }
+
+
+def _field_values(deps: Deps, ticket: Ticket, name: str, *, refresh: bool = False) -> Facet:
+    return deps.taxonomies.field_values(
+        deps.tenant.name,
+        deps.adapter,
+        ticket,
+        name,
+        ttl_seconds=deps.tenant.taxonomy.cache_seconds,
+        refresh=refresh,
+    )
+
+
+def _notes(action: policy.Action, decided: tuple[FieldDecision, ...]) -> bool:
+    """Whether a note is written: for the category, or for a field shown in it."""
+    return action is not policy.Action.SHADOW or any(d.outcome != RECORDED for d in decided)
 
 
 def _write(
@@ -211,12 +265,24 @@ def _write(
     outcome: Outcome,
     attempt: int,
 ) -> tuple[str, ...]:
-    """The PSA writes: the category (unless already there) and the marked note (unless posted)."""
+    """The PSA writes, in one update: the category and the applied fields (unless already there);
+    then the marked note (unless posted)."""
     wrote: list[str] = []
-    if action is policy.Action.APPLY and not planned.chosen.is_on(ticket):
-        _write_category(deps, ticket, planned.chosen)
-        wrote.append("category")
-    if action is not policy.Action.SHADOW:
+    category = action is policy.Action.APPLY and not planned.chosen.is_on(ticket)
+    current = {(v.level, v.id) for v in ticket.current}
+    applied = [
+        d
+        for d in planned.fields
+        if d.outcome == APPLIED
+        and d.write is not None
+        and (d.write.level, d.write.id) not in current
+    ]
+    if category or applied:
+        values = tuple(d.write for d in applied if d.write is not None)
+        _write_category(deps, ticket, planned.chosen if category else None, values)
+        wrote += ["category"] if category else []
+        wrote += [d.name for d in applied]
+    if _notes(action, planned.fields):
         note_marker = marker(planned.decision_id)
         if attempt > 1 and deps.adapter.find_note(ticket, note_marker):
             log.info("note already posted", ticket=ticket.id, marker=note_marker)
@@ -274,6 +340,7 @@ def classify(
     event_id: int = 0,
     *,
     record: CallRecorder | None = None,
+    fields: tuple[FieldSpec, ...] = (),
 ) -> tuple[Classification, Chosen, dict[str, int]]:
     """The pipeline's choice for a ticket, writing nothing to the PSA: the candidates (active, not
     excluded, with the tenant's descriptions; shortlisted on large trees), the redacted ticket,
@@ -307,6 +374,7 @@ def classify(
         company=ticket.company_name or "",
         taxonomy_hash=taxonomy.fingerprint,
         facets=taxonomy.facets,
+        fields=fields,
         redactions=redactions,
         event_id=event_id or None,
         record=record or store,
@@ -337,11 +405,17 @@ def _validated(
     return Chosen(category, tuple(facets), taxonomy.levels)
 
 
-def _write_category(deps: Deps, ticket: Ticket, chosen: Chosen) -> None:
-    """Write, and if the PSA refuses, re-read the tree once and write again if still valid."""
+def _write_category(
+    deps: Deps, ticket: Ticket, chosen: Chosen | None, values: tuple[LevelValue, ...]
+) -> None:
+    """Write the category (if ``chosen``) and field ``values`` in one update; if the PSA refuses,
+    re-read the tree once and write again if still valid."""
+    target = (chosen.target if chosen else Category("fields", ())).with_facets(values)
     try:
-        deps.adapter.set_category(ticket, chosen.target)
+        deps.adapter.set_category(ticket, target)
     except CategoryRejected as first:
+        if chosen is None:
+            raise
         fresh = deps.taxonomies.refresh(
             deps.tenant.name, deps.adapter, ticket, ttl_seconds=deps.tenant.taxonomy.cache_seconds
         )
@@ -360,7 +434,7 @@ def _write_category(deps: Deps, ticket: Ticket, chosen: Chosen) -> None:
                 f"the PSA rejected {chosen.category.label} and it is no longer in the category "
                 f"tree (taxonomy refreshed): {first}"
             ) from first
-        deps.adapter.set_category(ticket, chosen.target)
+        deps.adapter.set_category(ticket, target)
 
 
 def note_for(tenant: Tenant, row: DecisionRow) -> str | None:
@@ -384,6 +458,8 @@ def _note(tenant: Tenant, outcome: Outcome, planned: _Plan, note_marker: str) ->
         outcome=outcome.value,
         previous=planned.previous,
         redacted=describe(planned.redactions),
+        fields=[d.for_note() for d in planned.fields if d.outcome != RECORDED],
+        followed=planned.followed,
         marker=note_marker,
     )
 

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from psatriage.classifiers import classifiers
+from psatriage.config.fields import STORED_FIELDS
 from psatriage.config.schema import PromptSettings, RawTenant, Trigger
 from psatriage.config.tenant import AppConfig, Tenant
 from psatriage.errors import ConfigError
@@ -129,6 +130,7 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         except ValidationError as exc:
             lines += _explain(name, exc, prefix="classifier")
 
+    lines += _unstorable_fields(name, raw, adapter_cls.ticket_fields)
     templates, template_problems = _compile_templates(name, raw.prompt, base)
     lines += template_problems
     if lines:
@@ -151,7 +153,19 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         taxonomy=raw.taxonomy,
         redactor=raw.privacy.redactor(),
         companies=raw.companies,
+        fields=raw.fields,
+        storm_window_minutes=raw.storm_window_minutes,
     )
+
+
+def _unstorable_fields(name: str, raw: RawTenant, stored: frozenset[str]) -> list[str]:
+    """A field enabled that the tenant's PSA cannot store, one line each."""
+    return [
+        f"tenant {name!r}, key 'fields.enabled': the {raw.psa} adapter cannot store the "
+        f"{field} field; fix: remove {field!r} from fields.enabled"
+        for field in raw.fields.enabled
+        if field in STORED_FIELDS and field not in stored
+    ]
 
 
 def _compile_templates(

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from psatriage.config.fields import FieldName, FieldOverride, FieldsSettings
 from psatriage.redact import Redactor
 
 
@@ -108,6 +109,17 @@ class CompanyOverride(_Strict):
     )
     instructions: str = Field(default="", description="Added after the tenant's instructions.")
     policy: PolicyOverride = Field(default_factory=PolicyOverride)
+    fields: dict[FieldName, FieldOverride] = Field(
+        default_factory=dict,
+        description="Per-field policy for this company (mode, min_confidence; priority: at_least).",
+    )
+
+    @model_validator(mode="after")
+    def _at_least_is_for_priority(self) -> CompanyOverride:
+        for name, override in self.fields.items():
+            if override.at_least is not None and name != "priority":
+                raise ValueError(f"fields.{name}.at_least: at_least is for the priority only")
+        return self
 
 
 class PromptSettings(_Strict):
@@ -225,3 +237,25 @@ class RawTenant(_Strict):
     taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     companies: dict[str, CompanyOverride] = Field(default_factory=dict)
+    fields: FieldsSettings = Field(default_factory=FieldsSettings)
+    storm_window_minutes: int = Field(
+        default=0,
+        ge=0,
+        le=1440,
+        description="Alert storms: a ticket of the same client company whose normalized title "
+        "and description match one decided within this many minutes reuses that decision "
+        "without a model call (0: off).",
+    )
+
+    @model_validator(mode="after")
+    def _company_at_least_in_order(self) -> RawTenant:
+        order = {name.casefold() for name in self.fields.priority.order}
+        for company, override in self.companies.items():
+            wanted = override.fields.get("priority")
+            at_least = wanted.at_least if wanted is not None else None
+            if at_least is not None and at_least.casefold() not in order:
+                raise ValueError(
+                    f"companies.{company}.fields.priority.at_least {at_least!r} is not in "
+                    "fields.priority.order; list it there"
+                )
+        return self

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from psatriage.classifiers.base import ClassifierConfig
+from psatriage.config.fields import FieldsSettings
 from psatriage.config.schema import CompanyOverride, Policy, TaxonomySettings, Trigger
 from psatriage.domain import Category
 from psatriage.errors import ConfigError
@@ -31,6 +32,7 @@ class Effective:
     max_tokens: int
     instructions: str
     policy: Policy
+    fields: FieldsSettings = field(default_factory=FieldsSettings)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Tenant:
     taxonomy: TaxonomySettings
     redactor: Redactor = field(default_factory=Redactor)
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
+    fields: FieldsSettings = field(default_factory=FieldsSettings)
+    storm_window_minutes: int = 0
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"
@@ -71,12 +75,16 @@ class Tenant:
         model, max_tokens = self.classifier.default_model, self.classifier.default_max_tokens
         override = self._company(company_id, company_name)
         if override is None:
-            return Effective(model, max_tokens, self.instructions, self.policy)
+            return Effective(model, max_tokens, self.instructions, self.policy, self.fields)
         changes = override.policy.model_dump(exclude_none=True)
         policy = Policy.model_validate({**self.policy.model_dump(), **changes})
         instructions = "\n".join(t for t in (self.instructions, override.instructions) if t)
         return Effective(
-            override.model or model, override.max_tokens or max_tokens, instructions, policy
+            override.model or model,
+            override.max_tokens or max_tokens,
+            instructions,
+            policy,
+            self.fields.with_overrides(override.fields),
         )
 
     def _company(self, company_id: str | None, company_name: str | None) -> CompanyOverride | None:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from psatriage.domain import (
     Category,
+    Facet,
     LabeledTicket,
     NewTicket,
     Taxonomy,
@@ -149,6 +150,9 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     kind: ClassVar[str]
     Config: ClassVar[type[AdapterConfig]]
     default_trigger: ClassVar[str] = "webhook"  # what a tenant gets without ``trigger = ...``
+    ticket_fields: ClassVar[frozenset[str]] = frozenset()
+    """The ticket fields (``psatriage.fields``) this PSA stores beside the category: ``priority``
+    and ``routing`` (the board, queue or team). ``field_values`` lists their live values."""
     needs_token_cache: ClassVar[bool] = False
     """Whether the adapter holds an access token that the worker processes should share
     (``psatriage.psa.tokens.TokenCache``); the Runtime sets up the shared store where one does."""
@@ -190,9 +194,21 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     def set_category(self, ticket: Ticket, category: Category) -> None:
         """Write the category onto the ticket. Raise ``CategoryRejected`` if the PSA refuses it.
 
-        ``category.path`` may end with facet values (``Category.with_facets``): every level in
-        the path is a field to write.
+        ``category.path`` may end with facet values and ticket field values
+        (``Category.with_facets``): every level in the path is a field to write, all in one
+        update. A path with no level of the category tree writes only the fields it names.
         """
+
+    def field_values(self, ticket: Ticket, field: str) -> Facet:
+        """The live, active values of a ticket field (one of ``ticket_fields``) for this ticket:
+        a ``Facet`` named after the field whose options carry, as ``level``, the PSA field that
+        ``set_category`` writes. Read through the taxonomy cache (``field_scope``)."""
+        raise NotImplementedError(f"{self.kind} does not store the ticket field {field!r}")
+
+    def field_scope(self, ticket: Ticket, field: str) -> str:
+        """What a field's values depend on, for the cache: the field alone by default (a PSA
+        whose values differ per ticket, such as HaloPSA's priorities per SLA, adds to it)."""
+        return field
 
     @abstractmethod
     def add_note(self, ticket: Ticket, text: str) -> None:

@@ -1,0 +1,231 @@
+"""The ``[tenants.NAME.fields]`` table: which ticket fields psatriage decides beside the category,
+and each field's policy (``psatriage.fields`` does the deciding).
+
+::
+
+    [tenants.acme.fields]
+    enabled = ["priority", "routing", "noise", "sentiment", "summary"]
+
+    [tenants.acme.fields.priority]
+    mode = "apply"
+    order = ["P1", "P2", "P3"]
+    [tenants.acme.fields.priority.matrix]   # urgency -> impact -> priority
+    high = { high = "P1", medium = "P2", low = "P2" }
+    ...
+
+    [tenants.acme.fields.noise.auto_reply]
+    action = "skip"
+
+    [tenants.acme.companies."Contoso".fields.priority]
+    at_least = "P2"                    # a VIP client
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FieldName = Literal["priority", "routing", "noise", "language", "sentiment", "summary"]
+FIELD_NAMES: tuple[FieldName, ...] = get_args(FieldName)
+STORED_FIELDS: frozenset[str] = frozenset({"priority", "routing"})
+"""Fields written to the PSA (the adapter must be able to store them); the others go to the note."""
+
+LEVELS = ("high", "medium", "low")
+"""The urgency and impact levels of a priority matrix, highest first."""
+
+NoiseKind = Literal["spam", "auto_reply", "alert", "newsletter"]
+NOISE_KINDS: tuple[NoiseKind, ...] = get_args(NoiseKind)
+
+
+class FieldMode(enum.StrEnum):
+    APPLY = "apply"  # write it (at or above min_confidence) and show it in the note
+    SUGGEST = "suggest"  # show it in the note only
+    SHADOW = "shadow"  # record it only
+    OFF = "off"  # do not ask for it
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldPolicy(_Strict):
+    """What psatriage may do with one field's decision."""
+
+    mode: FieldMode = Field(
+        default=FieldMode.APPLY,
+        description="apply (write at or above min_confidence), suggest (note only), shadow "
+        "(record only) or off.",
+    )
+    min_confidence: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Confidence needed to write the field (below it the value is suggested in "
+        "the note). A choice read without log-probs uses the answer's confidence.",
+    )
+
+
+class FieldOverride(_Strict):
+    """Per-company changes to one field's policy; unset keys keep the tenant's value."""
+
+    mode: FieldMode | None = None
+    min_confidence: float | None = Field(default=None, ge=0, le=1)
+    at_least: str | None = Field(
+        default=None,
+        description="priority only: never below this priority (a VIP client), one of "
+        "fields.priority.order.",
+    )
+
+
+class PriorityField(FieldPolicy):
+    """The priority, from the tenant's urgency × impact matrix or chosen among the PSA's own."""
+
+    matrix: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="urgency -> impact -> the PSA's priority name, for urgency and impact each "
+        "high, medium and low (all nine). With it the model judges urgency and impact and the "
+        "matrix gives the priority; without it the model chooses among the PSA's active "
+        "priorities.",
+    )
+    order: tuple[str, ...] = Field(
+        default=(),
+        description="The PSA's priority names from most to least urgent: needed by at_least "
+        "and frustrated_raises.",
+    )
+    at_least: str | None = Field(
+        default=None, description="Never decide a priority below this one (one of order)."
+    )
+    frustrated_raises: bool = Field(
+        default=False,
+        description="A frustrated requester (the sentiment field) raises the priority one step "
+        "in order.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PriorityField:
+        complete = set(self.matrix) == set(LEVELS) and all(
+            set(row) == set(LEVELS) for row in self.matrix.values()
+        )
+        if self.matrix and not complete:
+            raise ValueError(
+                "matrix needs urgency high, medium and low, each with impact high, medium and "
+                "low (nine priorities)"
+            )
+        order = {name.casefold() for name in self.order}
+        if self.at_least is not None and self.at_least.casefold() not in order:
+            raise ValueError(f"at_least {self.at_least!r} is not in order; list it there")
+        if self.frustrated_raises and not self.order:
+            raise ValueError("frustrated_raises needs order (most urgent first)")
+        named = {n for row in self.matrix.values() for n in row.values()}
+        missing = sorted(n for n in named if n.casefold() not in order)
+        if self.order and missing:
+            raise ValueError(f"the matrix names {missing}, which order does not list")
+        return self
+
+
+class RoutingField(FieldPolicy):
+    """The board (ConnectWise), queue (Autotask, Kaseya BMS) or team (HaloPSA)."""
+
+    targets: tuple[str, ...] = Field(
+        default=(),
+        description="The names the model may route to (each must be active in the PSA, see "
+        "config check); empty: every active one.",
+    )
+
+
+class NoiseAction(_Strict):
+    """What happens to one kind of noise."""
+
+    action: Literal["categorize", "skip", "set"] = Field(
+        default="categorize",
+        description="categorize (as any ticket), skip (leave it alone: no write, no note, and "
+        "no model call when a rule recognises it) or set (write category and/or routing below).",
+    )
+    category: str | None = Field(
+        default=None, description="set: the category to write (key or path such as 'Admin › Spam')."
+    )
+    routing: str | None = Field(
+        default=None, description="set: the board / queue / team to move it to (by name)."
+    )
+
+    @model_validator(mode="after")
+    def _set_names_something(self) -> NoiseAction:
+        if self.action == "set" and self.category is None and self.routing is None:
+            raise ValueError('action "set" needs category or routing (or both)')
+        if self.action != "set" and (self.category or self.routing):
+            raise ValueError('category and routing are for action "set"')
+        return self
+
+
+class NoiseField(FieldPolicy):
+    """Spam, auto-replies, monitoring alerts and newsletters, told apart from real requests."""
+
+    rules: bool = Field(
+        default=True,
+        description="Recognise obvious auto-replies and out-of-office messages by their title "
+        "before asking the model.",
+    )
+    spam: NoiseAction = Field(default_factory=NoiseAction)
+    auto_reply: NoiseAction = Field(default_factory=lambda: NoiseAction(action="skip"))
+    alert: NoiseAction = Field(default_factory=NoiseAction)
+    newsletter: NoiseAction = Field(default_factory=NoiseAction)
+
+    def action_for(self, kind: str) -> NoiseAction:
+        action: NoiseAction = getattr(self, kind)
+        return action
+
+
+class SentimentField(FieldPolicy):
+    """negative / neutral / positive, and whether the requester is frustrated (note only)."""
+
+
+class SummaryField(FieldPolicy):
+    """One sentence for the technician (note only)."""
+
+
+class FieldsSettings(_Strict):
+    enabled: tuple[FieldName, ...] = Field(
+        default=(),
+        description="The fields decided beside the category: priority, routing, noise, "
+        "language, sentiment, summary.",
+    )
+    priority: PriorityField = Field(default_factory=PriorityField)
+    routing: RoutingField = Field(default_factory=RoutingField)
+    noise: NoiseField = Field(default_factory=NoiseField)
+    language: FieldPolicy = Field(default_factory=FieldPolicy)
+    sentiment: SentimentField = Field(default_factory=SentimentField)
+    summary: SummaryField = Field(default_factory=SummaryField)
+
+    @model_validator(mode="after")
+    def _once_each(self) -> FieldsSettings:
+        if len(set(self.enabled)) != len(self.enabled):
+            raise ValueError("enabled names a field twice")
+        return self
+
+    def policy(self, name: FieldName) -> FieldPolicy:
+        policy: FieldPolicy = getattr(self, name)
+        return policy
+
+    def active(self) -> tuple[FieldName, ...]:
+        """The enabled fields whose mode is not off, in the order of ``FIELD_NAMES``."""
+        return tuple(
+            name
+            for name in FIELD_NAMES
+            if name in self.enabled and self.policy(name).mode is not FieldMode.OFF
+        )
+
+    def with_overrides(self, overrides: dict[FieldName, FieldOverride]) -> FieldsSettings:
+        """These settings with a company's per-field changes."""
+        if not overrides:
+            return self
+        changes: dict[str, object] = {}
+        for name, override in overrides.items():
+            values = override.model_dump(exclude_none=True)
+            if "at_least" in values and name != "priority":
+                values.pop("at_least")
+            changes[name] = self.policy(name).model_validate(
+                {**self.policy(name).model_dump(), **values}
+            )
+        return self.model_copy(update=changes)
