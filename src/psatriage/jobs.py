@@ -39,6 +39,7 @@ _OUTCOME_STATES = {
     "suggested": EventState.DONE,
     "shadowed": EventState.DONE,
     "kept": EventState.KEPT,
+    "skipped": EventState.DONE,  # noise the tenant leaves alone
 }
 
 

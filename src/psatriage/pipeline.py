@@ -9,7 +9,7 @@ marker that is looked for before posting on a retry.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -17,7 +17,7 @@ import structlog
 from psatriage import fields, metrics, policy, shortlist
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers.base import ClassificationRequest, Classifier
-from psatriage.config.fields import STORED_FIELDS, FieldsSettings
+from psatriage.config.fields import STORED_FIELDS, FieldsSettings, NoiseAction
 from psatriage.config.tenant import Effective, Tenant
 from psatriage.domain import (
     APPLIED,
@@ -46,6 +46,7 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
+from psatriage.fields import noise
 from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
@@ -160,15 +161,16 @@ class _Plan:
 
 def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Decision:
     """Pick up a decision an earlier attempt checkpointed (the model is not asked again)."""
-    if checkpoint.category is None:  # a "kept" whose event was not closed
+    if checkpoint.category is None:  # a "kept" or skipped noise whose event was not closed
+        outcome = Outcome.SKIPPED if checkpoint.fields else Outcome.KEPT
         deps.decisions.finalize_decision(
             checkpoint.id,
-            outcome=Outcome.KEPT,
+            outcome=outcome,
             reason=checkpoint.reason,
             wrote_category=False,
             wrote_note=False,
         )
-        return Decision(Outcome.KEPT, checkpoint.reason, checkpoint.id)
+        return Decision(outcome, checkpoint.reason, checkpoint.id)
     return _checkpointed(checkpoint, checkpoint.category)
 
 
@@ -192,6 +194,14 @@ def _plan(
     tenant, rules = deps.tenant, effective.policy
     taxonomy = _taxonomy(deps, ticket)
     previous = PATH_SEPARATOR.join(v.name for v in taxonomy.tree_values(ticket))
+    recognised = noise.by_rules(effective.fields, ticket)
+    if recognised is not None:
+        kind, why = recognised
+        action = effective.fields.noise.action_for(kind)
+        if action.action != "categorize":
+            found = noise.ruled(kind, why)
+            context = _NoiseContext(event_id, ticket, taxonomy, previous, kind, dry_run, once)
+            return _noise(deps, context, action, (found,), None, f"{found.value}, {why}")
     checked = policy.guard(rules, ticket, taxonomy)
     if checked.keep:
         if dry_run:
@@ -214,6 +224,11 @@ def _plan(
         deps, ticket, taxonomy, effective, event_id, fields=asked
     )
     decided = fields.decide(effective.fields, classification, options)
+    acted = noise.acted_on(effective.fields, decided)
+    if acted is not None:
+        found = next(d for d in decided if d.name == "noise")
+        context = _NoiseContext(event_id, ticket, taxonomy, previous, found.value_id, dry_run, once)
+        return _noise(deps, context, acted, decided, classification, f"{found.value}")
     decision_id = 0
     if not dry_run:
         decision_id = deps.decisions.start_decision(
@@ -230,6 +245,94 @@ def _plan(
             fields=[d.to_dict() for d in decided],
         ).id
     return _Plan(chosen, classification, checked, decision_id, previous, redactions, decided)
+
+
+@dataclass(frozen=True, slots=True)
+class _NoiseContext:
+    event_id: int
+    ticket: Ticket
+    taxonomy: Taxonomy
+    previous: str
+    kind: str
+    dry_run: bool
+    once: bool
+
+
+def _noise(
+    deps: Deps,
+    at: _NoiseContext,
+    action: NoiseAction,
+    decided: tuple[FieldDecision, ...],
+    classification: Classification | None,
+    what: str,
+) -> _Plan | Decision:
+    """What the tenant does with noise: set its configured category (then the usual write path)
+    and/or routing, or skip it (no write, no note). ``classification`` is None without a model
+    call."""
+    routing = _noise_routing(deps, at, action.routing) if action.routing else None
+    if routing is not None:
+        decided = (*(d for d in decided if d.name != "routing"), routing)
+    engine = "rules" if classification is None else classification.engine
+    reason = f"noise: {what} ({action.action}, {'no model call' if engine == 'rules' else engine})"
+    if action.category:
+        leaf = noise.configured_category(at.taxonomy, action.category)
+        if leaf is None:
+            raise PermanentError(
+                f"tenant {deps.tenant.name!r}, key 'fields.noise.{at.kind}.category': "
+                f"{action.category!r} is not an active category on "
+                f"{at.ticket.scope_name or at.ticket.scope}; fix: name an active category"
+            )
+        chosen = Chosen(leaf, (), at.taxonomy.levels)
+        ruled = Classification(leaf.key, 1.0, "model", reason, "rules", "")
+        if classification is not None:
+            ruled = replace(classification, key=leaf.key, confidence=1.0, reasoning=reason)
+        decision_id = 0
+        if not at.dry_run:
+            decision_id = deps.decisions.start_decision(
+                event_id=at.event_id,
+                tenant=deps.tenant.name,
+                ticket_id=at.ticket.id,
+                company_id=at.ticket.company_id,
+                previous=at.previous,
+                chosen=chosen,
+                classification=ruled,
+                once_per_ticket=at.once,
+                fields=[d.to_dict() for d in decided],
+            ).id
+        return _Plan(chosen, ruled, policy.Guard(), decision_id, at.previous, {}, decided)
+    if at.dry_run:
+        return Decision(Outcome.SKIPPED, reason, fields=decided)
+    row = deps.decisions.start_decision(
+        event_id=at.event_id,
+        tenant=deps.tenant.name,
+        ticket_id=at.ticket.id,
+        company_id=at.ticket.company_id,
+        previous=at.previous,
+        chosen=None,
+        classification=None,
+        reason=reason,
+        once_per_ticket=at.once,
+        fields=[d.to_dict() for d in decided],
+    )
+    wrote: tuple[str, ...] = ()
+    if routing is not None and routing.write is not None:
+        _write_category(deps, at.ticket, None, (routing.write,))
+        wrote = ("routing",)
+    deps.decisions.finalize_decision(
+        row.id, outcome=Outcome.SKIPPED, reason=reason, wrote_category=False, wrote_note=False
+    )
+    return Decision(Outcome.SKIPPED, reason, row.id, wrote=wrote, fields=decided)
+
+
+def _noise_routing(deps: Deps, at: _NoiseContext, name: str) -> FieldDecision:
+    values = _field_values(deps, at.ticket, "routing")
+    option = next((o for o in values.options if o.name.casefold() == name.casefold()), None)
+    if option is None:
+        raise PermanentError(
+            f"tenant {deps.tenant.name!r}, key 'fields.noise.{at.kind}.routing': {name!r} is not "
+            f"an active {values.label.lower()}; fix: name an active one"
+        )
+    return FieldDecision("routing", values.label, option.name, option.id, APPLIED, 1.0, option)
 
 
 def field_options(deps: Deps, ticket: Ticket, settings: FieldsSettings) -> fields.Options:

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from psatriage.classifiers import classifiers
-from psatriage.config.fields import STORED_FIELDS
+from psatriage.config.fields import NOISE_KINDS, STORED_FIELDS
 from psatriage.config.schema import PromptSettings, RawTenant, Trigger
 from psatriage.config.tenant import AppConfig, Tenant
 from psatriage.errors import ConfigError
@@ -160,12 +160,20 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
 
 def _unstorable_fields(name: str, raw: RawTenant, stored: frozenset[str]) -> list[str]:
     """A field enabled that the tenant's PSA cannot store, one line each."""
-    return [
+    lines = [
         f"tenant {name!r}, key 'fields.enabled': the {raw.psa} adapter cannot store the "
         f"{field} field; fix: remove {field!r} from fields.enabled"
         for field in raw.fields.enabled
         if field in STORED_FIELDS and field not in stored
     ]
+    if "routing" not in stored:
+        lines += [
+            f"tenant {name!r}, key 'fields.noise.{kind}.routing': the {raw.psa} adapter cannot "
+            "route tickets; fix: remove it"
+            for kind in NOISE_KINDS
+            if raw.fields.noise.action_for(kind).routing
+        ]
+    return lines
 
 
 def _compile_templates(

@@ -34,6 +34,7 @@ SHARES = {
     Outcome.SUGGESTED.value: "suggested",
     Outcome.SHADOWED.value: "recorded only",
     Outcome.KEPT.value: "recorded only",
+    Outcome.SKIPPED.value: "recorded only",
 }
 SHARE_NAMES = ("applied", "suggested", "recorded only", "failed")
 COUNT_CAP = 1000  # the decisions table counts matches up to this
