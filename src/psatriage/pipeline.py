@@ -219,11 +219,18 @@ def _plan(
         )
         return _resume(deps, row)
     options = field_options(deps, ticket, effective.fields)
+    routed: tuple[FieldDecision, ...] = ()
+    if "routing" in options and deps.adapter.routing_sets_scope:
+        routed = _route_first(deps, ticket, effective, options.pop("routing"), event_id)
+        if routed and routed[0].outcome == APPLIED and routed[0].value_id != ticket.scope:
+            # the category is chosen within the chosen board's tree, so the pair is valid
+            ticket = replace(ticket, scope=routed[0].value_id, scope_name=routed[0].value)
+            taxonomy = _taxonomy(deps, ticket)
     asked = fields.specs(effective.fields, options)
     classification, chosen, redactions = classify(
         deps, ticket, taxonomy, effective, event_id, fields=asked
     )
-    decided = fields.decide(effective.fields, classification, options)
+    decided = fields.in_order(fields.decide(effective.fields, classification, options) + routed)
     acted = noise.acted_on(effective.fields, decided)
     if acted is not None:
         found = next(d for d in decided if d.name == "noise")
@@ -335,7 +342,39 @@ def _noise_routing(deps: Deps, at: _NoiseContext, name: str) -> FieldDecision:
     return FieldDecision("routing", values.label, option.name, option.id, APPLIED, 1.0, option)
 
 
-def field_options(deps: Deps, ticket: Ticket, settings: FieldsSettings) -> fields.Options:
+def _route_first(
+    deps: Deps, ticket: Ticket, effective: Effective, values: Facet, event_id: int
+) -> tuple[FieldDecision, ...]:
+    """Routing decided on its own, before the category, where it picks the category tree (a
+    ConnectWise board): one model call whose candidates are the routing targets."""
+    allowed = fields.routing_targets(values, effective.fields.routing.targets)
+    if not allowed:
+        return ()
+    targets = Taxonomy(
+        scope=f"routing:{values.name}",
+        scope_name=values.label,
+        levels=(allowed[0].level,),
+        leaves=tuple(Category(o.id, (o,)) for o in allowed),
+    )
+    hint = (
+        f"Here each category is a {values.label.lower()}: choose the one that should handle "
+        "the ticket."
+    )
+    scoped = replace(
+        effective,
+        instructions="\n".join(t for t in (effective.instructions, hint) if t),
+        policy=effective.policy.model_copy(update={"excluded": ()}),
+    )
+    classification, chosen, _ = classify(deps, ticket, targets, scoped, event_id)
+    option = chosen.category.path[0]
+    confidence = classification.confidence
+    outcome = fields.band("routing", confidence, effective.fields.routing)
+    return (
+        FieldDecision("routing", values.label, option.name, option.id, outcome, confidence, option),
+    )
+
+
+def field_options(deps: Deps, ticket: Ticket, settings: FieldsSettings) -> dict[str, Facet]:
     """The live values of the enabled stored fields (priority, routing), through the cache."""
     return {
         name: _field_values(deps, ticket, name)

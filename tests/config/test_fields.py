@@ -24,7 +24,7 @@ def test_fields_load_with_company_overrides(tmp_path: Path) -> None:
         {
             "acme": _tenant(
                 fields={
-                    "enabled": ["noise", "summary"],
+                    "enabled": ["priority", "noise", "summary"],
                     "priority": {"matrix": MATRIX, "order": ["P1", "P2"]},
                     "noise": {"spam": {"action": "set", "category": "Admin › Spam"}},
                     "summary": {"mode": "suggest"},
@@ -35,7 +35,7 @@ def test_fields_load_with_company_overrides(tmp_path: Path) -> None:
         },
     )
     tenant = config.tenant("acme")
-    assert tenant.fields.active() == ("noise", "summary")
+    assert tenant.fields.active() == ("priority", "noise", "summary")
     assert tenant.storm_window_minutes == 10
     assert tenant.effective(None, "Contoso").fields.priority.at_least == "P2"
     assert tenant.effective(None, "Other").fields.priority.at_least is None

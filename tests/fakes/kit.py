@@ -153,7 +153,9 @@ class ContractKit:
     ticket and gives its id and the ``Ticket`` ``get_ticket`` must read;
     ``history_ticket(title, created, categorized, closed)`` creates a ticket of the past and
     ``history_path`` is a regex of the list ``list_labeled_tickets`` reads;
-    ``registrations()`` counts the webhooks registered in the fake.
+    ``registrations()`` counts the webhooks registered in the fake;
+    ``field_value(ticket_id, field)`` is the id the fake holds for a ticket field (``priority``,
+    ``routing``), as a string.
     """
 
     psa: str
@@ -175,6 +177,7 @@ class ContractKit:
     history_ticket: Callable[[str, datetime, bool, bool], str] | None = None
     history_path: str = ""
     registrations: Callable[[], int] | None = None
+    field_value: Callable[[str, str], str | None] | None = None
 
 
 def kit_of(psa: str, fake: FakePSA, **ways: Any) -> ContractKit:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from psatriage.domain import FieldAnswer, LevelValue, Outcome
+from psatriage.domain import Category, FieldAnswer, LevelValue, Outcome, Taxonomy, Ticket
 from psatriage.errors import TransientError
-from tests.fakes.inprocess import ScriptedClassifier, answer
+from tests.fakes.inprocess import TREE, MemoryPSA, ScriptedClassifier, answer
 from tests.pipeline_kit import PipelineKit, make_database
 
 ALL = ["priority", "routing", "noise", "sentiment", "summary"]
@@ -178,3 +178,57 @@ def test_a_retry_after_a_crash_reuses_the_checkpointed_fields(kit: PipelineKit) 
     decision = kit.run(event, attempt=2)  # no second model call: the script has no more steps
     assert [d.name for d in decision.fields] == ["priority"]
     assert "Priority: High" in kit.psa.ours(ticket)[0]
+
+
+NETWORK = Taxonomy(
+    scope="2",
+    scope_name="Network",
+    levels=("type",),
+    leaves=(Category("60", (LevelValue("type", "60", "Outage"),)),),
+)
+
+
+class BoardsPSA(MemoryPSA):
+    """A PSA whose routing (the board) owns the category tree, as ConnectWise's does."""
+
+    routing_sets_scope = True
+
+    def get_taxonomy(self, ticket: Ticket) -> Taxonomy:
+        self.calls.append(f"get_taxonomy:{ticket.scope}")
+        return NETWORK if ticket.scope == "2" else TREE
+
+    def set_category(self, ticket: Ticket, category: Category) -> None:
+        board = next((v.id for v in category.path if v.level == "board"), ticket.scope)
+        self.taxonomy = NETWORK if board == "2" else TREE
+        super().set_category(ticket, category)
+
+
+def test_routing_that_owns_the_tree_is_decided_first(tmp_path: Path) -> None:
+    kit = PipelineKit(make_database(tmp_path / "boards.db"), psa=BoardsPSA())
+    kit.with_tenant(fields={"enabled": ["priority", "routing"]})
+    kit.classifier = ScriptedClassifier(
+        answer("2", 0.9),  # the board
+        answer("60", fields={"priority": "1"}),  # the category within the Network board
+    )
+    ticket = kit.psa.add_ticket("Firewall down", "Nobody can reach the internet.")
+    decision = kit.run(kit.event(ticket))
+    first, second = kit.classifier.requests
+    assert [c.key for c in first.candidates] == ["1", "2"] and not first.fields
+    assert [c.key for c in second.candidates] == ["60"]
+    assert [s.name for s in second.fields] == ["priority"]
+    assert kit.psa.category_writes(ticket) == ["60+priority=1+board=2"]
+    assert [(d.name, d.value) for d in decision.fields] == [
+        ("priority", "High"),
+        ("routing", "Network"),
+    ]
+
+
+def test_a_suggested_board_keeps_the_category_on_the_current_board(tmp_path: Path) -> None:
+    kit = PipelineKit(make_database(tmp_path / "boards.db"), psa=BoardsPSA())
+    kit.with_tenant(fields={"enabled": ["routing"], "routing": {"min_confidence": 0.95}})
+    kit.classifier = ScriptedClassifier(answer("2", 0.6), answer("10/20/30"))
+    ticket = kit.psa.add_ticket("Printer jams", "Paper jam.")
+    kit.run(kit.event(ticket))
+    assert kit.classifier.requests[1].candidates[0].key == "10/20/30"
+    assert kit.psa.category_writes(ticket) == ["10/20/30"]
+    assert "Board: Network (suggested, not written)" in kit.psa.ours(ticket)[0]

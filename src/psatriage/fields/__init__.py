@@ -8,6 +8,14 @@ category; the others are shown in the note.
 
 from __future__ import annotations
 
-from psatriage.fields.decide import LABELS, Options, band, decide, specs
+from psatriage.fields.decide import (
+    LABELS,
+    Options,
+    band,
+    decide,
+    in_order,
+    routing_targets,
+    specs,
+)
 
-__all__ = ["LABELS", "Options", "band", "decide", "specs"]
+__all__ = ["LABELS", "Options", "band", "decide", "in_order", "routing_targets", "specs"]

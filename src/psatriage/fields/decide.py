@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from psatriage.config.fields import (
+    FIELD_NAMES,
     LEVELS,
     FieldMode,
     FieldName,
@@ -91,7 +92,7 @@ def specs(settings: FieldsSettings, options: Options) -> tuple[FieldSpec, ...]:
             )
         elif name == "routing" and "routing" in options:
             values = options["routing"]
-            allowed = _routing_targets(values, settings.routing.targets)
+            allowed = routing_targets(values, settings.routing.targets)
             if allowed:
                 guide = f"The {values.label.lower()} that should handle the ticket."
                 asked.append(FieldSpec("routing", values.label, "choice", guide, allowed))
@@ -118,7 +119,14 @@ def specs(settings: FieldsSettings, options: Options) -> tuple[FieldSpec, ...]:
     return tuple(asked)
 
 
-def _routing_targets(values: Facet, targets: tuple[str, ...]) -> tuple[LevelValue, ...]:
+def in_order(decided: tuple[FieldDecision, ...]) -> tuple[FieldDecision, ...]:
+    """Decisions in the order of the fields (routing decided first comes back to its place)."""
+    rank: dict[str, int] = {name: n for n, name in enumerate(FIELD_NAMES)}
+    return tuple(sorted(decided, key=lambda d: rank.get(d.name, len(rank))))
+
+
+def routing_targets(values: Facet, targets: tuple[str, ...]) -> tuple[LevelValue, ...]:
+    """The routing values the model may choose: the tenant's targets, else every active one."""
     if not targets:
         return values.options
     wanted = {t.casefold() for t in targets}

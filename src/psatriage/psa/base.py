@@ -153,6 +153,9 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     ticket_fields: ClassVar[frozenset[str]] = frozenset()
     """The ticket fields (``psatriage.fields``) this PSA stores beside the category: ``priority``
     and ``routing`` (the board, queue or team). ``field_values`` lists their live values."""
+    routing_sets_scope: ClassVar[bool] = False
+    """Whether routing moves the ticket to another category tree (a ConnectWise board): routing
+    is then decided first and the category chosen within the chosen scope's tree."""
     needs_token_cache: ClassVar[bool] = False
     """Whether the adapter holds an access token that the worker processes should share
     (``psatriage.psa.tokens.TokenCache``); the Runtime sets up the shared store where one does."""

@@ -16,7 +16,16 @@ from urllib.parse import urlencode
 
 import httpx
 
-from psatriage.domain import Category, LabeledTicket, NewTicket, Taxonomy, Ticket, TicketEvent
+from psatriage.domain import (
+    Category,
+    Facet,
+    LabeledTicket,
+    LevelValue,
+    NewTicket,
+    Taxonomy,
+    Ticket,
+    TicketEvent,
+)
 from psatriage.errors import CategoryRejected, ConfigError, PermanentError, WebhookRejected
 from psatriage.psa.base import AdapterConfig, PSAAdapter
 from psatriage.psa.connectwise.callbacks import SigningKeys, entity_of, key_url_allowed
@@ -41,6 +50,7 @@ from psatriage.psa.wire import (
 )
 
 OUR_NOTE_MARKER = "psatriage:"
+FIELD_LEVELS = ("board", "priority")  # the ticket fields psatriage sets beside the category
 _PROJECT_RECORD_TYPES = frozenset({"projectticket", "projectissue"})
 
 
@@ -49,6 +59,8 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
 
     kind: ClassVar[str] = "connectwise"
     Config: ClassVar[type[AdapterConfig]] = ConnectWiseConfig
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing"})
+    routing_sets_scope: ClassVar[bool] = True  # the board owns the category tree
 
     def __init__(self, tenant: str, config: ConnectWiseConfig, http: httpx.Client) -> None:
         super().__init__(tenant, config, http)
@@ -145,13 +157,27 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         return sorted(notes, key=_note_order)
 
     def set_category(self, ticket: Ticket, category: Category) -> None:
+        """One PATCH: the board first (a new board's tree is then checked), the priority, then
+        type, subtype and item; a path of fields alone leaves the category as it is."""
         number = _numeric(ticket.id, "ticket id")
         ids = category.ids()
-        if "type" not in ids:
+        unknown = sorted(set(ids) - {*LEVELS, *FIELD_LEVELS})
+        if unknown:
+            raise CategoryRejected(f"{', '.join(unknown)} is not a ConnectWise ticket field")
+        tree = any(level in ids for level in LEVELS)
+        if tree and "type" not in ids:
             raise CategoryRejected(f"category {category.key!r} has no type")
         present = {value.level for value in ticket.current}
-        operations: list[JSON] = []
-        for level in LEVELS:
+        operations: list[JSON] = [
+            {
+                "op": "replace",
+                "path": level,
+                "value": {"id": _numeric(ids[level], f"{level} id", CategoryRejected)},
+            }
+            for level in FIELD_LEVELS
+            if level in ids
+        ]
+        for level in LEVELS if tree else ():
             if level in ids:
                 value = {"id": _numeric(ids[level], f"{level} id", CategoryRejected)}
                 operations.append({"op": "replace", "path": level, "value": value})
@@ -209,6 +235,22 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             leaves=tuple(leaves.values()),
             defaults=frozenset(("type", i) for i, t in types.items() if t.get("defaultFlag")),
         )
+
+    def field_values(self, ticket: Ticket, field: str) -> Facet:
+        """Priorities (``service/priorities``) or the active service boards (``list_scopes``)."""
+        if field == "priority":
+            records = self.client.get_all("service/priorities", what="priorities")
+            records = sorted(records, key=lambda r: (r.get("sortOrder") or 0, r.get("id") or 0))
+            options = tuple(
+                LevelValue("priority", str(r["id"]), str(r.get("name") or r["id"]))
+                for r in records
+                if r.get("id") is not None
+            )
+            return Facet("priority", "Priority", options)
+        if field == "routing":
+            boards = self.list_scopes()
+            return Facet("routing", "Board", tuple(LevelValue("board", i, n) for i, n in boards))
+        return super().field_values(ticket, field)
 
     def list_scopes(self) -> list[tuple[str, str]]:
         """Active service boards (those in ``boards`` when it is set), as ``(id, name)``."""

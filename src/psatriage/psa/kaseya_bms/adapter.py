@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -48,10 +49,13 @@ from psatriage.psa.kaseya_bms.wire import plain_text
 from psatriage.psa.wire import JSON, numeric, record_id, timestamp, utc_text
 from psatriage.psa.wire import lower_keys as ci
 
+FIELD_LEVELS = {"priority": "PriorityId", "routing": "QueueId"}  # ticket field -> BMS field
+
 
 class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
     """Kaseya BMS through its REST API v2; polling first, webhooks when configured."""
 
+    ticket_fields: ClassVar[frozenset[str]] = frozenset(FIELD_LEVELS)
     kind: ClassVar[str] = "kaseya_bms"
     needs_token_cache: ClassVar[bool] = True
     default_trigger: ClassVar[str] = "poll"  # BMS webhooks are undocumented (docs/kaseya-bms.md)
@@ -223,10 +227,11 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
             if value.level not in (*LEVELS, *FACETS):
                 raise CategoryRejected(f"{value.level!r} is not a Kaseya BMS ticket field")
             wanted[value.level] = _numeric(value.id, f"{value.level} id", CategoryRejected)
-        if "IssueTypeId" not in wanted:
+        tree = any(level in wanted for level in LEVELS)
+        if (tree and "IssueTypeId" not in wanted) or not wanted:
             raise CategoryRejected(f"category {category.key!r} has no issue type")
         present = {v.level for v in ticket.current}
-        if "SubIssueTypeId" not in wanted and "SubIssueTypeId" in present:
+        if tree and "SubIssueTypeId" not in wanted and "SubIssueTypeId" in present:
             wanted["SubIssueTypeId"] = None  # [UNSURE] clearing with null, not "remove"
         operations = [{"op": "replace", "path": f"/{k}", "value": v} for k, v in wanted.items()]
         saved = self.client.result(
@@ -325,6 +330,13 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
             if record_id(record.get("id")) is not None and _active(record)
         )
         return Facet(name=name, label=FACETS[name], options=options)
+
+    def field_values(self, ticket: Ticket, field: str) -> Facet:
+        """The active priorities (``PriorityId``) or queues (``QueueId``)."""
+        name = FIELD_LEVELS.get(field)
+        if name is None:
+            return super().field_values(ticket, field)
+        return replace(self._facet(name), name=field)
 
     def list_scopes(self) -> list[tuple[str, str]]:
         return [(SCOPE, SCOPE_NAME)]
