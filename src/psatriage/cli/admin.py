@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
-from psatriage.config import load_config
+from psatriage.config import Tenant, load_config
 from psatriage.docgen import configuration_reference
 from psatriage.domain import Ticket
 from psatriage.errors import ConfigError, PsatriageError
+from psatriage.fields import live
+from psatriage.psa.base import PSAAdapter
 from psatriage.store import db
 
 config_app = typer.Typer(help="Check the tenants file.", no_args_is_help=True)
@@ -43,10 +45,14 @@ def config_check(
         return
     table = Table("tenant", "PSA", "model", title="connections")
     models: list[tuple[str, Text]] = []
+    fields: list[str] = []
     broken = False
     with runtime(migrate=False) as built:
         for name in sorted(config.tenants):
             psa_ok, psa = _check(lambda name=name: built.adapter(name).check_connection())
+            if psa_ok:
+                found, lines = _fields_check(config.tenant(name), built.adapter(name))
+                psa_ok, fields = psa_ok and found, fields + lines
             model_ok, model = _check(lambda name=name: built.classifier(name).check_connection())
             broken |= not (psa_ok and model_ok)
             table.add_row(
@@ -59,8 +65,20 @@ def config_check(
     for name, model in models:  # long lines: printed whole, not squeezed into a column
         for line in model.plain.splitlines():
             console.print(f"{name} model: {line}", soft_wrap=True, highlight=False)
+    for line in fields:
+        console.print(line, soft_wrap=True, highlight=False)
     if broken:
         raise typer.Exit(1)
+
+
+def _fields_check(tenant: Tenant, adapter: PSAAdapter[Any]) -> tuple[bool, list[str]]:
+    """The fields' names looked up in the PSA's live values: whether all were found, and why
+    not."""
+    try:
+        lines = live.problems(tenant, adapter)
+    except PsatriageError as exc:
+        lines = [f"tenant {tenant.name!r}, key 'fields': the live values: {exc}"]
+    return not lines, lines
 
 
 def _check(call: typer.models.Callable[[], str]) -> tuple[bool, Text]:  # type: ignore[name-defined]
