@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -46,12 +47,12 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
-from psatriage.fields import noise
+from psatriage.fields import noise, storms
 from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
 from psatriage.store.decisions import AlreadyDecided, Decisions
-from psatriage.store.tables import DecisionRow
+from psatriage.store.tables import DecisionRow, utcnow
 from psatriage.taxonomy_cache import TaxonomyCache
 
 log = structlog.get_logger(__name__)
@@ -218,6 +219,74 @@ def _plan(
             once_per_ticket=once,
         )
         return _resume(deps, row)
+    at = _Context(event_id, ticket, taxonomy, previous, checked, dry_run, once)
+    if not tenant.storm_window_minutes or dry_run:
+        return _decide(deps, at, effective)
+    storm = storms.key(ticket)
+    with storms.LOCK.hold(f"{tenant.name}:{storm}"):  # one storm's tickets wait for its first
+        return _follow(deps, at, storm) or _decide(deps, at, effective, storm)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """A new decision's ticket, before the model is asked."""
+
+    event_id: int
+    ticket: Ticket
+    taxonomy: Taxonomy
+    previous: str
+    checked: policy.Guard
+    dry_run: bool
+    once: bool
+
+
+def _follow(deps: Deps, at: _Context, storm: str) -> _Plan | None:
+    """The decision of the storm this ticket belongs to, reused without a model call; None when
+    there is none in the window or its category is not valid here any more."""
+    tenant = deps.tenant
+    since = utcnow() - timedelta(minutes=tenant.storm_window_minutes)
+    leader = deps.decisions.storm_leader(tenant.name, storm, since)
+    if leader is None or leader.category is None:
+        return None
+    chosen = Chosen.from_dict(leader.category)
+    decided = tuple(FieldDecision.from_dict(f) for f in leader.fields or ())
+    taxonomy = at.taxonomy
+    board = next((d.write for d in decided if d.name == "routing" and d.outcome == APPLIED), None)
+    if board is not None and deps.adapter.routing_sets_scope and board.id != at.ticket.scope:
+        taxonomy = _taxonomy(deps, replace(at.ticket, scope=board.id, scope_name=board.name))
+    leaf = taxonomy.get(chosen.category.key)
+    if leaf is None or not leaf.active:
+        return None
+    followed = leader.followed or leader.ticket_id
+    classification = replace(
+        _classification_from(leader), reasoning=f"Same as ticket {followed} (an alert storm)."
+    )
+    row = deps.decisions.start_decision(
+        event_id=at.event_id,
+        tenant=tenant.name,
+        ticket_id=at.ticket.id,
+        company_id=at.ticket.company_id,
+        previous=at.previous,
+        chosen=chosen,
+        classification=classification,
+        replacing=at.checked.replacing,
+        once_per_ticket=at.once,
+        fields=[d.to_dict() for d in decided],
+        storm_key=storm,
+        followed=followed,
+    )
+    calls = max(1, len(deps.decisions.calls_for_event(leader.event_id)))
+    metrics.CALLS_SAVED.labels(tenant.name, "storm").inc(calls)
+    log.info("alert storm: decision reused", ticket=at.ticket.id, followed=followed)
+    return _Plan(chosen, classification, at.checked, row.id, at.previous, {}, decided, followed)
+
+
+def _decide(
+    deps: Deps, at: _Context, effective: Effective, storm: str | None = None
+) -> _Plan | Decision:
+    """Ask the model (routing first where it picks the tree), judge the fields, checkpoint."""
+    ticket, taxonomy, event_id = at.ticket, at.taxonomy, at.event_id
+    dry_run, once, previous, checked = at.dry_run, at.once, at.previous, at.checked
     options = field_options(deps, ticket, effective.fields)
     routed: tuple[FieldDecision, ...] = ()
     if "routing" in options and deps.adapter.routing_sets_scope:
@@ -240,7 +309,7 @@ def _plan(
     if not dry_run:
         decision_id = deps.decisions.start_decision(
             event_id=event_id,
-            tenant=tenant.name,
+            tenant=deps.tenant.name,
             ticket_id=ticket.id,
             company_id=ticket.company_id,
             previous=previous,
@@ -250,6 +319,7 @@ def _plan(
             once_per_ticket=once,
             redactions=redactions,
             fields=[d.to_dict() for d in decided],
+            storm_key=storm,
         ).id
     return _Plan(chosen, classification, checked, decision_id, previous, redactions, decided)
 
