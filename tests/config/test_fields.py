@@ -100,3 +100,27 @@ def test_a_field_the_psa_cannot_store_is_a_load_error() -> None:
         "fix: remove 'routing' from fields.enabled"
     ]
     assert _unstorable_fields("acme", raw, frozenset({"priority", "routing"})) == []
+
+
+def test_a_field_and_the_facet_it_replaces_are_not_both_used(tmp_path: Path) -> None:
+    connection = {
+        "zone_url": "https://webservices5.autotask.net",
+        "username": "api@acme.example",
+        "secret": "env:T_PRIVATE",
+        "integration_code": "env:T_PUBLIC",
+        "webhook_secret": "env:T_OPENAI",
+        "facets": ["queueID"],
+    }
+    with pytest.raises(ConfigError) as caught:
+        _load(
+            tmp_path,
+            {
+                "acme": _tenant(
+                    psa="autotask", connection=connection, fields={"enabled": ["routing"]}
+                )
+            },
+        )
+    assert (
+        "tenant 'acme', key 'connection.facets': 'queueID' is set by the routing field too; "
+        "fix: remove 'queueID' from connection.facets" in str(caught.value)
+    )

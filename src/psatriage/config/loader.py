@@ -131,6 +131,7 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
             lines += _explain(name, exc, prefix="classifier")
 
     lines += _unstorable_fields(name, raw, adapter_cls.ticket_fields)
+    lines += _fields_and_facets(name, raw, adapter_cls.field_facets, None if lines else connection)
     templates, template_problems = _compile_templates(name, raw.prompt, base)
     lines += template_problems
     if lines:
@@ -174,6 +175,21 @@ def _unstorable_fields(name: str, raw: RawTenant, stored: frozenset[str]) -> lis
             if raw.fields.noise.action_for(kind).routing
         ]
     return lines
+
+
+def _fields_and_facets(
+    name: str, raw: RawTenant, facets: Mapping[str, str], connection: object
+) -> list[str]:
+    """A field enabled whose PSA field is also one of the connection's facets (``connection``:
+    None when it did not validate)."""
+    listed = set(getattr(connection, "facets", None) or ())
+    return [
+        f"tenant {name!r}, key 'connection.facets': {facets[field]!r} is set by the {field} "
+        f"field too; fix: remove {facets[field]!r} from connection.facets (or {field!r} from "
+        "fields.enabled)"
+        for field in raw.fields.enabled
+        if facets.get(field) in listed
+    ]
 
 
 def _compile_templates(

@@ -153,6 +153,9 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     ticket_fields: ClassVar[frozenset[str]] = frozenset()
     """The ticket fields (``psatriage.fields``) this PSA stores beside the category: ``priority``
     and ``routing`` (the board, queue or team). ``field_values`` lists their live values."""
+    field_facets: ClassVar[Mapping[str, str]] = {}
+    """Ticket fields that a facet of ``Config.facets`` also sets (field -> facet): a tenant uses
+    one or the other, never both."""
     routing_sets_scope: ClassVar[bool] = False
     """Whether routing moves the ticket to another category tree (a ConnectWise board): routing
     is then decided first and the category chosen within the chosen scope's tree."""

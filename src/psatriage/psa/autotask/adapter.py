@@ -75,6 +75,7 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
     """Datto PSA (Autotask) through its REST API and ticket webhooks."""
 
     ticket_fields: ClassVar[frozenset[str]] = frozenset(FIELD_LEVELS)
+    field_facets: ClassVar[Mapping[str, str]] = FIELD_LEVELS
     kind: ClassVar[str] = "autotask"
     Config: ClassVar[type[AdapterConfig]] = AutotaskConfig
 

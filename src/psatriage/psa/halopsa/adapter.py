@@ -64,6 +64,7 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
     """HaloPSA through its REST API and an outbound webhook."""
 
     ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing"})
+    field_facets: ClassVar[Mapping[str, str]] = {"priority": PRIORITY_FACET}
     kind: ClassVar[str] = "halopsa"
     Config: ClassVar[type[AdapterConfig]] = HaloPSAConfig
     needs_token_cache: ClassVar[bool] = True

@@ -56,6 +56,7 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
     """Kaseya BMS through its REST API v2; polling first, webhooks when configured."""
 
     ticket_fields: ClassVar[frozenset[str]] = frozenset(FIELD_LEVELS)
+    field_facets: ClassVar[Mapping[str, str]] = FIELD_LEVELS
     kind: ClassVar[str] = "kaseya_bms"
     needs_token_cache: ClassVar[bool] = True
     default_trigger: ClassVar[str] = "poll"  # BMS webhooks are undocumented (docs/kaseya-bms.md)
