@@ -47,7 +47,7 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
-from psatriage.fields import noise, storms
+from psatriage.fields import language, noise, storms
 from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
@@ -299,7 +299,13 @@ def _decide(
     classification, chosen, redactions = classify(
         deps, ticket, taxonomy, effective, event_id, fields=asked
     )
-    decided = fields.in_order(fields.decide(effective.fields, classification, options) + routed)
+    spoken = (
+        language.detect(effective.fields, ticket)
+        if "language" in effective.fields.active()
+        else None
+    )
+    decided = fields.decide(effective.fields, classification, options, language=spoken)
+    decided = fields.in_order(decided + routed)
     acted = noise.acted_on(effective.fields, decided)
     if acted is not None:
         found = next(d for d in decided if d.name == "noise")

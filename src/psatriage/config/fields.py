@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FieldName = Literal["priority", "routing", "noise", "language", "sentiment", "summary"]
 FIELD_NAMES: tuple[FieldName, ...] = get_args(FieldName)
@@ -177,6 +177,31 @@ class NoiseField(FieldPolicy):
         return action
 
 
+class LanguageField(FieldPolicy):
+    """The requester's language, ISO 639-1, detected offline (note only)."""
+
+    candidates: tuple[str, ...] = Field(
+        default=("en", "de", "fr", "es", "it", "nl", "pt", "sv", "da", "no", "fi", "pl"),
+        description="The languages to tell apart (ISO 639-1 codes; zh-cn and zh-tw for Chinese).",
+    )
+    min_letters: int = Field(
+        default=20, ge=1, description="Tickets with fewer letters are not judged."
+    )
+
+    @field_validator("candidates")
+    @classmethod
+    def _shipped(cls, codes: tuple[str, ...]) -> tuple[str, ...]:
+        from psatriage.fields.language import known  # noqa: PLC0415 - the package's own list
+
+        unknown = sorted(set(codes) - known())
+        if unknown or not codes:
+            raise ValueError(
+                f"no language profile for {unknown or 'an empty list'}; use codes of "
+                f"{', '.join(sorted(known()))}"
+            )
+        return codes
+
+
 class SentimentField(FieldPolicy):
     """negative / neutral / positive, and whether the requester is frustrated (note only)."""
 
@@ -194,7 +219,7 @@ class FieldsSettings(_Strict):
     priority: PriorityField = Field(default_factory=PriorityField)
     routing: RoutingField = Field(default_factory=RoutingField)
     noise: NoiseField = Field(default_factory=NoiseField)
-    language: FieldPolicy = Field(default_factory=FieldPolicy)
+    language: LanguageField = Field(default_factory=LanguageField)
     sentiment: SentimentField = Field(default_factory=SentimentField)
     summary: SummaryField = Field(default_factory=SummaryField)
 

@@ -138,7 +138,7 @@ def decide(
     answer: Classification,
     options: Options,
     *,
-    language: str | None = None,
+    language: tuple[str, float] | None = None,
 ) -> tuple[FieldDecision, ...]:
     """One decision per enabled field that has a valid answer, in ``FIELD_NAMES`` order."""
     answered = answer.fields
@@ -148,7 +148,7 @@ def decide(
         if found is None:
             continue
         value, value_id, confidence, write = found
-        if confidence is None and write is not None:
+        if confidence is None and write is not None and name != "language":
             confidence = answer.confidence  # a choice read without log-probs
         outcome = band(name, confidence, settings.policy(name))
         decided.append(
@@ -171,7 +171,7 @@ def _value(
     settings: FieldsSettings,
     answered: Mapping[str, FieldAnswer],
     options: Options,
-    language: str | None,
+    language: tuple[str, float] | None,
 ) -> _Found | None:
     if name == "priority":
         return _priority(settings.priority, answered, options.get("priority"))
@@ -192,7 +192,7 @@ def _value(
     if name == "summary":
         text = answered.get("summary")
         return (text.value, "", None, None) if text else None
-    return (language, language, None, None) if language else None
+    return (language[0], language[0], language[1], None) if language else None
 
 
 def _choice(
