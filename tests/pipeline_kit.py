@@ -28,6 +28,7 @@ from psatriage.config import (
 )
 from psatriage.config.fields import FieldsSettings
 from psatriage.domain import Decision, TicketEvent
+from psatriage.learning.similar import SimilarExamples
 from psatriage.prompts import (
     DEFAULT_ERROR_NOTE,
     DEFAULT_NOTE,
@@ -107,6 +108,7 @@ class PipelineKit:
         self.ledger = Ledger(self.engine, self.sessions)
         self.decisions = Decisions(self.sessions)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
+        self.examples = SimilarExamples(self.sessions, refresh_seconds=0)
 
     def with_tenant(self, **settings: Any) -> PipelineKit:
         """This kit (same database, PSA and classifier) for a tenant with other settings."""
@@ -122,6 +124,7 @@ class PipelineKit:
             decisions=self.decisions,
             taxonomies=self.taxonomies,
             breaker=self.breaker,
+            examples=self.examples,
         )
 
     def event(self, ticket_id: str, key: str | None = None) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from psatriage.config import AppConfig, Mode, load_config, parse_config
+from psatriage.domain import Category, LevelValue
 from psatriage.errors import ConfigError
 from tests.harness import to_toml
 
@@ -129,6 +130,34 @@ def test_model_and_max_tokens_default_to_the_classifier_configuration(
             ["key 'policy'", "min_confidence_to_change must be at least min_confidence"],
         ),
         (
+            {"acme": _tenant(policy={"apply_at": 0.7, "min_confidence": 0.6})},
+            [
+                "key 'policy'",
+                "policy.apply_at = 0.7, policy.min_confidence = 0.6 are one setting",
+                "fix: keep only one of them",
+            ],
+        ),
+        (
+            {"acme": _tenant(policy={"apply_at": 0.5, "suggest_at": 0.6})},
+            ["key 'policy'", "suggest_at (0.6) is above apply_at (0.5)", "fix: lower suggest_at"],
+        ),
+        (
+            {"acme": _tenant(policy={"fields": {"category": {"apply_at": 0.9}}, "apply_at": 0.6})},
+            ["key 'policy'", "fields.category.apply_at = 0.9", "fix: keep only one"],
+        ),
+        (
+            {"acme": _tenant(policy={"fields": {"colour": {"apply_at": 0.9}}})},
+            ["key 'policy.fields'", "no field named 'colour'", "fix: use one of category"],
+        ),
+        (
+            {
+                "acme": _tenant(
+                    policy={"apply_at": 0.6}, companies={"x": {"policy": {"suggest_at": 0.7}}}
+                )
+            },
+            ["tenant 'acme', key 'companies.x.policy'", "suggest_at (0.7) is above apply_at (0.6)"],
+        ),
+        (
             {"acme": _tenant(policy={"min_confidence": 2})},
             ["key 'policy.min_confidence'", "fix: lower the value"],
         ),
@@ -223,3 +252,68 @@ def test_unknown_tenant_lists_the_known_ones(tmp_path: Path) -> None:
     config = _load(tmp_path, {"acme": _tenant()})
     with pytest.raises(ConfigError, match=r"no tenant named 'x' \(configured: acme\)"):
         config.tenant("x")
+
+
+def test_category_descriptions_and_hints_by_key_or_path(tmp_path: Path) -> None:
+    tenant = _load(
+        tmp_path,
+        {
+            "acme": _tenant(
+                taxonomy={"descriptions": {"Network": "Anything on the wire"}},
+                categories={
+                    "Hardware": {"hints": ["device", "toner"]},
+                    "Hardware > Printer": {
+                        "description": "Printers and copiers",
+                        "hints": ["paper jam", "toner"],
+                    },
+                    "9": {"hints": ["tunnel"]},
+                },
+            )
+        },
+    ).tenant("acme")
+    hardware, network = LevelValue("type", "8", "Hardware"), LevelValue("type", "9", "Network")
+    printer = Category("8/1", (hardware, LevelValue("subType", "1", "Printer")))
+    laptop = Category("8/2", (hardware, LevelValue("subType", "2", "Laptop")), "From the PSA")
+    assert tenant.describe(printer) == "Printers and copiers (e.g. paper jam, toner, device)"
+    assert tenant.describe(laptop) == "From the PSA (e.g. device, toner)"
+    assert tenant.describe(Category("9", (network,))) == "Anything on the wire (e.g. tunnel)"
+    other = Category("7", (LevelValue("type", "7", "Other"),), "Kept")
+    assert tenant.describe(other) == "Kept"
+    assert tenant.learning.examples == 3 and tenant.learning.retrain_seconds == 7 * 86400
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        (
+            {"categories": {"Hardware": {"hint": ["toner"]}}},
+            "tenant 'acme', key 'categories.Hardware.hint': Extra inputs are not permitted",
+        ),
+        (
+            {"categories": {"Hardware": {"hints": ["x" * 101]}}},
+            "tenant 'acme', key 'categories.Hardware.hints'",
+        ),
+        (
+            {"learning": {"retrain_every": "weekly"}},
+            "tenant 'acme', key 'learning.retrain_every': 'weekly' is not a period such as 7d",
+        ),
+        (
+            {"learning": {"examples": 11}},
+            "tenant 'acme', key 'learning.examples'",
+        ),
+    ],
+)
+def test_bad_category_and_learning_keys_name_tenant_and_key(
+    tmp_path: Path, changes: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, {"acme": _tenant(**changes)})
+    assert says in str(caught.value)
+
+
+def test_retraining_can_be_turned_off(tmp_path: Path) -> None:
+    for off in ("off", "0d"):
+        tenant = _load(tmp_path, {"acme": _tenant(learning={"retrain_every": off})})
+        assert tenant.tenant("acme").learning.retrain_seconds is None
+    hourly = _load(tmp_path, {"acme": _tenant(learning={"retrain_every": "12h"})})
+    assert hourly.tenant("acme").learning.retrain_seconds == 12 * 3600

@@ -26,10 +26,8 @@ from tests.test_e2e import Service, _wait_ready
 pytestmark = pytest.mark.slow
 
 PSAS = sorted(adapters())
-FIELDS = {
-    "enabled": ["priority", "routing", "noise", "sentiment", "summary"],
-    "routing": {"min_confidence": 0.8},
-}
+FIELDS = {"enabled": ["priority", "routing", "noise", "sentiment", "summary"]}
+POLICY = {"fields": {"routing": {"apply_at": 0.8}}}
 ROUTED_FIRST = {"connectwise"}  # the board owns the category tree: one more model call
 
 
@@ -43,7 +41,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             kits[psa] = kit_for(psa)
             stack.callback(kits[psa].fake.stop)
         tenants = {
-            psa: {**kit_tenant(kit, llm), "fields": FIELDS, "storm_window_minutes": 30}
+            psa: {
+                **kit_tenant(kit, llm),
+                "fields": FIELDS,
+                "policy": POLICY,
+                "storm_window_minutes": 30,
+            }
             for psa, kit in kits.items()
         }
         config = root / "psatriage.toml"

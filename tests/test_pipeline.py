@@ -21,7 +21,7 @@ from psatriage.errors import (
     PermanentError,
     TransientError,
 )
-from psatriage.store.tables import DecisionRow
+from psatriage.store.tables import DecisionRow, ReviewRow
 from tests.fakes.inprocess import EMAIL, SOFTWARE, TREE, TRIAGE, answer, with_priority
 from tests.pipeline_kit import PipelineKit, make_database
 
@@ -344,3 +344,54 @@ def test_a_dead_model_opens_the_circuit(kit: PipelineKit) -> None:
         assert caught.value.model_related
     assert "circuit open" in str(caught.value)
     assert len(kit.classifier.requests) == 2  # the third ticket never reached the model
+
+
+def _reviews(kit: PipelineKit) -> list[ReviewRow]:
+    with kit.sessions() as session:
+        return list(session.execute(select(ReviewRow).order_by(ReviewRow.id)).scalars())
+
+
+def test_between_the_bands_a_note_marked_for_review_and_one_review(kit: PipelineKit) -> None:
+    kit.with_tenant(policy={"apply_at": 0.8, "suggest_at": 0.3}, privacy={"redact": True})
+    jam = replace(answer("10/20/30", 0.6), alternatives=(("10/20/31", 0.2), ("gone", 0.1)))
+    kit.classifier.then(jam)
+    ticket = kit.psa.add_ticket("Printer of bob@example.com", JAM, company_name="Contoso")
+    event_id = kit.event(ticket)
+    result = kit.run(event_id)
+    assert result.outcome is Outcome.SUGGESTED and result.wrote == ("note",)
+    assert kit.psa.category_writes(ticket) == []
+    (note,) = kit.psa.ours(ticket)
+    assert "Marked for review" in note
+    (review,) = _reviews(kit)
+    decision = kit.decision(event_id)
+    assert (review.decision_id, review.state, review.ticket_id) == (decision.id, "pending", ticket)
+    assert review.title == "Printer of [EMAIL]" and review.excerpt == JAM
+    assert (review.category_key, review.category_label) == (
+        "10/20/30",
+        "Hardware › Printer › Paper jam",
+    )
+    assert review.confidence == 0.6 and review.company_name == "Contoso"
+    assert review.alternatives == [
+        {"key": "10/20/31", "label": "Hardware › Printer › Toner", "confidence": 0.2}
+    ]
+    kit.run(event_id, attempt=2)  # a retry after finishing opens no second review
+    assert len(_reviews(kit)) == 1
+
+
+def test_below_suggest_at_is_recorded_only(kit: PipelineKit) -> None:
+    kit.with_tenant(policy={"apply_at": 0.8, "suggest_at": 0.3})
+    ticket, event_id = _ticket_event(kit, answer("10/20/30", 0.2))
+    result = kit.run(event_id)
+    assert result.outcome is Outcome.RECORDED and result.wrote == ()
+    assert kit.psa.category_writes(ticket) == [] and kit.psa.ours(ticket) == []
+    decision = kit.decision(event_id)
+    assert decision.outcome == "recorded" and not decision.wrote_note
+    assert "below suggest_at 0.30" in decision.reason
+    assert _reviews(kit) == []
+
+
+def test_shadow_mode_opens_no_review(kit: PipelineKit) -> None:
+    kit.with_tenant(policy={"mode": "shadow", "apply_at": 0.8, "suggest_at": 0.3})
+    _, event_id = _ticket_event(kit, answer("10/20/30", 0.6))
+    assert kit.run(event_id).outcome is Outcome.SHADOWED
+    assert _reviews(kit) == []

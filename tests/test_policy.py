@@ -83,3 +83,53 @@ def test_choose_action(mode: str, confidence: float, replacing: bool, action: st
     )
     assert choice.action.value == action
     assert choice.reason
+
+
+@pytest.mark.parametrize(
+    ("settings", "confidence", "replacing", "expected"),
+    [
+        ({"apply_at": 0.8, "suggest_at": 0.4}, 0.8, False, policy.Band.APPLY),
+        ({"apply_at": 0.8, "suggest_at": 0.4}, 0.79, False, policy.Band.SUGGEST),
+        ({"apply_at": 0.8, "suggest_at": 0.4}, 0.4, False, policy.Band.SUGGEST),
+        ({"apply_at": 0.8, "suggest_at": 0.4}, 0.39, False, policy.Band.RECORD),
+        ({"min_confidence": 0.6}, 0.6, False, policy.Band.APPLY),  # the older name, same thing
+        ({"fields": {"category": {"apply_at": 0.7}}}, 0.69, False, policy.Band.SUGGEST),
+        ({"apply_at": 0.5, "min_confidence_to_change": 0.9}, 0.8, True, policy.Band.SUGGEST),
+        ({"apply_at": 0.5, "min_confidence_to_change": 0.9}, 0.9, True, policy.Band.APPLY),
+    ],
+)
+def test_band_of_a_confidence(
+    settings: dict[str, object], confidence: float, replacing: bool, expected: policy.Band
+) -> None:
+    rules = Policy.model_validate(settings)
+    assert policy.band("category", confidence, rules, replacing=replacing) is expected
+
+
+@pytest.mark.parametrize(
+    ("settings", "confidence", "action", "review"),
+    [
+        ({"apply_at": 0.8, "suggest_at": 0.4}, 0.9, "apply", False),
+        ({"apply_at": 0.8, "suggest_at": 0.4}, 0.6, "suggest", True),
+        ({"apply_at": 0.8, "suggest_at": 0.4}, 0.3, "record", False),
+        ({"mode": "suggest", "apply_at": 0.8, "suggest_at": 0.4}, 0.9, "suggest", True),
+        ({"mode": "suggest", "apply_at": 0.8, "suggest_at": 0.4}, 0.3, "record", False),
+        ({"mode": "shadow", "suggest_at": 0.4}, 0.9, "shadow", False),
+        ({"fields": {"category": {"mode": "shadow"}}}, 0.9, "shadow", False),
+    ],
+)
+def test_choose_action_by_band(
+    settings: dict[str, object], confidence: float, action: str, review: bool
+) -> None:
+    choice = policy.choose_action(
+        Policy.model_validate(settings), _result(confidence), policy.Guard()
+    )
+    assert (choice.action.value, choice.review) == (action, review)
+    assert choice.reason
+
+
+def test_apply_at_and_min_confidence_are_one_setting() -> None:
+    assert Policy.model_validate({"apply_at": 0.7}).min_confidence == 0.7
+    assert Policy.model_validate({"min_confidence": 0.7}).apply_at == 0.7
+    assert Policy.model_validate({"apply_at": 0.9}).min_confidence_to_change == 0.9
+    both = Policy.model_validate({"apply_at": 0.7, "min_confidence": 0.7})
+    assert both.apply_at == both.min_confidence == 0.7

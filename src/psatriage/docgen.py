@@ -17,7 +17,9 @@ from pydantic_core import PydanticUndefined
 
 from psatriage.classifiers import classifiers
 from psatriage.config import (
+    CategoryHint,
     CompanyOverride,
+    LearningSettings,
     Policy,
     PrivacySettings,
     PromptSettings,
@@ -26,8 +28,8 @@ from psatriage.config import (
 )
 from psatriage.config.fields import (
     FieldOverride,
-    FieldPolicy,
     FieldsSettings,
+    LanguageField,
     NoiseAction,
     NoiseField,
     PriorityField,
@@ -81,6 +83,14 @@ excluded = ["Admin"]
 [tenants.acme.prompt]
 instructions = "Anything about the VPN is Network › Remote access."
 
+[tenants.acme.categories."Hardware > Printer"]
+description = "Printers, copiers and scanners: jams, toner, drivers, scan to e-mail."
+hints = ["toner", "paper jam", "scan to email"]
+
+[tenants.acme.learning]
+retrain_every = "7d"
+examples = 3
+
 [tenants.acme.companies."Contoso"]
 ai_model_ticket_cat = "gpt-4o"
 ticket_cat_max_tokens = 400
@@ -96,6 +106,8 @@ def configuration_reference() -> str:
     parts += [_EXAMPLE, "### `[tenants.NAME]`\n", _tenant_table()]
     parts += [_section("policy", Policy), _section("prompt", PromptSettings)]
     parts += [_section("taxonomy", TaxonomySettings), _section("privacy", PrivacySettings)]
+    parts += [_section('categories."KEY"', CategoryHint, note=_CATEGORY_NOTE)]
+    parts += [_section("learning", LearningSettings)]
     parts += [_section('companies."NAME"', CompanyOverride, note=_COMPANY_NOTE)]
     parts += _fields_sections()
     for kind, adapter in sorted(adapters().items()):
@@ -147,6 +159,13 @@ def _tenant_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+_CATEGORY_NOTE = (
+    "Per category, keyed by its key or a path prefix (`Hardware` or `Hardware > Printer`, levels "
+    "joined by `>`, case-insensitive). The most specific entry's `description` is used; the hints "
+    "of every entry naming the category are added after it. `psatriage config check` names a key "
+    "that matches no category of the PSA's trees."
+)
+
 _TABLES = (
     "connection",
     "classifier",
@@ -154,6 +173,8 @@ _TABLES = (
     "prompt",
     "taxonomy",
     "privacy",
+    "categories",
+    "learning",
     "companies",
     "fields",
 )
@@ -165,16 +186,17 @@ _FIELDS_NOTE = (
     "(ConnectWise: `priority` and `board`; Autotask: `priority` and `queueID`; HaloPSA: "
     "`priority_id` and `team_id`; Kaseya BMS: `PriorityId` and `QueueId`); `noise`, `language`, "
     "`sentiment` and `summary` are shown in the note. A field answered outside its values is "
-    "not written; the others stand. Each field takes the keys of its own table below."
+    "not written; the others stand. Each field takes the keys of its own table below; its band "
+    "(`mode`, `apply_at`, `suggest_at`) is `[tenants.NAME.policy.fields.FIELD]`, the category's "
+    'where unset, per company `[tenants.NAME.companies."X".policy.fields.FIELD]`.'
 )
 
 
 def _fields_sections() -> list[str]:
     """The [fields] table and one table per field."""
-    policy_note = "Each field's policy; `language`, `sentiment` and `summary` take only these."
     return [
         _section("fields", FieldsSettings, note=_FIELDS_NOTE),
-        _section("fields.language", FieldPolicy, note=policy_note),
+        _section("fields.language", LanguageField),
         _section("fields.priority", PriorityField),
         _section("fields.routing", RoutingField),
         _section("fields.noise", NoiseField),

@@ -380,6 +380,7 @@ class FieldDecision:
             "value": self.value,
             "outcome": self.outcome,
             "confidence": self.confidence,
+            "stored": self.write is not None,
         }
 
 
@@ -431,6 +432,7 @@ class Classification:
     latency_ms: float = 0.0
     facets: Mapping[str, str] = field(default_factory=dict)  # facet name -> chosen option id
     fields: Mapping[str, FieldAnswer] = field(default_factory=dict)  # valid field answers only
+    alternatives: tuple[tuple[str, float], ...] = ()  # the next best (key, confidence), if known
 
 
 class Outcome(enum.StrEnum):
@@ -439,6 +441,7 @@ class Outcome(enum.StrEnum):
     APPLIED = "applied"  # category written (and a note)
     SUGGESTED = "suggested"  # note only: mode suggest, or confidence below the write threshold
     SHADOWED = "shadowed"  # recorded only: mode shadow
+    RECORDED = "recorded"  # recorded only: confidence below suggest_at
     KEPT = "kept"  # a person already set the category and policy keeps it
     SKIPPED = "skipped"  # noise (an auto-reply...) the tenant has left alone, without a model call
 

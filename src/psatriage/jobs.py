@@ -27,6 +27,7 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
+from psatriage.learning import retrain
 from psatriage.queue import Tasks
 from psatriage.runtime import Runtime
 from psatriage.store.ledger import Claim
@@ -38,6 +39,7 @@ _OUTCOME_STATES = {
     "applied": EventState.DONE,
     "suggested": EventState.DONE,
     "shadowed": EventState.DONE,
+    "recorded": EventState.DONE,
     "kept": EventState.KEPT,
     "skipped": EventState.DONE,  # noise the tenant leaves alone
 }
@@ -56,8 +58,9 @@ def consumer(runtime: Runtime, *, workers: int, embedded: bool) -> Consumer:
 
 def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
-    finds and restarts polling chains that died. Every worker process runs one; both jobs are
-    idempotent, so several processes doing it at once is harmless."""
+    finds, restarts polling chains that died and starts the due model retrains (in a thread of
+    their own). Every worker process runs one; the jobs are idempotent or claim their turn in
+    the database, so several processes doing it at once is harmless."""
     interval = runtime.settings.housekeeping_seconds
 
     def loop() -> None:
@@ -65,6 +68,7 @@ def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
             try:
                 reap(runtime)
                 kick_polls(runtime)
+                retrain.kick_retrains(runtime)
             except Exception:  # a database blip must not end housekeeping (logged with trace)
                 log.exception("housekeeping failed; trying again next round")
 

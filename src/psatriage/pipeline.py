@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from psatriage import fields, metrics, policy, shortlist
 from psatriage.breaker import CircuitBreaker
@@ -48,10 +49,14 @@ from psatriage.errors import (
     TransientError,
 )
 from psatriage.fields import language, noise, storms
+from psatriage.learning.similar import SimilarExamples
+from psatriage.local_engine.data import ticket_text
+from psatriage.prompts import PromptExample
 from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
 from psatriage.store.decisions import AlreadyDecided, Decisions
+from psatriage.store.reviews import ReviewDraft, excerpt
 from psatriage.store.tables import DecisionRow, utcnow
 from psatriage.taxonomy_cache import TaxonomyCache
 
@@ -68,6 +73,7 @@ class Deps:
     decisions: Decisions
     taxonomies: TaxonomyCache
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    examples: SimilarExamples | None = None  # labeled examples for an LLM's prompt
 
 
 def marker(decision_id: int) -> str:
@@ -122,13 +128,14 @@ def categorize(
             planned.classification,
             fields=planned.fields,
         )
-    wrote = _write(deps, ticket, planned, choice.action, outcome, attempt)
+    wrote = _write(deps, ticket, planned, choice, outcome, attempt)
     deps.decisions.finalize_decision(
         planned.decision_id,
         outcome=outcome,
         reason=choice.reason,
         wrote_category=choice.action is policy.Action.APPLY,
         wrote_note=_notes(choice.action, planned.fields),
+        review=_review(deps, ticket, planned) if choice.review else None,
     )
     return Decision(
         outcome,
@@ -145,7 +152,34 @@ _OUTCOMES = {
     policy.Action.APPLY: Outcome.APPLIED,
     policy.Action.SUGGEST: Outcome.SUGGESTED,
     policy.Action.SHADOW: Outcome.SHADOWED,
+    policy.Action.RECORD: Outcome.RECORDED,
 }
+_NOTED = frozenset({policy.Action.APPLY, policy.Action.SUGGEST})  # the actions that post a note
+
+
+def _review(deps: Deps, ticket: Ticket, planned: _Plan) -> ReviewDraft:
+    """The review of a suggestion: the ticket redacted, the suggestion and its alternatives."""
+    masked, _ = deps.tenant.redactor.ticket(ticket)
+    taxonomy = _taxonomy(deps, ticket)
+    alternatives = []
+    for key, confidence in planned.classification.alternatives:
+        leaf = taxonomy.get(key)
+        if leaf is not None:
+            alternatives.append({"key": key, "label": leaf.label, "confidence": confidence})
+    return ReviewDraft(
+        decision_id=planned.decision_id,
+        tenant=deps.tenant.name,
+        ticket_id=ticket.id,
+        company_id=ticket.company_id,
+        company_name=ticket.company_name or "",
+        title=masked.title,
+        excerpt=excerpt(masked.description or masked.initial_note),
+        category=planned.chosen.to_dict(),
+        category_key=planned.chosen.target.key,
+        category_label=planned.chosen.category.label,
+        confidence=planned.classification.confidence,
+        alternatives=alternatives,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +338,9 @@ def _decide(
         if "language" in effective.fields.active()
         else None
     )
-    decided = fields.decide(effective.fields, classification, options, language=spoken)
+    decided = fields.decide(
+        effective.fields, classification, options, effective.policy, language=spoken
+    )
     decided = fields.in_order(decided + routed)
     acted = noise.acted_on(effective.fields, decided)
     if acted is not None:
@@ -399,7 +435,9 @@ def _noise(
     )
     wrote: tuple[str, ...] = ()
     if routing is not None and routing.write is not None:
-        _write_category(deps, at.ticket, None, (routing.write,))
+        write_category(
+            deps.tenant, deps.adapter, deps.taxonomies, at.ticket, None, (routing.write,)
+        )
         wrote = ("routing",)
     deps.decisions.finalize_decision(
         row.id, outcome=Outcome.SKIPPED, reason=reason, wrote_category=False, wrote_note=False
@@ -444,7 +482,7 @@ def _route_first(
     classification, chosen, _ = classify(deps, ticket, targets, scoped, event_id)
     option = chosen.category.path[0]
     confidence = classification.confidence
-    outcome = fields.band("routing", confidence, effective.fields.routing)
+    outcome = fields.band("routing", confidence, effective.policy)
     return (
         FieldDecision("routing", values.label, option.name, option.id, outcome, confidence, option),
     )
@@ -472,21 +510,21 @@ def _field_values(deps: Deps, ticket: Ticket, name: str, *, refresh: bool = Fals
 
 def _notes(action: policy.Action, decided: tuple[FieldDecision, ...]) -> bool:
     """Whether a note is written: for the category, or for a field shown in it."""
-    return action is not policy.Action.SHADOW or any(d.outcome != RECORDED for d in decided)
+    return action in _NOTED or any(d.outcome != RECORDED for d in decided)
 
 
 def _write(
     deps: Deps,
     ticket: Ticket,
     planned: _Plan,
-    action: policy.Action,
+    choice: policy.Choice,
     outcome: Outcome,
     attempt: int,
 ) -> tuple[str, ...]:
     """The PSA writes, in one update: the category and the applied fields (unless already there);
     then the marked note (unless posted)."""
     wrote: list[str] = []
-    category = action is policy.Action.APPLY and not planned.chosen.is_on(ticket)
+    category = choice.action is policy.Action.APPLY and not planned.chosen.is_on(ticket)
     current = {(v.level, v.id) for v in ticket.current}
     applied = [
         d
@@ -495,17 +533,17 @@ def _write(
         and d.write is not None
         and (d.write.level, d.write.id) not in current
     ]
-    if category or applied:
-        values = tuple(d.write for d in applied if d.write is not None)
-        _write_category(deps, ticket, planned.chosen if category else None, values)
+    values = tuple(d.write for d in applied if d.write is not None)
+    chosen = planned.chosen if category else None
+    if write_category(deps.tenant, deps.adapter, deps.taxonomies, ticket, chosen, values):
         wrote += ["category"] if category else []
         wrote += [d.name for d in applied]
-    if _notes(action, planned.fields):
+    if _notes(choice.action, planned.fields):
         note_marker = marker(planned.decision_id)
         if attempt > 1 and deps.adapter.find_note(ticket, note_marker):
             log.info("note already posted", ticket=ticket.id, marker=note_marker)
         else:
-            text = _note(deps.tenant, outcome, planned, note_marker)
+            text = _note(deps.tenant, outcome, planned, note_marker, review=choice.review)
             deps.adapter.add_note(ticket, text)
             wrote.append("note")
     return tuple(wrote)
@@ -596,6 +634,7 @@ def classify(
         redactions=redactions,
         event_id=event_id or None,
         record=record or store,
+        examples=_examples(deps, masked, candidates),
     )
     try:
         classification = deps.breaker.call(
@@ -605,6 +644,29 @@ def classify(
     except PsatriageError as exc:
         exc.model_related = True
         raise
+
+
+def _examples(
+    deps: Deps, masked: Ticket, candidates: tuple[Category, ...]
+) -> tuple[PromptExample, ...]:
+    """The tenant's labeled examples most like the ticket, for a classifier that asks an LLM
+    (none for the local engine, which learns them by retraining)."""
+    learning = deps.tenant.learning
+    if deps.examples is None or learning.examples <= 0 or deps.tenant.classifier_kind == "local":
+        return ()
+    try:
+        return deps.examples.for_ticket(
+            deps.tenant.name,
+            text=ticket_text(masked.title, masked.description, masked.initial_note),
+            company=masked.company_id,
+            candidates={c.key for c in candidates},
+            k=learning.examples,
+            chars=learning.example_chars,
+            redactor=deps.tenant.redactor,
+        )
+    except (SQLAlchemyError, PsatriageError) as exc:  # examples help; they never stop a ticket
+        log.warning("labeled examples unavailable", tenant=deps.tenant.name, error=str(exc))
+        return ()
 
 
 def _validated(
@@ -623,19 +685,30 @@ def _validated(
     return Chosen(category, tuple(facets), taxonomy.levels)
 
 
-def _write_category(
-    deps: Deps, ticket: Ticket, chosen: Chosen | None, values: tuple[LevelValue, ...]
-) -> None:
-    """Write the category (if ``chosen``) and field ``values`` in one update; if the PSA refuses,
-    re-read the tree once and write again if still valid."""
+def write_category(
+    tenant: Tenant,
+    adapter: PSAAdapter[Any],
+    taxonomies: TaxonomyCache,
+    ticket: Ticket,
+    chosen: Chosen | None,
+    values: tuple[LevelValue, ...] = (),
+) -> bool:
+    """Write ``chosen`` (unless it is already on the ticket) and the ticket field ``values`` in
+    one update; returns whether a write was sent. If the PSA refuses the category, the tree is
+    read again and the write retried once if the category is still valid. The pipeline's one
+    write path, used by the review queue too."""
+    if chosen is not None and chosen.is_on(ticket):
+        chosen = None
+    if chosen is None and not values:
+        return False
     target = (chosen.target if chosen else Category("fields", ())).with_facets(values)
     try:
-        deps.adapter.set_category(ticket, target)
+        adapter.set_category(ticket, target)
     except CategoryRejected as first:
         if chosen is None:
             raise
-        fresh = deps.taxonomies.refresh(
-            deps.tenant.name, deps.adapter, ticket, ttl_seconds=deps.tenant.taxonomy.cache_seconds
+        fresh = taxonomies.refresh(
+            tenant.name, adapter, ticket, ttl_seconds=tenant.taxonomy.cache_seconds
         )
         leaf = fresh.get(chosen.category.key)
         facets = {f.name: f for f in fresh.facets}
@@ -652,7 +725,8 @@ def _write_category(
                 f"the PSA rejected {chosen.category.label} and it is no longer in the category "
                 f"tree (taxonomy refreshed): {first}"
             ) from first
-        deps.adapter.set_category(ticket, target)
+        adapter.set_category(ticket, target)
+    return True
 
 
 def note_for(tenant: Tenant, row: DecisionRow) -> str | None:
@@ -660,10 +734,14 @@ def note_for(tenant: Tenant, row: DecisionRow) -> str | None:
     None when it wrote none (recorded only, a kept category, or not finished)."""
     if not row.final or not row.wrote_note or row.category is None:
         return None
-    return _note(tenant, Outcome(row.outcome), _checkpointed(row, row.category), marker(row.id))
+    outcome = Outcome(row.outcome)
+    review = outcome is Outcome.SUGGESTED
+    return _note(tenant, outcome, _checkpointed(row, row.category), marker(row.id), review=review)
 
 
-def _note(tenant: Tenant, outcome: Outcome, planned: _Plan, note_marker: str) -> str:
+def _note(
+    tenant: Tenant, outcome: Outcome, planned: _Plan, note_marker: str, *, review: bool
+) -> str:
     chosen, result = planned.chosen, planned.classification
     return tenant.note.render(
         category={"key": chosen.category.key, "label": chosen.category.label},
@@ -678,6 +756,7 @@ def _note(tenant: Tenant, outcome: Outcome, planned: _Plan, note_marker: str) ->
         redacted=describe(planned.redactions),
         fields=[d.for_note() for d in planned.fields if d.outcome != RECORDED],
         followed=planned.followed,
+        review=review,
         marker=note_marker,
     )
 

@@ -16,18 +16,22 @@ from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
 from psatriage.config import AppConfig, Tenant, load_config
 from psatriage.http import make_client
+from psatriage.learning.similar import SimilarExamples
 from psatriage.logging import register_secrets
 from psatriage.pipeline import Deps
 from psatriage.psa import adapters
 from psatriage.psa.base import PSAAdapter
 from psatriage.queue import Queue
+from psatriage.reviews import Desk
 from psatriage.settings import Settings
 from psatriage.shared import limits, tokens
 from psatriage.store import db
 from psatriage.store.decisions import Decisions
 from psatriage.store.ledger import Ledger
 from psatriage.store.polls import PollMarks
+from psatriage.store.reviews import Reviews
 from psatriage.store.taxonomies import StoredTaxonomies
+from psatriage.store.users import Audit
 from psatriage.taxonomy_cache import TaxonomyCache
 
 
@@ -59,8 +63,10 @@ class Runtime:
         )
         tokens.share_tokens(self._tokens)
         self.decisions = Decisions(self.sessions)
+        self.reviews = Reviews(self.sessions)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
+        self.similar_examples = SimilarExamples(self.sessions)
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
         self._adapters: dict[str, PSAAdapter[Any]] = {}
         self._classifiers: dict[str, Classifier[Any]] = {}
@@ -102,6 +108,7 @@ class Runtime:
             if classifier is None:
                 tenant = self.config.tenant(name)
                 classifier = classifiers()[tenant.classifier_kind](tenant.name, tenant.classifier)
+                classifier.use_database(self.sessions)
                 self._classifiers[name] = classifier
             return classifier
 
@@ -121,6 +128,19 @@ class Runtime:
             classifier=self.classifier(name),
             decisions=self.decisions,
             taxonomies=self.taxonomies,
+            examples=self.similar_examples,
+        )
+
+    def review_desk(self) -> Desk:
+        """What the review queue's actions need (``psatriage.reviews.act``)."""
+        return Desk(
+            reviews=self.reviews,
+            decisions=self.decisions,
+            audit=Audit(self.sessions),
+            taxonomies=self.taxonomies,
+            tenant=self.tenant,
+            adapter=self.adapter,
+            sessions=self.sessions,
         )
 
     def problems(self) -> dict[str, list[str]]:

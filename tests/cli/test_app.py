@@ -46,6 +46,10 @@ USE_THE_DATABASE: dict[tuple[str, ...], list[str]] = {
     ("taxonomy", "show"): ["--tenant", "acme"],
     ("backtest",): ["--tenant", "acme"],
     ("readiness",): ["--tenant", "acme"],
+    ("train",): ["--tenant", "acme"],
+    ("model", "list"): ["--tenant", "acme"],
+    ("model", "promote"): ["--tenant", "acme", "v0001"],
+    ("model", "rollback"): ["--tenant", "acme"],
     ("users", "add"): ["someone@example.com", "--password-stdin"],
     ("users", "remove"): ["someone@example.com"],
     ("users", "passwd"): ["someone@example.com", "--password-stdin"],
@@ -57,7 +61,6 @@ USE_NEITHER = {
     ("config", "check"),
     ("config", "reference"),
     ("eval",),
-    ("train",),
     ("init",),
 }
 

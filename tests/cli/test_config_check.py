@@ -125,3 +125,22 @@ def test_fields_the_psa_has_pass_the_check(
     }
     output = _check(harness, monkeypatch)
     assert output.startswith("0\n"), output
+
+
+def test_a_category_entry_that_names_no_category_is_named(
+    llama: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llama.tenant["categories"] = {
+        "Hardware > Printer": {"hints": ["toner"]},
+        "10/21": {"description": "Laptops"},
+        "Hardwre": {"hints": ["device"]},
+    }
+    output = _check(llama, monkeypatch)
+    assert output.startswith("1\n"), output
+    assert (
+        "tenant 'acme', key 'categories.\"Hardwre\"': names no category of the PSA's category "
+        "trees; fix: use a key or a path prefix shown by 'psatriage taxonomy show --tenant acme'"
+    ) in output
+    assert "Hardware > Printer" not in output and "10/21" not in output
+    del llama.tenant["categories"]["Hardwre"]
+    assert _check(llama, monkeypatch).startswith("0\n")

@@ -10,6 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from psatriage.cli import app
+from psatriage.store import db
+from psatriage.store.examples import add_example
 from tests.harness import TENANT, Harness
 
 runner = CliRunner()
@@ -72,18 +74,7 @@ def test_train_a_tenant_model_from_its_psa_history(
     if limited:
         harness.tenant["connection"] |= {"requests_per_window": 25, "window_seconds": 3}
     data_dir = _write_local_tenant(harness, monkeypatch)
-    start = datetime.now(UTC) - timedelta(days=30)
-    for (type_id, subtype_id, item_id), titles in HISTORY.items():
-        for n, title in enumerate(titles):
-            ticket_id = harness.cw.add_ticket(
-                title,
-                f"{title}. Reported by the user, please help.",
-                type_id=type_id,
-                subtype_id=subtype_id,
-                item_id=item_id,
-                entered=start + timedelta(hours=n),
-            )
-            harness.cw.close_ticket(ticket_id)
+    _close_history(harness)
     harness.cw.add_ticket("Open ticket", "not closed", type_id=12, subtype_id=24)
 
     before = len(harness.cw.requests)
@@ -96,10 +87,14 @@ def test_train_a_tenant_model_from_its_psa_history(
         result.stderr
     )
     report = json.loads(result.stdout)
-    assert report["version"] == "v0001"
+    assert report["version"] == "v0001" and report["stored"] == f"{TENANT} v0001 (active)"
     assert report["examples"] == 30 and report["classes"] == 3
-    models = sorted(p.name for p in (data_dir / "models" / TENANT).iterdir())
-    assert models == ["v0001.json", "v0001.npz"]
+    assert report["history_tickets"] == 30 and report["example_tickets"] == 0
+    assert not (data_dir / "models").exists()  # the version is kept in the database
+    listed = json.loads(runner.invoke(app, ["model", "list", "-t", TENANT, "--json"]).stdout)
+    assert [(v["version"], v["state"], v["trigger"]) for v in listed] == [
+        ("v0001", "active", "train")
+    ]
     assert "training on 30 closed tickets" in result.stderr
 
     new = harness.cw.add_ticket("The printer on floor 3 has a paper jam", "Paper stuck again")
@@ -109,6 +104,100 @@ def test_train_a_tenant_model_from_its_psa_history(
     assert decided.exit_code == 0, decided.output
     assert "Hardware › Printer › Paper jam (10/20/30)" in decided.output
     assert "local" in decided.output
+
+
+def _close_history(harness: Harness) -> dict[str, list[int]]:
+    """The closed tickets of ``HISTORY`` in the fake; their ids by category key."""
+    start = datetime.now(UTC) - timedelta(days=30)
+    ids: dict[str, list[int]] = {}
+    for (type_id, subtype_id, item_id), titles in HISTORY.items():
+        key = "/".join(str(i) for i in (type_id, subtype_id, item_id) if i is not None)
+        for n, title in enumerate(titles):
+            ticket_id = harness.cw.add_ticket(
+                title,
+                f"{title}. Reported by the user, please help.",
+                type_id=type_id,
+                subtype_id=subtype_id,
+                item_id=item_id,
+                entered=start + timedelta(hours=n),
+            )
+            harness.cw.close_ticket(ticket_id)
+            ids.setdefault(key, []).append(ticket_id)
+    return ids
+
+
+def test_train_learns_the_tenants_examples_with_its_history_and_keeps_versions(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Examples win over history for the same ticket; versions are listed, promoted and rolled
+    back; a version that does not exist is one line and a non-zero exit."""
+    _write_local_tenant(harness, monkeypatch)
+    ids = _close_history(harness)
+    engine = db.make_engine(harness.settings().effective_database_url)
+    db.upgrade(engine)
+    for ticket in ids["10/20/30"][:4]:  # a person said these "printer" tickets were VPN ones
+        add_example(
+            engine,
+            tenant=TENANT,
+            company=None,
+            ticket_id=str(ticket),
+            text="VPN drops\nThe VPN tunnel drops",
+            category_key="12/24",
+            category_path="Network › VPN",
+            source="correction",
+            decision_id=None,
+        )
+    for n in range(3):  # and three tickets that are not in the history at all
+        add_example(
+            engine,
+            tenant=TENANT,
+            company="7",
+            ticket_id=f"new-{n}",
+            text="Toner is empty\nThe printer needs a new toner cartridge",
+            category_key="10/20/30",
+            category_path="Hardware › Printer › Paper jam",
+            source="fill",
+            decision_id=None,
+        )
+    engine.dispose()
+
+    first = runner.invoke(app, ["train", "--tenant", TENANT, "--json"])
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert report["history_tickets"] == 26 and report["example_tickets"] == 7
+    assert report["history_overridden"] == 4 and report["examples"] == 33
+    assert "training on 26 closed tickets and 7 labeled examples" in first.stderr
+
+    second = runner.invoke(app, ["train", "--tenant", TENANT])
+    assert second.exit_code == 0, second.output
+    assert "26 from history, 7 labeled examples (4 overriding history)" in second.stdout
+    listed = runner.invoke(app, ["model", "list", "--tenant", TENANT])
+    assert listed.exit_code == 0, listed.output
+    assert "v0002" in listed.stdout and "33 (7 labeled)" in listed.stdout
+    assert "scheduled retrain every 7d" in listed.stdout
+
+    def states() -> list[tuple[str, str]]:
+        shown = runner.invoke(app, ["model", "list", "-t", TENANT, "--json"])
+        return [(v["version"], v["state"]) for v in json.loads(shown.stdout)]
+
+    assert states() == [("v0002", "active"), ("v0001", "retired")]
+    back = runner.invoke(app, ["model", "rollback", "--tenant", TENANT])
+    assert back.exit_code == 0, back.output
+    assert "rolled back from v0002 to v0001" in back.stdout
+    assert states() == [("v0002", "candidate"), ("v0001", "active")]
+    again = runner.invoke(app, ["model", "rollback", "--tenant", TENANT])
+    assert again.exit_code == 2
+    assert again.stderr.count("\n") == 1 and "nothing to roll back to" in again.stderr
+    promoted = runner.invoke(app, ["model", "promote", "--tenant", TENANT, "v0002"])
+    assert promoted.exit_code == 0 and "v0002 is now the active model" in promoted.stdout
+    assert states() == [("v0002", "active"), ("v0001", "retired")]
+    for wrong in ("v0009", "latest"):
+        missing = runner.invoke(app, ["model", "promote", "--tenant", TENANT, wrong])
+        assert missing.exit_code == 2, missing.output
+        assert missing.stderr.count("\n") == 1
+        assert f"tenant '{TENANT}'" in missing.stderr and "model list" in missing.stderr
+    unknown = runner.invoke(app, ["model", "list", "--tenant", "nobody"])
+    assert unknown.exit_code == 2 and "no tenant named 'nobody'" in unknown.stderr
 
 
 def test_train_from_the_psa_needs_enough_history(

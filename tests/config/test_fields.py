@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from psatriage.config import RawTenant
-from psatriage.config.fields import FieldMode
 from psatriage.config.loader import _unstorable_fields
 from psatriage.errors import ConfigError
 from tests.test_config import _load, _secrets, _tenant
@@ -27,9 +26,14 @@ def test_fields_load_with_company_overrides(tmp_path: Path) -> None:
                     "enabled": ["priority", "noise", "summary"],
                     "priority": {"matrix": MATRIX, "order": ["P1", "P2"]},
                     "noise": {"spam": {"action": "set", "category": "Admin › Spam"}},
-                    "summary": {"mode": "suggest"},
                 },
-                companies={"Contoso": {"fields": {"priority": {"at_least": "P2"}}}},
+                companies={
+                    "Contoso": {
+                        "fields": {"priority": {"at_least": "P2"}},
+                        "policy": {"fields": {"priority": {"apply_at": 0.9}}},
+                    }
+                },
+                policy={"fields": {"priority": {"apply_at": 0.7, "mode": "suggest"}}},
                 storm_window_minutes=10,
             )
         },
@@ -39,7 +43,9 @@ def test_fields_load_with_company_overrides(tmp_path: Path) -> None:
     assert tenant.storm_window_minutes == 10
     assert tenant.effective(None, "Contoso").fields.priority.at_least == "P2"
     assert tenant.effective(None, "Other").fields.priority.at_least is None
-    assert tenant.fields.summary.mode is FieldMode.SUGGEST
+    assert tenant.policy.fields["priority"].apply_at == 0.7
+    contoso = tenant.effective(None, "Contoso").policy.fields["priority"]
+    assert (contoso.apply_at, contoso.mode) == (0.9, "suggest")
 
 
 @pytest.mark.parametrize(
@@ -64,7 +70,7 @@ def test_fields_load_with_company_overrides(tmp_path: Path) -> None:
             {"noise": {"spam": {"action": "set"}}},
             ["key 'fields.noise.spam'", 'action "set" needs category or routing'],
         ),
-        ({"summary": {"mode": "always"}}, ["key 'fields.summary.mode'", "fix: use one of"]),
+        ({"summary": {"mode": "apply"}}, ["key 'fields.summary.mode'", "fix: remove it"]),
     ],
 )
 def test_bad_fields_name_tenant_key_and_fix(

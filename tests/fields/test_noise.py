@@ -91,7 +91,8 @@ def test_categorize_sends_an_auto_reply_to_the_model(kit: PipelineKit) -> None:
 
 def test_noise_the_model_finds_is_skipped_when_its_band_applies(kit: PipelineKit) -> None:
     kit.with_tenant(
-        fields={"enabled": ["noise"], "noise": {"spam": {"action": "skip"}, "min_confidence": 0.8}}
+        fields={"enabled": ["noise"], "noise": {"spam": {"action": "skip"}}},
+        policy={"fields": {"noise": {"apply_at": 0.8}}},
     )
     kit.classifier = ScriptedClassifier(
         answer("10/20/30", fields={"noise": FieldAnswer("spam", 0.95)}),
@@ -102,7 +103,7 @@ def test_noise_the_model_finds_is_skipped_when_its_band_applies(kit: PipelineKit
     assert kit.run(kit.event(sure)).outcome is Outcome.SKIPPED
     assert kit.psa.writes == []
     assert kit.run(kit.event(unsure)).outcome is Outcome.APPLIED  # suggested noise: categorized
-    assert "Noise: spam (suggested, not written)" in kit.psa.ours(unsure)[0]
+    assert "Noise: spam (unsure)\n" in kit.psa.ours(unsure)[0]
 
 
 def test_a_missing_configured_board_names_tenant_key_and_fix(kit: PipelineKit) -> None:

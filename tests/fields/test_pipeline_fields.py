@@ -76,10 +76,15 @@ def test_each_field_has_its_own_band(kit: PipelineKit) -> None:
     kit.with_tenant(
         fields={
             "enabled": ["priority", "routing", "summary"],
-            "priority": {"min_confidence": 0.9},
-            "routing": {"mode": "shadow"},
         },
-        policy={"mode": "suggest"},
+        policy={
+            "mode": "suggest",
+            "fields": {
+                "priority": {"mode": "apply", "apply_at": 0.9},
+                "routing": {"mode": "shadow"},
+                "summary": {"mode": "apply"},
+            },
+        },
     )
     kit.classifier = ScriptedClassifier(
         answer(
@@ -105,7 +110,11 @@ def test_each_field_has_its_own_band(kit: PipelineKit) -> None:
 def test_fields_are_written_alone_when_the_category_is_not(kit: PipelineKit) -> None:
     kit.with_tenant(
         fields={"enabled": ["priority"]},
-        policy={"min_confidence": 0.99, "min_confidence_to_change": 0.99},
+        policy={
+            "min_confidence": 0.99,
+            "min_confidence_to_change": 0.99,
+            "fields": {"priority": {"apply_at": 0.5}},
+        },
     )
     kit.classifier = ScriptedClassifier(
         answer("10/20/30", confidence=0.6, fields={"priority": FieldAnswer("3", 0.97)})
@@ -225,7 +234,9 @@ def test_routing_that_owns_the_tree_is_decided_first(tmp_path: Path) -> None:
 
 def test_a_suggested_board_keeps_the_category_on_the_current_board(tmp_path: Path) -> None:
     kit = PipelineKit(make_database(tmp_path / "boards.db"), psa=BoardsPSA())
-    kit.with_tenant(fields={"enabled": ["routing"], "routing": {"min_confidence": 0.95}})
+    kit.with_tenant(
+        fields={"enabled": ["routing"]}, policy={"fields": {"routing": {"apply_at": 0.95}}}
+    )
     kit.classifier = ScriptedClassifier(answer("2", 0.6), answer("10/20/30"))
     ticket = kit.psa.add_ticket("Printer jams", "Paper jam.")
     kit.run(kit.event(ticket))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.domain import (
     CallRecorder,
@@ -18,7 +19,7 @@ from psatriage.domain import (
     ModelCall,
     Ticket,
 )
-from psatriage.prompts import PromptTemplate
+from psatriage.prompts import PromptExample, PromptTemplate
 
 _MAX_QUOTE_CHARS = 200
 
@@ -65,6 +66,7 @@ class ClassificationRequest:
     call; an answer outside a field's values leaves that field out, never the category.
     ``ticket`` is already redacted; ``redactions`` counts what was masked, for the call log.
     ``record`` receives one ``ModelCall`` per call made (including corrective retries and failures).
+    ``examples`` are the tenant's labeled tickets most like this one (``learning.examples``).
     """
 
     tenant: str
@@ -81,6 +83,7 @@ class ClassificationRequest:
     redactions: Mapping[str, int] = field(default_factory=dict)
     event_id: int | None = None
     record: CallRecorder = _discard
+    examples: tuple[PromptExample, ...] = ()  # labeled tickets like this one, for an LLM
 
 
 def model_call(
@@ -147,6 +150,10 @@ class Classifier(ABC, Generic[ConfigT]):
     @abstractmethod
     def check_connection(self) -> str:
         """Make one cheap call; return a short description of what answered."""
+
+    def use_database(self, sessions: sessionmaker[Session]) -> None:
+        """Give the classifier the service's database (the local engine reads its trained
+        model versions there); the default needs none."""
 
     def close(self) -> None:
         """Release connections and files (the default holds none)."""

@@ -29,6 +29,8 @@ from psatriage.domain import Classification, ModelCall, Usage
 from psatriage.errors import InvalidAnswer, PermanentError
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from psatriage.local_engine.ranker import Ranker
 
 
@@ -76,6 +78,9 @@ class HybridClassifier(Classifier[HybridConfig]):
 
     def ranker(self) -> Ranker:
         return self.local.ranker()
+
+    def use_database(self, sessions: sessionmaker[Session]) -> None:
+        self.local.use_database(sessions)
 
     def close(self) -> None:
         self.llm.close()

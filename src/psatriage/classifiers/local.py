@@ -5,8 +5,10 @@ description (static embeddings shipped in the ``wordllama`` wheel). With a model
 tenant's history (``psatriage train``) it uses that model's calibrated probabilities for the
 categories it knows and zero-shot for the others (see ``psatriage.local_engine.ranker``).
 
-``model = "auto"`` (the default) uses the tenant's newest model in ``models_dir`` and notices a
-newer one within ``reload_seconds``, so training again needs no restart. Facets (queue,
+``model = "auto"`` (the default) uses the tenant's active model version in the database
+(``psatriage train``, the scheduled retrain, ``psatriage model promote|rollback``), else its newest
+model file in ``models_dir``, and notices a change within ``reload_seconds``, so training again
+needs no restart. Facets (queue,
 priority...) are chosen zero-shot by their option names.
 
 Every classification is one ``ModelCall`` row, engine ``local``, with no tokens and no cost.
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from pydantic import Field, field_validator
+from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.classifiers.base import (
     ClassificationRequest,
@@ -29,6 +32,7 @@ from psatriage.classifiers.base import (
 )
 from psatriage.domain import Category, Classification
 from psatriage.errors import PermanentError, PsatriageError
+from psatriage.learning.versions import ModelVersions
 from psatriage.local_engine import DEFAULT_TEMPERATURE, DEFAULT_UNSEEN_WEIGHT
 from psatriage.local_engine.data import ticket_text
 from psatriage.local_engine.store import ModelStore
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from psatriage.local_engine.ranker import Ranker, Scored
 
 ENGINE: Final = "local"
+_VERSION_REF: Final = "version:"
 
 
 class LocalConfig(ClassifierConfig):
@@ -46,18 +51,20 @@ class LocalConfig(ClassifierConfig):
     model: str = Field(
         default="auto",
         min_length=1,
-        description="'auto': the tenant's newest model from 'psatriage train', zero-shot while "
-        "there is none; 'zero-shot': never a trained model; or the path of a model file (.npz).",
+        description="'auto': the tenant's active model version (from 'psatriage train', the "
+        "scheduled retrain or 'psatriage model promote'), zero-shot while there is none; "
+        "'zero-shot': never a trained model; or the path of a model file (.npz).",
     )
     models_dir: Path | None = Field(
         default=None,
-        description="Where trained models are kept, one folder per tenant. Default: "
+        description="Model files of a tenant without model versions in the database (written "
+        "by earlier versions of psatriage), one folder per tenant; the newest is used. Default: "
         "PSATRIAGE_DATA_DIR/models.",
     )
     reload_seconds: float = Field(
         default=30.0,
         ge=0,
-        description="With model 'auto', how often to look for a newer trained model.",
+        description="With model 'auto', how often to look for another active model version.",
     )
     temperature: float = Field(
         default=DEFAULT_TEMPERATURE,
@@ -98,12 +105,18 @@ class LocalClassifier(Classifier[LocalConfig]):
         super().__init__(tenant, config)
         self._lock = threading.Lock()
         self._ranker: Ranker | None = None
-        self._model_file: Path | None = None
+        self._model_ref: str | None = None
         self._checked = 0.0
         self._store = ModelStore(config.models_dir or get_settings().data_dir / "models")
+        self._versions: ModelVersions | None = None
+
+    def use_database(self, sessions: sessionmaker[Session]) -> None:
+        with self._lock:
+            self._versions = ModelVersions(sessions)
+            self._ranker = None  # look again, in the database first
 
     def ranker(self) -> Ranker:
-        """The ranker in use: loaded on first use, replaced when a newer model is trained."""
+        """The ranker in use: loaded on first use, replaced when another model becomes active."""
         with self._lock:
             now = time.monotonic()
             due = self._ranker is None or (
@@ -111,21 +124,27 @@ class LocalClassifier(Classifier[LocalConfig]):
             )
             if due:
                 self._checked = now
-                wanted = self._wanted_file()
-                if self._ranker is None or wanted != self._model_file:
+                wanted = self._wanted()
+                if self._ranker is None or wanted != self._model_ref:
                     self._ranker = self._load(wanted)
-                    self._model_file = wanted
+                    self._model_ref = wanted
             assert self._ranker is not None
             return self._ranker
 
-    def _load(self, model_file: Path | None) -> Ranker:
+    def _load(self, reference: str | None) -> Ranker:
         # numpy, scikit-learn and the tokenizer load here, on first use, not at import: a
         # service whose tenants all use an LLM never pays for them
         from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
         from psatriage.local_engine.model import TrainedModel  # noqa: PLC0415
         from psatriage.local_engine.ranker import Ranker  # noqa: PLC0415
 
-        model = TrainedModel.load(model_file) if model_file is not None else None
+        model: TrainedModel | None = None
+        if reference is not None and reference.startswith(_VERSION_REF):
+            assert self._versions is not None
+            number = int(reference.removeprefix(_VERSION_REF))
+            model = self._versions.load(self.tenant, number)[1]
+        elif reference is not None:
+            model = TrainedModel.load(Path(reference))
         return Ranker(
             shared_embedder(),
             model,
@@ -133,12 +152,19 @@ class LocalClassifier(Classifier[LocalConfig]):
             unseen_weight=self.config.unseen_weight,
         )
 
-    def _wanted_file(self) -> Path | None:
+    def _wanted(self) -> str | None:
+        """What to use: ``version:N`` (the active version in the database), a model file, or
+        None (zero-shot)."""
         if self.config.model == "zero-shot":
             return None
         if self.config.model == "auto":
-            return self._store.latest(self.tenant)
-        return Path(self.config.model)
+            if self._versions is not None:
+                number = self._versions.active_number(self.tenant)
+                if number is not None:
+                    return f"{_VERSION_REF}{number}"
+            latest = self._store.latest(self.tenant)
+            return str(latest) if latest is not None else None
+        return self.config.model
 
     def classify(self, request: ClassificationRequest) -> Classification:
         return self.decide(request)[0]
@@ -168,6 +194,9 @@ class LocalClassifier(Classifier[LocalConfig]):
             model=ranker.name,
             latency_ms=(time.perf_counter() - started) * 1000,
             facets=facets,
+            alternatives=tuple(
+                (s.category.key, s.probability) for s in ranked[1 : 1 + self.config.alternatives]
+            ),
         )
         return classification, ranked
 

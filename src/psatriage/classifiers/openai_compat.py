@@ -151,6 +151,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             facets=request.facets,
             fields=request.fields,
             keys=choices.aliased,
+            examples=request.examples,
         )
         offered = list(choices.shown)
         turns: list[ChatCompletionMessageParam] = [{"role": "user", "content": rendered.user}]

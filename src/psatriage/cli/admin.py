@@ -9,12 +9,13 @@ from rich.table import Table
 from rich.text import Text
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
-from psatriage.config import Tenant, load_config
+from psatriage.config import Tenant, category_matches, load_config
 from psatriage.docgen import configuration_reference
-from psatriage.domain import Ticket
+from psatriage.domain import Category, Ticket
 from psatriage.errors import ConfigError, PsatriageError
 from psatriage.fields import live
 from psatriage.psa.base import PSAAdapter
+from psatriage.runtime import Runtime
 from psatriage.store import db
 
 config_app = typer.Typer(help="Check the tenants file.", no_args_is_help=True)
@@ -61,13 +62,21 @@ def config_check(
                 Text("ok", "green") if model_ok else Text(model.plain.split(":")[0], "red"),
             )
             models.append((name, model))
+        unknown = [
+            line
+            for name in sorted(config.tenants)
+            if config.tenants[name].categories
+            for line in _unknown_categories(built, name)
+        ]
     console.print(table)
     for name, model in models:  # long lines: printed whole, not squeezed into a column
         for line in model.plain.splitlines():
             console.print(f"{name} model: {line}", soft_wrap=True, highlight=False)
     for line in fields:
         console.print(line, soft_wrap=True, highlight=False)
-    if broken:
+    for line in unknown:
+        errors.print(line, soft_wrap=True, highlight=False)
+    if broken or unknown:
         raise typer.Exit(1)
 
 
@@ -79,6 +88,26 @@ def _fields_check(tenant: Tenant, adapter: PSAAdapter[Any]) -> tuple[bool, list[
     except PsatriageError as exc:
         lines = [f"tenant {tenant.name!r}, key 'fields': the live values: {exc}"]
     return not lines, lines
+
+
+def _unknown_categories(built: Runtime, name: str) -> list[str]:
+    """A line per ``categories`` key of the tenant that names no category of its PSA's trees."""
+    tenant = built.tenant(name)
+    try:
+        adapter = built.adapter(name)
+        leaves: list[Category] = []
+        for scope_id, scope_name in adapter.list_scopes() or [("", "")]:
+            probe = Ticket(id="", title="", description="", scope=scope_id, scope_name=scope_name)
+            leaves += adapter.get_taxonomy(probe).leaves
+    except PsatriageError as exc:
+        return [f"tenant {name!r}, key 'categories': cannot read the category trees: {exc}"]
+    return [
+        f"tenant {name!r}, key 'categories.\"{pattern}\"': names no category of the PSA's "
+        f"category trees; fix: use a key or a path prefix shown by 'psatriage taxonomy show "
+        f"--tenant {name}'"
+        for pattern in tenant.categories
+        if not any(category_matches(leaf, pattern) for leaf in leaves)
+    ]
 
 
 def _check(call: typer.models.Callable[[], str]) -> tuple[bool, Text]:  # type: ignore[name-defined]

@@ -85,7 +85,9 @@ def backtest_command(
     with runtime() as built, patience(HISTORY_PATIENCE_SECONDS), bar() as progress_bar:
         deps = built.deps(tenant)
         if engine is not None:
-            deps = replace(deps, classifier=classifier_for(deps.tenant, engine.value))
+            chosen = classifier_for(deps.tenant, engine.value)
+            chosen.use_database(built.sessions)  # the tenant's active model version
+            deps = replace(deps, classifier=chosen)
         task = progress_bar.add_task(
             f"reading closed tickets of {tenant} from {deps.tenant.psa}", total=None
         )

@@ -19,16 +19,18 @@ from psatriage.cli._app import (
     errors,
     fail_cleanly,
     runtime,
-    settings,
     writable_file,
 )
 from psatriage.config import TENANT_NAME
 from psatriage.errors import ConfigError
+from psatriage.learning.versions import ModelVersions
 from psatriage.local_engine import DEFAULT_MIN_EXAMPLES, DataError
 from psatriage.shared.limits import patience
 
 if TYPE_CHECKING:
-    from psatriage.local_engine.model import TrainedModel
+    from psatriage.domain import LabeledTicket
+    from psatriage.local_engine.model import TrainedModel, TrainingReport
+    from psatriage.runtime import Runtime
 
 MIN_HISTORY_TICKETS = 10  # fewer closed, categorized tickets than this: nothing worth training
 HISTORY_LABEL = "category"  # the label level of a model trained on a PSA's history
@@ -49,7 +51,11 @@ def train_command(
     ] = None,
     tenant: Annotated[
         str | None,
-        typer.Option("--tenant", "-t", help="Store the model as this tenant's newest version."),
+        typer.Option(
+            "--tenant",
+            "-t",
+            help="Store the model as this tenant's active version (in the database).",
+        ),
     ] = None,
     since: Annotated[
         str | None,
@@ -67,11 +73,11 @@ def train_command(
     ] = DEFAULT_MIN_EXAMPLES,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Train the local engine on labeled tickets; the report says how well it did."""
-    from psatriage.local_engine.data import labeled, read_examples, select  # noqa: PLC0415
-    from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
-    from psatriage.local_engine.store import ModelStore  # noqa: PLC0415
-    from psatriage.local_engine.training import train  # noqa: PLC0415
+    """Train the local engine on labeled tickets; the report says how well it did.
+
+    With --tenant the model becomes the tenant's active version (see 'psatriage model list');
+    read from the PSA, the tenant's labeled examples (corrections, fills, reviews) are learned
+    with its closed tickets, an example winning over the history of the same ticket."""
 
     with fail_cleanly():
         if (tenant is None) == (out is None):
@@ -80,55 +86,82 @@ def train_command(
             raise ConfigError(f"{tenant!r} is not a tenant name")
         if out is not None:
             writable_file(out, "the model file")
-        if data is None:
-            if tenant is None:
-                raise ConfigError(
-                    "--data FILE is needed with --out; or train on a tenant's closed tickets "
-                    "in its PSA with --tenant T"
-                )
-            model = _train_from_psa(tenant, _since(since), limit, min_examples)
-        else:
+        if data is None and tenant is None:
+            raise ConfigError(
+                "--data FILE is needed with --out; or train on a tenant's closed tickets "
+                "in its PSA with --tenant T"
+            )
+        if data is not None:
             if label is None:
                 raise ConfigError("--label LEVEL is needed with --data: the level to learn")
             if split not in {"all", "train"}:
                 raise ConfigError("--split must be 'all' or 'train'")
-            examples = select(read_examples(data), "all" if split == "all" else "train")
-            pairs = labeled(examples, label, data)
-            errors.print(f"training on {len(pairs)} tickets of {data.name}…", highlight=False)
-            model = train(
-                [e.text for e, _ in pairs],
-                [v for _, v in pairs],
-                shared_embedder(),
-                label=label,
-                source=data.name,
-                min_examples=min_examples,
-            )
-        if tenant is not None:
-            store = ModelStore(settings().data_dir / "models")
-            path = store.save(tenant, model)
+    if tenant is None:
+        assert out is not None and data is not None and label is not None
+        with fail_cleanly():
+            model = _train_from_file(data, label, split, min_examples)
+            model.save(out)
+        _show(model.report, str(out), as_json)
+        return
+    with runtime() as built:
+        built.config.tenant(tenant)  # an unknown tenant is one line, before any work
+        extra: dict[str, int] = {}
+        if data is None:
+            model, extra = _train_from_psa(built, tenant, _since(since), limit, min_examples)
         else:
-            assert out is not None
-            path = out
-            model.save(path)
-        report = model.report
-        if as_json:
-            print(json.dumps({"file": str(path), **report.to_dict()}, indent=2))
-            return
-        table = Table("", "", title=f"model {report.version or path.name}")
-        table.add_row("file", str(path))
-        table.add_row("trained on", f"{report.examples} tickets, {report.classes} categories")
-        table.add_row("cross-validated accuracy", f"{report.cv_accuracy:.3f}")
-        table.add_row("cross-validated macro-F1", f"{report.cv_macro_f1:.3f}")
-        table.add_row("calibration error (ECE)", f"{report.cv_ece:.3f}")
-        table.add_row("took", f"{report.seconds:.1f} s")
-        if report.zero_shot:
-            listed = ", ".join(f"{k} ({v})" for k, v in list(report.zero_shot.items())[:10])
-            more = len(report.zero_shot) - 10
-            table.add_row(
-                f"zero-shot (< {report.min_examples} examples)",
-                listed + (f" and {more} more" if more > 0 else ""),
-            )
-        console.print(table)
+            assert label is not None
+            model = _train_from_file(data, label, split, min_examples)
+        info = ModelVersions(built.sessions).add(
+            tenant, model, state="active", trigger="train", extra=extra
+        )
+    _show(model.report, f"{tenant} {info.name} (active)", as_json, extra)
+
+
+def _train_from_file(data: Path, label: str, split: str, min_examples: int) -> TrainedModel:
+    from psatriage.local_engine.data import labeled, read_examples, select  # noqa: PLC0415
+    from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
+    from psatriage.local_engine.training import train  # noqa: PLC0415
+
+    examples = select(read_examples(data), "all" if split == "all" else "train")
+    pairs = labeled(examples, label, data)
+    errors.print(f"training on {len(pairs)} tickets of {data.name}…", highlight=False)
+    return train(
+        [e.text for e, _ in pairs],
+        [v for _, v in pairs],
+        shared_embedder(),
+        label=label,
+        source=data.name,
+        min_examples=min_examples,
+    )
+
+
+def _show(
+    report: TrainingReport, where: str, as_json: bool, extra: dict[str, int] | None = None
+) -> None:
+    if as_json:
+        print(json.dumps({"stored": where, **report.to_dict(), **(extra or {})}, indent=2))
+        return
+    table = Table("", "", title=f"model {report.version or where}")
+    table.add_row("stored", where)
+    table.add_row("trained on", f"{report.examples} tickets, {report.classes} categories")
+    if extra:
+        table.add_row(
+            "of which",
+            f"{extra['history_tickets']} from history, {extra['example_tickets']} labeled "
+            f"examples ({extra['history_overridden']} overriding history)",
+        )
+    table.add_row("cross-validated accuracy", f"{report.cv_accuracy:.3f}")
+    table.add_row("cross-validated macro-F1", f"{report.cv_macro_f1:.3f}")
+    table.add_row("calibration error (ECE)", f"{report.cv_ece:.3f}")
+    table.add_row("took", f"{report.seconds:.1f} s")
+    if report.zero_shot:
+        listed = ", ".join(f"{k} ({v})" for k, v in list(report.zero_shot.items())[:10])
+        more = len(report.zero_shot) - 10
+        table.add_row(
+            f"zero-shot (< {report.min_examples} examples)",
+            listed + (f" and {more} more" if more > 0 else ""),
+        )
+    console.print(table)
 
 
 def _since(value: str | None) -> datetime:
@@ -162,28 +195,32 @@ HISTORY_PATIENCE_SECONDS = 3600.0
 """How long reading a PSA's history may wait for room under the tenant's call limits."""
 
 
-def _train_from_psa(tenant: str, since: datetime, limit: int, min_examples: int) -> TrainedModel:
-    """Read the tenant's closed, categorized tickets from its PSA and fit a model on them."""
-    from psatriage.local_engine.data import ticket_text  # noqa: PLC0415
+def _train_from_psa(
+    built: Runtime, tenant: str, since: datetime, limit: int, min_examples: int
+) -> tuple[TrainedModel, dict[str, int]]:
+    """Read the tenant's closed, categorized tickets from its PSA and fit a model on them
+    together with its labeled examples (an example wins over history for the same ticket)."""
+    from psatriage.learning.dataset import (  # noqa: PLC0415
+        from_examples,
+        from_history,
+        training_set,
+    )
+    from psatriage.learning.retrain import fit  # noqa: PLC0415
     from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
-    from psatriage.local_engine.training import train  # noqa: PLC0415
+    from psatriage.store.examples import list_examples  # noqa: PLC0415
 
-    # ``runtime`` turns psatriage errors into a clean exit, as ``fail_cleanly`` does; the PSA's
-    # call limits are waited out, as there is no queue to reschedule on.
-    with runtime(migrate=False) as built, patience(HISTORY_PATIENCE_SECONDS):
-        adapter = built.adapter(tenant)
-        if not adapter.can_list_history():
-            raise ConfigError(
-                f"tenant {tenant!r}: the {adapter.kind} adapter cannot read closed tickets; "
-                "export them as JSON Lines and use --data FILE"
-            )
+    # the PSA's call limits are waited out, as there is no queue to reschedule on
+    adapter = built.adapter(tenant)
+    examples = from_examples(list_examples(built.sessions, tenant=tenant))
+    history: list[LabeledTicket] = []
+    if adapter.can_list_history():
         reading = (
             f"reading up to {limit} closed tickets of {tenant} ({adapter.kind}) "
             f"created since {since:%Y-%m-%d}"
         )
         calls = _CallCounter(built.http)
         started = time.monotonic()
-        with errors.status(f"{reading}…") as status:
+        with patience(HISTORY_PATIENCE_SECONDS), errors.status(f"{reading}…") as status:
             calls.on_call = lambda n: status.update(f"{reading}: {n} calls to the PSA so far…")
             history = adapter.list_labeled_tickets(since, limit)
         errors.print(
@@ -191,22 +228,29 @@ def _train_from_psa(tenant: str, since: datetime, limit: int, min_examples: int)
             f"to the PSA ({time.monotonic() - started:.0f} s)",
             highlight=False,
         )
-        if len(history) < MIN_HISTORY_TICKETS:
-            raise DataError(
-                f"tenant {tenant!r}: {adapter.kind} has {len(history)} closed, categorized "
-                f"tickets created since {since:%Y-%m-%d}; at least {MIN_HISTORY_TICKETS} are "
-                "needed (try an earlier --since)"
-            )
-        categories = len({t.key for t in history})
-        errors.print(
-            f"training on {len(history)} closed tickets of {tenant} in {categories} categories…",
-            highlight=False,
+    elif not examples:
+        raise ConfigError(
+            f"tenant {tenant!r}: the {adapter.kind} adapter cannot read closed tickets and the "
+            "tenant has no labeled examples yet; export tickets as JSON Lines and use --data FILE"
         )
-        return train(
-            [ticket_text(t.ticket.title, t.ticket.description) for t in history],
-            [t.key for t in history],
-            shared_embedder(),
-            label=HISTORY_LABEL,
-            source=f"{tenant} ({adapter.kind} history)",
-            min_examples=min_examples,
+    data = training_set(from_history(history), examples)
+    if len(data.items) < MIN_HISTORY_TICKETS:
+        raise DataError(
+            f"tenant {tenant!r}: {adapter.kind} has {len(history)} closed, categorized "
+            f"tickets created since {since:%Y-%m-%d} and the tenant {len(examples)} labeled "
+            f"examples; at least {MIN_HISTORY_TICKETS} together are needed (try an earlier "
+            "--since)"
         )
+    categories = len({t.key for t in data.items})
+    errors.print(
+        f"training on {data.history} closed tickets and {data.examples} labeled examples of "
+        f"{tenant} in {categories} categories…",
+        highlight=False,
+    )
+    model = fit(
+        data.items,
+        shared_embedder(),
+        source=f"{tenant} ({adapter.kind} history and examples)",
+        min_examples=min_examples,
+    )
+    return model, data.describe()

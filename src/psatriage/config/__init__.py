@@ -34,7 +34,11 @@ from __future__ import annotations
 
 from psatriage.config.loader import TENANT_NAME, load_config, parse_config
 from psatriage.config.schema import (
+    FIELDS,
+    CategoryHint,
     CompanyOverride,
+    FieldPolicy,
+    LearningSettings,
     Mode,
     Overwrite,
     Policy,
@@ -48,10 +52,14 @@ from psatriage.config.schema import (
 from psatriage.config.tenant import AppConfig, Effective, Tenant, category_matches
 
 __all__ = [
+    "FIELDS",
     "TENANT_NAME",
     "AppConfig",
+    "CategoryHint",
     "CompanyOverride",
     "Effective",
+    "FieldPolicy",
+    "LearningSettings",
     "Mode",
     "Overwrite",
     "Policy",

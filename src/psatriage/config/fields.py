@@ -6,8 +6,10 @@ and each field's policy (``psatriage.fields`` does the deciding).
     [tenants.acme.fields]
     enabled = ["priority", "routing", "noise", "sentiment", "summary"]
 
+    [tenants.acme.policy.fields.priority]  # its band, as the category's (policy.band)
+    apply_at = 0.8
+
     [tenants.acme.fields.priority]
-    mode = "apply"
     order = ["P1", "P2", "P3"]
     [tenants.acme.fields.priority.matrix]   # urgency -> impact -> priority
     high = { high = "P1", medium = "P2", low = "P2" }
@@ -22,7 +24,6 @@ and each field's policy (``psatriage.fields`` does the deciding).
 
 from __future__ import annotations
 
-import enum
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -39,39 +40,18 @@ NoiseKind = Literal["spam", "auto_reply", "alert", "newsletter"]
 NOISE_KINDS: tuple[NoiseKind, ...] = get_args(NoiseKind)
 
 
-class FieldMode(enum.StrEnum):
-    APPLY = "apply"  # write it (at or above min_confidence) and show it in the note
-    SUGGEST = "suggest"  # show it in the note only
-    SHADOW = "shadow"  # record it only
-    OFF = "off"  # do not ask for it
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FieldPolicy(_Strict):
-    """What psatriage may do with one field's decision."""
-
-    mode: FieldMode = Field(
-        default=FieldMode.APPLY,
-        description="apply (write at or above min_confidence), suggest (note only), shadow "
-        "(record only) or off.",
-    )
-    min_confidence: float = Field(
-        default=0.5,
-        ge=0,
-        le=1,
-        description="Confidence needed to write the field (below it the value is suggested in "
-        "the note). A choice read without log-probs uses the answer's confidence.",
-    )
+class FieldSettings(_Strict):
+    """Settings of one field beside its band, which is ``[policy.fields.NAME]`` (mode,
+    ``apply_at``, ``suggest_at``: the category's where unset)."""
 
 
 class FieldOverride(_Strict):
-    """Per-company changes to one field's policy; unset keys keep the tenant's value."""
+    """Per-company changes to one field's settings (its band: ``companies.X.policy.fields``)."""
 
-    mode: FieldMode | None = None
-    min_confidence: float | None = Field(default=None, ge=0, le=1)
     at_least: str | None = Field(
         default=None,
         description="priority only: never below this priority (a VIP client), one of "
@@ -79,7 +59,7 @@ class FieldOverride(_Strict):
     )
 
 
-class PriorityField(FieldPolicy):
+class PriorityField(FieldSettings):
     """The priority, from the tenant's urgency × impact matrix or chosen among the PSA's own."""
 
     matrix: dict[str, dict[str, str]] = Field(
@@ -125,7 +105,7 @@ class PriorityField(FieldPolicy):
         return self
 
 
-class RoutingField(FieldPolicy):
+class RoutingField(FieldSettings):
     """The board (ConnectWise), queue (Autotask, Kaseya BMS) or team (HaloPSA)."""
 
     targets: tuple[str, ...] = Field(
@@ -159,7 +139,7 @@ class NoiseAction(_Strict):
         return self
 
 
-class NoiseField(FieldPolicy):
+class NoiseField(FieldSettings):
     """Spam, auto-replies, monitoring alerts and newsletters, told apart from real requests."""
 
     rules: bool = Field(
@@ -177,7 +157,7 @@ class NoiseField(FieldPolicy):
         return action
 
 
-class LanguageField(FieldPolicy):
+class LanguageField(FieldSettings):
     """The requester's language, ISO 639-1, detected offline (note only)."""
 
     candidates: tuple[str, ...] = Field(
@@ -202,11 +182,11 @@ class LanguageField(FieldPolicy):
         return codes
 
 
-class SentimentField(FieldPolicy):
+class SentimentField(FieldSettings):
     """negative / neutral / positive, and whether the requester is frustrated (note only)."""
 
 
-class SummaryField(FieldPolicy):
+class SummaryField(FieldSettings):
     """One sentence for the technician (note only)."""
 
 
@@ -229,17 +209,13 @@ class FieldsSettings(_Strict):
             raise ValueError("enabled names a field twice")
         return self
 
-    def policy(self, name: FieldName) -> FieldPolicy:
-        policy: FieldPolicy = getattr(self, name)
-        return policy
+    def settings(self, name: FieldName) -> FieldSettings:
+        found: FieldSettings = getattr(self, name)
+        return found
 
     def active(self) -> tuple[FieldName, ...]:
-        """The enabled fields whose mode is not off, in the order of ``FIELD_NAMES``."""
-        return tuple(
-            name
-            for name in FIELD_NAMES
-            if name in self.enabled and self.policy(name).mode is not FieldMode.OFF
-        )
+        """The enabled fields, in the order of ``FIELD_NAMES``."""
+        return tuple(name for name in FIELD_NAMES if name in self.enabled)
 
     def with_overrides(self, overrides: dict[FieldName, FieldOverride]) -> FieldsSettings:
         """These settings with a company's per-field changes."""
@@ -250,7 +226,7 @@ class FieldsSettings(_Strict):
             values = override.model_dump(exclude_none=True)
             if "at_least" in values and name != "priority":
                 values.pop("at_least")
-            changes[name] = self.policy(name).model_validate(
-                {**self.policy(name).model_dump(), **values}
+            changes[name] = self.settings(name).model_validate(
+                {**self.settings(name).model_dump(), **values}
             )
         return self.model_copy(update=changes)

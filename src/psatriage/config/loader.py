@@ -136,7 +136,7 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
     lines += template_problems
     if lines:
         raise _TenantProblems(lines)
-    return Tenant(
+    tenant = Tenant(
         name=name,
         psa=raw.psa,
         trigger=trigger,
@@ -156,7 +156,23 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         companies=raw.companies,
         fields=raw.fields,
         storm_window_minutes=raw.storm_window_minutes,
+        categories=raw.categories,
+        learning=raw.learning,
     )
+    return _company_policies_hold(tenant)
+
+
+def _company_policies_hold(tenant: Tenant) -> Tenant:
+    """Each company's policy merged with the tenant's must hold together (bands in order)."""
+    lines: list[str] = []
+    for company, override in tenant.companies.items():
+        try:
+            tenant.policy_with(override)
+        except ValidationError as exc:
+            lines += _explain(tenant.name, exc, prefix=f"companies.{company}.policy")
+    if lines:
+        raise _TenantProblems(lines)
+    return tenant
 
 
 def _unstorable_fields(name: str, raw: RawTenant, stored: frozenset[str]) -> list[str]:
@@ -264,6 +280,9 @@ def _explain(tenant: str, exc: ValidationError, *, prefix: str = "") -> list[str
     for error in exc.errors(include_url=False, include_input=False):
         key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
         message = error["msg"].removeprefix("Value error, ")
+        if "; fix: " in message:  # the message says the fix itself
+            lines.append(f"tenant {tenant!r}, key {key!r}: {message}")
+            continue
         fix = _FIXES.get(error["type"], "correct the value")
         lines.append(f"tenant {tenant!r}, key {key!r}: {message}; fix: {fix}")
     return lines

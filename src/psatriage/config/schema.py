@@ -42,15 +42,121 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+FIELDS = ("category", "priority", "routing", "noise", "language", "sentiment", "summary")
+"""The fields a decision covers, each with its own band (``policy.fields``)."""
+
+
+class FieldPolicy(_Strict):
+    """The band of one field: at or above ``apply_at`` its value is written; from ``suggest_at``
+    up to ``apply_at`` it goes into an internal note marked for review (and waits in the review
+    queue); below ``suggest_at`` it is recorded only. Unset keys take the tenant's."""
+
+    mode: Mode | None = Field(default=None, description="apply, suggest or shadow.")
+    apply_at: float | None = Field(
+        default=None, ge=0, le=1, description="Confidence at or above which the value is written."
+    )
+    suggest_at: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Confidence from which the value is suggested for review (below: recorded).",
+    )
+
+
+def _value(holder: object, key: str) -> Any:
+    if isinstance(holder, dict):
+        return holder.get(key)
+    return getattr(holder, key, None)
+
+
+def one_spelling(data: Any, *, where: str) -> Any:
+    """The category's band can be written three ways (``apply_at`` = its older name
+    ``min_confidence`` = ``fields.category.apply_at``; ``suggest_at`` =
+    ``fields.category.suggest_at``; ``mode`` = ``fields.category.mode``): refuse spellings that
+    disagree, then keep the value under every top-level name and drop ``fields.category``."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    fields = data.get("fields")
+    category = None
+    if isinstance(fields, dict) and "category" in fields:
+        fields = dict(fields)
+        category = fields.pop("category")
+        data["fields"] = fields
+    spellings = {
+        "apply_at": (
+            ("apply_at", data),
+            ("min_confidence", data),
+            ("fields.category.apply_at", category),
+        ),
+        "suggest_at": (("suggest_at", data), ("fields.category.suggest_at", category)),
+        "mode": (("mode", data), ("fields.category.mode", category)),
+    }
+    for setting, names in spellings.items():
+        given = {
+            name: value
+            for name, holder in names
+            if holder is not None and (value := _value(holder, name.rsplit(".", 1)[-1])) is not None
+        }
+        values = {str(v) for v in given.values()}
+        if len(values) > 1:
+            said = ", ".join(f"{where}.{name} = {value}" for name, value in given.items())
+            raise ValueError(
+                f"{said} are one setting ({setting}) with different values; "
+                "fix: keep only one of them"
+            )
+        if given:
+            value = next(iter(given.values()))
+            data[setting] = value
+            if setting == "apply_at":
+                data["min_confidence"] = value
+    return data
+
+
 class Policy(_Strict):
-    """What psatriage may do with a decision."""
+    """What psatriage may do with a decision.
+
+    The category's band: at or above ``apply_at`` (its older name: ``min_confidence``, the same
+    setting) the category is written; from ``suggest_at`` up to ``apply_at`` it goes into an
+    internal note marked for review and waits in the review queue; below ``suggest_at`` the
+    decision is recorded only. Replacing a category a person set needs
+    ``min_confidence_to_change``.
+    """
 
     mode: Mode = Field(default=Mode.APPLY, description="apply, suggest (note only) or shadow.")
+    apply_at: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Confidence at or above which the category is written (when the ticket has "
+        "none). The same setting as min_confidence: set one of them.",
+    )
     min_confidence: float = Field(
-        default=0.5, ge=0, le=1, description="Confidence needed to fill an empty category."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="The older name of apply_at (the same setting): confidence needed to fill an "
+        "empty category.",
+    )
+    suggest_at: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="From this confidence up to apply_at the category goes into an internal note "
+        "marked for review and waits in the review queue; below it the decision is recorded "
+        "only (nothing is written to the PSA).",
     )
     min_confidence_to_change: float = Field(
-        default=0.8, ge=0, le=1, description="Confidence needed to replace a non-empty category."
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Confidence needed to replace a non-empty category (the apply_at of a "
+        "replacement; below it, the review band).",
+    )
+    fields: dict[str, FieldPolicy] = Field(
+        default_factory=dict,
+        description="Bands per field, e.g. fields.category = { apply_at = 0.9 } (for the "
+        "category the same settings as the keys above). Fields: " + ", ".join(FIELDS) + ".",
     )
     overwrite: Overwrite = Field(
         default=Overwrite.NEVER,
@@ -70,26 +176,77 @@ class Policy(_Strict):
         description="Categories (keys or path prefixes) the model may never choose.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        data = one_spelling(data, where="policy")
+        if isinstance(data, dict) and data.get("min_confidence_to_change") is None:
+            # unset, replacing needs at least what filling needs
+            default = cls.model_fields["min_confidence_to_change"].default
+            data["min_confidence_to_change"] = max(default, data.get("apply_at") or 0.0)
+        return data
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, fields: dict[str, FieldPolicy]) -> dict[str, FieldPolicy]:
+        return known_fields(fields)
+
     @model_validator(mode="after")
     def _thresholds(self) -> Policy:
-        if self.min_confidence_to_change < self.min_confidence:
+        if self.min_confidence_to_change < self.apply_at:
             raise ValueError(
-                "min_confidence_to_change must be at least min_confidence "
-                "(replacing a category needs more certainty than filling an empty one)"
+                "min_confidence_to_change must be at least min_confidence (apply_at): "
+                "replacing a category needs more certainty than filling an empty one; fix: "
+                "raise min_confidence_to_change or lower min_confidence"
             )
+        if self.suggest_at > self.apply_at:
+            raise ValueError(
+                f"suggest_at ({self.suggest_at}) is above apply_at ({self.apply_at}): the review "
+                "band would run backwards; fix: lower suggest_at or raise apply_at"
+            )
+        for name, band in self.fields.items():
+            apply_at = self.apply_at if band.apply_at is None else band.apply_at
+            suggest_at = self.suggest_at if band.suggest_at is None else band.suggest_at
+            if suggest_at > apply_at:
+                raise ValueError(
+                    f"fields.{name}: suggest_at ({suggest_at}) is above apply_at ({apply_at}); "
+                    "fix: lower suggest_at or raise apply_at"
+                )
         return self
+
+
+def known_fields(fields: dict[str, FieldPolicy]) -> dict[str, FieldPolicy]:
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise ValueError(
+            f"no field named {', '.join(map(repr, unknown))}; fix: use one of " + ", ".join(FIELDS)
+        )
+    return fields
 
 
 class PolicyOverride(_Strict):
     """Per-company changes to the tenant's policy; unset keys keep the tenant's value."""
 
     mode: Mode | None = None
+    apply_at: float | None = Field(default=None, ge=0, le=1)
     min_confidence: float | None = Field(default=None, ge=0, le=1)
+    suggest_at: float | None = Field(default=None, ge=0, le=1)
     min_confidence_to_change: float | None = Field(default=None, ge=0, le=1)
+    fields: dict[str, FieldPolicy] | None = None
     overwrite: Overwrite | None = None
     report_errors: bool | None = None
     locked: tuple[str, ...] | None = None
     excluded: tuple[str, ...] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        return one_spelling(data, where="policy")
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, fields: dict[str, FieldPolicy] | None) -> dict[str, FieldPolicy] | None:
+        return None if fields is None else known_fields(fields)
 
 
 class CompanyOverride(_Strict):
@@ -166,6 +323,107 @@ class TaxonomySettings(_Strict):
     )
 
 
+class CategoryHint(_Strict):
+    """What a category means at this MSP, for one category key or path prefix."""
+
+    description: str = Field(
+        default="",
+        max_length=500,
+        description="What belongs in the category, in the MSP's words (replaces the PSA's "
+        "description and taxonomy.descriptions).",
+    )
+    hints: tuple[str, ...] = Field(
+        default=(),
+        description="Words or short phrases typical of its tickets (e.g. 'toner', 'paper "
+        "jam'); shown to the model and added to the local engine's zero-shot text.",
+    )
+
+    @field_validator("hints")
+    @classmethod
+    def _short_hints(cls, hints: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(h.strip() for h in hints if h.strip())
+        for hint in cleaned:
+            if len(hint) > 100:
+                raise ValueError(f"hint {hint[:30]!r}... is longer than 100 characters")
+        if len(cleaned) > 20:
+            raise ValueError("at most 20 hints per category")
+        return cleaned
+
+
+_PERIOD = re.compile(r"^(\d+)\s*([hdw])$")
+_PERIOD_SECONDS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def period_seconds(text: str) -> float | None:
+    """``7d``, ``12h``, ``2w`` in seconds; None for ``off`` (or ``0d``)."""
+    value = text.strip().lower()
+    if value in {"off", "never", "0"}:
+        return None
+    match = _PERIOD.match(value)
+    if match is None:
+        raise ValueError(f"{text!r} is not a period such as 7d, 12h or 2w, nor 'off'")
+    seconds = int(match.group(1)) * _PERIOD_SECONDS[match.group(2)]
+    return float(seconds) if seconds else None
+
+
+class LearningSettings(_Strict):
+    """Learning from corrections, fills and reviews (docs/learning.md)."""
+
+    retrain_every: str = Field(
+        default="7d",
+        description="How often the local engine's model is retrained on the tenant's history "
+        "and labeled examples ('7d', '12h', '2w'; 'off' never). A retrained model replaces the "
+        "one in use only when it scores better on the same held-out recent tickets. Only for "
+        "tenants whose classifier is local or hybrid.",
+    )
+    held_out: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="The share of the newest closed tickets and labeled examples a retrain "
+        "holds out to compare the new model with the one in use.",
+    )
+    min_held_out: int = Field(
+        default=20,
+        ge=1,
+        description="Fewer held-out tickets than this: the retrain is not compared and "
+        "nothing is promoted (unless there is no model yet).",
+    )
+    history_days: int = Field(
+        default=365,
+        ge=0,
+        le=3650,
+        description="The retrain reads closed tickets created in this many days from the PSA "
+        "(0: examples only, no PSA calls).",
+    )
+    history_limit: int = Field(
+        default=5000, ge=1, description="At most this many closed tickets per retrain."
+    )
+    examples: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="LLM classifiers: how many of the tenant's labeled examples most like the "
+        "ticket (same client company first) are shown in the prompt; 0 turns it off.",
+    )
+    example_chars: int = Field(
+        default=400,
+        ge=50,
+        le=4000,
+        description="Each example shown in the prompt is cut to this many characters.",
+    )
+
+    @field_validator("retrain_every")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        period_seconds(value)
+        return value.strip().lower()
+
+    @property
+    def retrain_seconds(self) -> float | None:
+        return period_seconds(self.retrain_every)
+
+
 class Trigger(enum.StrEnum):
     WEBHOOK = "webhook"  # the PSA calls /webhooks/NAME
     POLL = "poll"  # psatriage asks the PSA for new tickets every poll_seconds
@@ -235,6 +493,12 @@ class RawTenant(_Strict):
     policy: Policy = Field(default_factory=Policy)
     prompt: PromptSettings = Field(default_factory=PromptSettings)
     taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
+    categories: dict[str, CategoryHint] = Field(
+        default_factory=dict,
+        description="Per category key or path prefix ('Hardware > Printer'): description and "
+        "hints, used in the prompt and by the local engine's zero-shot scoring.",
+    )
+    learning: LearningSettings = Field(default_factory=LearningSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     companies: dict[str, CompanyOverride] = Field(default_factory=dict)
     fields: FieldsSettings = Field(default_factory=FieldsSettings)

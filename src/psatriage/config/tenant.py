@@ -12,7 +12,14 @@ from pydantic import SecretStr
 
 from psatriage.classifiers.base import ClassifierConfig
 from psatriage.config.fields import FieldsSettings
-from psatriage.config.schema import CompanyOverride, Policy, TaxonomySettings, Trigger
+from psatriage.config.schema import (
+    CategoryHint,
+    CompanyOverride,
+    LearningSettings,
+    Policy,
+    TaxonomySettings,
+    Trigger,
+)
 from psatriage.domain import Category
 from psatriage.errors import ConfigError
 from psatriage.prompts import PromptTemplate, TextTemplate
@@ -58,6 +65,8 @@ class Tenant:
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
     fields: FieldsSettings = field(default_factory=FieldsSettings)
     storm_window_minutes: int = 0
+    categories: Mapping[str, CategoryHint] = field(default_factory=dict)
+    learning: LearningSettings = field(default_factory=LearningSettings)
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"
@@ -76,8 +85,7 @@ class Tenant:
         override = self._company(company_id, company_name)
         if override is None:
             return Effective(model, max_tokens, self.instructions, self.policy, self.fields)
-        changes = override.policy.model_dump(exclude_none=True)
-        policy = Policy.model_validate({**self.policy.model_dump(), **changes})
+        policy = self.policy_with(override)
         instructions = "\n".join(t for t in (self.instructions, override.instructions) if t)
         return Effective(
             override.model or model,
@@ -86,6 +94,21 @@ class Tenant:
             policy,
             self.fields.with_overrides(override.fields),
         )
+
+    def policy_with(self, override: CompanyOverride) -> Policy:
+        """The tenant's policy with a company's changes (raises ``ValidationError`` when the two
+        together contradict each other; the loader checks every company when the file loads)."""
+        changes = override.policy.model_dump(exclude_none=True)
+        base = self.policy.model_dump()
+        if "apply_at" in changes and "min_confidence_to_change" not in changes:
+            changes["min_confidence_to_change"] = max(
+                changes["apply_at"], base["min_confidence_to_change"]
+            )
+        fields: dict[str, dict[str, object]] = dict(base.get("fields") or {})
+        for name, band in (changes.pop("fields", None) or {}).items():
+            set_here = {key: value for key, value in band.items() if value is not None}
+            fields[name] = {**fields.get(name, {}), **set_here}
+        return Policy.model_validate({**base, **changes, "fields": fields})
 
     def _company(self, company_id: str | None, company_name: str | None) -> CompanyOverride | None:
         for wanted in (company_id, company_name):
@@ -97,11 +120,35 @@ class Tenant:
         return None
 
     def describe(self, category: Category) -> str:
-        """The tenant's description for a category, if it gave one."""
-        for pattern, text in self.taxonomy.descriptions.items():
-            if category_matches(category, pattern):
-                return text
-        return category.description
+        """What the model and the zero-shot engine read about a category: the description of
+        its most specific ``categories`` entry (else ``taxonomy.descriptions``, else the PSA's),
+        followed by the hints of every entry that names it, the most specific first."""
+        entries = self.category_entries(category)
+        description = next((e.description for e in entries if e.description), "")
+        if not description:
+            description = next(
+                (
+                    text
+                    for pattern, text in self.taxonomy.descriptions.items()
+                    if category_matches(category, pattern)
+                ),
+                category.description,
+            )
+        hints = list(dict.fromkeys(h for e in entries for h in e.hints))
+        if not hints:
+            return description
+        typical = "e.g. " + ", ".join(hints)
+        return f"{description} ({typical})" if description else typical
+
+    def category_entries(self, category: Category) -> list[CategoryHint]:
+        """The ``categories`` entries naming this category, the most specific first (its key,
+        then the longest path prefix)."""
+        found = [
+            (_specificity(pattern, category), entry)
+            for pattern, entry in self.categories.items()
+            if category_matches(category, pattern)
+        ]
+        return [entry for _, entry in sorted(found, key=lambda f: -f[0])]
 
 
 @dataclass(frozen=True)
@@ -125,6 +172,12 @@ class AppConfig:
         except KeyError:
             known = ", ".join(sorted(self.tenants)) or "none"
             raise ConfigError(f"no tenant named {name!r} (configured: {known})") from None
+
+
+def _specificity(pattern: str, category: Category) -> int:
+    if pattern == category.key:
+        return 1_000
+    return len([p for p in re.split(r"[>›]", pattern) if p.strip()])
 
 
 def category_matches(category: Category, pattern: str) -> bool:

@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from psatriage import policy
 from psatriage.config.fields import (
     FIELD_NAMES,
     LEVELS,
-    FieldMode,
     FieldName,
-    FieldPolicy,
     FieldsSettings,
     PriorityField,
 )
+from psatriage.config.schema import Mode, Policy
 from psatriage.domain import (
     APPLIED,
     RECORDED,
@@ -57,13 +57,17 @@ _SENTIMENTS: Final = tuple(
 )
 
 
-def band(name: str, confidence: float | None, policy: FieldPolicy) -> str:
-    """The band of one field's decision: ``applied``, ``suggested`` or ``recorded``."""
-    if policy.mode is FieldMode.SHADOW:
+def band(name: str, confidence: float | None, rules: Policy) -> str:
+    """The outcome of one field's decision under the resolved policy (``policy.band`` with the
+    field's ``policy.fields`` entry): ``applied``, ``suggested`` or ``recorded``. A value with no
+    confidence (a text field) is taken as certain."""
+    settings = policy.field_band(rules, name)
+    if settings.mode is Mode.SHADOW:
         return RECORDED
-    if policy.mode is FieldMode.SUGGEST:
-        return SUGGESTED
-    if confidence is not None and confidence < policy.min_confidence:
+    where = policy.band(name, 1.0 if confidence is None else confidence, rules)
+    if where is policy.Band.RECORD:
+        return RECORDED
+    if where is policy.Band.SUGGEST or settings.mode is Mode.SUGGEST:
         return SUGGESTED
     return APPLIED
 
@@ -137,6 +141,7 @@ def decide(
     settings: FieldsSettings,
     answer: Classification,
     options: Options,
+    rules: Policy,
     *,
     language: tuple[str, float] | None = None,
 ) -> tuple[FieldDecision, ...]:
@@ -150,7 +155,7 @@ def decide(
         value, value_id, confidence, write = found
         if confidence is None and write is not None and name != "language":
             confidence = answer.confidence  # a choice read without log-probs
-        outcome = band(name, confidence, settings.policy(name))
+        outcome = band(name, confidence, rules)
         decided.append(
             FieldDecision(name, _label(name, options), value, value_id, outcome, confidence, write)
         )

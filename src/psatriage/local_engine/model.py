@@ -21,6 +21,7 @@ version is refused with a message that says to train again.
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -131,7 +132,7 @@ class TrainedModel:
 
     # -- the file --------------------------------------------------------------------------------
 
-    def save(self, path: Path) -> None:
+    def _arrays(self) -> dict[str, Any]:
         header = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -155,16 +156,33 @@ class TrainedModel:
             terms = sorted(block.vocabulary, key=block.vocabulary.__getitem__)
             arrays[f"vocabulary_{block.name}"] = np.array(terms, dtype=str)
             arrays[f"idf_{block.name}"] = block.idf
+        return arrays
+
+    def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         with partial.open("wb") as out:
-            np.savez_compressed(out, **arrays)
+            np.savez_compressed(out, **self._arrays())
         partial.replace(path)  # readers never see half a file
+
+    def to_bytes(self) -> bytes:
+        """The model file's content (what the database keeps per model version)."""
+        out = io.BytesIO()
+        np.savez_compressed(out, **self._arrays())
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str = "the stored model") -> TrainedModel:
+        return cls._read(io.BytesIO(data), name)
 
     @classmethod
     def load(cls, path: Path) -> TrainedModel:
+        return cls._read(path, str(path))
+
+    @classmethod
+    def _read(cls, source: Path | io.BytesIO, path: str) -> TrainedModel:
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with np.load(source, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
         except FileNotFoundError:
             raise DataError(f"model file {path} does not exist") from None

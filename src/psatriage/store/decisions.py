@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.domain import Chosen, Classification, ModelCall
+from psatriage.store.reviews import ReviewDraft, open_review
 from psatriage.store.tables import DecisionRow, ModelCallRow, utcnow
 
 
@@ -33,6 +34,19 @@ class Decisions:
             return session.execute(
                 select(DecisionRow).where(DecisionRow.event_id == event_id)
             ).scalar_one_or_none()
+
+    def get(self, decision_id: int) -> DecisionRow | None:
+        with self._sessions() as session:
+            return session.get(DecisionRow, decision_id)
+
+    def mark_written(self, decision_id: int) -> None:
+        """A person's review wrote this decision's category (or the correction) later."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(DecisionRow)
+                .where(DecisionRow.id == decision_id)
+                .values(wrote_category=True, updated_at=utcnow())
+            )
 
     def ticket_holder(self, tenant: str, ticket_id: str) -> DecisionRow | None:
         """The decision that holds the ticket's one automatic decision, if any."""
@@ -123,8 +137,13 @@ class Decisions:
         reason: str,
         wrote_category: bool,
         wrote_note: bool,
+        review: ReviewDraft | None = None,
     ) -> None:
+        """Close the decision; a suggestion for review opens its review in the same
+        transaction (once, however often a retry finalizes it)."""
         with self._sessions.begin() as session:
+            if review is not None:
+                open_review(session, review)
             session.execute(
                 update(DecisionRow)
                 .where(DecisionRow.id == decision_id)

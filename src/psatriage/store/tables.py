@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -208,6 +209,171 @@ class BacktestResultRow(Base):
     ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# -- the trust loop: reviews and outcomes (psatriage.store.reviews, psatriage.store.outcomes) --
+
+
+class ReviewState(enum.StrEnum):
+    PENDING = "pending"  # waits for a person
+    ACCEPTED = "accepted"  # a person accepted the suggestion: it was written
+    CORRECTED = "corrected"  # a person chose another category: it was written
+    DISMISSED = "dismissed"  # a person closed it without a category
+    FILLED = "filled"  # a person categorized the ticket in the PSA: closed by itself
+
+
+class ReviewRow(Base):
+    """A suggestion between ``suggest_at`` and ``apply_at`` waiting for a person: what was
+    suggested (``category``: the decision's chosen category as written by ``Chosen.to_dict``),
+    the ticket's redacted title and start, and how it ended."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_tenant_state", "tenant", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    company_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    company_name: Mapped[str] = mapped_column(String(255), default="")
+    title: Mapped[str] = mapped_column(Text, default="")
+    excerpt: Mapped[str] = mapped_column(Text, default="")
+    category_key: Mapped[str] = mapped_column(String(255))
+    category_label: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[dict[str, Any]] = mapped_column(JSON)
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    alternatives: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), default=ReviewState.PENDING.value)
+    closed_by: Mapped[str] = mapped_column(String(255), default="")
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    final_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    final_label: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class OutcomeState(enum.StrEnum):
+    PENDING = "pending"  # no final category known yet
+    AGREED = "agreed"  # the category we wrote stayed on the ticket
+    CORRECTED = "corrected"  # a person replaced the category we wrote
+    FILLED = "filled"  # a person set a category where we only suggested or recorded
+    GONE = "gone"  # the ticket was deleted (or merged away)
+
+
+class OutcomeRow(Base):
+    """What a decision's ticket ended up as: the category we chose beside the final one, who
+    changed it (``changed_by_kind``: ``us`` for our API user, ``person``, or empty where the
+    PSA does not say), and when the outcome sweep reads the ticket again (``next_check_at``)
+    until it is ``settled``."""
+
+    __tablename__ = "outcomes"
+    __table_args__ = (
+        Index("ix_outcomes_tenant_due", "tenant", "settled", "next_check_at"),
+        Index("ix_outcomes_tenant_decided", "tenant", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    company_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    company_name: Mapped[str] = mapped_column(String(255), default="")
+    engine: Mapped[str] = mapped_column(String(32), default="")
+    model: Mapped[str] = mapped_column(String(128), default="")
+    band: Mapped[str] = mapped_column(String(16), default="")
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    decision_outcome: Mapped[str] = mapped_column(String(16))
+    chosen_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    chosen_label: Mapped[str] = mapped_column(Text, default="")
+    chosen: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    wrote: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default=OutcomeState.PENDING.value)
+    final_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    final_label: Mapped[str] = mapped_column(Text, default="")
+    matches: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    changed_by: Mapped[str] = mapped_column(String(255), default="")
+    changed_by_kind: Mapped[str] = mapped_column(String(16), default="")
+    changed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    settled: Mapped[bool] = mapped_column(Boolean, default=False)
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    next_check_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    decided_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class SweepMarkRow(Base):
+    """Per tenant: when its outcome sweep may run next (one process at a time claims it)."""
+
+    __tablename__ = "outcome_sweeps"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_run_at: Mapped[datetime] = mapped_column(DateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+# -- learning from corrections (psatriage.store.examples, psatriage.learning) -----------------
+
+
+class ExampleRow(Base):
+    """A labeled example of a tenant: a ticket's redacted text and the category a person gave
+    it (a correction, a fill, an accepted or corrected review). One row per ticket and source;
+    adding it again replaces the label."""
+
+    __tablename__ = "examples"
+    __table_args__ = (
+        UniqueConstraint("tenant", "ticket_id", "source", name="uq_examples_tenant_ticket_source"),
+        Index("ix_examples_tenant_created", "tenant", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    company: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    category_key: Mapped[str] = mapped_column(String(255))
+    category_path: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16))
+    decision_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ModelVersionRow(Base):
+    """One trained local-engine model of a tenant: the model file's bytes, its training report
+    and, for a scheduled retrain, how it scored against the model in use. At most one version
+    per tenant is ``active``; the others are ``candidate`` (trained, never used), ``retired``
+    (used before) or ``refused`` (a retrain that scored worse)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("tenant", "version", name="uq_model_versions_tenant_version"),
+        Index("ix_model_versions_tenant_state", "tenant", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16), default="train")
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class RetrainMarkRow(Base):
+    """Per tenant: when the scheduled retrain last ran and is next due (one process claims it)."""
+
+    __tablename__ = "retrain_marks"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    next_run_at: Mapped[datetime] = mapped_column(DateTime)
+    result: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 # -- the web console (psatriage.store.users, psatriage.web.console) ---------------------------

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from psatriage.domain import Outcome
-from psatriage.store.tables import EventState
+from psatriage.store.tables import EventState, ReviewState
 
 
 def _as_utc(value: object) -> object:
@@ -152,3 +152,38 @@ class EventList(BaseModel):
 
 class DecisionList(BaseModel):
     decisions: list[Decision] = Field(description="Newest first; page on with before_id.")
+
+
+class Alternative(BaseModel):
+    key: str
+    label: str
+    confidence: float
+
+
+class Review(_FromRow):
+    """A suggestion waiting for a person (or how one ended)."""
+
+    id: int
+    decision_id: int
+    tenant: str
+    ticket_id: str
+    company_id: str | None
+    company_name: str
+    title: str = Field(description="The ticket's title, redacted as the model saw it.")
+    excerpt: str = Field(description="The start of the ticket's text, redacted, one line.")
+    category_key: str = Field(description="The suggested category's key.")
+    category: str = Field(validation_alias="category_label", description="The suggested path.")
+    confidence: float
+    alternatives: list[Alternative] = Field(
+        description="The next best categories, where the engine gives them."
+    )
+    state: ReviewState
+    closed_by: str = Field(description="Who closed it: api[:name], cli:login, a console user, psa.")
+    closed_at: UtcTime | None
+    final_key: str | None = Field(description="The category written (or found), once closed.")
+    final_label: str
+    created_at: UtcTime
+
+
+class ReviewList(BaseModel):
+    reviews: list[Review] = Field(description="Newest first; page on with before_id.")

@@ -33,6 +33,7 @@ SHARES = {
     Outcome.APPLIED.value: "applied",
     Outcome.SUGGESTED.value: "suggested",
     Outcome.SHADOWED.value: "recorded only",
+    Outcome.RECORDED.value: "recorded only",
     Outcome.KEPT.value: "recorded only",
     Outcome.SKIPPED.value: "recorded only",
 }
