@@ -155,3 +155,31 @@ def test_a_connectwise_board_change_decides_the_category_within_the_new_board(
     stored = kit.fake.tickets[int(ticket)]
     assert stored["board"]["id"] == 2 and stored["type"]["id"] == 60
     assert board_call["chosen_key"] == "2" and category_call["chosen_key"] == "60/70/80"
+
+
+def test_a_person_moving_a_connectwise_ticket_to_another_board_re_decides_its_category(
+    service: Service,
+) -> None:
+    kit = service.kits["connectwise"]
+    fake = kit.fake
+    assert isinstance(fake, FakeConnectWise)
+    ticket = kit.new_ticket("Printer in room 12", "The printer in room 12 has a paper jam")
+    first = _run(service, "connectwise", ticket)
+    assert first["decision"]["outcome"] == "applied"
+    assert fake.tickets[int(ticket)]["board"]["id"] == 1
+
+    fake.move(int(ticket), 2)
+    response = service.deliver("connectwise", fake.callback(int(ticket), action="updated"))
+    assert response.status_code == 202 and response.json()["status"] == "accepted"
+    event = service.finished(response.json()["event_id"])
+    assert event["state"] == "done", event
+    assert event["decision"]["outcome"] == "applied" and event["decision"]["fields"] == []
+    assert len(event["model_calls"]) == 1  # the category alone, within the new board
+    *_, patch = kit.category_writes(ticket)
+    assert [op["path"] for op in patch] == ["type", "subType", "item"]
+    assert fake.tickets[int(ticket)]["type"]["id"] in {60, 61}
+    assert len(_ours(kit, ticket)) == 2
+
+    # once per change: another update on the same board is recorded and ignored
+    again = service.deliver("connectwise", fake.callback(int(ticket), action="updated"))
+    assert again.status_code == 202 and again.json()["status"] == "ignored"

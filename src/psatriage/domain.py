@@ -41,6 +41,7 @@ class TicketEvent:
     dedupe_key: str
     occurred_at: datetime | None = None
     actor: str | None = None
+    scope: str | None = None  # the category tree the ticket is on now, where the event says
 
 
 @dataclass(frozen=True, slots=True)

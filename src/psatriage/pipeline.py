@@ -104,7 +104,12 @@ def categorize(
     if checkpoint is None and not dry_run and once_per_ticket:
         holder = deps.decisions.ticket_holder(deps.tenant.name, ticket.id)
         if holder is not None:
-            return Decision(None, f"already decided by event {holder.event_id}")
+            if not _moved_away(deps, ticket, holder):
+                return Decision(None, f"already decided by event {holder.event_id}")
+            # moved to another tree after our decision: the category is decided again there,
+            # the other fields stay as they were
+            effective = replace(effective, fields=FieldsSettings())
+            once_per_ticket = False
     if checkpoint is not None:
         planned = _resume(deps, checkpoint)
     else:
@@ -146,6 +151,18 @@ def categorize(
         wrote,
         planned.fields,
     )
+
+
+def _moved_away(deps: Deps, ticket: Ticket, holder: DecisionRow) -> bool:
+    """Whether the ticket left the category tree our written category belongs to (a person moved
+    it to another ConnectWise board), our category is not valid where it is now, and it was not
+    decided again there yet: once per change."""
+    if not holder.wrote_category or holder.category is None or holder.scope in (None, ticket.scope):
+        return False
+    if deps.decisions.rechecked(deps.tenant.name, ticket.id, ticket.scope) is not None:
+        return False
+    leaf = _taxonomy(deps, ticket).get(str(holder.category["key"]))
+    return leaf is None or not leaf.active
 
 
 _OUTCOMES = {
@@ -251,10 +268,11 @@ def _plan(
             classification=None,
             reason=checked.keep,
             once_per_ticket=once,
+            scope=ticket.scope,
         )
         return _resume(deps, row)
     at = _Context(event_id, ticket, taxonomy, previous, checked, dry_run, once)
-    if not tenant.storm_window_minutes or dry_run:
+    if not tenant.storm_window_minutes or dry_run or not once:  # storms: new tickets only
         return _decide(deps, at, effective)
     storm = storms.key(ticket)
     with storms.LOCK.hold(f"{tenant.name}:{storm}"):  # one storm's tickets wait for its first
@@ -279,7 +297,7 @@ def _follow(deps: Deps, at: _Context, storm: str) -> _Plan | None:
     there is none in the window or its category is not valid here any more."""
     tenant = deps.tenant
     since = utcnow() - timedelta(minutes=tenant.storm_window_minutes)
-    leader = deps.decisions.storm_leader(tenant.name, storm, since)
+    leader = deps.decisions.storm_leader(tenant.name, storm, since, other_than=at.ticket.id)
     if leader is None or leader.category is None:
         return None
     chosen = Chosen.from_dict(leader.category)
@@ -308,6 +326,7 @@ def _follow(deps: Deps, at: _Context, storm: str) -> _Plan | None:
         fields=[d.to_dict() for d in decided],
         storm_key=storm,
         followed=followed,
+        scope=taxonomy.scope,
     )
     calls = max(1, len(deps.decisions.calls_for_event(leader.event_id)))
     metrics.CALLS_SAVED.labels(tenant.name, "storm").inc(calls)
@@ -362,6 +381,7 @@ def _decide(
             redactions=redactions,
             fields=[d.to_dict() for d in decided],
             storm_key=storm,
+            scope=ticket.scope,
         ).id
     return _Plan(chosen, classification, checked, decision_id, previous, redactions, decided)
 
@@ -417,6 +437,7 @@ def _noise(
                 classification=ruled,
                 once_per_ticket=at.once,
                 fields=[d.to_dict() for d in decided],
+                scope=at.taxonomy.scope,
             ).id
         return _Plan(chosen, ruled, policy.Guard(), decision_id, at.previous, {}, decided)
     if at.dry_run:

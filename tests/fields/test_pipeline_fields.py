@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,28 @@ def test_a_suggested_board_keeps_the_category_on_the_current_board(tmp_path: Pat
     assert kit.classifier.requests[1].candidates[0].key == "10/20/30"
     assert kit.psa.category_writes(ticket) == ["10/20/30"]
     assert "Board: Network (suggested, not written)" in kit.psa.ours(ticket)[0]
+
+
+def test_a_board_change_after_our_decision_decides_the_category_again_once(
+    tmp_path: Path,
+) -> None:
+    kit = PipelineKit(make_database(tmp_path / "recheck.db"), psa=BoardsPSA())
+    kit.with_tenant(fields={"enabled": ["priority"]})
+    kit.classifier = ScriptedClassifier(
+        answer("10/20/30", fields={"priority": "1"}), answer("60", reasoning="An outage.")
+    )
+    ticket = kit.psa.add_ticket("Firewall down", "Nobody can reach the internet.")
+    kit.run(kit.event(ticket))
+    assert kit.psa.category_writes(ticket) == ["10/20/30+priority=1"]
+    same = kit.run(kit.event(ticket, "updated-1"))  # an update on the same board: nothing to do
+    assert same.outcome is None and len(kit.classifier.requests) == 1
+
+    stored = kit.psa.tickets[ticket]
+    kit.psa.tickets[ticket] = replace(stored, scope="2", scope_name="Network", current=())
+    moved = kit.run(kit.event(ticket, "updated-2"))
+    assert moved.outcome is Outcome.APPLIED
+    second = kit.classifier.requests[1]
+    assert [c.key for c in second.candidates] == ["60"] and second.fields == ()
+    assert kit.psa.category_writes(ticket)[-1] == "60"
+    again = kit.run(kit.event(ticket, "updated-3"))  # once per change
+    assert again.outcome is None and len(kit.classifier.requests) == 2

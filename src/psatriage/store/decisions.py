@@ -69,6 +69,7 @@ class Decisions:
         fields: Sequence[Mapping[str, object]] = (),
         storm_key: str | None = None,
         followed: str | None = None,
+        scope: str | None = None,
     ) -> DecisionRow:
         """Checkpoint what was decided before anything is written, so a retry reuses it.
 
@@ -93,6 +94,7 @@ class Decisions:
             fields=[dict(f) for f in fields] or None,
             storm_key=storm_key,
             followed=followed,
+            scope=scope,
         )
         if classification is not None:
             row.confidence = classification.confidence
@@ -178,14 +180,31 @@ class Decisions:
         with self._sessions() as session:
             return list(session.execute(query).scalars())
 
-    def storm_leader(self, tenant: str, storm_key: str, since: datetime) -> DecisionRow | None:
-        """The latest decision with a chosen category for this storm key made after ``since``."""
+    def rechecked(self, tenant: str, ticket_id: str, scope: str) -> DecisionRow | None:
+        """A decision already made for the ticket on ``scope`` (a re-check is once per change)."""
+        with self._sessions() as session:
+            return session.execute(
+                select(DecisionRow)
+                .where(
+                    DecisionRow.tenant == tenant,
+                    DecisionRow.ticket_id == ticket_id,
+                    DecisionRow.scope == scope,
+                )
+                .limit(1)
+            ).scalar_one_or_none()
+
+    def storm_leader(
+        self, tenant: str, storm_key: str, since: datetime, *, other_than: str = ""
+    ) -> DecisionRow | None:
+        """The latest decision with a chosen category for this storm key made after ``since``,
+        on another ticket than ``other_than``."""
         with self._sessions() as session:
             return session.execute(
                 select(DecisionRow)
                 .where(
                     DecisionRow.tenant == tenant,
                     DecisionRow.storm_key == storm_key,
+                    DecisionRow.ticket_id != other_than,
                     DecisionRow.created_at >= since,
                     DecisionRow.category_key.is_not(None),
                 )

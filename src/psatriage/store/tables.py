@@ -130,6 +130,8 @@ class DecisionRow(Base):
     fields: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True)
     # alert storms: the company and normalized text's hash; the ticket whose decision was reused
     storm_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # the category tree (ticket scope, e.g. a ConnectWise board) the chosen category belongs to
+    scope: Mapped[str | None] = mapped_column(String(255), nullable=True)
     followed: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -215,6 +215,15 @@ class FakeConnectWise(FakePSA):
             )
             return note_id
 
+    def move(self, ticket_id: int, board_id: int) -> None:
+        """A person moves the ticket to another board: its type, subtype and item go (they
+        belong to the old board)."""
+        with self._data:
+            ticket = self.tickets[ticket_id]
+            for level in LEVELS:
+                ticket.pop(level, None)
+            ticket["board"] = self.boards[board_id].ref()
+
     def callback(
         self,
         ticket_id: int,

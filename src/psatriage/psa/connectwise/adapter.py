@@ -101,6 +101,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             dedupe_key=str(message_id) if message_id else body_hash(body),
             occurred_at=timestamp(lower_keys(entity.get("_info")).get("dateentered")),
             actor=str(actor) if actor not in (None, "") else None,
+            scope=record_id(lower_keys(entity.get("board")).get("id")),
         )
 
     def _in_scope(self, entity: Mapping[str, Any]) -> bool:
