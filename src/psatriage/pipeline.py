@@ -358,7 +358,12 @@ def _decide(
         else None
     )
     decided = fields.decide(
-        effective.fields, classification, options, effective.policy, language=spoken
+        effective.fields,
+        classification,
+        options,
+        effective.policy,
+        language=spoken,
+        title=ticket.title,
     )
     decided = fields.in_order(decided + routed)
     acted = noise.acted_on(effective.fields, decided)

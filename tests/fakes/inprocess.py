@@ -98,7 +98,7 @@ class MemoryPSA(PSAAdapter[MemoryConfig]):
 
     kind = "memory"
     Config = MemoryConfig
-    ticket_fields = frozenset({"priority", "routing"})
+    ticket_fields = frozenset({"priority", "routing", "title"})
 
     def __init__(self, taxonomy: Taxonomy = TREE, tenant: str = "acme") -> None:
         super().__init__(
@@ -183,9 +183,11 @@ class MemoryPSA(PSAAdapter[MemoryConfig]):
             if tree and (leaf is None or not leaf.active):
                 raise CategoryRejected(f"{category.label} is not a valid category here")
             stored = self.tickets[ticket.id]
-            written = {v.level for v in category.path}
+            title = next((v.id for v in category.path if v.level == "title"), stored.title)
+            path = tuple(v for v in category.path if v.level != "title")
+            written = {v.level for v in path}
             kept = () if tree else tuple(v for v in stored.current if v.level not in written)
-            self.tickets[ticket.id] = replace(stored, current=kept + category.path)
+            self.tickets[ticket.id] = replace(stored, title=title, current=kept + path)
             self.writes.append(("category", ticket.id, category.key))
 
         self._call("set_category", write)

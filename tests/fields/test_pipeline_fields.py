@@ -269,3 +269,32 @@ def test_a_board_change_after_our_decision_decides_the_category_again_once(
     assert kit.psa.category_writes(ticket)[-1] == "60"
     again = kit.run(kit.event(ticket, "updated-3"))  # once per change
     assert again.outcome is None and len(kit.classifier.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("title", "rewritten"),
+    [("Help", True), ("", True), ("Ticket from john@contoso.example", True), ("Issue!", True),
+     ("Printer jams on floor 3", False)],
+)  # fmt: skip
+def test_a_generic_title_is_rewritten_with_the_summary_when_asked(
+    kit: PipelineKit, title: str, rewritten: bool
+) -> None:
+    kit.with_tenant(fields={"enabled": ["summary"], "summary": {"rewrite_generic_titles": True}})
+    kit.classifier = ScriptedClassifier(
+        answer("10/20/30", fields={"summary": "Paper jam in the floor 3 printer."})
+    )
+    ticket = kit.psa.add_ticket(title, "The printer on floor 3 has a paper jam.")
+    decision = kit.run(kit.event(ticket))
+    expected = "Paper jam in the floor 3 printer." if rewritten else title
+    assert kit.psa.tickets[ticket].title == expected
+    assert len(kit.psa.category_writes(ticket)) == 1  # one update, title included
+    assert ("summary" in decision.wrote) is rewritten
+
+
+def test_titles_are_left_alone_by_default(kit: PipelineKit) -> None:
+    kit.with_tenant(fields={"enabled": ["summary"]})
+    kit.classifier = ScriptedClassifier(answer("10/20/30", fields={"summary": "A jam."}))
+    ticket = kit.psa.add_ticket("Help", "The printer has a paper jam.")
+    kit.run(kit.event(ticket))
+    assert kit.psa.tickets[ticket].title == "Help"
+    assert "Summary: A jam." in kit.psa.ours(ticket)[0]

@@ -187,7 +187,35 @@ class SentimentField(FieldSettings):
 
 
 class SummaryField(FieldSettings):
-    """One sentence for the technician (note only)."""
+    """One sentence for the technician (in the note), optionally the ticket's new title."""
+
+    rewrite_generic_titles: bool = Field(
+        default=False,
+        description="Also write the summary as the ticket's title when the title is empty or "
+        "generic ('Help', 'Issue', 'Ticket from ...': see generic_titles), in the same update.",
+    )
+    generic_titles: tuple[str, ...] = Field(
+        default=(
+            "help", "help needed", "issue", "problem", "question", "request", "support",
+            "ticket", "new ticket", "urgent", "hello", "hi", "no subject", "(no subject)",
+            "ticket from *", "new ticket from *", "message from *", "email from *",
+            "support request from *",
+        ),
+        description="Titles taken as generic, compared case-insensitively without surrounding "
+        "punctuation; a trailing * matches any ending.",
+    )  # fmt: skip
+
+    def is_generic(self, title: str) -> bool:
+        text = title.strip().strip(".!?:;-").strip().casefold()
+        if not text:
+            return True
+        for pattern in self.generic_titles:
+            wanted = pattern.casefold()
+            if wanted.endswith("*") and text.startswith(wanted[:-1]):
+                return True
+            if text == wanted:
+                return True
+        return False
 
 
 class FieldsSettings(_Strict):

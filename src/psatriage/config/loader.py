@@ -183,6 +183,11 @@ def _unstorable_fields(name: str, raw: RawTenant, stored: frozenset[str]) -> lis
         for field in raw.fields.enabled
         if field in STORED_FIELDS and field not in stored
     ]
+    if raw.fields.summary.rewrite_generic_titles and "title" not in stored:
+        lines.append(
+            f"tenant {name!r}, key 'fields.summary.rewrite_generic_titles': the {raw.psa} adapter "
+            "cannot rewrite titles; fix: set it to false"
+        )
     if "routing" not in stored:
         lines += [
             f"tenant {name!r}, key 'fields.noise.{kind}.routing': the {raw.psa} adapter cannot "

@@ -31,6 +31,7 @@ from psatriage.domain import (
     FieldSpec,
     LevelValue,
 )
+from psatriage.psa.base import TITLE_LEVEL
 
 Options = Mapping[str, Facet]
 """The live values of the stored fields (``priority``, ``routing``) for one ticket."""
@@ -144,16 +145,17 @@ def decide(
     rules: Policy,
     *,
     language: tuple[str, float] | None = None,
+    title: str = "",
 ) -> tuple[FieldDecision, ...]:
     """One decision per enabled field that has a valid answer, in ``FIELD_NAMES`` order."""
     answered = answer.fields
     decided: list[FieldDecision] = []
     for name in settings.active():
-        found = _value(name, settings, answered, options, language)
+        found = _value(name, settings, answered, options, language, title)
         if found is None:
             continue
         value, value_id, confidence, write = found
-        if confidence is None and write is not None and name != "language":
+        if confidence is None and write is not None and name not in ("language", "summary"):
             confidence = answer.confidence  # a choice read without log-probs
         outcome = band(name, confidence, rules)
         decided.append(
@@ -177,6 +179,7 @@ def _value(
     answered: Mapping[str, FieldAnswer],
     options: Options,
     language: tuple[str, float] | None,
+    title: str,
 ) -> _Found | None:
     if name == "priority":
         return _priority(settings.priority, answered, options.get("priority"))
@@ -196,7 +199,15 @@ def _value(
         return found
     if name == "summary":
         text = answered.get("summary")
-        return (text.value, "", None, None) if text else None
+        if text is None:
+            return None
+        rewrite = settings.summary.rewrite_generic_titles and settings.summary.is_generic(title)
+        return (
+            text.value,
+            "",
+            None,
+            LevelValue(TITLE_LEVEL, text.value, text.value) if rewrite else None,
+        )
     return (language[0], language[0], language[1], None) if language else None
 
 

@@ -30,6 +30,10 @@ from psatriage.domain import (
 from psatriage.secrets import Secret
 from psatriage.shared.limits import CallLimits
 
+TITLE_LEVEL = "title"
+"""A ``set_category`` path value at this level rewrites the ticket's title: its ``id`` (and
+``name``) is the new title (``fields.summary.rewrite_generic_titles``)."""
+
 PATH_TOKEN_HEADER = "x-psatriage-path-token"  # noqa: S105 - a header name, not a secret
 """``verify`` finds the secret segment of ``/webhooks/{tenant}/{token}`` under this header name.
 
@@ -152,7 +156,8 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     default_trigger: ClassVar[str] = "webhook"  # what a tenant gets without ``trigger = ...``
     ticket_fields: ClassVar[frozenset[str]] = frozenset()
     """The ticket fields (``psatriage.fields``) this PSA stores beside the category: ``priority``
-    and ``routing`` (the board, queue or team). ``field_values`` lists their live values."""
+    and ``routing`` (the board, queue or team), whose live values ``field_values`` lists, and
+    ``title`` (a rewrite of a generic title, ``TITLE_LEVEL``)."""
     field_facets: ClassVar[Mapping[str, str]] = {}
     """Ticket fields that a facet of ``Config.facets`` also sets (field -> facet): a tenant uses
     one or the other, never both."""
@@ -202,7 +207,8 @@ class PSAAdapter(ABC, Generic[ConfigT]):
 
         ``category.path`` may end with facet values and ticket field values
         (``Category.with_facets``): every level in the path is a field to write, all in one
-        update. A path with no level of the category tree writes only the fields it names.
+        update. A path with no level of the category tree writes only the fields it names. A
+        value at ``TITLE_LEVEL`` rewrites the title (its ``id`` is the new title).
         """
 
     def field_values(self, ticket: Ticket, field: str) -> Facet:

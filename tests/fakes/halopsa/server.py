@@ -474,6 +474,8 @@ class FakeHaloPSA(FakePSA):
                     400, {"ClassName": "System.Exception", "Message": "Invalid priority"}
                 ), new
             new["priority_id"] = fields["priority_id"]
+        if isinstance(fields.get("summary"), str):
+            new["summary"] = fields["summary"]
         if "team_id" in fields:
             team = next((t for t in self.teams if t["id"] == fields["team_id"]), None)
             if team is None or team["inactive"]:

@@ -7,16 +7,26 @@ from typing import Any
 
 import pytest
 
-from psatriage.domain import Category
+from psatriage.domain import Category, LevelValue
 from psatriage.errors import CategoryRejected
-from psatriage.psa.base import PSAAdapter
+from psatriage.psa.base import TITLE_LEVEL, PSAAdapter
 from tests.fakes.kit import ContractKit
 
 FIELDS = ("priority", "routing")
 
 
-def test_stores_priority_and_routing(adapter: PSAAdapter[Any]) -> None:
-    assert set(FIELDS) <= adapter.ticket_fields
+def test_stores_priority_routing_and_title(adapter: PSAAdapter[Any]) -> None:
+    assert {*FIELDS, "title"} <= adapter.ticket_fields
+
+
+def test_rewrites_the_title_in_the_same_update(kit: ContractKit, adapter: PSAAdapter[Any]) -> None:
+    ticket_id = kit.new_ticket("Help", "The printer on floor 3 has a paper jam")
+    ticket = adapter.get_ticket(ticket_id)
+    leaf = adapter.get_taxonomy(ticket).leaves[0]
+    title = "Paper jam in the floor 3 printer"
+    adapter.set_category(ticket, leaf.with_facets((LevelValue(TITLE_LEVEL, title, title),)))
+    assert len(kit.category_writes(ticket_id)) == 1
+    assert adapter.get_ticket(ticket_id).title == title
 
 
 def test_lists_the_live_values_of_each_field(kit: ContractKit, adapter: PSAAdapter[Any]) -> None:

@@ -59,7 +59,7 @@ from psatriage.psa.autotask.picklists import (
     parse_picklists,
     taxonomy_from,
 )
-from psatriage.psa.base import AdapterConfig, PSAAdapter
+from psatriage.psa.base import TITLE_LEVEL, AdapterConfig, PSAAdapter
 from psatriage.psa.wire import JSON, body_hash, numeric, record_id, timestamp
 from psatriage.psa.wire import lower_keys as ci
 from psatriage.psa.wire import webhook_object as load_object
@@ -74,7 +74,7 @@ FIELD_LABELS = {"priority": "Priority", "routing": "Queue"}
 class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
     """Datto PSA (Autotask) through its REST API and ticket webhooks."""
 
-    ticket_fields: ClassVar[frozenset[str]] = frozenset(FIELD_LEVELS)
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({*FIELD_LEVELS, "title"})
     field_facets: ClassVar[Mapping[str, str]] = FIELD_LEVELS
     kind: ClassVar[str] = "autotask"
     Config: ClassVar[type[AdapterConfig]] = AutotaskConfig
@@ -221,10 +221,11 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
         queueID); a path of fields alone leaves the category as it is."""
         number = _numeric(ticket.id, "ticket id")
         ids = category.ids()
+        title = ids.pop(TITLE_LEVEL, None)
         written = (*LEVELS, *self.config.facets, *FIELD_LEVELS.values())
         unknown = sorted(set(ids) - set(written))
         tree = any(level in ids for level in LEVELS)
-        if unknown or (tree and "issueType" not in ids) or not ids:
+        if unknown or (tree and "issueType" not in ids) or not (ids or title):
             raise CategoryRejected(
                 f"category {category.key!r} has no issue type or sets fields this tenant does "
                 f"not categorize ({', '.join(unknown) or 'none'})"
@@ -236,6 +237,8 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
         for level in dict.fromkeys(written):
             if level in ids:
                 body[level] = _numeric(ids[level], f"{level} value", CategoryRejected)
+        if title is not None:
+            body["title"] = title[:255]
         if tree:
             self._check_tree(ticket, ids, body)
         self.client.call(

@@ -27,7 +27,7 @@ from psatriage.domain import (
     TicketEvent,
 )
 from psatriage.errors import CategoryRejected, ConfigError, PermanentError, WebhookRejected
-from psatriage.psa.base import AdapterConfig, PSAAdapter
+from psatriage.psa.base import TITLE_LEVEL, AdapterConfig, PSAAdapter
 from psatriage.psa.connectwise.callbacks import SigningKeys, entity_of, key_url_allowed
 from psatriage.psa.connectwise.client import ConnectWiseClient
 from psatriage.psa.connectwise.config import ConnectWiseConfig
@@ -59,7 +59,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
 
     kind: ClassVar[str] = "connectwise"
     Config: ClassVar[type[AdapterConfig]] = ConnectWiseConfig
-    ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing"})
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing", "title"})
     routing_sets_scope: ClassVar[bool] = True  # the board owns the category tree
 
     def __init__(self, tenant: str, config: ConnectWiseConfig, http: httpx.Client) -> None:
@@ -162,6 +162,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         type, subtype and item; a path of fields alone leaves the category as it is."""
         number = _numeric(ticket.id, "ticket id")
         ids = category.ids()
+        title = ids.pop(TITLE_LEVEL, None)
         unknown = sorted(set(ids) - {*LEVELS, *FIELD_LEVELS})
         if unknown:
             raise CategoryRejected(f"{', '.join(unknown)} is not a ConnectWise ticket field")
@@ -178,6 +179,8 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             for level in FIELD_LEVELS
             if level in ids
         ]
+        if title is not None:
+            operations.append({"op": "replace", "path": "summary", "value": title[:100]})
         for level in LEVELS if tree else ():
             if level in ids:
                 value = {"id": _numeric(ids[level], f"{level} id", CategoryRejected)}

@@ -63,7 +63,7 @@ from psatriage.psa.wire import webhook_object as load_object
 class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
     """HaloPSA through its REST API and an outbound webhook."""
 
-    ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing"})
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing", "title"})
     field_facets: ClassVar[Mapping[str, str]] = {"priority": PRIORITY_FACET}
     kind: ClassVar[str] = "halopsa"
     Config: ClassVar[type[AdapterConfig]] = HaloPSAConfig
@@ -193,6 +193,8 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
             update["priority_id"] = write.priority_id
         if write.team_id is not None:
             update["team_id"] = write.team_id
+        if write.summary is not None:
+            update["summary"] = write.summary
         # No automations, e-mails or (when asked) ticket rules on our write [UNSURE: the flags
         # come from one public integration and Halo's schema]; version_id is not echoed.
         update |= {"_dont_fire_automations": True, "sendemail": False}

@@ -23,6 +23,7 @@ from typing import Any
 
 from psatriage.domain import Category, Facet, LevelValue, Taxonomy
 from psatriage.errors import CategoryRejected, PermanentError
+from psatriage.psa.base import TITLE_LEVEL
 from psatriage.psa.halopsa.wire import as_int, is_false, is_true, positive
 
 TYPE_LEVEL = "tickettype_id"
@@ -249,13 +250,17 @@ class Write:
     category_id: int | None
     priority_id: int | None
     team_id: int | None = None
+    summary: str | None = None  # a new title
 
 
 def write_of(category: Category, level: str) -> Write:
     """Which fields ``category`` sets; ``CategoryRejected`` if a level is not one of ours."""
     type_id = category_id = priority_id = team_id = None
+    summary = None
     for value in category.path:
-        if value.level == TYPE_LEVEL:
+        if value.level == TITLE_LEVEL:
+            summary = value.id
+        elif value.level == TYPE_LEVEL:
             type_id = _id(value, category)
         elif value.level == PRIORITY_FACET:
             priority_id = _id(value, category)
@@ -267,9 +272,9 @@ def write_of(category: Category, level: str) -> Write:
     last = next((v for v in reversed(category.path) if is_category_level(v.level, level)), None)
     if last is not None:
         category_id = _id(last, category)
-    if type_id is None and category_id is None and priority_id is None and team_id is None:
+    if (type_id, category_id, priority_id, team_id, summary) == (None,) * 5:
         raise CategoryRejected(f"{category.key!r} names neither a category nor a ticket type")
-    return Write(type_id, category_id, priority_id, team_id)
+    return Write(type_id, category_id, priority_id, team_id, summary)
 
 
 def _id(value: LevelValue, category: Category) -> int:

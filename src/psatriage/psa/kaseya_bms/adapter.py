@@ -32,7 +32,7 @@ from psatriage.domain import (
     TicketEvent,
 )
 from psatriage.errors import CategoryRejected, PermanentError, WebhookRejected
-from psatriage.psa.base import AdapterConfig, PSAAdapter
+from psatriage.psa.base import TITLE_LEVEL, AdapterConfig, PSAAdapter
 from psatriage.psa.kaseya_bms.client import BMSClient
 from psatriage.psa.kaseya_bms.config import FACETS, LEVELS, SCOPE, SCOPE_NAME, KaseyaBMSConfig
 from psatriage.psa.kaseya_bms.webhooks import (
@@ -55,7 +55,7 @@ FIELD_LEVELS = {"priority": "PriorityId", "routing": "QueueId"}  # ticket field 
 class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
     """Kaseya BMS through its REST API v2; polling first, webhooks when configured."""
 
-    ticket_fields: ClassVar[frozenset[str]] = frozenset(FIELD_LEVELS)
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({*FIELD_LEVELS, "title"})
     field_facets: ClassVar[Mapping[str, str]] = FIELD_LEVELS
     kind: ClassVar[str] = "kaseya_bms"
     needs_token_cache: ClassVar[bool] = True
@@ -223,8 +223,11 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
 
     def set_category(self, ticket: Ticket, category: Category) -> None:
         number = _numeric(ticket.id, "ticket id")
-        wanted: dict[str, int | None] = {}
+        wanted: dict[str, int | str | None] = {}
         for value in category.path:
+            if value.level == TITLE_LEVEL:
+                wanted["Title"] = value.id
+                continue
             if value.level not in (*LEVELS, *FACETS):
                 raise CategoryRejected(f"{value.level!r} is not a Kaseya BMS ticket field")
             wanted[value.level] = _numeric(value.id, f"{value.level} id", CategoryRejected)
@@ -244,7 +247,7 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
         )
         self._confirm(number, wanted, ci(saved))
 
-    def _confirm(self, number: int, wanted: Mapping[str, int | None], saved: JSON) -> None:
+    def _confirm(self, number: int, wanted: Mapping[str, int | str | None], saved: JSON) -> None:
         """Check the ticket as saved (the PATCH answer, else a re-read) has what was written."""
         if saved.get("id") is None:
             saved = self._read(number)
