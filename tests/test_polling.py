@@ -64,6 +64,35 @@ def test_first_poll_starts_now_and_finds_tickets_in_the_overlap(
     assert harness.cw.patches(old) == []
 
 
+def test_a_poll_start_date_queues_the_tickets_created_since(harness: Harness) -> None:
+    harness.tenant.update(POLL, poll_start="2026-01-01")
+    runtime = harness.runtime()
+    try:
+        before = harness.cw.add_ticket("Before", "x", entered=datetime(2025, 12, 1, tzinfo=UTC))
+        after = harness.cw.add_ticket("After", "y", entered=datetime(2026, 2, 1, tzinfo=UTC))
+        new = harness.cw.add_ticket("Printer", "My printer has a paper jam")
+        assert jobs.poll_tenant(runtime, TENANT) == 2
+        assert sorted(int(row.ticket_id) for row in runtime.ledger.search()) == [after, new]
+        assert before not in {int(row.ticket_id) for row in runtime.ledger.search()}
+        mark = runtime.polls.get(TENANT)
+        assert mark is not None and mark.mark > datetime(2026, 2, 2)  # it moved on
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("yesterday", "'yesterday' is neither 'now' nor an ISO date such as '2026-11-01'"),
+        ("2026-13-01", "is neither 'now' nor an ISO date"),
+    ],
+)
+def test_a_bad_poll_start_is_one_line(harness: Harness, value: str, message: str) -> None:
+    harness.tenant.update(POLL, poll_start=value)
+    with pytest.raises(ConfigError, match=f"tenant 'acme', key 'poll_start': .*{message}"):
+        harness.runtime()
+
+
 def test_one_poll_per_interval_and_overlapping_windows_dedupe(
     harness: Harness, runtime: Runtime
 ) -> None:

@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 
 from psatriage.classifiers import classifiers
 from psatriage.config import (
+    Budget,
     CategoryHint,
     CompanyOverride,
     LearningSettings,
@@ -109,6 +110,7 @@ def configuration_reference() -> str:
     parts += [_section('categories."KEY"', CategoryHint, note=_CATEGORY_NOTE)]
     parts += [_section("learning", LearningSettings)]
     parts += [_section('companies."NAME"', CompanyOverride, note=_COMPANY_NOTE)]
+    parts += [_section("budget", Budget, note=_BUDGET_NOTE)]
     parts += _fields_sections()
     for kind, adapter in sorted(adapters().items()):
         parts.append(_section("connection", adapter.Config, note=f'For `psa = "{kind}"`.'))
@@ -129,6 +131,17 @@ _COMPANY_NOTE = (
     "Per client company, keyed by the PSA's company id or name (case-insensitive). These are the "
     "seed's organization variables: `ai_model_ticket_cat` and `ticket_cat_max_tokens` are accepted "
     "as names for `model` and `max_tokens`. `policy` takes any key of `[policy]`."
+)
+
+
+_BUDGET_NOTE = (
+    "What the tenant's tickets may spend on models. When a budget is reached, the tenant's "
+    "tickets are recorded as `over_budget` (no model is asked; an error note only if "
+    "`policy.report_errors`) until the UTC day or month turns, `/readyz` lists the tenant and "
+    "`/metrics` has `psatriage_budget_used`, `psatriage_budget_limit` and "
+    "`psatriage_over_budget`. `psatriage events retry` takes `over_budget` events back once "
+    "the budget allows. Tickets already in flight finish, so a busy tenant may go a few calls "
+    "past it (at most one per worker)."
 )
 
 
@@ -176,6 +189,7 @@ _TABLES = (
     "categories",
     "learning",
     "companies",
+    "budget",
     "fields",
 )
 

@@ -32,6 +32,9 @@ class TicketEvent:
 
     ``actionable`` is true only for "ticket created" events; the others are recorded and ignored.
     ``dedupe_key`` is unique per delivery of the same PSA event (e.g. ConnectWise ``MessageId``).
+    ``snapshot`` is the ticket as the delivery carried it, in the adapter's own reduced shape,
+    when the PSA sends the whole record (ConnectWise's ``Entity``); kept with the event so the
+    worker need not read the ticket again (``PSAAdapter.ticket_from_snapshot``).
     """
 
     tenant: str
@@ -42,6 +45,7 @@ class TicketEvent:
     occurred_at: datetime | None = None
     actor: str | None = None
     scope: str | None = None  # the category tree the ticket is on now, where the event says
+    snapshot: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +204,30 @@ class LabeledTicket:
 
     ticket: Ticket
     path: tuple[LevelValue, ...]
+    leaf_key: str = ""  # the adapter's leaf key, where it is not the path's ids joined by "/"
+
+    @property
+    def key(self) -> str:
+        return self.leaf_key or "/".join(v.id for v in self.path)
+
+    @property
+    def label(self) -> str:
+        return PATH_SEPARATOR.join(v.name for v in self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedTicket:
+    """A ticket closed in a reporting period (``PSAAdapter.list_closed_tickets``): what it was
+    about, for whom, when it was opened and closed (naive UTC) and the category people left on it
+    (``path``, empty when it has none)."""
+
+    ticket_id: str
+    title: str
+    company_id: str | None
+    company_name: str | None
+    created_at: datetime
+    closed_at: datetime
+    path: tuple[LevelValue, ...] = ()
     leaf_key: str = ""  # the adapter's leaf key, where it is not the path's ids joined by "/"
 
     @property

@@ -8,8 +8,10 @@
     ├── TransientError         try again later (retry_after seconds when the far end said so)
     │   └── CallLimitReached   our own limit on PSA calls: wait a turn, spending no attempt
     ├── AuthFailed             credentials refused: park the event, flag the tenant
+    ├── OverBudget             the tenant's model budget is spent: the event ends over_budget
     └── PermanentError         retrying cannot help: the event fails with this reason
         ├── CategoryRejected   the PSA refused the category we wrote (refresh the taxonomy once)
+        ├── TimeUnavailable    the API user may not read time entries: reports go without hours
         └── InvalidAnswer      the model answered something that is not a candidate
 
 Adapters and classifiers each have one function that maps their HTTP or vendor errors into these
@@ -56,6 +58,11 @@ class CallLimitReached(TransientError):
     """
 
 
+class OverBudget(PsatriageError):
+    """The tenant's model budget (``budget.max_model_calls_per_day`` or ``max_cost_per_month``)
+    is reached: no model is asked, and the event ends ``over_budget``."""
+
+
 class AuthFailed(PsatriageError):
     """The PSA or the model refused our credentials (401/403)."""
 
@@ -70,3 +77,13 @@ class CategoryRejected(PermanentError):
 
 class InvalidAnswer(PermanentError):
     """The model's answer is not one of the candidates, or not parseable."""
+
+
+class TimeUnavailable(PermanentError):
+    """The PSA will not show the API user the time spent on tickets. ``permission`` says what to
+    grant (the role, security level or permission in the PSA's own words); reports still count
+    tickets, and say that hours are unavailable and why."""
+
+    def __init__(self, message: str, *, permission: str) -> None:
+        super().__init__(message)
+        self.permission = permission

@@ -13,22 +13,25 @@ import random
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from huey.consumer import Consumer
 
-from psatriage import metrics, pipeline
+from psatriage import metrics, pipeline, retention
 from psatriage.domain import TicketEvent
 from psatriage.errors import (
     AuthFailed,
     CallLimitReached,
     ConfigError,
+    OverBudget,
     PermanentError,
     PsatriageError,
     TransientError,
 )
 from psatriage.learning import retrain
 from psatriage.queue import Tasks
+from psatriage.reports.refresh import refresh_due
 from psatriage.runtime import Runtime
 from psatriage.store.ledger import Claim
 from psatriage.store.tables import EventState, utcnow
@@ -58,9 +61,11 @@ def consumer(runtime: Runtime, *, workers: int, embedded: bool) -> Consumer:
 
 def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
-    finds, restarts polling chains that died and starts the due model retrains (in a thread of
-    their own). Every worker process runs one; the jobs are idempotent or claim their turn in
-    the database, so several processes doing it at once is harmless."""
+    finds, restarts polling chains that died, starts the due model retrains and report-facts
+    refreshes (each in a thread of its own) and purges what retention lets go. Every worker
+    process runs one; the jobs are idempotent or claim their turn per tenant in the database, so
+    several processes doing them at once is harmless (a purge runs once per tenant and
+    ``purge_every_seconds``, ``retention.purge_due``)."""
     interval = runtime.settings.housekeeping_seconds
 
     def loop() -> None:
@@ -69,6 +74,13 @@ def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
                 reap(runtime)
                 kick_polls(runtime)
                 retrain.kick_retrains(runtime)
+                retention.purge_due(
+                    runtime.engine,
+                    runtime.sessions,
+                    runtime.config.tenants.values(),
+                    runtime.settings.purge_every_seconds,
+                )
+                refresh_due(runtime)  # report facts, in a thread of their own when due
             except Exception:  # a database blip must not end housekeeping (logged with trace)
                 log.exception("housekeeping failed; trying again next round")
 
@@ -112,7 +124,7 @@ def poll_tenant(runtime: Runtime, name: str) -> int | None:
     tenant = runtime.config.tenants.get(name)
     if tenant is None or not tenant.polls:
         return None
-    mark = runtime.polls.claim(name, tenant.poll_seconds)
+    mark = runtime.polls.claim(name, tenant.poll_seconds, start=tenant.poll_start)
     if mark is None:
         return None
     started = utcnow()
@@ -153,17 +165,23 @@ def process_event(runtime: Runtime, event_id: int) -> EventState | None:
         return _finish(runtime, claim, EventState.FAILED, "tenant is no longer configured")
     started = time.perf_counter()
     try:
+        deps = runtime.deps(claim.tenant)
         result = pipeline.categorize(
             claim.id,
             claim.ticket_id,
             claim.attempts,
-            runtime.deps(claim.tenant),
+            deps,
             once_per_ticket=claim.source != "cli",
+            snapshot=fresh_snapshot(runtime, claim, deps),
         )
     except CallLimitReached as exc:
         return _wait_turn(runtime, claim, exc)
     except TransientError as exc:
         return _transient(runtime, claim, exc, str(exc), exc.retry_after)
+    except OverBudget as exc:
+        bound.warning("over budget; no model asked", error=str(exc))
+        _report(runtime, claim, exc)
+        return _finish(runtime, claim, EventState.OVER_BUDGET, str(exc))
     except AuthFailed as exc:
         bound.error("credentials refused; event parked", error=str(exc))
         runtime.flag_tenant(claim.tenant, f"credentials refused: {exc}")
@@ -188,6 +206,15 @@ def process_event(runtime: Runtime, event_id: int) -> EventState | None:
     return _finish(
         runtime, claim, _OUTCOME_STATES[result.outcome.value], result.reason, result.outcome.value
     )
+
+
+def fresh_snapshot(runtime: Runtime, claim: Claim, deps: pipeline.Deps) -> dict[str, Any] | None:
+    """The ticket the event's delivery carried, if it still stands for the ticket: only on the
+    first attempt (an earlier one may have written to the ticket) and while no later event
+    about the ticket was recorded (see ``Ledger.snapshot``). None: read the ticket."""
+    if claim.attempts > 1 or not deps.adapter.keeps_snapshots():
+        return None
+    return runtime.ledger.snapshot(claim.id)
 
 
 def backoff_seconds(attempt: int, *, base: float, cap: float, retry_after: float | None) -> float:
@@ -252,7 +279,7 @@ def _report(runtime: Runtime, claim: Claim, error: PsatriageError) -> None:
 def _finish(
     runtime: Runtime, claim: Claim, state: EventState, reason: str, outcome: str | None = None
 ) -> EventState:
-    if state in {EventState.FAILED, EventState.PARKED}:
+    if state in {EventState.FAILED, EventState.PARKED, EventState.OVER_BUDGET}:
         runtime.decisions.release_ticket(claim.id)  # a later event may decide this ticket
     if not runtime.ledger.finish(claim, state, reason):
         log.warning("lost the lease before finishing", event_id=claim.id, state=state.value)

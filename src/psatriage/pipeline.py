@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from psatriage import fields, metrics, policy, shortlist
+from psatriage import budgets, fields, metrics, policy, shortlist
 from psatriage.breaker import CircuitBreaker
 from psatriage.classifiers.base import ClassificationRequest, Classifier
 from psatriage.config.fields import STORED_FIELDS, FieldsSettings, NoiseAction
@@ -44,6 +44,7 @@ from psatriage.errors import (
     AuthFailed,
     CategoryRejected,
     InvalidAnswer,
+    OverBudget,
     PermanentError,
     PsatriageError,
     TransientError,
@@ -58,6 +59,7 @@ from psatriage.sanitize import reasoning_for_note
 from psatriage.store.decisions import AlreadyDecided, Decisions
 from psatriage.store.reviews import ReviewDraft, excerpt
 from psatriage.store.tables import DecisionRow, utcnow
+from psatriage.store.usage import Usage
 from psatriage.taxonomy_cache import TaxonomyCache
 
 log = structlog.get_logger(__name__)
@@ -74,6 +76,7 @@ class Deps:
     taxonomies: TaxonomyCache
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     examples: SimilarExamples | None = None  # labeled examples for an LLM's prompt
+    usage: Usage | None = None  # the tenant's model budget meter; None: no budget is kept
 
 
 def marker(decision_id: int) -> str:
@@ -92,13 +95,18 @@ def categorize(
     *,
     dry_run: bool = False,
     once_per_ticket: bool = True,
+    snapshot: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Categorize one ticket for one event. Raises the error tree on failure.
 
     ``dry_run`` decides without writing anything (to the PSA or the decisions table);
-    ``once_per_ticket`` ends the event as already decided when another event decided the ticket.
+    ``once_per_ticket`` ends the event as already decided when another event decided the ticket;
+    ``snapshot`` is the ticket as the event's delivery carried it, still fresh (it saves a read).
     """
-    ticket = deps.adapter.get_ticket(ticket_id)
+    if snapshot is not None:
+        ticket = deps.adapter.ticket_from_snapshot(ticket_id, snapshot)
+    else:
+        ticket = deps.adapter.get_ticket(ticket_id)
     effective = deps.tenant.effective(ticket.company_id, ticket.company_name)
     checkpoint = None if dry_run else deps.decisions.decision_for_event(event_id)
     if checkpoint is None and not dry_run and once_per_ticket:
@@ -340,6 +348,8 @@ def _decide(
     """Ask the model (routing first where it picks the tree), judge the fields, checkpoint."""
     ticket, taxonomy, event_id = at.ticket, at.taxonomy, at.event_id
     dry_run, once, previous, checked = at.dry_run, at.once, at.previous, at.checked
+    if deps.usage is not None:
+        budgets.check(deps.tenant, deps.usage)
     options = field_options(deps, ticket, effective.fields)
     routed: tuple[FieldDecision, ...] = ()
     if "routing" in options and deps.adapter.routing_sets_scope:
@@ -642,6 +652,8 @@ def classify(
 
     def store(call: ModelCall) -> None:
         deps.decisions.record_call(call)
+        if deps.usage is not None:
+            deps.usage.add(call)
         metrics.observe_model_call(call)
 
     masked, redactions = tenant.redactor.ticket(ticket)
@@ -808,6 +820,8 @@ _SOURCES: dict[str, ConfidenceSource] = {
 def _public_reason(error: PsatriageError) -> str:
     """Why categorizing failed, for a note in the ticket: fixed words, never the model's output
     (which the full reason in the events ledger keeps for operators)."""
+    if isinstance(error, OverBudget):
+        return "the model budget set for this service desk is used up for now"
     if isinstance(error, InvalidAnswer):
         return "the model did not give a valid category"
     if isinstance(error, TransientError):

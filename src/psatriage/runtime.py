@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 
+from psatriage import budgets
 from psatriage.breaker import CircuitBreaker
+from psatriage.budgets import Meter
 from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
 from psatriage.config import AppConfig, Tenant, load_config
@@ -31,6 +33,7 @@ from psatriage.store.ledger import Ledger
 from psatriage.store.polls import PollMarks
 from psatriage.store.reviews import Reviews
 from psatriage.store.taxonomies import StoredTaxonomies
+from psatriage.store.usage import Usage
 from psatriage.store.users import Audit
 from psatriage.taxonomy_cache import TaxonomyCache
 
@@ -64,6 +67,7 @@ class Runtime:
         tokens.share_tokens(self._tokens)
         self.decisions = Decisions(self.sessions)
         self.reviews = Reviews(self.sessions)
+        self.usage = Usage(self.engine)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
         self.similar_examples = SimilarExamples(self.sessions)
@@ -129,6 +133,7 @@ class Runtime:
             decisions=self.decisions,
             taxonomies=self.taxonomies,
             examples=self.similar_examples,
+            usage=self.usage,
         )
 
     def review_desk(self) -> Desk:
@@ -154,6 +159,10 @@ class Runtime:
             if listed:
                 found[name] = listed
         return found
+
+    def budgets(self) -> dict[str, Meter]:
+        """Every budgeted tenant's meter (what ``/readyz`` and ``/metrics`` show)."""
+        return budgets.meters(self.config.tenants, self.usage)
 
     def flag_tenant(self, name: str, problem: str) -> None:
         """Remember a tenant-wide problem (credentials refused) for ``/readyz``."""

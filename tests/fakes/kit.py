@@ -156,6 +156,12 @@ class ContractKit:
     ``registrations()`` counts the webhooks registered in the fake;
     ``field_value(ticket_id, field)`` is the id the fake holds for a ticket field (``priority``,
     ``routing``), as a string.
+
+    For reports: ``closed_ticket(title, created, closed, category, company)`` creates a ticket
+    closed at ``closed`` with the category ``report_categories[category]`` (None: none) for the
+    company ``report_companies[company]``; ``add_time(ticket_id, hours)`` records time on it;
+    ``deny_time()`` makes the PSA refuse the API user time entries; ``time_path`` is a regex of
+    the path ``time_spent`` reads.
     """
 
     psa: str
@@ -177,6 +183,12 @@ class ContractKit:
     history_ticket: Callable[[str, datetime, bool, bool], str] | None = None
     history_path: str = ""
     registrations: Callable[[], int] | None = None
+    closed_ticket: Callable[[str, datetime, datetime, int | None, int], str] | None = None
+    add_time: Callable[[str, float], object] | None = None
+    deny_time: Callable[[], object] | None = None
+    time_path: str = ""
+    report_categories: tuple[str, ...] = ()
+    report_companies: tuple[str, ...] = ("Contoso Ltd", "Fabrikam Inc")
     field_value: Callable[[str, str], str | None] | None = None
 
 

@@ -14,12 +14,13 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
-
-from openai.types.chat import ChatCompletion, ChatCompletionTokenLogprob
+from typing import TYPE_CHECKING, Any, Final
 
 from psatriage.classifiers.base import clip
 from psatriage.domain import ConfidenceSource, Facet, FieldAnswer, FieldSpec
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletion, ChatCompletionTokenLogprob
 
 _MAX_REASONING_CHARS: Final = 500
 _MAX_TEXT_FIELD_CHARS: Final = 300

@@ -24,14 +24,15 @@ import re
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
-from typing import Final
-
-import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from typing import TYPE_CHECKING, Final
 
 from psatriage.classifiers._openai_request import Shape
 from psatriage.classifiers.base import clip
 from psatriage.errors import PermanentError
+
+if TYPE_CHECKING:
+    import openai
+    from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 PROBE_MARKER: Final = "psatriage capability probe"
 PROBE_VALUE: Final = "psatriage-probe"
@@ -99,6 +100,8 @@ class Capabilities:
 
 
 def refused_feature(exc: openai.OpenAIError, shape: Shape) -> Refused | None:
+    import openai
+
     """The optional part of ``shape`` that an error names, whatever its status code."""
     if not isinstance(exc, openai.APIStatusError) or exc.status_code in _NOT_A_REFUSAL:
         return None
@@ -171,6 +174,8 @@ def probe(send: Callable[[Shape], ChatCompletion], wanted: Shape, *, auto: bool)
 def check_served(client: openai.OpenAI, model: str, server: str) -> None:
     """A compatible server that lists its models must list this one: some (llama.cpp's
     llama-cpp-python server) answer any model name with the model they have."""
+    import openai
+
     try:
         served = [m.id for m in client.models.list()]
     except openai.OpenAIError:

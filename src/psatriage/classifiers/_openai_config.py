@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import openai
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from psatriage.classifiers.base import ClassifierConfig
 from psatriage.secrets import Secret
+
+if TYPE_CHECKING:
+    import openai
 
 _NO_KEY: Final = "no-key"  # compatible servers without auth; never the OPENAI_API_KEY env var
 StructuredOutput = Literal["json_schema", "json_object_schema", "json_object"]
@@ -182,6 +184,8 @@ def cost_basis(config: OpenAIConfig, model: str) -> str:
 
 def make_client(config: OpenAIConfig) -> openai.OpenAI:
     """The SDK client for this provider; retries are ours (``max_retries=0``)."""
+    import openai
+
     key = config.api_key.get_secret_value() if config.api_key else _NO_KEY
     if config.provider == "azure":
         assert config.azure_endpoint is not None  # checked by OpenAIConfig

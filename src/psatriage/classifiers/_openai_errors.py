@@ -4,12 +4,14 @@ what the server says, with the server named in every message."""
 from __future__ import annotations
 
 import re
-
-import openai
+from typing import TYPE_CHECKING
 
 from psatriage.classifiers._openai_capabilities import server_message
 from psatriage.classifiers.base import clip
 from psatriage.errors import AuthFailed, PermanentError, PsatriageError, TransientError
+
+if TYPE_CHECKING:
+    import openai
 
 _MODEL_UNKNOWN = re.compile(
     r"model\b.{0,80}\b(not found|does not exist|unknown|no such|not available)|model_not_found"
@@ -31,6 +33,8 @@ def map_error(
 ) -> PsatriageError:
     """The one place where SDK errors become psatriage errors, by status and by what the server
     says; every message names the server."""
+    import openai
+
     at = f"the model server at {server}"
     if isinstance(exc, openai.APITimeoutError):
         return TransientError(f"{at} did not answer in time")
@@ -66,6 +70,8 @@ def map_error(
 
 def scrub(exc: openai.OpenAIError, secret: str) -> None:
     """Remove the key from a vendor message that echoes it, so no traceback can show it."""
+    import openai
+
     if not secret:
         return
     exc.args = tuple(a.replace(secret, "***") if isinstance(a, str) else a for a in exc.args)

@@ -13,15 +13,20 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Final, Literal, cast
-
-import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, completion_create_params
+from typing import TYPE_CHECKING, Final, Literal, cast
 
 from psatriage.classifiers._openai_config import StructuredOutput
 from psatriage.classifiers.base import ClassificationRequest
 from psatriage.domain import Category, Facet, FieldSpec, LevelValue, Ticket
 from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
+
+if TYPE_CHECKING:
+    import openai
+    from openai.types.chat import (
+        ChatCompletion,
+        ChatCompletionMessageParam,
+        completion_create_params,
+    )
 
 LogprobsMode = Literal["plain", "top"]
 # In llama.cpp's grammar mode the reasoning is bounded so that a whole answer fits its token
@@ -69,6 +74,8 @@ def send(
     schema_name: str,
 ) -> ChatCompletion:
     """One Chat Completions call in ``shape``; the SDK's errors propagate."""
+    import openai
+
     response_format: completion_create_params.ResponseFormat | openai.Omit = openai.omit
     if shape.structured == "json_schema":
         response_format = {
@@ -78,7 +85,7 @@ def send(
     elif shape.structured == "json_object_schema":
         # llama.cpp's extension: JSON mode with a schema turned into a grammar
         response_format = cast(
-            completion_create_params.ResponseFormat, {"type": "json_object", "schema": schema}
+            "completion_create_params.ResponseFormat", {"type": "json_object", "schema": schema}
         )
     elif shape.structured == "json_object":
         response_format = {"type": "json_object"}

@@ -39,15 +39,14 @@ that is not a chat completion → ``PermanentError``.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import openai
 import stamina
 import structlog
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from psatriage.branches import listing_order
 from psatriage.classifiers import _openai_capabilities as capabilities
@@ -80,6 +79,10 @@ from psatriage.errors import (
 )
 from psatriage.http import retry_after
 
+if TYPE_CHECKING:
+    import openai
+    from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+
 __all__ = ["DEFAULT_PRICES", "OpenAICompatClassifier", "OpenAIConfig", "Price", "response_schema"]
 
 log = structlog.get_logger(__name__)
@@ -107,7 +110,8 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
     def __init__(self, tenant: str, config: OpenAIConfig) -> None:
         super().__init__(tenant, config)
         self._secret = config.api_key.get_secret_value() if config.api_key else ""
-        self._client = make_client(config)
+        self._made: openai.OpenAI | None = None  # on first use: the SDK loads then (start-up)
+        self._making = threading.Lock()
         self._prices = {**DEFAULT_PRICES, **config.prices}
         mode = config.structured_output
         self._wanted = Shape(
@@ -123,9 +127,18 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             wait_jitter=0.5,
         )
 
+    @property
+    def _client(self) -> openai.OpenAI:
+        if self._made is None:
+            with self._making:
+                if self._made is None:
+                    self._made = make_client(self.config)
+        return self._made
+
     def close(self) -> None:
         """Release the connection pool."""
-        self._client.close()
+        if self._made is not None:
+            self._made.close()
 
     def capabilities(self) -> dict[str, str] | None:
         where = {"server": self.config.server, "model": self.config.model}
@@ -338,6 +351,9 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
     ) -> ChatCompletion:
         """One request in ``shape``: a refusal of an optional part is ``Refused``, any other
         failure a psatriage error, and a 200 that carries no answer is one too."""
+        import openai
+        from openai.types.chat import ChatCompletion
+
         try:
             completion = send(
                 self._client,
@@ -418,6 +434,8 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
 
 def _map_error(exc: openai.OpenAIError, server: str, model: str) -> PsatriageError:
     """SDK errors as psatriage errors (see ``_openai_errors.map_error``)."""
+    import openai
+
     wait = retry_after(exc.response.headers) if isinstance(exc, openai.APIStatusError) else None
     return map_error(exc, server, model, retry_after=wait)
 

@@ -4,6 +4,11 @@ and error display.
 Both consoles print text as it is (``markup=False``): ticket titles, category names and error
 messages may hold square brackets (``[[category]]``), which Rich would otherwise take for markup
 and swallow. Colour is added explicitly where wanted.
+
+Start-up: ``psatriage --help`` imports every command module, so those modules import at their top
+only Typer, Rich and light parts of psatriage; settings, the runtime, the database, the web app,
+the model SDKs and the PSA adapters are imported inside the commands that use them
+(``tests/cli/test_startup.py`` checks it).
 """
 
 from __future__ import annotations
@@ -13,19 +18,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
-from psatriage import __version__
-from psatriage.cli._servers import server_problem
 from psatriage.errors import ConfigError, PsatriageError
-from psatriage.logging import configure_logging
-from psatriage.runtime import Runtime
-from psatriage.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from psatriage.runtime import Runtime
+    from psatriage.settings import Settings
 
 app = typer.Typer(
     name="psatriage",
@@ -52,6 +55,8 @@ _globals = _Globals()
 
 def _print_version(value: bool) -> None:
     if value:
+        from psatriage import __version__
+
         console.print(f"psatriage {__version__}", highlight=False)
         raise typer.Exit
 
@@ -89,6 +94,11 @@ def fail(message: str, *, code: int = 2) -> typer.Exit:
 
 def settings() -> Settings:
     """The process settings; a bad PSATRIAGE_* value is a red message and exit code 2."""
+    from pydantic import ValidationError
+
+    from psatriage.logging import configure_logging
+    from psatriage.settings import get_settings
+
     overrides = {} if _globals.config is None else {"config": _globals.config}
     try:
         current = get_settings(**overrides)
@@ -128,6 +138,8 @@ def writable_file(path: Path, what: str) -> None:
 @contextmanager
 def runtime(*, migrate: bool = True) -> Iterator[Runtime]:
     """A runtime for one command; psatriage errors become a red message and exit code 2."""
+    from psatriage.runtime import Runtime
+
     current = settings()
     with fail_cleanly(current):
         built = Runtime(current, migrate=migrate)
@@ -146,6 +158,8 @@ def fail_cleanly(current: Settings | None = None) -> Iterator[None]:
     except PsatriageError as exc:
         raise fail(str(exc)) from None
     except Exception as exc:
+        from psatriage.cli._servers import server_problem
+
         problem = server_problem(exc, current) if current is not None else None
         if problem is None:
             raise

@@ -40,7 +40,7 @@ def run(
     output: Output,
     top: int,
 ) -> None:
-    from psatriage.local_engine.data import read_examples, read_taxonomy  # noqa: PLC0415
+    from psatriage.local_engine.data import read_examples, read_taxonomy
 
     if engine != "local":
         raise ConfigError(
@@ -82,9 +82,9 @@ def run(
 
 
 def _ranker(model: Path | None) -> Ranker:
-    from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
-    from psatriage.local_engine.model import TrainedModel  # noqa: PLC0415
-    from psatriage.local_engine.ranker import Ranker  # noqa: PLC0415
+    from psatriage.local_engine.embed import shared_embedder
+    from psatriage.local_engine.model import TrainedModel
+    from psatriage.local_engine.ranker import Ranker
 
     return Ranker(shared_embedder(), TrainedModel.load(model) if model is not None else None)
 
@@ -106,7 +106,7 @@ def _require_fit(ranker: Ranker, taxonomy: Taxonomy, model: Path, taxonomy_file:
 def _row(
     ticket_id: str, title: str, description: str, ranker: Ranker, taxonomy: Taxonomy, top: int
 ) -> dict[str, Any]:
-    from psatriage.local_engine.data import ticket_text  # noqa: PLC0415
+    from psatriage.local_engine.data import ticket_text
 
     ranked: list[Scored] = ranker.rank(ticket_text(title, description), taxonomy.active())
     best = ranked[0]

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, settings
-from psatriage.config import Tenant, category_matches, load_config
-from psatriage.docgen import configuration_reference
-from psatriage.domain import Category, Ticket
 from psatriage.errors import ConfigError, PsatriageError
-from psatriage.fields import live
-from psatriage.psa.base import PSAAdapter
-from psatriage.runtime import Runtime
-from psatriage.store import db
+
+if TYPE_CHECKING:
+    from psatriage.config import Tenant
+    from psatriage.psa.base import PSAAdapter
+    from psatriage.runtime import Runtime
 
 config_app = typer.Typer(help="Check the tenants file.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -38,6 +37,8 @@ def config_check(
 ) -> None:
     """Validate the tenants file, then test each tenant's PSA connection and send its model the
     real request (what the server supports is shown; what it lacks fails, naming the setting)."""
+    from psatriage.config import load_config
+
     current = settings()
     with fail_cleanly():
         config = load_config(current.config)
@@ -83,6 +84,8 @@ def config_check(
 def _fields_check(tenant: Tenant, adapter: PSAAdapter[Any]) -> tuple[bool, list[str]]:
     """The fields' names looked up in the PSA's live values: whether all were found, and why
     not."""
+    from psatriage.fields import live
+
     try:
         lines = live.problems(tenant, adapter)
     except PsatriageError as exc:
@@ -92,6 +95,9 @@ def _fields_check(tenant: Tenant, adapter: PSAAdapter[Any]) -> tuple[bool, list[
 
 def _unknown_categories(built: Runtime, name: str) -> list[str]:
     """A line per ``categories`` key of the tenant that names no category of its PSA's trees."""
+    from psatriage.config import category_matches
+    from psatriage.domain import Category, Ticket
+
     tenant = built.tenant(name)
     try:
         adapter = built.adapter(name)
@@ -110,7 +116,7 @@ def _unknown_categories(built: Runtime, name: str) -> list[str]:
     ]
 
 
-def _check(call: typer.models.Callable[[], str]) -> tuple[bool, Text]:  # type: ignore[name-defined]
+def _check(call: Callable[..., str]) -> tuple[bool, Text]:
     try:
         return True, Text.assemble(("ok", "green"), f" {call()}")
     except PsatriageError as exc:
@@ -120,12 +126,16 @@ def _check(call: typer.models.Callable[[], str]) -> tuple[bool, Text]:  # type: 
 @config_app.command("reference")
 def config_reference() -> None:
     """Print the configuration reference (docs/configuration.md) generated from the models."""
+    from psatriage.docgen import configuration_reference
+
     print(configuration_reference(), end="")
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the database to the newest migration."""
+    from psatriage.store import db
+
     current = settings()
     with fail_cleanly(current):
         engine = db.make_engine(current.effective_database_url)
@@ -155,6 +165,8 @@ def taxonomy_show(
     ] = None,
 ) -> None:
     """Print the category leaves the model can choose from."""
+    from psatriage.domain import Ticket
+
     with runtime() as built:
         adapter = built.adapter(tenant)
         scopes = adapter.list_scopes()

@@ -27,7 +27,6 @@ from psatriage.cli.eval import Engine
 from psatriage.cli.train import HISTORY_PATIENCE_SECONDS
 from psatriage.errors import ConfigError
 from psatriage.evaluation.backtest_report import DEFAULT_SUGGEST_TARGET, DEFAULT_TARGET
-from psatriage.shared.limits import patience
 
 INTERRUPTED = 130  # the shell's code for a run stopped with Ctrl-C
 
@@ -67,15 +66,16 @@ def backtest_command(
     accuracy per level, precision and coverage per confidence, the recommended apply_at and
     suggest_at, tokens and monthly cost, and the category tree's hygiene. An interrupted run
     resumes where it stopped when the same command runs again."""
-    from psatriage.evaluation.backtest import (  # noqa: PLC0415
+    from psatriage.evaluation.backtest import (
         Params,
         backtest,
         parse_since,
         to_retry,
     )
-    from psatriage.evaluation.engines import classifier_for  # noqa: PLC0415
-    from psatriage.store.activity import Activity  # noqa: PLC0415
-    from psatriage.store.backtests import Backtests  # noqa: PLC0415
+    from psatriage.evaluation.engines import classifier_for
+    from psatriage.shared.limits import patience
+    from psatriage.store.activity import Activity
+    from psatriage.store.backtests import Backtests
 
     with fail_cleanly():
         parse_since(since)  # a bad period fails before anything is opened

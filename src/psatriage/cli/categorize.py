@@ -10,12 +10,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from psatriage import jobs, pipeline
 from psatriage.cli import _categorize_text
 from psatriage.cli._app import app, console, fail_cleanly, runtime
 from psatriage.domain import TicketEvent
 from psatriage.errors import ConfigError
-from psatriage.store.tables import EventState
 
 
 @app.command()
@@ -67,6 +65,9 @@ def categorize(
 
 
 def _live(tenant: str, ticket: str, dry_run: bool) -> None:
+    from psatriage import jobs, pipeline
+    from psatriage.store.tables import EventState
+
     with runtime() as built:
         built.tenant(tenant)
         if dry_run:

@@ -7,20 +7,21 @@ import tempfile
 from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from psatriage.classifiers.base import Classifier
 from psatriage.cli._app import app, console, errors, fail_cleanly, settings
 from psatriage.errors import ConfigError
 from psatriage.evaluation.measures import Report, report
 from psatriage.local_engine import DEFAULT_MIN_EXAMPLES
-from psatriage.local_engine.data import Split
-from psatriage.shortlist import HasRanker
+
+if TYPE_CHECKING:
+    from psatriage.classifiers.base import Classifier
+    from psatriage.local_engine.data import Split
 
 
 class Engine(StrEnum):
@@ -72,7 +73,8 @@ def eval_command(
     A ticket the engine cannot answer is counted as a failure of its kind and the run goes on;
     the exit code is 1 when no ticket was answered or the run had to stop (credentials refused).
     """
-    from psatriage.evaluation import runs  # noqa: PLC0415 - loads the engine only when used
+    from psatriage.evaluation import runs
+    from psatriage.shortlist import HasRanker
 
     with fail_cleanly(), ExitStack() as stack:
         if engine is not Engine.LOCAL and tenant is None:
@@ -137,9 +139,9 @@ def eval_command(
 
 
 def _classifier(engine: Engine, model_ref: str, tenant: str | None) -> Classifier[Any]:
-    from psatriage.classifiers.local import LocalClassifier, LocalConfig  # noqa: PLC0415
-    from psatriage.config import load_config  # noqa: PLC0415
-    from psatriage.evaluation.engines import classifier_for  # noqa: PLC0415
+    from psatriage.classifiers.local import LocalClassifier, LocalConfig
+    from psatriage.config import load_config
+    from psatriage.evaluation.engines import classifier_for
 
     if engine is Engine.LOCAL:
         return LocalClassifier("eval", LocalConfig(model=model_ref))
@@ -150,9 +152,9 @@ def _classifier(engine: Engine, model_ref: str, tenant: str | None) -> Classifie
 
 def _pricing(classifier: Classifier[Any]) -> str | None:
     """How the LLM's calls are priced, for engines that call one."""
-    from psatriage.classifiers._openai_config import cost_basis  # noqa: PLC0415
-    from psatriage.classifiers.hybrid import HybridClassifier  # noqa: PLC0415
-    from psatriage.classifiers.openai_compat import OpenAICompatClassifier  # noqa: PLC0415
+    from psatriage.classifiers._openai_config import cost_basis
+    from psatriage.classifiers.hybrid import HybridClassifier
+    from psatriage.classifiers.openai_compat import OpenAICompatClassifier
 
     llm = classifier.llm if isinstance(classifier, HybridClassifier) else classifier
     if isinstance(llm, OpenAICompatClassifier):

@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from psatriage.cli._app import app, console, fail, runtime
-from psatriage.store.tables import EventState
 
 events_app = typer.Typer(help="The events ledger: list and retry.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
@@ -16,18 +15,29 @@ app.add_typer(events_app, name="events")
 TenantOption = Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")]
 
 
+def _state(value: str | None) -> str | None:
+    """An event state (checked here, not by a choice list: the states live with the tables)."""
+    from psatriage.store.tables import EventState
+
+    known = [state.value for state in EventState]
+    if value is not None and value not in known:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, known))}")
+    return value
+
+
 @events_app.command("list")
 def events_list(
     tenant: TenantOption = None,
-    state: Annotated[EventState | None, typer.Option(help="Only events in this state.")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(metavar="STATE", help="Only events in this state.", callback=_state),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
 ) -> None:
     """The newest events, with their state and reason."""
     with runtime() as built:
         table = Table("id", "tenant", "ticket", "state", "attempts", "received", "reason")
-        found = built.ledger.search(
-            tenant=tenant, state=state.value if state else None, limit=limit
-        )
+        found = built.ledger.search(tenant=tenant, state=state, limit=limit)
         for row in found:
             table.add_row(
                 str(row.id),
@@ -47,13 +57,17 @@ def events_retry(
         list[int] | None, typer.Argument(help="Event ids (default: see --failed).")
     ] = None,
     failed: Annotated[
-        bool, typer.Option("--failed", help="Every failed or parked event (of --tenant).")
+        bool,
+        typer.Option("--failed", help="Every failed, parked or over-budget event (of --tenant)."),
     ] = False,
     tenant: TenantOption = None,
 ) -> None:
-    """Queue failed or parked events again; a running service (or worker) processes them.
+    """Queue failed, parked or over-budget events again; a running service (or worker)
+    processes them.
 
     Exits 1 when a named event does not exist."""
+    from psatriage.store.tables import EventState
+
     if not event_ids and not failed:
         raise typer.BadParameter("name event ids, or pass --failed")
     with runtime() as built:
@@ -61,7 +75,7 @@ def events_retry(
         missing = [event_id for event_id in named if built.ledger.get(event_id) is None]
         chosen = [event_id for event_id in named if event_id not in missing]
         if failed:
-            for state in (EventState.FAILED, EventState.PARKED):
+            for state in (EventState.FAILED, EventState.PARKED, EventState.OVER_BUDGET):
                 chosen += [
                     r.id for r in built.ledger.search(tenant=tenant, state=state, limit=1000)
                 ]
@@ -71,7 +85,9 @@ def events_retry(
         skipped = sorted(set(chosen) - set(reopened))
         console.print(f"queued again: {len(reopened)} event(s) {reopened}", highlight=False)
         if skipped:
-            console.print(f"not failed or parked, left alone: {skipped}", highlight=False)
+            console.print(
+                f"not failed, parked or over budget, left alone: {skipped}", highlight=False
+            )
         if missing:
             raise fail(
                 f"no event with the id(s) {missing}; fix: see `psatriage events list`", code=1

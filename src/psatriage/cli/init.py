@@ -15,9 +15,7 @@ from typing import Annotated
 import typer
 
 from psatriage.cli._app import app, console, fail_cleanly, settings, writable_file
-from psatriage.config import TENANT_NAME
 from psatriage.errors import ConfigError
-from psatriage.psa import adapters
 
 
 class Engine(StrEnum):
@@ -88,7 +86,7 @@ mode = "suggest"                         # note only; "apply" writes the categor
 def init_command(
     psa: Annotated[
         str | None,
-        typer.Option(help=f"The PSA: {', '.join(sorted(adapters()))}.", show_default=False),
+        typer.Option(help=f"The PSA: {', '.join(sorted(_CONNECTIONS))}.", show_default=False),
     ] = None,
     tenant: Annotated[
         str | None,
@@ -125,6 +123,8 @@ def init_command(
 
 def starter(psa: str, tenant: str, engine: Engine) -> str:
     """The tenants file ``init`` writes: valid once the variables it names are set."""
+    from psatriage.psa import adapters
+
     env = tenant.upper().replace("-", "_")
     return _FILE.format(
         tenant=tenant,
@@ -136,6 +136,8 @@ def starter(psa: str, tenant: str, engine: Engine) -> str:
 
 
 def _psa(given: str | None, asking: bool) -> str:
+    from psatriage.psa import adapters
+
     known = sorted(adapters())
     if given is None and not asking:
         raise ConfigError(f"not on a terminal: give --psa, one of {', '.join(known)}")
@@ -146,6 +148,8 @@ def _psa(given: str | None, asking: bool) -> str:
 
 
 def _tenant(given: str | None, asking: bool) -> str:
+    from psatriage.config import TENANT_NAME
+
     answer: str = (
         "main" if given is None and not asking else given or typer.prompt("Tenant name", "main")
     )
@@ -175,6 +179,8 @@ def _ask(question: str, choices: list[str], default: str) -> str:
 
 
 def _next_steps(path: Path, psa: str, tenant: str, text: str, *, default_path: bool) -> None:
+    from psatriage.psa import adapters
+
     variables = sorted(set(re.findall(r'"env:([A-Z0-9_]+)"', text)))
     command = "psatriage" if default_path else f"psatriage --config {path}"
     console.print(f"wrote {path}: tenant {tenant!r} on {psa}", highlight=False)

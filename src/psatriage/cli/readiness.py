@@ -15,7 +15,6 @@ from psatriage.cli._app import app, console, runtime
 from psatriage.cli.backtest import bar, cost_table, hygiene_table, policy_table, summary_table
 from psatriage.cli.train import HISTORY_PATIENCE_SECONDS
 from psatriage.errors import PsatriageError
-from psatriage.shared.limits import patience
 
 if TYPE_CHECKING:
     from psatriage.evaluation.readiness import Check, Readiness
@@ -41,14 +40,15 @@ def readiness_command(
 ) -> None:
     """Connections, how tickets arrive, the last backtest (or a small fresh one), category
     hygiene and the recommended policy; exit code 1 when the tenant is not ready."""
-    from psatriage.evaluation.readiness import (  # noqa: PLC0415
+    from psatriage.evaluation.readiness import (
         NOT_READY,
         Traffic,
         assess,
         probe,
         trigger_checks,
     )
-    from psatriage.store.activity import Activity  # noqa: PLC0415
+    from psatriage.shared.limits import patience
+    from psatriage.store.activity import Activity
 
     with runtime() as built, patience(HISTORY_PATIENCE_SECONDS):
         configured = built.tenant(tenant)
@@ -78,11 +78,11 @@ def _backtest(
 ) -> tuple[dict[str, Any] | None, datetime | None, bool]:
     """The last finished backtest's report, when it finished, and whether the tenant's settings
     changed since; or a small fresh backtest when there is none (and the PSA answered)."""
-    from psatriage.evaluation.backtest import Params, backtest, run_key  # noqa: PLC0415
-    from psatriage.evaluation.readiness import Check  # noqa: PLC0415
-    from psatriage.store.activity import Activity  # noqa: PLC0415
-    from psatriage.store.backtests import Backtests  # noqa: PLC0415
-    from psatriage.store.tables import utcnow  # noqa: PLC0415
+    from psatriage.evaluation.backtest import Params, backtest, run_key
+    from psatriage.evaluation.readiness import Check
+    from psatriage.store.activity import Activity
+    from psatriage.store.backtests import Backtests
+    from psatriage.store.tables import utcnow
 
     store = Backtests(built.sessions)
     last = store.latest_finished(tenant)

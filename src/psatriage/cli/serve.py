@@ -6,13 +6,9 @@ import threading
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from psatriage import jobs
 from psatriage.cli._app import app, console, runtime
 from psatriage.errors import ConfigError
-from psatriage.web import create_app
-from psatriage.web.console import exposure, load_settings
 
 
 @app.command()
@@ -31,6 +27,11 @@ def serve(
     ] = False,
 ) -> None:
     """Run the web server, with the workers in the same process unless --no-worker."""
+    import uvicorn
+
+    from psatriage.web import create_app
+    from psatriage.web.console import exposure, load_settings
+
     with runtime() as built:
         built.queue.huey.pending_count()  # a queue server that does not answer stops us here
         settings = built.settings
@@ -63,6 +64,8 @@ def worker(
     ] = None,
 ) -> None:
     """Run queue workers only (scale out beside `serve --no-worker`)."""
+    from psatriage import jobs
+
     with runtime() as built:
         built.queue.huey.pending_count()  # a queue server that does not answer stops us here
         count = workers or built.settings.workers

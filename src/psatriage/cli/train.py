@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 from rich.table import Table
 
@@ -21,13 +20,12 @@ from psatriage.cli._app import (
     runtime,
     writable_file,
 )
-from psatriage.config import TENANT_NAME
 from psatriage.errors import ConfigError
-from psatriage.learning.versions import ModelVersions
 from psatriage.local_engine import DEFAULT_MIN_EXAMPLES, DataError
-from psatriage.shared.limits import patience
 
 if TYPE_CHECKING:
+    import httpx
+
     from psatriage.domain import LabeledTicket
     from psatriage.local_engine.model import TrainedModel, TrainingReport
     from psatriage.runtime import Runtime
@@ -78,6 +76,8 @@ def train_command(
     With --tenant the model becomes the tenant's active version (see 'psatriage model list');
     read from the PSA, the tenant's labeled examples (corrections, fills, reviews) are learned
     with its closed tickets, an example winning over the history of the same ticket."""
+    from psatriage.config import TENANT_NAME
+    from psatriage.learning.versions import ModelVersions
 
     with fail_cleanly():
         if (tenant is None) == (out is None):
@@ -118,9 +118,9 @@ def train_command(
 
 
 def _train_from_file(data: Path, label: str, split: str, min_examples: int) -> TrainedModel:
-    from psatriage.local_engine.data import labeled, read_examples, select  # noqa: PLC0415
-    from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
-    from psatriage.local_engine.training import train  # noqa: PLC0415
+    from psatriage.local_engine.data import labeled, read_examples, select
+    from psatriage.local_engine.embed import shared_embedder
+    from psatriage.local_engine.training import train
 
     examples = select(read_examples(data), "all" if split == "all" else "train")
     pairs = labeled(examples, label, data)
@@ -200,14 +200,15 @@ def _train_from_psa(
 ) -> tuple[TrainedModel, dict[str, int]]:
     """Read the tenant's closed, categorized tickets from its PSA and fit a model on them
     together with its labeled examples (an example wins over history for the same ticket)."""
-    from psatriage.learning.dataset import (  # noqa: PLC0415
+    from psatriage.learning.dataset import (
         from_examples,
         from_history,
         training_set,
     )
-    from psatriage.learning.retrain import fit  # noqa: PLC0415
-    from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
-    from psatriage.store.examples import list_examples  # noqa: PLC0415
+    from psatriage.learning.retrain import fit
+    from psatriage.local_engine.embed import shared_embedder
+    from psatriage.shared.limits import patience
+    from psatriage.store.examples import list_examples
 
     # the PSA's call limits are waited out, as there is no queue to reschedule on
     adapter = built.adapter(tenant)

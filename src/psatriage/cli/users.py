@@ -6,21 +6,32 @@ import getpass
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, settings
 from psatriage.errors import ConfigError
-from psatriage.store import db
-from psatriage.store.users import Audit, Role, Users
+
+if TYPE_CHECKING:
+    from psatriage.store.users import Audit, Users
 
 users_app = typer.Typer(
     help="People who may sign in to the web console (viewer, reviewer or admin).",
     no_args_is_help=True,
 )
 app.add_typer(users_app, name="users")
+
+
+class RoleChoice(StrEnum):
+    """``psatriage.store.users.Role``'s values, here so that ``--help`` need not load the store."""
+
+    VIEWER = "viewer"
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
 
 NameArgument = Annotated[str, typer.Argument(help="User name (often an e-mail address).")]
 PasswordStdin = Annotated[
@@ -32,6 +43,9 @@ PasswordStdin = Annotated[
 @contextmanager
 def _stores() -> Iterator[tuple[Users, Audit]]:
     """Users and the audit log on the migrated database (the tenants file is not needed)."""
+    from psatriage.store import db
+    from psatriage.store.users import Audit, Users
+
     current = settings()
     with fail_cleanly(current):
         engine = db.make_engine(current.effective_database_url)
@@ -60,7 +74,7 @@ def _password(from_stdin: bool) -> str:
 @users_app.command("add")
 def users_add(
     name: NameArgument,
-    role: Annotated[Role, typer.Option(help="What the user may do.")] = Role.VIEWER,
+    role: Annotated[RoleChoice, typer.Option(help="What the user may do.")] = RoleChoice.VIEWER,
     no_password: Annotated[
         bool,
         typer.Option(
@@ -71,9 +85,11 @@ def users_add(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Add a user who may sign in to the console (asks for the password twice)."""
+    from psatriage.store.users import Role
+
     with _stores() as (users, audit):
         password = None if no_password else _password(password_stdin)
-        stored = users.add(name, role, password)
+        stored = users.add(name, Role(role.value), password)
         audit.record(_actor(), "user_add", stored, role.value)
         how = "single sign-on only" if no_password else "password set"
         console.print(f"added {stored} as {role.value} ({how})", highlight=False)

@@ -35,6 +35,7 @@ from __future__ import annotations
 from psatriage.config.loader import TENANT_NAME, load_config, parse_config
 from psatriage.config.schema import (
     FIELDS,
+    Budget,
     CategoryHint,
     CompanyOverride,
     FieldPolicy,
@@ -55,6 +56,7 @@ __all__ = [
     "FIELDS",
     "TENANT_NAME",
     "AppConfig",
+    "Budget",
     "CategoryHint",
     "CompanyOverride",
     "Effective",

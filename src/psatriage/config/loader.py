@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from psatriage.classifiers import classifiers
 from psatriage.config.fields import NOISE_KINDS, STORED_FIELDS
-from psatriage.config.schema import PromptSettings, RawTenant, Trigger
+from psatriage.config.schema import PromptSettings, RawTenant, Trigger, parse_poll_start
 from psatriage.config.tenant import AppConfig, Tenant
 from psatriage.errors import ConfigError
 from psatriage.prompts import (
@@ -158,6 +158,11 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         storm_window_minutes=raw.storm_window_minutes,
         categories=raw.categories,
         learning=raw.learning,
+        budget=raw.budget,
+        poll_start=parse_poll_start(raw.poll_start),
+        retention_days=raw.retention_days,
+        record_retention_days=raw.record_retention_days,
+        backfill_call_share=raw.backfill_call_share,
     )
     return _company_policies_hold(tenant)
 

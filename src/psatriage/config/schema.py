@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -462,6 +463,43 @@ class PrivacySettings(_Strict):
         )
 
 
+class Budget(_Strict):
+    """What the tenant's tickets may spend on models. When one is reached, tickets are recorded
+    as over_budget (no model asked; an error note only if policy.report_errors) until the day or
+    month turns (UTC), and /readyz and /metrics show it."""
+
+    max_model_calls_per_day: int | None = Field(
+        default=None,
+        ge=1,
+        description="Model calls a day (UTC) for this tenant's tickets; unset: no limit. Local "
+        "engine calls are free and not counted.",
+    )
+    max_cost_per_month: float | None = Field(
+        default=None,
+        gt=0,
+        description="Estimated model cost in USD a calendar month (UTC), from the classifier's "
+        "price table (classifier.prices or the shipped estimates); unset: no limit. An "
+        "unpriced model costs 0 here: give it a price to enforce this.",
+    )
+
+    @property
+    def limited(self) -> bool:
+        return self.max_model_calls_per_day is not None or self.max_cost_per_month is not None
+
+
+def parse_poll_start(value: str) -> datetime | None:
+    """``poll_start`` as naive UTC (None for "now"); a ``ValueError`` that shows the forms."""
+    if value.strip().lower() == "now":
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither 'now' nor an ISO date such as '2026-11-01'"
+        ) from None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 class RawTenant(_Strict):
     psa: str
     trigger: Trigger | None = Field(
@@ -488,6 +526,36 @@ class RawTenant(_Strict):
         "(Autotask EventTime, HaloPSA timestamp, ConnectWise dateEntered). Keep it longer than "
         "the PSA's own retry period; polling (trigger both) catches a real ticket refused late.",
     )
+    poll_start: str = Field(
+        default="now",
+        description="Where the first poll of a new tenant starts: 'now' (tickets created before "
+        "psatriage first polled are left alone; psatriage backfill categorizes them) or a date "
+        "such as '2026-11-01' (every ticket created since is queued on the first poll).",
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="Days ticket-derived text is kept (the model's reasoning, event reasons that "
+        "may quote it, backtest results); older text is blanked by housekeeping and by "
+        "psatriage purge. Unset: kept for ever.",
+    )
+    record_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="Days events, decisions and model calls are kept; older rows are deleted "
+        "after their counts are added to the daily totals (daily_counts). Unset: kept for ever. "
+        "At least retention_days.",
+    )
+    backfill_call_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of the tenant's PSA call limit psatriage backfill may use: it takes a "
+        "call only while fewer than this share of the window's calls are used (by every process, "
+        "where limits are shared), so new tickets keep the rest.",
+    )
     connection: dict[str, Any]
     classifier: dict[str, Any] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)
@@ -501,6 +569,7 @@ class RawTenant(_Strict):
     learning: LearningSettings = Field(default_factory=LearningSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     companies: dict[str, CompanyOverride] = Field(default_factory=dict)
+    budget: Budget = Field(default_factory=Budget)
     fields: FieldsSettings = Field(default_factory=FieldsSettings)
     storm_window_minutes: int = Field(
         default=0,
@@ -510,6 +579,22 @@ class RawTenant(_Strict):
         "and description match one decided within this many minutes reuses that decision "
         "without a model call (0: off).",
     )
+
+    @field_validator("poll_start")
+    @classmethod
+    def _poll_start(cls, value: str) -> str:
+        parse_poll_start(value)
+        return value
+
+    @model_validator(mode="after")
+    def _retention(self) -> RawTenant:
+        text, records = self.retention_days, self.record_retention_days
+        if text is not None and records is not None and records < text:
+            raise ValueError(
+                "record_retention_days must be at least retention_days (deleting a row deletes "
+                "its text too)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _company_at_least_in_order(self) -> RawTenant:

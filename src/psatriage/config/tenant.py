@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -13,6 +14,7 @@ from pydantic import SecretStr
 from psatriage.classifiers.base import ClassifierConfig
 from psatriage.config.fields import FieldsSettings
 from psatriage.config.schema import (
+    Budget,
     CategoryHint,
     CompanyOverride,
     LearningSettings,
@@ -67,6 +69,11 @@ class Tenant:
     storm_window_minutes: int = 0
     categories: Mapping[str, CategoryHint] = field(default_factory=dict)
     learning: LearningSettings = field(default_factory=LearningSettings)
+    budget: Budget = field(default_factory=Budget)
+    poll_start: datetime | None = None  # where the first poll starts; None: when it runs
+    retention_days: int | None = None  # ticket-derived text; None: kept for ever
+    record_retention_days: int | None = None  # events, decisions, model calls
+    backfill_call_share: float = 0.5
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from psatriage.domain import (
     Category,
+    ClosedTicket,
     Facet,
     LabeledTicket,
     NewTicket,
@@ -41,6 +42,10 @@ The web edge sets it from the URL path and drops any such header the sender sent
 ever hold what was in the path."""
 
 
+WINDOW_LIMIT_KEYS = ("requests_per_window", "calls_per_hour")
+"""Connection keys holding a calls-per-window limit (``AdapterConfig.with_call_share``)."""
+
+
 class AdapterConfig(BaseModel):
     """Base of every adapter's ``Config``: unknown keys are errors, values are immutable."""
 
@@ -60,6 +65,16 @@ class AdapterConfig(BaseModel):
     def webhook_config_problem(self) -> str | None:
         """Why this connection cannot take webhooks (asked when the trigger uses them), or None."""
         return None
+
+    def with_call_share(self, share: float) -> Self:
+        """This connection with its per-window call limit cut to ``share`` of it (at least one
+        call): the same counters under a lower ceiling, so a bulk run under it only takes calls
+        while the tenant's traffic leaves that much room, and never more than its share."""
+        for key in WINDOW_LIMIT_KEYS:
+            limit = getattr(self, key, None)
+            if isinstance(limit, int):
+                return self.model_copy(update={key: max(1, int(limit * share))})
+        return self
 
 
 class CallLimitsConfig(BaseModel):
@@ -197,6 +212,19 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     def get_ticket(self, ticket_id: str) -> Ticket:
         """Read the ticket as it is now, with its description and current category."""
 
+    @classmethod
+    def keeps_snapshots(cls) -> bool:
+        """Whether ``parse`` keeps the delivered ticket (``TicketEvent.snapshot``) and
+        ``ticket_from_snapshot`` reads less with it."""
+        return cls.ticket_from_snapshot is not PSAAdapter.ticket_from_snapshot
+
+    def ticket_from_snapshot(self, ticket_id: str, snapshot: Mapping[str, Any]) -> Ticket:
+        """The ticket as ``get_ticket`` reads it, from the snapshot ``parse`` kept with its event
+        plus only the reads the snapshot cannot stand for (ConnectWise: the notes). The caller
+        decides whether the snapshot is still fresh. PSAs whose deliveries carry no ticket keep
+        no snapshots; for them this is ``get_ticket``."""
+        return self.get_ticket(ticket_id)
+
     @abstractmethod
     def get_taxonomy(self, ticket: Ticket) -> Taxonomy:
         """Read the valid, active category leaves for the ticket's scope (``ticket.scope``)."""
@@ -258,11 +286,36 @@ class PSAAdapter(ABC, Generic[ConfigT]):
         """Whether this adapter implements ``list_labeled_tickets`` (training from the PSA)."""
         return cls.list_labeled_tickets is not PSAAdapter.list_labeled_tickets
 
-    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
-        """Closed tickets created at or after ``since`` that carry a category, newest first, at
-        most ``limit`` (paged, within the adapter's rate limits): the local engine's training data.
+    def list_labeled_tickets(
+        self, since: datetime, limit: int, *, until: datetime | None = None
+    ) -> list[LabeledTicket]:
+        """Closed tickets created at or after ``since`` (and before ``until``, when given) that
+        carry a category, newest first, at most ``limit`` (paged, within the adapter's rate
+        limits): the local engine's training data, and ``psatriage export``'s.
         """
         raise NotImplementedError(f"{self.kind} cannot read labeled history")
+
+    @classmethod
+    def can_read_time(cls) -> bool:
+        """Whether this adapter implements ``list_closed_tickets`` and ``time_spent`` (reports)."""
+        return (
+            cls.list_closed_tickets is not PSAAdapter.list_closed_tickets
+            and cls.time_spent is not PSAAdapter.time_spent
+        )
+
+    def list_closed_tickets(self, since: datetime, until: datetime) -> list[ClosedTicket]:
+        """Tickets closed at or after ``since`` and before ``until`` (naive means UTC), oldest
+        closed first, with their category, company and times: the facts reports are made of.
+        Paged, within the adapter's call limits; tickets without a category are included."""
+        raise NotImplementedError(f"{self.kind} cannot list closed tickets")
+
+    def time_spent(self, ticket_ids: Sequence[str]) -> dict[str, float]:
+        """Hours of time recorded on each ticket of ``ticket_ids`` (0.0 for a ticket without any),
+        read in batches as large as the PSA allows, within the adapter's call limits.
+
+        Raises ``TimeUnavailable`` (naming the permission to grant) when the PSA will not show
+        the API user time entries."""
+        raise NotImplementedError(f"{self.kind} cannot read time spent on tickets")
 
     def list_scopes(self) -> list[tuple[str, str]]:
         """The scopes that own category trees, as ``(id, name)`` (e.g. ConnectWise boards).

@@ -10,14 +10,19 @@
 
 The Runtime picks the backend from the queue URL (``backend_for``) and makes the stores the
 process's (``limits.share_limits``, ``tokens.share_tokens``). A SQLite deployment runs one
-process: its limits stay in memory and its tokens in each adapter.
+process: its limits stay in memory and its tokens in each adapter, and it never loads the Redis
+or PostgreSQL client (each backend is imported when chosen).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from psatriage.settings import shared_server
-from psatriage.shared.postgres_backend import PostgresBackend
-from psatriage.shared.redis_backend import RedisBackend
+
+if TYPE_CHECKING:
+    from psatriage.shared.postgres_backend import PostgresBackend
+    from psatriage.shared.redis_backend import RedisBackend
 
 
 def backend_for(queue_url: str) -> RedisBackend | PostgresBackend | None:
@@ -27,4 +32,10 @@ def backend_for(queue_url: str) -> RedisBackend | PostgresBackend | None:
     if server is None:
         return None
     kind, url = server
-    return RedisBackend(url) if kind == "redis" else PostgresBackend(url)
+    if kind == "redis":
+        from psatriage.shared.redis_backend import RedisBackend  # noqa: PLC0415 - when chosen
+
+        return RedisBackend(url)
+    from psatriage.shared.postgres_backend import PostgresBackend  # noqa: PLC0415 - when chosen
+
+    return PostgresBackend(url)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
+from sqlalchemy import Engine, Select, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from psatriage.domain import TicketEvent
 from psatriage.store.tables import TERMINAL_STATES, EventRow, EventState, utcnow
@@ -46,6 +47,7 @@ class Ledger:
         self._existing = select(EventRow.id).where(
             EventRow.tenant == bindparam("tenant"), EventRow.dedupe_key == bindparam("key")
         )
+        self._snapshot = _fresh_snapshot()
 
     def record(
         self, event: TicketEvent, *, state: EventState, source: str = "webhook"
@@ -68,6 +70,7 @@ class Ledger:
             "next_attempt_at": None,
             "occurred_at": _naive_utc(event.occurred_at),
             "finished_at": None if event.actionable else now,
+            "snapshot": dict(event.snapshot) if event.snapshot is not None else None,
         }
         with self._engine.begin() as connection:
             new_id = connection.execute(self._record, row).scalar_one_or_none()
@@ -77,6 +80,13 @@ class Ledger:
                 self._existing, {"tenant": event.tenant, "key": key}
             ).scalar_one()
             return existing, False
+
+    def snapshot(self, event_id: int) -> dict[str, Any] | None:
+        """The ticket the event's delivery carried, unless a later event about the same ticket
+        was recorded since (the ticket changed after the snapshot: read it again)."""
+        with self._engine.connect() as connection:
+            found = connection.execute(self._snapshot, {"event_id": event_id}).scalar_one_or_none()
+        return dict(found) if isinstance(found, dict) else None
 
     def claim(self, event_id: int, *, lease_seconds: float) -> Claim | None:
         """Take the event if it is waiting, or if its previous owner's lease ran out."""
@@ -175,13 +185,14 @@ class Ledger:
             )
 
     def reopen(self, event_ids: Sequence[int]) -> list[int]:
-        """Put failed or parked events back to ``received`` (for ``events retry``)."""
+        """Put failed, parked or over-budget events back to ``received`` (``events retry``)."""
+        reopened = [EventState.FAILED.value, EventState.PARKED.value, EventState.OVER_BUDGET.value]
         with self._sessions.begin() as session:
             rows = session.execute(
                 update(EventRow)
                 .where(
                     EventRow.id.in_(event_ids),
-                    EventRow.state.in_([EventState.FAILED.value, EventState.PARKED.value]),
+                    EventRow.state.in_(reopened),
                 )
                 .values(
                     state=EventState.RECEIVED.value,
@@ -225,6 +236,19 @@ class Ledger:
                 select(EventRow.state, func.count()).group_by(EventRow.state)
             ).all()
         return {str(state): int(count) for state, count in rows}
+
+
+def _fresh_snapshot() -> Select[tuple[dict[str, Any] | None]]:
+    later = aliased(EventRow)
+    return select(EventRow.snapshot).where(
+        EventRow.id == bindparam("event_id"),
+        EventRow.snapshot.is_not(None),
+        ~exists().where(
+            later.tenant == EventRow.tenant,
+            later.ticket_id == EventRow.ticket_id,
+            later.id > EventRow.id,
+        ),
+    )
 
 
 def _naive_utc(moment: datetime | None) -> datetime | None:

@@ -21,10 +21,13 @@ class PollMarks:
         self._sessions = sessions
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
-    def claim(self, tenant: str, interval_seconds: float) -> datetime | None:
+    def claim(
+        self, tenant: str, interval_seconds: float, *, start: datetime | None = None
+    ) -> datetime | None:
         """The mark to poll from if this caller may poll ``tenant`` now, else None.
 
-        A tenant polled for the first time starts at now: polling does not replay history.
+        A tenant polled for the first time starts at ``start`` (its ``poll_start``), or at now
+        when that is None: then tickets created before are left to ``psatriage backfill``.
         """
         now = utcnow()
         following = now + timedelta(seconds=interval_seconds)
@@ -39,7 +42,12 @@ class PollMarks:
                 return mark
             created = session.execute(
                 self._insert(PollMarkRow)
-                .values(tenant=tenant, mark=now, next_poll_at=following, updated_at=now)
+                .values(
+                    tenant=tenant,
+                    mark=now if start is None else start,
+                    next_poll_at=following,
+                    updated_at=now,
+                )
                 .on_conflict_do_nothing(index_elements=["tenant"])
                 .returning(PollMarkRow.mark)
             ).scalar_one_or_none()

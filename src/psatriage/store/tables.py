@@ -50,6 +50,7 @@ class EventState(enum.StrEnum):
     KEPT = "kept"  # a person's category was kept
     IGNORED = "ignored"  # not a ticket-created event, or already decided by another event
     FAILED = "failed"  # gave up; reason says why
+    OVER_BUDGET = "over_budget"  # the tenant's model budget was spent; no model was asked
 
     @property
     def terminal(self) -> bool:
@@ -57,7 +58,13 @@ class EventState(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset(
-    {EventState.DONE, EventState.KEPT, EventState.IGNORED, EventState.FAILED}
+    {
+        EventState.DONE,
+        EventState.KEPT,
+        EventState.IGNORED,
+        EventState.FAILED,
+        EventState.OVER_BUDGET,
+    }
 )
 
 
@@ -88,6 +95,8 @@ class EventRow(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     occurred_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The ticket as the delivery carried it (``TicketEvent.snapshot``), when the PSA sends it.
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class DecisionRow(Base):
@@ -169,6 +178,18 @@ class TaxonomyCacheRow(Base):
     data: Mapped[dict[str, object]] = mapped_column(JSON)
     fetched_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class BudgetUsageRow(Base):
+    """Per tenant and UTC day: the model calls its tickets made and their estimated cost (what
+    the tenant's budget is checked against; ``psatriage.store.usage``)."""
+
+    __tablename__ = "budget_usage"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    model_calls: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class PollMarkRow(Base):
@@ -315,6 +336,47 @@ class SweepMarkRow(Base):
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+# -- reports (psatriage.store.facts, psatriage.reports) -----------------------------------------
+
+
+class TicketFactRow(Base):
+    """One closed ticket as the reports count it: its final category (``category_source`` says
+    where it came from: ``"psa"``, or empty when it has none), its company, when it was opened and
+    closed, the hours recorded on it (None until read, or while the PSA will not show them), and
+    whether and how psatriage decided it. ``title`` is redacted as the model would see it."""
+
+    __tablename__ = "ticket_facts"
+    __table_args__ = (Index("ix_ticket_facts_tenant_closed_at", "tenant", "closed_at"),)
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    company_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    company_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    closed_at: Mapped[datetime] = mapped_column(DateTime)
+    category_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    category_path: Mapped[list[str]] = mapped_column(JSON, default=list)  # names, level by level
+    category_source: Mapped[str] = mapped_column(String(16), default="")
+    hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+    decision: Mapped[str] = mapped_column(String(16), default="")  # the final outcome, or ""
+    decision_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class FactRefreshRow(Base):
+    """Per tenant: when its facts were last refreshed and up to when, when the next scheduled
+    refresh is due (the mark several processes claim), and why hours are missing, if they are."""
+
+    __tablename__ = "fact_refreshes"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_refresh_at: Mapped[datetime] = mapped_column(DateTime)
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    covered_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    hours_problem: Mapped[str] = mapped_column(Text, default="")
+
+
 # -- learning from corrections (psatriage.store.examples, psatriage.learning) -----------------
 
 
@@ -448,3 +510,60 @@ Index(
     ModelCallRow.tokens_out,
     ModelCallRow.cost_usd,
 )
+
+
+# -- bulk work and data lifecycle (psatriage.store.bulk, psatriage.retention) -------------------
+
+
+class BulkRunRow(Base):
+    """One ``psatriage backfill`` or ``psatriage export``: its parameters and, once listed, the
+    tickets it covers (``bulk_items``), so an interrupted run resumes where it stopped."""
+
+    __tablename__ = "bulk_runs"
+    __table_args__ = (Index("ix_bulk_runs_tenant_key", "tenant", "kind", "run_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # "backfill" or "export"
+    run_key: Mapped[str] = mapped_column(String(64))  # hash of the parameters
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class BulkItemRow(Base):
+    """One ticket of a bulk run: ``pending`` until done, then its result (the checkpoint)."""
+
+    __tablename__ = "bulk_items"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("bulk_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class DailyCountRow(Base):
+    """A tenant's counts per day (events by state, decisions by outcome, model calls, tokens,
+    cost) folded in from the rows a purge deletes, so totals survive retention."""
+
+    __tablename__ = "daily_counts"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[datetime] = mapped_column(DateTime, primary_key=True)  # midnight UTC
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class JobMarkRow(Base):
+    """When a periodic job last ran for a tenant, so several processes do not repeat it."""
+
+    __tablename__ = "job_marks"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_run_at: Mapped[datetime] = mapped_column(DateTime)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 
 from psatriage.domain import Outcome
 from psatriage.runtime import Runtime
 from psatriage.store import db
 from psatriage.store.tables import EventState
 from psatriage.web.responses import (
+    BudgetMeter,
     Decision,
     DecisionList,
     Detail,
@@ -82,8 +85,19 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     checks["queue"] = "ok" if runtime.queue.reachable() else "unreachable"
     ready = all(value == "ok" for value in checks.values())
+    problems = runtime.problems()
+    meters: dict[str, BudgetMeter] = {}
+    with contextlib.suppress(SQLAlchemyError):  # the database check above already says so
+        for name, meter in runtime.budgets().items():
+            meters[name] = BudgetMeter.model_validate(meter)
+            if meter.reached:
+                problems.setdefault(name, []).append(meter.reached)
     body = Readiness(
-        ready=ready, checks=checks, tenants=runtime.problems(), models=_models(runtime)
+        ready=ready,
+        checks=checks,
+        tenants=dict(sorted(problems.items())),
+        models=_models(runtime),
+        budgets=meters,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
@@ -99,7 +113,11 @@ def _models(runtime: Runtime) -> dict[str, dict[str, str]]:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics() -> Response:
+def metrics(runtime: RuntimeDep) -> Response:
+    # the budget gauges, fresh from the database (workers count there); on a database error
+    # the other metrics are still worth serving, and /readyz says what is wrong
+    with contextlib.suppress(SQLAlchemyError):
+        runtime.budgets()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from psatriage import __version__, jobs
 from psatriage.runtime import Runtime
-from psatriage.web import api, console, reviews, webhooks
+from psatriage.web import api, console, reports, reviews, webhooks
 
 
 def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
@@ -43,5 +43,6 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(api.router)
     app.include_router(reviews.router)
+    app.include_router(reports.router)
     console.install(app, runtime)
     return app

@@ -1,7 +1,9 @@
 """The bodies the API answers with, as pydantic models: what ``/docs`` and ``/openapi.json``
 show, and what every answer is validated against on its way out.
 
-Rows keep naive UTC times; here they become aware UTC, written ``2026-03-02T09:15:00Z``.
+Rows keep naive UTC times; here they become aware UTC, written ``2026-03-02T09:15:00Z``. The
+bodies of ``/api/reports/...`` are the reports themselves, ``psatriage.reports.models`` (the CLI
+prints the same with ``--json``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,20 @@ class Health(BaseModel):
     status: Literal["ok"] = Field(description="Always ok: the process answers.")
 
 
+class BudgetMeter(BaseModel):
+    """A tenant's model budget and what it used of it (UTC day and month)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    calls_today: int = Field(description="Model calls made today for the tenant's tickets.")
+    max_model_calls_per_day: int | None = Field(description="Its budget; null: no limit.")
+    cost_this_month: float = Field(description="Estimated model cost this month, USD.")
+    max_cost_per_month: float | None = Field(description="Its budget, USD; null: no limit.")
+    reached: str | None = Field(
+        description="Why the budget is reached (its tickets are recorded as over_budget), or null."
+    )
+
+
 class Readiness(BaseModel):
     ready: bool = Field(
         description="The database is at the newest migration and the queue answers."
@@ -49,6 +65,11 @@ class Readiness(BaseModel):
     models: dict[str, dict[str, str]] = Field(
         description="Per tenant with an LLM, what its model server was found to support "
         "(structured output, log-probs); filled from the cache, no call is made."
+    )
+    budgets: dict[str, BudgetMeter] = Field(
+        default_factory=dict,
+        description="Per tenant with a model budget, what it used of it. A tenant whose budget "
+        "is reached is also listed under tenants; the service stays ready.",
     )
 
 

@@ -178,6 +178,19 @@ def kit() -> ContractKit:
             fake.complete_ticket(ticket_id)
         return str(ticket_id)
 
+    categories = ({"issue_type": 10, "sub_issue_type": 136},
+                  {"issue_type": 11, "sub_issue_type": 140})  # fmt: skip
+
+    def closed_ticket(
+        title: str, created: datetime, closed: datetime, category: int | None, company: int
+    ) -> str:
+        levels = categories[category] if category is not None else {}
+        ticket_id = fake.add_ticket(
+            title, f"text of {title}", created=created, company_id=174 + company, **levels
+        )
+        fake.complete_ticket(ticket_id, closed)
+        return str(ticket_id)
+
     return kit_of(
         "autotask",
         fake,
@@ -196,6 +209,11 @@ def kit() -> ContractKit:
         history_ticket=history_ticket,
         history_path=r"/Tickets/query",
         registrations=lambda: len(fake.webhooks),
+        closed_ticket=closed_ticket,
+        add_time=lambda ticket_id, hours: fake.add_time(int(ticket_id), hours),
+        deny_time=lambda: setattr(fake, "time_denied", True),
+        time_path=r"/TimeEntries/query$",
+        report_categories=("Hardware › Printer", "Software › Email"),
     )
 
 

@@ -50,6 +50,16 @@ SAMPLE_DETAILS = {
     "actor": None,
 }
 
+SAMPLE_SNAPSHOT = {  # what of the sample's Entity stands in for GET service/tickets/69
+    "id": 69,
+    "summary": "Schedule and Execute Conversion",
+    "board": {"id": 1, "name": "Service A"},
+    "company": {"id": 2, "name": "TestCompany"},
+    "type": {"id": 8, "name": "Admin"},
+    "subtype": {"id": 1, "name": "Repair"},
+    "item": {"id": 2, "name": "Fix it"},
+}
+
 PARSE = [
     ParseCase("ticket added", SAMPLE, {"ticket_id": "69", "action": "added", "actionable": True}),
     ParseCase("sample details", SAMPLE, SAMPLE_DETAILS),
@@ -74,6 +84,15 @@ PARSE = [
     ParseCase("other board", SAMPLE, {"actionable": False}, {"boards": ["2", "Help Desk"]}),
     ParseCase("board unknown", ticket_added(Entity=None), {"actionable": False}, {"boards": ["1"]}),
     ParseCase("no Type", ticket_added(Type=None), None),
+    ParseCase("snapshot", SAMPLE, {"snapshot": SAMPLE_SNAPSHOT}),
+    ParseCase("no snapshot: updated", ticket_added(Action="updated"), {"snapshot": None}),
+    ParseCase("no snapshot: no Entity", ticket_added(Entity=None), {"snapshot": None}),
+    ParseCase("no snapshot: other id", ticket_added({"id": 70}), {"snapshot": None}),
+    ParseCase("no snapshot: no summary", ticket_added({"summary": None}), {"snapshot": None}),
+    ParseCase("no snapshot: no board", ticket_added({"board": None}), {"snapshot": None}),
+    ParseCase("no snapshot: odd company", ticket_added({"company": "Contoso"}),
+              {"snapshot": None}),
+    ParseCase("no snapshot: out of scope", SAMPLE, {"snapshot": None}, {"boards": ["2"]}),
 ]  # fmt: skip
 
 MALFORMED = [
@@ -181,6 +200,20 @@ def kit() -> ContractKit:
             fake.close_ticket(ticket_id)
         return str(ticket_id)
 
+    categories = ({"type_id": 10, "subtype_id": 20, "item_id": 30},
+                  {"type_id": 11, "subtype_id": 22, "item_id": 32})  # fmt: skip
+    companies = ((250, "Contoso Ltd"), (251, "Fabrikam Inc"))
+
+    def closed_ticket(
+        title: str, created: datetime, closed: datetime, category: int | None, company: int
+    ) -> str:
+        levels = categories[category] if category is not None else {}
+        ticket_id = fake.add_ticket(
+            title, f"text of {title}", entered=created, company=companies[company], **levels
+        )
+        fake.close_ticket(ticket_id, closed)
+        return str(ticket_id)
+
     return kit_of(
         "connectwise",
         fake,
@@ -199,6 +232,11 @@ def kit() -> ContractKit:
         history_ticket=history_ticket,
         history_path=r"/service/tickets$",
         registrations=lambda: len(fake.callbacks),
+        closed_ticket=closed_ticket,
+        add_time=lambda ticket_id, hours: fake.add_time(int(ticket_id), hours),
+        deny_time=lambda: setattr(fake, "time_denied", True),
+        time_path=r"/time/entries$",
+        report_categories=("Hardware › Printer › Paper jam", "Software › Email › Setup"),
     )
 
 

@@ -117,6 +117,8 @@ class FakeConnectWise(FakePSA):
             {"id": 4, "name": "Priority 3 - Normal Response", "sortOrder": 3, "defaultFlag": True},
             {"id": 5, "name": "Priority 4 - Schedule Maintenance", "sortOrder": 4},
         ]
+        self.time_entries: list[dict[str, Any]] = []
+        self.time_denied = False  # the API member's role may not read time entries (403)
         self._ids = itertools.count(1000)
         self._seed_boards()
         self._add_routes()
@@ -186,12 +188,35 @@ class FakeConnectWise(FakePSA):
         self.add_ticket_note(ticket_id, description, detail=True)
         return ticket_id
 
-    def close_ticket(self, ticket_id: int) -> None:
-        """Close the ticket as a technician would (a status with the closed flag)."""
+    def close_ticket(self, ticket_id: int, when: datetime | None = None) -> None:
+        """Close the ticket as a technician would (a status with the closed flag), at ``when``
+        (default: now), its ``closedDate``."""
+        moment = (when or datetime.now(UTC)).astimezone(UTC)
         with self._data:
             ticket = self.tickets[ticket_id]
             ticket["status"] = {"id": 6, "name": "Closed (resolved)"}
             ticket["closedFlag"] = True
+            ticket["closedDate"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def add_time(self, ticket_id: int, hours: float, *, charge_type: str = "ServiceTicket") -> int:
+        """A time entry charged to the ticket, as a technician would enter it."""
+        with self._data:
+            entry_id = next(self._ids)
+            self.time_entries.append(
+                {
+                    "id": entry_id,
+                    "company": {"id": 250, "identifier": "Contoso"},
+                    "chargeToId": ticket_id,
+                    "chargeToType": charge_type,
+                    "member": {"id": 176, "identifier": "User1"},
+                    "timeStart": "2026-03-02T09:00:00Z",
+                    "actualHours": hours,
+                    "hoursDeduct": 0.0,
+                    "hoursBilled": hours,
+                    "billableOption": "Billable",
+                }
+            )
+            return entry_id
 
     def add_ticket_note(
         self, ticket_id: int, text: str, *, detail: bool = False, internal: bool = False
@@ -356,6 +381,7 @@ class FakeConnectWise(FakePSA):
             ("PATCH", r"/service/tickets/(?P<ticket>\d+)", self._patch_ticket),
             ("GET", r"/service/tickets/(?P<ticket>\d+)/notes", self._list_notes),
             ("POST", r"/service/tickets/(?P<ticket>\d+)/notes", self._create_note),
+            ("GET", r"/time/entries", self._list_time),
         ]
         for method, pattern, handler in api:
             self.route(method, API + pattern, self._in_codebase(handler))
@@ -433,6 +459,14 @@ class FakeConnectWise(FakePSA):
             tickets = sorted(self.tickets.values(), key=lambda t: t["id"])
         if (request.arg("orderBy") or "").lower().startswith("dateentered desc"):
             tickets.sort(key=lambda t: (t["_info"]["dateEntered"], t["id"]), reverse=True)
+        for operator, moment in re.findall(r"closedDate\s*(>=|<)\s*\[([^\]]+)\]", conditions):
+            bound = datetime.fromisoformat(moment)
+            tickets = [
+                t
+                for t in tickets
+                if t.get("closedDate")
+                and (datetime.fromisoformat(t["closedDate"]) >= bound) == (operator == ">=")
+            ]
         if closed:
             wanted = closed.group(1).lower() == "true"
             tickets = [t for t in tickets if bool(t.get("closedFlag")) == wanted]
@@ -444,6 +478,12 @@ class FakeConnectWise(FakePSA):
                 for t in tickets
                 if (entered := datetime.fromisoformat(t["_info"]["dateEntered"])) > since
                 or (not strict and entered == since)
+            ]
+        before = re.search(r"dateEntered\s*<\s*\[([^\]]+)\]", conditions)
+        if before:
+            until = datetime.fromisoformat(before.group(1))
+            tickets = [
+                t for t in tickets if datetime.fromisoformat(t["_info"]["dateEntered"]) < until
             ]
         return self._page(request, tickets)
 
@@ -497,6 +537,25 @@ class FakeConnectWise(FakePSA):
         note = self.ticket_notes[ticket_id][-1]
         note.update(body, id=note_id, ticketId=ticket_id)
         return Response(201, note)
+
+    def _list_time(self, request: Request) -> Response:
+        """Time entries, filtered by ``chargeToType="..." and chargeToId in (...)``."""
+        if self.time_denied:
+            return _error(403, "Forbidden", "You do not have permission to Inquire Time Entry.")
+        conditions = request.arg("conditions") or ""
+        kind = re.search(r'chargeToType\s*=\s*"([^"]*)"', conditions)
+        ids = re.search(r"chargeToId\s+in\s*\(([\d,\s]*)\)", conditions, re.IGNORECASE)
+        if conditions and (kind is None or ids is None):
+            return _error(400, "InvalidObject", f"unsupported conditions {conditions!r}")
+        entries = list(self.time_entries)
+        if kind is not None and ids is not None:
+            wanted = {int(i) for i in ids.group(1).split(",") if i.strip()}
+            entries = [
+                e
+                for e in entries
+                if e["chargeToType"] == kind.group(1) and e["chargeToId"] in wanted
+            ]
+        return self._page(request, entries)
 
     def _page(self, request: Request, records: list[dict[str, Any]]) -> Response:
         """One page of ``records`` with ConnectWise's ``Link`` header (default page size 25)."""

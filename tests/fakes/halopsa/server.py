@@ -94,6 +94,7 @@ class FakeHaloPSA(FakePSA):
         ]
         self.tickets: dict[int, dict[str, Any]] = {}
         self.actions: dict[int, list[dict[str, Any]]] = {}
+        self.time_denied = False  # the application's agent may not see actions' time (403)
         self.webhooks: list[dict[str, Any]] = []
         self.notifications: list[dict[str, Any]] = []
         self._ids = itertools.count(5000)
@@ -162,10 +163,23 @@ class FakeHaloPSA(FakePSA):
             self.actions[number] = []
             return number
 
-    def close_ticket(self, ticket_id: int) -> None:
-        """Close the ticket as an agent would (status Closed, ``hasbeenclosed``)."""
+    def close_ticket(self, ticket_id: int, when: datetime | None = None) -> None:
+        """Close the ticket as an agent would (status Closed, ``hasbeenclosed``) at ``when``
+        (default: now), its ``dateclosed``."""
+        moment = (when or datetime.now(UTC)).astimezone(UTC)
         with self._data:
-            self.tickets[ticket_id].update(status_id=9, hasbeenclosed=True)
+            self.tickets[ticket_id].update(
+                status_id=9,
+                hasbeenclosed=True,
+                dateclosed=moment.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+            )
+
+    def add_time(self, ticket_id: int, hours: float) -> int:
+        """An action with time taken (decimal hours), as an agent records work."""
+        action_id = self.add_action(ticket_id, f"worked {hours} h")
+        with self._data:
+            self.actions[ticket_id][-1]["timetaken"] = hours
+        return action_id
 
     def add_action(self, ticket_id: int, note: str, *, outcome: str = "Note") -> int:
         """An action as a person would add it (a private note by default)."""
@@ -409,9 +423,19 @@ class FakeHaloPSA(FakePSA):
 
     def _list_tickets(self, request: Request) -> Response:
         tickets = list(self.tickets.values())
-        start = request.arg("startdate")
+        start, end = request.arg("startdate"), request.arg("enddate")
         if request.arg("datesearch") == "dateoccured" and start:
             tickets = [t for t in tickets if t["dateoccurred"] >= start]
+        if request.arg("datesearch") == "dateoccured" and end:
+            tickets = [t for t in tickets if t["dateoccurred"] < end]
+        if request.arg("datesearch") == "dateclosed":
+            tickets = [
+                t
+                for t in tickets
+                if t.get("dateclosed")
+                and (not start or t["dateclosed"] >= start)
+                and (not end or t["dateclosed"] < end)
+            ]
         if request.arg("closed_only") == "true":
             tickets = [t for t in tickets if t["hasbeenclosed"]]
         if request.arg("order") == "dateoccurred":
@@ -507,6 +531,8 @@ class FakeHaloPSA(FakePSA):
         return Response(200, records)
 
     def _list_actions(self, request: Request) -> Response:
+        if self.time_denied:
+            return Response(403, {"ClassName": "Forbidden", "Message": "Access denied"})
         ticket_id = int(request.arg("ticket_id") or 0)
         if ticket_id not in self.tickets:
             return Response(404, {"Message": "Ticket not found"})

@@ -161,6 +161,20 @@ def kit() -> ContractKit:
             fake.close_ticket(ticket_id)
         return str(ticket_id)
 
+    categories = ({"issue_type_id": 101, "sub_issue_type_id": 201},
+                  {"issue_type_id": 102, "sub_issue_type_id": 203})  # fmt: skip
+    accounts = ((310, "Contoso Ltd"), (311, "Fabrikam Inc"))
+
+    def closed_ticket(
+        title: str, created: datetime, closed: datetime, category: int | None, company: int
+    ) -> str:
+        levels = categories[category] if category is not None else {}
+        ticket_id = fake.add_ticket(
+            title, f"text of {title}", created_on=created, account=accounts[company], **levels
+        )
+        fake.close_ticket(ticket_id, when=closed)
+        return str(ticket_id)
+
     return kit_of(
         "kaseya_bms",
         fake,
@@ -179,6 +193,11 @@ def kit() -> ContractKit:
         history_ticket=history_ticket,
         history_path=r"/servicedesk/tickets$",
         registrations=lambda: len(fake.webhooks),
+        closed_ticket=closed_ticket,
+        add_time=lambda ticket_id, hours: fake.add_time(int(ticket_id), hours),
+        deny_time=lambda: setattr(fake, "time_denied", True),
+        time_path=r"/timelogs$",
+        report_categories=("Hardware › Printer", "Software › Email"),
     )
 
 

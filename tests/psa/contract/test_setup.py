@@ -141,3 +141,38 @@ def test_through_the_service_one_write_and_one_note(kit: ContractKit, tenants: P
         runtime.close()
     assert len(kit.category_writes(ticket_id)) == 1
     assert sum("psatriage:" in text for text in kit.notes(ticket_id)) == 1
+
+
+_WEBHOOK_KEYS = ("webhook_secret", "webhook_path_token", "webhook_secret_previous")
+
+
+def test_a_poll_only_tenant_needs_no_webhook_secret(
+    kit: ContractKit, adapter_class: type[PSAAdapter[Any]]
+) -> None:
+    from psatriage.config import parse_config  # noqa: PLC0415
+    from psatriage.errors import ConfigError  # noqa: PLC0415
+
+    connection = {k: v for k, v in kit.connection.items() if not k.startswith(_WEBHOOK_KEYS)}
+    connection.pop("webhook_secret_previous_until", None)
+    assert adapter_class.can_poll()
+    local = {"kind": "local"}
+    polled = parse_config(
+        {
+            "tenants": {
+                "t1": {
+                    "psa": kit.psa,
+                    "trigger": "poll",
+                    "connection": connection,
+                    "classifier": local,
+                }
+            }
+        }
+    )
+    assert polled.tenant("t1").polls
+    for trigger in ("webhook", "both"):
+        body = {"psa": kit.psa, "trigger": trigger, "connection": connection, "classifier": local}
+        try:
+            parse_config({"tenants": {"t1": body}})
+        except ConfigError as exc:  # where the PSA signs webhooks with a shared secret
+            assert "tenant 't1', key 'connection': " in str(exc)
+            assert "webhook" in str(exc) and "fix" in str(exc)

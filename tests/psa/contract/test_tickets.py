@@ -37,6 +37,25 @@ def test_reads_every_field_of_a_categorized_ticket(
     assert adapter.get_ticket(ticket_id) == expected
 
 
+def test_a_kept_snapshot_reads_as_the_ticket_with_fewer_calls(
+    kit: ContractKit, adapter: PSAAdapter[Any]
+) -> None:
+    assert kit.categorized is not None
+    ticket_id, expected = kit.categorized()
+    event = adapter.parse(kit.created(ticket_id)[0])
+    assert event is not None and event.actionable
+    if not adapter.keeps_snapshots():
+        assert event.snapshot is None
+        assert adapter.ticket_from_snapshot(ticket_id, {}) == expected
+        return
+    assert event.snapshot is not None
+    before = len(kit.fake.requests)
+    assert adapter.get_ticket(ticket_id) == expected
+    full = len(kit.fake.requests) - before
+    assert adapter.ticket_from_snapshot(ticket_id, event.snapshot) == expected
+    assert len(kit.fake.requests) - before - full < full
+
+
 def test_an_unknown_ticket_is_not_found_and_an_id_is_a_number(adapter: PSAAdapter[Any]) -> None:
     with pytest.raises(PermanentError, match="ticket 424242 not found"):
         adapter.get_ticket("424242")
@@ -193,6 +212,10 @@ def test_labeled_history_is_closed_categorized_tickets_newest_first(
     assert history[1].path and history[1].key and history[1].label
     assert len(kit.fake.requests_to(kit.history_path)) >= 2  # paged (page size 1)
     assert [t.ticket.id for t in adapter.list_labeled_tickets(day, limit=1)] == [newest]
+    until = day + timedelta(days=7)  # before ticket 7 was created
+    assert [t.ticket.id for t in adapter.list_labeled_tickets(day, 10, until=until)] == [first]
+    naive = until.replace(tzinfo=None)
+    assert [t.ticket.id for t in adapter.list_labeled_tickets(day, 10, until=naive)] == [first]
 
 
 def test_labeled_history_maps_errors(kit: ContractKit, adapter: PSAAdapter[Any]) -> None:

@@ -17,7 +17,7 @@ a comment says so.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -27,6 +27,7 @@ import structlog
 
 from psatriage.domain import (
     Category,
+    ClosedTicket,
     Facet,
     LabeledTicket,
     LevelValue,
@@ -43,7 +44,7 @@ from psatriage.errors import (
     TransientError,
     WebhookRejected,
 )
-from psatriage.psa.autotask import history, webhooks
+from psatriage.psa.autotask import history, time, webhooks
 from psatriage.psa.autotask.client import AutotaskClient
 from psatriage.psa.autotask.config import AutotaskConfig
 from psatriage.psa.autotask.hooks import SIGNATURE_HEADER, signature_matches, text_of
@@ -329,15 +330,34 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
     def list_new_tickets(self, since: datetime) -> list[NewTicket]:
         return history.new_tickets(self.client, since)
 
-    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
+    def list_labeled_tickets(
+        self, since: datetime, limit: int, *, until: datetime | None = None
+    ) -> list[LabeledTicket]:
         """Completed tickets created at or after ``since`` with an issue type, newest first (see
         ``history.completed``); the company name costs one cached call per company."""
         labeled = []
-        for number, entry in history.completed(self.client, self.config.facets, since, limit):
+        for number, entry in history.completed(
+            self.client, self.config.facets, since, limit, until
+        ):
             ticket = self._as_ticket(number, entry)
             path = tuple(v for v in ticket.current if v.level in LEVELS)
             labeled.append(LabeledTicket(ticket=ticket, path=path))
         return labeled
+
+    # -- reports ----------------------------------------------------------------------------
+
+    def list_closed_tickets(self, since: datetime, until: datetime) -> list[ClosedTicket]:
+        """Tickets completed in ``[since, until)`` (``time.closed_tickets``)."""
+        return time.closed_tickets(
+            self.client,
+            since,
+            until,
+            lambda entry: tuple(v for v in self._current(entry) if v.level in LEVELS),
+        )
+
+    def time_spent(self, ticket_ids: Sequence[str]) -> dict[str, float]:
+        """The ``hoursWorked`` of each ticket's ``TimeEntries`` (``time.hours``)."""
+        return time.hours(self.client, ticket_ids)
 
     # -- set-up -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Literal
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
+from psatriage.errors import ConfigError
 from psatriage.psa.base import AdapterConfig, CallLimitsConfig, RotatingWebhookSecret
 from psatriage.secrets import Secret
 
@@ -27,9 +28,11 @@ class AutotaskConfig(AdapterConfig, RotatingWebhookSecret, CallLimitsConfig):
         description="The API tracking identifier chosen for the API user, sent as "
         "ApiIntegrationCode (env:NAME or file:PATH)."
     )
-    webhook_secret: Secret = Field(
+    webhook_secret: Secret | None = Field(
+        default=None,
         description="Shared secret (1-64 characters) that signs webhook deliveries "
-        "(X-Hook-Signature); set on the webhook by 'psatriage webhooks register'."
+        "(X-Hook-Signature); set on the webhook by 'psatriage webhooks register'. Needed when "
+        'the tenant takes webhooks (trigger webhook or both), not for trigger = "poll".',
     )
     discovery_url: str = Field(
         default="https://webservices.autotask.net/ATServicesRest",
@@ -120,10 +123,29 @@ class AutotaskConfig(AdapterConfig, RotatingWebhookSecret, CallLimitsConfig):
 
     @field_validator("webhook_secret")
     @classmethod
-    def _secret_length(cls, value: SecretStr) -> SecretStr:
-        if not 1 <= len(value.get_secret_value()) <= 64:
+    def _secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not 1 <= len(value.get_secret_value()) <= 64:
             raise ValueError("Autotask accepts a webhook secret of 1 to 64 characters")
         return value
+
+    def webhook_config_problem(self) -> str | None:
+        """Webhooks are signed with ``webhook_secret``: a tenant that takes them needs one."""
+        if self.webhook_secret is None:
+            return (
+                "webhooks need connection.webhook_secret (1-64 characters, env:NAME or "
+                'file:PATH); fix: set it, or use trigger = "poll"'
+            )
+        return None
+
+    def signing_secret(self) -> SecretStr:
+        """``webhook_secret``, which a tenant that takes webhooks always has (the loader checks
+        ``webhook_config_problem``); a ``ConfigError`` otherwise."""
+        if self.webhook_secret is None:
+            raise ConfigError(
+                "this Autotask tenant has no connection.webhook_secret; fix: set it to take "
+                "webhooks"
+            )
+        return self.webhook_secret
 
     @field_validator("note_publish")
     @classmethod

@@ -30,23 +30,34 @@ def new_tickets(client: AutotaskClient, since: datetime) -> list[NewTicket]:
 
 
 def completed(
-    client: AutotaskClient, facets: Iterable[str], since: datetime, limit: int
+    client: AutotaskClient,
+    facets: Iterable[str],
+    since: datetime,
+    limit: int,
+    until: datetime | None = None,
 ) -> list[tuple[int, JSON]]:
     """The newest ``limit`` completed tickets created at or after ``since`` with an issue type, as
     ``(id, record)`` with lower-case keys, newest first.
 
-    One query: ``createDate gte``, ``completedDate exist``, ``issueType exist``. [UNSURE]
+    One query: ``createDate gte`` (and ``lt`` ``until``), ``completedDate exist``, ``issueType
+    exist``. [UNSURE]
     "closed" is read as "has a ``completedDate``" (Autotask sets it when a ticket reaches the
     Complete status).
     """
     when = since if since.tzinfo else since.replace(tzinfo=UTC)
+    end = None if until is None else until if until.tzinfo else until.replace(tzinfo=UTC)
+    conditions: list[JSON] = [
+        {"op": "gte", "field": "createDate", "value": utc_text(since, millis=True)},
+        {"op": "exist", "field": "completedDate"},
+        {"op": "exist", "field": "issueType"},
+    ]
+    if until is not None:
+        conditions.append(
+            {"op": "lt", "field": "createDate", "value": utc_text(until, millis=True)}
+        )
     records = client.query(
         "Tickets",
-        [
-            {"op": "gte", "field": "createDate", "value": utc_text(since, millis=True)},
-            {"op": "exist", "field": "completedDate"},
-            {"op": "exist", "field": "issueType"},
-        ],
+        conditions,
         include=(
             "id",
             "title",
@@ -64,7 +75,7 @@ def completed(
     for record in records:
         entry = lower_keys(record)
         ticket_id, created = record_id(entry.get("id")), timestamp(entry.get("createdate"))
-        if ticket_id is None or created is None or created < when:
+        if ticket_id is None or created is None or created < when or (end and created >= end):
             continue
         categorized = record_id(entry.get("issuetype")) is not None
         if entry.get("completeddate") in (None, "") or not categorized:

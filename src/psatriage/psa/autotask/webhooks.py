@@ -23,7 +23,7 @@ def register(client: AutotaskClient, config: AutotaskConfig, url: str, resource:
         )
         if lower_keys(hook).get("webhookurl") == url
     ]
-    secret = config.webhook_secret.get_secret_value()
+    secret = config.signing_secret().get_secret_value()
     if existing:
         hook_id = numeric(str(lower_keys(existing[0]).get("id")), "webhook id", psa="Autotask")
         # Re-activates a webhook Autotask disabled, and makes its secret ours again.

@@ -9,7 +9,7 @@ Where this module relies on a fact the PSA reference marks [UNSURE], a comment s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -18,6 +18,7 @@ import httpx
 
 from psatriage.domain import (
     Category,
+    ClosedTicket,
     Facet,
     LabeledTicket,
     LevelValue,
@@ -28,7 +29,13 @@ from psatriage.domain import (
 )
 from psatriage.errors import CategoryRejected, ConfigError, PermanentError, WebhookRejected
 from psatriage.psa.base import TITLE_LEVEL, AdapterConfig, PSAAdapter
-from psatriage.psa.connectwise.callbacks import SigningKeys, entity_of, key_url_allowed
+from psatriage.psa.connectwise import time
+from psatriage.psa.connectwise.callbacks import (
+    SigningKeys,
+    entity_of,
+    key_url_allowed,
+    ticket_snapshot,
+)
 from psatriage.psa.connectwise.client import ConnectWiseClient
 from psatriage.psa.connectwise.config import ConnectWiseConfig
 from psatriage.psa.connectwise.taxonomy import (
@@ -93,15 +100,17 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         action = str(payload.get("action") or "")
         message_id = payload.get("messageid")
         actor = payload.get("memberid")
+        actionable = action.lower() == "added" and self._in_scope(entity)
         return TicketEvent(
             tenant=self.tenant,
             ticket_id=ticket_id,
             action=action,
-            actionable=action.lower() == "added" and self._in_scope(entity),
+            actionable=actionable,
             dedupe_key=str(message_id) if message_id else body_hash(body),
             occurred_at=timestamp(lower_keys(entity.get("_info")).get("dateentered")),
             actor=str(actor) if actor not in (None, "") else None,
             scope=record_id(lower_keys(entity.get("board")).get("id")),
+            snapshot=ticket_snapshot(ticket_id, entity) if actionable else None,
         )
 
     def _in_scope(self, entity: Mapping[str, Any]) -> bool:
@@ -122,6 +131,14 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         number = _numeric(ticket_id, "ticket id")
         data = self.client.json("GET", f"service/tickets/{number}", what=f"ticket {number}")
         return self._as_ticket(number, lower_keys(data), with_initial_note=True)
+
+    def ticket_from_snapshot(self, ticket_id: str, snapshot: Mapping[str, Any]) -> Ticket:
+        """The ticket from an ``added`` callback's ``Entity`` (kept by ``parse``) and one read,
+        its notes: the description lives in the first note, never in the record."""
+        number = _numeric(ticket_id, "ticket id")
+        if ticket_snapshot(str(number), snapshot) is None:  # not a snapshot of this ticket
+            return self.get_ticket(ticket_id)
+        return self._as_ticket(number, snapshot, with_initial_note=True)
 
     def _as_ticket(
         self, number: int, data: Mapping[str, Any], *, with_initial_note: bool
@@ -299,8 +316,11 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             found.append(NewTicket(str(entity["id"]), created))
         return sorted(found, key=lambda t: (t.created_at, int(t.ticket_id)))
 
-    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
-        """Closed service tickets entered at or after ``since`` with a type, newest first.
+    def list_labeled_tickets(
+        self, since: datetime, limit: int, *, until: datetime | None = None
+    ) -> list[LabeledTicket]:
+        """Closed service tickets entered at or after ``since`` (and before ``until``) with a
+        type, newest first.
 
         ``conditions=closedFlag=true and dateEntered >= [...]`` ordered ``dateEntered desc``,
         read page by page until ``limit`` categorized tickets are found. The description is the
@@ -309,8 +329,12 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         [UNSURE] ``closedFlag`` is read as "closed/resolved" (statuses with the closed flag set).
         """
         moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+        end = None if until is None else until if until.tzinfo else until.replace(tzinfo=UTC)
+        conditions = f"closedFlag=true and dateEntered >= [{utc_text(since)}]"
+        if until is not None:
+            conditions += f" and dateEntered < [{utc_text(until)}]"
         params = {
-            "conditions": f"closedFlag=true and dateEntered >= [{utc_text(since)}]",
+            "conditions": conditions,
             "orderBy": "dateEntered desc, id desc",
             "fields": "id,summary,recordType,board,company,type,subType,item,_info",
         }
@@ -320,6 +344,8 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             entered = timestamp(lower_keys(entity.get("_info")).get("dateentered"))
             number = record_id(entity.get("id"))
             if number is None or entered is None or entered < moment:
+                continue
+            if end is not None and entered >= end:
                 continue
             if not current_levels(entity) or not self._in_scope(entity):
                 continue  # no category: nothing to learn from
@@ -332,6 +358,16 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             ticket = self._as_ticket(ticket_number, record, with_initial_note=False)
             labeled.append(LabeledTicket(ticket=ticket, path=ticket.current))
         return labeled
+
+    # -- reports ----------------------------------------------------------------------------------
+
+    def list_closed_tickets(self, since: datetime, until: datetime) -> list[ClosedTicket]:
+        """Service tickets closed in ``[since, until)`` (``time.closed_tickets``)."""
+        return time.closed_tickets(self.client, since, until, self._in_scope)
+
+    def time_spent(self, ticket_ids: Sequence[str]) -> dict[str, float]:
+        """The ``actualHours`` of the time entries charged to each ticket (``time.hours``)."""
+        return time.hours(self.client, ticket_ids)
 
     # -- set-up -----------------------------------------------------------------------------------
 
@@ -397,7 +433,8 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
     def ticket_url(self, ticket_id: str) -> str:
         """The service ticket in Manage's web client: the API host without its ``api-`` prefix
         (``api-na.myconnectwise.net`` → ``na.myconnectwise.net``), or ``base_url`` when set."""
-        origin = self.config.base_url or f"https://{self.config.site.removeprefix('api-')}"
+        site = (self.config.site or "").removeprefix("api-")
+        origin = self.config.base_url or f"https://{site}"
         codebase = self.config.codebase or "v4_6_release/"
         query = urlencode({"locale": "en_US", "routeTo": "ServiceFV", "recid": ticket_id})
         return f"{origin}/{codebase}ConnectWise.aspx?{query}"

@@ -1,4 +1,5 @@
-"""ConnectWise callbacks: which signing-key URLs may be fetched, the key cache, the ``Entity``.
+"""ConnectWise callbacks: which signing-key URLs may be fetched, the key cache, the ``Entity``
+(and the snapshot of the ticket kept from it).
 
 A callback is signed with ``x-content-signature`` = base64(HMAC-SHA256(SHA-256(signing key),
 body)); the key is served (unauthenticated) at the callback's ``Metadata.key_url``, which is
@@ -12,13 +13,13 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
 
 from psatriage.errors import AuthFailed, PermanentError, WebhookRejected
-from psatriage.psa.wire import lower_keys, trusted_url
+from psatriage.psa.wire import lower_keys, record_id, trusted_url
 
 _KEY_SUBDOMAINS = ("api-na", "api-eu", "api-au", "sandbox-na", "sandbox-eu", "sandbox-au")
 KEY_HOSTS = frozenset(f"{sub}.myconnectwise.net" for sub in (*_KEY_SUBDOMAINS, "na", "eu", "au"))
@@ -92,3 +93,33 @@ def entity_of(value: object) -> dict[str, Any]:
         except ValueError:
             return {}
     return lower_keys(value)
+
+
+_SNAPSHOT_REFS = ("board", "company", "type", "subtype", "item")
+
+
+def ticket_snapshot(ticket_id: str, entity: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What of an ``added`` callback's ``Entity`` stands in for ``GET service/tickets/{id}``:
+    the summary and the references a ``Ticket`` is built from (board, company, type, subtype,
+    item; each reduced to its id and name), with lower-case keys. None when the entity is not
+    plainly that ticket: another id, no summary, no board, or a reference of the wrong shape."""
+    if record_id(entity.get("id")) != ticket_id:
+        return None
+    summary = entity.get("summary")
+    if not isinstance(summary, str):
+        return None
+    snapshot: dict[str, Any] = {"id": int(ticket_id), "summary": summary}
+    for name in _SNAPSHOT_REFS:
+        value = entity.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            return None
+        ref = lower_keys(value)
+        ref_id = record_id(ref.get("id"))
+        if ref_id is None:
+            return None
+        snapshot[name] = {"id": int(ref_id)}
+        if ref.get("name") is not None:
+            snapshot[name]["name"] = str(ref["name"])
+    return snapshot if "board" in snapshot else None

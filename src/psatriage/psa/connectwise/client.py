@@ -45,7 +45,7 @@ class ConnectWiseClient(PSAClient):
             scrub=(config.public_key.get_secret_value(), config.private_key.get_secret_value()),
         )
         self.config = config
-        self.origin = config.base_url or f"https://{config.site}"
+        self.origin = config.origin
         self._codebase = config.codebase
         self._codebase_lock = threading.Lock()
 

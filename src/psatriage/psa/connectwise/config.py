@@ -6,7 +6,7 @@ import re
 from typing import Annotated
 
 import httpx
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from psatriage.psa.base import AdapterConfig, CallLimitsConfig, origin_url
 from psatriage.psa.wire import origin_of
@@ -25,7 +25,11 @@ def _as_strings(value: object) -> object:
 class ConnectWiseConfig(AdapterConfig, CallLimitsConfig):
     """The ``[tenants.X.connection]`` table of a ConnectWise tenant."""
 
-    site: str = Field(description="API host of the instance, e.g. 'api-na.myconnectwise.net'.")
+    site: str | None = Field(
+        default=None,
+        description="API host of the cloud instance, e.g. 'api-na.myconnectwise.net'; not "
+        "needed on premise, where base_url names the server.",
+    )
     company_id: str = Field(description="Company id used to log in to ConnectWise.")
     public_key: Secret = Field(description="The API member's public key (env:NAME or file:PATH).")
     private_key: Secret = Field(description="The API member's private key (env:NAME or file:PATH).")
@@ -56,10 +60,26 @@ class ConnectWiseConfig(AdapterConfig, CallLimitsConfig):
 
     @field_validator("site")
     @classmethod
-    def _bare_host(cls, value: str) -> str:
+    def _bare_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?", value):
             raise ValueError("give the host only, e.g. 'api-na.myconnectwise.net' (no scheme)")
         return value.lower()
+
+    @model_validator(mode="after")
+    def _a_server(self) -> ConnectWiseConfig:
+        if self.site is None and self.base_url is None:
+            raise ValueError(
+                "give site (the cloud API host, e.g. 'api-na.myconnectwise.net') or base_url "
+                "(an on-premise server's origin, e.g. 'https://cw.example.com')"
+            )
+        return self
+
+    @property
+    def origin(self) -> str:
+        """Where the API answers: ``base_url``, else ``https://{site}``."""
+        return self.base_url or f"https://{self.site}"
 
     @field_validator("base_url")
     @classmethod

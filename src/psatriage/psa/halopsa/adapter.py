@@ -13,7 +13,7 @@ private action. Where this relies on a point the PSA reference marks [UNSURE], a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
@@ -23,6 +23,7 @@ import httpx
 
 from psatriage.domain import (
     Category,
+    ClosedTicket,
     Facet,
     LabeledTicket,
     LevelValue,
@@ -33,7 +34,7 @@ from psatriage.domain import (
 )
 from psatriage.errors import CategoryRejected, PermanentError, WebhookRejected
 from psatriage.psa.base import AdapterConfig, PSAAdapter
-from psatriage.psa.halopsa import history, webhooks
+from psatriage.psa.halopsa import history, time, webhooks
 from psatriage.psa.halopsa.client import HaloClient
 from psatriage.psa.halopsa.config import HaloPSAConfig
 from psatriage.psa.halopsa.taxonomy import (
@@ -403,17 +404,39 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
     def list_new_tickets(self, since: datetime) -> list[NewTicket]:
         return history.new_tickets(self.client, since, self._in_scope)
 
-    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
+    def list_labeled_tickets(
+        self, since: datetime, limit: int, *, until: datetime | None = None
+    ) -> list[LabeledTicket]:
         """Closed tickets logged at or after ``since`` with a category, newest first (see
         ``history.closed``); where a list row carries no ``details`` the ticket is read once more
         (at most ``limit`` calls)."""
         labeled = []
-        for number, record in history.closed(self.client, since, limit, self._in_scope):
+        for number, record in history.closed(self.client, since, limit, self._in_scope, until):
             data = record if "details" in record or "details_html" in record else None
             ticket = self._as_ticket(number, data or self._ticket(number))
             path = tuple(v for v in ticket.current if v.level != PRIORITY_FACET)
             labeled.append(LabeledTicket(ticket=ticket, path=path, leaf_key=history.leaf_key(path)))
         return labeled
+
+    def list_closed_tickets(self, since: datetime, until: datetime) -> list[ClosedTicket]:
+        """Tickets closed in ``[since, until)`` (``time.closed_tickets``)."""
+        return time.closed_tickets(self.client, since, until, self._category_path, self._in_scope)
+
+    def time_spent(self, ticket_ids: Sequence[str]) -> dict[str, float]:
+        """The ``timetaken`` of each ticket's actions (``time.hours``)."""
+        return time.hours(self.client, ticket_ids)
+
+    def _category_path(self, data: Mapping[str, Any]) -> tuple[LevelValue, ...]:
+        """The ticket's category as the tree's levels (the priority facet left out)."""
+        levels = current_levels(
+            data,
+            level=self._level,
+            field_no=self.config.category_field,
+            separator=self.config.category_separator,
+            with_type=self.config.set_ticket_type,
+            facets=(),
+        )
+        return tuple(v for v in levels if v.level != PRIORITY_FACET)
 
     def register_webhook(self, url: str) -> str:
         """The webhook (found by url, else created) and its "New Ticket Logged" binding.

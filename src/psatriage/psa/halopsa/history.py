@@ -35,15 +35,19 @@ def new_tickets(client: HaloClient, since: datetime, in_scope: InScope) -> list[
 
 
 def closed(
-    client: HaloClient, since: datetime, limit: int, in_scope: InScope
+    client: HaloClient,
+    since: datetime,
+    limit: int,
+    in_scope: InScope,
+    until: datetime | None = None,
 ) -> list[tuple[int, JSON]]:
     """Closed tickets logged at or after ``since`` with a category, as ``(id, record)``, newest
     first, read page by page until ``limit`` are found.
 
-    ``closed_only=true``, ``datesearch=dateoccured`` and ``startdate``, ordered ``dateoccurred``
-    descending. [UNSURE] ``closed_only``, ``order``/``orderdesc`` and ``includedetails`` on the
-    list are inferred from Halo's API parameters; ``hasbeenclosed`` and the order are checked
-    again here.
+    ``closed_only=true``, ``datesearch=dateoccured``, ``startdate`` (and ``enddate``), ordered
+    ``dateoccurred`` descending. [UNSURE] ``closed_only``, ``enddate``, ``order``/``orderdesc``
+    and ``includedetails`` on the list are inferred from Halo's API parameters;
+    ``hasbeenclosed``, the period and the order are checked again here.
     """
     config = client.config
     start = since if since.tzinfo else since.replace(tzinfo=UTC)
@@ -55,11 +59,14 @@ def closed(
         "orderdesc": "true",
         "includedetails": "true",
     }
+    end = None if until is None else until if until.tzinfo else until.replace(tzinfo=UTC)
+    if until is not None:
+        params["enddate"] = _halo_time(until)
     found: dict[int, tuple[datetime, JSON]] = {}
     for record in client.get_all("Tickets", "tickets", params=params, what="closed tickets"):
         number = positive(record.get("id"))
         created = timestamp(record.get("dateoccurred"))
-        if number is None or created is None or created < start:
+        if number is None or created is None or created < start or (end and created >= end):
             continue
         if is_false(record.get("hasbeenclosed")) or not in_scope(record):
             continue

@@ -13,7 +13,7 @@ a comment says so; ``docs/kaseya-bms.md`` lists them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -23,6 +23,7 @@ import structlog
 
 from psatriage.domain import (
     Category,
+    ClosedTicket,
     Facet,
     LabeledTicket,
     LevelValue,
@@ -33,6 +34,7 @@ from psatriage.domain import (
 )
 from psatriage.errors import CategoryRejected, PermanentError, WebhookRejected
 from psatriage.psa.base import TITLE_LEVEL, AdapterConfig, PSAAdapter
+from psatriage.psa.kaseya_bms import time
 from psatriage.psa.kaseya_bms.client import BMSClient
 from psatriage.psa.kaseya_bms.config import FACETS, LEVELS, SCOPE, SCOPE_NAME, KaseyaBMSConfig
 from psatriage.psa.kaseya_bms.webhooks import (
@@ -177,8 +179,11 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
             for ticket_id, created in ordered
         ]
 
-    def list_labeled_tickets(self, since: datetime, limit: int) -> list[LabeledTicket]:
-        """Closed tickets created at or after ``since`` with an issue type, newest first.
+    def list_labeled_tickets(
+        self, since: datetime, limit: int, *, until: datetime | None = None
+    ) -> list[LabeledTicket]:
+        """Closed tickets created at or after ``since`` (and before ``until``) with an issue
+        type, newest first.
 
         The ticket list with ``Filter.CreatedOnFrom`` and a status filter (the statuses whose
         name says closed, completed or resolved), every page; then each ticket is read once,
@@ -189,6 +194,7 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
         on our side.
         """
         since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        end = None if until is None else until if until.tzinfo else until.replace(tzinfo=UTC)
         statuses = self.client.lookup("system/statuses/lookup", "ticket statuses")
         closed = {
             str(record.get("id")): str(record.get("name") or "").casefold()
@@ -205,6 +211,8 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
             created = timestamp(record.get("createdon"), self.config.zone)
             if ticket_id is None or created is None or created < since:
                 continue
+            if end is not None and created >= end:
+                continue  # read no ticket outside the period
             if not _row_closed(record, closed):
                 continue
             rows[ticket_id] = created
@@ -220,6 +228,14 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
             path = tuple(v for v in ticket.current if v.level in LEVELS)
             labeled.append(LabeledTicket(ticket=ticket, path=path))
         return labeled
+
+    def list_closed_tickets(self, since: datetime, until: datetime) -> list[ClosedTicket]:
+        """Tickets completed in ``[since, until)`` (``time.closed_tickets``)."""
+        return time.closed_tickets(self.client, since, until, self.config.zone)
+
+    def time_spent(self, ticket_ids: Sequence[str]) -> dict[str, float]:
+        """The ``Timespent`` of each ticket's time logs (``time.hours``)."""
+        return time.hours(self.client, ticket_ids)
 
     def set_category(self, ticket: Ticket, category: Category) -> None:
         number = _numeric(ticket.id, "ticket id")

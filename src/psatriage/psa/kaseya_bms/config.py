@@ -156,7 +156,8 @@ class KaseyaBMSConfig(AdapterConfig, RotatingWebhookSecret):
         """Why this connection cannot receive webhooks, or None (asked when webhooks are on)."""
         if self.webhook_secret is None:
             return (
-                "webhooks need connection.webhook_secret (env:NAME or file:PATH); generate one "
-                "with: python -c 'import secrets; print(secrets.token_hex(32))'"
+                "webhooks need connection.webhook_secret (env:NAME or file:PATH); fix: generate "
+                "one with: python -c 'import secrets; print(secrets.token_hex(32))', or use "
+                'trigger = "poll"'
             )
         return None

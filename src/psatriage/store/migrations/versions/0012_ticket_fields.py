@@ -1,7 +1,7 @@
 """ticket fields beside the category, alert storms, and the scope of a decision
 
 Revision ID: 0012
-Revises: 0007
+Revises: 0011
 Create Date: 2026-12-05
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0007"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
