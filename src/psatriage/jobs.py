@@ -44,6 +44,7 @@ _OUTCOME_STATES = {
     "shadowed": EventState.DONE,
     "recorded": EventState.DONE,
     "kept": EventState.KEPT,
+    "skipped": EventState.DONE,  # noise the tenant leaves alone
 }
 
 

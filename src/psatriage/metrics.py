@@ -42,6 +42,11 @@ MODEL_TOKENS = Counter(
 MODEL_COST = Counter(
     "psatriage_model_cost_usd_total", "Estimated model cost in USD.", ["tenant", "model"]
 )
+CALLS_SAVED = Counter(
+    "psatriage_model_calls_saved_total",
+    "Model calls saved by reusing a decision, by tenant and why (storm: an alert storm).",
+    ["tenant", "reason"],
+)
 MODEL_ERRORS = Counter(
     "psatriage_model_errors_total", "Model calls that failed.", ["tenant", "model"]
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from psatriage.domain import Outcome
 from psatriage.store.tables import EventState, ReviewState
@@ -96,6 +96,17 @@ class Event(_FromRow):
     next_attempt_at: UtcTime | None = Field(description="When a retrying event is tried next.")
 
 
+class DecidedField(BaseModel):
+    """One ticket field decided beside the category (priority, routing, noise...)."""
+
+    name: str = Field(description="priority, routing, noise, language, sentiment or summary.")
+    label: str = Field(description="As the note shows it (Priority, Board, Queue, Team...).")
+    value: str = Field(description="The value as the note shows it.")
+    value_id: str = Field(description="The PSA's id of the value, or the kind answered.")
+    outcome: str = Field(description="applied (written), suggested (note only) or recorded.")
+    confidence: float | None
+
+
 class Decision(_FromRow):
     """What the model chose for a ticket, and what was written."""
 
@@ -125,7 +136,18 @@ class Decision(_FromRow):
     latency_ms: float
     wrote_category: bool
     wrote_note: bool
+    fields: list[DecidedField] = Field(
+        default_factory=list, description="The ticket fields decided beside the category."
+    )
+    followed: str | None = Field(
+        default=None, description="The ticket whose decision an alert storm reused."
+    )
     created_at: UtcTime
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return value or []
 
 
 class ModelCall(_FromRow):
