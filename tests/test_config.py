@@ -254,26 +254,6 @@ def test_unknown_tenant_lists_the_known_ones(tmp_path: Path) -> None:
         config.tenant("x")
 
 
-def test_connectwise_on_premise_needs_base_url_not_site(tmp_path: Path) -> None:
-    on_premise = {k: v for k, v in CONNECTION.items() if k != "site"}
-    on_premise["base_url"] = "https://cw.example.com/"
-    tenant = _load(tmp_path, {"acme": _tenant(connection=on_premise)}).tenant("acme")
-    assert tenant.connection.origin == "https://cw.example.com"  # type: ignore[attr-defined]
-    del on_premise["base_url"]
-    with pytest.raises(ConfigError) as caught:
-        _load(tmp_path, {"acme": _tenant(connection=on_premise)})
-    assert "tenant 'acme', key 'connection': give site" in str(caught.value)
-    assert "or base_url" in str(caught.value)
-
-
-def test_retention_keeps_records_at_least_as_long_as_text(tmp_path: Path) -> None:
-    tenant = _load(tmp_path, {"acme": _tenant(retention_days=30, record_retention_days=365)})
-    assert tenant.tenant("acme").retention_days == 30
-    with pytest.raises(ConfigError) as caught:
-        _load(tmp_path, {"acme": _tenant(retention_days=30, record_retention_days=7)})
-    assert "record_retention_days must be at least retention_days" in str(caught.value)
-
-
 def test_category_descriptions_and_hints_by_key_or_path(tmp_path: Path) -> None:
     tenant = _load(
         tmp_path,
@@ -337,3 +317,23 @@ def test_retraining_can_be_turned_off(tmp_path: Path) -> None:
         assert tenant.tenant("acme").learning.retrain_seconds is None
     hourly = _load(tmp_path, {"acme": _tenant(learning={"retrain_every": "12h"})})
     assert hourly.tenant("acme").learning.retrain_seconds == 12 * 3600
+
+
+def test_connectwise_on_premise_needs_base_url_not_site(tmp_path: Path) -> None:
+    on_premise = {k: v for k, v in CONNECTION.items() if k != "site"}
+    on_premise["base_url"] = "https://cw.example.com/"
+    tenant = _load(tmp_path, {"acme": _tenant(connection=on_premise)}).tenant("acme")
+    assert tenant.connection.origin == "https://cw.example.com"  # type: ignore[attr-defined]
+    del on_premise["base_url"]
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, {"acme": _tenant(connection=on_premise)})
+    assert "tenant 'acme', key 'connection': give site" in str(caught.value)
+    assert "or base_url" in str(caught.value)
+
+
+def test_retention_keeps_records_at_least_as_long_as_text(tmp_path: Path) -> None:
+    tenant = _load(tmp_path, {"acme": _tenant(retention_days=30, record_retention_days=365)})
+    assert tenant.tenant("acme").retention_days == 30
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, {"acme": _tenant(retention_days=30, record_retention_days=7)})
+    assert "record_retention_days must be at least retention_days" in str(caught.value)

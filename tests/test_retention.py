@@ -210,3 +210,37 @@ def test_purge_command_and_its_bad_input(harness: Harness, monkeypatch: pytest.M
     assert dry.stdout.strip() == "acme: nothing to purge"
     only = runner.invoke(app, ["purge", "-t", TENANT])
     assert only.exit_code == 0 and only.stdout.strip() == "acme: nothing purged"
+
+
+def test_reviews_and_outcomes_go_with_their_decisions(runtime: Runtime) -> None:
+    events = [_decided(runtime, "1", days_ago=40), _decided(runtime, "2", days_ago=100)]
+    with runtime.sessions.begin() as session:
+        for event_id in events:
+            decision = session.execute(
+                select(DecisionRow).where(DecisionRow.event_id == event_id)
+            ).scalar_one()
+            session.add(
+                ReviewRow(
+                    decision_id=decision.id,
+                    tenant=TENANT,
+                    ticket_id=decision.ticket_id,
+                    title="Printer of Jane",
+                    excerpt="It jams",
+                    category_key="1",
+                    category={},
+                    created_at=decision.created_at,
+                )
+            )
+            session.add(
+                OutcomeRow(
+                    decision_id=decision.id,
+                    tenant=TENANT,
+                    ticket_id=decision.ticket_id,
+                    decision_outcome="suggested",
+                )
+            )
+    done = retention.purge(runtime.sessions, runtime.tenant(TENANT))
+    assert done.deleted["decisions"] == 1 and done.blanked["reviews"] == 1
+    assert _count(runtime, ReviewRow) == _count(runtime, OutcomeRow) == 1
+    (review,) = runtime.reviews.search(state=None)
+    assert (review.title, review.excerpt) == ("", "")

@@ -11,7 +11,9 @@
     ├── OverBudget             the tenant's model budget is spent: the event ends over_budget
     └── PermanentError         retrying cannot help: the event fails with this reason
         ├── CategoryRejected   the PSA refused the category we wrote (refresh the taxonomy once)
-        └── InvalidAnswer      the model answered something that is not a candidate
+        ├── TimeUnavailable    the API user may not read time entries: reports go without hours
+        ├── InvalidAnswer      the model answered something that is not a candidate
+        └── NotFound           the PSA has no such record (a ticket deleted or merged away)
 
 Adapters and classifiers each have one function that maps their HTTP or vendor errors into these
 (``raise ... from exc``). Only the edges (CLI, web, worker) turn them into messages or status codes.
@@ -76,3 +78,17 @@ class CategoryRejected(PermanentError):
 
 class InvalidAnswer(PermanentError):
     """The model's answer is not one of the candidates, or not parseable."""
+
+
+class NotFound(PermanentError):
+    """The PSA has no such record (404, or its own way of saying so)."""
+
+
+class TimeUnavailable(PermanentError):
+    """The PSA will not show the API user the time spent on tickets. ``permission`` says what to
+    grant (the role, security level or permission in the PSA's own words); reports still count
+    tickets, and say that hours are unavailable and why."""
+
+    def __init__(self, message: str, *, permission: str) -> None:
+        super().__init__(message)
+        self.permission = permission

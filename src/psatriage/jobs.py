@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from huey.consumer import Consumer
 
-from psatriage import metrics, pipeline, retention
+from psatriage import metrics, outcomes, pipeline, retention
 from psatriage.domain import TicketEvent
 from psatriage.errors import (
     AuthFailed,
@@ -31,6 +31,7 @@ from psatriage.errors import (
 )
 from psatriage.learning import retrain
 from psatriage.queue import Tasks
+from psatriage.reports.refresh import refresh_due
 from psatriage.runtime import Runtime
 from psatriage.store.ledger import Claim
 from psatriage.store.tables import EventState, utcnow
@@ -43,6 +44,7 @@ _OUTCOME_STATES = {
     "shadowed": EventState.DONE,
     "recorded": EventState.DONE,
     "kept": EventState.KEPT,
+    "skipped": EventState.DONE,  # noise the tenant leaves alone
 }
 
 
@@ -59,10 +61,11 @@ def consumer(runtime: Runtime, *, workers: int, embedded: bool) -> Consumer:
 
 def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
     """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
-    finds, restarts polling chains that died, starts the due model retrains (in a thread of
-    their own) and purges what retention lets go. Every worker process runs one; the jobs are
-    idempotent or claim their turn in the database (a purge runs once per tenant and
-    ``purge_every_seconds``), so several processes doing it at once is harmless."""
+    finds, restarts polling chains that died, starts the due outcome sweeps, model retrains and
+    report-facts refreshes (each in a thread of its own) and purges what retention lets go.
+    Every worker process runs one; the jobs are idempotent or claim their turn per tenant in the
+    database, so several processes doing them at once is harmless (a purge runs once per tenant
+    and ``purge_every_seconds``, ``retention.purge_due``)."""
     interval = runtime.settings.housekeeping_seconds
 
     def loop() -> None:
@@ -70,6 +73,7 @@ def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
             try:
                 reap(runtime)
                 kick_polls(runtime)
+                outcomes.kick_sweeps(runtime)  # below new tickets: in a thread of their own
                 retrain.kick_retrains(runtime)
                 retention.purge_due(
                     runtime.engine,
@@ -77,6 +81,7 @@ def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
                     runtime.config.tenants.values(),
                     runtime.settings.purge_every_seconds,
                 )
+                refresh_due(runtime)  # report facts, in a thread of their own when due
             except Exception:  # a database blip must not end housekeeping (logged with trace)
                 log.exception("housekeeping failed; trying again next round")
 

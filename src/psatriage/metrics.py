@@ -1,8 +1,9 @@
-"""Prometheus metrics (``/metrics``): events by outcome, latencies, tokens and cost."""
+"""Prometheus metrics (``/metrics``): events by outcome, latencies, tokens and cost, and the
+accuracy measured from outcomes over the last 30 days (``psatriage.accuracy.refresh_gauges``)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from psatriage.domain import ModelCall
 
@@ -41,8 +42,25 @@ MODEL_TOKENS = Counter(
 MODEL_COST = Counter(
     "psatriage_model_cost_usd_total", "Estimated model cost in USD.", ["tenant", "model"]
 )
+CALLS_SAVED = Counter(
+    "psatriage_model_calls_saved_total",
+    "Model calls saved by reusing a decision, by tenant and why (storm: an alert storm).",
+    ["tenant", "reason"],
+)
 MODEL_ERRORS = Counter(
     "psatriage_model_errors_total", "Model calls that failed.", ["tenant", "model"]
+)
+
+ACCURACY = Gauge(
+    "psatriage_accuracy",
+    "Share of known outcomes of the last 30 days whose final category is the model's choice, "
+    "by tenant and confidence band (band 'all': every band).",
+    ["tenant", "band"],
+)
+OUTCOMES = Gauge(
+    "psatriage_outcomes",
+    "Outcomes of the decisions of the last 30 days, by tenant and state.",
+    ["tenant", "state"],
 )
 
 

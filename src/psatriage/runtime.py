@@ -32,6 +32,7 @@ from psatriage.shared import limits, tokens
 from psatriage.store import db
 from psatriage.store.decisions import Decisions
 from psatriage.store.ledger import Ledger
+from psatriage.store.outcomes import Outcomes, SweepMarks
 from psatriage.store.polls import PollMarks
 from psatriage.store.reviews import Reviews
 from psatriage.store.taxonomies import StoredTaxonomies
@@ -69,6 +70,8 @@ class Runtime:
         tokens.share_tokens(self._tokens)
         self.decisions = Decisions(self.sessions)
         self.reviews = Reviews(self.sessions)
+        self.outcomes = Outcomes(self.sessions)
+        self.sweeps = SweepMarks(self.engine, self.sessions)
         self.usage = Usage(self.engine)
         self.polls = PollMarks(self.engine, self.sessions)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
@@ -149,6 +152,7 @@ class Runtime:
             tenant=self.tenant,
             adapter=self.adapter,
             sessions=self.sessions,
+            outcomes=self.outcomes,
         )
 
     def problems(self) -> dict[str, list[str]]:

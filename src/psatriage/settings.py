@@ -69,6 +69,28 @@ class Settings(BaseSettings):
         description="How often housekeeping purges what tenants' retention_days and "
         "record_retention_days let go (one process does it per tenant and round).",
     )
+    facts_refresh_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="How often the housekeeping loop refreshes each tenant's report facts (its "
+        "closed tickets and the hours spent on them, read from the PSA within the tenant's call "
+        "limits); 0 turns the scheduled refresh off (psatriage report ... --refresh still works).",
+    )
+    facts_lookback_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="How far back a tenant's first scheduled refresh reads closed tickets; later "
+        "refreshes read from the last one (with a week of overlap, for late changes).",
+    )
+    facts_time_per_run: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Most tickets whose time a scheduled refresh reads per tenant and run, so "
+        "reports never take much of the PSA's call window from new tickets; the rest follow in "
+        "later runs.",
+    )
     max_attempts: int = Field(default=6, ge=1, description="Attempts before an event fails.")
     degraded_after: int = Field(
         default=5,

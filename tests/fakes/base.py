@@ -3,8 +3,9 @@
 Each fake subclasses ``FakeServer``, registers routes, and gets for free: a thread-per-connection
 HTTP/1.1 server with keep-alive, a log of every request (``requests``, ``requests_to``) and of
 every write (``writes``), failures on demand (``fail``), an optional delay for every answer
-(``delay``), and the most requests it had in flight at once, in all (``max_active``) and per
-endpoint (``max_active_by_endpoint``, keyed by ``endpoint_key``).
+(``delay``), the most requests it had in flight at once, in all (``max_active``) and per
+endpoint (``max_active_by_endpoint``, keyed by ``endpoint_key``), and two hooks for harnesses
+that inject faults over time or watch answers as they leave (``interfere``, ``answered``).
 
 A PSA's fake subclasses ``FakePSA``, which adds what they all share: their data under one lock
 (``locked`` routes), their credentials as environment variables (``SECRETS``, ``secret_env``),
@@ -93,6 +94,12 @@ class FakeServer:
         self.max_active = 0
         self.active_by_endpoint: dict[str, int] = defaultdict(int)
         self.max_active_by_endpoint: dict[str, int] = defaultdict(int)
+        self.interfere: Callable[[Request], Response | None] | None = None
+        """Asked first about every request, as a gateway in front of the server would: a response
+        to give instead (the request is then neither logged nor applied), or None to pass it on.
+        It may sleep first, as a server that hangs does."""
+        self.answered: Callable[[Request, Response], None] | None = None
+        """Told of every answer once it is made (the write applied), before it is sent."""
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -194,6 +201,25 @@ class FakeServer:
         default its method and path with numeric segments as ``{id}``."""
         return f"{request.method} {_ID.sub('/{id}', request.path)}"
 
+    def _serve(self, request: Request) -> Response:
+        """Log the request, count it in flight, and answer it."""
+        endpoint = self.endpoint_key(request)
+        with self._lock:
+            self.requests.append(request)
+            if request.method in {"POST", "PATCH", "PUT", "DELETE"}:
+                self.writes.append(request)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            self.active_by_endpoint[endpoint] += 1
+            peak = self.active_by_endpoint[endpoint]
+            self.max_active_by_endpoint[endpoint] = max(self.max_active_by_endpoint[endpoint], peak)
+        try:
+            return self._respond(request)
+        finally:
+            with self._lock:
+                self.active -= 1
+                self.active_by_endpoint[endpoint] -= 1
+
     def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
@@ -208,22 +234,10 @@ class FakeServer:
             headers={k.lower(): v for k, v in handler.headers.items()},
             body=body,
         )
-        endpoint = self.endpoint_key(request)
-        with self._lock:
-            self.requests.append(request)
-            if request.method in {"POST", "PATCH", "PUT", "DELETE"}:
-                self.writes.append(request)
-            self.active += 1
-            self.max_active = max(self.max_active, self.active)
-            self.active_by_endpoint[endpoint] += 1
-            peak = self.active_by_endpoint[endpoint]
-            self.max_active_by_endpoint[endpoint] = max(self.max_active_by_endpoint[endpoint], peak)
-        try:
-            response = self._respond(request)
-        finally:
-            with self._lock:
-                self.active -= 1
-                self.active_by_endpoint[endpoint] -= 1
+        instead = self.interfere(request) if self.interfere is not None else None
+        response = instead if instead is not None else self._serve(request)
+        if self.answered is not None:
+            self.answered(request, response)
         payload = response.encode()
         try:
             handler.send_response(response.status)

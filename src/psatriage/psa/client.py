@@ -16,7 +16,7 @@ quirk of its own (Autotask's 500 that is not a server fault, Kaseya BMS's envelo
 401, 403                   ``AuthFailed``
 429                        ``RateLimited`` (a ``TransientError``), with the server's Retry-After
 5xx                        ``TransientError``, with the server's Retry-After
-404                        ``PermanentError`` ("... not found")
+404                        ``NotFound`` ("... not found")
 3xx                        ``PermanentError`` (redirects are never followed: credentials stay)
 ``rejected_statuses``      the caller's ``rejected`` class (``CategoryRejected`` for writes)
 any other                  ``PermanentError``
@@ -42,6 +42,7 @@ from psatriage import metrics
 from psatriage.errors import (
     AuthFailed,
     CallLimitReached,
+    NotFound,
     PermanentError,
     PsatriageError,
     TransientError,
@@ -236,7 +237,7 @@ class PSAClient(ABC):
                 f"{self.psa} answered {status} for {what}{detail}", retry_after=wait
             )
         if status == 404:
-            return PermanentError(f"{what} not found{detail}")
+            return NotFound(f"{what} not found{detail}")
         if status < 400:
             return PermanentError(f"{self.psa} redirected the request for {what} ({status})")
         if status in self.rejected_statuses:

@@ -72,6 +72,16 @@ def timestamp(value: object, zone: tzinfo = UTC) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
 
+def aware_utc(moment: datetime) -> datetime:
+    """``moment`` with a time zone: a naive one is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC without a time zone, as the database stores times."""
+    return aware_utc(moment).astimezone(UTC).replace(tzinfo=None)
+
+
 def utc_text(moment: datetime, *, millis: bool = False) -> str:
     """``moment`` (naive means UTC) as UTC text with a ``Z``, in whole seconds (rounded down) or
     with milliseconds: how the PSAs' date filters are written."""

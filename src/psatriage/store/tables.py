@@ -101,7 +101,10 @@ class EventRow(Base):
 
 class DecisionRow(Base):
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_tenant_ticket", "tenant", "ticket_id"),)
+    __table_args__ = (
+        Index("ix_decisions_tenant_ticket", "tenant", "ticket_id"),
+        Index("ix_decisions_tenant_storm", "tenant", "storm_key"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), unique=True)
@@ -132,6 +135,13 @@ class DecisionRow(Base):
     wrote_category: Mapped[bool] = mapped_column(Boolean, default=False)
     wrote_note: Mapped[bool] = mapped_column(Boolean, default=False)
     redactions: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    # the ticket fields decided beside the category (psatriage.fields.FieldDecision.to_dict)
+    fields: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True)
+    # alert storms: the company and normalized text's hash; the ticket whose decision was reused
+    storm_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # the category tree (ticket scope, e.g. a ConnectWise board) the chosen category belongs to
+    scope: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    followed: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -324,6 +334,48 @@ class SweepMarkRow(Base):
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     next_run_at: Mapped[datetime] = mapped_column(DateTime)
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+# -- reports (psatriage.store.facts, psatriage.reports) -----------------------------------------
+
+
+class TicketFactRow(Base):
+    """One closed ticket as the reports count it: its final category (``category_source`` says
+    where it came from: ``"outcome"`` where the outcome sweep settled it, else ``"psa"``, or
+    empty when it has none), its company, when it was opened and
+    closed, the hours recorded on it (None until read, or while the PSA will not show them), and
+    whether and how psatriage decided it. ``title`` is redacted as the model would see it."""
+
+    __tablename__ = "ticket_facts"
+    __table_args__ = (Index("ix_ticket_facts_tenant_closed_at", "tenant", "closed_at"),)
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    company_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    company_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    closed_at: Mapped[datetime] = mapped_column(DateTime)
+    category_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    category_path: Mapped[list[str]] = mapped_column(JSON, default=list)  # names, level by level
+    category_source: Mapped[str] = mapped_column(String(16), default="")
+    hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+    decision: Mapped[str] = mapped_column(String(16), default="")  # the final outcome, or ""
+    decision_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class FactRefreshRow(Base):
+    """Per tenant: when its facts were last refreshed and up to when, when the next scheduled
+    refresh is due (the mark several processes claim), and why hours are missing, if they are."""
+
+    __tablename__ = "fact_refreshes"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_refresh_at: Mapped[datetime] = mapped_column(DateTime)
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    covered_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    hours_problem: Mapped[str] = mapped_column(Text, default="")
 
 
 # -- learning from corrections (psatriage.store.examples, psatriage.learning) -----------------

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from psatriage import accuracy
 from psatriage.domain import Outcome
 from psatriage.observe import state_registry
 from psatriage.runtime import Runtime
@@ -118,10 +119,11 @@ def _models(runtime: Runtime) -> dict[str, dict[str, str]]:
 def metrics(runtime: RuntimeDep) -> Response:
     """The process's counters and histograms, and the service's state as gauges (read from the
     database now: ``psatriage.observe``)."""
-    # the budget gauges, fresh from the database (workers count there); on a database error
-    # the other metrics are still worth serving, and /readyz says what is wrong
+    # the budget and accuracy gauges, fresh from the database (workers count there); on a
+    # database error the other metrics are still worth serving, and /readyz says what is wrong
     with contextlib.suppress(SQLAlchemyError):
         runtime.budgets()
+        accuracy.refresh_gauges(runtime.sessions, runtime.config.tenants)
     body = generate_latest()
     with contextlib.suppress(SQLAlchemyError):
         body += generate_latest(state_registry(runtime))

@@ -1,7 +1,9 @@
 """The bodies the API answers with, as pydantic models: what ``/docs`` and ``/openapi.json``
 show, and what every answer is validated against on its way out.
 
-Rows keep naive UTC times; here they become aware UTC, written ``2026-03-02T09:15:00Z``.
+Rows keep naive UTC times; here they become aware UTC, written ``2026-03-02T09:15:00Z``. The
+bodies of ``/api/reports/...`` are the reports themselves, ``psatriage.reports.models`` (the CLI
+prints the same with ``--json``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from psatriage.domain import Outcome
 from psatriage.store.tables import EventState, ReviewState
@@ -94,6 +96,17 @@ class Event(_FromRow):
     next_attempt_at: UtcTime | None = Field(description="When a retrying event is tried next.")
 
 
+class DecidedField(BaseModel):
+    """One ticket field decided beside the category (priority, routing, noise...)."""
+
+    name: str = Field(description="priority, routing, noise, language, sentiment or summary.")
+    label: str = Field(description="As the note shows it (Priority, Board, Queue, Team...).")
+    value: str = Field(description="The value as the note shows it.")
+    value_id: str = Field(description="The PSA's id of the value, or the kind answered.")
+    outcome: str = Field(description="applied (written), suggested (note only) or recorded.")
+    confidence: float | None
+
+
 class Decision(_FromRow):
     """What the model chose for a ticket, and what was written."""
 
@@ -123,7 +136,18 @@ class Decision(_FromRow):
     latency_ms: float
     wrote_category: bool
     wrote_note: bool
+    fields: list[DecidedField] = Field(
+        default_factory=list, description="The ticket fields decided beside the category."
+    )
+    followed: str | None = Field(
+        default=None, description="The ticket whose decision an alert storm reused."
+    )
     created_at: UtcTime
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return value or []
 
 
 class ModelCall(_FromRow):
@@ -190,3 +214,35 @@ class Review(_FromRow):
 
 class ReviewList(BaseModel):
     reviews: list[Review] = Field(description="Newest first; page on with before_id.")
+
+
+class AccuracyGroup(BaseModel):
+    """The outcomes of one group of decisions."""
+
+    key: str = Field(description="The group: company id, category key, engine/model, band...")
+    label: str
+    decided: int = Field(description="Decisions with a category chosen by the model.")
+    known: int = Field(description="Of those, tickets with a final category (agreed, "
+                       "corrected or filled).")  # fmt: skip
+    correct: int = Field(description="Of those, tickets whose final category is the model's.")
+    accuracy: float | None = Field(description="correct ÷ known; null before anything is known.")
+    states: dict[str, int] = Field(description="Outcomes by state: pending, agreed, corrected, "
+                                   "filled, gone.")  # fmt: skip
+
+
+class AccuracyReport(BaseModel):
+    """One tenant's accuracy from outcomes, overall and per dimension."""
+
+    tenant: str
+    since: UtcTime = Field(description="Decisions made at or after this moment.")
+    overall: AccuracyGroup
+    by_company: list[AccuracyGroup]
+    by_category: list[AccuracyGroup] = Field(description="By the model's choice.")
+    by_engine: list[AccuracyGroup] = Field(description="By engine and model.")
+    by_band: list[AccuracyGroup] = Field(description="By confidence band: apply, suggest, "
+                                         "record.")  # fmt: skip
+    by_decision: list[AccuracyGroup] = Field(
+        description="By what the decision did: applied, suggested, shadowed, recorded."
+    )
+    by_day: list[AccuracyGroup] = Field(description="By the day of the decision (UTC), oldest "
+                                        "first.")  # fmt: skip

@@ -152,8 +152,8 @@ def lower_keys(value: Any) -> dict[str, Any]:
 
 
 def matches(record: dict[str, Any], condition: Any) -> bool:
-    """One Autotask query condition (``eq``, ``gt``, ``gte``, ``lt``, ``lte``, ``exist``,
-    ``notExist``, ``and``, ``or``)."""
+    """One Autotask query condition (``eq``, ``in``, ``gt``, ``gte``, ``lt``, ``lte``,
+    ``exist``, ``notExist``, ``and``, ``or``)."""
     entry = lower_keys(condition)
     op = str(entry.get("op") or "").lower()
     if op in {"and", "or"}:
@@ -164,6 +164,10 @@ def matches(record: dict[str, Any], condition: Any) -> bool:
     wanted = entry.get("value")
     if op in {"exist", "notexist"}:
         return (actual not in (None, "")) == (op == "exist")
+    if op == "in":
+        if not isinstance(wanted, list):
+            raise ValueError("the in operator takes a list of values")
+        return str(actual) in {str(w) for w in wanted}
     if op == "eq":
         if isinstance(actual, str) and isinstance(wanted, str):
             return actual.casefold() == wanted.casefold()

@@ -92,6 +92,8 @@ class FakeAutotask(FakePSA):
         self.tickets: dict[int, dict[str, Any]] = {}
         self.ticket_notes: dict[int, list[dict[str, Any]]] = {}
         self.companies = {174: "Contoso Ltd", 175: "Fabrikam Inc"}
+        self.time_entries: list[dict[str, Any]] = []
+        self.time_denied = False  # the API user's security level may not see time entries
         self.resources = [
             {"id": 4, "userName": "jdoe", "email": "jdoe@example.com", "isActive": True},
             {"id": api_resource_id, "userName": username, "email": username, "isActive": True},
@@ -156,10 +158,20 @@ class FakeAutotask(FakePSA):
                 "source": 2,
                 "status": 1,
                 "completedDate": None,
+                "lastActivityResourceID": 4,
                 "userDefinedFields": [],
             }
             self.ticket_notes[ticket_id] = []
             return ticket_id
+
+    def delete_ticket(self, ticket_id: int) -> None:
+        with self._data:
+            del self.tickets[ticket_id]
+
+    def touch(self, ticket_id: int, resource_id: int) -> None:
+        """Record a resource as the ticket's last activity (``lastActivityResourceID``)."""
+        with self._data:
+            self.tickets[ticket_id]["lastActivityResourceID"] = resource_id
 
     def complete_ticket(self, ticket_id: int, when: datetime | None = None) -> None:
         """Move the ticket to Complete (status 5), which sets its ``completedDate``."""
@@ -167,6 +179,24 @@ class FakeAutotask(FakePSA):
             ticket = self.tickets[ticket_id]
             ticket["status"] = 5
             ticket["completedDate"] = iso(when or datetime.now(UTC))
+
+    def add_time(self, ticket_id: int, hours: float) -> int:
+        """A time entry on the ticket, as a technician would log it."""
+        with self._data:
+            entry_id = next(self._ids)
+            self.time_entries.append(
+                {
+                    "id": entry_id,
+                    "ticketID": ticket_id,
+                    "taskID": None,
+                    "resourceID": 4,
+                    "dateWorked": iso(BASE_TIME),
+                    "hoursWorked": hours,
+                    "hoursToBill": hours,
+                    "summaryNotes": "worked on it",
+                }
+            )
+            return entry_id
 
     def add_note(self, ticket_id: int, description: str, *, publish: int = 2) -> int:
         """A note as a technician would add it."""
@@ -305,7 +335,8 @@ class FakeAutotask(FakePSA):
             ("GET", r"/TicketNotes/entityInformation/fields", lambda r: self._fields("note")),
             ("GET", r"/TicketWebhookFields/entityInformation/fields",
              lambda r: self._fields("webhook")),
-            ("POST", r"/(?P<entity>Tickets|Resources|TicketWebhooks|Companies)/query", self._query),
+            ("POST", r"/(?P<entity>Tickets|Resources|TicketWebhooks|Companies|TimeEntries)/query",
+             self._query),
             ("GET", r"/Tickets/(?P<id>\d+)", self._get_ticket),
             ("PATCH", r"/Tickets", self._patch_ticket),
             ("GET", r"/Tickets/(?P<id>\d+)/Notes", self._list_notes),
@@ -386,6 +417,7 @@ class FakeAutotask(FakePSA):
             parent = next(p for p in self._picklist("subIssueType") if p["value"] == str(sub))
             if parent["parentValue"] != str(updated.get("issueType")):
                 return errors(500, "The Sub-Issue Type is not valid for the Issue Type (parent).")
+        updated["lastActivityResourceID"] = self.api_resource_id  # the API user changed it
         self.tickets[ticket["id"]] = updated
         return Response(200, {"itemId": ticket["id"]})
 
@@ -431,7 +463,14 @@ class FakeAutotask(FakePSA):
 
     def _query(self, request: Request) -> Response:
         body = lower_keys(request.json())
+        if request.params["entity"] == "TimeEntries" and self.time_denied:
+            return errors(
+                500,
+                "The logged in Resource does not have the adequate permissions to query this "
+                "entity type.",
+            )
         records = {
+            "TimeEntries": lambda: self.time_entries,
             "Tickets": lambda: list(self.tickets.values()),
             "Resources": lambda: self.resources,
             "TicketWebhooks": lambda: list(self.webhooks.values()),

@@ -200,6 +200,20 @@ def kit() -> ContractKit:
             fake.close_ticket(ticket_id)
         return str(ticket_id)
 
+    categories = ({"type_id": 10, "subtype_id": 20, "item_id": 30},
+                  {"type_id": 11, "subtype_id": 22, "item_id": 32})  # fmt: skip
+    companies = ((250, "Contoso Ltd"), (251, "Fabrikam Inc"))
+
+    def closed_ticket(
+        title: str, created: datetime, closed: datetime, category: int | None, company: int
+    ) -> str:
+        levels = categories[category] if category is not None else {}
+        ticket_id = fake.add_ticket(
+            title, f"text of {title}", entered=created, company=companies[company], **levels
+        )
+        fake.close_ticket(ticket_id, closed)
+        return str(ticket_id)
+
     return kit_of(
         "connectwise",
         fake,
@@ -214,7 +228,21 @@ def kit() -> ContractKit:
         cases=CASES,
         add_note=lambda ticket_id, text: fake.add_ticket_note(int(ticket_id), text, internal=True),
         categorized=categorized,
+        field_value=lambda ticket_id, field: _field_value(fake, ticket_id, field),
         history_ticket=history_ticket,
         history_path=r"/service/tickets$",
         registrations=lambda: len(fake.callbacks),
+        close=lambda ticket_id: fake.close_ticket(int(ticket_id)),
+        delete=lambda ticket_id: fake.delete_ticket(int(ticket_id)),
+        touch=lambda ticket_id, person: fake.touch(int(ticket_id), person),
+        closed_ticket=closed_ticket,
+        add_time=lambda ticket_id, hours: fake.add_time(int(ticket_id), hours),
+        deny_time=lambda: setattr(fake, "time_denied", True),
+        time_path=r"/time/entries$",
+        report_categories=("Hardware › Printer › Paper jam", "Software › Email › Setup"),
     )
+
+
+def _field_value(fake: FakeConnectWise, ticket_id: str, field: str) -> str | None:
+    ref = fake.tickets[int(ticket_id)].get({"priority": "priority", "routing": "board"}[field])
+    return str(ref["id"]) if ref else None

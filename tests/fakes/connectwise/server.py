@@ -62,6 +62,8 @@ class Board:
     def category_error(self, ticket: dict[str, Any]) -> tuple[str, str] | None:
         """``(field, message)`` saying why the ticket's type/subType/item is invalid, or None."""
         chosen = tuple((ticket.get(level) or {}).get("id") for level in LEVELS)
+        if not any(chosen):
+            return None  # no category yet: nothing to check
         for level, value_id in zip(LEVELS, chosen, strict=True):
             record = self.find(level, value_id) if value_id is not None else {}
             if record is None or record.get("inactiveFlag"):
@@ -109,6 +111,14 @@ class FakeConnectWise(FakePSA):
         self.tickets: dict[int, dict[str, Any]] = {}
         self.ticket_notes: dict[int, list[dict[str, Any]]] = {}
         self.callbacks: list[dict[str, Any]] = []
+        self.priorities: list[dict[str, Any]] = [
+            {"id": 1, "name": "Priority 1 - Emergency Response", "sortOrder": 1},
+            {"id": 2, "name": "Priority 2 - Quick Response", "sortOrder": 2},
+            {"id": 4, "name": "Priority 3 - Normal Response", "sortOrder": 3, "defaultFlag": True},
+            {"id": 5, "name": "Priority 4 - Schedule Maintenance", "sortOrder": 4},
+        ]
+        self.time_entries: list[dict[str, Any]] = []
+        self.time_denied = False  # the API member's role may not read time entries (403)
         self._ids = itertools.count(1000)
         self._seed_boards()
         self._add_routes()
@@ -178,12 +188,44 @@ class FakeConnectWise(FakePSA):
         self.add_ticket_note(ticket_id, description, detail=True)
         return ticket_id
 
-    def close_ticket(self, ticket_id: int) -> None:
-        """Close the ticket as a technician would (a status with the closed flag)."""
+    def delete_ticket(self, ticket_id: int) -> None:
+        with self._data:
+            del self.tickets[ticket_id]
+
+    def touch(self, ticket_id: int, member: str) -> None:
+        """Record ``member`` as the last to save the ticket (``_info.updatedBy``)."""
+        with self._data:
+            self.tickets[ticket_id]["_info"]["updatedBy"] = member
+
+    def close_ticket(self, ticket_id: int, when: datetime | None = None) -> None:
+        """Close the ticket as a technician would (a status with the closed flag), at ``when``
+        (default: now), its ``closedDate``."""
+        moment = (when or datetime.now(UTC)).astimezone(UTC)
         with self._data:
             ticket = self.tickets[ticket_id]
             ticket["status"] = {"id": 6, "name": "Closed (resolved)"}
             ticket["closedFlag"] = True
+            ticket["closedDate"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def add_time(self, ticket_id: int, hours: float, *, charge_type: str = "ServiceTicket") -> int:
+        """A time entry charged to the ticket, as a technician would enter it."""
+        with self._data:
+            entry_id = next(self._ids)
+            self.time_entries.append(
+                {
+                    "id": entry_id,
+                    "company": {"id": 250, "identifier": "Contoso"},
+                    "chargeToId": ticket_id,
+                    "chargeToType": charge_type,
+                    "member": {"id": 176, "identifier": "User1"},
+                    "timeStart": "2026-03-02T09:00:00Z",
+                    "actualHours": hours,
+                    "hoursDeduct": 0.0,
+                    "hoursBilled": hours,
+                    "billableOption": "Billable",
+                }
+            )
+            return entry_id
 
     def add_ticket_note(
         self, ticket_id: int, text: str, *, detail: bool = False, internal: bool = False
@@ -206,6 +248,15 @@ class FakeConnectWise(FakePSA):
                 }
             )
             return note_id
+
+    def move(self, ticket_id: int, board_id: int) -> None:
+        """A person moves the ticket to another board: its type, subtype and item go (they
+        belong to the old board)."""
+        with self._data:
+            ticket = self.tickets[ticket_id]
+            for level in LEVELS:
+                ticket.pop(level, None)
+            ticket["board"] = self.boards[board_id].ref()
 
     def callback(
         self,
@@ -331,6 +382,7 @@ class FakeConnectWise(FakePSA):
             ("GET", r"/system/callbacks", self._list_callbacks),
             ("POST", r"/system/callbacks", self._create_callback),
             ("GET", r"/service/boards", lambda r: self._page(r, [b.ref() for b in self._all()])),
+            ("GET", r"/service/priorities", lambda r: self._page(r, self.priorities)),
             ("GET", r"/service/boards/(?P<board>\d+)/(?P<level>types|subtypes|items)", self._level),
             ("GET", r"/service/boards/(?P<board>\d+)/typeSubTypeItemAssociations", self._assocs),
             ("GET", r"/service/tickets", self._list_tickets),
@@ -338,6 +390,7 @@ class FakeConnectWise(FakePSA):
             ("PATCH", r"/service/tickets/(?P<ticket>\d+)", self._patch_ticket),
             ("GET", r"/service/tickets/(?P<ticket>\d+)/notes", self._list_notes),
             ("POST", r"/service/tickets/(?P<ticket>\d+)/notes", self._create_note),
+            ("GET", r"/time/entries", self._list_time),
         ]
         for method, pattern, handler in api:
             self.route(method, API + pattern, self._in_codebase(handler))
@@ -411,10 +464,22 @@ class FakeConnectWise(FakePSA):
         conditions = request.arg("conditions") or ""
         match = re.search(r"dateEntered\s*(>=|>)\s*\[([^\]]+)\]", conditions)
         closed = re.search(r"closedFlag\s*=\s*(true|false)", conditions, re.IGNORECASE)
+        ids = re.search(r"\bid\s+in\s*\(([\d,\s]*)\)", conditions, re.IGNORECASE)
         with self._data:
             tickets = sorted(self.tickets.values(), key=lambda t: t["id"])
+        if ids:
+            wanted_ids = {int(i) for i in ids.group(1).split(",") if i.strip()}
+            tickets = [t for t in tickets if t["id"] in wanted_ids]
         if (request.arg("orderBy") or "").lower().startswith("dateentered desc"):
             tickets.sort(key=lambda t: (t["_info"]["dateEntered"], t["id"]), reverse=True)
+        for operator, moment in re.findall(r"closedDate\s*(>=|<)\s*\[([^\]]+)\]", conditions):
+            bound = datetime.fromisoformat(moment)
+            tickets = [
+                t
+                for t in tickets
+                if t.get("closedDate")
+                and (datetime.fromisoformat(t["closedDate"]) >= bound) == (operator == ">=")
+            ]
         if closed:
             wanted = closed.group(1).lower() == "true"
             tickets = [t for t in tickets if bool(t.get("closedFlag")) == wanted]
@@ -446,7 +511,19 @@ class FakeConnectWise(FakePSA):
         updated = dict(ticket)
         for operation in operations:
             path = str(operation.get("path", "")).strip("/")
-            if operation.get("op") == "remove":
+            value = operation.get("value")
+            value_id = value.get("id") if isinstance(value, dict) else None
+            if path == "board":  # later operations (the category) are checked on the new board
+                if value_id not in self.boards:
+                    return _error(400, "InvalidObject", "ticket object is invalid", "board", "?")
+                board = self.boards[value_id]
+                updated["board"] = board.ref()
+            elif path == "priority":
+                found = next((p for p in self.priorities if p["id"] == value_id), None)
+                if found is None:
+                    return _error(400, "InvalidObject", "ticket object is invalid", "priority", "?")
+                updated["priority"] = {"id": found["id"], "name": found["name"]}
+            elif operation.get("op") == "remove":
                 updated.pop(path, None)
             elif path in LEVELS:
                 updated[path] = self._value_ref(board, path, int(operation["value"]["id"]))
@@ -473,6 +550,25 @@ class FakeConnectWise(FakePSA):
         note = self.ticket_notes[ticket_id][-1]
         note.update(body, id=note_id, ticketId=ticket_id)
         return Response(201, note)
+
+    def _list_time(self, request: Request) -> Response:
+        """Time entries, filtered by ``chargeToType="..." and chargeToId in (...)``."""
+        if self.time_denied:
+            return _error(403, "Forbidden", "You do not have permission to Inquire Time Entry.")
+        conditions = request.arg("conditions") or ""
+        kind = re.search(r'chargeToType\s*=\s*"([^"]*)"', conditions)
+        ids = re.search(r"chargeToId\s+in\s*\(([\d,\s]*)\)", conditions, re.IGNORECASE)
+        if conditions and (kind is None or ids is None):
+            return _error(400, "InvalidObject", f"unsupported conditions {conditions!r}")
+        entries = list(self.time_entries)
+        if kind is not None and ids is not None:
+            wanted = {int(i) for i in ids.group(1).split(",") if i.strip()}
+            entries = [
+                e
+                for e in entries
+                if e["chargeToType"] == kind.group(1) and e["chargeToId"] in wanted
+            ]
+        return self._page(request, entries)
 
     def _page(self, request: Request, records: list[dict[str, Any]]) -> Response:
         """One page of ``records`` with ConnectWise's ``Link`` header (default page size 25)."""

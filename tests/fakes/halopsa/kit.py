@@ -235,6 +235,22 @@ def kit() -> ContractKit:
             fake.close_ticket(ticket_id)
         return str(ticket_id)
 
+    clients = ((12, "Contoso Ltd"), (13, "Fabrikam Inc"))
+
+    def closed_ticket(
+        title: str, created: datetime, closed: datetime, category: int | None, company: int
+    ) -> str:
+        occurred = created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        ticket_id = fake.add_ticket(
+            title,
+            f"text of {title}",
+            category_id=(17, 20)[category] if category is not None else None,
+            dateoccurred=occurred,
+            client=clients[company],
+        )
+        fake.close_ticket(ticket_id, closed)
+        return str(ticket_id)
+
     return kit_of(
         "halopsa",
         fake,
@@ -250,7 +266,22 @@ def kit() -> ContractKit:
         cases=CASES,
         add_note=lambda ticket_id, text: fake.add_action(int(ticket_id), text),
         categorized=categorized,
+        field_value=lambda ticket_id, field: _field_value(fake, ticket_id, field),
         history_ticket=history_ticket,
         history_path=r"/api/Tickets$",
         registrations=lambda: len(fake.webhooks),
+        close=lambda ticket_id: fake.close_ticket(int(ticket_id)),
+        delete=lambda ticket_id: fake.delete_ticket(int(ticket_id)),
+        closed_ticket=closed_ticket,
+        add_time=lambda ticket_id, hours: fake.add_time(int(ticket_id), hours),
+        deny_time=lambda: setattr(fake, "time_denied", True),
+        time_path=r"/api/Actions$",
+        report_categories=("Hardware › Printer", "Software › Email"),
     )
+
+
+def _field_value(fake: FakeHaloPSA, ticket_id: str, field: str) -> str | None:
+    value = fake.tickets[int(ticket_id)].get(
+        {"priority": "priority_id", "routing": "team_id"}[field]
+    )
+    return None if value is None else str(value)

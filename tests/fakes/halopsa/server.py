@@ -86,8 +86,15 @@ class FakeHaloPSA(FakePSA):
         self.categories: list[dict[str, Any]] = []
         self.priorities: list[dict[str, Any]] = []
         self.outcomes: list[dict[str, Any]] = []
+        self.teams: list[dict[str, Any]] = [
+            {"id": 1, "name": "1st Line", "inactive": False},
+            {"id": 2, "name": "2nd Line", "inactive": False},
+            {"id": 3, "name": "Projects", "inactive": False},
+            {"id": 4, "name": "Old team", "inactive": True},
+        ]
         self.tickets: dict[int, dict[str, Any]] = {}
         self.actions: dict[int, list[dict[str, Any]]] = {}
+        self.time_denied = False  # the application's agent may not see actions' time (403)
         self.webhooks: list[dict[str, Any]] = []
         self.notifications: list[dict[str, Any]] = []
         self._ids = itertools.count(5000)
@@ -142,6 +149,7 @@ class FakeHaloPSA(FakePSA):
                 "user_id": 9,
                 "agent_id": 0,
                 "team": "1st Line",
+                "team_id": 1,
                 "dateoccurred": dateoccurred or _now(),
                 "hasbeenclosed": False,
                 "version_id": 1,
@@ -155,10 +163,27 @@ class FakeHaloPSA(FakePSA):
             self.actions[number] = []
             return number
 
-    def close_ticket(self, ticket_id: int) -> None:
-        """Close the ticket as an agent would (status Closed, ``hasbeenclosed``)."""
+    def delete_ticket(self, ticket_id: int) -> None:
         with self._data:
-            self.tickets[ticket_id].update(status_id=9, hasbeenclosed=True)
+            del self.tickets[ticket_id]
+
+    def close_ticket(self, ticket_id: int, when: datetime | None = None) -> None:
+        """Close the ticket as an agent would (status Closed, ``hasbeenclosed``) at ``when``
+        (default: now), its ``dateclosed``."""
+        moment = (when or datetime.now(UTC)).astimezone(UTC)
+        with self._data:
+            self.tickets[ticket_id].update(
+                status_id=9,
+                hasbeenclosed=True,
+                dateclosed=moment.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+            )
+
+    def add_time(self, ticket_id: int, hours: float) -> int:
+        """An action with time taken (decimal hours), as an agent records work."""
+        action_id = self.add_action(ticket_id, f"worked {hours} h")
+        with self._data:
+            self.actions[ticket_id][-1]["timetaken"] = hours
+        return action_id
 
     def add_action(self, ticket_id: int, note: str, *, outcome: str = "Note") -> int:
         """An action as a person would add it (a private note by default)."""
@@ -354,6 +379,7 @@ class FakeHaloPSA(FakePSA):
             ("GET", r"/api/TicketType/(?P<type>\d+)", self._get_type),
             ("GET", r"/api/Category", self._list_categories),
             ("GET", r"/api/Priority", self._list_priorities),
+            ("GET", r"/api/Team", lambda r: Response(200, self.teams)),
             ("GET", r"/api/Outcome", lambda r: Response(200, self.outcomes)),
             ("GET", r"/api/Actions", self._list_actions),
             ("POST", r"/api/Actions", self._add_actions),
@@ -401,12 +427,19 @@ class FakeHaloPSA(FakePSA):
 
     def _list_tickets(self, request: Request) -> Response:
         tickets = list(self.tickets.values())
-        start = request.arg("startdate")
+        start, end = request.arg("startdate"), request.arg("enddate")
         if request.arg("datesearch") == "dateoccured" and start:
             tickets = [t for t in tickets if t["dateoccurred"] >= start]
-        end = request.arg("enddate")
         if request.arg("datesearch") == "dateoccured" and end:
             tickets = [t for t in tickets if t["dateoccurred"] < end]
+        if request.arg("datesearch") == "dateclosed":
+            tickets = [
+                t
+                for t in tickets
+                if t.get("dateclosed")
+                and (not start or t["dateclosed"] >= start)
+                and (not end or t["dateclosed"] < end)
+            ]
         if request.arg("closed_only") == "true":
             tickets = [t for t in tickets if t["hasbeenclosed"]]
         if request.arg("order") == "dateoccurred":
@@ -469,6 +502,13 @@ class FakeHaloPSA(FakePSA):
                     400, {"ClassName": "System.Exception", "Message": "Invalid priority"}
                 ), new
             new["priority_id"] = fields["priority_id"]
+        if isinstance(fields.get("summary"), str):
+            new["summary"] = fields["summary"]
+        if "team_id" in fields:
+            team = next((t for t in self.teams if t["id"] == fields["team_id"]), None)
+            if team is None or team["inactive"]:
+                return Response(400, {"ClassName": "System.Exception", "Message": "Team"}), new
+            new["team_id"], new["team"] = team["id"], team["name"]
         new["version_id"] = ticket.get("version_id", 0) + 1
         return None, new
 
@@ -495,6 +535,8 @@ class FakeHaloPSA(FakePSA):
         return Response(200, records)
 
     def _list_actions(self, request: Request) -> Response:
+        if self.time_denied:
+            return Response(403, {"ClassName": "Forbidden", "Message": "Access denied"})
         ticket_id = int(request.arg("ticket_id") or 0)
         if ticket_id not in self.tickets:
             return Response(404, {"Message": "Ticket not found"})

@@ -36,6 +36,13 @@ from tests.fakes.base import FakePSA, Request, Response
 from tests.fakes.kit import Delivery
 
 V2 = "/v2"
+# What a row of the ticket list carries (TicketListDto in the API's spec), where the ticket has it.
+LIST_KEYS = (
+    "Id", "TicketNumber", "Title", "AccountId", "AccountName", "StatusId", "StatusName",
+    "IssueTypeId", "IssueTypeName", "SubIssueTypeId", "SubIssueTypeName", "TypeId", "TypeName",
+    "QueueId", "QueueName", "PriorityId", "PriorityName", "OpenDate", "CreatedOn",
+    "CompletedDate",
+)  # fmt: skip
 TICKET_FIELDS = ("IssueTypeId", "SubIssueTypeId", "TypeId", "QueueId", "PriorityId", "StatusId")
 EPOCH = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -108,6 +115,8 @@ class FakeKaseyaBMS(FakePSA):
         self.webhook_events: list[dict[str, Any]] = []
         self.webhooks: list[dict[str, Any]] = []
         self.tickets: dict[int, dict[str, Any]] = {}
+        self.time_logs: dict[int, list[dict[str, Any]]] = {}
+        self.time_denied = False  # the API user's role may not see time logs
         self.ticket_notes: dict[int, list[dict[str, Any]]] = {}
         self._calls: dict[str, deque[float]] = {}
         self._ids = itertools.count(5000)
@@ -173,10 +182,34 @@ class FakeKaseyaBMS(FakePSA):
                 self._set_field(ticket, field, value)
             return ticket_id
 
-    def close_ticket(self, ticket_id: int, status_id: int = 3) -> None:
-        """Close the ticket (status 3 "Closed"; 4 is "Completed")."""
+    def delete_ticket(self, ticket_id: int) -> None:
+        with self._data:
+            del self.tickets[ticket_id]
+
+    def touch(self, ticket_id: int, user_id: int) -> None:
+        """Record a user as the last to change the ticket (``ModifiedBy``, ``ModifiedOn``)."""
+        with self._data:
+            self.tickets[ticket_id].update(ModifiedBy=user_id, ModifiedOn=iso(datetime.now(UTC)))
+
+    def close_ticket(
+        self, ticket_id: int, status_id: int = 3, when: datetime | None = None
+    ) -> None:
+        """Close the ticket (status 3 "Closed"; 4 is "Completed") at ``when`` (default: now),
+        its ``CompletedDate``."""
         with self._data:
             self._set_field(self.tickets[ticket_id], "StatusId", status_id)
+            self.tickets[ticket_id]["CompletedDate"] = iso(when or datetime.now(UTC))
+
+    def add_time(self, ticket_id: int, hours: float) -> int:
+        """A time log on the ticket (``Timespent`` in hours), as a technician would log it."""
+        with self._data:
+            log_id = next(self._ids)
+            self.time_logs.setdefault(ticket_id, []).append(
+                {"Id": log_id, "StartDate": "2026-03-02T09:00:00", "Timespent": hours,
+                 "UserId": 12, "EmployeeName": "Ann Agent", "Approved": False, "Billed": False,
+                 "Posted": False}
+            )  # fmt: skip
+            return log_id
 
     def add_note(self, ticket_id: int, details: str, *, internal: bool = False) -> int:
         """A note as a person would add it."""
@@ -400,6 +433,7 @@ class FakeKaseyaBMS(FakePSA):
             ("PATCH", r"/servicedesk/tickets/(?P<id>\d+)", self._patch_ticket),
             ("GET", r"/servicedesk/tickets/(?P<id>\d+)/notes", self._list_notes),
             ("POST", r"/servicedesk/tickets/(?P<id>\d+)/notes", self._create_note),
+            ("GET", r"/servicedesk/tickets/(?P<id>\d+)/timelogs", self._list_time_logs),
             ("GET", r"/admin/webhooks/events/lookup", lambda r: self.ok(self.webhook_events)),
             ("POST", r"/admin/webhooks/search", self._search_webhooks),
             ("POST", r"/admin/webhooks", self._create_webhook),
@@ -458,17 +492,34 @@ class FakeKaseyaBMS(FakePSA):
         if since:
             start = datetime.fromisoformat(since.replace("Z", "+00:00"))
             tickets = [t for t in tickets if _moment(t["CreatedOn"]) >= start]
+        for name, after in (("Filter.CompletedDateFrom", True), ("Filter.CompletedDateTo", False)):
+            bound = request.arg(name)
+            if bound:
+                moment = _moment(bound)
+                tickets = [
+                    t
+                    for t in tickets
+                    if t.get("CompletedDate") and (_moment(t["CompletedDate"]) >= moment) == after
+                ]
         statuses = request.arg("Filter.StatusIds")
         if statuses:
             wanted = {int(s) for s in statuses.split(",") if s.strip()}
             tickets = [t for t in tickets if t["StatusId"] in wanted]
         tickets.reverse()  # newest first
         rows = [
-            {key: t[key] for key in ("Id", "TicketNumber", "Title", "StatusName", "CreatedOn")}
-            for t in self._page(request, tickets)
+            {key: t.get(key) for key in LIST_KEYS if key in t} for t in self._page(request, tickets)
         ]
         extra = {"TotalRecords": len(tickets)} if self.include_total_records else {}
         return self.ok(rows, **extra)
+
+    def _list_time_logs(self, request: Request) -> Response:
+        if self.time_denied:
+            return self.error(403, "Forbidden", "The user has no access to time logs.")
+        ticket_id = int(request.params["id"])
+        if ticket_id not in self.tickets:
+            return self.error(404, f"Ticket {ticket_id} not found")
+        logs = self.time_logs.get(ticket_id, [])
+        return self.ok(self._page(request, logs), TotalRecords=len(logs))
 
     def _get_ticket(self, request: Request) -> Response:
         ticket = self.tickets.get(int(request.params["id"]))
@@ -486,6 +537,9 @@ class FakeKaseyaBMS(FakePSA):
         updated = dict(ticket)
         for operation in operations:
             path = str(operation.get("path", "")).strip("/")
+            if path.lower() == "title" and isinstance(operation.get("value"), str):
+                updated["Title"] = operation["value"]
+                continue
             field = next((f for f in TICKET_FIELDS if f.lower() == path.lower()), None)
             if operation.get("op") != "replace" or field is None:
                 return self.error(400, f"Unsupported operation on '{path}'")

@@ -1,7 +1,7 @@
 """bulk runs (backfill, export), daily counts kept through purges, periodic job marks
 
 Revision ID: 0009
-Revises: 0007, 0011
+Revises: 0008
 Create Date: 2026-12-05
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = ("0007", "0011")  # also joins the two lines before it
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

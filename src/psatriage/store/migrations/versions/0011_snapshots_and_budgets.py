@@ -1,7 +1,7 @@
 """the ticket snapshot kept with an event; the per-tenant model budget meter
 
 Revision ID: 0011
-Revises: 0005
+Revises: 0009
 Create Date: 2026-12-05
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0005"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
