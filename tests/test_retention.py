@@ -145,12 +145,13 @@ def test_old_text_is_blanked_and_old_records_deleted_with_counts_kept(runtime: R
 
     assert done.deleted == dry.deleted and done.blanked == dry.blanked
     assert done.blanked["decisions"] == 1 and done.blanked["model calls"] == 1
-    assert done.blanked["reviews"] == 1  # the closed one; the pending one waits for a person
+    assert done.blanked["reviews"] == 1  # the 40 days old one (the oldest went with its decision)
     with runtime.sessions() as session:
         texts = {
             r.state: (r.title, r.excerpt) for r in session.execute(select(ReviewRow)).scalars()
         }
     assert texts == {"dismissed": ("", ""), "pending": ("Jane's printer", texts["pending"][1])}
+    # the pending review is a day old: its text stays
     assert _count(runtime, EventRow) == _count(runtime, DecisionRow) == 2
     kept = runtime.decisions.decision_for_event(recent)
     old = runtime.decisions.decision_for_event(middle)

@@ -1,7 +1,7 @@
 """Data lifecycle: what a tenant's ``retention_days`` and ``record_retention_days`` let go.
 
 - **Text** derived from tickets, older than ``retention_days``, is blanked: the model's reasoning
-  in decisions, event reasons, the ticket snapshots events carry, the title and excerpt of closed
+  in decisions, event reasons, the ticket snapshots events carry, the title and excerpt of
   reviews, model-call errors (which may quote the model's answer), the results of backtests and
   bulk runs. The rows stay, so counts and the audit trail do too.
 - **Records** older than ``record_retention_days`` are deleted: finished events with their
@@ -42,7 +42,6 @@ from psatriage.store.tables import (
     ModelCallRow,
     OutcomeRow,
     ReviewRow,
-    ReviewState,
     utcnow,
 )
 
@@ -198,7 +197,6 @@ def _blank_text(session: Session, tenant: str, cutoff: datetime, done: Purged) -
             and_(
                 ReviewRow.tenant == tenant,
                 ReviewRow.created_at < cutoff,
-                ReviewRow.state != ReviewState.PENDING.value,  # a person still needs it
                 or_(ReviewRow.title != "", ReviewRow.excerpt != ""),
             ),
             {"title": "", "excerpt": ""},
