@@ -20,6 +20,7 @@ from psatriage.logging import register_secrets
 from psatriage.pipeline import Deps
 from psatriage.psa import adapters
 from psatriage.psa.base import PSAAdapter
+from psatriage.psa.client import PSAClient
 from psatriage.queue import Queue
 from psatriage.settings import Settings
 from psatriage.shared import limits, tokens
@@ -28,6 +29,7 @@ from psatriage.store.decisions import Decisions
 from psatriage.store.ledger import Ledger
 from psatriage.store.polls import PollMarks
 from psatriage.store.taxonomies import StoredTaxonomies
+from psatriage.store.tenant_state import TenantStates
 from psatriage.taxonomy_cache import TaxonomyCache
 
 
@@ -60,6 +62,7 @@ class Runtime:
         tokens.share_tokens(self._tokens)
         self.decisions = Decisions(self.sessions)
         self.polls = PollMarks(self.engine, self.sessions)
+        self.tenant_states = TenantStates(self.engine)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
         self._adapters: dict[str, PSAAdapter[Any]] = {}
@@ -74,7 +77,8 @@ class Runtime:
 
     @property
     def queue(self) -> Queue:
-        """The job queue, opened on first use (a process that only reads never opens it)."""
+        """The wake-up channel to the workers, opened on first use (a process that only reads
+        never opens it)."""
         if self._queue is None:
             with self._lock:
                 if self._queue is None:
@@ -93,6 +97,9 @@ class Runtime:
             if adapter is None:
                 tenant = self.config.tenant(name)
                 adapter = adapters()[tenant.psa](tenant.name, tenant.connection, self.http)
+                client = getattr(adapter, "client", None)
+                if isinstance(client, PSAClient) and tenant.psa_timeout_seconds is not None:
+                    client.timeout = tenant.psa_timeout_seconds
                 self._adapters[name] = adapter
             return adapter
 

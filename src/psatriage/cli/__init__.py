@@ -10,6 +10,7 @@ from psatriage.cli import (
     init,
     readiness,
     serve,
+    tenants,
     train,
     users,
 )
@@ -27,6 +28,7 @@ _COMMANDS = (
     init,
     readiness,
     serve,
+    tenants,
     train,
     users,
 )  # imported for their commands

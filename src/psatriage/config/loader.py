@@ -151,6 +151,8 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         taxonomy=raw.taxonomy,
         redactor=raw.privacy.redactor(),
         companies=raw.companies,
+        max_workers=raw.max_workers,
+        psa_timeout_seconds=raw.psa_timeout_seconds,
     )
 
 

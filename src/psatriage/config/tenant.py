@@ -54,6 +54,8 @@ class Tenant:
     taxonomy: TaxonomySettings
     redactor: Redactor = field(default_factory=Redactor)
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
+    max_workers: int | None = None
+    psa_timeout_seconds: float | None = None
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"

@@ -1,12 +1,17 @@
-"""``POST /webhooks/{tenant}``: verify, parse, write the ledger row, enqueue, acknowledge.
+"""``POST /webhooks/{tenant}``: verify, parse, write the ledger row, wake a worker, acknowledge.
 
 No PSA or model is called on this path (the one exception: ConnectWise's signing key, fetched once
-per key URL and cached by the adapter). The ledger row is written before the 2xx, so an accepted
-event is never lost even if the queue is down (the reaper queues it later).
+per key URL and cached by the adapter). A delivery whose check needs no network is handled on the
+event loop, without a hand-off to a thread; one that needs the network goes to a thread. The
+ledger row (the queue of record) is written before the 2xx, so an accepted event is never lost;
+a lost wake-up only delays it to the workers' next look. Unsigned or malformed deliveries are
+refused before anything is written. When more than ``max_waiting`` events wait for a worker, or
+the database cannot take the row, the answer is 503 with Retry-After: the PSA sends it again.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -63,7 +68,8 @@ _DECLARED: dict[str, Any] = {
         413: {"model": Detail, "description": "Body larger than PSATRIAGE_MAX_BODY_BYTES."},
         503: {
             "model": Detail,
-            "description": "Not taken now (signing key or database unreachable); send again.",
+            "description": "Not taken now (signing key or database unreachable, or too many "
+            "events waiting); send again after Retry-After.",
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
         },
     },
@@ -72,6 +78,44 @@ _DECLARED: dict[str, Any] = {
 
 class BodyTooLarge(Exception):
     pass
+
+
+class Backlog:
+    """Whether too many events wait for a worker, from a count at most ``every`` seconds old,
+    taken on a thread (the event loop never waits on it)."""
+
+    def __init__(self, runtime: Runtime, *, every: float = 1.0) -> None:
+        self._runtime = runtime
+        self._every = every
+        self._checked = 0.0
+        self._full = False
+        self._counting = threading.Lock()
+
+    def full(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked > self._every and self._counting.acquire(blocking=False):
+            self._checked = now
+            threading.Thread(target=self._count, name="psatriage-backlog", daemon=True).start()
+        return self._full
+
+    def refresh(self) -> bool:
+        """Count now; whether the backlog is full."""
+        waiting = self._runtime.ledger.waiting()
+        self._full = waiting >= self._runtime.settings.max_waiting
+        if self._full:
+            log.warning("backlog full: webhooks refused with 503", waiting=waiting)
+        return self._full
+
+    def _count(self) -> None:
+        try:
+            self.refresh()
+        except SQLAlchemyError:
+            pass  # the insert itself answers 503 while the database is away
+        finally:
+            self._counting.release()
+
+
+RETRY_FULL_SECONDS = 30
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -120,8 +164,17 @@ async def _receive(tenant: str, request: Request, *, path_token: str | None) -> 
     }
     if path_token is not None:
         headers[PATH_TOKEN_HEADER] = path_token
+    backlog: Backlog = request.app.state.backlog
     try:
-        status, payload = await run_in_threadpool(_accept, runtime, tenant, headers, body)
+        if backlog.full():
+            raise TransientError(
+                "too many events wait for a worker; send again later",
+                retry_after=RETRY_FULL_SECONDS,
+            )
+        if runtime.adapter(tenant).verify_needs_io(headers, body):
+            status, payload = await run_in_threadpool(_accept, runtime, tenant, headers, body)
+        else:  # checked in memory: no hand-off to a thread (see the module docstring)
+            status, payload = _accept(runtime, tenant, headers, body)
     except WebhookRejected as exc:
         log.info("webhook rejected", tenant=tenant, status=exc.status, reason=str(exc))
         return _answer(exc.status, str(exc), tenant=tenant, result=f"rejected_{exc.status}")
@@ -160,10 +213,7 @@ def _accept(
         return 200, {"status": "duplicate", "event_id": event_id}
     if not event.actionable:
         return 202, {"status": "ignored", "event_id": event_id, "reason": event.action}
-    try:
-        runtime.queue.enqueue(event_id)
-    except Exception:
-        log.exception("enqueue failed; the reaper will pick the event up", event_id=event_id)
+    runtime.queue.wake()
     return 202, {"status": "accepted", "event_id": event_id}
 
 
