@@ -1012,10 +1012,11 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--tickets and --concurrency must be ≥ 1, --model-latency > 0")
     if any(not re.fullmatch(r"PSATRIAGE_\w+=.*", item) for item in args.set):
         parser.error("--set takes PSATRIAGE_NAME=VALUE")
-    args.phases = {p.strip() for p in args.only.split(",") if p.strip()}
+    phases = {p.strip() for p in args.only.split(",") if p.strip()}
     if args.processes:
-        args.phases.add("scale")
-    unknown = args.phases - {"overhead", "throughput", "web", "fairness", "scale"}
+        phases.add("scale")
+    args.phases = sorted(phases)  # a list: the arguments are printed with --json
+    unknown = phases - {"overhead", "throughput", "web", "fairness", "scale"}
     if unknown:
         parser.error(f"--only: unknown phase(s) {sorted(unknown)}")
     if "scale" in args.phases and args.processes < 1:

@@ -96,33 +96,48 @@ class Ledger:
 
         ``priority`` 0 is a new ticket; a tenant's higher numbers wait until its new tickets are
         claimed."""
+        (recorded,) = self.record_many([(event, state)], source=source, priority=priority)
+        return recorded
+
+    def record_many(
+        self,
+        events: Sequence[tuple[TicketEvent, EventState]],
+        *,
+        source: str = "webhook",
+        priority: int = 0,
+    ) -> list[tuple[int, bool]]:
+        """``record`` for several events in one transaction (one commit, one write lock)."""
         now = utcnow()
-        key = event.dedupe_key[:255]
-        row = {
-            "tenant": event.tenant,
-            "dedupe_key": key,
-            "ticket_id": event.ticket_id[:64],
-            "action": event.action[:32],
-            "source": source,
-            "priority": priority,
-            "state": state.value,
-            "attempts": 0,
-            "reason": "" if event.actionable else f"not acted on: action {event.action!r}",
-            "received_at": now,
-            "updated_at": now,
-            "lease_until": None,
-            "next_attempt_at": None,
-            "occurred_at": _naive_utc(event.occurred_at),
-            "finished_at": None if event.actionable else now,
-        }
+        results = []
         with self._engine.begin() as connection:
-            new_id = connection.execute(self._record, row).scalar_one_or_none()
-            if new_id is not None:
-                return new_id, True
-            existing = connection.execute(
-                self._existing, {"tenant": event.tenant, "key": key}
-            ).scalar_one()
-            return existing, False
+            for event, state in events:
+                key = event.dedupe_key[:255]
+                row = {
+                    "tenant": event.tenant,
+                    "dedupe_key": key,
+                    "ticket_id": event.ticket_id[:64],
+                    "action": event.action[:32],
+                    "source": source,
+                    "priority": priority,
+                    "state": state.value,
+                    "attempts": 0,
+                    "reason": "" if event.actionable else f"not acted on: action {event.action!r}",
+                    "received_at": now,
+                    "updated_at": now,
+                    "lease_until": None,
+                    "next_attempt_at": None,
+                    "occurred_at": _naive_utc(event.occurred_at),
+                    "finished_at": None if event.actionable else now,
+                }
+                new_id = connection.execute(self._record, row).scalar_one_or_none()
+                if new_id is not None:
+                    results.append((int(new_id), True))
+                    continue
+                existing = connection.execute(
+                    self._existing, {"tenant": event.tenant, "key": key}
+                ).scalar_one()
+                results.append((int(existing), False))
+        return results
 
     def claim(self, event_id: int, *, lease_seconds: float) -> Claim | None:
         """Take the event if it is waiting, or if its previous owner's lease ran out."""

@@ -37,6 +37,7 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.backlog = webhooks.Backlog(runtime)
+    app.state.recorder = webhooks.Recorder(runtime)
     app.include_router(webhooks.router)
     app.include_router(api.router)
     console.install(app, runtime)

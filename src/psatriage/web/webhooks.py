@@ -11,6 +11,7 @@ the database cannot take the row, the answer is 503 with Retry-After: the PSA se
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import UTC, datetime
@@ -118,6 +119,64 @@ class Backlog:
 RETRY_FULL_SECONDS = 30
 
 
+class Recorder:
+    """Writes accepted events to the ledger from one thread, as many per transaction as arrived
+    meanwhile, so the event loop never waits on the database (SQLite's write lock, a slow
+    PostgreSQL) and a burst costs one commit per batch. The thread ends when idle and starts
+    again with the next delivery."""
+
+    BATCH = 256
+    IDLE_SECONDS = 5.0
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._waiting: list[
+            tuple[TicketEvent, EventState, asyncio.AbstractEventLoop, asyncio.Future[Any]]
+        ] = []
+        self._changed = threading.Condition()
+        self._running = False
+
+    async def record(self, event: TicketEvent, state: EventState) -> tuple[int, bool]:
+        """``Ledger.record`` without blocking the loop: ``(event id, created)``."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, bool]] = loop.create_future()
+        with self._changed:
+            self._waiting.append((event, state, loop, future))
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="psatriage-recorder", daemon=True).start()
+            self._changed.notify()
+        return await future
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if not self._waiting:
+                    self._changed.wait(self.IDLE_SECONDS)
+                if not self._waiting:
+                    self._running = False
+                    return
+                batch = self._waiting[: self.BATCH]
+                del self._waiting[: self.BATCH]
+            try:
+                results: list[Any] = self._runtime.ledger.record_many(
+                    [(event, state) for event, state, _, _ in batch]
+                )
+            except Exception as exc:  # noqa: BLE001 - each waiting delivery gets the error
+                results = [exc] * len(batch)
+            for (_, _, loop, future), result in zip(batch, results, strict=True):
+                loop.call_soon_threadsafe(_settle, future, result)
+
+
+def _settle(future: asyncio.Future[Any], result: object) -> None:
+    if future.done():  # the client went away
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -171,10 +230,7 @@ async def _receive(tenant: str, request: Request, *, path_token: str | None) -> 
                 "too many events wait for a worker; send again later",
                 retry_after=RETRY_FULL_SECONDS,
             )
-        if runtime.adapter(tenant).verify_needs_io(headers, body):
-            status, payload = await run_in_threadpool(_accept, runtime, tenant, headers, body)
-        else:  # checked in memory: no hand-off to a thread (see the module docstring)
-            status, payload = _accept(runtime, tenant, headers, body)
+        status, payload = await _take(request, runtime, tenant, headers, body)
     except WebhookRejected as exc:
         log.info("webhook rejected", tenant=tenant, status=exc.status, reason=str(exc))
         return _answer(exc.status, str(exc), tenant=tenant, result=f"rejected_{exc.status}")
@@ -197,18 +253,38 @@ async def _receive(tenant: str, request: Request, *, path_token: str | None) -> 
     return JSONResponse(payload, status_code=status)
 
 
-def _accept(
-    runtime: Runtime, tenant: str, headers: dict[str, str], body: bytes
+async def _take(
+    request: Request, runtime: Runtime, tenant: str, headers: dict[str, str], body: bytes
 ) -> tuple[int, dict[str, Any]]:
+    """Verify, parse and record a delivery: its answer's status and body."""
+    if runtime.adapter(tenant).verify_needs_io(headers, body):
+        event = await run_in_threadpool(_verified, runtime, tenant, headers, body)
+    else:  # checked in memory: no hand-off to a thread (see the module docstring)
+        event = _verified(runtime, tenant, headers, body)
+    if event is None:
+        return 202, {"status": "ignored", "reason": "not a ticket event"}
+    state = EventState.RECEIVED if event.actionable else EventState.IGNORED
+    recorder: Recorder = request.app.state.recorder
+    event_id, created = await recorder.record(event, state)
+    return _answer_for(runtime, event, event_id, created)
+
+
+def _verified(
+    runtime: Runtime, tenant: str, headers: dict[str, str], body: bytes
+) -> TicketEvent | None:
+    """The delivery's event once verified, parsed and inside the replay window (None: not about
+    a ticket); ``WebhookRejected`` otherwise."""
     adapter = runtime.adapter(tenant)
     adapter.verify(headers, body)
     event = adapter.parse(body)
-    if event is None:
-        return 202, {"status": "ignored", "reason": "not a ticket event"}
-    if event.actionable:
+    if event is not None and event.actionable:
         refuse_replay(event, runtime.tenant(tenant).replay_window_seconds)
-    state = EventState.RECEIVED if event.actionable else EventState.IGNORED
-    event_id, created = runtime.ledger.record(event, state=state)
+    return event
+
+
+def _answer_for(
+    runtime: Runtime, event: TicketEvent, event_id: int, created: bool
+) -> tuple[int, dict[str, Any]]:
     if not created:
         return 200, {"status": "duplicate", "event_id": event_id}
     if not event.actionable:
