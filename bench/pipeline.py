@@ -19,6 +19,10 @@ ack          webhook acknowledgements timed by a load generator in a second proc
              keep-alive connections, open loop paced at --ack-rate for --ack-seconds): against the
              throughput run's service while its workers process what it sends, then against a
              ``serve --no-worker`` (the web path alone).
+fairness     (``--only fairness``) a quiet tenant's tickets, one at a time, alone and while another
+             tenant floods: its webhook-to-note latency, also in model latencies.
+scale        (``--processes N``) 1..N ``psatriage worker`` processes beside ``serve --no-worker``
+             on a fresh PostgreSQL database and a Redis queue: throughput each, against one.
 
 The fakes are ``tests.fakes``, in this process; each service is a subprocess with the default
 settings (SQLite in a temporary folder) unless ``--set PSATRIAGE_X=VALUE`` says otherwise. The
