@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from psatriage import retention
 from psatriage.cli import app
-from psatriage.domain import ModelCall, TicketEvent
+from psatriage.domain import ClosedTicket, LevelValue, ModelCall, TicketEvent
 from psatriage.runtime import Runtime
+from psatriage.store.facts import Facts
 from psatriage.store.tables import (
     DecisionRow,
     EventRow,
@@ -244,3 +245,32 @@ def test_reviews_and_outcomes_go_with_their_decisions(runtime: Runtime) -> None:
     assert _count(runtime, ReviewRow) == _count(runtime, OutcomeRow) == 1
     (review,) = runtime.reviews.search(state=None)
     assert (review.title, review.excerpt) == ("", "")
+
+
+def test_report_facts_lose_old_titles_and_keep_their_numbers(runtime: Runtime) -> None:
+    facts = Facts(runtime.engine, runtime.sessions)
+    now = utcnow()
+    path = (LevelValue("type", "10", "Hardware"),)
+    tickets = [
+        ClosedTicket(
+            str(n),
+            f"Jane's printer {n}",
+            "1",
+            "Contoso",
+            now - timedelta(days=days + 1),
+            now - timedelta(days=days),
+            path,
+        )
+        for n, days in ((1, 40), (2, 1))
+    ]
+    facts.record(TENANT, tickets, {})
+    facts.set_hours(TENANT, {"1": 1.5, "2": 0.5})
+
+    done = retention.purge(runtime.sessions, runtime.tenant(TENANT))
+
+    assert done.blanked["report facts"] == 1 and "report facts" not in done.deleted
+    found = facts.closed_between(TENANT, now - timedelta(days=60), now)
+    assert [(f.title, f.hours, f.category_path) for f in found] == [
+        ("", 1.5, ("Hardware",)),
+        ("Jane's printer 2", 0.5, ("Hardware",)),
+    ]
