@@ -229,6 +229,7 @@ def test_reviews_and_outcomes_go_with_their_decisions(runtime: Runtime) -> None:
                     excerpt="It jams",
                     category_key="1",
                     category={},
+                    state="dismissed",  # a pending review keeps its text for the person
                     created_at=decision.created_at,
                 )
             )
