@@ -13,8 +13,10 @@ from psatriage.cli import (
     purge,
     readiness,
     report,
+    report_accuracy,
     review,
     serve,
+    tenants,
     train,
     users,
 )
@@ -34,9 +36,11 @@ _COMMANDS = (
     model,
     purge,
     readiness,
-    review,
     report,
+    report_accuracy,
+    review,
     serve,
+    tenants,
     train,
     users,
 )  # imported for their commands

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from psatriage.config.fields import FieldName, FieldOverride, FieldsSettings
 from psatriage.redact import Redactor
 
 
@@ -42,7 +43,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-FIELDS = ("category",)
+FIELDS = ("category", "priority", "routing", "noise", "language", "sentiment", "summary")
 """The fields a decision covers, each with its own band (``policy.fields``)."""
 
 
@@ -266,6 +267,17 @@ class CompanyOverride(_Strict):
     )
     instructions: str = Field(default="", description="Added after the tenant's instructions.")
     policy: PolicyOverride = Field(default_factory=PolicyOverride)
+    fields: dict[FieldName, FieldOverride] = Field(
+        default_factory=dict,
+        description="Per-field policy for this company (mode, min_confidence; priority: at_least).",
+    )
+
+    @model_validator(mode="after")
+    def _at_least_is_for_priority(self) -> CompanyOverride:
+        for name, override in self.fields.items():
+            if override.at_least is not None and name != "priority":
+                raise ValueError(f"fields.{name}.at_least: at_least is for the priority only")
+        return self
 
 
 class PromptSettings(_Strict):
@@ -309,6 +321,52 @@ class TaxonomySettings(_Strict):
         "first chooses a branch among all of the tree's first level or first two levels, then a "
         "category of that branch: two model calls, every leaf reachable). The local and hybrid "
         "classifiers always shortlist.",
+    )
+
+
+class OutcomeSettings(_Strict):
+    """How the outcome sweep follows decided tickets to learn what they ended up as."""
+
+    sweep_every_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=1440,
+        description="How often the tenant's outcome sweep runs (one process at a time).",
+    )
+    check_every_hours: float = Field(
+        default=24,
+        gt=0,
+        le=720,
+        description="How often a decided ticket that is still open is read again (an update "
+        "notification from the PSA makes it due at once).",
+    )
+    recheck_after_days: float = Field(
+        default=7,
+        ge=0,
+        le=365,
+        description="A ticket seen closed is read once more this long after, for a category "
+        "changed at or after closing; then its outcome is settled.",
+    )
+    give_up_after_days: float = Field(
+        default=30,
+        gt=0,
+        le=365,
+        description="A ticket still open this long after the decision is settled as it stands.",
+    )
+    max_reads_per_sweep: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="At most this many tickets read per sweep (in list queries where the PSA "
+        "can filter by id).",
+    )
+    keep_for_new_tickets: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of the tenant's PSA call window kept for new tickets: the sweep "
+        "stops while the window is fuller than 1 minus this. It also waits while new tickets "
+        "of the tenant wait.",
     )
 
 
@@ -546,6 +604,22 @@ class RawTenant(_Strict):
         "call only while fewer than this share of the window's calls are used (by every process, "
         "where limits are shared), so new tickets keep the rest.",
     )
+    max_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=512,
+        description="Most tickets of this tenant a worker process works on at once (its "
+        "bulkhead). Default: PSATRIAGE_TENANT_SHARE of the workers when several tenants are "
+        "configured, all of them for a lone tenant.",
+    )
+    psa_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=300,
+        description="Longest wait for one answer from this tenant's PSA before the call counts as "
+        "failed and the ticket is retried later (a PSA that hangs then holds a worker this long at "
+        "most). Default: 30 s.",
+    )
     connection: dict[str, Any]
     classifier: dict[str, Any] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)
@@ -558,8 +632,18 @@ class RawTenant(_Strict):
     )
     learning: LearningSettings = Field(default_factory=LearningSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings)
     companies: dict[str, CompanyOverride] = Field(default_factory=dict)
     budget: Budget = Field(default_factory=Budget)
+    fields: FieldsSettings = Field(default_factory=FieldsSettings)
+    storm_window_minutes: int = Field(
+        default=0,
+        ge=0,
+        le=1440,
+        description="Alert storms: a ticket of the same client company whose normalized title "
+        "and description match one decided within this many minutes reuses that decision "
+        "without a model call (0: off).",
+    )
 
     @field_validator("poll_start")
     @classmethod
@@ -575,4 +659,17 @@ class RawTenant(_Strict):
                 "record_retention_days must be at least retention_days (deleting a row deletes "
                 "its text too)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _company_at_least_in_order(self) -> RawTenant:
+        order = {name.casefold() for name in self.fields.priority.order}
+        for company, override in self.companies.items():
+            wanted = override.fields.get("priority")
+            at_least = wanted.at_least if wanted is not None else None
+            if at_least is not None and at_least.casefold() not in order:
+                raise ValueError(
+                    f"companies.{company}.fields.priority.at_least {at_least!r} is not in "
+                    "fields.priority.order; list it there"
+                )
         return self

@@ -16,7 +16,7 @@ quirk of its own (Autotask's 500 that is not a server fault, Kaseya BMS's envelo
 401, 403                   ``AuthFailed``
 429                        ``RateLimited`` (a ``TransientError``), with the server's Retry-After
 5xx                        ``TransientError``, with the server's Retry-After
-404                        ``PermanentError`` ("... not found")
+404                        ``NotFound`` ("... not found")
 3xx                        ``PermanentError`` (redirects are never followed: credentials stay)
 ``rejected_statuses``      the caller's ``rejected`` class (``CategoryRejected`` for writes)
 any other                  ``PermanentError``
@@ -38,7 +38,15 @@ from typing import Any, ClassVar, NoReturn
 import httpx
 import stamina
 
-from psatriage.errors import AuthFailed, PermanentError, PsatriageError, TransientError
+from psatriage import metrics
+from psatriage.errors import (
+    AuthFailed,
+    CallLimitReached,
+    NotFound,
+    PermanentError,
+    PsatriageError,
+    TransientError,
+)
 from psatriage.http import retry_after
 from psatriage.psa.base import AdapterConfig
 from psatriage.shared.limits import CallLimits
@@ -81,6 +89,7 @@ class PSAClient(ABC):
         scrub: Iterable[str] = (),
     ) -> None:
         self.http = http
+        self.timeout: float | None = None  # seconds per request; None: the HTTP client's (30 s)
         self.limits = limits
         self._scrub = tuple(s for s in scrub if s)
         self._max_wait = config.max_rate_limit_wait_seconds
@@ -108,18 +117,26 @@ class PSAClient(ABC):
         data: Form | None = None,
         rejected: type[PermanentError] = PermanentError,
     ) -> httpx.Response:
-        """One API call, its answer checked by ``raise_for``; a 429 is retried briefly."""
-        return self._retrying(
-            self._rate_limited,
-            self._call_once,
-            method,
-            path,
-            what,
-            params,
-            json_body,
-            data,
-            rejected,
-        )
+        """One API call, its answer checked by ``raise_for``; a 429 is retried briefly. A
+        failure is counted in ``psatriage_psa_call_errors_total`` by tenant and endpoint."""
+        try:
+            return self._retrying(
+                self._rate_limited,
+                self._call_once,
+                method,
+                path,
+                what,
+                params,
+                json_body,
+                data,
+                rejected,
+            )
+        except CallLimitReached:
+            raise  # our own limit: nothing was sent
+        except PsatriageError as exc:
+            tenant = self.limits.scope.partition(":")[2] or self.limits.scope
+            metrics.psa_call_failed(tenant, endpoint_of(method, path), exc)
+            raise
 
     @abstractmethod
     def exchange(
@@ -174,6 +191,7 @@ class PSAClient(ABC):
                 data=data,
                 headers=headers,
                 follow_redirects=False,
+                timeout=httpx.USE_CLIENT_DEFAULT if self.timeout is None else self.timeout,
             )
         except httpx.TransportError as exc:
             raise TransientError(
@@ -221,7 +239,7 @@ class PSAClient(ABC):
                 f"{self.psa} answered {status} for {what}{detail}", retry_after=wait
             )
         if status == 404:
-            return PermanentError(f"{what} not found{detail}")
+            return NotFound(f"{what} not found{detail}")
         if status < 400:
             return PermanentError(f"{self.psa} redirected the request for {what} ({status})")
         if status in self.rejected_statuses:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -57,6 +58,9 @@ class EventState(enum.StrEnum):
         return self in TERMINAL_STATES
 
 
+WAITING_STATES = (EventState.RECEIVED.value, EventState.RETRYING.value)
+_WAITING = "state IN ('received', 'retrying')"
+
 TERMINAL_STATES = frozenset(
     {
         EventState.DONE,
@@ -78,6 +82,15 @@ class EventRow(Base):
         UniqueConstraint("tenant", "dedupe_key", name="uq_events_tenant_dedupe_key"),
         Index("ix_events_state_lease", "state", "lease_until"),
         Index("ix_events_tenant_ticket", "tenant", "ticket_id"),
+        # what a worker claims next: per tenant, new tickets first, oldest first (psatriage.jobs)
+        Index(
+            "ix_events_waiting",
+            "tenant",
+            "priority",
+            "id",
+            sqlite_where=text(_WAITING),
+            postgresql_where=text(_WAITING),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -86,6 +99,8 @@ class EventRow(Base):
     ticket_id: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(16), default="webhook")
+    # 0: a new ticket; higher is later work (claimed after a tenant's new tickets)
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -99,9 +114,27 @@ class EventRow(Base):
     snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
+class TenantStateRow(Base):
+    """Per tenant, what the workers need to share: whether it is paused (its events wait in the
+    ledger) and when a worker last claimed one of its events (the fair order: the tenant served
+    longest ago goes first)."""
+
+    __tablename__ = "tenant_state"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    paused_by: Mapped[str] = mapped_column(String(255), default="")
+    last_claim_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
 class DecisionRow(Base):
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_tenant_ticket", "tenant", "ticket_id"),)
+    __table_args__ = (
+        Index("ix_decisions_tenant_ticket", "tenant", "ticket_id"),
+        Index("ix_decisions_tenant_storm", "tenant", "storm_key"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), unique=True)
@@ -132,6 +165,13 @@ class DecisionRow(Base):
     wrote_category: Mapped[bool] = mapped_column(Boolean, default=False)
     wrote_note: Mapped[bool] = mapped_column(Boolean, default=False)
     redactions: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    # the ticket fields decided beside the category (psatriage.fields.FieldDecision.to_dict)
+    fields: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True)
+    # alert storms: the company and normalized text's hash; the ticket whose decision was reused
+    storm_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # the category tree (ticket scope, e.g. a ConnectWise board) the chosen category belongs to
+    scope: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    followed: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -331,7 +371,8 @@ class SweepMarkRow(Base):
 
 class TicketFactRow(Base):
     """One closed ticket as the reports count it: its final category (``category_source`` says
-    where it came from: ``"psa"``, or empty when it has none), its company, when it was opened and
+    where it came from: ``"outcome"`` where the outcome sweep settled it, else ``"psa"``, or
+    empty when it has none), its company, when it was opened and
     closed, the hours recorded on it (None until read, or while the PSA will not show them), and
     whether and how psatriage decided it. ``title`` is redacted as the model would see it."""
 

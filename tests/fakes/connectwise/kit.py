@@ -228,12 +228,21 @@ def kit() -> ContractKit:
         cases=CASES,
         add_note=lambda ticket_id, text: fake.add_ticket_note(int(ticket_id), text, internal=True),
         categorized=categorized,
+        field_value=lambda ticket_id, field: _field_value(fake, ticket_id, field),
         history_ticket=history_ticket,
         history_path=r"/service/tickets$",
         registrations=lambda: len(fake.callbacks),
+        close=lambda ticket_id: fake.close_ticket(int(ticket_id)),
+        delete=lambda ticket_id: fake.delete_ticket(int(ticket_id)),
+        touch=lambda ticket_id, person: fake.touch(int(ticket_id), person),
         closed_ticket=closed_ticket,
         add_time=lambda ticket_id, hours: fake.add_time(int(ticket_id), hours),
         deny_time=lambda: setattr(fake, "time_denied", True),
         time_path=r"/time/entries$",
         report_categories=("Hardware › Printer › Paper jam", "Software › Email › Setup"),
     )
+
+
+def _field_value(fake: FakeConnectWise, ticket_id: str, field: str) -> str | None:
+    ref = fake.tickets[int(ticket_id)].get({"priority": "priority", "routing": "board"}[field])
+    return str(ref["id"]) if ref else None

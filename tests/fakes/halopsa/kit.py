@@ -266,12 +266,22 @@ def kit() -> ContractKit:
         cases=CASES,
         add_note=lambda ticket_id, text: fake.add_action(int(ticket_id), text),
         categorized=categorized,
+        field_value=lambda ticket_id, field: _field_value(fake, ticket_id, field),
         history_ticket=history_ticket,
         history_path=r"/api/Tickets$",
         registrations=lambda: len(fake.webhooks),
+        close=lambda ticket_id: fake.close_ticket(int(ticket_id)),
+        delete=lambda ticket_id: fake.delete_ticket(int(ticket_id)),
         closed_ticket=closed_ticket,
         add_time=lambda ticket_id, hours: fake.add_time(int(ticket_id), hours),
         deny_time=lambda: setattr(fake, "time_denied", True),
         time_path=r"/api/Actions$",
         report_categories=("Hardware › Printer", "Software › Email"),
     )
+
+
+def _field_value(fake: FakeHaloPSA, ticket_id: str, field: str) -> str | None:
+    value = fake.tickets[int(ticket_id)].get(
+        {"priority": "priority_id", "routing": "team_id"}[field]
+    )
+    return None if value is None else str(value)

@@ -182,6 +182,15 @@ class FakeKaseyaBMS(FakePSA):
                 self._set_field(ticket, field, value)
             return ticket_id
 
+    def delete_ticket(self, ticket_id: int) -> None:
+        with self._data:
+            del self.tickets[ticket_id]
+
+    def touch(self, ticket_id: int, user_id: int) -> None:
+        """Record a user as the last to change the ticket (``ModifiedBy``, ``ModifiedOn``)."""
+        with self._data:
+            self.tickets[ticket_id].update(ModifiedBy=user_id, ModifiedOn=iso(datetime.now(UTC)))
+
     def close_ticket(
         self, ticket_id: int, status_id: int = 3, when: datetime | None = None
     ) -> None:
@@ -528,6 +537,9 @@ class FakeKaseyaBMS(FakePSA):
         updated = dict(ticket)
         for operation in operations:
             path = str(operation.get("path", "")).strip("/")
+            if path.lower() == "title" and isinstance(operation.get("value"), str):
+                updated["Title"] = operation["value"]
+                continue
             field = next((f for f in TICKET_FIELDS if f.lower() == path.lower()), None)
             if operation.get("op") != "replace" or field is None:
                 return self.error(400, f"Unsupported operation on '{path}'")

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from time import monotonic
 from typing import Any, ClassVar
 
 import httpx
@@ -30,10 +32,12 @@ from psatriage.domain import (
     Taxonomy,
     Ticket,
     TicketEvent,
+    TicketState,
 )
 from psatriage.errors import CategoryRejected, PermanentError, WebhookRejected
-from psatriage.psa.base import AdapterConfig, PSAAdapter
-from psatriage.psa.kaseya_bms import time
+from psatriage.psa.base import TITLE_LEVEL, AdapterConfig, PSAAdapter
+from psatriage.psa.client import endpoint_of
+from psatriage.psa.kaseya_bms import outcomes, time
 from psatriage.psa.kaseya_bms.client import BMSClient
 from psatriage.psa.kaseya_bms.config import FACETS, LEVELS, SCOPE, SCOPE_NAME, KaseyaBMSConfig
 from psatriage.psa.kaseya_bms.webhooks import (
@@ -50,10 +54,15 @@ from psatriage.psa.kaseya_bms.wire import plain_text
 from psatriage.psa.wire import JSON, numeric, record_id, timestamp, utc_text
 from psatriage.psa.wire import lower_keys as ci
 
+STATUSES_SECONDS = 300.0  # the outcome sweep's closed statuses are looked up this often
+FIELD_LEVELS = {"priority": "PriorityId", "routing": "QueueId"}  # ticket field -> BMS field
+
 
 class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
     """Kaseya BMS through its REST API v2; polling first, webhooks when configured."""
 
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({*FIELD_LEVELS, "title"})
+    field_facets: ClassVar[Mapping[str, str]] = FIELD_LEVELS
     kind: ClassVar[str] = "kaseya_bms"
     needs_token_cache: ClassVar[bool] = True
     default_trigger: ClassVar[str] = "poll"  # BMS webhooks are undocumented (docs/kaseya-bms.md)
@@ -69,6 +78,7 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
         self._note_type: int | None = None
         self._note_type_lock = threading.Lock()
         self._problems: set[str] = set()
+        self._closed: tuple[float, frozenset[str]] | None = None  # (when, closed status ids)
 
     # -- webhooks ---------------------------------------------------------------------------
 
@@ -234,15 +244,19 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
 
     def set_category(self, ticket: Ticket, category: Category) -> None:
         number = _numeric(ticket.id, "ticket id")
-        wanted: dict[str, int | None] = {}
+        wanted: dict[str, int | str | None] = {}
         for value in category.path:
+            if value.level == TITLE_LEVEL:
+                wanted["Title"] = value.id
+                continue
             if value.level not in (*LEVELS, *FACETS):
                 raise CategoryRejected(f"{value.level!r} is not a Kaseya BMS ticket field")
             wanted[value.level] = _numeric(value.id, f"{value.level} id", CategoryRejected)
-        if "IssueTypeId" not in wanted:
+        tree = any(level in wanted for level in LEVELS)
+        if (tree and "IssueTypeId" not in wanted) or not wanted:
             raise CategoryRejected(f"category {category.key!r} has no issue type")
         present = {v.level for v in ticket.current}
-        if "SubIssueTypeId" not in wanted and "SubIssueTypeId" in present:
+        if tree and "SubIssueTypeId" not in wanted and "SubIssueTypeId" in present:
             wanted["SubIssueTypeId"] = None  # [UNSURE] clearing with null, not "remove"
         operations = [{"op": "replace", "path": f"/{k}", "value": v} for k, v in wanted.items()]
         saved = self.client.result(
@@ -254,7 +268,7 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
         )
         self._confirm(number, wanted, ci(saved))
 
-    def _confirm(self, number: int, wanted: Mapping[str, int | None], saved: JSON) -> None:
+    def _confirm(self, number: int, wanted: Mapping[str, int | str | None], saved: JSON) -> None:
         """Check the ticket as saved (the PATCH answer, else a re-read) has what was written."""
         if saved.get("id") is None:
             saved = self._read(number)
@@ -342,8 +356,42 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
         )
         return Facet(name=name, label=FACETS[name], options=options)
 
+    def field_values(self, ticket: Ticket, field: str) -> Facet:
+        """The active priorities (``PriorityId``) or queues (``QueueId``)."""
+        name = FIELD_LEVELS.get(field)
+        if name is None:
+            return super().field_values(ticket, field)
+        return replace(self._facet(name), name=field)
+
     def list_scopes(self) -> list[tuple[str, str]]:
         return [(SCOPE, SCOPE_NAME)]
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    state_endpoint: ClassVar[str] = endpoint_of("GET", "v2/servicedesk/tickets/0")
+
+    def read_ticket_states(self, ticket_ids: Sequence[str]) -> dict[str, TicketState]:
+        """One read per ticket (``outcomes``)."""
+        return outcomes.ticket_states(
+            ticket_ids,
+            read=self._read,
+            as_ticket=self._as_ticket,
+            closed_statuses=self._closed_statuses,
+            zone=self.config.zone,
+        )
+
+    def _closed_statuses(self) -> frozenset[str]:
+        """The ids of the closed statuses, looked up at most every ``STATUSES_SECONDS``."""
+        now = monotonic()
+        cached = self._closed
+        if cached is not None and now - cached[0] < STATUSES_SECONDS:
+            return cached[1]
+        statuses = self.client.lookup("system/statuses/lookup", "ticket statuses")
+        closed = frozenset(
+            str(s.get("id")) for s in statuses if _closed_name(str(s.get("name") or ""))
+        )
+        self._closed = (now, closed)
+        return closed
 
     # -- set-up -----------------------------------------------------------------------------
 
