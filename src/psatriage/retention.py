@@ -2,8 +2,9 @@
 
 - **Text** derived from tickets, older than ``retention_days``, is blanked: the model's reasoning
   and ticket summary in decisions, event reasons, the ticket snapshots events carry, the title
-  and excerpt of reviews, model-call errors (which may quote the model's answer), the results of
-  backtests and bulk runs. The rows stay, so counts and the audit trail do too.
+  and excerpt of closed reviews, model-call errors (which may quote the model's answer), the
+  results of backtests and bulk runs, the titles of closed tickets in report facts. The rows
+  stay, so counts (and the reports' tickets and hours) and the audit trail do too.
 - **Records** older than ``record_retention_days`` are deleted: finished events with their
   decisions (and those decisions' outcomes and reviews), and model calls. Before they go, their
   counts are added to ``daily_counts`` (per tenant and day: events by state, decisions by
@@ -53,6 +54,8 @@ from psatriage.store.tables import (
     ModelCallRow,
     OutcomeRow,
     ReviewRow,
+    ReviewState,
+    TicketFactRow,
     utcnow,
 )
 
@@ -208,6 +211,7 @@ def _blank_text(session: Session, tenant: str, cutoff: datetime, done: Purged) -
             and_(
                 ReviewRow.tenant == tenant,
                 ReviewRow.created_at < cutoff,
+                ReviewRow.state != ReviewState.PENDING.value,  # a person still needs it
                 or_(ReviewRow.title != "", ReviewRow.excerpt != ""),
             ),
             {"title": "", "excerpt": ""},
@@ -221,6 +225,16 @@ def _blank_text(session: Session, tenant: str, cutoff: datetime, done: Purged) -
                 ModelCallRow.error.is_not(None),
             ),
             {"error": None},
+        ),
+        (
+            "report facts",
+            TicketFactRow,
+            and_(
+                TicketFactRow.tenant == tenant,
+                TicketFactRow.closed_at < cutoff,
+                TicketFactRow.title != "",
+            ),
+            {"title": ""},
         ),
         (
             "bulk results",

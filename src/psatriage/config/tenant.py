@@ -76,6 +76,8 @@ class Tenant:
     retention_days: int | None = None  # ticket-derived text; None: kept for ever
     record_retention_days: int | None = None  # events, decisions, model calls
     backfill_call_share: float = 0.5
+    max_workers: int | None = None
+    psa_timeout_seconds: float | None = None
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"
