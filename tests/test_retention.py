@@ -71,7 +71,31 @@ def _decided(runtime: Runtime, ticket: str, *, days_ago: int, outcome: str = "ap
         session.execute(
             update(DecisionRow)
             .where(DecisionRow.id == row.id)
-            .values(created_at=then, reasoning="Jane Doe's printer jams", outcome=outcome)
+            .values(
+                created_at=then,
+                reasoning="Jane Doe's printer jams",
+                outcome=outcome,
+                fields=[
+                    {
+                        "name": "summary",
+                        "label": "Summary",
+                        "value": "Jane's printer jams",
+                        "value_id": "",
+                        "outcome": "recorded",
+                        "confidence": None,
+                        "write": None,
+                    },
+                    {
+                        "name": "priority",
+                        "label": "Priority",
+                        "value": "High",
+                        "value_id": "2",
+                        "outcome": "applied",
+                        "confidence": 0.9,
+                        "write": None,
+                    },
+                ],
+            )
         )
         session.execute(
             update(ModelCallRow).where(ModelCallRow.event_id == event_id).values(created_at=then)
@@ -153,10 +177,13 @@ def test_old_text_is_blanked_and_old_records_deleted_with_counts_kept(runtime: R
         }
     assert texts == {"dismissed": ("", ""), "pending": ("Jane's printer", texts["pending"][1])}
     assert _count(runtime, EventRow) == _count(runtime, DecisionRow) == 2
+    assert done.blanked["decision summaries"] == 1
     kept = runtime.decisions.decision_for_event(recent)
     old = runtime.decisions.decision_for_event(middle)
     assert kept is not None and kept.reasoning == "Jane Doe's printer jams"
     assert old is not None and old.reasoning == ""  # the row stays, its text goes
+    assert old.fields is not None and [f["value"] for f in old.fields] == ["", "High"]
+    assert kept.fields is not None and kept.fields[0]["value"] == "Jane's printer jams"
     event = runtime.ledger.get(middle)
     assert event is not None and event.reason == "" and event.state == "done"
     assert runtime.decisions.calls_for_event(middle)[0].error is None

@@ -105,8 +105,12 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's revision (None before the first migration). While an upgrade is between
+    two lines of migrations that a later one joins, the database holds both: they are given
+    joined by "+", which is no head."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return "+".join(sorted(heads)) or None
 
 
 def at_head(engine: Engine) -> bool:
