@@ -16,15 +16,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
-import structlog
 import typer
 
 from psatriage.cli._app import _globals, app, console, runtime
 from psatriage.errors import ConfigError
 
-log = structlog.get_logger(__name__)
+
+def _log() -> Any:
+    """The module's logger, made when first needed (``--help`` imports no logging library)."""
+    import structlog
+
+    return structlog.get_logger(__name__)
 
 
 @app.command()
@@ -101,7 +105,7 @@ def worker(
         try:
             while not stop.wait(1.0):
                 if parent is not None and os.getppid() != parent:
-                    log.warning("the serve process is gone; stopping", parent=parent)
+                    _log().warning("the serve process is gone; stopping", parent=parent)
                     break
         finally:
             pool.stop(graceful=True)
@@ -129,7 +133,7 @@ def _worker_processes(count: int) -> Iterator[None]:
             for index, child in enumerate(children):
                 code = child.poll()
                 if code is not None and not stopping.is_set():
-                    log.error("a worker process ended; starting another", code=code)
+                    _log().error("a worker process ended; starting another", code=code)
                     time.sleep(1.0)
                     children[index] = subprocess.Popen(command)  # noqa: S603
 

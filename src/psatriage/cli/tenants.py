@@ -7,14 +7,15 @@ them there until the tenant is resumed. Nothing is lost and nothing needs sendin
 from __future__ import annotations
 
 import getpass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from psatriage.cli._app import app, console, runtime
-from psatriage.runtime import Runtime
-from psatriage.store.users import Audit
+
+if TYPE_CHECKING:
+    from psatriage.runtime import Runtime
 
 tenants_app = typer.Typer(help="Each tenant's queue; pause and resume.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
@@ -86,4 +87,6 @@ def tenants_resume(tenant: TenantArgument) -> None:
 
 
 def _audit(built: Runtime, actor: str, action: str, tenant: str) -> None:
+    from psatriage.store.users import Audit
+
     Audit(built.sessions).record(actor, action, tenant)
