@@ -93,7 +93,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sessions = db.make_sessionmaker(engine)
         versions = ModelVersions(sessions)
         reference = fit(history, embedder, source="history", min_examples=DEFAULT_MIN_EXAMPLES)
-        versions.add(TENANT, reference, state="active", trigger="train")
+        versions.add(
+            TENANT,
+            reference,
+            state="active",
+            trigger="train",
+            trained_on=[i.ticket_id for i in history],
+        )
         reference_accuracy = round(accuracy(reference, test, candidates, embedder), 4)
         curve: list[dict[str, Any]] = [
             {

@@ -9,7 +9,7 @@ through the worker's job and returns the ticket id and its review.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +57,11 @@ class Loop:
         return self.root / "psatriage.toml"
 
 
-def open_loop(root: Path, **policy: Any) -> Iterator[Loop]:
-    """Start the fakes and the runtime; yields the loop, stops everything after."""
+def open_loop(
+    root: Path, *, extra: Mapping[str, Any] | None = None, **policy: Any
+) -> Iterator[Loop]:
+    """Start the fakes and the runtime; yields the loop, stops everything after. ``policy``
+    changes the tenants' policy, ``extra`` adds tables (``outcomes``...) to each tenant."""
     with ExitStack() as stack:
         llm = stack.enter_context(FakeOpenAI(category_probability=CONFIDENCE))
         kits: dict[str, ContractKit] = {}
@@ -66,7 +69,7 @@ def open_loop(root: Path, **policy: Any) -> Iterator[Loop]:
             kits[psa] = kit_for(psa)
             stack.callback(kits[psa].fake.stop)
         tenants = {
-            psa: {**kit_tenant(kit, llm), "policy": {**BANDS, **policy}}
+            psa: {**kit_tenant(kit, llm), "policy": {**BANDS, **policy}, **(extra or {})}
             for psa, kit in kits.items()
         }
         path = root / "psatriage.toml"

@@ -55,6 +55,9 @@ def test_accept_writes_the_suggestion_exactly_once(loop: Loop, psa: str) -> None
     assert decision is not None and decision.wrote_category
     key = Chosen.from_dict(review.category).category.key
     assert _examples(loop, psa, ticket) == [("review_accept", key, review.decision_id)]
+    outcome = loop.runtime.outcomes.for_decision(review.decision_id)
+    assert outcome is not None and outcome.wrote and outcome.state == "pending"
+    assert outcome.decision_outcome == "suggested" and outcome.band == "suggest"
     (example,) = list_examples(loop.runtime.sessions, tenant=psa)[-1:]
     assert example.text.startswith("Printer on floor 3\n") and "paper jam" in example.text
 
@@ -76,6 +79,15 @@ def test_correct_writes_the_other_category_exactly_once(loop: Loop, psa: str) ->
         reviews.act(desk, review.id, Action.CORRECT, by="api:jane", category_key=other.key)
     assert len(kit.category_writes(ticket)) == 1
     assert _examples(loop, psa, ticket) == [("review_correct", other.key, review.decision_id)]
+    outcome = loop.runtime.outcomes.for_decision(review.decision_id)
+    assert outcome is not None
+    assert (outcome.state, outcome.final_key, outcome.matches, outcome.settled) == (
+        "corrected",
+        other.key,
+        False,
+        True,
+    )
+    assert (outcome.changed_by, outcome.changed_by_kind) == ("api:jane", "person")
 
 
 @pytest.mark.parametrize("psa", PSAS)

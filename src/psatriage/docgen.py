@@ -21,6 +21,7 @@ from psatriage.config import (
     CategoryHint,
     CompanyOverride,
     LearningSettings,
+    OutcomeSettings,
     Policy,
     PrivacySettings,
     PromptSettings,
@@ -107,6 +108,7 @@ def configuration_reference() -> str:
     parts += [_EXAMPLE, "### `[tenants.NAME]`\n", _tenant_table()]
     parts += [_section("policy", Policy), _section("prompt", PromptSettings)]
     parts += [_section("taxonomy", TaxonomySettings), _section("privacy", PrivacySettings)]
+    parts += [_section("outcomes", OutcomeSettings)]
     parts += [_section('categories."KEY"', CategoryHint, note=_CATEGORY_NOTE)]
     parts += [_section("learning", LearningSettings)]
     parts += [_section('companies."NAME"', CompanyOverride, note=_COMPANY_NOTE)]
@@ -186,6 +188,8 @@ _TABLES = (
     "prompt",
     "taxonomy",
     "privacy",
+    "outcomes",
+    "companies",
     "categories",
     "learning",
     "companies",

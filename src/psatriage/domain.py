@@ -216,6 +216,25 @@ class LabeledTicket:
 
 
 @dataclass(frozen=True, slots=True)
+class TicketState:
+    """What the outcome sweep reads of a ticket it decided (``PSAAdapter.read_ticket_states``).
+
+    ``current`` and ``scope`` as on ``Ticket``; ``closed`` where the PSA says the ticket is
+    closed, completed or resolved. ``changed_by`` is who last changed the ticket as the PSA names
+    them (a member, resource or agent id), ``changed_by_us`` whether the PSA says that was our own
+    API user (None: it does not say), ``changed_at`` when, where the PSA gives it.
+    """
+
+    ticket_id: str
+    scope: str
+    current: tuple[LevelValue, ...]
+    closed: bool
+    changed_by: str | None = None
+    changed_by_us: bool | None = None
+    changed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ClosedTicket:
     """A ticket closed in a reporting period (``PSAAdapter.list_closed_tickets``): what it was
     about, for whom, when it was opened and closed (naive UTC) and the category people left on it

@@ -12,7 +12,8 @@
     └── PermanentError         retrying cannot help: the event fails with this reason
         ├── CategoryRejected   the PSA refused the category we wrote (refresh the taxonomy once)
         ├── TimeUnavailable    the API user may not read time entries: reports go without hours
-        └── InvalidAnswer      the model answered something that is not a candidate
+        ├── InvalidAnswer      the model answered something that is not a candidate
+        └── NotFound           the PSA has no such record (a ticket deleted or merged away)
 
 Adapters and classifiers each have one function that maps their HTTP or vendor errors into these
 (``raise ... from exc``). Only the edges (CLI, web, worker) turn them into messages or status codes.
@@ -77,6 +78,10 @@ class CategoryRejected(PermanentError):
 
 class InvalidAnswer(PermanentError):
     """The model's answer is not one of the candidates, or not parseable."""
+
+
+class NotFound(PermanentError):
+    """The PSA has no such record (404, or its own way of saying so)."""
 
 
 class TimeUnavailable(PermanentError):

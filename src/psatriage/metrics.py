@@ -1,8 +1,9 @@
-"""Prometheus metrics (``/metrics``): events by outcome, latencies, tokens and cost."""
+"""Prometheus metrics (``/metrics``): events by outcome, latencies, tokens and cost, and the
+accuracy measured from outcomes over the last 30 days (``psatriage.accuracy.refresh_gauges``)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from psatriage.domain import ModelCall
 
@@ -50,6 +51,18 @@ MODEL_ERRORS = Counter(
     "psatriage_model_errors_total", "Model calls that failed.", ["tenant", "model"]
 )
 
+ACCURACY = Gauge(
+    "psatriage_accuracy",
+    "Share of known outcomes of the last 30 days whose final category is the model's choice, "
+    "by tenant and confidence band (band 'all': every band).",
+    ["tenant", "band"],
+)
+OUTCOMES = Gauge(
+    "psatriage_outcomes",
+    "Outcomes of the decisions of the last 30 days, by tenant and state.",
+    ["tenant", "state"],
+)
+
 
 def observe_model_call(call: ModelCall) -> None:
     MODEL_SECONDS.labels(call.tenant, call.model).observe(call.latency_ms / 1000)
@@ -58,3 +71,33 @@ def observe_model_call(call: ModelCall) -> None:
     MODEL_COST.labels(call.tenant, call.model).inc(call.cost_usd)
     if call.error:
         MODEL_ERRORS.labels(call.tenant, call.model).inc()
+
+
+# -- failures and the state of the service (issue: observability) -----------------------------
+
+POLL_FAILURES = Counter(
+    "psatriage_poll_failures_total", "Polls of a tenant's PSA that failed.", ["tenant"]
+)
+PSA_CALL_ERRORS = Counter(
+    "psatriage_psa_call_errors_total",
+    "Calls to a PSA that failed, by tenant, endpoint (e.g. 'GET service/tickets/{id}') and kind "
+    "(auth, rate_limited, transient, rejected, permanent).",
+    ["tenant", "endpoint", "kind"],
+)
+
+
+def psa_call_failed(tenant: str, endpoint: str, error: Exception) -> None:
+    PSA_CALL_ERRORS.labels(tenant, endpoint, _kind(error)).inc()
+
+
+def _kind(error: Exception) -> str:
+    names = [cls.__name__ for cls in type(error).__mro__]
+    for name, kind in (
+        ("AuthFailed", "auth"),
+        ("RateLimited", "rate_limited"),
+        ("TransientError", "transient"),
+        ("CategoryRejected", "rejected"),
+    ):
+        if name in names:
+            return kind
+    return "permanent"

@@ -57,6 +57,7 @@ from psatriage.psa.base import PSAAdapter
 from psatriage.redact import describe
 from psatriage.sanitize import reasoning_for_note
 from psatriage.store.decisions import AlreadyDecided, Decisions
+from psatriage.store.outcomes import OutcomeDraft
 from psatriage.store.reviews import ReviewDraft, excerpt
 from psatriage.store.tables import DecisionRow, utcnow
 from psatriage.store.usage import Usage
@@ -119,7 +120,7 @@ def categorize(
             effective = replace(effective, fields=FieldsSettings())
             once_per_ticket = False
     if checkpoint is not None:
-        planned = _resume(deps, checkpoint)
+        planned = _resume(deps, checkpoint, ticket)
     else:
         try:
             planned = _plan(
@@ -149,6 +150,7 @@ def categorize(
         wrote_category=choice.action is policy.Action.APPLY,
         wrote_note=_notes(choice.action, planned.fields),
         review=_review(deps, ticket, planned) if choice.review else None,
+        tracked=_tracked(deps, ticket, planned.decision_id, outcome, planned, choice),
     )
     return Decision(
         outcome,
@@ -180,6 +182,36 @@ _OUTCOMES = {
     policy.Action.RECORD: Outcome.RECORDED,
 }
 _NOTED = frozenset({policy.Action.APPLY, policy.Action.SUGGEST})  # the actions that post a note
+
+
+def _tracked(
+    deps: Deps,
+    ticket: Ticket,
+    decision_id: int,
+    outcome: Outcome,
+    planned: _Plan | None = None,
+    choice: policy.Choice | None = None,
+) -> OutcomeDraft:
+    """The outcome to follow for a decision (``planned`` is None for a kept category)."""
+    classification = planned.classification if planned else None
+    chosen = planned.chosen if planned else None
+    return OutcomeDraft(
+        decision_id=decision_id,
+        tenant=deps.tenant.name,
+        ticket_id=ticket.id,
+        company_id=ticket.company_id,
+        company_name=ticket.company_name or "",
+        engine=classification.engine if classification else "",
+        model=classification.model if classification else "",
+        band=choice.band.value if choice else "",
+        confidence=classification.confidence if classification else None,
+        decision_outcome=outcome.value,
+        chosen=chosen.to_dict() if chosen else None,
+        chosen_key=chosen.category.key if chosen else None,
+        chosen_label=chosen.category.label if chosen else "",
+        wrote=choice is not None and choice.action is policy.Action.APPLY,
+        first_check_at=utcnow() + timedelta(hours=deps.tenant.outcomes.check_every_hours),
+    )
 
 
 def _review(deps: Deps, ticket: Ticket, planned: _Plan) -> ReviewDraft:
@@ -219,7 +251,7 @@ class _Plan:
     followed: str = ""  # the ticket whose decision an alert storm reused
 
 
-def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Decision:
+def _resume(deps: Deps, checkpoint: DecisionRow, ticket: Ticket) -> _Plan | Decision:
     """Pick up a decision an earlier attempt checkpointed (the model is not asked again)."""
     if checkpoint.category is None:  # a "kept" or skipped noise whose event was not closed
         outcome = Outcome.SKIPPED if checkpoint.fields else Outcome.KEPT
@@ -229,6 +261,9 @@ def _resume(deps: Deps, checkpoint: DecisionRow) -> _Plan | Decision:
             reason=checkpoint.reason,
             wrote_category=False,
             wrote_note=False,
+            tracked=_tracked(deps, ticket, checkpoint.id, outcome)
+            if outcome is Outcome.KEPT
+            else None,
         )
         return Decision(outcome, checkpoint.reason, checkpoint.id)
     return _checkpointed(checkpoint, checkpoint.category)
@@ -278,7 +313,7 @@ def _plan(
             once_per_ticket=once,
             scope=ticket.scope,
         )
-        return _resume(deps, row)
+        return _resume(deps, row, ticket)
     at = _Context(event_id, ticket, taxonomy, previous, checked, dry_run, once)
     if not tenant.storm_window_minutes or dry_run or not once:  # storms: new tickets only
         return _decide(deps, at, effective)

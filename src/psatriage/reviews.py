@@ -34,6 +34,7 @@ from psatriage.local_engine.data import ticket_text
 from psatriage.psa.base import PSAAdapter
 from psatriage.store.decisions import Decisions
 from psatriage.store.examples import ExampleSource, add_example
+from psatriage.store.outcomes import Outcomes
 from psatriage.store.reviews import Reviews
 from psatriage.store.tables import ReviewRow, ReviewState
 from psatriage.store.users import Audit
@@ -71,8 +72,7 @@ class Desk:
     tenant: Callable[[str], Tenant]
     adapter: Callable[[str], PSAAdapter[Any]]
     sessions: sessionmaker[Session]  # where labeled examples are stored
-    closed: Callable[[ReviewRow], None] = lambda row: None
-    """Called with every review closed by a person or by itself (outcomes, examples)."""
+    outcomes: Outcomes
 
 
 def act(
@@ -123,6 +123,10 @@ def act(
         desk.reviews.reopen(row.id, state)
         raise
     desk.decisions.mark_written(row.decision_id)
+    if action is Action.ACCEPT:  # the sweep now follows what we wrote
+        desk.outcomes.wrote(row.decision_id)
+    else:
+        desk.outcomes.corrected(row.decision_id, chosen.category.key, chosen.category.label, by)
     log.info("review closed", review=row.id, state=state.value, by=by, wrote=wrote)
     source: ExampleSource = "review_accept" if action is Action.ACCEPT else "review_correct"
     learn(desk.sessions, tenant, ticket, row.decision_id, chosen.category, source)
@@ -225,7 +229,6 @@ def _closed(desk: Desk, row: ReviewRow, state: ReviewState, *, by: str, detail: 
         detail=f"tenant {row.tenant}, ticket {row.ticket_id}: {detail}",
     )
     closed = desk.reviews.get(row.id)
-    if closed is None:  # pragma: no cover - reviews are never deleted while acted on
+    if closed is None:  # reviews are never deleted; a database restored mid-action
         raise PermanentError(f"review {row.id} disappeared")
-    desk.closed(closed)
     return closed

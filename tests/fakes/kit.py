@@ -157,6 +157,9 @@ class ContractKit:
     ``field_value(ticket_id, field)`` is the id the fake holds for a ticket field (``priority``,
     ``routing``), as a string.
 
+    For the outcome sweep: ``close(ticket_id)`` closes the ticket as a technician would,
+    ``delete(ticket_id)`` deletes it, and ``touch(ticket_id, person)`` records ``person`` (a PSA
+    user id) as the last to change it, where the PSA says who did.
     For reports: ``closed_ticket(title, created, closed, category, company)`` creates a ticket
     closed at ``closed`` with the category ``report_categories[category]`` (None: none) for the
     company ``report_companies[company]``; ``add_time(ticket_id, hours)`` records time on it;
@@ -183,6 +186,9 @@ class ContractKit:
     history_ticket: Callable[[str, datetime, bool, bool], str] | None = None
     history_path: str = ""
     registrations: Callable[[], int] | None = None
+    close: Callable[[str], object] | None = None
+    delete: Callable[[str], object] | None = None
+    touch: Callable[[str, str], object] | None = None
     closed_ticket: Callable[[str, datetime, datetime, int | None, int], str] | None = None
     add_time: Callable[[str, float], object] | None = None
     deny_time: Callable[[], object] | None = None

@@ -11,7 +11,13 @@ import httpx
 import pytest
 import stamina
 
-from psatriage.errors import AuthFailed, CategoryRejected, PermanentError, TransientError
+from psatriage.errors import (
+    AuthFailed,
+    CategoryRejected,
+    NotFound,
+    PermanentError,
+    TransientError,
+)
 from psatriage.http import make_client
 from psatriage.psa.base import AdapterConfig
 from psatriage.psa.client import Form, Params, PSAClient, RateLimited, endpoint_of
@@ -78,7 +84,7 @@ def test_a_transport_failure_is_transient(answers: list[Answer], client: Client)
     [
         (status(401), AuthFailed, r"Demo refused the key \(401\) for ticket 1"),
         (status(403, "no"), AuthFailed, r"\(403\) for ticket 1: no"),
-        (status(404, "gone"), PermanentError, "ticket 1 not found: gone"),
+        (status(404, "gone"), NotFound, "ticket 1 not found: gone"),
         (status(302, Location="https://x"), PermanentError, r"redirected .* \(302\)"),
         (status(400, "bad"), CategoryRejected, r"Demo rejected ticket 1 \(400\): bad"),
         (status(409, "busy"), PermanentError, "Demo answered 409 for ticket 1: busy"),

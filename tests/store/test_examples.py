@@ -85,6 +85,8 @@ def test_an_example_is_stored_once_per_ticket_and_source_and_replaced_when_added
     ]
     assert [e.category_key for e in list_examples(sessions, tenant="other")] == ["9"]
     assert list_examples(sessions, tenant="nobody") == []
+    newest = list_examples(sessions, tenant="acme", limit=1)
+    assert [(e.ticket_id, e.source) for e in newest] == [("7", "review_accept")]
 
 
 def test_since_lists_only_examples_added_or_changed_from_then(engine: Engine) -> None:

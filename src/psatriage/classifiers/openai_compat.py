@@ -112,6 +112,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
         self._secret = config.api_key.get_secret_value() if config.api_key else ""
         self._made: openai.OpenAI | None = None  # on first use: the SDK loads then (start-up)
         self._making = threading.Lock()
+        self._closed = False
         self._prices = {**DEFAULT_PRICES, **config.prices}
         mode = config.structured_output
         self._wanted = Shape(
@@ -132,13 +133,18 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
         if self._made is None:
             with self._making:
                 if self._made is None:
-                    self._made = make_client(self.config)
+                    made = make_client(self.config)
+                    if self._closed:  # asked after close (a late background check): refuse
+                        made.close()  # as a closed client does, holding no connection
+                    self._made = made
         return self._made
 
     def close(self) -> None:
         """Release the connection pool."""
-        if self._made is not None:
-            self._made.close()
+        with self._making:
+            self._closed = True
+            if self._made is not None:
+                self._made.close()
 
     def capabilities(self) -> dict[str, str] | None:
         where = {"server": self.config.server, "model": self.config.model}

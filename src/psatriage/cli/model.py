@@ -59,7 +59,7 @@ def model_list(
     for v in versions:
         table.add_row(
             v.name,
-            Text(v.state, _STATE_STYLE.get(v.state, "")),
+            Text(v.state + ("" if v.kept else " (file dropped)"), _STATE_STYLE.get(v.state, "")),
             f"{v.created_at:%Y-%m-%d %H:%M}",
             v.trigger,
             _tickets(v.report),
@@ -114,6 +114,7 @@ def _as_dict(v: VersionInfo) -> dict[str, Any]:
         "version": v.name,
         "state": v.state,
         "trigger": v.trigger,
+        "kept": v.kept,
         "created_at": v.created_at.isoformat(),
         "promoted_at": v.promoted_at.isoformat() if v.promoted_at else None,
         "report": v.report,

@@ -106,13 +106,16 @@ def train_command(
     with runtime() as built:
         built.config.tenant(tenant)  # an unknown tenant is one line, before any work
         extra: dict[str, int] = {}
+        learned: list[str] = []
         if data is None:
-            model, extra = _train_from_psa(built, tenant, _since(since), limit, min_examples)
+            model, extra, learned = _train_from_psa(
+                built, tenant, _since(since), limit, min_examples
+            )
         else:
             assert label is not None
             model = _train_from_file(data, label, split, min_examples)
         info = ModelVersions(built.sessions).add(
-            tenant, model, state="active", trigger="train", extra=extra
+            tenant, model, state="active", trigger="train", extra=extra, trained_on=learned
         )
     _show(model.report, f"{tenant} {info.name} (active)", as_json, extra)
 
@@ -197,9 +200,10 @@ HISTORY_PATIENCE_SECONDS = 3600.0
 
 def _train_from_psa(
     built: Runtime, tenant: str, since: datetime, limit: int, min_examples: int
-) -> tuple[TrainedModel, dict[str, int]]:
+) -> tuple[TrainedModel, dict[str, int], list[str]]:
     """Read the tenant's closed, categorized tickets from its PSA and fit a model on them
-    together with its labeled examples (an example wins over history for the same ticket)."""
+    together with its labeled examples (an example wins over history for the same ticket);
+    returns the model, what it was trained on and the ids of the tickets it learned."""
     from psatriage.learning.dataset import (
         from_examples,
         from_history,
@@ -254,4 +258,4 @@ def _train_from_psa(
         source=f"{tenant} ({adapter.kind} history and examples)",
         min_examples=min_examples,
     )
-    return model, data.describe()
+    return model, data.describe(), [i.ticket_id for i in data.items]

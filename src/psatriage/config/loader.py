@@ -156,6 +156,7 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         companies=raw.companies,
         fields=raw.fields,
         storm_window_minutes=raw.storm_window_minutes,
+        outcomes=raw.outcomes,
         categories=raw.categories,
         learning=raw.learning,
         budget=raw.budget,

@@ -324,6 +324,52 @@ class TaxonomySettings(_Strict):
     )
 
 
+class OutcomeSettings(_Strict):
+    """How the outcome sweep follows decided tickets to learn what they ended up as."""
+
+    sweep_every_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=1440,
+        description="How often the tenant's outcome sweep runs (one process at a time).",
+    )
+    check_every_hours: float = Field(
+        default=24,
+        gt=0,
+        le=720,
+        description="How often a decided ticket that is still open is read again (an update "
+        "notification from the PSA makes it due at once).",
+    )
+    recheck_after_days: float = Field(
+        default=7,
+        ge=0,
+        le=365,
+        description="A ticket seen closed is read once more this long after, for a category "
+        "changed at or after closing; then its outcome is settled.",
+    )
+    give_up_after_days: float = Field(
+        default=30,
+        gt=0,
+        le=365,
+        description="A ticket still open this long after the decision is settled as it stands.",
+    )
+    max_reads_per_sweep: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="At most this many tickets read per sweep (in list queries where the PSA "
+        "can filter by id).",
+    )
+    keep_for_new_tickets: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of the tenant's PSA call window kept for new tickets: the sweep "
+        "stops while the window is fuller than 1 minus this. It also waits while new tickets "
+        "of the tenant wait.",
+    )
+
+
 class CategoryHint(_Strict):
     """What a category means at this MSP, for one category key or path prefix."""
 
@@ -381,21 +427,23 @@ class LearningSettings(_Strict):
         default=0.2,
         gt=0,
         lt=1,
-        description="The share of the newest closed tickets and labeled examples a retrain "
-        "holds out to compare the new model with the one in use.",
+        description="The share of the newest closed tickets a retrain holds out to compare "
+        "the new model with the one in use (tickets the model in use learned are left out).",
     )
     min_held_out: int = Field(
         default=20,
         ge=1,
-        description="Fewer held-out tickets than this: the retrain is not compared and "
-        "nothing is promoted (unless there is no model yet).",
+        description="Fewer held-out tickets than this: the retrain is not compared and the "
+        "new model is kept as a candidate for 'psatriage model promote' (unless there is no "
+        "model yet: then it is used).",
     )
     history_days: int = Field(
         default=365,
         ge=0,
         le=3650,
         description="The retrain reads closed tickets created in this many days from the PSA "
-        "(0: examples only, no PSA calls).",
+        "(0: examples only and no PSA calls; with no recent closed tickets to compare on, a "
+        "retrained model then waits for a person to promote it).",
     )
     history_limit: int = Field(
         default=5000, ge=1, description="At most this many closed tickets per retrain."
@@ -568,6 +616,7 @@ class RawTenant(_Strict):
     )
     learning: LearningSettings = Field(default_factory=LearningSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings)
     companies: dict[str, CompanyOverride] = Field(default_factory=dict)
     budget: Budget = Field(default_factory=Budget)
     fields: FieldsSettings = Field(default_factory=FieldsSettings)

@@ -18,6 +18,7 @@ from psatriage.config.schema import (
     CategoryHint,
     CompanyOverride,
     LearningSettings,
+    OutcomeSettings,
     Policy,
     TaxonomySettings,
     Trigger,
@@ -67,6 +68,7 @@ class Tenant:
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
     fields: FieldsSettings = field(default_factory=FieldsSettings)
     storm_window_minutes: int = 0
+    outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
     categories: Mapping[str, CategoryHint] = field(default_factory=dict)
     learning: LearningSettings = field(default_factory=LearningSettings)
     budget: Budget = field(default_factory=Budget)

@@ -1,16 +1,16 @@
 """Training a tenant's model on its history and examples, and the scheduled retrain.
 
-``train_version`` fits a model on closed-ticket history and labeled examples together and
-stores it as the tenant's next version (``psatriage train --tenant T``: made active at once).
+``fit`` fits a model on closed-ticket history and labeled examples together
+(``psatriage train --tenant T`` stores it as the tenant's active version at once).
 
 ``retrain`` is the careful variant the schedule runs: the newest ``held_out`` share of the
-tenant's closed-ticket history and of its labeled examples (its recent outcomes) is put aside; a
-candidate is fitted on the rest; the candidate and the model in use (zero-shot when there is
-none) rank the same held-out tickets, and the candidate becomes active only when it is right on
-more of them by more than chance explains (``significantly_better``).
+tenant's closed tickets (its recent outcomes) is put aside; a candidate is fitted on the rest and
+the labeled examples; the candidate and the model in use (zero-shot when there is none) rank the
+same held-out tickets, and the candidate becomes active only when it is right on more of them by
+more than chance explains (``significantly_better``).
 A refused candidate is kept as version ``refused`` with both scores, so ``psatriage model list``
-shows why nothing changed. With too few held-out tickets to compare, nothing is promoted
-(unless the tenant has no model at all).
+shows why nothing changed. With too few held-out tickets to compare, the candidate is kept for a
+person to promote (unless the tenant has no model at all, when it is promoted).
 
 ``scheduled_retrain`` is the one call in the housekeeping loop: for each tenant whose local or
 hybrid classifier is due (``learning.retrain_every``), one process claims the tenant's
@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.errors import CallLimitReached, PsatriageError
-from psatriage.learning.dataset import Labeled, TrainingSet, categories, training_set
+from psatriage.learning.dataset import Labeled, categories, training_set
 from psatriage.learning.versions import ModelVersions, VersionInfo
 from psatriage.store.tables import RetrainMarkRow, utcnow
 
@@ -104,20 +104,6 @@ def fit(
     )
 
 
-def train_version(
-    versions: ModelVersions,
-    tenant: str,
-    data: TrainingSet,
-    embedder: Embedder,
-    *,
-    source: str,
-    min_examples: int,
-) -> VersionInfo:
-    """Fit on the whole training set and make it the tenant's active version."""
-    model = fit(data.items, embedder, source=source, min_examples=min_examples)
-    return versions.add(tenant, model, state="active", trigger="train", extra=data.describe())
-
-
 def hits(
     model: TrainedModel | None,
     items: Sequence[Labeled],
@@ -185,35 +171,54 @@ def retrain(
     (``significantly_better``).
 
     ``history`` and ``examples`` are oldest first. The held-out slice is the newest ``held_out``
-    share of each: recent closed tickets (ours right or wrong, as they came) and recent examples
-    (corrections, where the model in use was wrong, so they favour the candidate; history keeps
-    the slice honest where the PSA can list it)."""
+    share of the closed tickets that the model in use has not learned (with the category of an
+    example where there is one): the recent outcomes, ours right or wrong as they came. Examples
+    alone are no fair slice (a correction is a ticket the model in use got wrong, so they favour
+    the candidate): with too few recent closed tickets the candidate is kept as a ``candidate``
+    for a person to promote, never promoted here (unless the tenant has no model at all)."""
     from psatriage.local_engine import DataError  # noqa: PLC0415
 
-    older_history, recent_history = split_held_out(history, held_out)
-    older_examples, recent_examples = split_held_out(examples, held_out)
-    recent = training_set(recent_history, recent_examples).items
-    recent_ids = {r.ticket_id for r in recent}
-    # a held-out ticket is learned neither from its history nor from an older example
+    active = versions.active(tenant)
+    seen = active[0].trained_on if active is not None else frozenset()
+    newest = split_held_out(history, held_out)[1]
+    unseen = {h.ticket_id for h in newest} - seen  # what the model in use learned is no test
+    # the held-out slice: recent closed tickets, with the category a person gave where an
+    # example says so
+    recent = training_set(
+        [h for h in newest if h.ticket_id in unseen],
+        [e for e in examples if e.ticket_id in unseen],
+    ).items
     data = training_set(
-        [h for h in older_history if h.ticket_id not in recent_ids],
-        [e for e in older_examples if e.ticket_id not in recent_ids],
+        [h for h in history if h.ticket_id not in unseen],
+        [e for e in examples if e.ticket_id not in unseen],
     )
     described = {**data.describe(), "held_out": len(recent)}
+    learned = [i.ticket_id for i in data.items]
     try:
         candidate = fit(
             data.items, embedder, source=f"{tenant} (retrain)", min_examples=min_examples
         )
     except DataError as exc:
         return RetrainResult(False, f"nothing to train: {exc}", data=described)
-    active = versions.active(tenant)
     if active is None and len(recent) < min_held_out:
-        info = versions.add(tenant, candidate, state="active", trigger=trigger, extra=described)
+        info = versions.add(
+            tenant, candidate, state="active", trigger=trigger, extra=described, trained_on=learned
+        )
         return RetrainResult(True, "the tenant had no model", info, data=described)
     if len(recent) < min_held_out:
+        info = versions.add(
+            tenant,
+            candidate,
+            state="candidate",
+            trigger=trigger,
+            extra=described,
+            trained_on=learned,
+        )
         return RetrainResult(
             False,
-            f"{len(recent)} held-out tickets, fewer than {min_held_out}: nothing to compare on",
+            f"{len(recent)} recent closed tickets to compare on, fewer than {min_held_out}: "
+            "kept as a candidate for a person to promote",
+            info,
             data=described,
         )
     everything = [*data.items, *recent]
@@ -239,6 +244,7 @@ def retrain(
         trigger=trigger,
         evaluation=comparison.to_dict(),
         extra=described,
+        trained_on=learned,
     )
     reason = f"better: {scores}" if better else f"not better: {scores}"
     return RetrainResult(better, reason, info, comparison, described)
@@ -341,7 +347,7 @@ def scheduled_retrain(runtime: Runtime, read_history: HistoryReader | None = Non
         started = time.monotonic()
         try:
             since = utcnow() - timedelta(days=tenant.learning.history_days)
-            reader = read_history or _psa_history(runtime)
+            reader = read_history or psa_history(runtime)
             history = (
                 reader(tenant.name, since, tenant.learning.history_limit)
                 if tenant.learning.history_days
@@ -379,7 +385,8 @@ def scheduled_retrain(runtime: Runtime, read_history: HistoryReader | None = Non
     return ran
 
 
-def _psa_history(runtime: Runtime) -> HistoryReader:
+def psa_history(runtime: Runtime) -> HistoryReader:
+    """Reads a tenant's closed, categorized tickets from its PSA, oldest first."""
     from psatriage.learning.dataset import from_history  # noqa: PLC0415
 
     def read(tenant: str, since: datetime, limit: int) -> list[Labeled]:

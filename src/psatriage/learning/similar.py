@@ -92,7 +92,7 @@ class SimilarExamples:
             loaded = self._loaded.get(tenant)
         if loaded is not None and now - loaded.at < self._refresh:
             return loaded
-        items = from_examples(list_examples(self._sessions, tenant=tenant))[-MAX_EXAMPLES:]
+        items = from_examples(list_examples(self._sessions, tenant=tenant, limit=MAX_EXAMPLES))
         vectors = None
         if items:
             from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415

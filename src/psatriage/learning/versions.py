@@ -6,16 +6,19 @@ local and hybrid classifiers use, within ``reload_seconds``); ``promote`` makes 
 ``rollback`` goes back to the version that was active before. A retrain that scored worse than
 the model in use is kept as ``refused``, with both scores, so the refusal can be read later.
 Keeping the bytes in the database lets every worker process, on any host, use the same model.
+Only the active version and the ``KEEP_MODELS`` newest others keep their model file (a few MB
+each); older versions stay listed with their reports, and cannot be promoted again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from psatriage.errors import ConfigError
 from psatriage.store.tables import ModelVersionRow, utcnow
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 
 State = Literal["active", "candidate", "retired", "refused"]
 ACTIVE: Final = "active"
+TRAINED_ON: Final = "trained_on"  # the report's list of ticket ids the model learned
+KEEP_MODELS: Final = 6  # versions beside the active one that keep their model file
 
 
 class UnknownVersion(ConfigError):
@@ -43,6 +48,8 @@ class VersionInfo:
     evaluation: dict[str, Any] | None
     created_at: datetime
     promoted_at: datetime | None
+    kept: bool = True  # whether its model file is still kept (promotable)
+    trained_on: frozenset[str] = frozenset()  # the ids of the tickets it learned
 
     @property
     def name(self) -> str:
@@ -77,11 +84,13 @@ class ModelVersions:
         trigger: str,
         evaluation: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        trained_on: Iterable[str] = (),
     ) -> VersionInfo:
         """Store ``model`` as the tenant's next version (made active when ``state`` is active).
 
         ``model.report.version`` is set to the version's name; ``extra`` is added to the stored
-        report (what the training set was made of)."""
+        report (what the training set was made of); ``trained_on`` are the ids of the tickets it
+        learned, kept so a later retrain holds out only tickets this model has not seen."""
         from dataclasses import replace  # noqa: PLC0415
 
         with self._sessions.begin() as session:
@@ -99,24 +108,30 @@ class ModelVersions:
                 state=state,
                 trigger=trigger,
                 data=model.to_bytes(),
-                report={**model.report.to_dict(), **(extra or {})},
+                report={
+                    **model.report.to_dict(),
+                    **(extra or {}),
+                    TRAINED_ON: sorted(set(trained_on)),
+                },
                 evaluation=evaluation,
                 created_at=now,
                 promoted_at=now if state == ACTIVE else None,
             )
             session.add(row)
             session.flush()
+            self._prune(session, tenant)
             return _info(row)
 
     def list(self, tenant: str) -> list[VersionInfo]:
-        """The tenant's versions, newest first."""
+        """The tenant's versions, newest first (without loading their model files)."""
         with self._sessions() as session:
             rows = session.execute(
-                select(ModelVersionRow)
+                select(ModelVersionRow, func.length(ModelVersionRow.data) > 0)
                 .where(ModelVersionRow.tenant == tenant)
                 .order_by(ModelVersionRow.version.desc())
-            ).scalars()
-            return [_info(row) for row in rows]
+                .options(defer(ModelVersionRow.data))
+            ).all()
+            return [_info(row, kept=bool(kept)) for row, kept in rows]
 
     def active_number(self, tenant: str) -> int | None:
         """The active version's number (a cheap query, for noticing a change)."""
@@ -145,6 +160,12 @@ class ModelVersions:
         """Make ``number`` the active version (the active one is retired)."""
         with self._sessions.begin() as session:
             row = self._get(session, tenant, number)
+            if not row.data:
+                raise UnknownVersion(
+                    f"tenant {tenant!r}: the model of {version_name(number)} is no longer kept "
+                    f"(only the {KEEP_MODELS} newest versions beside the active one keep theirs); "
+                    f"fix: promote a newer version or train again"
+                )
             if row.state != ACTIVE:
                 self._retire_active(session, tenant)
                 row.state, row.promoted_at = ACTIVE, utcnow()
@@ -172,6 +193,7 @@ class ModelVersions:
                     ModelVersionRow.state == "retired",
                     ModelVersionRow.promoted_at.is_not(None),
                     ModelVersionRow.id != current.id,
+                    func.length(ModelVersionRow.data) > 0,
                 )
                 .order_by(ModelVersionRow.promoted_at.desc(), ModelVersionRow.version.desc())
                 .limit(1)
@@ -200,6 +222,27 @@ class ModelVersions:
         return row
 
     @staticmethod
+    def _prune(session: Session, tenant: str) -> None:
+        """Drop the model files of all but the active and the ``KEEP_MODELS`` newest others."""
+        keep = (
+            select(ModelVersionRow.id)
+            .where(ModelVersionRow.tenant == tenant, ModelVersionRow.state != ACTIVE)
+            .order_by(ModelVersionRow.version.desc())
+            .limit(KEEP_MODELS)
+        )
+        session.execute(
+            update(ModelVersionRow)
+            .where(
+                ModelVersionRow.tenant == tenant,
+                ModelVersionRow.state != ACTIVE,
+                ModelVersionRow.id.not_in(keep.scalar_subquery()),
+                func.length(ModelVersionRow.data) > 0,
+            )
+            .values(data=b"")
+            .execution_options(synchronize_session=False)
+        )
+
+    @staticmethod
     def _retire_active(session: Session, tenant: str) -> None:
         session.execute(
             update(ModelVersionRow)
@@ -208,16 +251,20 @@ class ModelVersions:
         )
 
 
-def _info(row: ModelVersionRow) -> VersionInfo:
+def _info(row: ModelVersionRow, *, kept: bool = True) -> VersionInfo:
+    report = dict(row.report)
+    trained_on = frozenset(str(t) for t in report.pop(TRAINED_ON, ()))
     return VersionInfo(
         tenant=row.tenant,
         version=row.version,
         state=row.state,
         trigger=row.trigger,
-        report=dict(row.report),
+        report=report,
         evaluation=dict(row.evaluation) if row.evaluation is not None else None,
         created_at=row.created_at,
         promoted_at=row.promoted_at,
+        kept=kept,
+        trained_on=trained_on,
     )
 
 

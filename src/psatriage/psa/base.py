@@ -27,7 +27,9 @@ from psatriage.domain import (
     Taxonomy,
     Ticket,
     TicketEvent,
+    TicketState,
 )
+from psatriage.errors import NotFound
 from psatriage.secrets import Secret
 from psatriage.shared.limits import CallLimits
 
@@ -294,6 +296,27 @@ class PSAAdapter(ABC, Generic[ConfigT]):
         limits): the local engine's training data, and ``psatriage export``'s.
         """
         raise NotImplementedError(f"{self.kind} cannot read labeled history")
+
+    state_batch_size: ClassVar[int] = 1
+    """How many tickets ``read_ticket_states`` reads in one list query (1: one call each)."""
+    state_endpoint: ClassVar[str] = ""
+    """Where the PSA counts calls per endpoint: the endpoint ``read_ticket_states`` reads (the
+    outcome sweep leaves room on it for new tickets)."""
+
+    def read_ticket_states(self, ticket_ids: Sequence[str]) -> dict[str, TicketState]:
+        """The category, closed flag and last changer of each ticket, for the outcome sweep:
+        at most ``state_batch_size`` ids per list query where the PSA can filter a list by id,
+        else one read per ticket, all within the tenant's call limits. A ticket missing from the
+        answer is gone (deleted, or merged away). The default reads each ticket with
+        ``get_ticket``, which cannot tell a closed ticket."""
+        states: dict[str, TicketState] = {}
+        for ticket_id in ticket_ids:
+            try:
+                ticket = self.get_ticket(ticket_id)
+            except NotFound:
+                continue
+            states[ticket_id] = TicketState(ticket.id, ticket.scope, ticket.current, closed=False)
+        return states
 
     @classmethod
     def can_read_time(cls) -> bool:

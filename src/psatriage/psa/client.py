@@ -16,7 +16,7 @@ quirk of its own (Autotask's 500 that is not a server fault, Kaseya BMS's envelo
 401, 403                   ``AuthFailed``
 429                        ``RateLimited`` (a ``TransientError``), with the server's Retry-After
 5xx                        ``TransientError``, with the server's Retry-After
-404                        ``PermanentError`` ("... not found")
+404                        ``NotFound`` ("... not found")
 3xx                        ``PermanentError`` (redirects are never followed: credentials stay)
 ``rejected_statuses``      the caller's ``rejected`` class (``CategoryRejected`` for writes)
 any other                  ``PermanentError``
@@ -38,7 +38,15 @@ from typing import Any, ClassVar, NoReturn
 import httpx
 import stamina
 
-from psatriage.errors import AuthFailed, PermanentError, PsatriageError, TransientError
+from psatriage import metrics
+from psatriage.errors import (
+    AuthFailed,
+    CallLimitReached,
+    NotFound,
+    PermanentError,
+    PsatriageError,
+    TransientError,
+)
 from psatriage.http import retry_after
 from psatriage.psa.base import AdapterConfig
 from psatriage.shared.limits import CallLimits
@@ -108,18 +116,26 @@ class PSAClient(ABC):
         data: Form | None = None,
         rejected: type[PermanentError] = PermanentError,
     ) -> httpx.Response:
-        """One API call, its answer checked by ``raise_for``; a 429 is retried briefly."""
-        return self._retrying(
-            self._rate_limited,
-            self._call_once,
-            method,
-            path,
-            what,
-            params,
-            json_body,
-            data,
-            rejected,
-        )
+        """One API call, its answer checked by ``raise_for``; a 429 is retried briefly. A
+        failure is counted in ``psatriage_psa_call_errors_total`` by tenant and endpoint."""
+        try:
+            return self._retrying(
+                self._rate_limited,
+                self._call_once,
+                method,
+                path,
+                what,
+                params,
+                json_body,
+                data,
+                rejected,
+            )
+        except CallLimitReached:
+            raise  # our own limit: nothing was sent
+        except PsatriageError as exc:
+            tenant = self.limits.scope.partition(":")[2] or self.limits.scope
+            metrics.psa_call_failed(tenant, endpoint_of(method, path), exc)
+            raise
 
     @abstractmethod
     def exchange(
@@ -221,7 +237,7 @@ class PSAClient(ABC):
                 f"{self.psa} answered {status} for {what}{detail}", retry_after=wait
             )
         if status == 404:
-            return PermanentError(f"{what} not found{detail}")
+            return NotFound(f"{what} not found{detail}")
         if status < 400:
             return PermanentError(f"{self.psa} redirected the request for {what} ({status})")
         if status in self.rejected_statuses:

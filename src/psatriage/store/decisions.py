@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.domain import Chosen, Classification, ModelCall
+from psatriage.store.outcomes import OutcomeDraft, open_outcome
 from psatriage.store.reviews import ReviewDraft, open_review
 from psatriage.store.tables import DecisionRow, ModelCallRow, utcnow
 
@@ -140,12 +141,15 @@ class Decisions:
         wrote_category: bool,
         wrote_note: bool,
         review: ReviewDraft | None = None,
+        tracked: OutcomeDraft | None = None,
     ) -> None:
-        """Close the decision; a suggestion for review opens its review in the same
-        transaction (once, however often a retry finalizes it)."""
+        """Close the decision; its outcome (``tracked``) and, for a suggestion for review, its
+        review open in the same transaction (once, however often a retry finalizes it)."""
         with self._sessions.begin() as session:
             if review is not None:
                 open_review(session, review)
+            if tracked is not None:
+                open_outcome(session, tracked)
             session.execute(
                 update(DecisionRow)
                 .where(DecisionRow.id == decision_id)

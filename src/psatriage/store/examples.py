@@ -97,15 +97,20 @@ def list_examples(
     tenant: str,
     since: datetime | None = None,
     company: str | None = None,
+    limit: int | None = None,
 ) -> list[Example]:
     """The tenant's examples, oldest first; only those added or changed at or after ``since``
-    (naive UTC) and only one client company's when given."""
+    (naive UTC), only one client company's when given, only the newest ``limit`` when given."""
     sessions = _sessions(sessions_or_engine)
     query = select(ExampleRow).where(ExampleRow.tenant == tenant)
     if since is not None:
         query = query.where(ExampleRow.updated_at >= since)
     if company is not None:
         query = query.where(ExampleRow.company == company)
+    if limit is not None:
+        newest = query.order_by(ExampleRow.updated_at.desc(), ExampleRow.id.desc()).limit(limit)
+        with sessions() as session:
+            return [_example(row) for row in reversed(session.execute(newest).scalars().all())]
     with sessions() as session:
         rows = session.execute(query.order_by(ExampleRow.updated_at, ExampleRow.id)).scalars()
         return [_example(row) for row in rows]

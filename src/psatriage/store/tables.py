@@ -341,7 +341,8 @@ class SweepMarkRow(Base):
 
 class TicketFactRow(Base):
     """One closed ticket as the reports count it: its final category (``category_source`` says
-    where it came from: ``"psa"``, or empty when it has none), its company, when it was opened and
+    where it came from: ``"outcome"`` where the outcome sweep settled it, else ``"psa"``, or
+    empty when it has none), its company, when it was opened and
     closed, the hours recorded on it (None until read, or while the PSA will not show them), and
     whether and how psatriage decided it. ``title`` is redacted as the model would see it."""
 

@@ -11,7 +11,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from psatriage import accuracy
 from psatriage.domain import Outcome
+from psatriage.observe import state_registry
 from psatriage.runtime import Runtime
 from psatriage.store import db
 from psatriage.store.tables import EventState
@@ -96,6 +98,7 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         ready=ready,
         checks=checks,
         tenants=dict(sorted(problems.items())),
+        degraded=runtime.degraded(),
         models=_models(runtime),
         budgets=meters,
     )
@@ -114,11 +117,17 @@ def _models(runtime: Runtime) -> dict[str, dict[str, str]]:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(runtime: RuntimeDep) -> Response:
-    # the budget gauges, fresh from the database (workers count there); on a database error
-    # the other metrics are still worth serving, and /readyz says what is wrong
+    """The process's counters and histograms, and the service's state as gauges (read from the
+    database now: ``psatriage.observe``)."""
+    # the budget and accuracy gauges, fresh from the database (workers count there); on a
+    # database error the other metrics are still worth serving, and /readyz says what is wrong
     with contextlib.suppress(SQLAlchemyError):
         runtime.budgets()
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        accuracy.refresh_gauges(runtime.sessions, runtime.config.tenants)
+    body = generate_latest()
+    with contextlib.suppress(SQLAlchemyError):
+        body += generate_latest(state_registry(runtime))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/api/events", dependencies=[Depends(require_token)], responses=_UNAUTHORIZED)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from psatriage import __version__, jobs
 from psatriage.runtime import Runtime
-from psatriage.web import api, console, reports, reviews, webhooks
+from psatriage.web import accuracy, api, console, reports, reviews, webhooks
 
 
 def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
@@ -30,6 +30,7 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
             stop.set()
             if consumer is not None:
                 consumer.stop(graceful=True)
+            pages.stop()  # its background checks use connections the runtime will close
 
     app = FastAPI(
         title="psatriage",
@@ -44,5 +45,6 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
     app.include_router(api.router)
     app.include_router(reviews.router)
     app.include_router(reports.router)
-    console.install(app, runtime)
+    app.include_router(accuracy.router)
+    pages = console.install(app, runtime)
     return app

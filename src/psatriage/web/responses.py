@@ -60,7 +60,13 @@ class Readiness(BaseModel):
     )
     checks: dict[str, str] = Field(description="database and queue: ok, or what is wrong.")
     tenants: dict[str, list[str]] = Field(
-        description="Per tenant, what needs a person: refused credentials, a deactivated webhook."
+        description="Per tenant, what needs a person: refused credentials, a deactivated "
+        "webhook, repeated failures."
+    )
+    degraded: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per tenant degraded by repeated PSA or model failures (events or polls, "
+        "PSATRIAGE_DEGRADED_AFTER in a row): why. The service stays ready for other tenants.",
     )
     models: dict[str, dict[str, str]] = Field(
         description="Per tenant with an LLM, what its model server was found to support "
@@ -208,3 +214,35 @@ class Review(_FromRow):
 
 class ReviewList(BaseModel):
     reviews: list[Review] = Field(description="Newest first; page on with before_id.")
+
+
+class AccuracyGroup(BaseModel):
+    """The outcomes of one group of decisions."""
+
+    key: str = Field(description="The group: company id, category key, engine/model, band...")
+    label: str
+    decided: int = Field(description="Decisions with a category chosen by the model.")
+    known: int = Field(description="Of those, tickets with a final category (agreed, "
+                       "corrected or filled).")  # fmt: skip
+    correct: int = Field(description="Of those, tickets whose final category is the model's.")
+    accuracy: float | None = Field(description="correct ÷ known; null before anything is known.")
+    states: dict[str, int] = Field(description="Outcomes by state: pending, agreed, corrected, "
+                                   "filled, gone.")  # fmt: skip
+
+
+class AccuracyReport(BaseModel):
+    """One tenant's accuracy from outcomes, overall and per dimension."""
+
+    tenant: str
+    since: UtcTime = Field(description="Decisions made at or after this moment.")
+    overall: AccuracyGroup
+    by_company: list[AccuracyGroup]
+    by_category: list[AccuracyGroup] = Field(description="By the model's choice.")
+    by_engine: list[AccuracyGroup] = Field(description="By engine and model.")
+    by_band: list[AccuracyGroup] = Field(description="By confidence band: apply, suggest, "
+                                         "record.")  # fmt: skip
+    by_decision: list[AccuracyGroup] = Field(
+        description="By what the decision did: applied, suggested, shadowed, recorded."
+    )
+    by_day: list[AccuracyGroup] = Field(description="By the day of the decision (UTC), oldest "
+                                        "first.")  # fmt: skip

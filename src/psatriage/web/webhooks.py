@@ -159,6 +159,8 @@ def _accept(
     event_id, created = runtime.ledger.record(event, state=state)
     if not created:
         return 200, {"status": "duplicate", "event_id": event_id}
+    if not event.actionable:  # an update: the outcome sweep reads the ticket next time
+        runtime.outcomes.make_due(tenant, event.ticket_id)
     if not acted_on:
         return 202, {"status": "ignored", "event_id": event_id, "reason": event.action}
     try:

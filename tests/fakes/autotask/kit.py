@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from psatriage.domain import LevelValue, Ticket
-from psatriage.errors import AuthFailed, PermanentError, TransientError
+from psatriage.errors import AuthFailed, NotFound, PermanentError, TransientError
 from tests.fakes.autotask.server import FakeAutotask
 from tests.fakes.kit import (
     ROTATION,
@@ -98,14 +98,14 @@ ERRORS = [
     ErrorCase("500, timeout", 500, TransientError, "Timeout expired",
               body={"errors": ["Timeout expired"]}),
     ErrorCase("500, permission", 500, AuthFailed, "lacks a permission", body=PERMISSION),
-    ErrorCase("500, no match", 500, PermanentError, "not found",
+    ErrorCase("500, no match", 500, NotFound, "not found",
               body={"errors": ["No matching records found."]}),
     ErrorCase("500, invalid", 500, PermanentError, "Invalid filter",
               body={"errors": [{"message": "Invalid filter"}]}),
     ErrorCase("502", 502, TransientError, "502"),
     ErrorCase("503", 503, TransientError, "503", headers={"Retry-After": "2"}),
     ErrorCase("400", 400, PermanentError, "Bad query", body={"errors": ["Bad query"]}),
-    ErrorCase("404", 404, PermanentError, "not found"),
+    ErrorCase("404", 404, NotFound, "not found"),
     ErrorCase("409", 409, PermanentError, "409 for ticket .*: busy", body={"errors": ["busy"]}),
 ]  # fmt: skip
 
@@ -209,6 +209,9 @@ def kit() -> ContractKit:
         history_ticket=history_ticket,
         history_path=r"/Tickets/query",
         registrations=lambda: len(fake.webhooks),
+        close=lambda ticket_id: fake.complete_ticket(int(ticket_id)),
+        delete=lambda ticket_id: fake.delete_ticket(int(ticket_id)),
+        touch=lambda ticket_id, person: fake.touch(int(ticket_id), int(person)),
         closed_ticket=closed_ticket,
         add_time=lambda ticket_id, hours: fake.add_time(int(ticket_id), hours),
         deny_time=lambda: setattr(fake, "time_denied", True),

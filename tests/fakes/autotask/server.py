@@ -158,10 +158,20 @@ class FakeAutotask(FakePSA):
                 "source": 2,
                 "status": 1,
                 "completedDate": None,
+                "lastActivityResourceID": 4,
                 "userDefinedFields": [],
             }
             self.ticket_notes[ticket_id] = []
             return ticket_id
+
+    def delete_ticket(self, ticket_id: int) -> None:
+        with self._data:
+            del self.tickets[ticket_id]
+
+    def touch(self, ticket_id: int, resource_id: int) -> None:
+        """Record a resource as the ticket's last activity (``lastActivityResourceID``)."""
+        with self._data:
+            self.tickets[ticket_id]["lastActivityResourceID"] = resource_id
 
     def complete_ticket(self, ticket_id: int, when: datetime | None = None) -> None:
         """Move the ticket to Complete (status 5), which sets its ``completedDate``."""
@@ -407,6 +417,7 @@ class FakeAutotask(FakePSA):
             parent = next(p for p in self._picklist("subIssueType") if p["value"] == str(sub))
             if parent["parentValue"] != str(updated.get("issueType")):
                 return errors(500, "The Sub-Issue Type is not valid for the Issue Type (parent).")
+        updated["lastActivityResourceID"] = self.api_resource_id  # the API user changed it
         self.tickets[ticket["id"]] = updated
         return Response(200, {"itemId": ticket["id"]})
 

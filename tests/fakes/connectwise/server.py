@@ -188,6 +188,15 @@ class FakeConnectWise(FakePSA):
         self.add_ticket_note(ticket_id, description, detail=True)
         return ticket_id
 
+    def delete_ticket(self, ticket_id: int) -> None:
+        with self._data:
+            del self.tickets[ticket_id]
+
+    def touch(self, ticket_id: int, member: str) -> None:
+        """Record ``member`` as the last to save the ticket (``_info.updatedBy``)."""
+        with self._data:
+            self.tickets[ticket_id]["_info"]["updatedBy"] = member
+
     def close_ticket(self, ticket_id: int, when: datetime | None = None) -> None:
         """Close the ticket as a technician would (a status with the closed flag), at ``when``
         (default: now), its ``closedDate``."""
@@ -455,8 +464,12 @@ class FakeConnectWise(FakePSA):
         conditions = request.arg("conditions") or ""
         match = re.search(r"dateEntered\s*(>=|>)\s*\[([^\]]+)\]", conditions)
         closed = re.search(r"closedFlag\s*=\s*(true|false)", conditions, re.IGNORECASE)
+        ids = re.search(r"\bid\s+in\s*\(([\d,\s]*)\)", conditions, re.IGNORECASE)
         with self._data:
             tickets = sorted(self.tickets.values(), key=lambda t: t["id"])
+        if ids:
+            wanted_ids = {int(i) for i in ids.group(1).split(",") if i.strip()}
+            tickets = [t for t in tickets if t["id"] in wanted_ids]
         if (request.arg("orderBy") or "").lower().startswith("dateentered desc"):
             tickets.sort(key=lambda t: (t["_info"]["dateEntered"], t["id"]), reverse=True)
         for operator, moment in re.findall(r"closedDate\s*(>=|<)\s*\[([^\]]+)\]", conditions):

@@ -270,6 +270,8 @@ def kit() -> ContractKit:
         history_ticket=history_ticket,
         history_path=r"/api/Tickets$",
         registrations=lambda: len(fake.webhooks),
+        close=lambda ticket_id: fake.close_ticket(int(ticket_id)),
+        delete=lambda ticket_id: fake.delete_ticket(int(ticket_id)),
         closed_ticket=closed_ticket,
         add_time=lambda ticket_id, hours: fake.add_time(int(ticket_id), hours),
         deny_time=lambda: setattr(fake, "time_denied", True),

@@ -163,6 +163,10 @@ class FakeHaloPSA(FakePSA):
             self.actions[number] = []
             return number
 
+    def delete_ticket(self, ticket_id: int) -> None:
+        with self._data:
+            del self.tickets[ticket_id]
+
     def close_ticket(self, ticket_id: int, when: datetime | None = None) -> None:
         """Close the ticket as an agent would (status Closed, ``hasbeenclosed``) at ``when``
         (default: now), its ``dateclosed``."""

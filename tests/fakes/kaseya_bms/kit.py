@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from psatriage.domain import LevelValue, Ticket
-from psatriage.errors import AuthFailed, PermanentError, TransientError
+from psatriage.errors import AuthFailed, NotFound, PermanentError, TransientError
 from tests.fakes.kaseya_bms.server import FakeKaseyaBMS, sign
 from tests.fakes.kit import (
     ROTATION,
@@ -83,14 +83,14 @@ ERRORS = [
     ErrorCase("500", 500, TransientError, "Oops", body=envelope_error(500, "Oops")),
     ErrorCase("502", 502, TransientError, "502"),
     ErrorCase("503", 503, TransientError, "503", headers={"Retry-After": "2"}),
-    ErrorCase("404", 404, PermanentError, "not found: Ticket missing",
+    ErrorCase("404", 404, NotFound, "not found: Ticket missing",
               body=envelope_error(404, "Ticket missing")),
     ErrorCase("400", 400, PermanentError, r"rejected .* \(400\): Bad",
               body=envelope_error(400, "Bad thing")),
     ErrorCase("200, refused", 200, PermanentError, "refused .*Denied by rule",
               body=envelope_error(0, "Denied by rule")),
     ErrorCase("200, code 503", 200, TransientError, "503 .*Busy", body=envelope_error(503, "Busy")),
-    ErrorCase("200, code 404", 200, PermanentError, "not found: Gone",
+    ErrorCase("200, code 404", 200, NotFound, "not found: Gone",
               body=envelope_error(404, "Gone")),
     ErrorCase("200, Success false", 200, PermanentError, "Success is false",
               body={"success": False}),
@@ -193,6 +193,9 @@ def kit() -> ContractKit:
         history_ticket=history_ticket,
         history_path=r"/servicedesk/tickets$",
         registrations=lambda: len(fake.webhooks),
+        close=lambda ticket_id: fake.close_ticket(int(ticket_id)),
+        delete=lambda ticket_id: fake.delete_ticket(int(ticket_id)),
+        touch=lambda ticket_id, person: fake.touch(int(ticket_id), int(person)),
         closed_ticket=closed_ticket,
         add_time=lambda ticket_id, hours: fake.add_time(int(ticket_id), hours),
         deny_time=lambda: setattr(fake, "time_denied", True),

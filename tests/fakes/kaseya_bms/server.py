@@ -182,6 +182,15 @@ class FakeKaseyaBMS(FakePSA):
                 self._set_field(ticket, field, value)
             return ticket_id
 
+    def delete_ticket(self, ticket_id: int) -> None:
+        with self._data:
+            del self.tickets[ticket_id]
+
+    def touch(self, ticket_id: int, user_id: int) -> None:
+        """Record a user as the last to change the ticket (``ModifiedBy``, ``ModifiedOn``)."""
+        with self._data:
+            self.tickets[ticket_id].update(ModifiedBy=user_id, ModifiedOn=iso(datetime.now(UTC)))
+
     def close_ticket(
         self, ticket_id: int, status_id: int = 3, when: datetime | None = None
     ) -> None:

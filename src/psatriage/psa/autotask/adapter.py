@@ -35,16 +35,18 @@ from psatriage.domain import (
     Taxonomy,
     Ticket,
     TicketEvent,
+    TicketState,
 )
 from psatriage.errors import (
     AuthFailed,
     CategoryRejected,
     ConfigError,
+    NotFound,
     PermanentError,
     TransientError,
     WebhookRejected,
 )
-from psatriage.psa.autotask import history, time, webhooks
+from psatriage.psa.autotask import history, outcomes, time, webhooks
 from psatriage.psa.autotask.client import AutotaskClient
 from psatriage.psa.autotask.config import AutotaskConfig
 from psatriage.psa.autotask.hooks import SIGNATURE_HEADER, signature_matches, text_of
@@ -166,7 +168,7 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
         data = self.client.json("GET", f"Tickets/{number}", what=f"ticket {number}")
         item = ci(data).get("item")
         if not isinstance(item, dict):
-            raise PermanentError(f"ticket {number} not found")
+            raise NotFound(f"ticket {number} not found")
         self._learn_our_resource()
         return self._as_ticket(number, ci(item))
 
@@ -343,6 +345,23 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
             path = tuple(v for v in ticket.current if v.level in LEVELS)
             labeled.append(LabeledTicket(ticket=ticket, path=path))
         return labeled
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    state_batch_size: ClassVar[int] = outcomes.BATCH
+
+    def read_ticket_states(self, ticket_ids: Sequence[str]) -> dict[str, TicketState]:
+        """Many tickets per ``Tickets/query`` (``outcomes``)."""
+        for ticket_id in ticket_ids:  # checked before any call
+            _numeric(ticket_id, "ticket id")
+        self._learn_our_resource()
+        return outcomes.ticket_states(
+            self.client,
+            ticket_ids,
+            facets=self.config.facets,
+            current=self._current,
+            ours=self._resource,
+        )
 
     # -- reports ----------------------------------------------------------------------------
 

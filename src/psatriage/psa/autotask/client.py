@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import httpx
 import structlog
 
-from psatriage.errors import AuthFailed, PermanentError, PsatriageError, TransientError
+from psatriage.errors import AuthFailed, NotFound, PermanentError, PsatriageError, TransientError
 from psatriage.psa.autotask.config import AutotaskConfig
 from psatriage.psa.client import Failure, Form, Params, PSAClient
 from psatriage.psa.paging import follow, on_origin
@@ -142,7 +142,7 @@ class AutotaskClient(PSAClient):
                 "widen its security level"
             )
         if _NOT_FOUND in text:
-            return PermanentError(f"{what} not found{detail}")
+            return NotFound(f"{what} not found{detail}")
         if _VALIDATION.search(text):
             return failure.rejected(f"Autotask rejected {what} (500){detail}")
         return None

@@ -26,10 +26,11 @@ from psatriage.domain import (
     Taxonomy,
     Ticket,
     TicketEvent,
+    TicketState,
 )
 from psatriage.errors import CategoryRejected, ConfigError, PermanentError, WebhookRejected
 from psatriage.psa.base import TITLE_LEVEL, AdapterConfig, PSAAdapter
-from psatriage.psa.connectwise import time
+from psatriage.psa.connectwise import outcomes, time
 from psatriage.psa.connectwise.callbacks import (
     SigningKeys,
     entity_of,
@@ -358,6 +359,14 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             ticket = self._as_ticket(ticket_number, record, with_initial_note=False)
             labeled.append(LabeledTicket(ticket=ticket, path=ticket.current))
         return labeled
+
+    # -- outcomes ---------------------------------------------------------------------------------
+
+    state_batch_size: ClassVar[int] = outcomes.BATCH
+
+    def read_ticket_states(self, ticket_ids: Sequence[str]) -> dict[str, TicketState]:
+        """Many tickets per ``id in (...)`` list query (``outcomes``)."""
+        return outcomes.ticket_states(self.client, ticket_ids)
 
     # -- reports ----------------------------------------------------------------------------------
 

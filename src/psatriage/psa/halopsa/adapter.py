@@ -31,10 +31,11 @@ from psatriage.domain import (
     Taxonomy,
     Ticket,
     TicketEvent,
+    TicketState,
 )
 from psatriage.errors import CategoryRejected, PermanentError, WebhookRejected
 from psatriage.psa.base import AdapterConfig, PSAAdapter
-from psatriage.psa.halopsa import history, time, webhooks
+from psatriage.psa.halopsa import history, outcomes, time, webhooks
 from psatriage.psa.halopsa.client import HaloClient
 from psatriage.psa.halopsa.config import HaloPSAConfig
 from psatriage.psa.halopsa.taxonomy import (
@@ -398,6 +399,12 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
             "Priority", "priorities", params={"slaid": sla}, what="priorities"
         )
         return priority_facet(records, sla)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def read_ticket_states(self, ticket_ids: Sequence[str]) -> dict[str, TicketState]:
+        """One read per ticket (``outcomes``)."""
+        return outcomes.ticket_states(ticket_ids, read=self._ticket, as_ticket=self._as_ticket)
 
     # -- polling and set-up -----------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from time import monotonic
 from typing import Any, ClassVar
 
 import httpx
@@ -31,10 +32,12 @@ from psatriage.domain import (
     Taxonomy,
     Ticket,
     TicketEvent,
+    TicketState,
 )
 from psatriage.errors import CategoryRejected, PermanentError, WebhookRejected
 from psatriage.psa.base import TITLE_LEVEL, AdapterConfig, PSAAdapter
-from psatriage.psa.kaseya_bms import time
+from psatriage.psa.client import endpoint_of
+from psatriage.psa.kaseya_bms import outcomes, time
 from psatriage.psa.kaseya_bms.client import BMSClient
 from psatriage.psa.kaseya_bms.config import FACETS, LEVELS, SCOPE, SCOPE_NAME, KaseyaBMSConfig
 from psatriage.psa.kaseya_bms.webhooks import (
@@ -52,6 +55,7 @@ from psatriage.psa.wire import JSON, numeric, record_id, timestamp, utc_text
 from psatriage.psa.wire import lower_keys as ci
 
 FIELD_LEVELS = {"priority": "PriorityId", "routing": "QueueId"}  # ticket field -> BMS field
+STATUSES_SECONDS = 300.0  # the outcome sweep's closed statuses are looked up this often
 
 
 class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
@@ -74,6 +78,7 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
         self._note_type: int | None = None
         self._note_type_lock = threading.Lock()
         self._problems: set[str] = set()
+        self._closed: tuple[float, frozenset[str]] | None = None  # (when, closed status ids)
 
     # -- webhooks ---------------------------------------------------------------------------
 
@@ -360,6 +365,33 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
 
     def list_scopes(self) -> list[tuple[str, str]]:
         return [(SCOPE, SCOPE_NAME)]
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    state_endpoint: ClassVar[str] = endpoint_of("GET", "v2/servicedesk/tickets/0")
+
+    def read_ticket_states(self, ticket_ids: Sequence[str]) -> dict[str, TicketState]:
+        """One read per ticket (``outcomes``)."""
+        return outcomes.ticket_states(
+            ticket_ids,
+            read=self._read,
+            as_ticket=self._as_ticket,
+            closed_statuses=self._closed_statuses,
+            zone=self.config.zone,
+        )
+
+    def _closed_statuses(self) -> frozenset[str]:
+        """The ids of the closed statuses, looked up at most every ``STATUSES_SECONDS``."""
+        now = monotonic()
+        cached = self._closed
+        if cached is not None and now - cached[0] < STATUSES_SECONDS:
+            return cached[1]
+        statuses = self.client.lookup("system/statuses/lookup", "ticket statuses")
+        closed = frozenset(
+            str(s.get("id")) for s in statuses if _closed_name(str(s.get("name") or ""))
+        )
+        self._closed = (now, closed)
+        return closed
 
     # -- set-up -----------------------------------------------------------------------------
 

@@ -17,17 +17,19 @@ from psatriage.logging import register_secrets
 from psatriage.runtime import Runtime
 from psatriage.web.console import (
     api_docs,
+    categories,
     decisions,
     errors,
     events,
     overview,
+    reviews,
     signin,
     tenants,
 )
 from psatriage.web.console.core import STATIC, Console
 from psatriage.web.console.settings import ConsoleSettings
 
-PAGES = (overview, decisions, events, tenants)
+PAGES = (overview, reviews, decisions, categories, events, tenants)
 
 __all__ = ["PAGES", "ConsoleSettings", "install", "load_settings"]
 

@@ -14,6 +14,7 @@ from psatriage.classifiers.openai_compat import ENGINE as OPENAI_ENGINE
 from psatriage.domain import Outcome
 from psatriage.errors import PsatriageError
 from psatriage.pipeline import note_for
+from psatriage.policy import Band
 from psatriage.web.console.core import (
     Console,
     NavItem,
@@ -23,14 +24,26 @@ from psatriage.web.console.core import (
     csrf_guard,
     signed_in,
 )
-from psatriage.web.console.queries import MAX_ID, DecisionFilter
+from psatriage.web.console.queries import MAX_ID, VERDICTS, DecisionFilter
 
 router = APIRouter(dependencies=[Depends(csrf_guard)], include_in_schema=False)
 NAV = NavItem("Decisions", "/decisions")
 PAGE_SIZE = 50
 ENGINES = (OPENAI_ENGINE, LOCAL_ENGINE)
 OUTCOMES = (*(o.value for o in Outcome), "unfinished")
-_FILTERS = ("tenant", "company", "category", "engine", "model", "outcome", "since", "until")
+BANDS = tuple(band.value for band in Band)
+_FILTERS = (
+    "tenant",
+    "company",
+    "category",
+    "engine",
+    "model",
+    "outcome",
+    "band",
+    "verdict",
+    "since",
+    "until",
+)
 
 
 @router.get("/decisions", response_class=HTMLResponse)
@@ -45,6 +58,8 @@ def decisions(request: Request, user: Annotated[SignedIn, Depends(signed_in)]) -
         engine=given["engine"],
         model=given["model"],
         outcome=given["outcome"] if given["outcome"] in OUTCOMES else "",
+        band=given["band"] if given["band"] in BANDS else "",
+        verdict=given["verdict"] if given["verdict"] in VERDICTS else "",
         since=_date(given, "since", problems),
         until=_date(given, "until", problems),
     )
@@ -66,6 +81,8 @@ def decisions(request: Request, user: Annotated[SignedIn, Depends(signed_in)]) -
             "tenants": sorted(console.runtime.config.tenants),
             "engines": ENGINES,
             "outcomes": OUTCOMES,
+            "bands": BANDS,
+            "verdicts": VERDICTS,
             "newer": link(after=page.rows[0].id) if page.has_newer else None,
             "older": link(before=page.rows[-1].id) if page.has_older else None,
             "filtered": bool(kept),

@@ -74,6 +74,23 @@ def _cost(scope: Scope) -> dict[str, Any]:
     }
 
 
+def _accuracy(scope: Scope) -> dict[str, Any]:
+    days = scope.console.queries.accuracy_per_day(scope.tenant or None)
+    points = [(day.day.strftime("%b %d"), day.share) for day in days]
+    known = sum(day.known for day in days)
+    matched = sum(day.matched for day in days)
+    return {
+        "accuracy_chart": bar_chart(
+            "Share of known outcomes that kept our category, by day decided",
+            points,
+            shown=lambda value: f"{value:.0%}",
+        ),
+        "known": known,
+        "matched": matched,
+        "verdicts": scope.console.queries.verdicts(scope.tenant or None),
+    }
+
+
 @dataclass(frozen=True)
 class Health:
     name: str
@@ -123,6 +140,7 @@ def _queued_jobs(console: Console) -> int | None:
 
 PANELS: list[Panel] = [
     Panel("overview/volume.html", _volume),
+    Panel("overview/accuracy.html", _accuracy),
     Panel("overview/cost.html", _cost),
     Panel("overview/health.html", _health),
 ]

@@ -11,13 +11,22 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.domain import Outcome
-from psatriage.store.tables import DecisionRow, EventRow, EventState, ModelCallRow, utcnow
+from psatriage.store.tables import (
+    DecisionRow,
+    EventRow,
+    EventState,
+    ModelCallRow,
+    OutcomeRow,
+    OutcomeState,
+    utcnow,
+)
 
 WINDOWS = (1, 7, 30)  # days the overview counts tickets over
 MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger number is no id
@@ -39,6 +48,9 @@ SHARES = {
 }
 SHARE_NAMES = ("applied", "suggested", "recorded only", "failed")
 COUNT_CAP = 1000  # the decisions table counts matches up to this
+VERDICTS = tuple(state.value for state in OutcomeState)  # what became of a decision
+WEEKS = 8  # the Categories page counts tickets per week over this many weeks
+CONFUSIONS_SHOWN = 3  # per category, the categories people most often chose instead
 
 
 @dataclass
@@ -155,6 +167,107 @@ class ConsoleQueries:
                 select(EventRow.received_at).where(EventRow.id == newest)
             ).scalar()
 
+    # -- accuracy from outcomes ---------------------------------------------------------------
+
+    def accuracy_per_day(
+        self, tenant: str | None = None, days: int = 30, now: datetime | None = None
+    ) -> list[AccuracyDay]:
+        """Per day (UTC) a decision was made, oldest first: how many of its outcomes are known
+        (a final category to compare with) and how many of those matched ours."""
+        now = now or utcnow()
+        first = (now - timedelta(days=days - 1)).date()
+        day = func.date(OutcomeRow.decided_at)
+        query = (
+            select(
+                day,
+                func.count(OutcomeRow.matches),
+                func.sum(case((OutcomeRow.matches.is_(True), 1), else_=0)),
+            )
+            .where(OutcomeRow.decided_at >= _midnight(first))
+            .group_by(day)
+        )
+        if tenant:
+            query = query.where(OutcomeRow.tenant == tenant)
+        with self._sessions() as session:
+            rows = {str(d)[:10]: (int(n or 0), int(m or 0)) for d, n, m in session.execute(query)}
+        listed = []
+        for offset in range(days):
+            moment = first + timedelta(days=offset)
+            known, matched = rows.get(moment.isoformat(), (0, 0))
+            listed.append(AccuracyDay(moment, known, matched))
+        return listed
+
+    def verdicts(self, tenant: str | None = None, days: int = 30) -> dict[str, int]:
+        """How the outcomes of the last ``days`` stand: agreed, corrected, filled, pending, gone."""
+        query = (
+            select(OutcomeRow.state, func.count())
+            .where(OutcomeRow.decided_at >= utcnow() - timedelta(days=days))
+            .group_by(OutcomeRow.state)
+        )
+        if tenant:
+            query = query.where(OutcomeRow.tenant == tenant)
+        with self._sessions() as session:
+            found = {str(state): int(count) for state, count in session.execute(query)}
+        return {state: found.get(state, 0) for state in VERDICTS}
+
+    # -- categories ---------------------------------------------------------------------------
+
+    def categories(self, tenant: str | None = None, now: datetime | None = None) -> list[Usage]:
+        """Every category decided in the last ``WEEKS`` weeks, busiest first: tickets per week
+        (oldest first), how often its outcomes matched, and what people chose instead."""
+        now = now or utcnow()
+        edges = [now - timedelta(weeks=WEEKS - n) for n in range(WEEKS + 1)]
+        weekly = [
+            func.sum(
+                case((and_(DecisionRow.created_at >= a, DecisionRow.created_at < b), 1), else_=0)
+            )
+            for a, b in pairwise(edges)
+        ]
+        volume = (
+            select(DecisionRow.category_label, *weekly)
+            .where(
+                DecisionRow.created_at >= edges[0],
+                DecisionRow.final.is_(True),
+                DecisionRow.category_label != "",
+            )
+            .group_by(DecisionRow.category_label)
+        )
+        judged = (
+            select(
+                OutcomeRow.chosen_label,
+                func.count(OutcomeRow.matches),
+                func.sum(case((OutcomeRow.matches.is_(True), 1), else_=0)),
+            )
+            .where(OutcomeRow.decided_at >= edges[0], OutcomeRow.chosen_label != "")
+            .group_by(OutcomeRow.chosen_label)
+        )
+        confused = (
+            select(OutcomeRow.chosen_label, OutcomeRow.final_label, func.count())
+            .where(
+                OutcomeRow.decided_at >= edges[0],
+                OutcomeRow.matches.is_(False),
+                OutcomeRow.final_label != "",
+            )
+            .group_by(OutcomeRow.chosen_label, OutcomeRow.final_label)
+        )
+        if tenant:
+            volume = volume.where(DecisionRow.tenant == tenant)
+            judged = judged.where(OutcomeRow.tenant == tenant)
+            confused = confused.where(OutcomeRow.tenant == tenant)
+        found: dict[str, Usage] = {}
+        with self._sessions() as session:
+            for label, *counts in session.execute(volume):
+                found[label] = Usage(label, [int(c or 0) for c in counts])
+            for label, known, matched in session.execute(judged):
+                usage = found.setdefault(label, Usage(label, [0] * WEEKS))
+                usage.known, usage.matched = int(known or 0), int(matched or 0)
+            pairs = sorted(session.execute(confused), key=lambda row: -int(row[2]))
+            for label, instead, count in pairs:
+                usage = found.setdefault(label, Usage(label, [0] * WEEKS))
+                if len(usage.confused_with) < CONFUSIONS_SHOWN:
+                    usage.confused_with.append((instead, int(count)))
+        return sorted(found.values(), key=lambda u: (-u.tickets, u.label))
+
     # -- decisions ----------------------------------------------------------------------------
 
     def decisions(
@@ -206,7 +319,13 @@ class ConsoleQueries:
                 if after is None
                 else exists(DecisionRow.id < rows[-1].id, DecisionRow.id.desc())
             )
-        return DecisionPage(rows, int(total or 0), newer, older)
+            followed = session.execute(
+                select(OutcomeRow.decision_id, OutcomeRow.state, OutcomeRow.band).where(
+                    OutcomeRow.decision_id.in_([row.id for row in rows])
+                )
+            )
+            verdicts = {number: (state, band) for number, state, band in followed}
+        return DecisionPage(rows, int(total or 0), newer, older, verdicts)
 
     def decision(self, decision_id: int) -> DecisionDetail | None:
         with self._sessions() as session:
@@ -243,6 +362,8 @@ class DecisionFilter:
     engine: str = ""
     model: str = ""
     outcome: str = ""  # an Outcome value, or "unfinished"
+    verdict: str = ""  # what became of it: an OutcomeState value
+    band: str = ""  # apply, suggest or record
     since: date | None = None
     until: date | None = None  # inclusive
 
@@ -261,6 +382,16 @@ class DecisionFilter:
             found.append(DecisionRow.final.is_(False))
         elif self.outcome:
             found.append(and_(DecisionRow.final.is_(True), DecisionRow.outcome == self.outcome))
+        followed = [
+            condition
+            for condition, wanted in (
+                (OutcomeRow.state == self.verdict, self.verdict),
+                (OutcomeRow.band == self.band, self.band),
+            )
+            if wanted
+        ]
+        if followed:
+            found.append(DecisionRow.id.in_(select(OutcomeRow.decision_id).where(*followed)))
         if self.since:
             found.append(DecisionRow.created_at >= _midnight(self.since))
         if self.until:
@@ -283,6 +414,7 @@ class DecisionPage:
     total: int  # at most COUNT_CAP + 1
     has_newer: bool
     has_older: bool
+    verdicts: dict[int, tuple[str, str]] = field(default_factory=dict)  # id: (state, band)
 
     @property
     def counted(self) -> str:
@@ -295,3 +427,33 @@ class DecisionDetail:
     decision: DecisionRow
     event: EventRow | None
     calls: list[ModelCallRow]
+
+
+@dataclass(frozen=True)
+class AccuracyDay:
+    day: date
+    known: int  # outcomes with a final category to compare with
+    matched: int  # of those, how many were the category we chose
+
+    @property
+    def share(self) -> float:
+        return self.matched / self.known if self.known else 0.0
+
+
+@dataclass
+class Usage:
+    """One category on the Categories page."""
+
+    label: str
+    weekly: list[int]  # tickets decided per week, oldest first
+    known: int = 0
+    matched: int = 0
+    confused_with: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def tickets(self) -> int:
+        return sum(self.weekly)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.matched / self.known if self.known else None
