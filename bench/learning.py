@@ -17,10 +17,11 @@ its train split, in file order, is the stream:
 3. at the end of each period the scheduled retrain runs exactly as the service runs it
    (``learning.retrain.retrain``, default ``learning`` settings): its closed-ticket history is
    the first history plus every ticket decided so far (they have closed with the category people
-   left), its examples are the corrections; the newest 20% of each is held out and the candidate
-   is promoted only when strictly better on them. With ``--fixed-history`` the history stays the
-   first ``--history`` tickets (a PSA whose history cannot be read again): the model then learns
-   from the corrections alone.
+   left), its examples are the corrections; the newest 20% of the closed tickets the model in use
+   has not learned is held out, and the candidate is promoted only when it is better on them by
+   more than chance explains. With ``--fixed-history`` the history stays the first ``--history``
+   tickets (read once): there is then nothing new to compare on, and every retrained model waits
+   as a candidate.
 
 After every retrain both the active model and the reference are scored on the test set; the
 report gives their accuracy after 0, 100, 500, 1,000 and 2,000 corrections (the first retrain
@@ -270,7 +271,7 @@ def main() -> None:
     parser.add_argument("--retrain-every", type=int, default=300, help="tickets per period")
     parser.add_argument("--stream", type=int, default=0, help="at most this many new tickets")
     parser.add_argument("--test", type=int, default=100_000, help="at most this many test tickets")
-    parser.add_argument("--fixed-history", action="store_true", help="learn from corrections only")
+    parser.add_argument("--fixed-history", action="store_true", help="history read once")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.load_before = round(os.getloadavg()[0], 2)

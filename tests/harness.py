@@ -2,7 +2,7 @@
 
 ``Harness`` is one ConnectWise tenant (FakeConnectWise for the PSA, FakeOpenAI for the model);
 ``Harness.runtime()`` builds the service exactly as ``psatriage serve`` would (tenants file on disk,
-SQLite or PostgreSQL database, Huey queue), so tests exercise the real path end to end.
+SQLite or PostgreSQL database, the wake-up channel), so tests exercise the real path end to end.
 ``kit_for`` and ``kit_tenant`` do the same for any PSA, through its fake's contract kit.
 """
 

@@ -1,6 +1,7 @@
 """Crash safety: real `serve --no-worker` and `worker` processes and a burst of 500 tickets, with
-the worker SIGKILLed twice mid-burst and restarted, or the PostgreSQL server stopped twice; every
-ticket ends done with one write and one note."""
+the worker SIGKILLed twice mid-burst and restarted, or the PostgreSQL server stopped twice, or
+the default `serve`'s own worker process SIGKILLed twice (serve starts another); every ticket ends
+done with one write and one note."""
 
 from __future__ import annotations
 
@@ -34,7 +35,12 @@ STALL_SECONDS = 300  # no new note for this long: the service is stuck, not slow
 
 
 class Service:
-    def __init__(self, harness: Harness, root: Path, extra_env: dict[str, str]) -> None:
+    """``serve --no-worker`` beside a ``worker`` process (``split``), or the default ``serve``
+    with the worker process it starts itself."""
+
+    def __init__(
+        self, harness: Harness, root: Path, extra_env: dict[str, str], *, split: bool = True
+    ) -> None:
         self.root = root
         self.port = free_port()
         self.env = {
@@ -50,10 +56,15 @@ class Service:
             "PSATRIAGE_RETRY_BASE_SECONDS": "0.2",
             "PSATRIAGE_RETRY_MAX_SECONDS": "1",
             "PSATRIAGE_MAX_ATTEMPTS": "20",
+            "PSATRIAGE_WORKERS": "8",
         }
         self.logs: list[Any] = []
-        self.web = self._start("serve", "--no-worker", "--port", str(self.port))
-        self.worker = self._start("worker", "--workers", "8")
+        if split:
+            self.web = self._start("serve", "--no-worker", "--port", str(self.port))
+            self.workers = [self._start("worker", "--workers", "8")]
+        else:
+            self.web = self._start("serve", "--port", str(self.port))
+            self.workers = []
         self.kills = 0
 
     def _start(self, *args: str) -> subprocess.Popen[bytes]:
@@ -82,17 +93,18 @@ class Service:
         raise AssertionError("the service did not become ready")
 
     def kill_worker(self) -> None:
-        self.worker.send_signal(signal.SIGKILL)
-        self.worker.wait(timeout=10)
+        (worker,) = self.workers
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
         self.kills += 1
-        self.worker = self._start("worker", "--workers", "8")
+        self.workers = [self._start("worker", "--workers", "8")]
 
     def stop(self) -> None:
-        for process in (self.web, self.worker):
+        for process in (self.web, *self.workers):
             process.terminate()
-        for process in (self.web, self.worker):
+        for process in (self.web, *self.workers):
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
         for log in self.logs:
@@ -160,6 +172,51 @@ def test_killing_the_worker_mid_burst_loses_nothing_and_doubles_nothing(
     assert service.kills == len(KILL_AT)
 
     _assert_done_once_each(harness, service, tickets, backends)
+
+
+def _children(pid: int) -> list[int]:
+    """The running child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker in /proc")
+def test_killing_a_worker_process_of_serve_mid_burst_loses_nothing_and_doubles_nothing(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """The default `serve`: a web process and a worker process it started. The worker process is
+    SIGKILLed twice mid-burst; serve starts another each time."""
+    harness.llm.latency = 0.01
+    service = Service(harness, tmp_path, {}, split=False)
+    try:
+        service.wait_ready()
+        tickets = [
+            harness.cw.add_ticket(f"Printer {n}", "My printer has a paper jam")
+            for n in range(TICKETS)
+        ]
+        deliveries = [harness.cw.callback(t) for t in tickets]
+        with httpx.Client(base_url=service.url, timeout=30) as client:
+            assert PsaSender(client).deliver_all(deliveries) == [202] * TICKETS
+        killed: list[int] = []
+        for count in KILL_AT:
+            _wait_for_notes(harness, tickets, count)
+            deadline = time.monotonic() + 180
+            while not (workers := [p for p in _children(service.web.pid) if p not in killed]):
+                assert time.monotonic() < deadline, "serve started no worker process"
+                time.sleep(0.1)
+            os.kill(workers[0], signal.SIGKILL)
+            killed.append(workers[0])
+        _wait_for_notes(harness, tickets, TICKETS)
+        _assert_done_once_each(harness, service, tickets, {})
+    finally:
+        service.stop()
 
 
 class Outage(Protocol):

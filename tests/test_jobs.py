@@ -142,30 +142,58 @@ def _record(runtime: Runtime, key: str) -> int:
     return event_id
 
 
-def test_the_consumer_runs_process_event_for_what_is_enqueued(runtime: Runtime) -> None:
-    consumer = jobs.consumer(runtime, workers=2, embedded=True)
-    consumer.start()
+def test_the_pool_processes_what_is_recorded_and_woken(runtime: Runtime) -> None:
+    pool = jobs.WorkerPool(runtime, workers=2).start()
     try:
         event_id = _record(runtime, "a")
-        runtime.queue.enqueue(event_id)
+        runtime.queue.wake()
         assert _wait_for(runtime, event_id) == "failed"
     finally:
-        consumer.stop(graceful=True)
+        pool.stop(graceful=True)
     row = runtime.ledger.get(event_id)
     assert row is not None and row.reason == "tenant is no longer configured"
 
 
-def test_reaper_requeues_events_the_queue_lost(runtime: Runtime) -> None:
-    runtime.settings.lease_seconds = 0  # type: ignore[misc]
-    event_id = _record(runtime, "lost")  # recorded, never enqueued
-    time.sleep(0.05)
-    assert jobs.reap(runtime) == 1
-    consumer = jobs.consumer(runtime, workers=1, embedded=True)
-    consumer.start()
+def test_the_pool_finds_recorded_events_without_a_wake_up(
+    harness: Harness, service: Runtime
+) -> None:
+    """A lost wake-up only delays an event to the pool's next look at the ledger."""
+    ticket = harness.cw.add_ticket("Printer broken", JAM)
+    event_id = _event(service, ticket)  # recorded, nobody woken
+    pool = jobs.WorkerPool(service, workers=1).start()
     try:
-        assert _wait_for(runtime, event_id) == "failed"
+        assert _wait_for(service, event_id) == "done"
     finally:
-        consumer.stop(graceful=True)
+        pool.stop(graceful=True)
+    assert len(harness.cw.patches(ticket)) == 1 and len(_ours(harness, ticket)) == 1
+
+
+def test_reaper_gives_back_events_whose_lease_ran_out(harness: Harness, service: Runtime) -> None:
+    ticket = harness.cw.add_ticket("Printer broken", JAM)
+    event_id = _event(service, ticket)
+    claim = service.ledger.claim(event_id, lease_seconds=0)  # a worker that then died
+    assert claim is not None
+    time.sleep(0.05)
+    assert jobs.reap(service) == 1
+    row = service.ledger.get(event_id)
+    assert row is not None and (row.state, row.attempts) == ("retrying", 1)
+    assert not service.ledger.finish(claim, EventState.DONE)  # the dead worker's lease is void
+    pool = jobs.WorkerPool(service, workers=1).start()
+    try:
+        assert _wait_for(service, event_id) == "done"
+    finally:
+        pool.stop(graceful=True)
+    assert len(harness.cw.patches(ticket)) == 1 and len(_ours(harness, ticket)) == 1
+
+
+def test_events_of_a_tenant_no_longer_configured_fail(runtime: Runtime) -> None:
+    event_id = _record(runtime, "orphan")
+    jobs.reap(runtime)
+    row = runtime.ledger.get(event_id)
+    assert row is not None and (row.state, row.reason) == (
+        "failed",
+        "tenant is no longer configured",
+    )
 
 
 def test_backoff_grows_is_capped_and_honours_retry_after() -> None:

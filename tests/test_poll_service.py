@@ -21,7 +21,8 @@ from tests.fakes.kaseya_bms import FakeKaseyaBMS
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 from tests.harness import free_port, to_toml
 
-pytestmark = pytest.mark.slow
+# a web and a worker process start twice: minutes on a loaded machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _ours(fake: FakeKaseyaBMS, ticket: int) -> list[dict[str, Any]]:
@@ -40,7 +41,7 @@ def _serve(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], An
 
 
 def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 120  # a busy machine may take long to start the service
+    deadline = time.monotonic() + 300  # a busy machine may take long to start the service
     while not condition():
         assert time.monotonic() < deadline, f"still waiting for {what}"
         time.sleep(0.1)

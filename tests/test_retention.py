@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from psatriage import retention
 from psatriage.cli import app
-from psatriage.domain import ModelCall, TicketEvent
+from psatriage.domain import ClosedTicket, LevelValue, ModelCall, TicketEvent
 from psatriage.runtime import Runtime
+from psatriage.store.facts import Facts
 from psatriage.store.tables import (
     DecisionRow,
     EventRow,
@@ -70,7 +71,31 @@ def _decided(runtime: Runtime, ticket: str, *, days_ago: int, outcome: str = "ap
         session.execute(
             update(DecisionRow)
             .where(DecisionRow.id == row.id)
-            .values(created_at=then, reasoning="Jane Doe's printer jams", outcome=outcome)
+            .values(
+                created_at=then,
+                reasoning="Jane Doe's printer jams",
+                outcome=outcome,
+                fields=[
+                    {
+                        "name": "summary",
+                        "label": "Summary",
+                        "value": "Jane's printer jams",
+                        "value_id": "",
+                        "outcome": "recorded",
+                        "confidence": None,
+                        "write": None,
+                    },
+                    {
+                        "name": "priority",
+                        "label": "Priority",
+                        "value": "High",
+                        "value_id": "2",
+                        "outcome": "applied",
+                        "confidence": 0.9,
+                        "write": None,
+                    },
+                ],
+            )
         )
         session.execute(
             update(ModelCallRow).where(ModelCallRow.event_id == event_id).values(created_at=then)
@@ -152,10 +177,13 @@ def test_old_text_is_blanked_and_old_records_deleted_with_counts_kept(runtime: R
         }
     assert texts == {"dismissed": ("", ""), "pending": ("Jane's printer", texts["pending"][1])}
     assert _count(runtime, EventRow) == _count(runtime, DecisionRow) == 2
+    assert done.blanked["decision summaries"] == 1
     kept = runtime.decisions.decision_for_event(recent)
     old = runtime.decisions.decision_for_event(middle)
     assert kept is not None and kept.reasoning == "Jane Doe's printer jams"
     assert old is not None and old.reasoning == ""  # the row stays, its text goes
+    assert old.fields is not None and [f["value"] for f in old.fields] == ["", "High"]
+    assert kept.fields is not None and kept.fields[0]["value"] == "Jane's printer jams"
     event = runtime.ledger.get(middle)
     assert event is not None and event.reason == "" and event.state == "done"
     assert runtime.decisions.calls_for_event(middle)[0].error is None
@@ -228,6 +256,7 @@ def test_reviews_and_outcomes_go_with_their_decisions(runtime: Runtime) -> None:
                     excerpt="It jams",
                     category_key="1",
                     category={},
+                    state="dismissed",  # a pending review keeps its text for the person
                     created_at=decision.created_at,
                 )
             )
@@ -244,3 +273,32 @@ def test_reviews_and_outcomes_go_with_their_decisions(runtime: Runtime) -> None:
     assert _count(runtime, ReviewRow) == _count(runtime, OutcomeRow) == 1
     (review,) = runtime.reviews.search(state=None)
     assert (review.title, review.excerpt) == ("", "")
+
+
+def test_report_facts_lose_old_titles_and_keep_their_numbers(runtime: Runtime) -> None:
+    facts = Facts(runtime.engine, runtime.sessions)
+    now = utcnow()
+    path = (LevelValue("type", "10", "Hardware"),)
+    tickets = [
+        ClosedTicket(
+            str(n),
+            f"Jane's printer {n}",
+            "1",
+            "Contoso",
+            now - timedelta(days=days + 1),
+            now - timedelta(days=days),
+            path,
+        )
+        for n, days in ((1, 40), (2, 1))
+    ]
+    facts.record(TENANT, tickets, {})
+    facts.set_hours(TENANT, {"1": 1.5, "2": 0.5})
+
+    done = retention.purge(runtime.sessions, runtime.tenant(TENANT))
+
+    assert done.blanked["report facts"] == 1 and "report facts" not in done.deleted
+    found = facts.closed_between(TENANT, now - timedelta(days=60), now)
+    assert [(f.title, f.hours, f.category_path) for f in found] == [
+        ("", 1.5, ("Hardware",)),
+        ("Jane's printer 2", 0.5, ("Hardware",)),
+    ]

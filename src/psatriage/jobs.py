@@ -1,22 +1,29 @@
-"""The jobs the queue carries: process an event, poll a tenant; and the housekeeping around them.
+"""The workers: they take events from the ledger fairly, process them, and keep house.
 
-The ``events`` table is the ledger. A job claims its event with a lease before working, so a
-duplicate delivery is a no-op; a worker killed mid-job leaves a lease that runs out, and the
-reaper (every ``housekeeping_seconds``) queues the event again. Transient failures are
-rescheduled with exponential backoff and jitter (Retry-After honored) instead of sleeping in a
-worker. The queue itself (Huey, its storages, the consumer) is ``psatriage.queue``.
+The ``events`` table is the ledger and the queue. A ``WorkerPool`` (one per worker process) has a
+dispatcher thread that claims due events for its free worker threads, tenant by tenant in fair
+order (the tenant served longest ago first; paused tenants and tenants at their concurrency cap
+left out; each tenant's new tickets first), and hands each claim to a thread. An idle dispatcher
+sleeps until the queue's wake-up channel says there is work (``psatriage.queue``), or at most
+``queue_poll_seconds``. A claim carries a lease: a worker killed mid-job leaves a lease that runs
+out, and the reaper (every ``housekeeping_seconds``) makes the event due again. Transient failures
+are given back with a due time (exponential backoff with jitter, Retry-After honored) instead of
+sleeping in a worker.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import structlog
-from huey.consumer import Consumer
 
 from psatriage import metrics, outcomes, pipeline, retention
 from psatriage.domain import TicketEvent
@@ -30,7 +37,6 @@ from psatriage.errors import (
     TransientError,
 )
 from psatriage.learning import retrain
-from psatriage.queue import Tasks
 from psatriage.reports.refresh import refresh_due
 from psatriage.runtime import Runtime
 from psatriage.store.ledger import Claim
@@ -48,31 +54,182 @@ _OUTCOME_STATES = {
 }
 
 
-def consumer(runtime: Runtime, *, workers: int, embedded: bool) -> Consumer:
-    """The queue consumer of this process, running the jobs below. Polling chains that are not
-    running are started first."""
-    kick_polls(runtime)
-    tasks = Tasks(
-        process_event=lambda event_id: process_event(runtime, event_id),
-        poll_tenant=lambda tenant: _poll_and_reschedule(runtime, tenant),
-    )
-    return runtime.queue.consumer(tasks, workers=workers, embedded=embedded)
+def tenant_caps(runtime: Runtime, workers: int) -> dict[str, int]:
+    """How many of a process's ``workers`` each tenant may hold at once (its bulkhead): the
+    tenant's ``max_workers``, else ``tenant_share`` of them when several tenants share the
+    process (all of them for a lone tenant)."""
+    tenants = runtime.config.tenants
+    share = max(1, math.ceil(workers * runtime.settings.tenant_share))
+    default = workers if len(tenants) <= 1 else share
+    return {name: min(workers, tenant.max_workers or default) for name, tenant in tenants.items()}
+
+
+class WorkerPool:
+    """The workers of one process: a dispatcher, ``workers`` threads, the housekeeping and the
+    pollers. ``start`` and ``stop``; ``stop`` lets running tickets finish."""
+
+    def __init__(self, runtime: Runtime, *, workers: int) -> None:
+        self.runtime = runtime
+        self.workers = workers
+        self.caps = tenant_caps(runtime, workers)
+        self._inflight: Counter[str] = Counter()
+        self._free = workers
+        self._slots = threading.Condition()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="psatriage-worker")
+        self._threads: list[threading.Thread] = []
+        self._unlisten: Callable[[], None] | None = None
+
+    def start(self) -> WorkerPool:
+        self._unlisten = self.runtime.queue.listen(self.wake)
+        self._threads = [
+            _thread(self._dispatch, "psatriage-dispatcher"),
+            housekeeping(self.runtime, self._stop),
+            _thread(self._poll_loop, "psatriage-poller"),
+        ]
+        return self
+
+    def wake(self) -> None:
+        """There may be work: the dispatcher looks at once."""
+        self._wake.set()
+
+    def stop(self, *, graceful: bool = True) -> None:
+        self._stop.set()
+        self._wake.set()
+        with self._slots:
+            self._slots.notify_all()
+        if self._unlisten is not None:
+            self._unlisten()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._executor.shutdown(wait=graceful, cancel_futures=not graceful)
+
+    def in_flight(self) -> dict[str, int]:
+        with self._slots:
+            return {name: count for name, count in self._inflight.items() if count}
+
+    # -- the dispatcher ---------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        poll = self.runtime.queue.poll_seconds
+        more = True
+        while not self._stop.is_set():
+            with self._slots:
+                while self._free == 0 and not self._stop.is_set():
+                    self._slots.wait()
+            if not more:
+                self._wake.wait(timeout=poll)  # a wake-up, or a look every `poll` seconds
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            try:
+                more = self._claim_some()
+            except Exception:  # a database blip: look again shortly (logged with trace)
+                log.exception("could not claim events; trying again")
+                more = False
+                self._stop.wait(min(1.0, poll * 10))
+
+    def _claim_some(self) -> bool:
+        """Claim events for the free threads, fairly; True when there may be more to claim
+        at once (every slot asked for was filled)."""
+        runtime = self.runtime
+        with self._slots:
+            free = self._free
+            room = {name: cap - self._inflight[name] for name, cap in self.caps.items()}
+        turns = [t for t in runtime.ledger.turns(self.caps) if room.get(t.tenant, 0) > 0]
+        if not turns or free <= 0:
+            return False
+        wanted = _share_out(free, [(t.tenant, room[t.tenant]) for t in turns])
+        claims = runtime.ledger.claim_turns(wanted, lease_seconds=runtime.settings.lease_seconds)
+        with self._slots:
+            for claim in claims:
+                self._inflight[claim.tenant] += 1
+                self._free -= 1
+        for claim in claims:
+            self._executor.submit(self._run, claim)
+        return len(claims) == sum(count for _, count in wanted) and len(claims) > 0
+
+    def _run(self, claim: Claim) -> None:
+        try:
+            run_claim(self.runtime, claim)
+        except Exception:  # run_claim handles errors; this is a bug in handling them
+            log.exception("worker failed outside an event", event_id=claim.id)
+        finally:
+            with self._slots:
+                self._inflight[claim.tenant] -= 1
+                self._free += 1
+                self._slots.notify()
+            self._wake.set()  # a slot is free: there may be waiting work for it
+
+    # -- polling tenants --------------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        """Poll each polling tenant when it is due (one poll in flight per tenant here; the
+        database's poll marks keep it to one per interval across processes)."""
+        tenants = [t.name for t in self.runtime.config.tenants.values() if t.polls]
+        if not tenants:
+            return
+        running: set[str] = set()
+        lock = threading.Lock()
+        with ThreadPoolExecutor(min(4, len(tenants)), thread_name_prefix="psatriage-poll") as pool:
+
+            def poll(name: str) -> None:
+                try:
+                    if poll_tenant(self.runtime, name):
+                        self.runtime.queue.wake()
+                except Exception:
+                    log.exception("poll failed", tenant=name)
+                finally:
+                    with lock:
+                        running.discard(name)
+
+            while not self._stop.is_set():
+                for name in tenants:
+                    with lock:
+                        if name in running:
+                            continue
+                        running.add(name)
+                    pool.submit(poll, name)
+                self._stop.wait(1.0)
+
+
+def _share_out(free: int, rooms: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Deal ``free`` slots one at a time, round-robin in the given order, each tenant up to its
+    room: ``[(tenant, count)]`` in the same order."""
+    counts = dict.fromkeys((name for name, _ in rooms), 0)
+    rooms_left = dict(rooms)
+    while free > 0:
+        dealt = False
+        for name, _ in rooms:
+            if free > 0 and counts[name] < rooms_left[name]:
+                counts[name] += 1
+                free -= 1
+                dealt = True
+        if not dealt:
+            break
+    return [(name, counts[name]) for name, _ in rooms if counts[name]]
+
+
+def _thread(target: Callable[[], None], name: str) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
-    """A thread that, every ``housekeeping_seconds`` until ``stop``, re-queues what the reaper
-    finds, restarts polling chains that died, starts the due outcome sweeps, model retrains and
-    report-facts refreshes (each in a thread of its own) and purges what retention lets go.
-    Every worker process runs one; the jobs are idempotent or claim their turn per tenant in the
-    database, so several processes doing them at once is harmless (a purge runs once per tenant
-    and ``purge_every_seconds``, ``retention.purge_due``)."""
+    """A thread that, every ``housekeeping_seconds`` until ``stop``, makes events whose lease ran
+    out due again, starts the due outcome sweeps, model retrains and report-facts refreshes (each
+    in a thread of its own: they never take a worker from new tickets) and purges what retention
+    lets go. Every worker process runs one; each job here is idempotent or claims its turn per
+    tenant in the database, so several processes doing it at once is harmless (a purge runs once
+    per tenant and ``purge_every_seconds``, ``retention.purge_due``)."""
     interval = runtime.settings.housekeeping_seconds
 
     def loop() -> None:
-        while not stop.wait(interval):
+        while True:
             try:
                 reap(runtime)
-                kick_polls(runtime)
                 outcomes.kick_sweeps(runtime)  # below new tickets: in a thread of their own
                 retrain.kick_retrains(runtime)
                 retention.purge_due(
@@ -84,35 +241,23 @@ def housekeeping(runtime: Runtime, stop: threading.Event) -> threading.Thread:
                 refresh_due(runtime)  # report facts, in a thread of their own when due
             except Exception:  # a database blip must not end housekeeping (logged with trace)
                 log.exception("housekeeping failed; trying again next round")
+            if stop.wait(interval):
+                return
 
-    thread = threading.Thread(target=loop, name="psatriage-housekeeping", daemon=True)
-    thread.start()
-    return thread
+    return _thread(loop, "psatriage-housekeeping")
 
 
 def reap(runtime: Runtime) -> int:
-    """Queue again every event whose lease ran out or whose queue entry was lost."""
-    due = runtime.ledger.due(stale_after=runtime.settings.lease_seconds)
-    for event_id in due:
-        runtime.queue.enqueue(event_id)
-    if due:
-        log.info("reaper re-queued events", count=len(due))
-    return len(due)
-
-
-def kick_polls(runtime: Runtime) -> int:
-    """Start polling every polling tenant whose chain of polls is not running."""
-    kicked = 0
-    for tenant in runtime.config.tenants.values():
-        if tenant.polls and runtime.polls.overdue(tenant.name, tenant.poll_seconds + 60):
-            runtime.queue.poll(tenant.name)
-            kicked += 1
-    return kicked
-
-
-def _poll_and_reschedule(runtime: Runtime, name: str) -> None:
-    if poll_tenant(runtime, name) is not None:
-        runtime.queue.schedule_poll(name, runtime.config.tenants[name].poll_seconds)
+    """Make every event whose lease ran out due again, and wake the workers; end the waiting
+    events of tenants no longer configured."""
+    count = runtime.ledger.reap()
+    if count:
+        log.info("reaper gave back events whose lease ran out", count=count)
+        runtime.queue.wake()
+    orphans = runtime.ledger.fail_unconfigured(runtime.config.tenants)
+    if orphans:
+        log.warning("events of tenants no longer configured failed", count=orphans)
+    return count
 
 
 def poll_tenant(runtime: Runtime, name: str) -> int | None:
@@ -147,10 +292,8 @@ def poll_tenant(runtime: Runtime, name: str) -> int | None:
             dedupe_key=f"poll:{ticket.ticket_id}",
             occurred_at=ticket.created_at,
         )
-        event_id, created = runtime.ledger.record(event, state=EventState.RECEIVED, source="poll")
-        if created:
-            runtime.queue.enqueue(event_id)
-            recorded += 1
+        _, created = runtime.ledger.record(event, state=EventState.RECEIVED, source="poll")
+        recorded += created
     runtime.polls.advance(name, started)
     runtime.health.succeeded(name, source="polls")
     if recorded:
@@ -160,10 +303,14 @@ def poll_tenant(runtime: Runtime, name: str) -> int | None:
 
 def process_event(runtime: Runtime, event_id: int) -> EventState | None:
     """Claim and process one event; returns the state it was left in (None: not claimed)."""
-    settings = runtime.settings
-    claim = runtime.ledger.claim(event_id, lease_seconds=settings.lease_seconds)
+    claim = runtime.ledger.claim(event_id, lease_seconds=runtime.settings.lease_seconds)
     if claim is None:
         return None
+    return run_claim(runtime, claim)
+
+
+def run_claim(runtime: Runtime, claim: Claim) -> EventState:
+    """Process a claimed event; returns the state it was left in."""
     bound = log.bind(event_id=claim.id, tenant=claim.tenant, ticket=claim.ticket_id)
     if claim.tenant not in runtime.config.tenants:
         return _finish(runtime, claim, EventState.FAILED, "tenant is no longer configured")
@@ -255,7 +402,6 @@ def _transient(
         retry_after=retry_after,
     )
     if runtime.ledger.retry_later(claim, utcnow() + timedelta(seconds=delay), reason):
-        runtime.queue.schedule(claim.id, delay)
         log.info("event will be retried", event_id=claim.id, delay=round(delay, 2), error=reason)
     return EventState.RETRYING
 
@@ -271,7 +417,6 @@ def _wait_turn(runtime: Runtime, claim: Claim, exc: CallLimitReached) -> EventSt
     if runtime.ledger.retry_later(
         claim, utcnow() + timedelta(seconds=delay), reason, spend_attempt=False
     ):
-        runtime.queue.schedule(claim.id, delay)
         log.info("event waits for the PSA call limit", event_id=claim.id, delay=round(delay, 2))
     return EventState.RETRYING
 

@@ -46,7 +46,7 @@ def _scrub(value: Any) -> Any:
 
 
 class _ScrubbingFilter(logging.Filter):
-    """The same for the standard library's log records (Huey, uvicorn, httpx)."""
+    """The same for the standard library's log records (uvicorn, httpx)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _known_secrets:
@@ -95,5 +95,5 @@ def configure_logging(*, level: str = "info", json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    for noisy in ("httpx", "httpcore", "huey", "huey.consumer", "alembic"):
+    for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

@@ -1,171 +1,290 @@
-"""The job queue: Huey on the queue URL, carrying two tasks (process an event, poll a tenant).
+"""The wake-up channel between the processes that record events and the workers that take them.
 
-Huey only delivers; the ``events`` table is the ledger, and what the tasks do is
-``psatriage.jobs``. A process that only enqueues (the web edge) needs no task bodies; a consumer is
-given them when it is created (``Queue.consumer``).
+The ``events`` table is the queue of record: a worker claims the next event straight from the
+ledger, in fair order (``psatriage.store.ledger``). What this module carries is only a nudge,
+"there is new work", so an idle worker claims at once instead of at its next look: nothing is
+lost when a nudge is, because idle workers also look at the ledger every ``queue_poll_seconds``.
 
-Queue storage by URL: ``sqlite:///PATH`` (default), ``redis://...``, ``postgresql://...``.
+The channel, by ``PSATRIAGE_QUEUE_URL``:
+
+- ``sqlite:///PATH`` (default): one machine. Each worker process binds a Unix datagram socket in
+  the folder ``PATH.wake``; a wake-up is one non-blocking datagram to each of them.
+- ``redis://...``: a Redis pub/sub channel (``psatriage:wake:<db>``).
+- ``postgresql://...``: PostgreSQL ``NOTIFY psatriage_wake``.
+
+``wake()`` never blocks and never raises: on Redis and PostgreSQL a background thread sends at
+most one message per burst of calls. Listeners in the same process are called directly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import socket
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
-from huey.consumer import Consumer, Worker
-from huey.storage import PostgresStorage, SqliteStorage
+import psycopg
+import redis
+import structlog
 from sqlalchemy.engine import make_url
 
 from psatriage.errors import ConfigError
+from psatriage.settings import shared_server
+
+log = structlog.get_logger(__name__)
+
+Callback = Callable[[], None]
+_PG_CHANNEL = "psatriage_wake"
+_MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 
 
-def make_huey(url: str) -> Huey:
-    """A Huey instance for the queue URL (no results are stored: the ledger has them)."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    options: dict[str, Any] = {"results": False, "utc": True}
-    if backend == "sqlite":
-        database = parsed.database or "queue.db"
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-        return SqliteHuey("psatriage", filename=database, storage_class=_SqliteQueue, **options)
-    if backend == "redis":
-        return RedisHuey("psatriage", url=url, **options)
-    if backend in {"postgresql", "postgres"}:
-        dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        return PostgresHuey("psatriage", dsn=dsn, storage_class=_PostgresQueue, **options)
-    raise ConfigError(
-        f"PSATRIAGE_QUEUE_URL: unsupported scheme {parsed.drivername!r}; "
-        "fix: use sqlite:///PATH, redis://HOST:PORT/DB or postgresql://USER@HOST/DB"
-    )
-
-
-class _SqliteQueue(SqliteStorage):  # type: ignore[misc]
-    """Huey's SQLite storage with ``synchronous=NORMAL`` (WAL): no fsync per enqueue.
-
-    Safe here because the queue is not the record: the ledger is, and the reaper re-queues any
-    event whose queue entry a power cut lost.
-    """
-
-    def _create_connection(self) -> Any:
-        connection = super()._create_connection()
-        connection.execute("pragma synchronous=1")
-        return connection
-
-
-class _PostgresQueue(PostgresStorage):  # type: ignore[misc]
-    """Huey's PostgreSQL storage, its tables created under an advisory lock: the web and worker
-    processes start together, and concurrent ``CREATE TABLE IF NOT EXISTS`` can fail."""
-
-    def initialize_schema(self) -> None:
-        with self.db(commit=True, close=True) as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('psatriage:queue-ddl'))")
-            for statement in self.ddl:
-                cursor.execute(statement)
-
-
-class _WakeableWorker(Worker):  # type: ignore[misc]
-    """A worker that an enqueue in the same process wakes at once, instead of at its next poll."""
-
-    wakeup: threading.Condition
-
-    def sleep(self) -> None:
-        with self.wakeup:
-            self.wakeup.wait(timeout=min(self.delay, self.max_delay))
-
-
-class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
-    """A consumer that leaves signal handling to its host (uvicorn in ``psatriage serve``) and
-    whose idle workers wake up when the web path enqueues."""
-
-    def __init__(self, huey: Huey, *, wakeup: threading.Condition, **options: Any) -> None:
-        self._wakeup = wakeup
-        super().__init__(huey, **options)
-
-    def _create_worker(self) -> Worker:
-        worker = _WakeableWorker(
-            huey=self.huey,
-            stop_flag=self.stop_flag,
-            default_delay=self.default_delay,
-            max_delay=self.max_delay,
-            backoff=self.backoff,
-            max_tasks=self.max_tasks,
-        )
-        worker.wakeup = self._wakeup
-        return worker
-
-    def _set_signal_handlers(self) -> None:
-        return
-
-
-@dataclass(frozen=True, slots=True)
-class Tasks:
-    """What a consumer does with each task it takes (``psatriage.jobs`` provides them)."""
-
-    process_event: Callable[[int], object]
-    poll_tenant: Callable[[str], object]
+class _Channel(Protocol):
+    def send(self) -> None: ...
+    def listen(self, callback: Callback, stop: threading.Event) -> None: ...
+    def check(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class Queue:
-    """The job queue of one process."""
+    """The wake-up channel of one process (see the module docstring)."""
 
     def __init__(self, url: str, *, poll_seconds: float) -> None:
-        self.huey = make_huey(url)
-        self._poll_seconds = poll_seconds
-        self._wakeup = threading.Condition()
-        self._tasks: Tasks | None = None
-        self._process = self.huey.task(name="process_event")(self._run_process)
-        self._poll = self.huey.task(name="poll_tenant")(self._run_poll)
+        self.poll_seconds = poll_seconds
+        self._channel = _channel_for(url)
+        self._local: list[Callback] = []
+        self._lock = threading.Lock()
+        self._pending = threading.Event()
+        self._closed = threading.Event()
+        self._sender: threading.Thread | None = None
+        self._listeners: list[tuple[threading.Thread, threading.Event]] = []
 
-    def enqueue(self, event_id: int) -> None:
-        self._process(event_id)
-        with self._wakeup:  # an idle embedded worker starts now, not at its next poll
-            self._wakeup.notify()
+    def wake(self) -> None:
+        """Tell idle workers (here and in other processes) there is work; never blocks."""
+        for callback in tuple(self._local):
+            callback()
+        if isinstance(self._channel, _LocalChannel):
+            self._channel.send()  # non-blocking datagrams: no thread needed
+            return
+        self._pending.set()
+        if self._sender is None:
+            with self._lock:
+                if self._sender is None and not self._closed.is_set():
+                    self._sender = threading.Thread(
+                        target=self._send_loop, name="psatriage-wake-sender", daemon=True
+                    )
+                    self._sender.start()
 
-    def schedule(self, event_id: int, delay: float) -> None:
-        self._process.schedule(args=(event_id,), delay=delay)
+    def listen(self, callback: Callback) -> Callable[[], None]:
+        """Call ``callback`` on every wake-up from any process until the returned function is
+        called. The callback runs on a listener thread and must be quick."""
+        with self._lock:
+            self._local.append(callback)
+        stop = threading.Event()
 
-    def poll(self, tenant: str) -> None:
-        self._poll(tenant)
+        def run() -> None:
+            while not stop.is_set() and not self._closed.is_set():
+                try:
+                    self._channel.listen(callback, stop)
+                except Exception as exc:  # noqa: BLE001 - the channel comes back; polls cover it
+                    log.warning("wake-up channel lost; listening again", error=str(exc))
+                    stop.wait(1.0)
 
-    def schedule_poll(self, tenant: str, delay: float) -> None:
-        self._poll.schedule(args=(tenant,), delay=delay)
+        thread = threading.Thread(target=run, name="psatriage-wake-listener", daemon=True)
+        thread.start()
+        self._listeners.append((thread, stop))
+
+        def unlisten() -> None:
+            stop.set()
+            with self._lock:
+                if callback in self._local:
+                    self._local.remove(callback)
+            thread.join(timeout=5)
+
+        return unlisten
+
+    def check(self) -> None:
+        """Raise the server's own error when the channel's server does not answer."""
+        self._channel.check()
 
     def reachable(self) -> bool:
         try:
-            self.huey.storage.queue_size()
-        except Exception:  # noqa: BLE001 - any storage error means "not reachable" for /readyz
+            self.check()
+        except Exception:  # noqa: BLE001 - any error means "not reachable" for /readyz
             return False
         return True
 
-    def consumer(self, tasks: Tasks, *, workers: int, embedded: bool) -> Consumer:
-        """A consumer running ``tasks``: ``embedded`` in a host process (``psatriage serve``),
-        or on its own (``psatriage worker``)."""
-        self._tasks = tasks
-        poll = self._poll_seconds
-        options: dict[str, Any] = {
-            "workers": workers,
-            "worker_type": "thread",
-            "periodic": True,
-            "initial_delay": poll,
-            "backoff": 1.0,  # keep polling at `poll` when idle: a ticket starts within ~poll
-            "max_delay": poll,
-            "check_worker_health": True,
-        }
-        if embedded:
-            return _EmbeddedConsumer(self.huey, wakeup=self._wakeup, **options)
-        return self.huey.create_consumer(**options)
+    def close(self) -> None:
+        self._closed.set()
+        self._pending.set()
+        for thread, stop in self._listeners:
+            stop.set()
+            thread.join(timeout=5)
+        if self._sender is not None:
+            self._sender.join(timeout=5)
+        self._channel.close()
+
+    def _send_loop(self) -> None:
+        failing_since: float | None = None
+        while True:
+            self._pending.wait()
+            if self._closed.is_set():
+                return
+            self._pending.clear()
+            try:
+                self._channel.send()
+                failing_since = None
+            except Exception as exc:  # noqa: BLE001 - workers poll the ledger meanwhile
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("could not send a wake-up; workers will poll", error=str(exc))
+                self._closed.wait(0.5)
+
+
+def _channel_for(url: str) -> _Channel:
+    server = shared_server(url)
+    if server is not None:
+        kind, address = server
+        return _RedisChannel(address) if kind == "redis" else _PostgresChannel(address)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        raise ConfigError(
+            f"PSATRIAGE_QUEUE_URL: unsupported scheme {parsed.drivername!r}; "
+            "fix: use sqlite:///PATH, redis://HOST:PORT/DB or postgresql://USER@HOST/DB"
+        )
+    return _LocalChannel(Path(parsed.database or "queue.db"))
+
+
+# -- one machine: Unix datagram sockets ------------------------------------------------------------
+
+
+class _LocalChannel:
+    """A folder of Unix datagram sockets, one per listening worker process."""
+
+    def __init__(self, database: Path) -> None:
+        self.folder = database.with_name(database.name + ".wake")
+        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sender.setblocking(False)
+        self._targets: list[str] = []
+        self._listed = 0.0
+        self._lock = threading.Lock()
+
+    def send(self) -> None:
+        now = time.monotonic()
+        if now - self._listed > 1.0:  # new listeners are found within a second
+            with contextlib.suppress(OSError):
+                self._targets = [str(p) for p in self.folder.glob("*.sock")]
+            self._listed = now
+        for target in self._targets:
+            try:
+                self._sender.sendto(b"!", target)
+            except (ConnectionRefusedError, FileNotFoundError):  # a process that is gone
+                with contextlib.suppress(OSError):
+                    Path(target).unlink()
+                self._listed = 0.0
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):  # full: it is awake already
+                    log.debug("wake-up not sent", target=target, error=str(exc))
+
+    def listen(self, callback: Callback, stop: threading.Event) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{os.getpid()}-{threading.get_ident()}.sock"
+        if len(str(path)) > _MAX_SOCKET_PATH:  # too long for a socket: the polls alone
+            stop.wait()
+            return
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            listener.bind(str(path))
+            listener.settimeout(0.5)
+            while not stop.is_set():
+                try:
+                    listener.recv(64)
+                except TimeoutError:
+                    continue
+                callback()
+        finally:
+            listener.close()
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def check(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:
-        self.huey.storage.close()
+        self._sender.close()
 
-    def _run_process(self, event_id: int) -> None:
-        assert self._tasks is not None  # tasks are only taken by a consumer, which has them
-        self._tasks.process_event(event_id)
 
-    def _run_poll(self, tenant: str) -> None:
-        assert self._tasks is not None
-        self._tasks.poll_tenant(tenant)
+# -- Redis pub/sub --------------------------------------------------------------------------------
+
+
+class _RedisChannel:
+    def __init__(self, url: str) -> None:
+        self._client: Any = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        database = self._client.connection_pool.connection_kwargs.get("db", 0)
+        self.channel = f"psatriage:wake:{database}"
+
+    def send(self) -> None:
+        self._client.publish(self.channel, b"!")
+
+    def listen(self, callback: Callback, stop: threading.Event) -> None:
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.channel)
+            while not stop.is_set():
+                if pubsub.get_message(timeout=0.5) is not None:
+                    callback()
+        finally:
+            pubsub.close()
+
+    def check(self) -> None:
+        self._client.ping()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+# -- PostgreSQL LISTEN/NOTIFY ---------------------------------------------------------------------
+
+
+class _PostgresChannel:
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._connection: Any = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        return psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
+
+    def send(self) -> None:
+        with self._lock:
+            if self._connection is None or self._connection.closed:
+                self._connection = self._connect()
+            try:
+                self._connection.execute(f"NOTIFY {_PG_CHANNEL}")
+            except Exception:
+                self._connection.close()
+                self._connection = None
+                raise
+
+    def listen(self, callback: Callback, stop: threading.Event) -> None:
+        with self._connect() as connection:
+            connection.execute(f"LISTEN {_PG_CHANNEL}")
+            while not stop.is_set():
+                for _ in connection.notifies(timeout=0.5, stop_after=1):
+                    callback()
+
+    def check(self) -> None:
+        with self._connect() as connection:
+            connection.execute("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None

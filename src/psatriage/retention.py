@@ -1,9 +1,10 @@
 """Data lifecycle: what a tenant's ``retention_days`` and ``record_retention_days`` let go.
 
 - **Text** derived from tickets, older than ``retention_days``, is blanked: the model's reasoning
-  in decisions, event reasons, the ticket snapshots events carry, the title and excerpt of closed
-  reviews, model-call errors (which may quote the model's answer), the results of backtests and
-  bulk runs. The rows stay, so counts and the audit trail do too.
+  and ticket summary in decisions, event reasons, the ticket snapshots events carry, the title
+  and excerpt of closed reviews, model-call errors (which may quote the model's answer), the
+  results of backtests and bulk runs, the titles of closed tickets in report facts. The rows
+  stay, so counts (and the reports' tickets and hours) and the audit trail do too.
 - **Records** older than ``record_retention_days`` are deleted: finished events with their
   decisions (and those decisions' outcomes and reviews), and model calls. Before they go, their
   counts are added to ``daily_counts`` (per tenant and day: events by state, decisions by
@@ -23,7 +24,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Engine, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    String,
+    and_,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +55,7 @@ from psatriage.store.tables import (
     OutcomeRow,
     ReviewRow,
     ReviewState,
+    TicketFactRow,
     utcnow,
 )
 
@@ -214,6 +227,16 @@ def _blank_text(session: Session, tenant: str, cutoff: datetime, done: Purged) -
             {"error": None},
         ),
         (
+            "report facts",
+            TicketFactRow,
+            and_(
+                TicketFactRow.tenant == tenant,
+                TicketFactRow.closed_at < cutoff,
+                TicketFactRow.title != "",
+            ),
+            {"title": ""},
+        ),
+        (
             "bulk results",
             BulkItemRow,
             and_(
@@ -227,6 +250,7 @@ def _blank_text(session: Session, tenant: str, cutoff: datetime, done: Purged) -
     for name, table, where, values in changes:
         result = session.execute(update(table).where(where).values(**values))
         done.blanked[name] += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    done.blanked["decision summaries"] += _blank_summaries(session, tenant, cutoff)
     backtests = session.execute(
         delete(BacktestResultRow).where(
             BacktestResultRow.run_id.in_(
@@ -238,6 +262,33 @@ def _blank_text(session: Session, tenant: str, cutoff: datetime, done: Purged) -
     done.blanked["backtest results"] += int(backtests.rowcount or 0)  # type: ignore[attr-defined]
     for name in [n for n, count in done.blanked.items() if not count]:
         del done.blanked[name]
+
+
+def _blank_summaries(session: Session, tenant: str, cutoff: datetime) -> int:
+    """Blank the ticket summaries the model wrote among a decision's fields (the other fields
+    are values of the PSA's lists, not ticket text)."""
+    rows = session.execute(
+        select(DecisionRow.id, DecisionRow.fields).where(
+            DecisionRow.tenant == tenant,
+            DecisionRow.created_at < cutoff,
+            DecisionRow.fields.is_not(None),
+            cast(DecisionRow.fields, String).contains('"summary"'),
+        )
+    ).all()
+    blanked = 0
+    for decision_id, fields in rows:
+        kept = [dict(f) for f in fields or ()]
+        changed = False
+        for entry in kept:
+            if entry.get("name") == "summary" and (entry.get("value") or entry.get("write")):
+                entry.update(value="", value_id="", write=None)
+                changed = True
+        if changed:
+            session.execute(
+                update(DecisionRow).where(DecisionRow.id == decision_id).values(fields=kept)
+            )
+            blanked += 1
+    return blanked
 
 
 # -- records ---------------------------------------------------------------------------------

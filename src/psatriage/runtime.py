@@ -25,6 +25,7 @@ from psatriage.logging import register_secrets
 from psatriage.pipeline import Deps
 from psatriage.psa import adapters
 from psatriage.psa.base import PSAAdapter
+from psatriage.psa.client import PSAClient
 from psatriage.queue import Queue
 from psatriage.reviews import Desk
 from psatriage.settings import Settings
@@ -36,6 +37,7 @@ from psatriage.store.outcomes import Outcomes, SweepMarks
 from psatriage.store.polls import PollMarks
 from psatriage.store.reviews import Reviews
 from psatriage.store.taxonomies import StoredTaxonomies
+from psatriage.store.tenant_state import TenantStates
 from psatriage.store.usage import Usage
 from psatriage.store.users import Audit
 from psatriage.taxonomy_cache import TaxonomyCache
@@ -74,6 +76,7 @@ class Runtime:
         self.sweeps = SweepMarks(self.engine, self.sessions)
         self.usage = Usage(self.engine)
         self.polls = PollMarks(self.engine, self.sessions)
+        self.tenant_states = TenantStates(self.engine)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
         self.similar_examples = SimilarExamples(self.sessions)
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
@@ -90,7 +93,8 @@ class Runtime:
 
     @property
     def queue(self) -> Queue:
-        """The job queue, opened on first use (a process that only reads never opens it)."""
+        """The wake-up channel to the workers, opened on first use (a process that only reads
+        never opens it)."""
         if self._queue is None:
             with self._lock:
                 if self._queue is None:
@@ -109,6 +113,9 @@ class Runtime:
             if adapter is None:
                 tenant = self.config.tenant(name)
                 adapter = adapters()[tenant.psa](tenant.name, tenant.connection, self.http)
+                client = getattr(adapter, "client", None)
+                if isinstance(client, PSAClient) and tenant.psa_timeout_seconds is not None:
+                    client.timeout = tenant.psa_timeout_seconds
                 self._adapters[name] = adapter
             return adapter
 

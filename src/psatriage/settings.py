@@ -38,8 +38,10 @@ class Settings(BaseSettings):
     )
     queue_url: str = Field(
         default="",
-        description="Where queued jobs live: sqlite:///PATH (default: a file in data_dir), "
-        "redis://host:port/db, or postgresql://user@host/db.",
+        description="How the web process wakes idle workers (the events table is the queue): "
+        "sqlite:///PATH (default: sockets beside a file in data_dir, one machine), "
+        "redis://host:port/db, or postgresql://user@host/db. Worker processes on several "
+        "machines need Redis or PostgreSQL; PSA call limits and tokens are shared there too.",
     )
     config: Path = Field(
         default=Path("psatriage.toml"),
@@ -47,7 +49,33 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the web server binds to.")
     port: int = Field(default=8080, ge=1, le=65535, description="Port the web server binds to.")
-    workers: int = Field(default=8, ge=1, le=512, description="Worker threads per process.")
+    workers: int = Field(
+        default=8,
+        ge=1,
+        le=512,
+        description="Tickets a worker process holds in flight at once (its worker threads).",
+    )
+    worker_processes: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Worker processes `psatriage serve` starts beside its web process (0: none, "
+        "as with --no-worker). More processes use more cores.",
+    )
+    tenant_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="When several tenants are configured, the share of a worker process's "
+        "workers one tenant may hold at once unless it sets max_workers (its bulkhead): a tenant "
+        "whose PSA or model hangs cannot take every worker.",
+    )
+    max_waiting: int = Field(
+        default=100_000,
+        ge=1,
+        description="Events waiting for a worker beyond which webhooks are refused with 503 and "
+        "Retry-After (the PSA sends them again later) instead of growing the backlog.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     log_format: Literal["console", "json"] = Field(
         default="console", description="json in production, console for people."
@@ -60,8 +88,8 @@ class Settings(BaseSettings):
     housekeeping_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="How often each worker process re-queues events whose lease ran out (the "
-        "reaper) and restarts polling that stopped.",
+        description="How often each worker process gives back events whose lease ran out (the "
+        "reaper) and runs its periodic jobs.",
     )
     purge_every_seconds: float = Field(
         default=21600.0,
@@ -112,9 +140,10 @@ class Settings(BaseSettings):
     )
     retry_max_seconds: float = Field(default=300.0, gt=0, description="Longest backoff delay.")
     queue_poll_seconds: float = Field(
-        default=0.05,
+        default=1.0,
         gt=0,
-        description="How often an idle worker looks for work on a polling queue (SQLite).",
+        description="How often an idle worker process looks at the events table without a "
+        "wake-up: for retries that came due and wake-ups that were lost.",
     )
     max_body_bytes: int = Field(default=1_048_576, description="Largest webhook body accepted.")
     api_token: SecretStr | None = Field(

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from psatriage import jobs
 from psatriage.bulk.backfill import Params, Stopped, backfill, backfill_deps
-from psatriage.store.tables import EventRow, utcnow
+from psatriage.domain import TicketEvent
+from psatriage.store.tables import EventRow, EventState, utcnow
 from tests.bulk.conftest import command_runtime
 from tests.cli.psa_history import PSAS, TENANT, TEXTS, HistoryTenant, tenant_of
 from tests.fakes.openai import FakeOpenAI
@@ -163,3 +165,19 @@ def test_a_spent_model_budget_stops_the_run_until_it_turns(
             assert len(llm.calls) == 1
         finally:
             built.close()
+
+
+def test_a_ticket_a_new_ticket_event_decided_is_not_written_again(psa: HistoryTenant) -> None:
+    open_, _ = _open_tickets(psa)
+    built = command_runtime()
+    try:
+        event = TicketEvent(TENANT, open_[0], "created", True, f"poll:{open_[0]}")
+        event_id, _ = built.ledger.record(event, state=EventState.RECEIVED, source="poll")
+        assert jobs.process_event(built, event_id) is EventState.DONE
+        outcome = backfill(built, TENANT, _params(limit=1))
+    finally:
+        built.close()
+    ((ticket, state, result),) = outcome.results
+    assert (ticket, state) == (open_[0], "skipped")
+    assert result["reason"] == f"already decided by event {event_id}"
+    assert len(psa.kit.category_writes(open_[0])) == 1 and len(psa.llm.calls) == 1

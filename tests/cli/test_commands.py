@@ -129,6 +129,21 @@ def test_events_list_and_retry(configured: Harness) -> None:
     assert runner.invoke(app, ["events", "retry"]).exit_code == 2
 
 
+def test_tenants_pause_list_and_resume(configured: Harness) -> None:
+    paused = runner.invoke(app, ["tenants", "pause", TENANT])
+    assert paused.exit_code == 0, paused.output
+    assert f"{TENANT}: paused" in paused.output
+    assert "already paused" in runner.invoke(app, ["tenants", "pause", TENANT]).output
+    listed = runner.invoke(app, ["tenants", "list"])
+    assert listed.exit_code == 0 and "paused since" in listed.output
+    resumed = runner.invoke(app, ["tenants", "resume", TENANT])
+    assert resumed.exit_code == 0 and f"{TENANT}: resumed" in resumed.output
+    assert "running" in runner.invoke(app, ["tenants", "list"]).output
+    assert "was not paused" in runner.invoke(app, ["tenants", "resume", TENANT]).output
+    unknown = runner.invoke(app, ["tenants", "pause", "nope"])
+    assert unknown.exit_code == 2 and "no tenant named 'nope'" in unknown.output
+
+
 def test_events_list_refuses_an_unknown_state(configured: Harness) -> None:
     result = runner.invoke(app, ["events", "list", "--state", "finished"])
     assert result.exit_code == 2

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from psatriage.classifiers import _openai_capabilities
 from psatriage.cli import app
-from tests.harness import TENANT, Harness
+from tests.harness import TENANT, Harness, to_toml
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,19 +76,44 @@ def test_bad_input_is_a_clear_error(arguments: list[str], message: str) -> None:
 
 
 def test_train_stores_versions_per_tenant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "psatriage.toml"
+    config.write_text(
+        to_toml(
+            {
+                "tenants": {
+                    "acme": {
+                        "psa": "connectwise",
+                        "connection": {
+                            "site": "api-na.myconnectwise.net",
+                            "company_id": "acme",
+                            "public_key": "env:T_PUBLIC",
+                            "private_key": "env:T_PRIVATE",
+                            "client_id": "0d6c3b1e-7f55-4b39-9f2a-4ad2f1c0a001",
+                        },
+                        "classifier": {"kind": "local"},
+                    }
+                }
+            }
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("PSATRIAGE_CONFIG", str(config))
     monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("T_PUBLIC", "public")
+    monkeypatch.setenv("T_PRIVATE", "private")
     for version in ("v0001", "v0002"):
         result = runner.invoke(
             app, ["train", "--data", DATA, "-l", "category", "--tenant", "acme", "--json"]
         )
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["version"] == version
-    assert sorted(p.name for p in (tmp_path / "models" / "acme").iterdir()) == [
-        "v0001.json",
-        "v0001.npz",
-        "v0002.json",
-        "v0002.npz",
+    listed = json.loads(runner.invoke(app, ["model", "list", "-t", "acme", "--json"]).stdout)
+    assert [(v["version"], v["state"]) for v in listed] == [
+        ("v0002", "active"),
+        ("v0001", "retired"),
     ]
+    unknown = runner.invoke(app, ["train", "--data", DATA, "-l", "category", "--tenant", "other"])
+    assert unknown.exit_code == 2 and "no tenant named 'other'" in unknown.stderr
 
 
 def test_eval_with_the_llm_of_a_tenant(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,8 +10,11 @@ import sys
 
 from typer.testing import CliRunner
 
-from psatriage.cli import app
+from psatriage.cli import app, report
+from psatriage.cli.review import ReviewStateChoice
 from psatriage.cli.users import RoleChoice
+from psatriage.reports import period
+from psatriage.store.tables import ReviewState
 from psatriage.store.users import Role
 
 HEAVY = (
@@ -69,5 +72,17 @@ def test_help_loads_no_heavy_library_and_lists_the_commands() -> None:
         assert command in shown
 
 
-def test_the_command_lines_roles_are_the_stores() -> None:
+def test_the_command_lines_copies_agree_with_the_originals() -> None:
     assert [r.value for r in RoleChoice] == [r.value for r in Role]
+    assert [s.value for s in ReviewStateChoice] == [s.value for s in ReviewState]
+    assert report.DEFAULT_SINCE == period.DEFAULT_SINCE
+
+
+def test_the_service_starts_without_the_model_libraries() -> None:
+    """``serve`` imports the web app, the runtime and the jobs; the OpenAI SDK comes with the
+    first model call and the local engine's training libraries never come."""
+    code = "from psatriage.web import create_app\nfrom psatriage.runtime import Runtime\n"
+    code += "from psatriage import jobs"
+    loaded = _loaded(code)
+    model_libraries = ("sklearn", "scipy", "numpy", "wordllama", "openai")
+    assert sorted({m.split(".")[0] for m in loaded} & set(model_libraries)) == []

@@ -86,6 +86,7 @@ class FakeServer:
     def __init__(self) -> None:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._failures: list[Failure] = []
+        self._holds: list[tuple[str, re.Pattern[str], threading.Event]] = []
         self._lock = threading.Lock()
         self.requests: list[Request] = []
         self.writes: list[Request] = []
@@ -126,6 +127,15 @@ class FakeServer:
                     method.upper(), re.compile(pattern), status, times, body, headers or {}, delay
                 )
             )
+
+    def hold(self, method: str, pattern: str) -> threading.Event:
+        """Requests matching ``method`` and ``pattern`` hang (as a PSA that stopped answering)
+        until the returned event is set; then they are answered as usual."""
+        release = threading.Event()
+        compiled = re.compile(pattern)
+        with self._lock:
+            self._holds.append((method.upper(), compiled, release))
+        return release
 
     def clear_failures(self) -> None:
         with self._lock:
@@ -251,6 +261,10 @@ class FakeServer:
             handler.close_connection = True
 
     def _respond(self, request: Request) -> Response:
+        with self._lock:
+            holds = [r for m, p, r in self._holds if m == request.method and p.search(request.path)]
+        for release in holds:
+            release.wait(timeout=600)
         failure = self._take_failure(request)
         if failure is not None:
             if failure.delay:

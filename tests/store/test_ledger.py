@@ -1,4 +1,5 @@
-"""The ledger on real SQLite and PostgreSQL: dedupe, exclusive claims, leases, what is due."""
+"""The ledger on real SQLite and PostgreSQL: dedupe, exclusive claims, leases, what is due, and
+the fair order of claims across tenants (a flooding tenant, priorities, pauses)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from psatriage.domain import TicketEvent
 from psatriage.store import db
 from psatriage.store.ledger import Ledger
 from psatriage.store.tables import EventRow, EventState, utcnow
+from psatriage.store.tenant_state import TenantStates
 
 
 @pytest.fixture
@@ -94,36 +96,115 @@ def test_expired_lease_can_be_claimed_again_and_the_old_owner_loses(ledger: Ledg
     first = ledger.claim(event_id, lease_seconds=0.2)
     assert first is not None
     assert ledger.claim(event_id, lease_seconds=60) is None  # lease still held
+    assert ledger.reap() == 0  # not expired yet
     time.sleep(0.3)
-    assert ledger.due(stale_after=3600) == [event_id]
-    second = ledger.claim(event_id, lease_seconds=60)
-    assert second is not None and second.attempts == 2
+    assert ledger.reap() == 1  # the lease ran out: due again
+    assert [t.tenant for t in ledger.turns(["acme"])] == ["acme"]
+    (second,) = ledger.claim_turns([("acme", 5)], lease_seconds=60)
+    assert second.id == event_id and second.attempts == 2
     assert not ledger.finish(first, EventState.DONE)  # the old owner cannot close it
     assert ledger.finish(second, EventState.DONE, "ok")
     row = ledger.get(event_id)
     assert row is not None and row.state == "done" and row.reason == "ok"
-    assert ledger.due(stale_after=0) == []
+    assert ledger.turns(["acme"]) == [] and ledger.waiting() == 0
 
 
-def test_retry_later_then_due_when_overdue(ledger: Ledger) -> None:
+def test_retry_later_waits_until_due(ledger: Ledger) -> None:
     event_id, _ = ledger.record(_event(), state=EventState.RECEIVED)
     claim = ledger.claim(event_id, lease_seconds=60)
     assert claim is not None
     assert ledger.retry_later(claim, utcnow() + timedelta(seconds=30), "model down")
     row = ledger.get(event_id)
     assert row is not None and row.state == "retrying" and row.reason == "model down"
-    assert ledger.due(stale_after=0) == []  # not yet due
+    assert ledger.turns(["acme"]) == []  # not yet due
+    assert ledger.claim_turns([("acme", 5)], lease_seconds=60) == []
+    assert ledger.waiting() == 1  # but waiting
     with ledger._sessions.begin() as session:
         session.execute(update(EventRow).values(next_attempt_at=utcnow() - timedelta(seconds=10)))
-    assert ledger.due(stale_after=1) == [event_id]
-    again = ledger.claim(event_id, lease_seconds=60)
-    assert again is not None and again.attempts == 2
+    (again,) = ledger.claim_turns([("acme", 5)], lease_seconds=60)
+    assert again.id == event_id and again.attempts == 2
 
 
-def test_received_events_nobody_took_are_due(ledger: Ledger) -> None:
-    event_id, _ = ledger.record(_event(), state=EventState.RECEIVED)
-    assert ledger.due(stale_after=60) == []
-    assert ledger.due(stale_after=-1) == [event_id]
+def _flood(ledger: Ledger, tenant: str, count: int, *, priority: int = 0) -> list[int]:
+    return [
+        ledger.record(
+            TicketEvent(tenant, str(n), "added", True, f"{tenant}-{priority}-{n}"),
+            state=EventState.RECEIVED,
+            priority=priority,
+        )[0]
+        for n in range(count)
+    ]
+
+
+def _serve_one_at_a_time(ledger: Ledger, tenants: list[str], claims: int) -> list[str]:
+    """What a worker with one free slot claims, ``claims`` times: the first turn's tenant."""
+    served = []
+    for _ in range(claims):
+        turns = ledger.turns(tenants)
+        if not turns:
+            break
+        (claim,) = ledger.claim_turns([(turns[0].tenant, 1)], lease_seconds=60)
+        assert ledger.finish(claim, EventState.DONE)
+        served.append(claim.tenant)
+    return served
+
+
+def test_a_flooding_tenant_does_not_hold_up_a_quiet_one(ledger: Ledger) -> None:
+    """Thousands of one tenant's events recorded first; the quiet tenant's ticket is claimed
+    within one round of the tenants, and then the two alternate while both have work."""
+    _flood(ledger, "flood", 2000)
+    assert _serve_one_at_a_time(ledger, ["flood", "quiet"], 3) == ["flood"] * 3
+    _flood(ledger, "quiet", 3)
+    served = _serve_one_at_a_time(ledger, ["flood", "quiet"], 8)
+    assert served[:6] == ["quiet", "flood"] * 3
+    assert served[6:] == ["flood", "flood"]
+    assert ledger.waiting() == 2000 - 3 - 5
+
+
+def test_claims_share_free_slots_round_robin_and_never_twice(ledger: Ledger) -> None:
+    _flood(ledger, "flood", 300)
+    _flood(ledger, "quiet", 2)
+    claimed: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(6)
+
+    def work() -> None:
+        barrier.wait()
+        for _ in range(20):
+            claims = ledger.claim_turns([("quiet", 1), ("flood", 3)], lease_seconds=60)
+            with lock:
+                claimed.extend(c.id for c in claims)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(claimed) == len(set(claimed)) == 302  # all of them, none twice
+
+
+def test_a_tenants_new_tickets_come_before_its_other_work(ledger: Ledger) -> None:
+    later = _flood(ledger, "acme", 3, priority=1)
+    new = _flood(ledger, "acme", 2, priority=0)
+    claims = ledger.claim_turns([("acme", 4)], lease_seconds=60)
+    assert [c.id for c in claims] == sorted([*new, *later[:2]])
+    assert {c.id for c in claims} >= set(new)
+    (last,) = ledger.claim_turns([("acme", 4)], lease_seconds=60)
+    assert last.id == later[2]
+
+
+def test_a_paused_tenant_keeps_its_events_until_resumed(ledger: Ledger) -> None:
+    states = TenantStates(ledger._engine)
+    _flood(ledger, "acme", 2)
+    _flood(ledger, "other", 1)
+    assert states.pause("acme", by="cli:ann")
+    assert not states.pause("acme", by="cli:ann")  # already paused
+    assert [t.tenant for t in ledger.turns(["acme", "other"])] == ["other"]
+    assert ledger.claim_turns([("acme", 5)], lease_seconds=60) == []  # checked at the claim too
+    (overview,) = [t for t in states.overview(["acme", "other"]) if t.tenant == "acme"]
+    assert (overview.paused, overview.paused_by, overview.waiting) == (True, "cli:ann", 2)
+    assert states.resume("acme") and not states.resume("acme")
+    assert len(ledger.claim_turns([("acme", 5)], lease_seconds=60)) == 2
 
 
 def test_reopen_failed_and_parked_events(ledger: Ledger) -> None:

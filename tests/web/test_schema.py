@@ -127,12 +127,11 @@ def _call(
     case: schemathesis.Case, service: Service, headers: dict[str, str] | None = None
 ) -> int | None:
     """Send ``case`` in-process, run every schemathesis check (no 5xx among them), then make sure
-    the ledger holds only the seeded events and nothing was queued. The status, or None for a
+    the ledger (which is the queue) holds only the seeded events. The status, or None for a
     method the operation does not have (answered 405)."""
     response = case.call_and_validate(app=service.app, headers=headers)
     ledger = [row.id for row in service.runtime.ledger.search()]
     assert ledger == sorted(service.seeded, reverse=True), "input was recorded in the ledger"
-    assert int(service.runtime.queue.huey.pending_count()) == 0, "input was queued"
     if case.method.upper() != case.operation.method.upper():  # the coverage phase tries others
         assert response.status_code == 405
         return None

@@ -1,4 +1,4 @@
-"""POST /webhooks/{tenant}: verify → parse → ledger → enqueue → 202, and every way it says no."""
+"""POST /webhooks/{tenant}: verify → parse → ledger → wake → 202, and every way it says no."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from psatriage import jobs
 from psatriage.domain import TicketEvent
 from psatriage.errors import WebhookRejected
 from psatriage.psa.base import PATH_TOKEN_HEADER
 from psatriage.runtime import Runtime
+from psatriage.store.tables import EventState
 from psatriage.web import create_app
 from psatriage.web.webhooks import refuse_replay
 from tests.harness import TENANT, Harness
@@ -34,7 +36,8 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 
 def _queued(runtime: Runtime) -> int:
-    return int(runtime.queue.huey.pending_count())
+    """Events waiting for a worker: the ledger is the queue."""
+    return runtime.ledger.waiting()
 
 
 def _post(client: TestClient, body: bytes, headers: dict[str, str], tenant: str = TENANT) -> object:
@@ -172,6 +175,51 @@ def test_signing_key_outage_is_503_so_the_psa_retries(
     assert response.status_code == 503 and response.headers["retry-after"]
     assert runtime.ledger.search() == []
     assert client.post(f"/webhooks/{TENANT}", content=body, headers=headers).status_code == 202
+
+
+def test_a_full_backlog_answers_503_with_retry_after_and_loses_nothing_accepted(
+    harness: Harness,
+) -> None:
+    runtime = harness.runtime(harness.settings(max_waiting=2))
+    try:
+        app = create_app(runtime)
+        deliveries = [harness.cw.callback(harness.cw.add_ticket("x", str(n))) for n in range(3)]
+        with TestClient(app) as client:
+            accepted = [_post(client, *d) for d in deliveries[:2]]
+            assert [r.status_code for r in accepted] == [202, 202]  # type: ignore[attr-defined]
+            assert app.state.backlog.refresh()  # two waiting: full
+            refused = client.post(
+                f"/webhooks/{TENANT}", content=deliveries[2][0], headers=deliveries[2][1]
+            )
+            assert refused.status_code == 503 and int(refused.headers["retry-after"]) > 0
+            assert len(runtime.ledger.search()) == 2  # the accepted ones are kept
+            for row in runtime.ledger.search():
+                assert jobs.process_event(runtime, row.id) is EventState.DONE
+            assert not app.state.backlog.refresh()
+            again = client.post(
+                f"/webhooks/{TENANT}", content=deliveries[2][0], headers=deliveries[2][1]
+            )
+            assert again.status_code == 202  # the PSA's retry gets in
+    finally:
+        runtime.close()
+
+
+def test_a_flood_of_unsigned_deliveries_is_refused_at_the_edge(
+    harness: Harness, runtime: Runtime, client: TestClient
+) -> None:
+    """Malformed and unsigned deliveries cost one in-memory check each: nothing is recorded or
+    woken, and a signed delivery in the middle of the flood is taken as usual."""
+    body, headers = harness.cw.callback(harness.cw.add_ticket("x", "y"))
+    forged = {**headers, "x-content-signature": "AAAA"}
+    statuses = [
+        client.post(f"/webhooks/{TENANT}", content=b, headers=h).status_code
+        for b, h in [(body, forged), (b"{not json", headers), (body, {})] * 100
+    ]
+    assert set(statuses) == {400, 401}
+    assert runtime.ledger.search() == [] and _queued(runtime) == 0
+    assert client.post(f"/webhooks/{TENANT}", content=body, headers=headers).status_code == 202
+    assert len(runtime.ledger.search()) == 1
+    assert len(harness.cw.requests_to("callbackkey")) == 1  # the flood fetched nothing
 
 
 def test_embedded_worker_categorizes_the_ticket(harness: Harness, runtime: Runtime) -> None:

@@ -49,6 +49,7 @@ from psatriage.store.tables import EventState, utcnow
 log = structlog.get_logger(__name__)
 
 KIND = "backfill"
+BACKFILL_PRIORITY = 10  # the ledger takes a tenant's new tickets (0) first
 LONGEST_WAIT_SECONDS = 60.0  # between two tries of one ticket inside a run
 
 Progress = Callable[[int, int], None]  # (tickets done, tickets in the run)
@@ -211,7 +212,10 @@ class _Worker:
             actionable=True,
             dedupe_key=f"backfill:{ticket.id}",
         )
-        event_id, _ = ledger.record(event, state=EventState.RECEIVED, source=KIND)
+        # below new tickets: were a worker to take it (after a give-back), new tickets go first
+        event_id, _ = ledger.record(
+            event, state=EventState.RECEIVED, source=KIND, priority=BACKFILL_PRIORITY
+        )
         row["event"] = event_id
         attempt = 0
         while True:

@@ -16,6 +16,7 @@ from psatriage.cli import (
     report_accuracy,
     review,
     serve,
+    tenants,
     train,
     users,
 )
@@ -39,6 +40,7 @@ _COMMANDS = (
     report_accuracy,
     review,
     serve,
+    tenants,
     train,
     users,
 )  # imported for their commands

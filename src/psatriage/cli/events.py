@@ -80,8 +80,8 @@ def events_retry(
                     r.id for r in built.ledger.search(tenant=tenant, state=state, limit=1000)
                 ]
         reopened = built.ledger.reopen(chosen) if chosen else []
-        for event_id in reopened:
-            built.queue.enqueue(event_id)
+        if reopened:
+            built.queue.wake()
         skipped = sorted(set(chosen) - set(reopened))
         console.print(f"queued again: {len(reopened)} event(s) {reopened}", highlight=False)
         if skipped:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from psatriage.cli._app import app, console, runtime
-from psatriage.learning.retrain import RetrainMarks
-from psatriage.learning.versions import ModelVersions, VersionInfo, parse_version
+
+if TYPE_CHECKING:
+    from psatriage.learning.versions import VersionInfo
 
 model_app = typer.Typer(
     help="The local engine's trained model versions of a tenant.", no_args_is_help=True
@@ -29,6 +30,9 @@ def model_list(
 ) -> None:
     """Every version, newest first: state, how it was trained, its report and, for a scheduled
     retrain, how it scored against the model in use."""
+    from psatriage.learning.retrain import RetrainMarks
+    from psatriage.learning.versions import ModelVersions
+
     with runtime() as built:
         settings = built.config.tenant(tenant).learning
         versions = ModelVersions(built.sessions).list(tenant)
@@ -78,6 +82,8 @@ def model_promote(
 ) -> None:
     """Make a version the one the tenant's local engine uses (workers notice within
     reload_seconds)."""
+    from psatriage.learning.versions import ModelVersions, parse_version
+
     with runtime() as built:
         built.config.tenant(tenant)
         info = ModelVersions(built.sessions).promote(tenant, parse_version(tenant, version))
@@ -87,6 +93,8 @@ def model_promote(
 @model_app.command("rollback")
 def model_rollback(tenant: TenantOption) -> None:
     """Go back to the version that was active before the current one."""
+    from psatriage.learning.versions import ModelVersions
+
     with runtime() as built:
         built.config.tenant(tenant)
         left, now = ModelVersions(built.sessions).rollback(tenant)

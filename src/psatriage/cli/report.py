@@ -10,21 +10,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, writable_file
-from psatriage.cli._report_tables import Report, show, write_csv
 from psatriage.cli.backtest import bar
 from psatriage.cli.train import HISTORY_PATIENCE_SECONDS
 from psatriage.errors import ConfigError
-from psatriage.reports import build
-from psatriage.reports.build import Period
-from psatriage.reports.period import DEFAULT_SINCE, load_period, parse_period
-from psatriage.reports.refresh import refresh_facts
-from psatriage.shared.limits import patience
-from psatriage.store.facts import Facts
+
+if TYPE_CHECKING:
+    from psatriage.cli._report_tables import Report
+    from psatriage.reports.build import Period
+
+DEFAULT_SINCE = "30d"  # psatriage.reports.period's, here so that --help need not load it
 
 report_app = typer.Typer(
     help="Reports per tenant: categories, automation candidates, companies.",
@@ -66,7 +65,7 @@ def categories_command(
 ) -> None:
     """Tickets and hours per category at each level (type, type › subtype, full path): share
     of the total, median and p90 hours per ticket, and the change against the previous period."""
-    _report(build.categories, tenant, since, until, csv_file, as_json, refresh)
+    _report("categories", tenant, since, until, csv_file, as_json, refresh)
 
 
 @report_app.command("automation")
@@ -81,7 +80,7 @@ def automation_command(
     """Automation candidates: categories ranked by total hours, the same category again and
     again at one company, and categories whose tickets are short, frequent and alike; each with
     the hours a year it represents at the rate measured in the period."""
-    _report(build.automation, tenant, since, until, csv_file, as_json, refresh)
+    _report("automation", tenant, since, until, csv_file, as_json, refresh)
 
 
 @report_app.command("companies")
@@ -94,11 +93,11 @@ def companies_command(
     refresh: Refresh = False,
 ) -> None:
     """Per company, its tickets and hours by category (for business reviews)."""
-    _report(build.companies, tenant, since, until, csv_file, as_json, refresh)
+    _report("companies", tenant, since, until, csv_file, as_json, refresh)
 
 
 def _report(
-    make: Callable[[Period], Report],
+    kind: str,
     tenant: str,
     since: str,
     until: str | None,
@@ -106,6 +105,14 @@ def _report(
     as_json: bool,
     refresh: bool,
 ) -> None:
+    from psatriage.cli._report_tables import show, write_csv
+    from psatriage.reports import build
+    from psatriage.reports.period import load_period, parse_period
+    from psatriage.reports.refresh import refresh_facts
+    from psatriage.shared.limits import patience
+    from psatriage.store.facts import Facts
+
+    make: Callable[[Period], Report] = getattr(build, kind)
     with fail_cleanly():
         start, end = parse_period(since, until)  # a bad date fails before anything is opened
         if csv_file is not None:

@@ -1,14 +1,30 @@
-"""``psatriage serve`` (web + embedded workers) and ``psatriage worker`` (workers only)."""
+"""``psatriage serve`` (the web process, and worker processes beside it) and ``psatriage worker``
+(a worker process alone).
+
+The web process never runs workers in its own interpreter: webhooks are acknowledged on its event
+loop while the workers' CPU is spent in other processes. ``serve`` starts
+``PSATRIAGE_WORKER_PROCESSES`` of them, restarts one that dies, and stops them when it stops.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
+import structlog
 import typer
 
-from psatriage.cli._app import app, console, runtime
+from psatriage.cli._app import _globals, app, console, runtime
 from psatriage.errors import ConfigError
+
+log = structlog.get_logger(__name__)
 
 
 @app.command()
@@ -26,16 +42,16 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Run the web server, with the workers in the same process unless --no-worker."""
+    """Run the web server, and worker processes beside it unless --no-worker."""
     import uvicorn
 
     from psatriage.web import create_app
     from psatriage.web.console import exposure, load_settings
 
     with runtime() as built:
-        built.queue.huey.pending_count()  # a queue server that does not answer stops us here
+        built.queue.check()  # a queue server that does not answer stops us here
         settings = built.settings
-        workers = 0 if no_worker else settings.workers
+        processes = 0 if no_worker else settings.worker_processes
         bind_host, bind_port = host or settings.host, port or settings.port
         refused = None if insecure else exposure.refusal(bind_host, built, load_settings())
         if refused:
@@ -43,37 +59,92 @@ def serve(
         console.print(
             f"psatriage on http://{bind_host}:{bind_port} — "
             f"{len(built.config.tenants)} tenant(s), "
-            + (f"{workers} embedded worker(s)" if workers else "no embedded workers"),
+            + (
+                f"{processes} worker process(es) of {settings.workers} worker(s)"
+                if processes
+                else "no worker processes"
+            ),
             highlight=False,
         )
-        uvicorn.run(
-            create_app(built, embedded_workers=workers),
-            host=bind_host,
-            port=bind_port,
-            log_config=None,
-            access_log=False,
-            http="httptools",
-            loop="uvloop",
-        )
+        with _worker_processes(processes):
+            uvicorn.run(
+                create_app(built),
+                host=bind_host,
+                port=bind_port,
+                log_config=None,
+                access_log=False,
+                http="httptools",
+                loop="uvloop",
+            )
 
 
 @app.command()
 def worker(
     workers: Annotated[
-        int | None, typer.Option(help="Worker threads (PSATRIAGE_WORKERS).", min=1)
+        int | None, typer.Option(help="Tickets in flight at once (PSATRIAGE_WORKERS).", min=1)
+    ] = None,
+    parent: Annotated[
+        int | None, typer.Option(hidden=True, help="Stop when this process is gone.")
     ] = None,
 ) -> None:
-    """Run queue workers only (scale out beside `serve --no-worker`)."""
+    """Run a worker process only (scale out beside `serve --no-worker`)."""
     from psatriage import jobs
 
     with runtime() as built:
-        built.queue.huey.pending_count()  # a queue server that does not answer stops us here
+        built.queue.check()  # a queue server that does not answer stops us here
         count = workers or built.settings.workers
-        console.print(f"psatriage worker: {count} thread(s)", highlight=False)
-        consumer = jobs.consumer(built, workers=count, embedded=False)
+        console.print(f"psatriage worker: {count} worker(s)", highlight=False)
         stop = threading.Event()
-        jobs.housekeeping(built, stop)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        pool = jobs.WorkerPool(built, workers=count).start()
         try:
-            consumer.run()
+            while not stop.wait(1.0):
+                if parent is not None and os.getppid() != parent:
+                    log.warning("the serve process is gone; stopping", parent=parent)
+                    break
         finally:
-            stop.set()
+            pool.stop(graceful=True)
+
+
+@contextmanager
+def _worker_processes(count: int) -> Iterator[None]:
+    """``count`` worker processes, restarted when one dies, stopped on exit."""
+    if count <= 0:
+        yield
+        return
+    command = [sys.executable, "-m", "psatriage"]
+    if _globals.config is not None:
+        command += ["--config", str(_globals.config)]
+    command += ["worker", "--parent", str(os.getpid())]
+    stopping = threading.Event()
+    # our own interpreter and arguments only: nothing here comes from a request
+    children: list[subprocess.Popen[bytes]] = [
+        subprocess.Popen(command)  # noqa: S603
+        for _ in range(count)
+    ]
+
+    def supervise() -> None:
+        while not stopping.wait(1.0):
+            for index, child in enumerate(children):
+                code = child.poll()
+                if code is not None and not stopping.is_set():
+                    log.error("a worker process ended; starting another", code=code)
+                    time.sleep(1.0)
+                    children[index] = subprocess.Popen(command)  # noqa: S603
+
+    watcher = threading.Thread(target=supervise, name="psatriage-supervisor", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stopping.set()
+        watcher.join(timeout=5)
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=60)  # running tickets finish first
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()

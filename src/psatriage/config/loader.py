@@ -154,9 +154,9 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         taxonomy=raw.taxonomy,
         redactor=raw.privacy.redactor(),
         companies=raw.companies,
+        outcomes=raw.outcomes,
         fields=raw.fields,
         storm_window_minutes=raw.storm_window_minutes,
-        outcomes=raw.outcomes,
         categories=raw.categories,
         learning=raw.learning,
         budget=raw.budget,
@@ -164,6 +164,8 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         retention_days=raw.retention_days,
         record_retention_days=raw.record_retention_days,
         backfill_call_share=raw.backfill_call_share,
+        max_workers=raw.max_workers,
+        psa_timeout_seconds=raw.psa_timeout_seconds,
     )
     return _company_policies_hold(tenant)
 

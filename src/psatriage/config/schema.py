@@ -604,6 +604,22 @@ class RawTenant(_Strict):
         "call only while fewer than this share of the window's calls are used (by every process, "
         "where limits are shared), so new tickets keep the rest.",
     )
+    max_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=512,
+        description="Most tickets of this tenant a worker process works on at once (its "
+        "bulkhead). Default: PSATRIAGE_TENANT_SHARE of the workers when several tenants are "
+        "configured, all of them for a lone tenant.",
+    )
+    psa_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=300,
+        description="Longest wait for one answer from this tenant's PSA before the call counts as "
+        "failed and the ticket is retried later (a PSA that hangs then holds a worker this long at "
+        "most). Default: 30 s.",
+    )
     connection: dict[str, Any]
     classifier: dict[str, Any] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)

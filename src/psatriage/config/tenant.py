@@ -66,9 +66,9 @@ class Tenant:
     taxonomy: TaxonomySettings
     redactor: Redactor = field(default_factory=Redactor)
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
+    outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
     fields: FieldsSettings = field(default_factory=FieldsSettings)
     storm_window_minutes: int = 0
-    outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
     categories: Mapping[str, CategoryHint] = field(default_factory=dict)
     learning: LearningSettings = field(default_factory=LearningSettings)
     budget: Budget = field(default_factory=Budget)
@@ -76,6 +76,8 @@ class Tenant:
     retention_days: int | None = None  # ticket-derived text; None: kept for ever
     record_retention_days: int | None = None  # events, decisions, model calls
     backfill_call_share: float = 0.5
+    max_workers: int | None = None
+    psa_timeout_seconds: float | None = None
 
     def __repr__(self) -> str:
         return f"Tenant(name={self.name!r}, psa={self.psa!r}, classifier={self.classifier_kind!r})"

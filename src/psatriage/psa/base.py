@@ -201,6 +201,12 @@ class PSAAdapter(ABC, Generic[ConfigT]):
         segment (``/webhooks/{tenant}/{token}``) arrives as ``headers[PATH_TOKEN_HEADER]``.
         """
 
+    def verify_needs_io(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Whether ``verify`` would wait on the network for this delivery (a signing key not
+        fetched yet). The web server runs such a delivery on a thread instead of its event loop.
+        Default: no (signatures and secrets are checked in memory)."""
+        return False
+
     @abstractmethod
     def parse(self, body: bytes) -> TicketEvent | None:
         """Read a verified webhook body.

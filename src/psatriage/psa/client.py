@@ -89,6 +89,7 @@ class PSAClient(ABC):
         scrub: Iterable[str] = (),
     ) -> None:
         self.http = http
+        self.timeout: float | None = None  # seconds per request; None: the HTTP client's (30 s)
         self.limits = limits
         self._scrub = tuple(s for s in scrub if s)
         self._max_wait = config.max_rate_limit_wait_seconds
@@ -190,6 +191,7 @@ class PSAClient(ABC):
                 data=data,
                 headers=headers,
                 follow_redirects=False,
+                timeout=httpx.USE_CLIENT_DEFAULT if self.timeout is None else self.timeout,
             )
         except httpx.TransportError as exc:
             raise TransientError(

@@ -6,6 +6,9 @@ worker threads can share one file; PostgreSQL is used as is.
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +71,30 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (default: the newest)."""
-    command.upgrade(_alembic_config(engine), revision)
+    """Bring the database to ``revision`` (default: the newest). Processes that start together
+    (a web process and its workers) migrate one at a time: the others then find it done."""
+    with _migration_lock(engine):
+        command.upgrade(_alembic_config(engine), revision)
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive lock across processes for SQLite: a file lock beside the database file (an
+    in-memory database has one process). PostgreSQL migrations take an advisory lock in
+    ``migrations/env.py``."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    database = engine.url.database or ""
+    if not database or database == ":memory:":
+        yield
+        return
+    with Path(database + ".migrate.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def head_revision() -> str:
@@ -80,8 +105,12 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's revision (None before the first migration). While an upgrade is between
+    two lines of migrations that a later one joins, the database holds both: they are given
+    joined by "+", which is no head."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return "+".join(sorted(heads)) or None
 
 
 def at_head(engine: Engine) -> bool:

@@ -1,22 +1,43 @@
 """The events ledger: every accepted webhook is a row, and every row ends in one terminal state.
 
-Claims are single ``UPDATE ... WHERE`` statements, so two workers (threads or processes, SQLite or
-PostgreSQL) can never both own an event: the one whose update changed a row won.
+The ledger is also the queue: workers claim waiting events from it (``claim_turns``), tenant by
+tenant in the order ``turns`` gives (the tenant served longest ago first, paused tenants left
+out), each tenant's new tickets before its other work. Claims are single ``UPDATE ... WHERE``
+statements (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two workers (threads or processes,
+SQLite or PostgreSQL) can never both own an event: the one whose update changed a row won.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from psatriage.domain import TicketEvent
-from psatriage.store.tables import TERMINAL_STATES, EventRow, EventState, utcnow
+from psatriage.store.tables import (
+    TERMINAL_STATES,
+    WAITING_STATES,
+    EventRow,
+    EventState,
+    TenantStateRow,
+    utcnow,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +53,38 @@ class Claim:
     source: str
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A tenant with events waiting that are due now, in the order workers should serve them."""
+
+    tenant: str
+    last_claim_at: datetime | None
+
+
+_RETURNED = (
+    EventRow.id,
+    EventRow.tenant,
+    EventRow.ticket_id,
+    EventRow.attempts,
+    EventRow.received_at,
+    EventRow.source,
+)
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        EventRow.state.in_(WAITING_STATES),
+        or_(EventRow.next_attempt_at.is_(None), EventRow.next_attempt_at <= now),
+    )
+
+
 class Ledger:
     def __init__(self, engine: Engine, sessions: sessionmaker[Session]) -> None:
         self._engine = engine
         self._sessions = sessions
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = insert
+        self._known_tenants: frozenset[str] = frozenset()
         # Built once: the webhook path runs this for every delivery (a Core statement with bound
         # parameters costs a fifth of an ORM insert in a session).
         self._record = (
@@ -50,36 +98,60 @@ class Ledger:
         self._snapshot = _fresh_snapshot()
 
     def record(
-        self, event: TicketEvent, *, state: EventState, source: str = "webhook"
+        self,
+        event: TicketEvent,
+        *,
+        state: EventState,
+        source: str = "webhook",
+        priority: int = 0,
     ) -> tuple[int, bool]:
-        """Insert the event unless its dedupe key is known; return ``(id, created)``."""
+        """Insert the event unless its dedupe key is known; return ``(id, created)``.
+
+        ``priority`` 0 is a new ticket; a tenant's higher numbers wait until its new tickets are
+        claimed."""
+        (recorded,) = self.record_many([(event, state)], source=source, priority=priority)
+        return recorded
+
+    def record_many(
+        self,
+        events: Sequence[tuple[TicketEvent, EventState]],
+        *,
+        source: str = "webhook",
+        priority: int = 0,
+    ) -> list[tuple[int, bool]]:
+        """``record`` for several events in one transaction (one commit, one write lock)."""
         now = utcnow()
-        key = event.dedupe_key[:255]
-        row = {
-            "tenant": event.tenant,
-            "dedupe_key": key,
-            "ticket_id": event.ticket_id[:64],
-            "action": event.action[:32],
-            "source": source,
-            "state": state.value,
-            "attempts": 0,
-            "reason": "" if event.actionable else f"not acted on: action {event.action!r}",
-            "received_at": now,
-            "updated_at": now,
-            "lease_until": None,
-            "next_attempt_at": None,
-            "occurred_at": _naive_utc(event.occurred_at),
-            "finished_at": None if event.actionable else now,
-            "snapshot": dict(event.snapshot) if event.snapshot is not None else None,
-        }
+        results = []
         with self._engine.begin() as connection:
-            new_id = connection.execute(self._record, row).scalar_one_or_none()
-            if new_id is not None:
-                return new_id, True
-            existing = connection.execute(
-                self._existing, {"tenant": event.tenant, "key": key}
-            ).scalar_one()
-            return existing, False
+            for event, state in events:
+                key = event.dedupe_key[:255]
+                row = {
+                    "tenant": event.tenant,
+                    "dedupe_key": key,
+                    "ticket_id": event.ticket_id[:64],
+                    "action": event.action[:32],
+                    "source": source,
+                    "priority": priority,
+                    "state": state.value,
+                    "attempts": 0,
+                    "reason": "" if event.actionable else f"not acted on: action {event.action!r}",
+                    "received_at": now,
+                    "updated_at": now,
+                    "lease_until": None,
+                    "next_attempt_at": None,
+                    "occurred_at": _naive_utc(event.occurred_at),
+                    "finished_at": None if event.actionable else now,
+                    "snapshot": dict(event.snapshot) if event.snapshot is not None else None,
+                }
+                new_id = connection.execute(self._record, row).scalar_one_or_none()
+                if new_id is not None:
+                    results.append((int(new_id), True))
+                    continue
+                existing = connection.execute(
+                    self._existing, {"tenant": event.tenant, "key": key}
+                ).scalar_one()
+                results.append((int(existing), False))
+        return results
 
     def snapshot(self, event_id: int) -> dict[str, Any] | None:
         """The ticket the event's delivery carried, unless a later event about the same ticket
@@ -106,14 +178,7 @@ class Ledger:
                     lease_until=lease_until,
                     updated_at=now,
                 )
-                .returning(
-                    EventRow.id,
-                    EventRow.tenant,
-                    EventRow.ticket_id,
-                    EventRow.attempts,
-                    EventRow.received_at,
-                    EventRow.source,
-                )
+                .returning(*_RETURNED)
             ).one_or_none()
         if row is None:
             return None
@@ -126,6 +191,158 @@ class Ledger:
             row.received_at,
             row.source,
         )
+
+    def ensure_tenants(self, tenants: Iterable[str]) -> None:
+        """Give every named tenant its state row (workers call this before ``turns``)."""
+        names = frozenset(tenants)
+        if names <= self._known_tenants:
+            return
+        now = utcnow()
+        with self._engine.begin() as connection:
+            for name in sorted(names - self._known_tenants):
+                connection.execute(
+                    self._insert(TenantStateRow)
+                    .values(tenant=name, paused=False, paused_by="", updated_at=now)
+                    .on_conflict_do_nothing(index_elements=["tenant"])
+                )
+        self._known_tenants = names
+
+    def turns(self, tenants: Iterable[str]) -> list[Turn]:
+        """The tenants among ``tenants`` that are not paused and have an event due now, the one
+        whose last claim is oldest first (never claimed: first of all, by name)."""
+        names = sorted(tenants)
+        if not names:
+            return []
+        self.ensure_tenants(names)
+        now = utcnow()
+        waiting = exists().where(EventRow.tenant == TenantStateRow.tenant, _due(now))
+        query = (
+            select(TenantStateRow.tenant, TenantStateRow.last_claim_at)
+            .where(
+                TenantStateRow.tenant.in_(names),
+                TenantStateRow.paused.is_(False),
+                waiting,
+            )
+            .order_by(TenantStateRow.last_claim_at.is_not(None), TenantStateRow.last_claim_at)
+            .order_by(TenantStateRow.tenant)
+        )
+        with self._engine.connect() as connection:
+            return [Turn(row.tenant, row.last_claim_at) for row in connection.execute(query)]
+
+    def claim_turns(
+        self, wanted: Sequence[tuple[str, int]], *, lease_seconds: float
+    ) -> list[Claim]:
+        """Claim up to ``count`` due events of each ``(tenant, count)``, in one transaction: each
+        tenant's lowest priority number first, then the oldest. A paused tenant gets none (the
+        pause is checked again here). The tenants served are stamped with the time of this claim,
+        a microsecond apart in the order given, so the next ``turns`` puts them last."""
+        now = utcnow()
+        lease_until = now + timedelta(seconds=lease_seconds)
+        claims: list[Claim] = []
+        with self._engine.begin() as connection:
+            for order, (tenant, count) in enumerate(wanted):
+                if count <= 0:
+                    continue
+                chosen = (
+                    select(EventRow.id)
+                    .where(
+                        EventRow.tenant == tenant,
+                        _due(now),
+                        ~exists().where(
+                            TenantStateRow.tenant == tenant, TenantStateRow.paused.is_(True)
+                        ),
+                    )
+                    .order_by(EventRow.priority, EventRow.id)
+                    .limit(count)
+                    .with_for_update(skip_locked=True)
+                )
+                rows = connection.execute(
+                    update(EventRow)
+                    .where(EventRow.id.in_(chosen.scalar_subquery()))
+                    .values(
+                        state=EventState.PROCESSING.value,
+                        attempts=EventRow.attempts + 1,
+                        lease_until=lease_until,
+                        updated_at=now,
+                    )
+                    .returning(*_RETURNED)
+                ).all()
+                if not rows:
+                    continue
+                connection.execute(
+                    update(TenantStateRow)
+                    .where(TenantStateRow.tenant == tenant)
+                    .values(last_claim_at=now + timedelta(microseconds=order), updated_at=now)
+                )
+                claims += [
+                    Claim(
+                        row.id,
+                        row.tenant,
+                        row.ticket_id,
+                        row.attempts,
+                        lease_until,
+                        row.received_at,
+                        row.source,
+                    )
+                    for row in sorted(rows, key=lambda r: r.id)
+                ]
+        return claims
+
+    def reap(self, *, limit: int = 1000) -> int:
+        """Give back every event whose lease ran out (its worker died or hung): it is due again
+        at once, the attempt it used counted."""
+        now = utcnow()
+        expired = (
+            select(EventRow.id)
+            .where(EventRow.state == EventState.PROCESSING.value, EventRow.lease_until < now)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                update(EventRow)
+                .where(
+                    EventRow.id.in_(expired.scalar_subquery()),
+                    EventRow.state == EventState.PROCESSING.value,
+                )
+                .values(
+                    state=EventState.RETRYING.value,
+                    lease_until=None,
+                    next_attempt_at=now,
+                    reason="the worker's lease ran out; taken again",
+                    updated_at=now,
+                )
+            )
+            return int(result.rowcount)
+
+    def fail_unconfigured(self, tenants: Iterable[str]) -> int:
+        """End the waiting events of tenants no longer in the tenants file."""
+        now = utcnow()
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                update(EventRow)
+                .where(EventRow.state.in_(WAITING_STATES), EventRow.tenant.not_in(list(tenants)))
+                .values(
+                    state=EventState.FAILED.value,
+                    reason="tenant is no longer configured",
+                    lease_until=None,
+                    next_attempt_at=None,
+                    finished_at=now,
+                    updated_at=now,
+                )
+            )
+            return int(result.rowcount)
+
+    def waiting(self) -> int:
+        """How many events wait for a worker (due now or later)."""
+        with self._engine.connect() as connection:
+            return int(
+                connection.execute(
+                    select(func.count())
+                    .select_from(EventRow)
+                    .where(EventRow.state.in_(WAITING_STATES))
+                ).scalar_one()
+            )
 
     def finish(self, claim: Claim, state: EventState, reason: str = "") -> bool:
         """Close a claimed event; False if the claim had been lost meanwhile."""
@@ -166,23 +383,6 @@ class Ledger:
                 .values(updated_at=utcnow(), **values)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    def due(self, *, stale_after: float, limit: int = 500) -> list[int]:
-        """Events that should be queued again: expired leases, overdue retries, and received
-        events nobody picked up within ``stale_after`` seconds (a queue that lost them)."""
-        now = utcnow()
-        stale = now - timedelta(seconds=stale_after)
-        condition = or_(
-            and_(EventRow.state == EventState.PROCESSING.value, EventRow.lease_until < now),
-            and_(EventRow.state == EventState.RETRYING.value, EventRow.next_attempt_at < stale),
-            and_(EventRow.state == EventState.RECEIVED.value, EventRow.received_at < stale),
-        )
-        with self._sessions() as session:
-            return list(
-                session.execute(
-                    select(EventRow.id).where(condition).order_by(EventRow.id).limit(limit)
-                ).scalars()
-            )
 
     def reopen(self, event_ids: Sequence[int]) -> list[int]:
         """Put failed, parked or over-budget events back to ``received`` (``events retry``)."""

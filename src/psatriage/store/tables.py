@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -57,6 +58,9 @@ class EventState(enum.StrEnum):
         return self in TERMINAL_STATES
 
 
+WAITING_STATES = (EventState.RECEIVED.value, EventState.RETRYING.value)
+_WAITING = "state IN ('received', 'retrying')"
+
 TERMINAL_STATES = frozenset(
     {
         EventState.DONE,
@@ -78,6 +82,15 @@ class EventRow(Base):
         UniqueConstraint("tenant", "dedupe_key", name="uq_events_tenant_dedupe_key"),
         Index("ix_events_state_lease", "state", "lease_until"),
         Index("ix_events_tenant_ticket", "tenant", "ticket_id"),
+        # what a worker claims next: per tenant, new tickets first, oldest first (psatriage.jobs)
+        Index(
+            "ix_events_waiting",
+            "tenant",
+            "priority",
+            "id",
+            sqlite_where=text(_WAITING),
+            postgresql_where=text(_WAITING),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -86,6 +99,8 @@ class EventRow(Base):
     ticket_id: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(16), default="webhook")
+    # 0: a new ticket; higher is later work (claimed after a tenant's new tickets)
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -97,6 +112,21 @@ class EventRow(Base):
     occurred_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     # The ticket as the delivery carried it (``TicketEvent.snapshot``), when the PSA sends it.
     snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+
+
+class TenantStateRow(Base):
+    """Per tenant, what the workers need to share: whether it is paused (its events wait in the
+    ledger) and when a worker last claimed one of its events (the fair order: the tenant served
+    longest ago goes first)."""
+
+    __tablename__ = "tenant_state"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    paused_by: Mapped[str] = mapped_column(String(255), default="")
+    last_claim_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 class DecisionRow(Base):

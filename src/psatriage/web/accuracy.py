@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from psatriage import accuracy
 from psatriage.errors import ConfigError
-from psatriage.evaluation.backtest import parse_since
 from psatriage.web.api import _UNAUTHORIZED, Filter, RuntimeDep, require_token
 from psatriage.web.responses import AccuracyGroup, AccuracyReport, Detail
 
@@ -32,6 +31,10 @@ def get_accuracy(
 ) -> AccuracyReport:
     """How often the model's category was the ticket's final one, per company, category,
     engine, band, decision and day; ``company`` (id or name) narrows to one client company."""
+    # imported here: the backtest module brings the local engine's training (scikit-learn,
+    # SciPy), which the service otherwise never loads
+    from psatriage.evaluation.backtest import parse_since  # noqa: PLC0415
+
     if tenant not in runtime.config.tenants:
         raise HTTPException(404, f"no tenant named {tenant!r}")
     try:

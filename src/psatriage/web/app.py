@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,22 +13,19 @@ from psatriage.web import accuracy, api, console, reports, reviews, webhooks
 
 
 def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
-    """The web app for ``runtime``; with ``embedded_workers`` it also runs the queue consumer."""
+    """The web app for ``runtime``; with ``embedded_workers`` it also runs a worker pool in the
+    same process (tests and small setups; ``psatriage serve`` runs worker processes instead)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        consumer = None
-        stop = threading.Event()
-        if embedded_workers:
-            consumer = jobs.consumer(runtime, workers=embedded_workers, embedded=True)
-            consumer.start()
-            jobs.housekeeping(runtime, stop)
+        pool = jobs.WorkerPool(runtime, workers=embedded_workers) if embedded_workers else None
+        if pool is not None:
+            pool.start()
         try:
             yield
         finally:
-            stop.set()
-            if consumer is not None:
-                consumer.stop(graceful=True)
+            if pool is not None:
+                pool.stop(graceful=True)
             pages.stop()  # its background checks use connections the runtime will close
 
     app = FastAPI(
@@ -41,6 +37,8 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
         redoc_url=None,
     )
     app.state.runtime = runtime
+    app.state.backlog = webhooks.Backlog(runtime)
+    app.state.recorder = webhooks.Recorder(runtime)
     app.include_router(webhooks.router)
     app.include_router(api.router)
     app.include_router(reviews.router)

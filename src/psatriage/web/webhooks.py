@@ -1,12 +1,18 @@
-"""``POST /webhooks/{tenant}``: verify, parse, write the ledger row, enqueue, acknowledge.
+"""``POST /webhooks/{tenant}``: verify, parse, write the ledger row, wake a worker, acknowledge.
 
 No PSA or model is called on this path (the one exception: ConnectWise's signing key, fetched once
-per key URL and cached by the adapter). The ledger row is written before the 2xx, so an accepted
-event is never lost even if the queue is down (the reaper queues it later).
+per key URL and cached by the adapter). A delivery whose check needs no network is handled on the
+event loop, without a hand-off to a thread; one that needs the network goes to a thread. The
+ledger row (the queue of record) is written before the 2xx, so an accepted event is never lost;
+a lost wake-up only delays it to the workers' next look. Unsigned or malformed deliveries are
+refused before anything is written. When more than ``max_waiting`` events wait for a worker, or
+the database cannot take the row, the answer is 503 with Retry-After: the PSA sends it again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -63,7 +69,8 @@ _DECLARED: dict[str, Any] = {
         413: {"model": Detail, "description": "Body larger than PSATRIAGE_MAX_BODY_BYTES."},
         503: {
             "model": Detail,
-            "description": "Not taken now (signing key or database unreachable); send again.",
+            "description": "Not taken now (signing key or database unreachable, or too many "
+            "events waiting); send again after Retry-After.",
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
         },
     },
@@ -72,6 +79,102 @@ _DECLARED: dict[str, Any] = {
 
 class BodyTooLarge(Exception):
     pass
+
+
+class Backlog:
+    """Whether too many events wait for a worker, from a count at most ``every`` seconds old,
+    taken on a thread (the event loop never waits on it)."""
+
+    def __init__(self, runtime: Runtime, *, every: float = 1.0) -> None:
+        self._runtime = runtime
+        self._every = every
+        self._checked = 0.0
+        self._full = False
+        self._counting = threading.Lock()
+
+    def full(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked > self._every and self._counting.acquire(blocking=False):
+            self._checked = now
+            threading.Thread(target=self._count, name="psatriage-backlog", daemon=True).start()
+        return self._full
+
+    def refresh(self) -> bool:
+        """Count now; whether the backlog is full."""
+        waiting = self._runtime.ledger.waiting()
+        self._full = waiting >= self._runtime.settings.max_waiting
+        if self._full:
+            log.warning("backlog full: webhooks refused with 503", waiting=waiting)
+        return self._full
+
+    def _count(self) -> None:
+        try:
+            self.refresh()
+        except SQLAlchemyError:
+            pass  # the insert itself answers 503 while the database is away
+        finally:
+            self._counting.release()
+
+
+RETRY_FULL_SECONDS = 30
+
+
+class Recorder:
+    """Writes accepted events to the ledger from one thread, as many per transaction as arrived
+    meanwhile, so the event loop never waits on the database (SQLite's write lock, a slow
+    PostgreSQL) and a burst costs one commit per batch. The thread ends when idle and starts
+    again with the next delivery."""
+
+    BATCH = 256
+    IDLE_SECONDS = 5.0
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._waiting: list[
+            tuple[TicketEvent, EventState, asyncio.AbstractEventLoop, asyncio.Future[Any]]
+        ] = []
+        self._changed = threading.Condition()
+        self._running = False
+
+    async def record(self, event: TicketEvent, state: EventState) -> tuple[int, bool]:
+        """``Ledger.record`` without blocking the loop: ``(event id, created)``."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, bool]] = loop.create_future()
+        with self._changed:
+            self._waiting.append((event, state, loop, future))
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="psatriage-recorder", daemon=True).start()
+            self._changed.notify()
+        return await future
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if not self._waiting:
+                    self._changed.wait(self.IDLE_SECONDS)
+                if not self._waiting:
+                    self._running = False
+                    return
+                batch = self._waiting[: self.BATCH]
+                del self._waiting[: self.BATCH]
+            try:
+                results: list[Any] = self._runtime.ledger.record_many(
+                    [(event, state) for event, state, _, _ in batch]
+                )
+            except Exception as exc:  # noqa: BLE001 - each waiting delivery gets the error
+                results = [exc] * len(batch)
+            for (_, _, loop, future), result in zip(batch, results, strict=True):
+                loop.call_soon_threadsafe(_settle, future, result)
+
+
+def _settle(future: asyncio.Future[Any], result: object) -> None:
+    if future.done():  # the client went away
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -120,8 +223,14 @@ async def _receive(tenant: str, request: Request, *, path_token: str | None) -> 
     }
     if path_token is not None:
         headers[PATH_TOKEN_HEADER] = path_token
+    backlog: Backlog = request.app.state.backlog
     try:
-        status, payload = await run_in_threadpool(_accept, runtime, tenant, headers, body)
+        if backlog.full():
+            raise TransientError(
+                "too many events wait for a worker; send again later",
+                retry_after=RETRY_FULL_SECONDS,
+            )
+        status, payload = await _take(request, runtime, tenant, headers, body)
     except WebhookRejected as exc:
         log.info("webhook rejected", tenant=tenant, status=exc.status, reason=str(exc))
         return _answer(exc.status, str(exc), tenant=tenant, result=f"rejected_{exc.status}")
@@ -144,30 +253,36 @@ async def _receive(tenant: str, request: Request, *, path_token: str | None) -> 
     return JSONResponse(payload, status_code=status)
 
 
-def _accept(
-    runtime: Runtime, tenant: str, headers: dict[str, str], body: bytes
+async def _take(
+    request: Request, runtime: Runtime, tenant: str, headers: dict[str, str], body: bytes
 ) -> tuple[int, dict[str, Any]]:
+    """Verify, parse and record a delivery: its answer's status and body."""
+    if runtime.adapter(tenant).verify_needs_io(headers, body):
+        event = await run_in_threadpool(_verified, runtime, tenant, headers, body)
+    else:  # checked in memory: no hand-off to a thread (see the module docstring)
+        event = _verified(runtime, tenant, headers, body)
+    if event is None:
+        return 202, {"status": "ignored", "reason": "not a ticket event"}
+    acted_on = event.actionable or await run_in_threadpool(_moved, runtime, tenant, event)
+    state = EventState.RECEIVED if acted_on else EventState.IGNORED
+    recorder: Recorder = request.app.state.recorder
+    event_id, created = await recorder.record(event, state)
+    if created and not event.actionable:  # an update: the outcome sweep reads the ticket next
+        await run_in_threadpool(runtime.outcomes.make_due, tenant, event.ticket_id)
+    return _answer_for(runtime, event, event_id, created, acted_on=acted_on)
+
+
+def _verified(
+    runtime: Runtime, tenant: str, headers: dict[str, str], body: bytes
+) -> TicketEvent | None:
+    """The delivery's event once verified, parsed and inside the replay window (None: not about
+    a ticket); ``WebhookRejected`` otherwise."""
     adapter = runtime.adapter(tenant)
     adapter.verify(headers, body)
     event = adapter.parse(body)
-    if event is None:
-        return 202, {"status": "ignored", "reason": "not a ticket event"}
-    if event.actionable:
+    if event is not None and event.actionable:
         refuse_replay(event, runtime.tenant(tenant).replay_window_seconds)
-    acted_on = event.actionable or _moved(runtime, tenant, event)
-    state = EventState.RECEIVED if acted_on else EventState.IGNORED
-    event_id, created = runtime.ledger.record(event, state=state)
-    if not created:
-        return 200, {"status": "duplicate", "event_id": event_id}
-    if not event.actionable:  # an update: the outcome sweep reads the ticket next time
-        runtime.outcomes.make_due(tenant, event.ticket_id)
-    if not acted_on:
-        return 202, {"status": "ignored", "event_id": event_id, "reason": event.action}
-    try:
-        runtime.queue.enqueue(event_id)
-    except Exception:
-        log.exception("enqueue failed; the reaper will pick the event up", event_id=event_id)
-    return 202, {"status": "accepted", "event_id": event_id}
+    return event
 
 
 def _moved(runtime: Runtime, tenant: str, event: TicketEvent) -> bool:
@@ -179,6 +294,17 @@ def _moved(runtime: Runtime, tenant: str, event: TicketEvent) -> bool:
     if holder is None or not holder.wrote_category or holder.scope in (None, event.scope):
         return False
     return runtime.decisions.rechecked(tenant, event.ticket_id, event.scope) is None
+
+
+def _answer_for(
+    runtime: Runtime, event: TicketEvent, event_id: int, created: bool, *, acted_on: bool
+) -> tuple[int, dict[str, Any]]:
+    if not created:
+        return 200, {"status": "duplicate", "event_id": event_id}
+    if not acted_on:
+        return 202, {"status": "ignored", "event_id": event_id, "reason": event.action}
+    runtime.queue.wake()
+    return 202, {"status": "accepted", "event_id": event_id}
 
 
 def refuse_replay(event: TicketEvent, window_seconds: int, now: datetime | None = None) -> None:

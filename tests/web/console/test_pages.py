@@ -229,7 +229,7 @@ def test_an_admin_retries_a_failed_event(
     event_id = _failed(runtime, "9002", "the model chose '99/1', which is not a candidate")
     listed = admin.get("/events").text
     assert "the model chose &#39;99/1&#39;, which is not a candidate" in listed
-    before = runtime.queue.huey.storage.queue_size()
+    before = runtime.ledger.waiting()
     response = admin.post(
         "/events/retry", data={"csrf_token": csrf_of(listed), "event_id": str(event_id)}
     )
@@ -237,7 +237,7 @@ def test_an_admin_retries_a_failed_event(
     event = runtime.ledger.get(event_id)
     assert event is not None and event.state == "received"
     assert event.reason == "retried by an operator"
-    assert runtime.queue.huey.storage.queue_size() == before + 1
+    assert runtime.ledger.waiting() == before + 1
     assert "Queued again: 1 event(s)" in page(admin, "/events", retried="1").text
     audit = console.audit.recent()[0]
     assert (audit.actor, audit.action, audit.target) == ("ann", "events_retry", str(event_id))

@@ -90,6 +90,20 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             raise WebhookRejected("Metadata.key_url is not a trusted ConnectWise host", status=401)
         self._keys.check(key_url, body, signature)
 
+    def verify_needs_io(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Only a trusted key URL whose key this process has not fetched yet needs the network."""
+        if not headers.get("x-content-signature"):
+            return False
+        try:
+            key_url = lower_keys(webhook_object(body).get("metadata")).get("key_url")
+        except WebhookRejected:
+            return False
+        return (
+            isinstance(key_url, str)
+            and key_url_allowed(key_url, self.config.trusted_key_origins)
+            and not self._keys.cached(key_url)
+        )
+
     def parse(self, body: bytes) -> TicketEvent | None:
         payload = webhook_object(body)
         if str(payload.get("type") or "").lower() != "ticket":

@@ -60,6 +60,10 @@ class SigningKeys:
         if not hmac.compare_digest(base64.b64encode(digest), signature.strip().encode()):
             raise WebhookRejected("the x-content-signature does not match the body", status=401)
 
+    def cached(self, key_url: str) -> bool:
+        """Whether ``key_url``'s key is known here (checking a signature needs no fetch)."""
+        return key_url in self._keys
+
     def _key(self, key_url: str) -> bytes:
         key = self._keys.get(key_url)
         if key is not None:

@@ -54,8 +54,8 @@ from psatriage.psa.kaseya_bms.wire import plain_text
 from psatriage.psa.wire import JSON, numeric, record_id, timestamp, utc_text
 from psatriage.psa.wire import lower_keys as ci
 
-FIELD_LEVELS = {"priority": "PriorityId", "routing": "QueueId"}  # ticket field -> BMS field
 STATUSES_SECONDS = 300.0  # the outcome sweep's closed statuses are looked up this often
+FIELD_LEVELS = {"priority": "PriorityId", "routing": "QueueId"}  # ticket field -> BMS field
 
 
 class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):

@@ -64,8 +64,8 @@ def retry(
     console = console_of(request)
     runtime = console.runtime
     reopened = runtime.ledger.reopen([number for number in event_id if 0 < number <= MAX_ID])
-    for number in reopened:
-        runtime.queue.enqueue(number)
+    if reopened:
+        runtime.queue.wake()
     ids = " ".join(str(number) for number in reopened)
     console.audit.record(user.name, "events_retry", ids, address=console.address(request))
     log.info("events retried from the console", user=user.name, events=reopened)

@@ -133,8 +133,8 @@ def _health(scope: Scope) -> dict[str, Any]:
 
 def _queued_jobs(console: Console) -> int | None:
     try:
-        return int(console.runtime.queue.huey.storage.queue_size())
-    except Exception:  # noqa: BLE001 - an unreachable queue is shown as such, not as an error page
+        return console.runtime.ledger.waiting()
+    except Exception:  # noqa: BLE001 - an unreachable database is shown as such, not as an error
         return None
 
 

@@ -1,0 +1,177 @@
+"""The worker pool with several tenants on one fake ConnectWise (SQLite, real runtime): fair
+turns for a flooding tenant and a quiet one, the bulkhead of a tenant whose PSA hangs, per-tenant
+PSA timeouts, and pausing a tenant without losing its events. Order and counts are asserted,
+never time."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from psatriage import jobs
+from psatriage.config import load_config
+from psatriage.domain import TicketEvent
+from psatriage.runtime import Runtime
+from psatriage.store.tables import EventState
+from tests.harness import Harness, to_toml
+
+DEADLINE = 240  # seconds: generous for a loaded 2-core machine; never asserted on
+
+
+def _runtime(
+    harness: Harness, tenants: Mapping[str, Mapping[str, Any]], **settings: Any
+) -> Runtime:
+    """A runtime whose tenants are the harness's tenant under each name, with its extra keys."""
+    body = {name: {**harness.tenant, **extra} for name, extra in tenants.items()}
+    path = harness.root / "psatriage.toml"
+    path.write_text(to_toml({"tenants": body}), encoding="utf-8")
+    os.environ.update(harness.env)
+    return Runtime(harness.settings(**settings), load_config(path))
+
+
+@pytest.fixture
+def built() -> Iterator[list[Runtime]]:
+    runtimes: list[Runtime] = []
+    yield runtimes
+    for runtime in runtimes:
+        runtime.close()
+
+
+def _record(runtime: Runtime, tenant: str, ticket: int) -> int:
+    event = TicketEvent(tenant, str(ticket), "added", True, f"{tenant}-{ticket}")
+    event_id, _ = runtime.ledger.record(event, state=EventState.RECEIVED)
+    return event_id
+
+
+def _wait(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _state(runtime: Runtime, event_id: int) -> str:
+    row = runtime.ledger.get(event_id)
+    assert row is not None
+    return row.state
+
+
+def _noted(harness: Harness) -> list[int]:
+    """Tickets in the order their psatriage note arrived."""
+    return [
+        int(r.params["ticket"])
+        for r in harness.cw.writes
+        if r.method == "POST" and r.path.endswith("/notes") and "psatriage:" in str(r.body)
+    ]
+
+
+def test_a_flooding_tenant_does_not_hold_up_a_quiet_ones_new_ticket(
+    harness: Harness, built: list[Runtime]
+) -> None:
+    runtime = _runtime(harness, {"flood": {}, "quiet": {}})
+    built.append(runtime)
+    flood = [harness.cw.add_ticket(f"Printer {n}", "paper jam") for n in range(30)]
+    flood_events = [_record(runtime, "flood", t) for t in flood]
+    quiet = harness.cw.add_ticket("VPN", "The VPN drops")  # arrives after the whole backlog
+    quiet_event = _record(runtime, "quiet", quiet)
+    pool = jobs.WorkerPool(runtime, workers=1).start()  # one ticket at a time: order is visible
+    try:
+        _wait(lambda: _state(runtime, quiet_event) == "done", "the quiet ticket was not done")
+        _wait(
+            lambda: all(_state(runtime, e) == "done" for e in flood_events),
+            "the backlog was not done",
+        )
+    finally:
+        pool.stop()
+    order = _noted(harness)
+    assert len(order) == 31 and set(order) == {*flood, quiet}
+    assert order.index(quiet) <= 1  # behind at most the one flood ticket already started
+
+
+def test_a_tenant_whose_psa_hangs_holds_at_most_its_share_of_workers(
+    harness: Harness, built: list[Runtime]
+) -> None:
+    runtime = _runtime(harness, {"hang": {"psa_timeout_seconds": 300}, "ok": {}})
+    built.append(runtime)
+    hang = [harness.cw.add_ticket(f"Printer {n}", "paper jam") for n in range(6)]
+    ok = [harness.cw.add_ticket(f"VPN {n}", "The VPN drops") for n in range(6)]
+    release = harness.cw.hold("GET", rf"/service/tickets/({'|'.join(map(str, hang))})$")
+    hang_events = [_record(runtime, "hang", t) for t in hang]
+    ok_events = [_record(runtime, "ok", t) for t in ok]
+    pool = jobs.WorkerPool(runtime, workers=4).start()  # tenant_share 0.5: two each at most
+    try:
+        assert pool.caps == {"hang": 2, "ok": 2}
+        _wait(
+            lambda: all(_state(runtime, e) == "done" for e in ok_events),
+            "the other tenant's tickets were not done while one PSA hung",
+        )
+        assert pool.in_flight() == {"hang": 2}  # its cap; the other two workers kept working
+        states = [_state(runtime, e) for e in hang_events]
+        assert sorted(states) == ["processing"] * 2 + ["received"] * 4
+        release.set()
+        _wait(
+            lambda: all(_state(runtime, e) == "done" for e in hang_events),
+            "the hanging tenant's tickets were not done once its PSA answered",
+        )
+    finally:
+        release.set()
+        pool.stop()
+    for ticket in (*hang, *ok):
+        assert _noted(harness).count(ticket) == 1
+
+
+def test_a_psa_timeout_of_the_tenant_frees_the_worker_and_retries_later(
+    harness: Harness, built: list[Runtime]
+) -> None:
+    runtime = _runtime(harness, {"slow": {"psa_timeout_seconds": 0.2}})
+    built.append(runtime)
+    ticket = harness.cw.add_ticket("Printer", "paper jam")
+    release = harness.cw.hold("GET", rf"/service/tickets/{ticket}$")
+    try:
+        event_id = _record(runtime, "slow", ticket)
+        assert jobs.process_event(runtime, event_id) is EventState.RETRYING
+        row = runtime.ledger.get(event_id)
+        assert row is not None and "did not answer" in row.reason
+    finally:
+        release.set()
+
+
+def test_a_paused_tenant_keeps_its_events_and_resumes_them(
+    harness: Harness, built: list[Runtime]
+) -> None:
+    runtime = _runtime(harness, {"paused": {}, "other": {}})
+    built.append(runtime)
+    assert runtime.tenant_states.pause("paused", by="test")
+    held = [harness.cw.add_ticket(f"Printer {n}", "paper jam") for n in range(3)]
+    held_events = [_record(runtime, "paused", t) for t in held]
+    other = harness.cw.add_ticket("VPN", "The VPN drops")
+    other_event = _record(runtime, "other", other)
+    pool = jobs.WorkerPool(runtime, workers=4).start()
+    try:
+        _wait(lambda: _state(runtime, other_event) == "done", "the other tenant was held up")
+        assert [_state(runtime, e) for e in held_events] == ["received"] * 3
+        assert runtime.ledger.turns(["paused", "other"]) == []  # nothing it may take
+        assert runtime.tenant_states.resume("paused")
+        runtime.queue.wake()
+        _wait(
+            lambda: all(_state(runtime, e) == "done" for e in held_events),
+            "the resumed tenant's events were not done",
+        )
+    finally:
+        pool.stop()
+    assert sorted(_noted(harness)) == sorted([*held, other])
+
+
+def test_caps_default_to_a_share_of_the_workers_and_take_max_workers(
+    harness: Harness, built: list[Runtime]
+) -> None:
+    runtime = _runtime(harness, {"a": {}, "b": {"max_workers": 3}}, tenant_share=0.25)
+    built.append(runtime)
+    assert jobs.tenant_caps(runtime, 8) == {"a": 2, "b": 3}
+    alone = _runtime(harness, {"a": {}})
+    built.append(alone)
+    assert jobs.tenant_caps(alone, 8) == {"a": 8}  # a lone tenant may use every worker
