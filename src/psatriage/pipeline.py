@@ -261,7 +261,9 @@ def _resume(deps: Deps, checkpoint: DecisionRow, ticket: Ticket) -> _Plan | Deci
             reason=checkpoint.reason,
             wrote_category=False,
             wrote_note=False,
-            tracked=_tracked(deps, ticket, checkpoint.id, Outcome.KEPT),
+            tracked=_tracked(deps, ticket, checkpoint.id, outcome)
+            if outcome is Outcome.KEPT
+            else None,
         )
         return Decision(outcome, checkpoint.reason, checkpoint.id)
     return _checkpointed(checkpoint, checkpoint.category)
