@@ -513,8 +513,12 @@ class Soak:
             numbers[kind] += 1
             name = f"{SHORT[kind]}{numbers[kind]}"
             self.tenants[name] = Tenant(name, kit_for(kind), flooding=name == FLOODING)
-        self.redis = Redis(root)
         self.postgres = Postgres(options.postgres_url, options.postgres_ctl)
+        try:
+            self.redis = Redis(root)
+        except SoakError:
+            self.postgres.drop()
+            raise
         self.service = Service(root, self._env(), options.workers)
         self.client = httpx.Client(base_url=self.service.url, timeout=30)
         self.pool = ThreadPoolExecutor(64, thread_name_prefix="soak-psa")
