@@ -24,6 +24,12 @@ schema whose enum lists what the model may answer (OpenAI counts it as input). "
 listing before this round (one line per candidate with its whole path and PSA key), "compact" the
 shipped one (grouped under the parent path, short aliases). Recall: the share of eval tickets
 whose true leaf is among the candidates kept.
+
+Ticket fields (``--fields``, no data needed): the extra prompt tokens (the field's lines in the
+prompt and its property in the schema) and answer tokens (its key and a typical value in the
+JSON answer) of each field beside the category, for one ticket and 80 candidates, with live
+values the size of a real PSA's (5 priorities, 8 boards). Language is detected offline: it adds
+no token.
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ from bench.board import build_taxonomy, encoding
 from psatriage.branches import at_depth, listing_order, parents, split_depth
 from psatriage.classifiers._openai_answer import Choices
 from psatriage.classifiers.openai_compat import response_schema
-from psatriage.domain import Category, Taxonomy, Ticket
+from psatriage.config.fields import LEVELS, FieldsSettings
+from psatriage.domain import Category, Facet, FieldSpec, LevelValue, Taxonomy, Ticket
+from psatriage.fields import specs
 from psatriage.local_engine.data import Example, read_examples, select, ticket_text
 from psatriage.local_engine.embed import shared_embedder
 from psatriage.local_engine.ranker import Ranker, Scored
@@ -244,6 +252,94 @@ def _k_for(positions: Sequence[int], recall: float) -> int:
     return ordered[max(0, int(len(ordered) * recall + 0.999999) - 1)] + 1
 
 
+# -- ticket fields --------------------------------------------------------------------------------
+
+_FIELD_TICKET = Ticket(
+    id="1",
+    title="Printer on the second floor jams",
+    description="Every print job stops with a paper jam since this morning; we have tried "
+    "another tray. Please help, the whole finance team prints invoices today.",
+    scope="1",
+)
+_PRIORITIES = ("Priority 1 - Emergency", "Priority 2 - Quick", "Priority 3 - Normal",
+               "Priority 4 - Scheduled", "Priority 5 - Project")  # fmt: skip
+_BOARDS = ("Help Desk", "Network Operations", "Onboarding", "Projects", "Security",
+           "Field Services", "Procurement", "Monitoring")  # fmt: skip
+_FIELD_VALUES = {
+    "priority": Facet(
+        "priority",
+        "Priority",
+        tuple(LevelValue("priority", str(n), name) for n, name in enumerate(_PRIORITIES, 1)),
+    ),
+    "routing": Facet(
+        "routing",
+        "Board",
+        tuple(LevelValue("board", str(n), name) for n, name in enumerate(_BOARDS, 1)),
+    ),
+}
+_FIELD_ANSWERS: dict[str, Any] = {
+    "priority": "3",
+    "urgency": "medium",
+    "impact": "high",
+    "routing": "1",
+    "noise": "request",
+    "sentiment": "negative",
+    "frustrated": False,
+    "summary": "The second-floor printer jams on every job while finance must print invoices.",
+}
+_MATRIX = {u: dict.fromkeys(("high", "medium", "low"), "Priority 3 - Normal") for u in LEVELS}
+
+
+def field_costs(enc: tiktoken.Encoding) -> list[dict[str, Any]]:
+    """Extra prompt and answer tokens of each field (and of all of them together)."""
+    candidates = tuple(
+        Category(
+            f"{t}/{s}",
+            (LevelValue("type", str(t), f"Type {t}"), LevelValue("subtype", str(s), f"Sub {s}")),
+        )
+        for t in range(10)
+        for s in range(100 + 8 * t, 108 + 8 * t)
+    )
+    template = compile_prompt(DEFAULT_PROMPT)
+    choices = Choices.for_keys([c.key for c in listing_order(candidates)])
+
+    def tokens(specs: Sequence[FieldSpec]) -> tuple[int, int]:
+        rendered = template.render(
+            ticket=_FIELD_TICKET, candidates=candidates, keys=choices.aliased, fields=specs
+        )
+        schema = json.dumps(response_schema(list(choices.shown), fields=specs))
+        prompt = sum(len(enc.encode(t)) for t in (rendered.system, rendered.user, schema))
+        answer = {"category": choices.shown[0]}
+        answer |= {spec.name: _FIELD_ANSWERS[spec.name] for spec in specs}
+        answer |= {"confidence": 0.9, "reasoning": "The user reports a paper jam."}
+        return prompt, len(enc.encode(json.dumps(answer)))
+
+    base_prompt, base_answer = tokens(())
+    cases: list[tuple[str, FieldsSettings]] = [
+        (name, FieldsSettings(enabled=(name,)))  # type: ignore[arg-type]
+        for name in ("priority", "routing", "noise", "sentiment", "summary")
+    ]
+    cases.insert(1, ("priority (matrix)", FieldsSettings.model_validate(
+        {"enabled": ["priority"], "priority": {"matrix": _MATRIX}}
+    )))  # fmt: skip
+    cases.append(("all", FieldsSettings(enabled=("priority", "routing", "noise", "sentiment",
+                                                  "summary"))))  # fmt: skip
+    found = [{"field": "(category only)", "prompt": base_prompt, "answer": base_answer}]
+    for name, settings in cases:
+        prompt, answer = tokens(specs(settings, _FIELD_VALUES))
+        found.append(
+            {"field": name, "prompt": prompt - base_prompt, "answer": answer - base_answer}
+        )
+    return found
+
+
+def _print_fields(found: list[dict[str, Any]]) -> None:
+    table = Table("field", "extra prompt tokens", "extra answer tokens", title="ticket fields")
+    for row in found:
+        table.add_row(row["field"], f"{row['prompt']:,}", f"{row['answer']:,}")
+    Console(width=120).print(table)
+
+
 # -- the run --------------------------------------------------------------------------------------
 
 
@@ -251,7 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--fields", action="store_true", help="ticket fields only (no data)")
     args = parser.parse_args(argv)
+    if args.fields:
+        costs = field_costs(encoding())
+        if args.json:
+            print(json.dumps(costs, indent=2))
+        else:
+            _print_fields(costs)
+        return 0
     count = Counter(encoding())
     endava = read_examples(args.data / "endava" / "tickets.jsonl")
     cfpb = read_examples(args.data / "cfpb" / "complaints.jsonl")

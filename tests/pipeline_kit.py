@@ -26,6 +26,7 @@ from psatriage.config import (
     Tenant,
     Trigger,
 )
+from psatriage.config.fields import FieldsSettings
 from psatriage.domain import Decision, TicketEvent
 from psatriage.learning.similar import SimilarExamples
 from psatriage.prompts import (
@@ -53,6 +54,8 @@ def make_tenant(
     instructions: str = "",
     privacy: Mapping[str, Any] | None = None,
     classifier: ScriptedConfig | None = None,
+    fields: Mapping[str, Any] | None = None,
+    storm_window_minutes: int = 0,
 ) -> Tenant:
     """A tenant of the in-memory PSA with the shipped templates and the given settings."""
     return Tenant(
@@ -78,6 +81,8 @@ def make_tenant(
             name: CompanyOverride.model_validate(values)
             for name, values in (companies or {}).items()
         },
+        fields=FieldsSettings.model_validate(fields or {}),
+        storm_window_minutes=storm_window_minutes,
     )
 
 

@@ -82,11 +82,30 @@ def test_default_notes_render() -> None:
         outcome="applied",
         previous="",
         facets=[],
+        fields=[
+            {
+                "name": "priority",
+                "label": "Priority",
+                "value": "High",
+                "outcome": "applied",
+                "stored": True,
+            },
+            {
+                "name": "routing",
+                "label": "Board",
+                "value": "Network",
+                "outcome": "suggested",
+                "stored": True,
+            },
+        ],
+        followed="41",
         redacted="",
         marker="psatriage:7",
     )
     assert note.startswith("psatriage categorized this ticket as: Hardware › Printer")
     assert "Confidence: 92% (the model's own estimate)" in note
+    assert "Priority: High\nBoard: Network (suggested, not written)\n" in note
+    assert "Same as ticket 41 (an alert storm)" in note
     assert note.endswith("[psatriage:7]")
     error = compile_note(DEFAULT_ERROR_NOTE, name="e", error_note=True).render(
         error="model down", marker="psatriage:error:1"

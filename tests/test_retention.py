@@ -78,6 +78,36 @@ def _decided(runtime: Runtime, ticket: str, *, days_ago: int, outcome: str = "ap
     return event_id
 
 
+def _reviewed(runtime: Runtime, event_id: int, *, state: str, outcome: str) -> None:
+    """A review (in ``state``) and an outcome (``outcome``) of the event's decision, as old."""
+    decision = runtime.decisions.decision_for_event(event_id)
+    assert decision is not None
+    with runtime.sessions.begin() as session:
+        session.add(
+            ReviewRow(
+                decision_id=decision.id,
+                tenant=TENANT,
+                ticket_id=decision.ticket_id,
+                title="Jane's printer",
+                excerpt="Jane Doe says the printer jams",
+                category_key="8/1",
+                category={},
+                state=state,
+                created_at=decision.created_at,
+            )
+        )
+        session.add(
+            OutcomeRow(
+                decision_id=decision.id,
+                tenant=TENANT,
+                ticket_id=decision.ticket_id,
+                decision_outcome="suggested",
+                state=outcome,
+                decided_at=decision.created_at,
+            )
+        )
+
+
 def _count(runtime: Runtime, table: type) -> int:
     with runtime.sessions() as session:
         return int(session.execute(select(func.count()).select_from(table)).scalar_one())
@@ -94,18 +124,33 @@ def runtime(harness: Harness, database_url: str) -> Runtime:
 def test_old_text_is_blanked_and_old_records_deleted_with_counts_kept(runtime: Runtime) -> None:
     recent = _decided(runtime, "1", days_ago=1)
     middle = _decided(runtime, "2", days_ago=40)
-    _decided(runtime, "3", days_ago=100, outcome="suggested")
+    oldest = _decided(runtime, "3", days_ago=100, outcome="suggested")
     _decided(runtime, "4", days_ago=100)
+    _reviewed(runtime, oldest, state="accepted", outcome="agreed")
+    _reviewed(runtime, middle, state="dismissed", outcome="corrected")
+    _reviewed(runtime, recent, state="pending", outcome="pending")
     tenant = runtime.tenant(TENANT)
 
     dry = retention.purge(runtime.sessions, tenant, dry_run=True)
-    assert dry.deleted == {"events": 2, "decisions": 2, "model calls": 2}
+    assert dry.deleted == {
+        "events": 2,
+        "decisions": 2,
+        "model calls": 2,
+        "outcomes": 1,
+        "reviews": 1,
+    }
     assert _count(runtime, EventRow) == 4  # nothing changed
 
     done = retention.purge(runtime.sessions, tenant)
 
     assert done.deleted == dry.deleted and done.blanked == dry.blanked
     assert done.blanked["decisions"] == 1 and done.blanked["model calls"] == 1
+    assert done.blanked["reviews"] == 1  # the closed one; the pending one waits for a person
+    with runtime.sessions() as session:
+        texts = {
+            r.state: (r.title, r.excerpt) for r in session.execute(select(ReviewRow)).scalars()
+        }
+    assert texts == {"dismissed": ("", ""), "pending": ("Jane's printer", texts["pending"][1])}
     assert _count(runtime, EventRow) == _count(runtime, DecisionRow) == 2
     kept = runtime.decisions.decision_for_event(recent)
     old = runtime.decisions.decision_for_event(middle)
@@ -120,6 +165,8 @@ def test_old_text_is_blanked_and_old_records_deleted_with_counts_kept(runtime: R
         "decisions:applied": 1,
         "decisions:suggested": 1,
         "model_calls": 2,
+        "outcomes:agreed": 1,
+        "reviews:accepted": 1,
         "tokens_in": 200,
         "tokens_out": 20,
         "cost_usd": 1.0,

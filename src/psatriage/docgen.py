@@ -28,6 +28,15 @@ from psatriage.config import (
     RawTenant,
     TaxonomySettings,
 )
+from psatriage.config.fields import (
+    FieldOverride,
+    FieldsSettings,
+    LanguageField,
+    NoiseAction,
+    NoiseField,
+    PriorityField,
+    RoutingField,
+)
 from psatriage.prompts import DEFAULT_ERROR_NOTE, DEFAULT_NOTE, DEFAULT_PROMPT
 from psatriage.prompts import __doc__ as PROMPTS_DOC
 from psatriage.psa import adapters
@@ -104,6 +113,7 @@ def configuration_reference() -> str:
     parts += [_section("learning", LearningSettings)]
     parts += [_section('companies."NAME"', CompanyOverride, note=_COMPANY_NOTE)]
     parts += [_section("budget", Budget, note=_BUDGET_NOTE)]
+    parts += _fields_sections()
     for kind, adapter in sorted(adapters().items()):
         parts.append(_section("connection", adapter.Config, note=f'For `psa = "{kind}"`.'))
     for kind, classifier in sorted(classifiers().items()):
@@ -184,7 +194,39 @@ _TABLES = (
     "learning",
     "companies",
     "budget",
+    "fields",
 )
+
+_FIELDS_NOTE = (
+    "Ticket fields decided beside the category, in the same model call (one strict JSON schema: "
+    "an `enum` per choice field from the PSA's live values, a log-prob confidence per choice). "
+    "`priority` and `routing` are written to the PSA in the same update as the category "
+    "(ConnectWise: `priority` and `board`; Autotask: `priority` and `queueID`; HaloPSA: "
+    "`priority_id` and `team_id`; Kaseya BMS: `PriorityId` and `QueueId`); `noise`, `language`, "
+    "`sentiment` and `summary` are shown in the note. A field answered outside its values is "
+    "not written; the others stand. Each field takes the keys of its own table below; its band "
+    "(`mode`, `apply_at`, `suggest_at`) is `[tenants.NAME.policy.fields.FIELD]`, the category's "
+    'where unset, per company `[tenants.NAME.companies."X".policy.fields.FIELD]`.'
+)
+
+
+def _fields_sections() -> list[str]:
+    """The [fields] table and one table per field."""
+    return [
+        _section("fields", FieldsSettings, note=_FIELDS_NOTE),
+        _section("fields.language", LanguageField),
+        _section("fields.priority", PriorityField),
+        _section("fields.routing", RoutingField),
+        _section("fields.noise", NoiseField),
+        _section(
+            "fields.noise.KIND", NoiseAction, note="KIND: spam, auto_reply, alert, newsletter."
+        ),
+        _section(
+            'companies."NAME".fields.FIELD',
+            FieldOverride,
+            note="Per client company, per field; unset keys keep the tenant's value.",
+        ),
+    ]
 
 
 def _section(name: str, model: type[BaseModel], *, note: str = "") -> str:
@@ -211,6 +253,8 @@ def _default(field: FieldInfo) -> str:
     value: Any = field.default
     if value is PydanticUndefined:
         value = field.default_factory() if field.default_factory else None  # type: ignore[call-arg]
+    if isinstance(value, BaseModel):
+        return "(table)"
     if value is None or value in ("", (), {}):
         return "—"
     if hasattr(value, "value"):

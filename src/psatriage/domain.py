@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 PATH_SEPARATOR = " › "
 
@@ -44,6 +44,7 @@ class TicketEvent:
     dedupe_key: str
     occurred_at: datetime | None = None
     actor: str | None = None
+    scope: str | None = None  # the category tree the ticket is on now, where the event says
     snapshot: Mapping[str, Any] | None = None
 
 
@@ -113,6 +114,37 @@ class Facet:
 
     def get(self, option_id: str) -> LevelValue | None:
         return next((o for o in self.options if o.id == option_id), None)
+
+
+FieldKind = Literal["choice", "flag", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """A field the model answers beside the category in the same call (``psatriage.fields``).
+
+    ``name`` is the answer's JSON key; a ``choice`` field answers one of ``options`` by id (an
+    ``enum`` in the schema), a ``flag`` true or false, a ``text`` field a short sentence.
+    ``guide`` tells the model in one line what to answer.
+    """
+
+    name: str
+    label: str
+    kind: FieldKind
+    guide: str
+    options: tuple[LevelValue, ...] = ()
+
+    def get(self, option_id: str) -> LevelValue | None:
+        return next((o for o in self.options if o.id == option_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldAnswer:
+    """The model's answer for one field: the option id (``"true"``/``"false"`` for a flag, the
+    text of a text field) and, for a choice read with log-probs, how likely that value was."""
+
+    value: str
+    confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +335,7 @@ class Taxonomy:
                 for leaf in self.leaves
             ],
             "facets": [
-                {"name": f.name, "label": f.label, "options": [[o.id, o.name] for o in f.options]}
+                {"name": f.name, "label": f.label, "options": [_option(f, o) for o in f.options]}
                 for f in self.facets
             ],
         }
@@ -328,11 +360,76 @@ class Taxonomy:
                 Facet(
                     name=f["name"],
                     label=f["label"],
-                    options=tuple(LevelValue(f["name"], o[0], o[1]) for o in f["options"]),
+                    options=tuple(
+                        LevelValue(o[2] if len(o) > 2 else f["name"], o[0], o[1])
+                        for o in f["options"]
+                    ),
                 )
                 for f in data.get("facets", ())
             ),
         )
+
+
+def _option(facet: Facet, option: LevelValue) -> list[str]:
+    """An option as stored: ``[id, name]``, with its level where it is not the facet's name (the
+    PSA field of a ticket field's value, ``psatriage.fields``)."""
+    if option.level == facet.name:
+        return [option.id, option.name]
+    return [option.id, option.name, option.level]
+
+
+APPLIED: Final = "applied"  # a field's bands (FieldDecision.outcome)
+SUGGESTED: Final = "suggested"
+RECORDED: Final = "recorded"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDecision:
+    """One field's decision: ``value`` as the note shows it, ``value_id`` as answered (the
+    noise kind, the PSA's id...), its band's ``outcome`` and, for a stored field, the PSA value
+    to ``write``."""
+
+    name: str
+    label: str
+    value: str
+    value_id: str
+    outcome: str
+    confidence: float | None = None
+    write: LevelValue | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "value": self.value,
+            "value_id": self.value_id,
+            "outcome": self.outcome,
+            "confidence": self.confidence,
+            "write": [self.write.level, self.write.id, self.write.name] if self.write else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FieldDecision:
+        write = data.get("write")
+        return cls(
+            name=str(data["name"]),
+            label=str(data["label"]),
+            value=str(data["value"]),
+            value_id=str(data.get("value_id", "")),
+            outcome=str(data["outcome"]),
+            confidence=data.get("confidence"),
+            write=LevelValue(*write) if write else None,
+        )
+
+    def for_note(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "value": self.value,
+            "outcome": self.outcome,
+            "confidence": self.confidence,
+            "stored": self.write is not None,
+        }
 
 
 ConfidenceSource = Literal["logprobs", "self_reported", "model"]
@@ -382,6 +479,7 @@ class Classification:
     usage: Usage = Usage()
     latency_ms: float = 0.0
     facets: Mapping[str, str] = field(default_factory=dict)  # facet name -> chosen option id
+    fields: Mapping[str, FieldAnswer] = field(default_factory=dict)  # valid field answers only
     alternatives: tuple[tuple[str, float], ...] = ()  # the next best (key, confidence), if known
 
 
@@ -393,6 +491,7 @@ class Outcome(enum.StrEnum):
     SHADOWED = "shadowed"  # recorded only: mode shadow
     RECORDED = "recorded"  # recorded only: confidence below suggest_at
     KEPT = "kept"  # a person already set the category and policy keeps it
+    SKIPPED = "skipped"  # noise (an auto-reply...) the tenant has left alone, without a model call
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,3 +505,4 @@ class Decision:
     chosen: Chosen | None = None
     classification: Classification | None = None
     wrote: tuple[str, ...] = ()
+    fields: tuple[FieldDecision, ...] = ()

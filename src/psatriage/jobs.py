@@ -44,6 +44,7 @@ _OUTCOME_STATES = {
     "shadowed": EventState.DONE,
     "recorded": EventState.DONE,
     "kept": EventState.KEPT,
+    "skipped": EventState.DONE,  # noise the tenant leaves alone
 }
 
 
@@ -133,6 +134,8 @@ def poll_tenant(runtime: Runtime, name: str) -> int | None:
         found = runtime.adapter(name).list_new_tickets(since)
     except PsatriageError as exc:
         log.warning("poll failed; the mark stays", tenant=name, error=str(exc))
+        metrics.POLL_FAILURES.labels(name).inc()
+        runtime.health.failed(name, str(exc), source="polls")
         return 0
     recorded = 0
     for ticket in found:
@@ -149,6 +152,7 @@ def poll_tenant(runtime: Runtime, name: str) -> int | None:
             runtime.queue.enqueue(event_id)
             recorded += 1
     runtime.polls.advance(name, started)
+    runtime.health.succeeded(name, source="polls")
     if recorded:
         log.info("poll found new tickets", tenant=name, new=recorded, seen=len(found))
     return recorded
@@ -185,9 +189,11 @@ def process_event(runtime: Runtime, event_id: int) -> EventState | None:
     except AuthFailed as exc:
         bound.error("credentials refused; event parked", error=str(exc))
         runtime.flag_tenant(claim.tenant, f"credentials refused: {exc}")
+        runtime.health.failed(claim.tenant, f"credentials refused: {exc}")
         return _finish(runtime, claim, EventState.PARKED, f"credentials refused: {exc}")
     except (PermanentError, ConfigError) as exc:
         bound.warning("event failed", error=str(exc))
+        runtime.health.failed(claim.tenant, str(exc))
         _report(runtime, claim, exc)
         return _finish(runtime, claim, EventState.FAILED, str(exc))
     except PsatriageError as exc:
@@ -200,6 +206,7 @@ def process_event(runtime: Runtime, event_id: int) -> EventState | None:
     finally:
         metrics.PROCESSING_SECONDS.labels(claim.tenant).observe(time.perf_counter() - started)
     runtime.tenant_problems.pop(claim.tenant, None)
+    runtime.health.succeeded(claim.tenant)
     if result.outcome is None:
         return _finish(runtime, claim, EventState.IGNORED, result.reason)
     bound.info("event done", outcome=result.outcome.value, wrote=list(result.wrote))
@@ -234,6 +241,7 @@ def _transient(
     retry_after: float | None,
 ) -> EventState:
     settings = runtime.settings
+    runtime.health.failed(claim.tenant, reason)
     if claim.attempts >= settings.max_attempts:
         reason = f"gave up after {claim.attempts} attempts: {reason}"
         log.warning("event failed", event_id=claim.id, tenant=claim.tenant, error=reason)

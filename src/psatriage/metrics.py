@@ -42,6 +42,11 @@ MODEL_TOKENS = Counter(
 MODEL_COST = Counter(
     "psatriage_model_cost_usd_total", "Estimated model cost in USD.", ["tenant", "model"]
 )
+CALLS_SAVED = Counter(
+    "psatriage_model_calls_saved_total",
+    "Model calls saved by reusing a decision, by tenant and why (storm: an alert storm).",
+    ["tenant", "reason"],
+)
 MODEL_ERRORS = Counter(
     "psatriage_model_errors_total", "Model calls that failed.", ["tenant", "model"]
 )
@@ -66,3 +71,33 @@ def observe_model_call(call: ModelCall) -> None:
     MODEL_COST.labels(call.tenant, call.model).inc(call.cost_usd)
     if call.error:
         MODEL_ERRORS.labels(call.tenant, call.model).inc()
+
+
+# -- failures and the state of the service (issue: observability) -----------------------------
+
+POLL_FAILURES = Counter(
+    "psatriage_poll_failures_total", "Polls of a tenant's PSA that failed.", ["tenant"]
+)
+PSA_CALL_ERRORS = Counter(
+    "psatriage_psa_call_errors_total",
+    "Calls to a PSA that failed, by tenant, endpoint (e.g. 'GET service/tickets/{id}') and kind "
+    "(auth, rate_limited, transient, rejected, permanent).",
+    ["tenant", "endpoint", "kind"],
+)
+
+
+def psa_call_failed(tenant: str, endpoint: str, error: Exception) -> None:
+    PSA_CALL_ERRORS.labels(tenant, endpoint, _kind(error)).inc()
+
+
+def _kind(error: Exception) -> str:
+    names = [cls.__name__ for cls in type(error).__mro__]
+    for name, kind in (
+        ("AuthFailed", "auth"),
+        ("RateLimited", "rate_limited"),
+        ("TransientError", "transient"),
+        ("CategoryRejected", "rejected"),
+    ):
+        if name in names:
+            return kind
+    return "permanent"

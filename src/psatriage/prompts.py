@@ -18,6 +18,12 @@ message says it is data. Variables available to a prompt template:
 ``facets``
     fields to choose beside the category (queue, priority...), each with ``name`` (the JSON
     field of the answer), ``label`` and ``options`` (each with ``id`` and ``name``); often empty.
+``fields``
+    the tenant's enabled ticket fields answered in the same call (priority, routing, noise,
+    sentiment, summary...), each with ``name`` (the JSON field), ``label``, ``kind`` (``choice``,
+    ``flag`` or ``text``), ``guide`` (what to answer) and, for a choice, ``options`` (``id``,
+    ``name``); often empty. A template that leaves them out still gets them asked for by the
+    answer's schema, but the model then knows less about them.
 ``instructions``
     the tenant's instructions followed by the client company's (may be empty).
 ``tenant``, ``company``
@@ -32,7 +38,11 @@ message says it is data. Variables available to a prompt template:
 Variables available to a note template: ``category`` (``key``, ``label``), ``confidence`` (0-1),
 ``confidence_source`` (``logprobs``, ``self_reported`` or ``model``), ``reasoning``, ``model``,
 ``engine``, ``outcome`` (``applied`` or ``suggested``), ``previous`` (the path it had, may be
-empty), ``facets`` (the other fields chosen, each with ``label`` and ``value``), ``redacted``
+empty), ``facets`` (the other fields chosen, each with ``label`` and ``value``), ``fields`` (every
+decided ticket field, each with ``name``, ``label``, ``value``, ``outcome`` — ``applied``,
+``suggested`` or ``recorded`` —, ``confidence``, which may be none, and ``stored``, whether it is
+written to the PSA rather than only shown), ``followed`` (the
+ticket whose decision an alert storm reused, else empty), ``redacted``
 (what was masked before the model saw the ticket, e.g. ``"1 email, 2 phone"``), ``review`` (true
 when the suggestion waits in the review queue), ``marker``.
 An error note template gets ``error`` and ``marker``.
@@ -50,7 +60,7 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from psatriage.branches import parents
-from psatriage.domain import Category, Facet, LevelValue, Ticket
+from psatriage.domain import Category, Facet, FieldSpec, LevelValue, Ticket
 
 DEFAULT_PROMPT = """\
 {% block system %}
@@ -90,8 +100,16 @@ Categories, each under the path of its group (key: name{{ " - description" if de
 {{ o.id }}: {{ o.name }}
 {% endfor %}
 {% endfor %}
+{% for f in fields %}
 
-Reply with JSON: "category" (a key from the list){% for f in facets %}, "{{ f.name }}"{% endfor %},
+{{ f.label }} (answer field "{{ f.name }}"): {{ f.guide }}
+{% for o in f.options %}
+{{ o.id }}: {{ o.name }}
+{% endfor %}
+{% endfor %}
+
+Reply with JSON: "category" (a key from the list){% for f in facets %}, "{{ f.name }}"{% endfor %}\
+{% for f in fields %}, "{{ f.name }}"{% endfor %},
 "confidence" (0 to 1, how sure you are of the category) and "reasoning" (one or two sentences
 for the technician).
 {% endblock %}
@@ -132,6 +150,14 @@ Confidence: {{ "%.0f" | format(confidence * 100) }}%\
 {% for f in facets %}
 {{ f.label }}: {{ f.value }}
 {% endfor %}
+{% for f in fields %}
+{{ f.label }}: {{ f.value }}{% if f.outcome == "suggested" %}\
+{{ " (suggested, not written)" if f.stored else " (unsure)" }}{% endif %}
+
+{% endfor %}
+{% if followed %}
+Same as ticket {{ followed }} (an alert storm): its decision was reused without a model call.
+{% endif %}
 {% if previous %}
 Previous category: {{ previous }}
 {% endif %}
@@ -209,6 +235,7 @@ class PromptTemplate:
         tenant: str = "",
         company: str = "",
         facets: Sequence[Facet] = (),
+        fields: Sequence[FieldSpec] = (),
         keys: Mapping[str, str] | None = None,
         examples: Sequence[PromptExample] = (),
     ) -> Messages:
@@ -249,6 +276,16 @@ class PromptTemplate:
                     }
                     for f in facets
                 ],
+                "fields": [
+                    {
+                        "name": f.name,
+                        "label": f.label,
+                        "kind": f.kind,
+                        "guide": f.guide,
+                        "options": [{"id": o.id, "name": o.name} for o in f.options],
+                    }
+                    for f in fields
+                ],
                 "instructions": instructions,
                 "examples": shown,
                 "tenant": tenant,
@@ -283,8 +320,22 @@ _SAMPLE_CATEGORY = Category(
     path=(LevelValue("type", "1", "Hardware"), LevelValue("subtype", "2", "Printer")),
 )
 _SAMPLE_FACET = Facet("priority", "Priority", (LevelValue("priority", "1", "High"),))
+_SAMPLE_FIELD = FieldSpec(
+    "noise", "Noise", "choice", "What kind of message this is.", (LevelValue("noise", "x", "X"),)
+)
 _SAMPLE_NOTE_VARS: Mapping[str, Any] = {
     "facets": [{"label": "Priority", "value": "High"}],
+    "fields": [
+        {
+            "name": "priority",
+            "label": "Priority",
+            "value": "High",
+            "outcome": "applied",
+            "confidence": 0.9,
+            "stored": True,
+        }
+    ],
+    "followed": "",
     "redacted": "1 email",
     "category": {"key": "1/2", "label": "Hardware › Printer"},
     "confidence": 0.9,
@@ -308,6 +359,7 @@ def compile_prompt(source: str, *, name: str = "prompt") -> PromptTemplate:
             candidates=[_SAMPLE_CATEGORY],
             instructions="x",
             facets=[_SAMPLE_FACET],
+            fields=[_SAMPLE_FIELD],
             examples=[PromptExample("Toner empty", _SAMPLE_CATEGORY.key)],
         )
     except TemplateError as exc:

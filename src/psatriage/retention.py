@@ -1,13 +1,14 @@
 """Data lifecycle: what a tenant's ``retention_days`` and ``record_retention_days`` let go.
 
-- **Text** derived from tickets, older than ``retention_days``, is blanked: the model's
-  reasoning in decisions, the title and excerpt of reviews, event reasons and model-call errors
-  (which may quote the model's answer), the results of backtests and bulk runs. The rows stay,
-  so counts and the audit trail do too.
+- **Text** derived from tickets, older than ``retention_days``, is blanked: the model's reasoning
+  in decisions, event reasons, the ticket snapshots events carry, the title and excerpt of closed
+  reviews, model-call errors (which may quote the model's answer), the results of backtests and
+  bulk runs. The rows stay, so counts and the audit trail do too.
 - **Records** older than ``record_retention_days`` are deleted: finished events with their
-  decisions (and the decisions' reviews and outcomes), and model calls. Before they go, their
+  decisions (and those decisions' outcomes and reviews), and model calls. Before they go, their
   counts are added to ``daily_counts`` (per tenant and day: events by state, decisions by
-  outcome, model calls, tokens, cost), so totals survive.
+  outcome, outcomes by state, which is the accuracy, reviews by state, model calls, tokens,
+  cost), so totals survive. The examples kept for learning are not touched.
 
 ``purge`` does it now (``psatriage purge``); ``purge_due`` is housekeeping's call, at most once
 per ``purge_every_seconds`` per tenant across every process (a mark in ``job_marks``).
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Engine, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, Engine, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +42,7 @@ from psatriage.store.tables import (
     ModelCallRow,
     OutcomeRow,
     ReviewRow,
+    ReviewState,
     utcnow,
 )
 
@@ -181,12 +183,23 @@ def _blank_text(session: Session, tenant: str, cutoff: datetime, done: Purged) -
             {"reason": ""},
         ),
         (
+            "event snapshots",
+            EventRow,
+            and_(
+                EventRow.tenant == tenant,
+                EventRow.received_at < cutoff,
+                EventRow.snapshot.is_not(None),
+            ),
+            {"snapshot": None},
+        ),
+        (
             "reviews",
             ReviewRow,
             and_(
                 ReviewRow.tenant == tenant,
                 ReviewRow.created_at < cutoff,
-                (ReviewRow.title != "") | (ReviewRow.excerpt != ""),
+                ReviewRow.state != ReviewState.PENDING.value,  # a person still needs it
+                or_(ReviewRow.title != "", ReviewRow.excerpt != ""),
             ),
             {"title": "", "excerpt": ""},
         ),
@@ -269,14 +282,31 @@ def _delete_records(session: Session, tenant: str, cutoff: datetime, done: Purge
         totals[(moment, "tokens_in")] += tokens_in or 0
         totals[(moment, "tokens_out")] += tokens_out or 0
         totals[(moment, "cost_usd")] += cost or 0
-    _add_daily(session, tenant, totals)
     old_decisions = select(DecisionRow.id).where(DecisionRow.event_id.in_(old_events))
-    for table in (ReviewRow, OutcomeRow):  # they refer to the decisions: first
-        session.execute(delete(table).where(table.decision_id.in_(old_decisions)))
+    for table, when_column, prefix in (
+        (OutcomeRow, OutcomeRow.decided_at, "outcomes"),
+        (ReviewRow, ReviewRow.created_at, "reviews"),
+    ):
+        when_day = func.date(when_column)
+        for when, state, count in session.execute(
+            select(when_day, table.state, func.count())
+            .where(table.decision_id.in_(old_decisions))
+            .group_by(when_day, table.state)
+        ).all():
+            totals[(_midnight(when), f"{prefix}:{state}")] += count
+    _add_daily(session, tenant, totals)
+    outcomes = session.execute(delete(OutcomeRow).where(OutcomeRow.decision_id.in_(old_decisions)))
+    reviews = session.execute(delete(ReviewRow).where(ReviewRow.decision_id.in_(old_decisions)))
     decisions = session.execute(delete(DecisionRow).where(DecisionRow.event_id.in_(old_events)))
     events = session.execute(delete(EventRow).where(finished_long_ago))
     calls = session.execute(delete(ModelCallRow).where(old_calls))
-    for name, result in (("events", events), ("decisions", decisions), ("model calls", calls)):
+    for name, result in (
+        ("events", events),
+        ("decisions", decisions),
+        ("model calls", calls),
+        ("outcomes", outcomes),
+        ("reviews", reviews),
+    ):
         count = int(result.rowcount or 0)  # type: ignore[attr-defined]
         if count:
             done.deleted[name] += count

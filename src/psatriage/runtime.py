@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 
 from psatriage import budgets
 from psatriage.breaker import CircuitBreaker
@@ -17,6 +18,7 @@ from psatriage.budgets import Meter
 from psatriage.classifiers import classifiers
 from psatriage.classifiers.base import Classifier
 from psatriage.config import AppConfig, Tenant, load_config
+from psatriage.health import TenantHealth, degraded_in_ledger
 from psatriage.http import make_client
 from psatriage.learning.similar import SimilarExamples
 from psatriage.logging import register_secrets
@@ -81,6 +83,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._queue: Queue | None = None
         self.tenant_problems: dict[str, str] = {}
+        self.health = TenantHealth(settings.degraded_after)
 
     def __repr__(self) -> str:
         return f"Runtime(tenants={sorted(self.config.tenants)})"
@@ -153,16 +156,36 @@ class Runtime:
         )
 
     def problems(self) -> dict[str, list[str]]:
-        """Per tenant, what an operator must look at: refused credentials, adapter problems."""
+        """Per tenant, what an operator must look at: refused credentials, adapter problems,
+        repeated failures (``degraded``)."""
         with self._lock:
             built = dict(self._adapters)
+        degraded = self.degraded()
         found: dict[str, list[str]] = {}
-        for name in sorted(set(built) | set(self.tenant_problems)):
+        for name in sorted(set(built) | set(self.tenant_problems) | set(degraded)):
             listed = [self.tenant_problems[name]] if name in self.tenant_problems else []
             listed += built[name].problems() if name in built else []
+            listed += [f"degraded: {degraded[name]}"] if name in degraded else []
             if listed:
                 found[name] = listed
         return found
+
+    def degraded(self) -> dict[str, str]:
+        """Per tenant with repeated PSA or model failures: why (``psatriage.health``)."""
+        try:
+            found = degraded_in_ledger(
+                self.sessions, sorted(self.config.tenants), self.settings.degraded_after
+            )
+        except SQLAlchemyError:  # the database is away: /readyz says so by itself
+            found = {}
+        for name, reason in self.health.degraded().items():
+            found.setdefault(name, reason)
+        return found
+
+    def breakers_open(self) -> dict[str, bool]:
+        """Per tenant whose model breaker this process has built: whether it is open."""
+        with self._lock:
+            return {name: breaker.open for name, breaker in self._breakers.items()}
 
     def budgets(self) -> dict[str, Meter]:
         """Every budgeted tenant's meter (what ``/readyz`` and ``/metrics`` show)."""

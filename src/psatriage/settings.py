@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         "later runs.",
     )
     max_attempts: int = Field(default=6, ge=1, description="Attempts before an event fails.")
+    degraded_after: int = Field(
+        default=5,
+        ge=1,
+        description="Failures in a row (PSA or model, events or polls) after which /readyz "
+        "reports a tenant degraded, with the last reason.",
+    )
     breaker_failures: int = Field(
         default=5,
         ge=1,

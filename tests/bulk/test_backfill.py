@@ -5,6 +5,7 @@ writes nothing, and the call share that keeps room for new tickets."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -12,7 +13,8 @@ from sqlalchemy import func, select
 from psatriage.bulk.backfill import Params, Stopped, backfill, backfill_deps
 from psatriage.store.tables import EventRow, utcnow
 from tests.bulk.conftest import command_runtime
-from tests.cli.psa_history import PSAS, TENANT, TEXTS, HistoryTenant
+from tests.cli.psa_history import PSAS, TENANT, TEXTS, HistoryTenant, tenant_of
+from tests.fakes.openai import FakeOpenAI
 
 
 def _open_tickets(psa: HistoryTenant) -> tuple[list[str], str]:
@@ -140,3 +142,24 @@ def test_the_backfill_adapter_takes_its_share_of_the_call_limit(psa: HistoryTena
         built.close()
     key = "calls_per_hour" if psa.kind == "kaseya_bms" else "requests_per_window"
     assert getattr(bulk, key) == int(getattr(own, key) * 0.5)
+
+
+def test_a_spent_model_budget_stops_the_run_until_it_turns(
+    llm: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for psa in tenant_of(
+        "connectwise", llm, tmp_path, monkeypatch, budget={"max_model_calls_per_day": 1}
+    ):
+        open_, _ = _open_tickets(psa)
+        built = command_runtime()
+        try:
+            with pytest.raises(Stopped, match="budget"):
+                backfill(built, TENANT, _params(only_uncategorized=True))
+            assert len(psa.kit.category_writes(open_[0])) == 1
+            assert [psa.kit.category_writes(t) for t in open_[1:]] == [[], []]
+            assert len(llm.calls) == 1
+            with pytest.raises(Stopped, match="budget"):  # the same day: still spent
+                backfill(built, TENANT, _params(only_uncategorized=True))
+            assert len(llm.calls) == 1
+        finally:
+            built.close()

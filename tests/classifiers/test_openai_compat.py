@@ -16,7 +16,7 @@ from psatriage.classifiers.openai_compat import (
     OpenAICompatClassifier,
     OpenAIConfig,
 )
-from psatriage.domain import Category, Facet, LevelValue, ModelCall
+from psatriage.domain import Category, Facet, FieldAnswer, FieldSpec, LevelValue, ModelCall
 from psatriage.errors import (
     AuthFailed,
     InvalidAnswer,
@@ -596,3 +596,64 @@ def test_facets_in_json_mode(build: Build, fake: FakeOpenAI, rows: list[ModelCal
     assert (
         '"queueID" must be exactly one of these values' in fake.calls[0]["messages"][0]["content"]
     )
+
+
+# -- ticket fields -----------------------------------------------------------------------------
+
+PRIORITY = FieldSpec(
+    "priority",
+    "Priority",
+    "choice",
+    "The ticket's priority.",
+    (LevelValue("priority", "1", "High"), LevelValue("priority", "3", "Low")),
+)
+FIELDS = (
+    PRIORITY,
+    FieldSpec("frustrated", "Frustrated", "flag", "Whether the requester is frustrated."),
+    FieldSpec("summary", "Summary", "text", "One sentence."),
+)
+
+
+def _with_fields(rows: list[ModelCall]) -> ClassificationRequest:
+    return dataclasses.replace(request(rows), fields=FIELDS)
+
+
+def test_fields_share_the_schema_and_each_choice_gets_its_log_prob_confidence(
+    build: Build, fake: FakeOpenAI, rows: list[ModelCall]
+) -> None:
+    fake.facet_answers = {"priority": "3", "frustrated": True, "summary": "Paper jam."}
+    fake.field_probabilities = {"priority": 0.7}
+    result = build().classify(_with_fields(rows))
+    schema = fake.calls[0]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["priority"] == {"type": "string", "enum": ["1", "3"]}
+    assert schema["properties"]["frustrated"] == {"type": "boolean"}
+    assert schema["properties"]["summary"] == {"type": "string"}
+    assert schema["required"] == [
+        "category",
+        "priority",
+        "frustrated",
+        "summary",
+        "confidence",
+        "reasoning",
+    ]
+    system = fake.calls[0]["messages"][0]["content"]
+    assert 'Priority (answer field "priority"): The ticket\'s priority.' in system
+    assert result.key == "12/34/56" and result.confidence == pytest.approx(0.92)
+    assert result.fields["priority"].value == "3"
+    assert result.fields["priority"].confidence == pytest.approx(0.7)
+    assert result.fields["frustrated"] == FieldAnswer("true")
+    assert result.fields["summary"] == FieldAnswer("Paper jam.")
+    assert len(fake.calls) == 1
+
+
+def test_a_field_outside_its_values_is_dropped_and_the_category_stands(
+    build: Build, fake: FakeOpenAI, rows: list[ModelCall]
+) -> None:
+    fake.facet_answers = {"priority": "99", "frustrated": "perhaps"}
+    result = build(structured_output="json_object").classify(_with_fields(rows))
+    assert result.key == "12/34/56"
+    assert set(result.fields) == {"summary"}  # no corrective retry for a field
+    assert len(fake.calls) == 1
+    system = fake.calls[0]["messages"][0]["content"]
+    assert '"priority" must be exactly one of these values: ["1", "3"]' in system
+    assert '"frustrated" is true or false.' in system

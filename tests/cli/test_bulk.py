@@ -1,19 +1,30 @@
 """``psatriage backfill`` and ``psatriage export`` on the command line: the dry run's CSV, an
-export that ``eval --data`` and ``train --data`` read back, and bad input as one clear line."""
+export that ``eval --data`` and ``train --data`` read back, a backfill stopped with Ctrl-C that
+the same command resumes, and bad input as one clear line."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, inspect, select
 from typer.testing import CliRunner
 
 from psatriage.cli import app
+from psatriage.settings import Settings
+from psatriage.store import db
+from psatriage.store.tables import BulkItemRow
 from tests.cli.psa_history import PSAS, TENANT, TEXTS, HistoryTenant, history
 
 runner = CliRunner()
+DEADLINE = 180  # seconds: a busy machine may take long to start a Python process
 
 
 def test_a_dry_run_writes_the_csv_of_what_would_change(
@@ -108,3 +119,55 @@ def test_bad_input_is_one_clear_line(
     assert message.format(root=tmp_path) in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert cw_with_history.llm.calls == []
+
+
+def _items_done(root: Path) -> int:
+    """Backfill items finished so far (0 before the database is ready)."""
+    if not (root / "data" / "psatriage.db").exists():
+        return 0
+    engine = db.make_engine(Settings(data_dir=root / "data").effective_database_url)
+    try:
+        if not inspect(engine).has_table("bulk_items"):
+            return 0
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    select(func.count())
+                    .select_from(BulkItemRow)
+                    .where(BulkItemRow.state != "pending")
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_ctrl_c_keeps_what_was_done_and_the_same_command_resumes(
+    cw_with_history: HistoryTenant,
+) -> None:
+    text = TEXTS["connectwise"][0]
+    tickets = [cw_with_history.close(f"{text} {n}", None, days=1, closed=False) for n in range(8)]
+    cw_with_history.llm.latency = 0.3
+    command = [sys.executable, "-m", "psatriage", "backfill", "-t", TENANT, "--since", "7d"]
+    process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while _items_done(cw_with_history.root) < 2:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the backfill checkpointed nothing in time"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=DEADLINE)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert "run the same command again to resume" in stderr
+    done = _items_done(cw_with_history.root)
+    cw_with_history.llm.latency = 0.0
+
+    result = runner.invoke(app, ["backfill", "-t", TENANT, "--since", "7d"])
+
+    assert result.exit_code == 0, result.output
+    assert f"resumed: {done} tickets were done by an earlier run" in result.stderr
+    assert all(len(cw_with_history.kit.category_writes(t)) == 1 for t in tickets)

@@ -91,6 +91,42 @@ def test_an_unpriced_model_says_how_to_price_it(
     assert 'cost = "free" for a server you run yourself' in output
 
 
+def test_fields_naming_what_the_psa_lacks_fail_the_check(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.tenant["fields"] = {
+        "enabled": ["priority", "routing", "noise"],
+        "priority": {
+            "order": ["Priority 1 - Emergency Response", "Priority 9 - Whenever"],
+            "at_least": "Priority 1 - Emergency Response",
+        },
+        "routing": {"targets": ["Help Desk", "Closed board"]},
+        "noise": {"auto_reply": {"action": "set", "category": "Nowhere", "routing": "Help Desk"}},
+    }
+    output = _check(harness, monkeypatch)
+    assert output.startswith("1\n"), output
+    assert (
+        "tenant 'acme', key 'fields.priority.order': the PSA has no active priority "
+        "'Priority 9 - Whenever'" in output
+    )
+    assert "key 'fields.routing.targets': the PSA has no active board 'Closed board'" in output
+    assert "key 'fields.noise.auto_reply.category': 'Nowhere' is not an active category" in output
+    assert "Emergency Response'" in output.split("Whenever")[1]  # lists what the PSA has
+
+
+def test_fields_the_psa_has_pass_the_check(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.tenant["fields"] = {
+        "enabled": ["priority", "routing", "noise"],
+        "priority": {"order": ["Priority 1 - Emergency Response"]},
+        "routing": {"targets": ["Help Desk"]},
+        "noise": {"auto_reply": {"action": "set", "category": "Hardware", "routing": "Help Desk"}},
+    }
+    output = _check(harness, monkeypatch)
+    assert output.startswith("0\n"), output
+
+
 def test_a_category_entry_that_names_no_category_is_named(
     llama: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

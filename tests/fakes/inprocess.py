@@ -25,6 +25,7 @@ from psatriage.domain import (
     Category,
     Classification,
     Facet,
+    FieldAnswer,
     LevelValue,
     ModelCall,
     Taxonomy,
@@ -47,6 +48,22 @@ PRIORITY = Facet(
     "Priority",
     (LevelValue("priority", "1", "High"), LevelValue("priority", "3", "Low")),
 )
+
+PRIORITIES = Facet(
+    "priority",
+    "Priority",
+    (
+        LevelValue("priority", "1", "High"),
+        LevelValue("priority", "2", "Medium"),
+        LevelValue("priority", "3", "Low"),
+    ),
+)
+BOARDS = Facet(
+    "routing",
+    "Board",
+    (LevelValue("board", "1", "Help Desk"), LevelValue("board", "2", "Network")),
+)
+"""The live values of the in-memory PSA's ticket fields (``field_values``)."""
 
 TREE = Taxonomy(
     scope="1",
@@ -81,12 +98,14 @@ class MemoryPSA(PSAAdapter[MemoryConfig]):
 
     kind = "memory"
     Config = MemoryConfig
+    ticket_fields = frozenset({"priority", "routing", "title"})
 
     def __init__(self, taxonomy: Taxonomy = TREE, tenant: str = "acme") -> None:
         super().__init__(
             tenant, MemoryConfig(), httpx.Client(transport=httpx.MockTransport(_no_http))
         )
         self.taxonomy = taxonomy
+        self.field_facets = {"priority": PRIORITIES, "routing": BOARDS}
         self.tickets: dict[str, Ticket] = {}
         self.notes: dict[str, list[str]] = defaultdict(list)
         self.writes: list[tuple[str, str, str]] = []
@@ -161,13 +180,20 @@ class MemoryPSA(PSAAdapter[MemoryConfig]):
         def write() -> None:
             tree = [v for v in category.path if v.level in self.taxonomy.levels]
             leaf = self.taxonomy.find_by_ids(tree)
-            if leaf is None or not leaf.active:
+            if tree and (leaf is None or not leaf.active):
                 raise CategoryRejected(f"{category.label} is not a valid category here")
             stored = self.tickets[ticket.id]
-            self.tickets[ticket.id] = replace(stored, current=category.path)
+            title = next((v.id for v in category.path if v.level == "title"), stored.title)
+            path = tuple(v for v in category.path if v.level != "title")
+            written = {v.level for v in path}
+            kept = () if tree else tuple(v for v in stored.current if v.level not in written)
+            self.tickets[ticket.id] = replace(stored, title=title, current=kept + path)
             self.writes.append(("category", ticket.id, category.key))
 
         self._call("set_category", write)
+
+    def field_values(self, ticket: Ticket, field: str) -> Facet:
+        return self._call("field_values", lambda: self.field_facets[field])
 
     def add_note(self, ticket: Ticket, text: str) -> None:
         def post() -> None:
@@ -220,8 +246,10 @@ def answer(
     reasoning: str = "The ticket describes a paper jam.",
     *,
     facets: Mapping[str, str] | None = None,
+    fields: Mapping[str, str | FieldAnswer] | None = None,
 ) -> Classification:
-    """A model's answer, with token use as an LLM reports it."""
+    """A model's answer, with token use as an LLM reports it; ``fields`` by value (confidence
+    unknown) or as ``FieldAnswer``."""
     return Classification(
         key=key,
         confidence=confidence,
@@ -231,6 +259,10 @@ def answer(
         model="scripted-model",
         usage=Usage(tokens_in=120, tokens_out=12, cost_usd=0.0001),
         facets=dict(facets or {}),
+        fields={
+            name: value if isinstance(value, FieldAnswer) else FieldAnswer(value)
+            for name, value in (fields or {}).items()
+        },
     )
 
 

@@ -153,7 +153,9 @@ class ContractKit:
     ticket and gives its id and the ``Ticket`` ``get_ticket`` must read;
     ``history_ticket(title, created, categorized, closed)`` creates a ticket of the past and
     ``history_path`` is a regex of the list ``list_labeled_tickets`` reads;
-    ``registrations()`` counts the webhooks registered in the fake.
+    ``registrations()`` counts the webhooks registered in the fake;
+    ``field_value(ticket_id, field)`` is the id the fake holds for a ticket field (``priority``,
+    ``routing``), as a string.
 
     For the outcome sweep: ``close(ticket_id)`` closes the ticket as a technician would,
     ``delete(ticket_id)`` deletes it, and ``touch(ticket_id, person)`` records ``person`` (a PSA
@@ -193,6 +195,7 @@ class ContractKit:
     time_path: str = ""
     report_categories: tuple[str, ...] = ()
     report_companies: tuple[str, ...] = ("Contoso Ltd", "Fabrikam Inc")
+    field_value: Callable[[str, str], str | None] | None = None
 
 
 def kit_of(psa: str, fake: FakePSA, **ways: Any) -> ContractKit:

@@ -88,6 +88,9 @@ LLAMA_CPP_JSON_SCHEMA_REFUSAL = (
 )
 _KEY_LIST = re.compile(r"one of these keys: (\[[^\n]*\])")
 _VALUE_LIST = re.compile(r'"(\w+)" must be exactly one of these values: (\[[^\n]*\])')
+_FLAG = re.compile(r'"(\w+)" is true or false\.')
+_TEXT = re.compile(r'"(\w+)" is one short sentence\.')
+_ANSWER_KEYS = frozenset({"category", "confidence", "reasoning"})
 _TOKEN = re.compile(r"\w{1,4}|\s+|[^\w\s]")
 _WORD = re.compile(r"[a-z0-9]{3,}")
 
@@ -141,7 +144,8 @@ class FakeOpenAI(FakeServer):
         self.answer_model: str | None = None
         self.any_model = False  # True: unknown models are answered too (listed or not)
         self.probes: list[dict[str, Any]] = []
-        self.facet_answers: dict[str, str] = {}  # facet field -> value to answer (else the first)
+        self.facet_answers: dict[str, Any] = {}  # facet field -> value to answer (else the first)
+        self.field_probabilities: dict[str, float] = {}  # field -> log-prob share of its value
         self.delay = 0.0
         self.clear_failures()
         with self._script_lock:
@@ -421,20 +425,32 @@ class FakeOpenAI(FakeServer):
         return keys, _labels(keys, "\n".join(system))
 
     def _facet_answers(self, response_format: dict[str, Any], texts: list[str]) -> dict[str, Any]:
-        """Every other enum field of the schema (or listed in JSON mode): ``facet_answers`` or
-        the first allowed value."""
+        """Every other field of the schema (or listed in JSON mode): ``facet_answers``, else the
+        first allowed value of an enum, false for a boolean, a sentence for a string."""
         schema = self._schema(response_format)
+        properties: dict[str, Any] = schema.get("properties", {})
         allowed = {
             name: spec["enum"]
-            for name, spec in schema.get("properties", {}).items()
-            if name != "category" and "enum" in spec
+            for name, spec in properties.items()
+            if name not in _ANSWER_KEYS and "enum" in spec
+        }
+        flags = {n for n, spec in properties.items() if spec.get("type") == "boolean"}
+        sentences = {
+            n
+            for n, spec in properties.items()
+            if n not in _ANSWER_KEYS and spec == {"type": "string"}
         }
         for text in texts if not schema else ():
             allowed |= {name: json.loads(values) for name, values in _VALUE_LIST.findall(text)}
-        return {
+            flags |= set(_FLAG.findall(text))
+            sentences |= set(_TEXT.findall(text))
+        answers: dict[str, Any] = {
             name: self.facet_answers.get(name, values[0] if values else "")
             for name, values in allowed.items()
         }
+        answers |= {name: self.facet_answers.get(name, False) for name in flags}
+        answers |= {name: self.facet_answers.get(name, "A short summary.") for name in sentences}
+        return answers
 
     def _choose(self, keys: list[str], labels: dict[str, str], ticket: str) -> str:
         if not keys:
@@ -450,16 +466,20 @@ class FakeOpenAI(FakeServer):
         return keys[0]
 
     def _logprobs(self, content: str) -> list[dict[str, Any]]:
-        """Small tokens; those spelling the category value share ln(category_probability)."""
-        start = end = -1
-        if match := re.search(r'"category"\s*:\s*"((?:[^"\\]|\\.)*)"', content):
-            start, end = match.span(1)
+        """Small tokens; those spelling the category value share ln(category_probability), those
+        of a field in ``field_probabilities`` its value's."""
+        spans: list[tuple[int, int, float]] = []
+        wanted = {"category": self.category_probability, **self.field_probabilities}
+        for name, probability in wanted.items():
+            pattern = rf'"{re.escape(name)}"\s*:\s*"((?:[^"\\]|\\.)*)"'
+            if match := re.search(pattern, content):
+                spans.append((*match.span(1), probability))
         tokens = [(m.start(), m.group()) for m in _TOKEN.finditer(content)]
-        in_value = [start <= pos < end for pos, _ in tokens]
-        share = math.log(self.category_probability) / max(1, sum(in_value))
+        owner = [next((s for s in spans if s[0] <= pos < s[1]), None) for pos, _ in tokens]
+        sizes = {s: sum(1 for o in owner if o == s) for s in spans}
         out = []
-        for (_, token), chosen in zip(tokens, in_value, strict=True):
-            logprob = share if chosen else -0.0001
+        for (_, token), span in zip(tokens, owner, strict=True):
+            logprob = math.log(span[2]) / sizes[span] if span else -0.0001
             raw = list(token.encode()) if self.token_bytes else None
             top = [{"token": token, "logprob": logprob, "bytes": raw}]
             out.append({"token": token, "logprob": logprob, "bytes": raw, "top_logprobs": top})

@@ -5,6 +5,7 @@ case tables in ``tests/fakes/connectwise/kit.py``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -488,3 +489,31 @@ def test_the_ticket_and_its_notes_are_capped_apart(fake: FakeConnectWise) -> Non
     tickets_path = f"GET /{fake.codebase}apis/3.0/service/tickets/{{id}}"
     assert fake.max_active_by_endpoint[f"{tickets_path}/notes"] == 2
     assert fake.max_active > 2  # the two endpoints were busy at the same time
+
+
+def test_a_board_change_and_a_category_of_the_new_board_are_one_patch(
+    fake: FakeConnectWise, adapter: ConnectWiseAdapter
+) -> None:
+    ticket_id = fake.add_ticket("Firewall down", "No internet")
+    ticket = adapter.get_ticket(str(ticket_id))
+    boards = adapter.field_values(ticket, "routing")
+    network = next(o for o in boards.options if o.name == "Network Operations")
+    priorities = adapter.field_values(ticket, "priority")
+    assert priorities.options[0].name == "Priority 1 - Emergency Response"
+    moved = dataclasses.replace(ticket, scope=network.id)
+    leaf = adapter.get_taxonomy(moved).leaves[0]
+    adapter.set_category(ticket, leaf.with_facets((priorities.options[0], network)))
+    (patch,) = fake.patches(ticket_id)
+    assert [op["path"] for op in patch] == ["board", "priority", "type", "subType", "item"]
+    stored = fake.tickets[ticket_id]
+    assert stored["board"]["id"] == 2 and stored["priority"]["id"] == 1
+    assert stored["type"]["id"] == int(leaf.path[0].id)
+
+
+def test_a_category_of_another_board_without_the_move_is_rejected(
+    fake: FakeConnectWise, adapter: ConnectWiseAdapter
+) -> None:
+    ticket = adapter.get_ticket(str(fake.add_ticket("Firewall down", "No internet")))
+    other = adapter.get_taxonomy(dataclasses.replace(ticket, scope="2")).leaves[0]
+    with pytest.raises(CategoryRejected, match="not an active value of board Help Desk"):
+        adapter.set_category(ticket, other)

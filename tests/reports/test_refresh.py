@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ def closed(harness: Harness, title: str, days_ago: int, *hours: float) -> int:
     return number
 
 
-def run(runtime: Runtime, **limits: int) -> Refreshed:
+def run(runtime: Runtime, **limits: Any) -> Refreshed:
     return refresh_facts(
         runtime.adapter(TENANT),
         Facts(runtime.engine, runtime.sessions),
@@ -60,8 +61,10 @@ def hours(runtime: Runtime) -> list[float | None]:
 def test_titles_are_redacted_and_hours_summed(harness: Harness, runtime: Runtime) -> None:
     closed(harness, "Mail to jane@example.com bounces", 3, 0.5, 0.25)
     closed(harness, "Printer", 2)
-    done = run(runtime)
+    heard: list[tuple[int, int]] = []
+    done = run(runtime, progress=lambda n, total: heard.append((n, total)))
     assert (done.tickets, done.new, done.hours_read, done.hours_pending) == (2, 2, 2, 0)
+    assert heard == [(0, 2)]  # one batch
     found = Facts(runtime.engine, runtime.sessions).closed_between(
         TENANT, utcnow() - timedelta(days=30), utcnow()
     )

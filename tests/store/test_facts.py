@@ -11,9 +11,33 @@ import pytest
 from psatriage.domain import ClosedTicket, LevelValue
 from psatriage.store import db
 from psatriage.store.facts import Facts
-from psatriage.store.tables import utcnow
+from psatriage.store.tables import DecisionRow, EventRow, OutcomeRow, utcnow
 
 DAY = datetime(2026, 3, 2, 9, 0)
+
+
+def decide(store: Facts, ticket_id: str, outcome: str, state: str, final: str | None) -> None:
+    """psatriage's final decision on a ticket, and what the outcome sweep found it ended as."""
+    with store._sessions.begin() as session:
+        event = EventRow(tenant="acme", dedupe_key=f"k{ticket_id}", ticket_id=ticket_id,
+                         action="added", state="done")  # fmt: skip
+        session.add(event)
+        session.flush()
+        decision = DecisionRow(event_id=event.id, tenant="acme", ticket_id=ticket_id, final=True,
+                               outcome=outcome, category_key="9/8")  # fmt: skip
+        session.add(decision)
+        session.flush()
+        session.add(
+            OutcomeRow(
+                decision_id=decision.id,
+                tenant="acme",
+                ticket_id=ticket_id,
+                decision_outcome=outcome,
+                state=state,
+                final_key=final and "5/6",
+                final_label=final or "",
+            )
+        )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -75,3 +99,18 @@ def test_one_claim_per_interval_and_the_first_one_waits(store: Facts) -> None:
     state = store.state("acme")
     assert state.covered_until == DAY and state.hours_problem == ""
     assert state.refreshed_at is not None and state.refreshed_at <= utcnow()
+
+
+def test_the_final_category_comes_from_the_outcome_where_the_sweep_knows_it(store: Facts) -> None:
+    decide(store, "1", "applied", "corrected", "Software › Email")
+    decide(store, "2", "suggested", "pending", None)
+    store.record("acme", [ticket("1", DAY, "Hardware"), ticket("2", DAY, "Network"),
+                          ticket("3", DAY, "Hardware")], {})  # fmt: skip
+    found = {f.ticket_id: f for f in store.closed_between("acme", DAY, DAY + timedelta(days=1))}
+    corrected, pending, unseen = found["1"], found["2"], found["3"]
+    assert (corrected.category_path, corrected.category_key) == (("Software", "Email"), "5/6")
+    assert corrected.category_source == "outcome"
+    assert (corrected.decision, corrected.decision_key) == ("applied", "9/8")
+    assert (pending.category_path, pending.category_source, pending.decision) == (
+        ("Network",), "psa", "suggested")  # fmt: skip
+    assert (unseen.decision, unseen.category_source) == ("", "psa")

@@ -33,6 +33,7 @@ from psatriage.errors import (
     AuthFailed,
     CallLimitReached,
     ConfigError,
+    OverBudget,
     PermanentError,
     PsatriageError,
     TransientError,
@@ -185,6 +186,8 @@ class _Worker:
                 decision = pipeline.categorize(0, ticket.id, 1, self.deps, dry_run=True)
             except AuthFailed as exc:
                 raise Stopped(f"credentials refused: {exc}") from exc
+            except OverBudget as exc:
+                raise Stopped(str(exc)) from exc
             except TransientError as exc:
                 if attempt == self.runtime.settings.max_attempts:
                     self._save(ticket.id, RETRY, {**row, "error": str(exc)})
@@ -224,6 +227,9 @@ class _Worker:
                 decision = pipeline.categorize(
                     claim.id, ticket.id, claim.attempts, self.deps, once_per_ticket=True
                 )
+            except KeyboardInterrupt:  # Ctrl-C: hand the event back for the resumed run
+                self._give_back(claim, "backfill interrupted", spend=False)
+                raise
             except CallLimitReached as exc:
                 self._give_back(claim, f"waiting for its turn: {exc}", spend=False)
                 attempt -= 1
@@ -241,22 +247,30 @@ class _Worker:
                 self._end(claim, EventState.PARKED, f"credentials refused: {exc}")
                 self._save(ticket.id, RETRY, {**row, "error": str(exc)})
                 raise Stopped(f"credentials refused: {exc}") from exc
+            except OverBudget as exc:  # no model is asked until the day or month turns
+                self._end(claim, EventState.OVER_BUDGET, str(exc))
+                self._save(ticket.id, RETRY, {**row, "error": str(exc)})
+                raise Stopped(str(exc)) from exc
             except (PermanentError, ConfigError, PsatriageError) as exc:
                 pipeline.report_failure(self.deps, ticket.id, exc)
                 self._end(claim, EventState.FAILED, str(exc))
                 self._save(ticket.id, "failed", {**row, "error": str(exc)})
                 return
-            self._decided(claim, decision, row)
+            try:
+                self._decided(claim, decision, row)
+            except KeyboardInterrupt:  # decided but not closed: the resumed run closes it
+                self._give_back(claim, "backfill interrupted", spend=False)
+                raise
             return
 
     def _claim(self, event_id: int) -> Claim | None:
-        """Own the event; one a failed or parked earlier try left is opened again (this item
-        was to be retried)."""
+        """Own the event; one a failed, parked or over-budget earlier try left is opened again
+        (this item was to be retried)."""
         ledger, lease = self.runtime.ledger, self.runtime.settings.lease_seconds
         claim = ledger.claim(event_id, lease_seconds=lease)
         if claim is None:
             earlier = ledger.get(event_id)
-            if earlier is not None and earlier.state in {"failed", "parked"}:
+            if earlier is not None and earlier.state in {"failed", "parked", "over_budget"}:
                 retried = self.runs.was_retry(self.run_id, str(earlier.ticket_id))
                 if retried and ledger.reopen([event_id]):
                     claim = ledger.claim(event_id, lease_seconds=lease)

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from psatriage.classifiers.base import clip
-from psatriage.domain import ConfidenceSource, Facet
+from psatriage.domain import ConfidenceSource, Facet, FieldAnswer, FieldSpec
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion, ChatCompletionTokenLogprob
 
 _MAX_REASONING_CHARS: Final = 500
-_CATEGORY_VALUE: Final = re.compile(r'"category"\s*:\s*"')
+_MAX_TEXT_FIELD_CHARS: Final = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +60,18 @@ class Answer:
     source: ConfidenceSource
     reasoning: str
     facets: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, FieldAnswer] = field(default_factory=dict)
 
 
 def read_answer(
-    completion: ChatCompletion, choices: Choices, facets: Sequence[Facet] = ()
+    completion: ChatCompletion,
+    choices: Choices,
+    facets: Sequence[Facet] = (),
+    fields: Sequence[FieldSpec] = (),
 ) -> Answer | str:
     """The answer, its category mapped back to a candidate key, or a short description of what
-    is wrong with it."""
+    is wrong with it. A field answered outside its values is left out of ``Answer.fields``: that
+    field is not decided, the rest of the answer stands."""
     if not completion.choices:
         return "the response has no choices"
     choice = completion.choices[0]
@@ -103,11 +108,37 @@ def read_answer(
             return f'"{facet.name}" is missing or not one of its values'
         chosen[facet.name] = str(value)
     tokens = choice.logprobs.content if choice.logprobs else None
-    probability = _value_probability(content, tokens, key) if tokens else None
+    answered = _fields(data, fields, content, tokens)
+    probability = _value_probability(content, tokens, "category", key) if tokens else None
     if probability is not None:
-        return Answer(candidate, probability, "logprobs", _reasoning(reasoning), chosen)
+        return Answer(candidate, probability, "logprobs", _reasoning(reasoning), chosen, answered)
     confidence = min(1.0, max(0.0, float(confidence)))
-    return Answer(candidate, confidence, "self_reported", _reasoning(reasoning), chosen)
+    return Answer(candidate, confidence, "self_reported", _reasoning(reasoning), chosen, answered)
+
+
+def _fields(
+    data: Mapping[str, Any],
+    fields: Sequence[FieldSpec],
+    content: str,
+    tokens: Sequence[ChatCompletionTokenLogprob] | None,
+) -> dict[str, FieldAnswer]:
+    """The valid field answers; a choice's confidence from the log-probs of its value."""
+    found: dict[str, FieldAnswer] = {}
+    for spec in fields:
+        value = data.get(spec.name)
+        if spec.kind == "choice":
+            if not isinstance(value, str | int) or isinstance(value, bool):
+                continue
+            if spec.get(str(value)) is None:
+                continue
+            likely = _value_probability(content, tokens, spec.name, str(value)) if tokens else None
+            found[spec.name] = FieldAnswer(str(value), likely)
+        elif spec.kind == "flag":
+            if isinstance(value, bool):
+                found[spec.name] = FieldAnswer("true" if value else "false")
+        elif isinstance(value, str) and value.strip():
+            found[spec.name] = FieldAnswer(clip(value, _MAX_TEXT_FIELD_CHARS))
+    return found
 
 
 def _parse_json(content: str) -> dict[str, Any] | None:
@@ -127,14 +158,14 @@ def _parse_json(content: str) -> dict[str, Any] | None:
 
 
 def _value_probability(
-    content: str, tokens: Sequence[ChatCompletionTokenLogprob], key: str
+    content: str, tokens: Sequence[ChatCompletionTokenLogprob], name: str, key: str
 ) -> float | None:
-    """exp(sum of the log-probs of the tokens that spell the category value), if they line up.
+    """exp(sum of the log-probs of the tokens that spell the value of ``name``), if they line up.
 
     Offsets are in UTF-8 bytes because a token may be part of a character; a token that straddles
     the value's edge (``"hw``) counts, since it decided the value's first or last characters.
     """
-    match = _CATEGORY_VALUE.search(content)
+    match = re.search(rf'"{re.escape(name)}"\s*:\s*"', content)
     if match is None:
         return None
     spelled = json.dumps(key, ensure_ascii=False)[1:-1]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final, Literal, cast
 
 from psatriage.classifiers._openai_config import StructuredOutput
 from psatriage.classifiers.base import ClassificationRequest
-from psatriage.domain import Category, Facet, LevelValue, Ticket
+from psatriage.domain import Category, Facet, FieldSpec, LevelValue, Ticket
 from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
 
 if TYPE_CHECKING:
@@ -103,15 +103,21 @@ def send(
 
 
 def response_schema(
-    keys: Sequence[str], facets: Sequence[Facet] = (), *, max_tokens: int | None = None
+    keys: Sequence[str],
+    facets: Sequence[Facet] = (),
+    *,
+    fields: Sequence[FieldSpec] = (),
+    max_tokens: int | None = None,
 ) -> dict[str, object]:
-    """The JSON schema of an answer: the category is one of ``keys``, each facet one of its
-    option ids. With ``max_tokens`` the reasoning's length is capped to fit that budget
-    (grammar-enforcing servers only: strict ``json_schema`` does not take ``maxLength``
-    everywhere)."""
+    """The JSON schema of an answer: the category is one of ``keys``, each facet and choice
+    field one of its option ids, a flag a boolean, a text field a string. With ``max_tokens``
+    the reasoning's length is capped to fit that budget (grammar-enforcing servers only: strict
+    ``json_schema`` does not take ``maxLength`` everywhere)."""
     properties: dict[str, object] = {"category": {"type": "string", "enum": list(keys)}}
     for facet in facets:
         properties[facet.name] = {"type": "string", "enum": [o.id for o in facet.options]}
+    for spec in fields:
+        properties[spec.name] = _field_schema(spec)
     properties["confidence"] = {"type": "number"}
     reasoning: dict[str, object] = {"type": "string"}
     if max_tokens is not None:
@@ -126,34 +132,59 @@ def response_schema(
     }
 
 
-def json_mode_instructions(keys: Sequence[str], facets: Sequence[Facet]) -> str:
+def _field_schema(spec: FieldSpec) -> dict[str, object]:
+    if spec.kind == "choice":
+        return {"type": "string", "enum": [o.id for o in spec.options]}
+    if spec.kind == "flag":
+        return {"type": "boolean"}
+    return {"type": "string"}
+
+
+def _example(spec: FieldSpec) -> object:
+    if spec.kind == "choice":
+        return spec.options[0].id if spec.options else ""
+    if spec.kind == "flag":
+        return False
+    return "One short sentence."
+
+
+def json_mode_instructions(
+    keys: Sequence[str], facets: Sequence[Facet], fields: Sequence[FieldSpec] = ()
+) -> str:
     """What strict output would have enforced, said in words: the fields, an example answer
     with real values, and the allowed values (a bare type such as "string" gets copied)."""
     example: dict[str, object] = {"category": keys[0]}
     example |= {f.name: f.options[0].id for f in facets if f.options}
+    example |= {spec.name: _example(spec) for spec in fields}
     example |= {"confidence": 0.8, "reasoning": "One short sentence for the technician."}
     return (
         "Reply with one JSON object and nothing else, in this form (an example of the form "
         "only: choose what fits the ticket):\n"
-        f"{json.dumps(example, ensure_ascii=False)}\n{allowed(keys, facets)}"
+        f"{json.dumps(example, ensure_ascii=False)}\n{allowed(keys, facets, fields)}"
     )
 
 
-def correction(problem: str, keys: Sequence[str], facets: Sequence[Facet]) -> str:
+def correction(
+    problem: str, keys: Sequence[str], facets: Sequence[Facet], fields: Sequence[FieldSpec] = ()
+) -> str:
     brevity = " Be brief: one short sentence of reasoning." if "cut off" in problem else ""
     return (
         f"Your answer was invalid: {problem}. Answer again with only the JSON object.{brevity}\n"
-        f"{allowed(keys, facets)}"
+        f"{allowed(keys, facets, fields)}"
     )
 
 
-def allowed(keys: Sequence[str], facets: Sequence[Facet]) -> str:
+def allowed(keys: Sequence[str], facets: Sequence[Facet], fields: Sequence[FieldSpec] = ()) -> str:
     listed = json.dumps(list(keys), ensure_ascii=False)
     lines = [f'"category" must be exactly one of these keys: {listed}']
+    choices = [(f.name, f.options) for f in facets]
+    choices += [(spec.name, spec.options) for spec in fields if spec.kind == "choice"]
     lines += [
-        f'"{f.name}" must be exactly one of these values: {json.dumps([o.id for o in f.options])}'
-        for f in facets
+        f'"{name}" must be exactly one of these values: {json.dumps([o.id for o in options])}'
+        for name, options in choices
     ]
+    lines += [f'"{spec.name}" is true or false.' for spec in fields if spec.kind == "flag"]
+    lines += [f'"{spec.name}" is one short sentence.' for spec in fields if spec.kind == "text"]
     lines.append('"confidence" is a number from 0 to 1.')
     return "\n".join(lines)
 

@@ -10,7 +10,15 @@ from typing import ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session, sessionmaker
 
-from psatriage.domain import CallRecorder, Category, Classification, Facet, ModelCall, Ticket
+from psatriage.domain import (
+    CallRecorder,
+    Category,
+    Classification,
+    Facet,
+    FieldSpec,
+    ModelCall,
+    Ticket,
+)
 from psatriage.prompts import PromptExample, PromptTemplate
 
 _MAX_QUOTE_CHARS = 200
@@ -54,6 +62,8 @@ class ClassificationRequest:
 
     ``model`` and ``max_tokens`` are already resolved from tenant and company settings.
     ``facets`` are fields to choose beside the category (one option each, by id).
+    ``fields`` are the tenant's enabled ticket fields (``psatriage.fields``), answered in the same
+    call; an answer outside a field's values leaves that field out, never the category.
     ``ticket`` is already redacted; ``redactions`` counts what was masked, for the call log.
     ``record`` receives one ``ModelCall`` per call made (including corrective retries and failures).
     ``examples`` are the tenant's labeled tickets most like this one (``learning.examples``).
@@ -69,6 +79,7 @@ class ClassificationRequest:
     company: str = ""
     taxonomy_hash: str = ""
     facets: tuple[Facet, ...] = ()
+    fields: tuple[FieldSpec, ...] = ()
     redactions: Mapping[str, int] = field(default_factory=dict)
     event_id: int | None = None
     record: CallRecorder = _discard

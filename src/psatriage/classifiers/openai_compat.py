@@ -112,6 +112,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
         self._secret = config.api_key.get_secret_value() if config.api_key else ""
         self._made: openai.OpenAI | None = None  # on first use: the SDK loads then (start-up)
         self._making = threading.Lock()
+        self._closed = False
         self._prices = {**DEFAULT_PRICES, **config.prices}
         mode = config.structured_output
         self._wanted = Shape(
@@ -132,13 +133,18 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
         if self._made is None:
             with self._making:
                 if self._made is None:
-                    self._made = make_client(self.config)
+                    made = make_client(self.config)
+                    if self._closed:  # asked after close (a late background check): refuse
+                        made.close()  # as a closed client does, holding no connection
+                    self._made = made
         return self._made
 
     def close(self) -> None:
         """Release the connection pool."""
-        if self._made is not None:
-            self._made.close()
+        with self._making:
+            self._closed = True
+            if self._made is not None:
+                self._made.close()
 
     def capabilities(self) -> dict[str, str] | None:
         where = {"server": self.config.server, "model": self.config.model}
@@ -162,6 +168,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             tenant=request.tenant,
             company=request.company,
             facets=request.facets,
+            fields=request.fields,
             keys=choices.aliased,
             examples=request.examples,
         )
@@ -179,7 +186,7 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
             if message.refusal:
                 self._record(request, reply, error=f"refused: {clip(message.refusal)}")
                 raise InvalidAnswer(f"the model refused: {clip(message.refusal)}")
-            answer = read_answer(reply.completion, choices, request.facets)
+            answer = read_answer(reply.completion, choices, request.facets, request.fields)
             if isinstance(answer, Answer):
                 self._record(request, reply, key=answer.key, confidence=answer.confidence)
                 return Classification(
@@ -192,13 +199,15 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
                     usage=usage,
                     latency_ms=_ms_since(started),
                     facets=answer.facets,
+                    fields=answer.fields,
                 )
             self._record(request, reply, error=f"invalid answer: {answer}")
             content = message.content or ""
             if attempt == 2:
                 raise InvalidAnswer(self._no_valid_answer(request, answer, content))
             turns.append({"role": "assistant", "content": content})
-            turns.append({"role": "user", "content": correction(answer, offered, request.facets)})
+            retry = correction(answer, offered, request.facets, request.fields)
+            turns.append({"role": "user", "content": retry})
         raise AssertionError("unreachable")
 
     def _no_valid_answer(self, request: ClassificationRequest, problem: str, content: str) -> str:
@@ -306,11 +315,16 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
     ) -> _Reply:
         """Exactly one HTTP call; a failure is recorded here, a success by the caller."""
         if shape.structured != "json_schema":
-            system = f"{system}\n\n{json_mode_instructions(offered, request.facets)}"
+            system = (
+                f"{system}\n\n{json_mode_instructions(offered, request.facets, request.fields)}"
+            )
         messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}]
         grammar = shape.structured == "json_object_schema"
         schema = response_schema(
-            offered, request.facets, max_tokens=request.max_tokens if grammar else None
+            offered,
+            request.facets,
+            fields=request.fields,
+            max_tokens=request.max_tokens if grammar else None,
         )
         started = time.perf_counter()
         try:

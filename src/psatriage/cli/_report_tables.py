@@ -30,9 +30,11 @@ def share(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
-def trend(value: float | None, previous: float | None) -> Text:
+def trend(value: float | None, previous: float | None, current: float | None) -> Text:
+    """The change against the previous period: ``+25%`` (red: more), ``new`` when the previous
+    period had none and this one has some, else blank."""
     if value is None:
-        return Text("new" if previous == 0 else "")
+        return Text("new" if previous == 0 and current else "")
     shown = f"{value:+.0%}"
     return Text(shown, style="red" if value > 0 else "green" if value < 0 else "")
 
@@ -86,8 +88,8 @@ def _categories(console: Console, report: CategoriesReport) -> None:
                 share(row.hours_share),
                 hours(row.median_hours),
                 hours(row.p90_hours),
-                trend(row.tickets_trend, row.previous_tickets),
-                trend(row.hours_trend, row.previous_hours),
+                trend(row.tickets_trend, row.previous_tickets, row.tickets),
+                trend(row.hours_trend, row.previous_hours, row.hours),
             )
         console.print(_more(table, len(level.rows)))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,6 +13,8 @@ from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, sett
 from psatriage.errors import ConfigError, PsatriageError
 
 if TYPE_CHECKING:
+    from psatriage.config import Tenant
+    from psatriage.psa.base import PSAAdapter
     from psatriage.runtime import Runtime
 
 config_app = typer.Typer(help="Check the tenants file.", no_args_is_help=True)
@@ -45,10 +47,14 @@ def config_check(
         return
     table = Table("tenant", "PSA", "model", title="connections")
     models: list[tuple[str, Text]] = []
+    fields: list[str] = []
     broken = False
     with runtime(migrate=False) as built:
         for name in sorted(config.tenants):
             psa_ok, psa = _check(lambda name=name: built.adapter(name).check_connection())
+            if psa_ok:
+                found, lines = _fields_check(config.tenant(name), built.adapter(name))
+                psa_ok, fields = psa_ok and found, fields + lines
             model_ok, model = _check(lambda name=name: built.classifier(name).check_connection())
             broken |= not (psa_ok and model_ok)
             table.add_row(
@@ -67,10 +73,24 @@ def config_check(
     for name, model in models:  # long lines: printed whole, not squeezed into a column
         for line in model.plain.splitlines():
             console.print(f"{name} model: {line}", soft_wrap=True, highlight=False)
+    for line in fields:
+        console.print(line, soft_wrap=True, highlight=False)
     for line in unknown:
         errors.print(line, soft_wrap=True, highlight=False)
     if broken or unknown:
         raise typer.Exit(1)
+
+
+def _fields_check(tenant: Tenant, adapter: PSAAdapter[Any]) -> tuple[bool, list[str]]:
+    """The fields' names looked up in the PSA's live values: whether all were found, and why
+    not."""
+    from psatriage.fields import live
+
+    try:
+        lines = live.problems(tenant, adapter)
+    except PsatriageError as exc:
+        lines = [f"tenant {tenant.name!r}, key 'fields': the live values: {exc}"]
+    return not lines, lines
 
 
 def _unknown_categories(built: Runtime, name: str) -> list[str]:

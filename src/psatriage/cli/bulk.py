@@ -24,7 +24,6 @@ from rich.text import Text
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, writable_file
 from psatriage.errors import ConfigError
-from psatriage.shared.limits import patience
 
 INTERRUPTED = 130  # the shell's code for a run stopped with Ctrl-C
 WAIT_FOR_ROOM_SECONDS = 3600.0
@@ -106,6 +105,7 @@ def backfill_command(
     from psatriage.bulk import parse_until
     from psatriage.bulk.backfill import Params, Stopped, backfill
     from psatriage.evaluation.backtest import parse_since
+    from psatriage.shared.limits import patience
 
     with fail_cleanly():
         start = parse_since(since)
@@ -198,6 +198,7 @@ def export_command(
     from psatriage.bulk import parse_until
     from psatriage.bulk.export import export
     from psatriage.evaluation.backtest import parse_since
+    from psatriage.shared.limits import patience
 
     with fail_cleanly():
         start = parse_since(since)

@@ -16,6 +16,7 @@ import typer
 
 from psatriage.cli._app import app, console, errors, fail_cleanly, runtime, writable_file
 from psatriage.cli._report_tables import Report, show, write_csv
+from psatriage.cli.backtest import bar
 from psatriage.cli.train import HISTORY_PATIENCE_SECONDS
 from psatriage.errors import ConfigError
 from psatriage.reports import build
@@ -116,9 +117,19 @@ def _report(
             adapter = built.adapter(tenant)
             if not adapter.can_read_time():
                 raise ConfigError(f"tenant {tenant!r}: {config.psa} cannot list closed tickets")
-            with patience(HISTORY_PATIENCE_SECONDS):
+            with patience(HISTORY_PATIENCE_SECONDS), bar() as shown:
+                task = shown.add_task(f"closed tickets of {tenant} from {config.psa}", total=None)
+
+                def progress(done: int, total: int) -> None:
+                    shown.update(task, description="time spent", completed=done, total=total)
+
                 done = refresh_facts(
-                    adapter, facts, config.redactor, since=start - (end - start), until=end
+                    adapter,
+                    facts,
+                    config.redactor,
+                    since=start - (end - start),
+                    until=end,
+                    progress=progress,
                 )
             errors.print(
                 f"refreshed {done.tickets} closed tickets of {tenant} ({done.new} new), "

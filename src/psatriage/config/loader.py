@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from psatriage.classifiers import classifiers
+from psatriage.config.fields import NOISE_KINDS, STORED_FIELDS
 from psatriage.config.schema import PromptSettings, RawTenant, Trigger, parse_poll_start
 from psatriage.config.tenant import AppConfig, Tenant
 from psatriage.errors import ConfigError
@@ -129,6 +130,8 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         except ValidationError as exc:
             lines += _explain(name, exc, prefix="classifier")
 
+    lines += _unstorable_fields(name, raw, adapter_cls.ticket_fields)
+    lines += _fields_and_facets(name, raw, adapter_cls.field_facets, None if lines else connection)
     templates, template_problems = _compile_templates(name, raw.prompt, base)
     lines += template_problems
     if lines:
@@ -152,6 +155,8 @@ def _build_tenant(name: str, body: Any, *, base: Path) -> Tenant:
         redactor=raw.privacy.redactor(),
         companies=raw.companies,
         outcomes=raw.outcomes,
+        fields=raw.fields,
+        storm_window_minutes=raw.storm_window_minutes,
         categories=raw.categories,
         learning=raw.learning,
         budget=raw.budget,
@@ -174,6 +179,44 @@ def _company_policies_hold(tenant: Tenant) -> Tenant:
     if lines:
         raise _TenantProblems(lines)
     return tenant
+
+
+def _unstorable_fields(name: str, raw: RawTenant, stored: frozenset[str]) -> list[str]:
+    """A field enabled that the tenant's PSA cannot store, one line each."""
+    lines = [
+        f"tenant {name!r}, key 'fields.enabled': the {raw.psa} adapter cannot store the "
+        f"{field} field; fix: remove {field!r} from fields.enabled"
+        for field in raw.fields.enabled
+        if field in STORED_FIELDS and field not in stored
+    ]
+    if raw.fields.summary.rewrite_generic_titles and "title" not in stored:
+        lines.append(
+            f"tenant {name!r}, key 'fields.summary.rewrite_generic_titles': the {raw.psa} adapter "
+            "cannot rewrite titles; fix: set it to false"
+        )
+    if "routing" not in stored:
+        lines += [
+            f"tenant {name!r}, key 'fields.noise.{kind}.routing': the {raw.psa} adapter cannot "
+            "route tickets; fix: remove it"
+            for kind in NOISE_KINDS
+            if raw.fields.noise.action_for(kind).routing
+        ]
+    return lines
+
+
+def _fields_and_facets(
+    name: str, raw: RawTenant, facets: Mapping[str, str], connection: object
+) -> list[str]:
+    """A field enabled whose PSA field is also one of the connection's facets (``connection``:
+    None when it did not validate)."""
+    listed = set(getattr(connection, "facets", None) or ())
+    return [
+        f"tenant {name!r}, key 'connection.facets': {facets[field]!r} is set by the {field} "
+        f"field too; fix: remove {facets[field]!r} from connection.facets (or {field!r} from "
+        "fields.enabled)"
+        for field in raw.fields.enabled
+        if facets.get(field) in listed
+    ]
 
 
 def _compile_templates(

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from psatriage.config.fields import FieldName, FieldOverride, FieldsSettings
 from psatriage.redact import Redactor
 
 
@@ -42,7 +43,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-FIELDS = ("category",)
+FIELDS = ("category", "priority", "routing", "noise", "language", "sentiment", "summary")
 """The fields a decision covers, each with its own band (``policy.fields``)."""
 
 
@@ -266,6 +267,17 @@ class CompanyOverride(_Strict):
     )
     instructions: str = Field(default="", description="Added after the tenant's instructions.")
     policy: PolicyOverride = Field(default_factory=PolicyOverride)
+    fields: dict[FieldName, FieldOverride] = Field(
+        default_factory=dict,
+        description="Per-field policy for this company (mode, min_confidence; priority: at_least).",
+    )
+
+    @model_validator(mode="after")
+    def _at_least_is_for_priority(self) -> CompanyOverride:
+        for name, override in self.fields.items():
+            if override.at_least is not None and name != "priority":
+                raise ValueError(f"fields.{name}.at_least: at_least is for the priority only")
+        return self
 
 
 class PromptSettings(_Strict):
@@ -607,6 +619,15 @@ class RawTenant(_Strict):
     outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings)
     companies: dict[str, CompanyOverride] = Field(default_factory=dict)
     budget: Budget = Field(default_factory=Budget)
+    fields: FieldsSettings = Field(default_factory=FieldsSettings)
+    storm_window_minutes: int = Field(
+        default=0,
+        ge=0,
+        le=1440,
+        description="Alert storms: a ticket of the same client company whose normalized title "
+        "and description match one decided within this many minutes reuses that decision "
+        "without a model call (0: off).",
+    )
 
     @field_validator("poll_start")
     @classmethod
@@ -622,4 +643,17 @@ class RawTenant(_Strict):
                 "record_retention_days must be at least retention_days (deleting a row deletes "
                 "its text too)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _company_at_least_in_order(self) -> RawTenant:
+        order = {name.casefold() for name in self.fields.priority.order}
+        for company, override in self.companies.items():
+            wanted = override.fields.get("priority")
+            at_least = wanted.at_least if wanted is not None else None
+            if at_least is not None and at_least.casefold() not in order:
+                raise ValueError(
+                    f"companies.{company}.fields.priority.at_least {at_least!r} is not in "
+                    "fields.priority.order; list it there"
+                )
         return self

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from psatriage.classifiers.base import ClassifierConfig
+from psatriage.config.fields import FieldsSettings
 from psatriage.config.schema import (
     Budget,
     CategoryHint,
@@ -41,6 +42,7 @@ class Effective:
     max_tokens: int
     instructions: str
     policy: Policy
+    fields: FieldsSettings = field(default_factory=FieldsSettings)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Tenant:
     redactor: Redactor = field(default_factory=Redactor)
     companies: Mapping[str, CompanyOverride] = field(default_factory=dict)
     outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
+    fields: FieldsSettings = field(default_factory=FieldsSettings)
+    storm_window_minutes: int = 0
     categories: Mapping[str, CategoryHint] = field(default_factory=dict)
     learning: LearningSettings = field(default_factory=LearningSettings)
     budget: Budget = field(default_factory=Budget)
@@ -89,11 +93,15 @@ class Tenant:
         model, max_tokens = self.classifier.default_model, self.classifier.default_max_tokens
         override = self._company(company_id, company_name)
         if override is None:
-            return Effective(model, max_tokens, self.instructions, self.policy)
+            return Effective(model, max_tokens, self.instructions, self.policy, self.fields)
         policy = self.policy_with(override)
         instructions = "\n".join(t for t in (self.instructions, override.instructions) if t)
         return Effective(
-            override.model or model, override.max_tokens or max_tokens, instructions, policy
+            override.model or model,
+            override.max_tokens or max_tokens,
+            instructions,
+            policy,
+            self.fields.with_overrides(override.fields),
         )
 
     def policy_with(self, override: CompanyOverride) -> Policy:

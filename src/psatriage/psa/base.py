@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from psatriage.domain import (
     Category,
     ClosedTicket,
+    Facet,
     LabeledTicket,
     NewTicket,
     Taxonomy,
@@ -31,6 +32,10 @@ from psatriage.domain import (
 from psatriage.errors import NotFound
 from psatriage.secrets import Secret
 from psatriage.shared.limits import CallLimits
+
+TITLE_LEVEL = "title"
+"""A ``set_category`` path value at this level rewrites the ticket's title: its ``id`` (and
+``name``) is the new title (``fields.summary.rewrite_generic_titles``)."""
 
 PATH_TOKEN_HEADER = "x-psatriage-path-token"  # noqa: S105 - a header name, not a secret
 """``verify`` finds the secret segment of ``/webhooks/{tenant}/{token}`` under this header name.
@@ -166,6 +171,16 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     kind: ClassVar[str]
     Config: ClassVar[type[AdapterConfig]]
     default_trigger: ClassVar[str] = "webhook"  # what a tenant gets without ``trigger = ...``
+    ticket_fields: ClassVar[frozenset[str]] = frozenset()
+    """The ticket fields (``psatriage.fields``) this PSA stores beside the category: ``priority``
+    and ``routing`` (the board, queue or team), whose live values ``field_values`` lists, and
+    ``title`` (a rewrite of a generic title, ``TITLE_LEVEL``)."""
+    field_facets: ClassVar[Mapping[str, str]] = {}
+    """Ticket fields that a facet of ``Config.facets`` also sets (field -> facet): a tenant uses
+    one or the other, never both."""
+    routing_sets_scope: ClassVar[bool] = False
+    """Whether routing moves the ticket to another category tree (a ConnectWise board): routing
+    is then decided first and the category chosen within the chosen scope's tree."""
     needs_token_cache: ClassVar[bool] = False
     """Whether the adapter holds an access token that the worker processes should share
     (``psatriage.psa.tokens.TokenCache``); the Runtime sets up the shared store where one does."""
@@ -220,9 +235,22 @@ class PSAAdapter(ABC, Generic[ConfigT]):
     def set_category(self, ticket: Ticket, category: Category) -> None:
         """Write the category onto the ticket. Raise ``CategoryRejected`` if the PSA refuses it.
 
-        ``category.path`` may end with facet values (``Category.with_facets``): every level in
-        the path is a field to write.
+        ``category.path`` may end with facet values and ticket field values
+        (``Category.with_facets``): every level in the path is a field to write, all in one
+        update. A path with no level of the category tree writes only the fields it names. A
+        value at ``TITLE_LEVEL`` rewrites the title (its ``id`` is the new title).
         """
+
+    def field_values(self, ticket: Ticket, field: str) -> Facet:
+        """The live, active values of a ticket field (one of ``ticket_fields``) for this ticket:
+        a ``Facet`` named after the field whose options carry, as ``level``, the PSA field that
+        ``set_category`` writes. Read through the taxonomy cache (``field_scope``)."""
+        raise NotImplementedError(f"{self.kind} does not store the ticket field {field!r}")
+
+    def field_scope(self, ticket: Ticket, field: str) -> str:
+        """What a field's values depend on, for the cache: the field alone by default (a PSA
+        whose values differ per ticket, such as HaloPSA's priorities per SLA, adds to it)."""
+        return field
 
     @abstractmethod
     def add_note(self, ticket: Ticket, text: str) -> None:

@@ -38,7 +38,15 @@ from typing import Any, ClassVar, NoReturn
 import httpx
 import stamina
 
-from psatriage.errors import AuthFailed, NotFound, PermanentError, PsatriageError, TransientError
+from psatriage import metrics
+from psatriage.errors import (
+    AuthFailed,
+    CallLimitReached,
+    NotFound,
+    PermanentError,
+    PsatriageError,
+    TransientError,
+)
 from psatriage.http import retry_after
 from psatriage.psa.base import AdapterConfig
 from psatriage.shared.limits import CallLimits
@@ -108,18 +116,26 @@ class PSAClient(ABC):
         data: Form | None = None,
         rejected: type[PermanentError] = PermanentError,
     ) -> httpx.Response:
-        """One API call, its answer checked by ``raise_for``; a 429 is retried briefly."""
-        return self._retrying(
-            self._rate_limited,
-            self._call_once,
-            method,
-            path,
-            what,
-            params,
-            json_body,
-            data,
-            rejected,
-        )
+        """One API call, its answer checked by ``raise_for``; a 429 is retried briefly. A
+        failure is counted in ``psatriage_psa_call_errors_total`` by tenant and endpoint."""
+        try:
+            return self._retrying(
+                self._rate_limited,
+                self._call_once,
+                method,
+                path,
+                what,
+                params,
+                json_body,
+                data,
+                rejected,
+            )
+        except CallLimitReached:
+            raise  # our own limit: nothing was sent
+        except PsatriageError as exc:
+            tenant = self.limits.scope.partition(":")[2] or self.limits.scope
+            metrics.psa_call_failed(tenant, endpoint_of(method, path), exc)
+            raise
 
     @abstractmethod
     def exchange(

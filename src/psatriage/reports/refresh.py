@@ -68,17 +68,19 @@ def refresh_facts(
     until: datetime,
     time_limit: int | None = None,
     room: Callable[[], bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Refreshed:
     """Record the tickets closed in ``[since, until)``, then read the hours of at most
     ``time_limit`` tickets still without them (all when None), batch by batch while ``room()``
-    says the call limits have room (always, when None). Errors while listing tickets propagate;
-    while reading time, a refusal is noted and a transient failure ends the run."""
+    says the call limits have room (always, when None); ``progress(done, total)`` hears of each
+    batch. Errors while listing tickets propagate; while reading time, a refusal is noted and a
+    transient failure ends the run."""
     tenant = adapter.tenant
     tickets = adapter.list_closed_tickets(since, until)
     titles = {t.ticket_id: redactor.text(t.title, Counter()) for t in tickets}
     new = facts.record(tenant, tickets, titles)
     pending = facts.without_hours(tenant, limit=time_limit or 10_000_000)
-    read, problem, stopped = _read_hours(adapter, facts, pending, room)
+    read, problem, stopped = _read_hours(adapter, facts, pending, room, progress)
     facts.refreshed(tenant, covered_until=until, hours_problem=problem)
     left = len(facts.without_hours(tenant, limit=10_000_000))
     return Refreshed(len(tickets), new, read, left, problem, stopped)
@@ -89,9 +91,12 @@ def _read_hours(
     facts: Facts,
     pending: Sequence[str],
     room: Callable[[], bool] | None,
+    progress: Callable[[int, int], None] | None,
 ) -> tuple[int, str, str]:
     read = 0
     for start in range(0, len(pending), TIME_BATCH):
+        if progress is not None:
+            progress(start, len(pending))
         if room is not None and not room():
             return read, "", "the call window is half used: the rest is left to new tickets"
         batch = pending[start : start + TIME_BATCH]

@@ -276,6 +276,7 @@ class CallLimits:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.scope = scope
         self.window = (
             RollingWindow(
                 per_window,

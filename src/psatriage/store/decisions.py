@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -66,6 +67,10 @@ class Decisions:
         replacing: bool = False,
         once_per_ticket: bool = True,
         redactions: Mapping[str, int] | None = None,
+        fields: Sequence[Mapping[str, object]] = (),
+        storm_key: str | None = None,
+        followed: str | None = None,
+        scope: str | None = None,
     ) -> DecisionRow:
         """Checkpoint what was decided before anything is written, so a retry reuses it.
 
@@ -87,6 +92,10 @@ class Decisions:
             category_key=chosen.target.key if chosen else None,
             category_label=chosen.category.label if chosen else "",
             category=chosen.to_dict() if chosen else None,
+            fields=[dict(f) for f in fields] or None,
+            storm_key=storm_key,
+            followed=followed,
+            scope=scope,
         )
         if classification is not None:
             row.confidence = classification.confidence
@@ -174,6 +183,38 @@ class Decisions:
             query = query.where(DecisionRow.id < before_id)
         with self._sessions() as session:
             return list(session.execute(query).scalars())
+
+    def rechecked(self, tenant: str, ticket_id: str, scope: str) -> DecisionRow | None:
+        """A decision already made for the ticket on ``scope`` (a re-check is once per change)."""
+        with self._sessions() as session:
+            return session.execute(
+                select(DecisionRow)
+                .where(
+                    DecisionRow.tenant == tenant,
+                    DecisionRow.ticket_id == ticket_id,
+                    DecisionRow.scope == scope,
+                )
+                .limit(1)
+            ).scalar_one_or_none()
+
+    def storm_leader(
+        self, tenant: str, storm_key: str, since: datetime, *, other_than: str = ""
+    ) -> DecisionRow | None:
+        """The latest decision with a chosen category for this storm key made after ``since``,
+        on another ticket than ``other_than``."""
+        with self._sessions() as session:
+            return session.execute(
+                select(DecisionRow)
+                .where(
+                    DecisionRow.tenant == tenant,
+                    DecisionRow.storm_key == storm_key,
+                    DecisionRow.ticket_id != other_than,
+                    DecisionRow.created_at >= since,
+                    DecisionRow.category_key.is_not(None),
+                )
+                .order_by(DecisionRow.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
 
     # -- model calls --------------------------------------------------------------------------
 

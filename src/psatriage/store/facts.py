@@ -1,7 +1,9 @@
 """The facts reports are made of: one row per closed ticket, and one refresh mark per tenant.
 
-``record`` writes what the PSA says about closed tickets (a ticket closed again after being
-reopened forgets its hours, so they are read again); ``set_hours`` fills in the hours;
+``record`` writes what the PSA says about closed tickets, with the final category the outcome
+sweep found where it found one (``outcomes``: agreed, corrected or filled), else the PSA's, and
+psatriage's decision (a ticket closed again after being reopened forgets its hours, so they are
+read again); ``set_hours`` fills in the hours;
 ``claim`` is one conditional update, so of several processes running the scheduled refresh only
 one refreshes a tenant per interval.
 """
@@ -17,8 +19,15 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from psatriage.domain import ClosedTicket
-from psatriage.store.tables import DecisionRow, FactRefreshRow, TicketFactRow, utcnow
+from psatriage.domain import PATH_SEPARATOR, ClosedTicket
+from psatriage.store.tables import (
+    DecisionRow,
+    FactRefreshRow,
+    OutcomeRow,
+    OutcomeState,
+    TicketFactRow,
+    utcnow,
+)
 
 _CHUNK = 500  # ids per IN (...) list
 
@@ -131,6 +140,7 @@ class Facts:
             ids = [t.ticket_id for t in chunk]
             with self._sessions.begin() as session:
                 decided = _decisions(session, tenant, ids)
+                final = _outcomes(session, tenant, ids)
                 closed = dict(
                     session.execute(
                         select(TicketFactRow.ticket_id, TicketFactRow.closed_at).where(
@@ -143,6 +153,7 @@ class Facts:
                 for ticket in chunk:
                     values = _values(ticket, titles.get(ticket.ticket_id, ticket.title))
                     values |= decided.get(ticket.ticket_id, {"decision": "", "decision_key": None})
+                    values |= final.get(ticket.ticket_id, {})
                     values |= {"tenant": tenant, "ticket_id": ticket.ticket_id, "refreshed_at": now}
                     if ticket.ticket_id not in closed:
                         inserts.append(values | {"hours": None})
@@ -238,6 +249,31 @@ def _decisions(session: Session, tenant: str, ids: Iterable[str]) -> dict[str, d
         .order_by(DecisionRow.id)
     ).all()
     return {ticket: {"decision": outcome, "decision_key": key} for ticket, outcome, key in rows}
+
+
+_FINAL = (OutcomeState.AGREED, OutcomeState.CORRECTED, OutcomeState.FILLED)
+
+
+def _outcomes(session: Session, tenant: str, ids: Iterable[str]) -> dict[str, dict[str, object]]:
+    """The final category per ticket where the outcome sweep knows it (the latest outcome)."""
+    rows = session.execute(
+        select(OutcomeRow.ticket_id, OutcomeRow.final_key, OutcomeRow.final_label)
+        .where(
+            OutcomeRow.tenant == tenant,
+            OutcomeRow.ticket_id.in_(list(ids)),
+            OutcomeRow.state.in_([state.value for state in _FINAL]),
+            OutcomeRow.final_key.is_not(None),
+        )
+        .order_by(OutcomeRow.id)
+    ).all()
+    return {
+        ticket: {
+            "category_key": key,
+            "category_path": label.split(PATH_SEPARATOR) if label else [key],
+            "category_source": "outcome",
+        }
+        for ticket, key, label in rows
+    }
 
 
 _PATH = Fact.__slots__.index("category_path")

@@ -101,7 +101,10 @@ class EventRow(Base):
 
 class DecisionRow(Base):
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_tenant_ticket", "tenant", "ticket_id"),)
+    __table_args__ = (
+        Index("ix_decisions_tenant_ticket", "tenant", "ticket_id"),
+        Index("ix_decisions_tenant_storm", "tenant", "storm_key"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), unique=True)
@@ -132,6 +135,13 @@ class DecisionRow(Base):
     wrote_category: Mapped[bool] = mapped_column(Boolean, default=False)
     wrote_note: Mapped[bool] = mapped_column(Boolean, default=False)
     redactions: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    # the ticket fields decided beside the category (psatriage.fields.FieldDecision.to_dict)
+    fields: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True)
+    # alert storms: the company and normalized text's hash; the ticket whose decision was reused
+    storm_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # the category tree (ticket scope, e.g. a ConnectWise board) the chosen category belongs to
+    scope: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    followed: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -331,7 +341,8 @@ class SweepMarkRow(Base):
 
 class TicketFactRow(Base):
     """One closed ticket as the reports count it: its final category (``category_source`` says
-    where it came from: ``"psa"``, or empty when it has none), its company, when it was opened and
+    where it came from: ``"outcome"`` where the outcome sweep settled it, else ``"psa"``, or
+    empty when it has none), its company, when it was opened and
     closed, the hours recorded on it (None until read, or while the PSA will not show them), and
     whether and how psatriage decided it. ``title`` is redacted as the model would see it."""
 

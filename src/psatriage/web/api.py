@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from psatriage import accuracy
 from psatriage.domain import Outcome
+from psatriage.observe import state_registry
 from psatriage.runtime import Runtime
 from psatriage.store import db
 from psatriage.store.tables import EventState
@@ -97,6 +98,7 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         ready=ready,
         checks=checks,
         tenants=dict(sorted(problems.items())),
+        degraded=runtime.degraded(),
         models=_models(runtime),
         budgets=meters,
     )
@@ -115,12 +117,17 @@ def _models(runtime: Runtime) -> dict[str, dict[str, str]]:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(runtime: RuntimeDep) -> Response:
+    """The process's counters and histograms, and the service's state as gauges (read from the
+    database now: ``psatriage.observe``)."""
     # the budget and accuracy gauges, fresh from the database (workers count there); on a
     # database error the other metrics are still worth serving, and /readyz says what is wrong
     with contextlib.suppress(SQLAlchemyError):
         runtime.budgets()
         accuracy.refresh_gauges(runtime.sessions, runtime.config.tenants)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    body = generate_latest()
+    with contextlib.suppress(SQLAlchemyError):
+        body += generate_latest(state_registry(runtime))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/api/events", dependencies=[Depends(require_token)], responses=_UNAUTHORIZED)

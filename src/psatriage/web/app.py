@@ -30,6 +30,7 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
             stop.set()
             if consumer is not None:
                 consumer.stop(graceful=True)
+            pages.stop()  # its background checks use connections the runtime will close
 
     app = FastAPI(
         title="psatriage",
@@ -45,5 +46,5 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
     app.include_router(reviews.router)
     app.include_router(reports.router)
     app.include_router(accuracy.router)
-    console.install(app, runtime)
+    pages = console.install(app, runtime)
     return app

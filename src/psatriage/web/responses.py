@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from psatriage.domain import Outcome
 from psatriage.store.tables import EventState, ReviewState
@@ -60,7 +60,13 @@ class Readiness(BaseModel):
     )
     checks: dict[str, str] = Field(description="database and queue: ok, or what is wrong.")
     tenants: dict[str, list[str]] = Field(
-        description="Per tenant, what needs a person: refused credentials, a deactivated webhook."
+        description="Per tenant, what needs a person: refused credentials, a deactivated "
+        "webhook, repeated failures."
+    )
+    degraded: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per tenant degraded by repeated PSA or model failures (events or polls, "
+        "PSATRIAGE_DEGRADED_AFTER in a row): why. The service stays ready for other tenants.",
     )
     models: dict[str, dict[str, str]] = Field(
         description="Per tenant with an LLM, what its model server was found to support "
@@ -88,6 +94,17 @@ class Event(_FromRow):
     updated_at: UtcTime
     finished_at: UtcTime | None
     next_attempt_at: UtcTime | None = Field(description="When a retrying event is tried next.")
+
+
+class DecidedField(BaseModel):
+    """One ticket field decided beside the category (priority, routing, noise...)."""
+
+    name: str = Field(description="priority, routing, noise, language, sentiment or summary.")
+    label: str = Field(description="As the note shows it (Priority, Board, Queue, Team...).")
+    value: str = Field(description="The value as the note shows it.")
+    value_id: str = Field(description="The PSA's id of the value, or the kind answered.")
+    outcome: str = Field(description="applied (written), suggested (note only) or recorded.")
+    confidence: float | None
 
 
 class Decision(_FromRow):
@@ -119,7 +136,18 @@ class Decision(_FromRow):
     latency_ms: float
     wrote_category: bool
     wrote_note: bool
+    fields: list[DecidedField] = Field(
+        default_factory=list, description="The ticket fields decided beside the category."
+    )
+    followed: str | None = Field(
+        default=None, description="The ticket whose decision an alert storm reused."
+    )
     created_at: UtcTime
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return value or []
 
 
 class ModelCall(_FromRow):

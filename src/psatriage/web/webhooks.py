@@ -154,18 +154,31 @@ def _accept(
         return 202, {"status": "ignored", "reason": "not a ticket event"}
     if event.actionable:
         refuse_replay(event, runtime.tenant(tenant).replay_window_seconds)
-    state = EventState.RECEIVED if event.actionable else EventState.IGNORED
+    acted_on = event.actionable or _moved(runtime, tenant, event)
+    state = EventState.RECEIVED if acted_on else EventState.IGNORED
     event_id, created = runtime.ledger.record(event, state=state)
     if not created:
         return 200, {"status": "duplicate", "event_id": event_id}
     if not event.actionable:  # an update: the outcome sweep reads the ticket next time
         runtime.outcomes.make_due(tenant, event.ticket_id)
+    if not acted_on:
         return 202, {"status": "ignored", "event_id": event_id, "reason": event.action}
     try:
         runtime.queue.enqueue(event_id)
     except Exception:
         log.exception("enqueue failed; the reaper will pick the event up", event_id=event_id)
     return 202, {"status": "accepted", "event_id": event_id}
+
+
+def _moved(runtime: Runtime, tenant: str, event: TicketEvent) -> bool:
+    """Whether an update moved a ticket we categorized to another category tree (a ConnectWise
+    board) that it was not re-checked on yet: the category is then decided again there."""
+    if event.scope is None or not runtime.adapter(tenant).routing_sets_scope:
+        return False
+    holder = runtime.decisions.ticket_holder(tenant, event.ticket_id)
+    if holder is None or not holder.wrote_category or holder.scope in (None, event.scope):
+        return False
+    return runtime.decisions.rechecked(tenant, event.ticket_id, event.scope) is None
 
 
 def refuse_replay(event: TicketEvent, window_seconds: int, now: datetime | None = None) -> None:

@@ -205,6 +205,7 @@ def kit() -> ContractKit:
         cases=CASES,
         add_note=lambda ticket_id, text: fake.add_note(int(ticket_id), text),
         categorized=categorized,
+        field_value=lambda ticket_id, field: _field_value(fake, ticket_id, field),
         history_ticket=history_ticket,
         history_path=r"/Tickets/query",
         registrations=lambda: len(fake.webhooks),
@@ -217,3 +218,8 @@ def kit() -> ContractKit:
         time_path=r"/TimeEntries/query$",
         report_categories=("Hardware › Printer", "Software › Email"),
     )
+
+
+def _field_value(fake: FakeAutotask, ticket_id: str, field: str) -> str | None:
+    value = fake.tickets[int(ticket_id)].get({"priority": "priority", "routing": "queueID"}[field])
+    return None if value is None else str(value)

@@ -228,6 +228,7 @@ def kit() -> ContractKit:
         cases=CASES,
         add_note=lambda ticket_id, text: fake.add_ticket_note(int(ticket_id), text, internal=True),
         categorized=categorized,
+        field_value=lambda ticket_id, field: _field_value(fake, ticket_id, field),
         history_ticket=history_ticket,
         history_path=r"/service/tickets$",
         registrations=lambda: len(fake.callbacks),
@@ -240,3 +241,8 @@ def kit() -> ContractKit:
         time_path=r"/time/entries$",
         report_categories=("Hardware › Printer › Paper jam", "Software › Email › Setup"),
     )
+
+
+def _field_value(fake: FakeConnectWise, ticket_id: str, field: str) -> str | None:
+    ref = fake.tickets[int(ticket_id)].get({"priority": "priority", "routing": "board"}[field])
+    return str(ref["id"]) if ref else None

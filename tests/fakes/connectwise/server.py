@@ -62,6 +62,8 @@ class Board:
     def category_error(self, ticket: dict[str, Any]) -> tuple[str, str] | None:
         """``(field, message)`` saying why the ticket's type/subType/item is invalid, or None."""
         chosen = tuple((ticket.get(level) or {}).get("id") for level in LEVELS)
+        if not any(chosen):
+            return None  # no category yet: nothing to check
         for level, value_id in zip(LEVELS, chosen, strict=True):
             record = self.find(level, value_id) if value_id is not None else {}
             if record is None or record.get("inactiveFlag"):
@@ -109,6 +111,12 @@ class FakeConnectWise(FakePSA):
         self.tickets: dict[int, dict[str, Any]] = {}
         self.ticket_notes: dict[int, list[dict[str, Any]]] = {}
         self.callbacks: list[dict[str, Any]] = []
+        self.priorities: list[dict[str, Any]] = [
+            {"id": 1, "name": "Priority 1 - Emergency Response", "sortOrder": 1},
+            {"id": 2, "name": "Priority 2 - Quick Response", "sortOrder": 2},
+            {"id": 4, "name": "Priority 3 - Normal Response", "sortOrder": 3, "defaultFlag": True},
+            {"id": 5, "name": "Priority 4 - Schedule Maintenance", "sortOrder": 4},
+        ]
         self.time_entries: list[dict[str, Any]] = []
         self.time_denied = False  # the API member's role may not read time entries (403)
         self._ids = itertools.count(1000)
@@ -241,6 +249,15 @@ class FakeConnectWise(FakePSA):
             )
             return note_id
 
+    def move(self, ticket_id: int, board_id: int) -> None:
+        """A person moves the ticket to another board: its type, subtype and item go (they
+        belong to the old board)."""
+        with self._data:
+            ticket = self.tickets[ticket_id]
+            for level in LEVELS:
+                ticket.pop(level, None)
+            ticket["board"] = self.boards[board_id].ref()
+
     def callback(
         self,
         ticket_id: int,
@@ -365,6 +382,7 @@ class FakeConnectWise(FakePSA):
             ("GET", r"/system/callbacks", self._list_callbacks),
             ("POST", r"/system/callbacks", self._create_callback),
             ("GET", r"/service/boards", lambda r: self._page(r, [b.ref() for b in self._all()])),
+            ("GET", r"/service/priorities", lambda r: self._page(r, self.priorities)),
             ("GET", r"/service/boards/(?P<board>\d+)/(?P<level>types|subtypes|items)", self._level),
             ("GET", r"/service/boards/(?P<board>\d+)/typeSubTypeItemAssociations", self._assocs),
             ("GET", r"/service/tickets", self._list_tickets),
@@ -493,7 +511,19 @@ class FakeConnectWise(FakePSA):
         updated = dict(ticket)
         for operation in operations:
             path = str(operation.get("path", "")).strip("/")
-            if operation.get("op") == "remove":
+            value = operation.get("value")
+            value_id = value.get("id") if isinstance(value, dict) else None
+            if path == "board":  # later operations (the category) are checked on the new board
+                if value_id not in self.boards:
+                    return _error(400, "InvalidObject", "ticket object is invalid", "board", "?")
+                board = self.boards[value_id]
+                updated["board"] = board.ref()
+            elif path == "priority":
+                found = next((p for p in self.priorities if p["id"] == value_id), None)
+                if found is None:
+                    return _error(400, "InvalidObject", "ticket object is invalid", "priority", "?")
+                updated["priority"] = {"id": found["id"], "name": found["name"]}
+            elif operation.get("op") == "remove":
                 updated.pop(path, None)
             elif path in LEVELS:
                 updated[path] = self._value_ref(board, path, int(operation["value"]["id"]))

@@ -266,6 +266,7 @@ def kit() -> ContractKit:
         cases=CASES,
         add_note=lambda ticket_id, text: fake.add_action(int(ticket_id), text),
         categorized=categorized,
+        field_value=lambda ticket_id, field: _field_value(fake, ticket_id, field),
         history_ticket=history_ticket,
         history_path=r"/api/Tickets$",
         registrations=lambda: len(fake.webhooks),
@@ -277,3 +278,10 @@ def kit() -> ContractKit:
         time_path=r"/api/Actions$",
         report_categories=("Hardware › Printer", "Software › Email"),
     )
+
+
+def _field_value(fake: FakeHaloPSA, ticket_id: str, field: str) -> str | None:
+    value = fake.tickets[int(ticket_id)].get(
+        {"priority": "priority_id", "routing": "team_id"}[field]
+    )
+    return None if value is None else str(value)

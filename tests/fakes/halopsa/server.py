@@ -86,6 +86,12 @@ class FakeHaloPSA(FakePSA):
         self.categories: list[dict[str, Any]] = []
         self.priorities: list[dict[str, Any]] = []
         self.outcomes: list[dict[str, Any]] = []
+        self.teams: list[dict[str, Any]] = [
+            {"id": 1, "name": "1st Line", "inactive": False},
+            {"id": 2, "name": "2nd Line", "inactive": False},
+            {"id": 3, "name": "Projects", "inactive": False},
+            {"id": 4, "name": "Old team", "inactive": True},
+        ]
         self.tickets: dict[int, dict[str, Any]] = {}
         self.actions: dict[int, list[dict[str, Any]]] = {}
         self.time_denied = False  # the application's agent may not see actions' time (403)
@@ -143,6 +149,7 @@ class FakeHaloPSA(FakePSA):
                 "user_id": 9,
                 "agent_id": 0,
                 "team": "1st Line",
+                "team_id": 1,
                 "dateoccurred": dateoccurred or _now(),
                 "hasbeenclosed": False,
                 "version_id": 1,
@@ -372,6 +379,7 @@ class FakeHaloPSA(FakePSA):
             ("GET", r"/api/TicketType/(?P<type>\d+)", self._get_type),
             ("GET", r"/api/Category", self._list_categories),
             ("GET", r"/api/Priority", self._list_priorities),
+            ("GET", r"/api/Team", lambda r: Response(200, self.teams)),
             ("GET", r"/api/Outcome", lambda r: Response(200, self.outcomes)),
             ("GET", r"/api/Actions", self._list_actions),
             ("POST", r"/api/Actions", self._add_actions),
@@ -494,6 +502,13 @@ class FakeHaloPSA(FakePSA):
                     400, {"ClassName": "System.Exception", "Message": "Invalid priority"}
                 ), new
             new["priority_id"] = fields["priority_id"]
+        if isinstance(fields.get("summary"), str):
+            new["summary"] = fields["summary"]
+        if "team_id" in fields:
+            team = next((t for t in self.teams if t["id"] == fields["team_id"]), None)
+            if team is None or team["inactive"]:
+                return Response(400, {"ClassName": "System.Exception", "Message": "Team"}), new
+            new["team_id"], new["team"] = team["id"], team["name"]
         new["version_id"] = ticket.get("version_id", 0) + 1
         return None, new
 

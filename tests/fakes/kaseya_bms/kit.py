@@ -189,6 +189,7 @@ def kit() -> ContractKit:
         cases=CASES,
         add_note=lambda ticket_id, text: fake.add_note(int(ticket_id), text),
         categorized=categorized,
+        field_value=lambda ticket_id, field: _field_value(fake, ticket_id, field),
         history_ticket=history_ticket,
         history_path=r"/servicedesk/tickets$",
         registrations=lambda: len(fake.webhooks),
@@ -201,3 +202,10 @@ def kit() -> ContractKit:
         time_path=r"/timelogs$",
         report_categories=("Hardware › Printer", "Software › Email"),
     )
+
+
+def _field_value(fake: FakeKaseyaBMS, ticket_id: str, field: str) -> str | None:
+    value = fake.tickets[int(ticket_id)].get(
+        {"priority": "PriorityId", "routing": "QueueId"}[field]
+    )
+    return None if value is None else str(value)

@@ -537,6 +537,9 @@ class FakeKaseyaBMS(FakePSA):
         updated = dict(ticket)
         for operation in operations:
             path = str(operation.get("path", "")).strip("/")
+            if path.lower() == "title" and isinstance(operation.get("value"), str):
+                updated["Title"] = operation["value"]
+                continue
             field = next((f for f in TICKET_FIELDS if f.lower() == path.lower()), None)
             if operation.get("op") != "replace" or field is None:
                 return self.error(400, f"Unsupported operation on '{path}'")

@@ -33,7 +33,9 @@ def test_closed_tickets_of_a_period_carry_category_company_and_times(
     closed(kit, "closed before the period", -20, -1, 0)
     closed(kit, "closed after the period", 0, 40, 0)
     kit.new_ticket("still open", "not closed")
+    before = len(kit.fake.requests_to(kit.history_path))
     found = build(page_size=1).list_closed_tickets(DAY.replace(tzinfo=None), DAY + timedelta(30))
+    assert len(kit.fake.requests_to(kit.history_path)) - before >= 2  # paged (page size 1)
     assert [t.ticket_id for t in found] == [printer, bare, email]
     first, none, second = found
     assert first.label == kit.report_categories[0] and first.key

@@ -28,6 +28,7 @@ import structlog
 from psatriage.domain import (
     Category,
     ClosedTicket,
+    Facet,
     LabeledTicket,
     LevelValue,
     NewTicket,
@@ -61,7 +62,7 @@ from psatriage.psa.autotask.picklists import (
     parse_picklists,
     taxonomy_from,
 )
-from psatriage.psa.base import AdapterConfig, PSAAdapter
+from psatriage.psa.base import TITLE_LEVEL, AdapterConfig, PSAAdapter
 from psatriage.psa.wire import JSON, body_hash, numeric, record_id, timestamp
 from psatriage.psa.wire import lower_keys as ci
 from psatriage.psa.wire import webhook_object as load_object
@@ -69,11 +70,15 @@ from psatriage.psa.wire import webhook_object as load_object
 log = structlog.get_logger(__name__)
 
 NOTE_MAX_CHARS = 32000
+FIELD_LEVELS = {"priority": "priority", "routing": "queueID"}  # ticket field -> picklist
+FIELD_LABELS = {"priority": "Priority", "routing": "Queue"}
 
 
 class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
     """Datto PSA (Autotask) through its REST API and ticket webhooks."""
 
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({*FIELD_LEVELS, "title"})
+    field_facets: ClassVar[Mapping[str, str]] = FIELD_LEVELS
     kind: ClassVar[str] = "autotask"
     Config: ClassVar[type[AdapterConfig]] = AutotaskConfig
 
@@ -215,10 +220,15 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
         return name
 
     def set_category(self, ticket: Ticket, category: Category) -> None:
+        """One PATCH: issue type, sub-issue type, the facets and the ticket fields (priority,
+        queueID); a path of fields alone leaves the category as it is."""
         number = _numeric(ticket.id, "ticket id")
         ids = category.ids()
-        unknown = sorted(set(ids) - {*LEVELS, *self.config.facets})
-        if unknown or "issueType" not in ids:
+        title = ids.pop(TITLE_LEVEL, None)
+        written = (*LEVELS, *self.config.facets, *FIELD_LEVELS.values())
+        unknown = sorted(set(ids) - set(written))
+        tree = any(level in ids for level in LEVELS)
+        if unknown or (tree and "issueType" not in ids) or not (ids or title):
             raise CategoryRejected(
                 f"category {category.key!r} has no issue type or sets fields this tenant does "
                 f"not categorize ({', '.join(unknown) or 'none'})"
@@ -226,6 +236,25 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
         lists = self._lists()
         for level, value in ids.items():
             check_active(lists, level, value)
+        body: JSON = {"id": number}
+        for level in dict.fromkeys(written):
+            if level in ids:
+                body[level] = _numeric(ids[level], f"{level} value", CategoryRejected)
+        if title is not None:
+            body["title"] = title[:255]
+        if tree:
+            self._check_tree(ticket, ids, body)
+        self.client.call(
+            "PATCH",
+            "Tickets",
+            json_body=body,
+            what=f"the category of ticket {number}",
+            rejected=CategoryRejected,
+        )
+
+    def _check_tree(self, ticket: Ticket, ids: Mapping[str, str], body: JSON) -> None:
+        """A sub-issue type only under its own issue type; one no longer wanted is cleared."""
+        lists = self._lists()
         issue, sub = ids["issueType"], ids.get("subIssueType")
         if sub is not None:
             parent = find_pick(lists, "subIssueType", sub)
@@ -234,19 +263,8 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
                     f"sub-issue type {sub} belongs to issue type {parent.parent or 'none'}, "
                     f"not {issue}; it is never written under another issue type"
                 )
-        body: JSON = {"id": number}
-        for level in (*LEVELS, *self.config.facets):
-            if level in ids:
-                body[level] = _numeric(ids[level], f"{level} value", CategoryRejected)
         if sub is None and any(v.level == "subIssueType" for v in ticket.current):
             body["subIssueType"] = None
-        self.client.call(
-            "PATCH",
-            "Tickets",
-            json_body=body,
-            what=f"the category of ticket {number}",
-            rejected=CategoryRejected,
-        )
 
     def add_note(self, ticket: Ticket, text: str) -> None:
         number = _numeric(ticket.id, "ticket id")
@@ -281,6 +299,15 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
 
     def get_taxonomy(self, ticket: Ticket) -> Taxonomy:
         return taxonomy_from(self._lists(refresh=True), self.config.facets)
+
+    def field_values(self, ticket: Ticket, field: str) -> Facet:
+        """The active values of the ``priority`` or ``queueID`` picklist."""
+        level = FIELD_LEVELS.get(field)
+        if level is None:
+            return super().field_values(ticket, field)
+        picks = self._lists(refresh=True).get(level, ())
+        options = tuple(LevelValue(level, p.id, p.label) for p in picks if p.active)
+        return Facet(field, FIELD_LABELS[field], options)
 
     def list_scopes(self) -> list[tuple[str, str]]:
         """Autotask has one category tree per database."""

@@ -19,7 +19,9 @@ import httpx
 from psatriage.domain import (
     Category,
     ClosedTicket,
+    Facet,
     LabeledTicket,
+    LevelValue,
     NewTicket,
     Taxonomy,
     Ticket,
@@ -27,7 +29,7 @@ from psatriage.domain import (
     TicketState,
 )
 from psatriage.errors import CategoryRejected, ConfigError, PermanentError, WebhookRejected
-from psatriage.psa.base import AdapterConfig, PSAAdapter
+from psatriage.psa.base import TITLE_LEVEL, AdapterConfig, PSAAdapter
 from psatriage.psa.connectwise import outcomes, time
 from psatriage.psa.connectwise.callbacks import (
     SigningKeys,
@@ -56,6 +58,7 @@ from psatriage.psa.wire import (
 )
 
 OUR_NOTE_MARKER = "psatriage:"
+FIELD_LEVELS = ("board", "priority")  # the ticket fields psatriage sets beside the category
 _PROJECT_RECORD_TYPES = frozenset({"projectticket", "projectissue"})
 
 
@@ -64,6 +67,8 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
 
     kind: ClassVar[str] = "connectwise"
     Config: ClassVar[type[AdapterConfig]] = ConnectWiseConfig
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing", "title"})
+    routing_sets_scope: ClassVar[bool] = True  # the board owns the category tree
 
     def __init__(self, tenant: str, config: ConnectWiseConfig, http: httpx.Client) -> None:
         super().__init__(tenant, config, http)
@@ -105,6 +110,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             dedupe_key=str(message_id) if message_id else body_hash(body),
             occurred_at=timestamp(lower_keys(entity.get("_info")).get("dateentered")),
             actor=str(actor) if actor not in (None, "") else None,
+            scope=record_id(lower_keys(entity.get("board")).get("id")),
             snapshot=ticket_snapshot(ticket_id, entity) if actionable else None,
         )
 
@@ -170,13 +176,30 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         return sorted(notes, key=_note_order)
 
     def set_category(self, ticket: Ticket, category: Category) -> None:
+        """One PATCH: the board first (a new board's tree is then checked), the priority, then
+        type, subtype and item; a path of fields alone leaves the category as it is."""
         number = _numeric(ticket.id, "ticket id")
         ids = category.ids()
-        if "type" not in ids:
+        title = ids.pop(TITLE_LEVEL, None)
+        unknown = sorted(set(ids) - {*LEVELS, *FIELD_LEVELS})
+        if unknown:
+            raise CategoryRejected(f"{', '.join(unknown)} is not a ConnectWise ticket field")
+        tree = any(level in ids for level in LEVELS)
+        if tree and "type" not in ids:
             raise CategoryRejected(f"category {category.key!r} has no type")
         present = {value.level for value in ticket.current}
-        operations: list[JSON] = []
-        for level in LEVELS:
+        operations: list[JSON] = [
+            {
+                "op": "replace",
+                "path": level,
+                "value": {"id": _numeric(ids[level], f"{level} id", CategoryRejected)},
+            }
+            for level in FIELD_LEVELS
+            if level in ids
+        ]
+        if title is not None:
+            operations.append({"op": "replace", "path": "summary", "value": title[:100]})
+        for level in LEVELS if tree else ():
             if level in ids:
                 value = {"id": _numeric(ids[level], f"{level} id", CategoryRejected)}
                 operations.append({"op": "replace", "path": level, "value": value})
@@ -234,6 +257,22 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
             leaves=tuple(leaves.values()),
             defaults=frozenset(("type", i) for i, t in types.items() if t.get("defaultFlag")),
         )
+
+    def field_values(self, ticket: Ticket, field: str) -> Facet:
+        """Priorities (``service/priorities``) or the active service boards (``list_scopes``)."""
+        if field == "priority":
+            records = self.client.get_all("service/priorities", what="priorities")
+            records = sorted(records, key=lambda r: (r.get("sortOrder") or 0, r.get("id") or 0))
+            options = tuple(
+                LevelValue("priority", str(r["id"]), str(r.get("name") or r["id"]))
+                for r in records
+                if r.get("id") is not None
+            )
+            return Facet("priority", "Priority", options)
+        if field == "routing":
+            boards = self.list_scopes()
+            return Facet("routing", "Board", tuple(LevelValue("board", i, n) for i, n in boards))
+        return super().field_values(ticket, field)
 
     def list_scopes(self) -> list[tuple[str, str]]:
         """Active service boards (those in ``boards`` when it is set), as ``(id, name)``."""

@@ -14,6 +14,7 @@ private action. Where this relies on a point the PSA reference marks [UNSURE], a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -40,6 +41,7 @@ from psatriage.psa.halopsa.config import HaloPSAConfig
 from psatriage.psa.halopsa.taxonomy import (
     ALL_TYPES,
     PRIORITY_FACET,
+    TEAM_LEVEL,
     CategoryValue,
     Scope,
     TicketType,
@@ -63,6 +65,8 @@ from psatriage.psa.wire import webhook_object as load_object
 class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
     """HaloPSA through its REST API and an outbound webhook."""
 
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing", "title"})
+    field_facets: ClassVar[Mapping[str, str]] = {"priority": PRIORITY_FACET}
     kind: ClassVar[str] = "halopsa"
     Config: ClassVar[type[AdapterConfig]] = HaloPSAConfig
     needs_token_cache: ClassVar[bool] = True
@@ -178,17 +182,21 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
         if write.type_id is not None and not self.config.set_ticket_type:
             raise CategoryRejected("this tenant does not let psatriage change the ticket type")
         type_id = write.type_id or Scope.parse(ticket.scope).type_id
-        if type_id is None:
+        if type_id is None and write.category_id is not None:
             raise CategoryRejected(f"{category.key!r} has no ticket type to check it against")
         update: JSON = {"id": number}
         if write.type_id is not None:
             update["tickettype_id"] = write.type_id
-        if write.category_id is not None:
+        if write.category_id is not None and type_id is not None:
             value = self._allowed_value(type_id, write.category_id)
             field_no = self.config.category_field
             update |= {f"categoryid_{field_no}": value.id, f"category_{field_no}": value.value}
         if write.priority_id is not None:
             update["priority_id"] = write.priority_id
+        if write.team_id is not None:
+            update["team_id"] = write.team_id
+        if write.summary is not None:
+            update["summary"] = write.summary
         # No automations, e-mails or (when asked) ticket rules on our write [UNSURE: the flags
         # come from one public integration and Halo's schema]; version_id is not echoed.
         update |= {"_dont_fire_automations": True, "sendemail": False}
@@ -220,7 +228,7 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
         """
         data = self._ticket(number)
         for name, sent in update.items():
-            if name.startswith(("categoryid_", "tickettype_id", "priority_id")):
+            if name.startswith(("categoryid_", "tickettype_id", "priority_id", "team_id")):
                 now = as_int(data.get(name))
                 if now != sent:
                     raise CategoryRejected(
@@ -360,6 +368,31 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
         allowed = {i: v for i, v in values.items() if ticket_type.allows(i)}
         self._allowed[ticket_type.id] = allowed
         return allowed
+
+    def field_values(self, ticket: Ticket, field: str) -> Facet:
+        """The priorities of the ticket's SLA (its type's default SLA when the scope names
+        none), or the active teams (``GET /api/Team``)."""
+        if field == "priority":
+            scope = Scope.parse(ticket.scope)
+            sla = scope.sla_id
+            if sla is None and scope.type_id is not None:
+                sla = self._ticket_type(scope.type_id).default_sla
+            if sla is None:
+                return Facet("priority", "Priority", ())
+            return replace(self._priorities(sla), name="priority")
+        if field == "routing":
+            teams = self.client.get_list("Team", "teams", what="teams")
+            options = tuple(
+                LevelValue(TEAM_LEVEL, str(team["id"]), str(team.get("name") or team["id"]))
+                for team in teams
+                if positive(team.get("id")) is not None and not is_true(team.get("inactive"))
+            )
+            return Facet("routing", "Team", options)
+        return super().field_values(ticket, field)
+
+    def field_scope(self, ticket: Ticket, field: str) -> str:
+        """Priorities are per SLA, so per ticket scope (type and SLA)."""
+        return f"priority;{ticket.scope}" if field == "priority" else field
 
     def _priorities(self, sla: int) -> Facet:
         records = self.client.get_list(

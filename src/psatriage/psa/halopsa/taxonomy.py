@@ -23,10 +23,12 @@ from typing import Any
 
 from psatriage.domain import Category, Facet, LevelValue, Taxonomy
 from psatriage.errors import CategoryRejected, PermanentError
+from psatriage.psa.base import TITLE_LEVEL
 from psatriage.psa.halopsa.wire import as_int, is_false, is_true, positive
 
 TYPE_LEVEL = "tickettype_id"
 PRIORITY_FACET = "priorityid"
+TEAM_LEVEL = "team_id"  # the routing field: the ticket's team
 ALL_TYPES = "all"
 
 
@@ -247,25 +249,32 @@ class Write:
     type_id: int | None
     category_id: int | None
     priority_id: int | None
+    team_id: int | None = None
+    summary: str | None = None  # a new title
 
 
 def write_of(category: Category, level: str) -> Write:
     """Which fields ``category`` sets; ``CategoryRejected`` if a level is not one of ours."""
-    type_id = category_id = priority_id = None
+    type_id = category_id = priority_id = team_id = None
+    summary = None
     for value in category.path:
-        if value.level == TYPE_LEVEL:
+        if value.level == TITLE_LEVEL:
+            summary = value.id
+        elif value.level == TYPE_LEVEL:
             type_id = _id(value, category)
         elif value.level == PRIORITY_FACET:
             priority_id = _id(value, category)
+        elif value.level == TEAM_LEVEL:
+            team_id = _id(value, category)
         elif not is_category_level(value.level, level):
             raise CategoryRejected(f"{category.key!r} has a level HaloPSA does not know: {value}")
     # Only the last part of a category value is a Halo record; the others are its text.
     last = next((v for v in reversed(category.path) if is_category_level(v.level, level)), None)
     if last is not None:
         category_id = _id(last, category)
-    if type_id is None and category_id is None:
+    if (type_id, category_id, priority_id, team_id, summary) == (None,) * 5:
         raise CategoryRejected(f"{category.key!r} names neither a category nor a ticket type")
-    return Write(type_id, category_id, priority_id)
+    return Write(type_id, category_id, priority_id, team_id, summary)
 
 
 def _id(value: LevelValue, category: Category) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any, ClassVar
@@ -34,7 +35,7 @@ from psatriage.domain import (
     TicketState,
 )
 from psatriage.errors import CategoryRejected, PermanentError, WebhookRejected
-from psatriage.psa.base import AdapterConfig, PSAAdapter
+from psatriage.psa.base import TITLE_LEVEL, AdapterConfig, PSAAdapter
 from psatriage.psa.client import endpoint_of
 from psatriage.psa.kaseya_bms import outcomes, time
 from psatriage.psa.kaseya_bms.client import BMSClient
@@ -54,11 +55,14 @@ from psatriage.psa.wire import JSON, numeric, record_id, timestamp, utc_text
 from psatriage.psa.wire import lower_keys as ci
 
 STATUSES_SECONDS = 300.0  # the outcome sweep's closed statuses are looked up this often
+FIELD_LEVELS = {"priority": "PriorityId", "routing": "QueueId"}  # ticket field -> BMS field
 
 
 class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
     """Kaseya BMS through its REST API v2; polling first, webhooks when configured."""
 
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({*FIELD_LEVELS, "title"})
+    field_facets: ClassVar[Mapping[str, str]] = FIELD_LEVELS
     kind: ClassVar[str] = "kaseya_bms"
     needs_token_cache: ClassVar[bool] = True
     default_trigger: ClassVar[str] = "poll"  # BMS webhooks are undocumented (docs/kaseya-bms.md)
@@ -240,15 +244,19 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
 
     def set_category(self, ticket: Ticket, category: Category) -> None:
         number = _numeric(ticket.id, "ticket id")
-        wanted: dict[str, int | None] = {}
+        wanted: dict[str, int | str | None] = {}
         for value in category.path:
+            if value.level == TITLE_LEVEL:
+                wanted["Title"] = value.id
+                continue
             if value.level not in (*LEVELS, *FACETS):
                 raise CategoryRejected(f"{value.level!r} is not a Kaseya BMS ticket field")
             wanted[value.level] = _numeric(value.id, f"{value.level} id", CategoryRejected)
-        if "IssueTypeId" not in wanted:
+        tree = any(level in wanted for level in LEVELS)
+        if (tree and "IssueTypeId" not in wanted) or not wanted:
             raise CategoryRejected(f"category {category.key!r} has no issue type")
         present = {v.level for v in ticket.current}
-        if "SubIssueTypeId" not in wanted and "SubIssueTypeId" in present:
+        if tree and "SubIssueTypeId" not in wanted and "SubIssueTypeId" in present:
             wanted["SubIssueTypeId"] = None  # [UNSURE] clearing with null, not "remove"
         operations = [{"op": "replace", "path": f"/{k}", "value": v} for k, v in wanted.items()]
         saved = self.client.result(
@@ -260,7 +268,7 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
         )
         self._confirm(number, wanted, ci(saved))
 
-    def _confirm(self, number: int, wanted: Mapping[str, int | None], saved: JSON) -> None:
+    def _confirm(self, number: int, wanted: Mapping[str, int | str | None], saved: JSON) -> None:
         """Check the ticket as saved (the PATCH answer, else a re-read) has what was written."""
         if saved.get("id") is None:
             saved = self._read(number)
@@ -347,6 +355,13 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
             if record_id(record.get("id")) is not None and _active(record)
         )
         return Facet(name=name, label=FACETS[name], options=options)
+
+    def field_values(self, ticket: Ticket, field: str) -> Facet:
+        """The active priorities (``PriorityId``) or queues (``QueueId``)."""
+        name = FIELD_LEVELS.get(field)
+        if name is None:
+            return super().field_values(ticket, field)
+        return replace(self._facet(name), name=field)
 
     def list_scopes(self) -> list[tuple[str, str]]:
         return [(SCOPE, SCOPE_NAME)]

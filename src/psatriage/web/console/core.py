@@ -116,6 +116,11 @@ class Console:
     def health(self) -> HealthProbe:
         return HealthProbe(self.runtime, self.settings.health_seconds)
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """On shutdown: wait for the connection checks still running in the background."""
+        if "health" in self.__dict__:  # made on first use (a cached property)
+            self.health.wait(timeout)
+
     @cached_property
     def oidc(self) -> OidcClient | None:
         return OidcClient(self.settings, self.runtime.http) if self.settings.oidc_enabled else None

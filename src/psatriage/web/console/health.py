@@ -9,6 +9,7 @@ result with its age (or that the first check is under way).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +55,7 @@ class HealthProbe:
         self._max_age = max_age_seconds
         self._checks: dict[str, TenantCheck] = {}
         self._running: set[str] = set()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def cached(self, tenant: str) -> TenantCheck | None:
@@ -65,10 +67,22 @@ class HealthProbe:
             if start:
                 self._running.add(tenant)
         if start:
-            threading.Thread(
+            thread = threading.Thread(
                 target=self._refresh_in_background, args=(tenant,), daemon=True
-            ).start()
+            )
+            with self._lock:
+                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
         return found
+
+    def wait(self, timeout: float) -> None:
+        """Let the checks running in the background finish (at most ``timeout`` seconds), so
+        the service closes its connections after them, not under them."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            running = list(self._threads)
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def refresh(self, tenant: str) -> TenantCheck:
         """Check the tenant's PSA and model now (blocking) and remember the result."""

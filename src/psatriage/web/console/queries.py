@@ -44,6 +44,7 @@ SHARES = {
     Outcome.SHADOWED.value: "recorded only",
     Outcome.RECORDED.value: "recorded only",
     Outcome.KEPT.value: "recorded only",
+    Outcome.SKIPPED.value: "recorded only",
 }
 SHARE_NAMES = ("applied", "suggested", "recorded only", "failed")
 COUNT_CAP = 1000  # the decisions table counts matches up to this

@@ -1,0 +1,89 @@
+"""``config check`` for the fields: what the tenants file names must exist, active, in the PSA.
+
+A priority the matrix, ``order`` or ``at_least`` names; a routing target; a board / queue /
+team or a category a noise action sets: each is looked up in the PSA's live values and a missing
+or inactive one is a problem naming tenant, key and fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psatriage.config.fields import NOISE_KINDS
+from psatriage.config.tenant import Tenant
+from psatriage.domain import Facet, Ticket
+from psatriage.fields.noise import configured_category
+from psatriage.psa.base import PSAAdapter
+
+
+def problems(tenant: Tenant, adapter: PSAAdapter[Any]) -> list[str]:
+    """One line per name in the fields settings that the PSA does not have (active)."""
+    settings = tenant.fields
+    scopes = adapter.list_scopes()
+    sample = Ticket(
+        id="config-check", title="", description="", scope=scopes[0][0] if scopes else ""
+    )
+    found: list[str] = []
+    if "priority" in settings.enabled:
+        values = adapter.field_values(sample, "priority")
+        rules = settings.priority
+        named = [("fields.priority.order", n) for n in rules.order]
+        named += [("fields.priority.at_least", rules.at_least)] if rules.at_least else []
+        named += [
+            (f"fields.priority.matrix.{u}.{i}", n)
+            for u, row in rules.matrix.items()
+            for i, n in row.items()
+        ]
+        named += [
+            (f"companies.{company}.fields.priority.at_least", o.at_least)
+            for company, override in tenant.companies.items()
+            if (o := override.fields.get("priority")) is not None and o.at_least
+        ]
+        found += _missing(tenant.name, values, named)
+    routes: Facet | None = None
+    wants_routes = "routing" in settings.enabled or any(
+        settings.noise.action_for(kind).routing for kind in NOISE_KINDS
+    )
+    if wants_routes and "routing" in adapter.ticket_fields:
+        routes = adapter.field_values(sample, "routing")
+        named = [("fields.routing.targets", n) for n in settings.routing.targets]
+        named += [
+            (f"fields.noise.{kind}.routing", route)
+            for kind in NOISE_KINDS
+            if (route := settings.noise.action_for(kind).routing)
+        ]
+        found += _missing(tenant.name, routes, named)
+    for kind in NOISE_KINDS:
+        action = settings.noise.action_for(kind)
+        if action.category is None or "noise" not in settings.enabled:
+            continue
+        where = sample
+        if action.routing and routes is not None and adapter.routing_sets_scope:
+            route = _by_name(routes, action.routing)
+            where = Ticket(id="config-check", title="", description="", scope=route or "")
+        if where.scope or not scopes:
+            taxonomy = adapter.get_taxonomy(where)
+            if configured_category(taxonomy, action.category) is None:
+                found.append(
+                    f"tenant {tenant.name!r}, key 'fields.noise.{kind}.category': "
+                    f"{action.category!r} is not an active category of {taxonomy.scope_name}; "
+                    "fix: name an active category (key or path)"
+                )
+    return found
+
+
+def _missing(tenant: str, values: Facet, named: list[tuple[str, str]]) -> list[str]:
+    have = ", ".join(repr(o.name) for o in values.options) or "none"
+    return [
+        f"tenant {tenant!r}, key {key!r}: the PSA has no active {values.label.lower()} "
+        f"{name!r} (it has {have}); fix: use one of those names"
+        for key, name in named
+        if _by_name(values, name) is None
+    ]
+
+
+def _by_name(values: Facet, name: str) -> str | None:
+    return next(
+        (o.id for o in values.options if o.name.casefold() == name.casefold() or o.id == name),
+        None,
+    )

@@ -1,0 +1,185 @@
+"""End to end for the ticket fields, every PSA: one real `psatriage serve` with a tenant per PSA
+deciding priority, routing, noise, sentiment and summary beside the category, alert storms on.
+
+Each check waits for the ledger to say its events finished, then looks at what the PSA received.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+
+from psatriage.psa import adapters
+from tests.fakes.connectwise import FakeConnectWise
+from tests.fakes.kit import ContractKit
+from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
+from tests.harness import OPENAI_KEY_ENV, free_port, kit_for, kit_tenant, to_toml
+from tests.test_e2e import Service, _wait_ready
+
+pytestmark = pytest.mark.slow
+
+PSAS = sorted(adapters())
+FIELDS = {"enabled": ["priority", "routing", "noise", "sentiment", "summary"]}
+POLICY = {"fields": {"routing": {"apply_at": 0.8}}}
+ROUTED_FIRST = {"connectwise"}  # the board owns the category tree: one more model call
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    root = tmp_path_factory.mktemp("e2e-fields")
+    with ExitStack() as stack:
+        llm = stack.enter_context(FakeOpenAI())
+        kits: dict[str, ContractKit] = {}
+        for psa in PSAS:
+            kits[psa] = kit_for(psa)
+            stack.callback(kits[psa].fake.stop)
+        tenants = {
+            psa: {
+                **kit_tenant(kit, llm),
+                "fields": FIELDS,
+                "policy": POLICY,
+                "storm_window_minutes": 30,
+            }
+            for psa, kit in kits.items()
+        }
+        config = root / "psatriage.toml"
+        config.write_text(to_toml({"tenants": tenants}), encoding="utf-8")
+        env = {
+            **os.environ,
+            **{key: value for kit in kits.values() for key, value in kit.env.items()},
+            OPENAI_KEY_ENV: DEFAULT_API_KEY,
+            "PSATRIAGE_CONFIG": str(config),
+            "PSATRIAGE_DATA_DIR": str(root / "data"),
+            "PSATRIAGE_LOG_FORMAT": "json",
+            "PSATRIAGE_WORKERS": "4",
+        }
+        port = free_port()
+        log = stack.enter_context((root / "serve.log").open("wb"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "psatriage", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        stack.callback(process.wait, timeout=60)
+        stack.callback(process.terminate)
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, process, root / "serve.log")
+        yield Service(url, kits)
+
+
+def _run(service: Service, psa: str, ticket: str) -> dict[str, Any]:
+    response = service.deliver(psa, service.kits[psa].created(ticket))
+    assert response.status_code == 202, response.text
+    return service.finished(response.json()["event_id"])
+
+
+def _ours(kit: ContractKit, ticket: str) -> list[str]:
+    return [text for text in kit.notes(ticket) if "psatriage:" in text]
+
+
+@pytest.mark.parametrize("psa", PSAS)
+def test_one_update_carries_category_priority_and_routing(service: Service, psa: str) -> None:
+    kit = service.kits[psa]
+    assert kit.field_value is not None
+    ticket = kit.new_ticket("Printer on 3rd floor", "My printer has a paper jam")
+    event = _run(service, psa, ticket)
+    assert event["state"] == "done", event
+    decision = event["decision"]
+    assert decision["outcome"] == "applied"
+    fields = {f["name"]: f for f in decision["fields"]}
+    assert list(fields) == ["priority", "routing", "noise", "sentiment", "summary"]
+    assert fields["priority"]["outcome"] == fields["routing"]["outcome"] == "applied"
+    assert len(event["model_calls"]) == (2 if psa in ROUTED_FIRST else 1)
+    assert len(kit.category_writes(ticket)) == 1  # one update for all three
+    assert kit.field_value(ticket, "priority") == fields["priority"]["value_id"]
+    assert kit.field_value(ticket, "routing") == fields["routing"]["value_id"]
+    (note,) = _ours(kit, ticket)
+    for field in fields.values():
+        assert f"{field['label']}: {field['value']}" in note
+    assert "Noise: a real request" in note and "Summary: A short summary." in note
+
+
+@pytest.mark.parametrize("psa", PSAS)
+def test_an_auto_reply_is_skipped_without_a_model_call(service: Service, psa: str) -> None:
+    kit = service.kits[psa]
+    ticket = kit.new_ticket("Automatic reply: Printer on 3rd floor", "I am away until Monday.")
+    event = _run(service, psa, ticket)
+    assert event["state"] == "done", event
+    assert event["decision"]["outcome"] == "skipped"
+    assert event["model_calls"] == []
+    assert kit.category_writes(ticket) == [] and _ours(kit, ticket) == []
+
+
+@pytest.mark.parametrize("psa", PSAS)
+def test_an_alert_storm_of_twenty_tickets_makes_one_model_call(service: Service, psa: str) -> None:
+    kit = service.kits[psa]
+    tickets = [
+        kit.new_ticket(f"Backup failed on SRV-{n:02}", f"Job {n} ended with error {1000 + n}.")
+        for n in range(1, 21)
+    ]
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda t: service.deliver(psa, kit.created(t)), tickets))
+    assert [r.status_code for r in responses] == [202] * 20
+    events = [service.finished(r.json()["event_id"]) for r in responses]
+    assert all(e["state"] == "done" for e in events), events
+    calls = sum(len(e["model_calls"]) for e in events)
+    assert calls == (2 if psa in ROUTED_FIRST else 1)  # one ticket's decision, reused 19 times
+    followed = [e["decision"]["followed"] for e in events if e["decision"]["followed"]]
+    assert len(followed) == 19 and len(set(followed)) == 1
+    assert all(len(kit.category_writes(t)) == 1 for t in tickets)
+    assert sum(f"Same as ticket {followed[0]}" in _ours(kit, t)[0] for t in tickets) == 19
+
+
+def test_a_connectwise_board_change_decides_the_category_within_the_new_board(
+    service: Service,
+) -> None:
+    kit = service.kits["connectwise"]
+    assert isinstance(kit.fake, FakeConnectWise)
+    ticket = kit.new_ticket("Network operations: firewall down", "The firewall is down again.")
+    event = _run(service, "connectwise", ticket)
+    assert event["state"] == "done", event
+    routing = next(f for f in event["decision"]["fields"] if f["name"] == "routing")
+    assert (routing["value"], routing["outcome"]) == ("Network Operations", "applied")
+    board_call, category_call = event["model_calls"]
+    assert event["decision"]["category"] == "Outage › Firewall › Down"
+    (patch,) = kit.category_writes(ticket)
+    assert [op["path"] for op in patch][:2] == ["board", "priority"]
+    stored = kit.fake.tickets[int(ticket)]
+    assert stored["board"]["id"] == 2 and stored["type"]["id"] == 60
+    assert board_call["chosen_key"] == "2" and category_call["chosen_key"] == "60/70/80"
+
+
+def test_a_person_moving_a_connectwise_ticket_to_another_board_re_decides_its_category(
+    service: Service,
+) -> None:
+    kit = service.kits["connectwise"]
+    fake = kit.fake
+    assert isinstance(fake, FakeConnectWise)
+    ticket = kit.new_ticket("Printer in room 12", "The printer in room 12 has a paper jam")
+    first = _run(service, "connectwise", ticket)
+    assert first["decision"]["outcome"] == "applied"
+    assert fake.tickets[int(ticket)]["board"]["id"] == 1
+
+    fake.move(int(ticket), 2)
+    response = service.deliver("connectwise", fake.callback(int(ticket), action="updated"))
+    assert response.status_code == 202 and response.json()["status"] == "accepted"
+    event = service.finished(response.json()["event_id"])
+    assert event["state"] == "done", event
+    assert event["decision"]["outcome"] == "applied" and event["decision"]["fields"] == []
+    assert len(event["model_calls"]) == 1  # the category alone, within the new board
+    *_, patch = kit.category_writes(ticket)
+    assert [op["path"] for op in patch] == ["type", "subType", "item"]
+    assert fake.tickets[int(ticket)]["type"]["id"] in {60, 61}
+    assert len(_ours(kit, ticket)) == 2
+
+    # once per change: another update on the same board is recorded and ignored
+    again = service.deliver("connectwise", fake.callback(int(ticket), action="updated"))
+    assert again.status_code == 202 and again.json()["status"] == "ignored"
