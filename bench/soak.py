@@ -32,7 +32,8 @@ counts tickets with more than one of any.
 The figures: latency from the first webhook attempt to the note arriving at the fake, p50/p99 per
 tenant and for the other eight together, by the phase the ticket was sent in; the share of the
 time each tenant was degraded (sampled each second: a ticket of the tenant has waited longer than
-``--degraded-after`` seconds for its note); the RSS of each process after the warm-up and quiet
+``--degraded-after`` seconds for its note; beside it, the share of the samples in which
+``/readyz`` named the tenant degraded); the RSS of each process after the warm-up and quiet
 run, at its peak and at the end; the faults injected by kind; unexpected process exits.
 A table, or ``--json``. Nothing here asserts; ``tests/test_soak.py`` runs a short fixed-seed soak
 and asserts on the checks only.
@@ -503,6 +504,8 @@ class Soak:
         self.refused: list[str] = []
         self.degraded: dict[str, Counter[str]] = defaultdict(Counter)
         self.samples: Counter[str] = Counter()
+        self.reported: dict[str, Counter[str]] = defaultdict(Counter)  # degraded on /readyz
+        self.reported_samples: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.model = Model(options.model_latency)
@@ -513,11 +516,16 @@ class Soak:
             numbers[kind] += 1
             name = f"{SHORT[kind]}{numbers[kind]}"
             self.tenants[name] = Tenant(name, kit_for(kind), flooding=name == FLOODING)
-        self.redis = Redis(root)
         self.postgres = Postgres(options.postgres_url, options.postgres_ctl)
+        try:
+            self.redis = Redis(root)
+        except SoakError:
+            self.postgres.drop()
+            raise
         self.service = Service(root, self._env(), options.workers)
         self.client = httpx.Client(base_url=self.service.url, timeout=30)
         self.pool = ThreadPoolExecutor(64, thread_name_prefix="soak-psa")
+        self._watcher = threading.Thread(target=self.watch, name="soak-watch", daemon=True)
 
     def _env(self) -> dict[str, str]:
         options = self.options
@@ -705,7 +713,8 @@ class Soak:
     # -- watching -------------------------------------------------------------------------------
 
     def watch(self) -> None:
-        """Each second: which tenants are degraded, and each process's memory."""
+        """Each second: which tenants are degraded (seen from the PSAs, and as ``/readyz`` says
+        when the web process answers), and each process's memory."""
         while not self._stop.wait(1.0):
             now = time.monotonic()
             phase = self.phase
@@ -713,6 +722,11 @@ class Soak:
             for tenant in self.tenants.values():
                 if tenant.oldest_wait(now) > self.options.degraded_after:
                     self.degraded[tenant.name][phase] += 1
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                ready = self.client.get("/readyz", timeout=2).json()
+                self.reported_samples[phase] += 1
+                for name in ready.get("degraded") or {}:
+                    self.reported[name][phase] += 1
             self.service.sample_rss()
 
     # -- the whole run --------------------------------------------------------------------------
@@ -724,7 +738,7 @@ class Soak:
         self.service.migrate()
         self.service.start()
         self.service.wait_ready()
-        threading.Thread(target=self.watch, name="soak-watch", daemon=True).start()
+        self._watcher.start()
         say("warm-up: one ticket per tenant")
         self._enter("warmup")
         warm = [self.send_new(t) for t in self.tenants.values()]
@@ -807,6 +821,8 @@ class Soak:
 
     def close(self) -> None:
         self._stop.set()
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=30)
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
         self.service.stop()
@@ -854,6 +870,13 @@ class Soak:
             "degraded": {
                 name: {
                     phase: _share(self.degraded[name][phase], self.samples[phase])
+                    for phase in (*PHASES, "drain")
+                }
+                for name in self.tenants
+            },
+            "reported_degraded": {
+                name: {
+                    phase: _share(self.reported[name][phase], self.reported_samples[phase])
                     for phase in (*PHASES, "drain")
                 }
                 for name in self.tenants
@@ -1070,10 +1093,12 @@ def render(result: dict[str, Any], console: Console) -> None:
         console.print(f"  {example}", markup=False, highlight=False)
 
     latency = Table(title="Webhook to note, p50 / p99 (s), and share of time degraded")
-    for column in ("tenant", "quiet", "flood", "p99 flood/quiet", "chaos", "degraded (chaos)"):
+    columns = ("tenant", "quiet", "flood", "p99 flood/quiet", "chaos", "degraded (chaos)")
+    for column in (*columns, "/readyz degraded (chaos)"):
         latency.add_column(column)
     for name, figures in result["latency"].items():
         degraded = result["degraded"].get(name, {}).get("chaos")
+        reported = result.get("reported_degraded", {}).get(name, {}).get("chaos")
         role = {FLOODING: " (flooding)", HANGING: " (hangs in flood run)"}.get(name, "")
         quiet, flood = figures["quiet"]["p99_s"], figures["flood"]["p99_s"]
         latency.add_row(
@@ -1083,6 +1108,7 @@ def render(result: dict[str, Any], console: Console) -> None:
             f"{flood / quiet:.2f}" if quiet and flood else "-",
             _pair(figures["chaos"]),
             "-" if degraded is None else f"{degraded:.1%}",
+            "-" if reported is None else f"{reported:.1%}",
         )
     console.print(latency)
 
