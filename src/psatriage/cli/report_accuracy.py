@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from psatriage import accuracy
 from psatriage.cli._app import console, runtime, writable_file
 from psatriage.cli.report import report_app
-from psatriage.evaluation.backtest import parse_since
+
+if TYPE_CHECKING:
+    from psatriage import accuracy
 
 _TITLES = {
     "band": "by confidence band",
@@ -44,6 +45,9 @@ def report_accuracy(
     """How often the model's category is the one the ticket ended up with: overall and per
     confidence band, decision, engine, company, category and day. Pending and deleted tickets
     are counted beside the accuracy, not in it."""
+    from psatriage import accuracy
+    from psatriage.evaluation.backtest import parse_since
+
     with runtime() as built:
         built.tenant(tenant)  # an unknown tenant: one line, exit 2
         moment = parse_since(since)
@@ -104,7 +108,7 @@ def _write_csv(report: accuracy.Report, path: Path) -> None:
         writer.writerow(["tenant", "dimension", "key", "label", "decided", "known", "correct",
                          "accuracy", *_STATES])  # fmt: skip
         rows = [("all", report.overall)]
-        rows += [(name, group) for name in accuracy.DIMENSIONS for group in report.groups[name]]
+        rows += [(name, group) for name, groups in report.groups.items() for group in groups]
         for name, group in rows:
             rate = "" if group.accuracy is None else f"{group.accuracy:.4f}"
             writer.writerow([report.tenant, name, group.key, group.label, group.decided,

@@ -8,14 +8,17 @@ correction to a category the ticket may not have is one line on stderr and exit 
 from __future__ import annotations
 
 import getpass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from psatriage import reviews
 from psatriage.cli._app import app, console, fail, runtime
-from psatriage.store.tables import ReviewRow, ReviewState
+
+if TYPE_CHECKING:
+    from psatriage.store.tables import ReviewRow
+
+STATES = ("pending", "accepted", "corrected", "dismissed", "filled")  # ReviewState's values
 
 review_app = typer.Typer(
     help="The review queue: suggestions waiting for a person.", no_args_is_help=True
@@ -28,19 +31,27 @@ ReviewId = Annotated[int, typer.Argument(min=1, help="The review's id (see `revi
 @review_app.command("list")
 def review_list(
     tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
-    state: Annotated[ReviewState, typer.Option(help="Reviews in this state.")] = (
-        ReviewState.PENDING
-    ),
+    state: Annotated[
+        str, typer.Option(metavar="STATE", help=f"Reviews in this state: {', '.join(STATES)}.")
+    ] = "pending",
     company: Annotated[
         str | None, typer.Option(help="Only this client company (PSA id or name).")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 50,
 ) -> None:
     """Reviews, newest first: the ticket, the suggestion, its confidence and alternatives."""
+    from psatriage.store.tables import ReviewState
+
+    if state not in STATES:
+        raise typer.BadParameter(
+            f"{state!r} is not one of {', '.join(STATES)}", param_hint="--state"
+        )
     with runtime() as built:
         if tenant is not None:
             built.tenant(tenant)  # an unknown tenant is an error, not an empty list
-        rows = built.reviews.search(tenant=tenant, state=state, company=company, limit=limit)
+        rows = built.reviews.search(
+            tenant=tenant, state=ReviewState(state), company=company, limit=limit
+        )
         table = Table("id", "tenant", "ticket", "company", "title", "suggested", "conf.", "else")
         for row in rows:
             table.add_row(
@@ -54,13 +65,13 @@ def review_list(
                 "; ".join(f"{a['label']} {a['confidence']:.2f}" for a in row.alternatives),
             )
         console.print(table)
-        console.print(f"{len(rows)} {state.value} review(s)", highlight=False)
+        console.print(f"{len(rows)} {state} review(s)", highlight=False)
 
 
 @review_app.command("accept")
 def review_accept(review_id: ReviewId) -> None:
     """Write the suggested category to the ticket and close the review."""
-    _act(review_id, reviews.Action.ACCEPT)
+    _act(review_id, "accept")
 
 
 @review_app.command("correct")
@@ -69,22 +80,24 @@ def review_correct(
     category_key: Annotated[str, typer.Argument(help="The category to write instead (its key).")],
 ) -> None:
     """Write another category (a valid key of the ticket's tree) and record the correction."""
-    _act(review_id, reviews.Action.CORRECT, category_key)
+    _act(review_id, "correct", category_key)
 
 
 @review_app.command("dismiss")
 def review_dismiss(review_id: ReviewId) -> None:
     """Close the review without writing anything."""
-    _act(review_id, reviews.Action.DISMISS)
+    _act(review_id, "dismiss")
 
 
-def _act(review_id: int, action: reviews.Action, category_key: str | None = None) -> None:
+def _act(review_id: int, action: str, category_key: str | None = None) -> None:
+    from psatriage import reviews
+
     with runtime() as built:
         try:
             row = reviews.act(
                 built.review_desk(),
                 review_id,
-                action,
+                reviews.Action(action),
                 by=_actor(),
                 category_key=category_key,
             )
@@ -94,7 +107,7 @@ def _act(review_id: int, action: reviews.Action, category_key: str | None = None
 
 
 def _said(row: ReviewRow) -> str:
-    if row.state == ReviewState.DISMISSED.value:
+    if row.state == "dismissed":
         return f"review {row.id} dismissed (ticket {row.ticket_id}, nothing written)"
     return f"review {row.id} {row.state}: ticket {row.ticket_id} is {row.final_label}"
 
