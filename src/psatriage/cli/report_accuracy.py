@@ -102,7 +102,6 @@ def _percent(group: accuracy.Tally) -> Text:
 
 
 def _write_csv(report: accuracy.Report, path: Path) -> None:
-    from psatriage import accuracy
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -110,7 +109,7 @@ def _write_csv(report: accuracy.Report, path: Path) -> None:
         writer.writerow(["tenant", "dimension", "key", "label", "decided", "known", "correct",
                          "accuracy", *_STATES])  # fmt: skip
         rows = [("all", report.overall)]
-        rows += [(name, group) for name in accuracy.DIMENSIONS for group in report.groups[name]]
+        rows += [(name, group) for name, groups in report.groups.items() for group in groups]
         for name, group in rows:
             rate = "" if group.accuracy is None else f"{group.accuracy:.4f}"
             writer.writerow([report.tenant, name, group.key, group.label, group.decided,

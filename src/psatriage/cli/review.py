@@ -72,7 +72,7 @@ def review_list(
                 "; ".join(f"{a['label']} {a['confidence']:.2f}" for a in row.alternatives),
             )
         console.print(table)
-        console.print(f"{len(rows)} {state.value} review(s)", highlight=False)
+        console.print(f"{len(rows)} {state} review(s)", highlight=False)
 
 
 @review_app.command("accept")
