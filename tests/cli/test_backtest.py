@@ -94,7 +94,8 @@ def test_ctrl_c_keeps_what_was_done_and_the_same_command_resumes(
     jam, _ = PSAS["connectwise"][1:]
     for n in range(12):
         cw_with_history.close(f"Paper jam number {n}", jam, days=n + 1)
-    cw_with_history.llm.latency = 0.3
+    # a slow model, so the interrupt lands mid-run even when a busy machine delays the test
+    cw_with_history.llm.latency = 1.5
     command = [sys.executable, "-m", "psatriage", "backtest", "-t", TENANT, "--concurrency", "1"]
     process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE, text=True)
     try:

@@ -145,8 +145,9 @@ def test_ctrl_c_keeps_what_was_done_and_the_same_command_resumes(
     cw_with_history: HistoryTenant,
 ) -> None:
     text = TEXTS["connectwise"][0]
-    tickets = [cw_with_history.close(f"{text} {n}", None, days=1, closed=False) for n in range(8)]
-    cw_with_history.llm.latency = 0.3
+    tickets = [cw_with_history.close(f"{text} {n}", None, days=1, closed=False) for n in range(12)]
+    # a slow model, so the interrupt lands mid-run even when a busy machine delays the test
+    cw_with_history.llm.latency = 1.5
     command = [sys.executable, "-m", "psatriage", "backfill", "-t", TENANT, "--since", "7d"]
     process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE, text=True)
     try:
