@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import itertools
 import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -161,12 +164,25 @@ def _channel_for(url: str) -> _Channel:
 
 # -- one machine: Unix datagram sockets ------------------------------------------------------------
 
+_LISTENERS = itertools.count(1)  # names this process's listening sockets
+_SOCKET_NAME_MAX = 24  # "<pid>-<n>.sock"
+
+
+def _wake_folder(database: Path) -> Path:
+    """Beside the SQLite file, or, where that path is too long for a socket's address, a folder
+    in the temporary directory named after the file (the same for every process using it)."""
+    folder = database.with_name(database.name + ".wake")
+    if len(str(folder)) + 1 + _SOCKET_NAME_MAX <= _MAX_SOCKET_PATH:
+        return folder
+    digest = hashlib.sha256(str(database.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"psatriage-wake-{digest}"
+
 
 class _LocalChannel:
     """A folder of Unix datagram sockets, one per listening worker process."""
 
     def __init__(self, database: Path) -> None:
-        self.folder = database.with_name(database.name + ".wake")
+        self.folder = _wake_folder(database)
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sender.setblocking(False)
         self._targets: list[str] = []
@@ -192,7 +208,7 @@ class _LocalChannel:
 
     def listen(self, callback: Callback, stop: threading.Event) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{os.getpid()}-{threading.get_ident()}.sock"
+        path = self.folder / f"{os.getpid()}-{next(_LISTENERS)}.sock"
         if len(str(path)) > _MAX_SOCKET_PATH:  # too long for a socket: the polls alone
             stop.wait()
             return
