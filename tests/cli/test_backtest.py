@@ -97,7 +97,13 @@ def test_ctrl_c_keeps_what_was_done_and_the_same_command_resumes(
     # a slow model, so the interrupt lands mid-run even when a busy machine delays the test
     cw_with_history.llm.latency = 1.5
     command = [sys.executable, "-m", "psatriage", "backtest", "-t", TENANT, "--concurrency", "1"]
-    process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        env=dict(os.environ),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ctrl_c_as_on_a_terminal,  # noqa: PLW1509 - a signal disposition, no threads
+    )
     try:
         deadline = time.monotonic() + DEADLINE
         while cw_with_history.results() < 3:
@@ -192,3 +198,9 @@ def test_tickets_the_model_could_not_answer_in_time_are_tried_again(
     assert "resumed: 3 tickets were done by an earlier run" in again.stderr
     assert json.loads(again.stdout)["failed"] == 0
     assert len(cw_with_history.llm.calls) == 5
+
+
+def _ctrl_c_as_on_a_terminal() -> None:
+    """A command started in the background of a non-interactive shell (a CI job) inherits
+    SIGINT ignored; a person's terminal delivers it: restore that before the command starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -149,7 +149,13 @@ def test_ctrl_c_keeps_what_was_done_and_the_same_command_resumes(
     # a slow model, so the interrupt lands mid-run even when a busy machine delays the test
     cw_with_history.llm.latency = 1.5
     command = [sys.executable, "-m", "psatriage", "backfill", "-t", TENANT, "--since", "7d"]
-    process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        env=dict(os.environ),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ctrl_c_as_on_a_terminal,  # noqa: PLW1509 - a signal disposition, no threads
+    )
     try:
         deadline = time.monotonic() + DEADLINE
         while _items_done(cw_with_history.root) < 2:
@@ -172,3 +178,9 @@ def test_ctrl_c_keeps_what_was_done_and_the_same_command_resumes(
     assert result.exit_code == 0, result.output
     assert f"resumed: {done} tickets were done by an earlier run" in result.stderr
     assert all(len(cw_with_history.kit.category_writes(t)) == 1 for t in tickets)
+
+
+def _ctrl_c_as_on_a_terminal() -> None:
+    """A command started in the background of a non-interactive shell (a CI job) inherits
+    SIGINT ignored; a person's terminal delivers it: restore that before the command starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

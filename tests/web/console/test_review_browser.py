@@ -38,10 +38,11 @@ def tab(
     assert opened.unexpected_errors() == []
 
 
-def _signed_in(tab: Tab, name: str) -> None:
-    tab.go("/reviews")
+def _signed_in(tab: Tab, name: str, path: str = "/reviews") -> None:
+    tab.go(path)
     tab.sign_in(name, PASSWORD)
-    tab.page.wait_for_url(re.compile(r".*/reviews$"))
+    tab.page.wait_for_url(re.compile(rf".*{path}$"))
+    tab.page.wait_for_load_state("load")
 
 
 def test_a_reviewer_accepts_and_corrects_with_the_keyboard(
@@ -102,8 +103,7 @@ def test_categories_page_in_the_browser(
     tab: Tab,
 ) -> None:
     suggest(harness, runtime)
-    _signed_in(tab, "ann")
-    tab.go("/categories")
+    _signed_in(tab, "ann", "/categories")
     assert tab.page.locator("table.categories tbody tr[data-category]").count() == 1
     assert tab.page.locator("table.categories svg rect").count() == 8
     tab.screenshot("categories")
