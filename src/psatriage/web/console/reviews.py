@@ -71,7 +71,9 @@ def accept(
     user: Annotated[SignedIn, Depends(_ACTOR)],
     tenant: Annotated[str, Form()] = "",
 ) -> Response:
-    return _act(request, user, review_id, reviews.Action.ACCEPT, tenant)
+    return _act(
+        request, user, _review(console_of(request), review_id), reviews.Action.ACCEPT, tenant
+    )
 
 
 @router.post("/reviews/{review_id}/dismiss")
@@ -81,7 +83,9 @@ def dismiss(
     user: Annotated[SignedIn, Depends(_ACTOR)],
     tenant: Annotated[str, Form()] = "",
 ) -> Response:
-    return _act(request, user, review_id, reviews.Action.DISMISS, tenant)
+    return _act(
+        request, user, _review(console_of(request), review_id), reviews.Action.DISMISS, tenant
+    )
 
 
 @router.post("/reviews/{review_id}/correct")
@@ -105,20 +109,19 @@ def correct(
             "the list."
         )
         return _detail(request, user, row, problem=problem, given=wanted, status=400)
-    return _act(request, user, review_id, reviews.Action.CORRECT, tenant, category_key=key)
+    return _act(request, user, row, reviews.Action.CORRECT, tenant, category_key=key)
 
 
 def _act(
     request: Request,
     user: SignedIn,
-    review_id: str,
+    row: ReviewRow,
     action: reviews.Action,
     tenant: str,
     *,
     category_key: str | None = None,
 ) -> Response:
     console = console_of(request)
-    row = _review(console, review_id)
     try:
         closed = reviews.act(
             console.runtime.review_desk(), row.id, action, by=user.name, category_key=category_key
