@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from psatriage import jobs
+from psatriage.errors import CallLimitReached
 from psatriage.runtime import Runtime
 from psatriage.store.tables import EventState
 from tests.harness import TENANT, Harness
@@ -101,3 +103,34 @@ def test_a_polled_ticket_is_read_in_full(harness: Harness, service: Runtime) -> 
     event_id, _ = service.ledger.record(replace(event, snapshot=None), state=EventState.RECEIVED)
     assert jobs.process_event(service, event_id) is EventState.DONE
     assert _reads(harness, ticket) == (1, 1)
+
+
+def test_a_wait_for_the_call_limit_after_the_write_writes_nothing_twice(
+    harness: Harness, service: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The category is written, then our call limit stops the note: the event waits its turn
+    without spending an attempt, and the next claim must not trust the snapshot (taken before
+    our write) nor skip looking for the note."""
+    adapter = service.adapter(TENANT)
+    add_note = adapter.add_note
+    waits = iter([CallLimitReached("client-side limit reached", retry_after=0.1)])
+
+    def limited_add_note(*args: Any, **kwargs: Any) -> Any:
+        wait = next(waits, None)
+        if wait is not None:
+            raise wait
+        return add_note(*args, **kwargs)
+
+    monkeypatch.setattr(adapter, "add_note", limited_add_note)
+    ticket = harness.cw.add_ticket("Printer broken", JAM)
+    event_id = _deliver(service, harness, ticket)
+    assert jobs.process_event(service, event_id) is EventState.RETRYING
+    row = service.ledger.get(event_id)
+    assert row is not None and (row.attempts, row.claims) == (0, 1)  # the wait spent no attempt
+    assert len(harness.cw.patches(ticket)) == 1
+    assert jobs.process_event(service, event_id) is EventState.DONE
+    assert _reads(harness, ticket)[0] == 1  # the ticket as it is, with our category on it
+    assert len(harness.cw.patches(ticket)) == 1
+    assert len([n for n in harness.cw.notes(ticket) if "psatriage:" in str(n["text"])]) == 1
+    row = service.ledger.get(event_id)
+    assert row is not None and (row.attempts, row.claims) == (1, 2)

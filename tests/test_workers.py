@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -175,3 +176,38 @@ def test_caps_default_to_a_share_of_the_workers_and_take_max_workers(
     alone = _runtime(harness, {"a": {}})
     built.append(alone)
     assert jobs.tenant_caps(alone, 8) == {"a": 8}  # a lone tenant may use every worker
+
+
+def test_a_ticket_that_takes_longer_than_a_lease_keeps_its_worker(
+    harness: Harness, built: list[Runtime]
+) -> None:
+    """The pool renews the leases of the tickets it works on: the reaper (every 0.1 s here)
+    never hands a slow ticket to a second worker while the first is still on it."""
+    runtime = _runtime(harness, {"slow": {}}, lease_seconds=1, housekeeping_seconds=0.1)
+    built.append(runtime)
+    ticket = harness.cw.add_ticket("Printer", "paper jam")
+    release = harness.cw.hold("GET", rf"/service/tickets/{ticket}$")
+    event_id = _record(runtime, "slow", ticket)
+    pool = jobs.WorkerPool(runtime, workers=2).start()
+    try:
+        _wait(lambda: _state(runtime, event_id) == "processing", "the ticket was not taken")
+        row = runtime.ledger.get(event_id)
+        assert row is not None and row.lease_until is not None
+        taken_until = row.lease_until
+        # several leases pass while the PSA holds the read; each renewal moves the lease on
+        _wait(
+            lambda: (
+                (r := runtime.ledger.get(event_id)) is not None
+                and r.lease_until is not None
+                and r.lease_until > taken_until + timedelta(seconds=2)
+            ),
+            "the lease was not renewed",
+        )
+        release.set()
+        _wait(lambda: _state(runtime, event_id) == "done", "the ticket was not done")
+    finally:
+        release.set()
+        pool.stop()
+    row = runtime.ledger.get(event_id)
+    assert row is not None and (row.claims, row.attempts) == (1, 1)  # never taken again
+    assert _noted(harness).count(ticket) == 1

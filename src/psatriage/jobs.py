@@ -5,8 +5,9 @@ dispatcher thread that claims due events for its free worker threads, tenant by 
 order (the tenant served longest ago first; paused tenants and tenants at their concurrency cap
 left out; each tenant's new tickets first), and hands each claim to a thread. An idle dispatcher
 sleeps until the queue's wake-up channel says there is work (``psatriage.queue``), or at most
-``queue_poll_seconds``. A claim carries a lease: a worker killed mid-job leaves a lease that runs
-out, and the reaper (every ``housekeeping_seconds``) makes the event due again. Transient failures
+``queue_poll_seconds``. A claim carries a lease, renewed while the ticket is worked on: a worker
+killed mid-job leaves a lease that runs out, and the reaper (every ``housekeeping_seconds``) makes
+the event due again. Transient failures
 are given back with a due time (exponential backoff with jitter, Retry-After honored) instead of
 sleeping in a worker.
 """
@@ -73,6 +74,7 @@ class WorkerPool:
         self.workers = workers
         self.caps = tenant_caps(runtime, workers)
         self._inflight: Counter[str] = Counter()
+        self._held: dict[int, Claim] = {}  # the claims being worked on, whose leases are renewed
         self._free = workers
         self._slots = threading.Condition()
         self._wake = threading.Event()
@@ -87,6 +89,7 @@ class WorkerPool:
             _thread(self._dispatch, "psatriage-dispatcher"),
             housekeeping(self.runtime, self._stop),
             _thread(self._poll_loop, "psatriage-poller"),
+            _thread(self._keep_leases, "psatriage-leases"),
         ]
         return self
 
@@ -146,6 +149,7 @@ class WorkerPool:
             for claim in claims:
                 self._inflight[claim.tenant] += 1
                 self._free -= 1
+                self._held[claim.id] = claim
         for claim in claims:
             self._executor.submit(self._run, claim)
         return len(claims) == sum(count for _, count in wanted) and len(claims) > 0
@@ -159,8 +163,20 @@ class WorkerPool:
             with self._slots:
                 self._inflight[claim.tenant] -= 1
                 self._free += 1
+                self._held.pop(claim.id, None)
                 self._slots.notify()
             self._wake.set()  # a slot is free: there may be waiting work for it
+
+    def _keep_leases(self) -> None:
+        """Renew the leases of the claims being worked on, three times a lease."""
+        lease = self.runtime.settings.lease_seconds
+        while not self._stop.wait(lease / 3):
+            with self._slots:
+                held = list(self._held.values())
+            try:
+                self.runtime.ledger.extend(held, lease_seconds=lease)
+            except Exception:  # a database blip: the next round tries again (logged with trace)
+                log.exception("could not renew leases; trying again")
 
     # -- polling tenants --------------------------------------------------------------------------
 
@@ -320,7 +336,7 @@ def run_claim(runtime: Runtime, claim: Claim) -> EventState:
         result = pipeline.categorize(
             claim.id,
             claim.ticket_id,
-            claim.attempts,
+            claim.claims,
             deps,
             once_per_ticket=claim.source != "cli",
             snapshot=fresh_snapshot(runtime, claim, deps),
@@ -364,9 +380,10 @@ def run_claim(runtime: Runtime, claim: Claim) -> EventState:
 
 def fresh_snapshot(runtime: Runtime, claim: Claim, deps: pipeline.Deps) -> dict[str, Any] | None:
     """The ticket the event's delivery carried, if it still stands for the ticket: only on the
-    first attempt (an earlier one may have written to the ticket) and while no later event
-    about the ticket was recorded (see ``Ledger.snapshot``). None: read the ticket."""
-    if claim.attempts > 1 or not deps.adapter.keeps_snapshots():
+    event's first claim (an earlier one may have written to the ticket, even one that only
+    waited for a call limit and spent no attempt) and while no later event about the ticket was
+    recorded (see ``Ledger.snapshot``). None: read the ticket."""
+    if not claim.first_try or not deps.adapter.keeps_snapshots():
         return None
     return runtime.ledger.snapshot(claim.id)
 

@@ -91,7 +91,7 @@ def error_marker(ticket_id: str) -> str:
 def categorize(
     event_id: int,
     ticket_id: str,
-    attempt: int,
+    tries: int,
     deps: Deps,
     *,
     dry_run: bool = False,
@@ -102,14 +102,16 @@ def categorize(
 
     ``dry_run`` decides without writing anything (to the PSA or the decisions table);
     ``once_per_ticket`` ends the event as already decided when another event decided the ticket;
-    ``snapshot`` is the ticket as the event's delivery carried it, still fresh (it saves a read).
+    ``snapshot`` is the ticket as the event's delivery carried it, still fresh (it saves a read);
+    ``tries`` is how many times the event was taken, this time included: after the first, an
+    earlier try may have written, so the note is looked for before it is posted.
     """
-    if snapshot is not None:
+    checkpoint = None if dry_run else deps.decisions.decision_for_event(event_id)
+    if snapshot is not None and checkpoint is None:
         ticket = deps.adapter.ticket_from_snapshot(ticket_id, snapshot)
-    else:
+    else:  # an earlier try got as far as deciding: it may have written, read the ticket as it is
         ticket = deps.adapter.get_ticket(ticket_id)
     effective = deps.tenant.effective(ticket.company_id, ticket.company_name)
-    checkpoint = None if dry_run else deps.decisions.decision_for_event(event_id)
     if checkpoint is None and not dry_run and once_per_ticket:
         holder = deps.decisions.ticket_holder(deps.tenant.name, ticket.id)
         if holder is not None:
@@ -142,7 +144,7 @@ def categorize(
             planned.classification,
             fields=planned.fields,
         )
-    wrote = _write(deps, ticket, planned, choice, outcome, attempt)
+    wrote = _write(deps, ticket, planned, choice, outcome, tries)
     deps.decisions.finalize_decision(
         planned.decision_id,
         outcome=outcome,
@@ -590,7 +592,7 @@ def _write(
     planned: _Plan,
     choice: policy.Choice,
     outcome: Outcome,
-    attempt: int,
+    tries: int,
 ) -> tuple[str, ...]:
     """The PSA writes, in one update: the category and the applied fields (unless already there);
     then the marked note (unless posted)."""
@@ -611,7 +613,7 @@ def _write(
         wrote += [d.name for d in applied]
     if _notes(choice.action, planned.fields):
         note_marker = marker(planned.decision_id)
-        if attempt > 1 and deps.adapter.find_note(ticket, note_marker):
+        if tries > 1 and deps.adapter.find_note(ticket, note_marker):
             log.info("note already posted", ticket=ticket.id, marker=note_marker)
         else:
             text = _note(deps.tenant, outcome, planned, note_marker, review=choice.review)

@@ -109,6 +109,38 @@ def test_expired_lease_can_be_claimed_again_and_the_old_owner_loses(ledger: Ledg
     assert ledger.turns(["acme"]) == [] and ledger.waiting() == 0
 
 
+def test_a_renewed_lease_is_not_reaped_and_only_its_holder_renews(ledger: Ledger) -> None:
+    event_id, _ = ledger.record(_event(), state=EventState.RECEIVED)
+    first = ledger.claim(event_id, lease_seconds=0.2)
+    assert first is not None and first.claims == 1
+    assert ledger.extend([first], lease_seconds=60) == 1
+    time.sleep(0.3)
+    assert ledger.reap() == 0  # renewed: still held
+    with ledger._sessions.begin() as session:  # the holder stopped renewing; its lease ran out
+        session.execute(update(EventRow).values(lease_until=utcnow() - timedelta(seconds=1)))
+    assert ledger.reap() == 1
+    second = ledger.claim(event_id, lease_seconds=60)
+    assert second is not None and second.claims == 2
+    assert ledger.extend([first], lease_seconds=60) == 0  # the old holder renews nothing
+    assert not ledger.finish(first, EventState.DONE)
+    assert ledger.finish(second, EventState.DONE)
+    assert ledger.extend([second], lease_seconds=60) == 0  # finished: nothing to renew
+
+
+def test_a_wait_that_gives_its_attempt_back_still_fences_the_old_claim(ledger: Ledger) -> None:
+    """A claim that waited for a call limit returns its attempt, so the next claim has the same
+    attempt number; the claim count still tells the two apart."""
+    event_id, _ = ledger.record(_event(), state=EventState.RECEIVED)
+    first = ledger.claim(event_id, lease_seconds=60)
+    assert first is not None and first.first_try
+    assert ledger.retry_later(first, utcnow(), "waiting for its turn", spend_attempt=False)
+    second = ledger.claim(event_id, lease_seconds=60)
+    assert second is not None
+    assert (second.attempts, second.claims) == (first.attempts, 2) and not second.first_try
+    assert not ledger.finish(first, EventState.DONE)  # same attempt number, not the holder
+    assert ledger.finish(second, EventState.DONE)
+
+
 def test_retry_later_waits_until_due(ledger: Ledger) -> None:
     event_id, _ = ledger.record(_event(), state=EventState.RECEIVED)
     claim = ledger.claim(event_id, lease_seconds=60)

@@ -229,7 +229,7 @@ class _Worker:
             attempt += 1
             try:
                 decision = pipeline.categorize(
-                    claim.id, ticket.id, claim.attempts, self.deps, once_per_ticket=True
+                    claim.id, ticket.id, claim.claims, self.deps, once_per_ticket=True
                 )
             except KeyboardInterrupt:  # Ctrl-C: hand the event back for the resumed run
                 self._give_back(claim, "backfill interrupted", spend=False)

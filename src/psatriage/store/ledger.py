@@ -47,10 +47,17 @@ class Claim:
     id: int
     tenant: str
     ticket_id: str
-    attempts: int
+    attempts: int  # the attempts spent, this one included (waits for a call limit give theirs back)
     lease_until: datetime
     received_at: datetime
     source: str
+    # how many times the event was taken, this time included: the claim's fencing token (only
+    # its holder may close or give back the event); above 1, an earlier try may have written
+    claims: int
+
+    @property
+    def first_try(self) -> bool:
+        return self.claims <= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,7 @@ _RETURNED = (
     EventRow.attempts,
     EventRow.received_at,
     EventRow.source,
+    EventRow.claims,
 )
 
 
@@ -175,6 +183,7 @@ class Ledger:
                 .values(
                     state=EventState.PROCESSING.value,
                     attempts=EventRow.attempts + 1,
+                    claims=EventRow.claims + 1,
                     lease_until=lease_until,
                     updated_at=now,
                 )
@@ -190,6 +199,7 @@ class Ledger:
             lease_until,
             row.received_at,
             row.source,
+            row.claims,
         )
 
     def ensure_tenants(self, tenants: Iterable[str]) -> None:
@@ -262,6 +272,7 @@ class Ledger:
                     .values(
                         state=EventState.PROCESSING.value,
                         attempts=EventRow.attempts + 1,
+                        claims=EventRow.claims + 1,
                         lease_until=lease_until,
                         updated_at=now,
                     )
@@ -283,10 +294,26 @@ class Ledger:
                         lease_until,
                         row.received_at,
                         row.source,
+                        row.claims,
                     )
                     for row in sorted(rows, key=lambda r: r.id)
                 ]
         return claims
+
+    def extend(self, claims: Sequence[Claim], *, lease_seconds: float) -> int:
+        """Renew the leases of ``claims`` still held (a ticket that takes longer than a lease is
+        not handed to a second worker while the first is on it); returns how many were renewed."""
+        if not claims:
+            return 0
+        now = utcnow()
+        held = or_(*(and_(EventRow.id == c.id, EventRow.claims == c.claims) for c in claims))
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                update(EventRow)
+                .where(held, EventRow.state == EventState.PROCESSING.value)
+                .values(lease_until=now + timedelta(seconds=lease_seconds))
+            )
+            return int(result.rowcount)
 
     def reap(self, *, limit: int = 1000) -> int:
         """Give back every event whose lease ran out (its worker died or hung): it is due again
@@ -378,7 +405,7 @@ class Ledger:
                 .where(
                     EventRow.id == claim.id,
                     EventRow.state == EventState.PROCESSING.value,
-                    EventRow.attempts == claim.attempts,
+                    EventRow.claims == claim.claims,
                 )
                 .values(updated_at=utcnow(), **values)
             )
