@@ -33,13 +33,19 @@ def _decided(
     return decision.id
 
 
-def _failed(runtime: Runtime, ticket: str, reason: str, tenant: str = TENANT) -> int:
+def _failed(
+    runtime: Runtime,
+    ticket: str,
+    reason: str,
+    tenant: str = TENANT,
+    state: EventState = EventState.FAILED,
+) -> int:
     event_id, _ = runtime.ledger.record(
         TicketEvent(tenant, ticket, "added", True, f"f{ticket}"), state=EventState.RECEIVED
     )
     claim = runtime.ledger.claim(event_id, lease_seconds=60)
     assert claim is not None
-    runtime.ledger.finish(claim, EventState.FAILED, reason)
+    runtime.ledger.finish(claim, state, reason)
     return event_id
 
 
@@ -258,6 +264,20 @@ def test_only_admins_retry_events(
     assert "Only admins and above may retry events" in refused.text
     event = runtime.ledger.get(event_id)
     assert event is not None and event.state == "failed"
+
+
+def test_an_over_budget_event_is_listed_and_retried(runtime: Runtime, admin: TestClient) -> None:
+    event_id = _failed(
+        runtime, "9006", "the tenant's 100 model calls a day are used", state=EventState.OVER_BUDGET
+    )
+    listed = admin.get("/events").text
+    assert "100 model calls a day are used" in listed and "over_budget" in listed
+    response = admin.post(
+        "/events/retry", data={"csrf_token": csrf_of(listed), "event_id": str(event_id)}
+    )
+    assert response.status_code == 303
+    event = runtime.ledger.get(event_id)
+    assert event is not None and event.state == "received"
 
 
 def test_events_of_one_tenant(runtime: Runtime, admin: TestClient) -> None:

@@ -1,4 +1,4 @@
-"""Failed and parked events, with their reasons, and a retry for admins."""
+"""Failed, parked and over-budget events, with their reasons, and a retry for admins."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def retry(
     event_id: Annotated[list[int], Form(min_length=1, max_length=SHOWN)],
     tenant: Annotated[str, Form()] = "",
 ) -> Response:
-    """Queue failed or parked events again (as ``psatriage events retry`` does)."""
+    """Queue failed, parked or over-budget events again (as ``psatriage events retry`` does)."""
     console = console_of(request)
     runtime = console.runtime
     reopened = runtime.ledger.reopen([number for number in event_id if 0 < number <= MAX_ID])

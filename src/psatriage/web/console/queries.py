@@ -32,6 +32,8 @@ WINDOWS = (1, 7, 30)  # days the overview counts tickets over
 MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger number is no id
 ALL = ""  # the key of "all tenants" in per-tenant figures
 FAILED_STATES = (EventState.FAILED.value, EventState.PARKED.value)
+# what the Events page lists and may queue again (as ``psatriage events retry`` does)
+STOPPED_STATES = (*FAILED_STATES, EventState.OVER_BUDGET.value)
 WAITING_STATES = (
     EventState.RECEIVED.value,
     EventState.PROCESSING.value,
@@ -345,7 +347,7 @@ class ConsoleQueries:
     # -- events -------------------------------------------------------------------------------
 
     def failed_events(self, tenant: str | None, limit: int = 200) -> list[EventRow]:
-        query = select(EventRow).where(EventRow.state.in_(FAILED_STATES))
+        query = select(EventRow).where(EventRow.state.in_(STOPPED_STATES))
         if tenant:
             query = query.where(EventRow.tenant == tenant)
         with self._sessions() as session:
