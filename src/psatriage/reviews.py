@@ -195,9 +195,14 @@ def _correction(
     tenant: Tenant, ticket: Ticket, taxonomy: Taxonomy, suggested: Chosen, key: str
 ) -> Chosen:
     """The category a correction writes: a live, active, not excluded leaf of the ticket's
-    tree, with the suggestion's other fields (queue, priority...)."""
+    tree, named by its key or by its path as listed (any case), with the suggestion's other
+    fields (queue, priority...)."""
     rules = tenant.effective(ticket.company_id, ticket.company_name).policy
-    leaf = next((c for c in policy.candidates(rules, taxonomy) if c.key == key), None)
+    leaves = policy.candidates(rules, taxonomy)
+    folded = key.casefold()
+    leaf = next((c for c in leaves if c.key == key), None) or next(
+        (c for c in leaves if c.label.casefold() == folded), None
+    )
     if leaf is None:
         where = taxonomy.scope_name or taxonomy.scope
         raise UnknownCategory(

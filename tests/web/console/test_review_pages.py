@@ -203,3 +203,15 @@ def test_categories_and_overview_show_accuracy_from_outcomes(
     assert agreed.status == 200 and "3 matching" in agreed.text
     corrected = page(reviewer, "/decisions", verdict="corrected")
     assert "1 matching" in corrected.text
+
+
+def test_a_correction_reads_the_ticket_once(
+    harness: Harness, runtime: Runtime, reviewer: TestClient
+) -> None:
+    ticket, review = suggest(harness, runtime)
+    other = another_leaf(runtime, ticket, review)
+    before = len(harness.cw.requests_to(rf"/service/tickets/{ticket}$", "GET"))
+    status, _, _ = _post(reviewer, f"/reviews/{review.id}/correct", category=other.label.upper())
+    assert status == 303
+    assert len(harness.cw.requests_to(rf"/service/tickets/{ticket}$", "GET")) == before + 1
+    assert len(harness.cw.patches(ticket)) == 1

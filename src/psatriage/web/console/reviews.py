@@ -99,17 +99,11 @@ def correct(
     console = console_of(request)
     row = _review(console, review_id)
     wanted = category.strip()
-    choices, _ = _choices(console, row)
-    key = _key_of(wanted, choices)
-    if not wanted or key is None:
-        problem = (
-            "Choose the category to write instead."
-            if not wanted
-            else f"{wanted!r} is not one of the categories this ticket may have; pick one from "
-            "the list."
-        )
-        return _detail(request, user, row, problem=problem, given=wanted, status=400)
-    return _act(request, user, row, reviews.Action.CORRECT, tenant, category_key=key)
+    if not wanted:
+        problem = "Choose the category to write instead."
+        return _detail(request, user, row, problem=problem, status=400)
+    # a key or a path as listed: the review service reads the ticket once and checks it there
+    return _act(request, user, row, reviews.Action.CORRECT, tenant, category_key=wanted)
 
 
 def _act(
@@ -130,8 +124,12 @@ def _act(
         raise PageNotFound(str(exc)) from None
     except reviews.ReviewClosed as exc:
         return _queue(request, user, tenant, problem=str(exc), status=409)
-    except reviews.UnknownCategory as exc:
-        return _detail(request, user, row, problem=str(exc), status=400)
+    except reviews.UnknownCategory:
+        problem = (
+            f"{category_key!r} is not one of the categories this ticket may have; pick one from "
+            "the list."
+        )
+        return _detail(request, user, row, problem=problem, given=category_key or "", status=400)
     except PsatriageError as exc:  # the PSA refused or is unreachable: the review stays pending
         problem = f"The PSA did not take the change ({exc}); the review is still pending."
         return _queue(request, user, tenant, problem=problem, status=502)
@@ -229,15 +227,3 @@ def _choices(console: Console, row: ReviewRow) -> tuple[list[Choice], str]:
     rules = tenant.effective(ticket.company_id, ticket.company_name).policy
     leaves = policy.candidates(rules, taxonomy)
     return sorted((Choice(c.key, c.label) for c in leaves), key=lambda c: c.label.lower()), ""
-
-
-def _key_of(wanted: str, choices: list[Choice]) -> str | None:
-    """The key a person meant: a key as given, or a path as listed (any case). Without a list
-    (the PSA unreadable) the text goes to the review service as a key, which checks it."""
-    if not choices:
-        return wanted or None
-    for choice in choices:
-        if wanted == choice.key:
-            return choice.key
-    folded = wanted.casefold()
-    return next((c.key for c in choices if c.label.casefold() == folded), None)
