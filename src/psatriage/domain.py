@@ -197,7 +197,8 @@ class Chosen:
 
 @dataclass(frozen=True, slots=True)
 class LabeledTicket:
-    """A closed ticket with the category people left on it (training data for the local engine).
+    """A closed ticket with the category (and ticket fields) people left on it: training data for
+    the local engine, and the answers of a backtest.
 
     ``path`` is its category level by level; ``key`` is the taxonomy's key of that leaf.
     """
@@ -205,6 +206,9 @@ class LabeledTicket:
     ticket: Ticket
     path: tuple[LevelValue, ...]
     leaf_key: str = ""  # the adapter's leaf key, where it is not the path's ids joined by "/"
+    fields: Mapping[str, LevelValue] = field(default_factory=dict)
+    """The ticket fields people left on it (``priority``, ``routing``) where the PSA gives them,
+    as ``PSAAdapter.field_values`` names their values (``level`` the PSA field, ``id`` its id)."""
 
     @property
     def key(self) -> str:

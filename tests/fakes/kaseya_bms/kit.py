@@ -156,7 +156,9 @@ def kit() -> ContractKit:
 
     def history_ticket(title: str, created: datetime, categorized: bool, closed: bool) -> str:
         levels = {"issue_type_id": 101, "sub_issue_type_id": 201} if categorized else {}
-        ticket_id = fake.add_ticket(title, f"text of {title}", created_on=created, **levels)
+        ticket_id = fake.add_ticket(
+            title, f"text of {title}", created_on=created, queue_id=501, **levels
+        )
         if closed:
             fake.close_ticket(ticket_id)
         return str(ticket_id)

@@ -3,6 +3,7 @@ writes them in the same single update as the category, or alone."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -86,3 +87,22 @@ def test_unsupported_fields_say_so(kit: ContractKit, adapter: PSAAdapter[Any]) -
     ticket = adapter.get_ticket(kit.new_ticket("Printer", "jam"))
     with pytest.raises(NotImplementedError, match="does not store the ticket field 'colour'"):
         adapter.field_values(ticket, "colour")
+
+
+def test_labeled_history_carries_the_fields_people_left(
+    kit: ContractKit, adapter: PSAAdapter[Any]
+) -> None:
+    """A closed ticket's priority and routing, as ``field_values`` names their values: what a
+    backtest scores the fields against and what the local engine learns them from."""
+    assert kit.history_ticket is not None and kit.field_value is not None
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    ticket_id = kit.history_ticket("ticket with fields", day + timedelta(days=1), True, True)
+    (labeled,) = adapter.list_labeled_tickets(day, limit=5)
+    assert labeled.ticket.id == ticket_id
+    for field in FIELDS:
+        held = kit.field_value(ticket_id, field)
+        assert held is not None
+        value = labeled.fields[field]
+        assert value.id == held and value.name
+        level = adapter.field_values(labeled.ticket, field).options[0].level
+        assert value.level == level

@@ -343,8 +343,19 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
         ):
             ticket = self._as_ticket(number, entry)
             path = tuple(v for v in ticket.current if v.level in LEVELS)
-            labeled.append(LabeledTicket(ticket=ticket, path=path))
+            fields = self._stored_fields(entry)
+            labeled.append(LabeledTicket(ticket=ticket, path=path, fields=fields))
         return labeled
+
+    def _stored_fields(self, entry: Mapping[str, Any]) -> dict[str, LevelValue]:
+        """The priority and the queue of a ticket record, as ``field_values`` names them."""
+        lists = self._lists()
+        found: dict[str, LevelValue] = {}
+        for field, level in FIELD_LEVELS.items():
+            value = record_id(entry.get(level.lower()))
+            if value is not None:
+                found[field] = LevelValue(level, value, label_of(lists, level, value))
+        return found
 
     # -- outcomes ---------------------------------------------------------------------------
 

@@ -67,6 +67,8 @@ def completed(
             "completedDate",
             "issueType",
             "subIssueType",
+            "priority",
+            "queueID",
             *facets,
         ),
         what="completed tickets",

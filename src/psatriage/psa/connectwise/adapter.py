@@ -351,7 +351,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         params = {
             "conditions": conditions,
             "orderBy": "dateEntered desc, id desc",
-            "fields": "id,summary,recordType,board,company,type,subType,item,_info",
+            "fields": "id,summary,recordType,board,company,type,subType,item,priority,_info",
         }
         found: list[tuple[datetime, int, JSON]] = []
         for record in self.client.pages("service/tickets", params=params, what="closed tickets"):
@@ -371,7 +371,8 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         labeled = []
         for _, ticket_number, record in found[:limit]:
             ticket = self._as_ticket(ticket_number, record, with_initial_note=False)
-            labeled.append(LabeledTicket(ticket=ticket, path=ticket.current))
+            fields = _stored_fields(record)
+            labeled.append(LabeledTicket(ticket=ticket, path=ticket.current, fields=fields))
         return labeled
 
     # -- outcomes ---------------------------------------------------------------------------------
@@ -484,3 +485,13 @@ def _note_order(note: Mapping[str, Any]) -> tuple[bool, float, int]:
 
 def _first_text(notes: Iterable[Mapping[str, Any]]) -> str:
     return next((str(note.get("text") or "") for note in notes), "")
+
+
+def _stored_fields(data: Mapping[str, Any]) -> dict[str, LevelValue]:
+    """The priority and the board of a ticket record, as ``field_values`` names them."""
+    found: dict[str, LevelValue] = {}
+    for field, key, level in (("priority", "priority", "priority"), ("routing", "board", "board")):
+        ref = lower_keys(data.get(key))
+        if ref.get("id") is not None:
+            found[field] = LevelValue(level, str(ref["id"]), str(ref.get("name") or ref["id"]))
+    return found

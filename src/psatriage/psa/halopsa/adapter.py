@@ -422,7 +422,14 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
             data = record if "details" in record or "details_html" in record else None
             ticket = self._as_ticket(number, data or self._ticket(number))
             path = tuple(v for v in ticket.current if v.level != PRIORITY_FACET)
-            labeled.append(LabeledTicket(ticket=ticket, path=path, leaf_key=history.leaf_key(path)))
+            labeled.append(
+                LabeledTicket(
+                    ticket=ticket,
+                    path=path,
+                    leaf_key=history.leaf_key(path),
+                    fields=_stored_fields(data or record),
+                )
+            )
         return labeled
 
     def list_closed_tickets(self, since: datetime, until: datetime) -> list[ClosedTicket]:
@@ -464,3 +471,16 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
 
 def _numeric(value: str, what: str) -> int:
     return numeric(value, what, psa="HaloPSA")
+
+
+def _stored_fields(data: Mapping[str, Any]) -> dict[str, LevelValue]:
+    """The priority and the team of a ticket record, as ``field_values`` names them."""
+    found: dict[str, LevelValue] = {}
+    priority = positive(data.get("priority_id"))
+    if priority is not None:
+        name = data.get("priority_name") or priority
+        found["priority"] = LevelValue(PRIORITY_FACET, str(priority), str(name))
+    team = positive(data.get("team_id"))
+    if team is not None:
+        found["routing"] = LevelValue(TEAM_LEVEL, str(team), str(data.get("team") or team))
+    return found

@@ -231,7 +231,7 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
                 continue  # reopened since, or never categorized: nothing to learn from
             ticket = self._as_ticket(int(ticket_id), data)
             path = tuple(v for v in ticket.current if v.level in LEVELS)
-            labeled.append(LabeledTicket(ticket=ticket, path=path))
+            labeled.append(LabeledTicket(ticket=ticket, path=path, fields=_stored_fields(data)))
         return labeled
 
     def list_closed_tickets(self, since: datetime, until: datetime) -> list[ClosedTicket]:
@@ -452,3 +452,14 @@ def _active(record: Mapping[str, Any]) -> bool:
 
 def _numeric(value: str, what: str, error: type[PermanentError] = PermanentError) -> int:
     return numeric(value, what, psa="Kaseya BMS", error=error)
+
+
+def _stored_fields(data: Mapping[str, Any]) -> dict[str, LevelValue]:
+    """The priority and the queue of a ticket record, as ``field_values`` names them."""
+    found: dict[str, LevelValue] = {}
+    for field, level in FIELD_LEVELS.items():
+        value = data.get(level.lower())
+        if value is not None:
+            name = data.get(level.lower().removesuffix("id") + "name") or value
+            found[field] = LevelValue(level, str(value), str(name))
+    return found

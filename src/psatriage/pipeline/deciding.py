@@ -1,0 +1,106 @@
+"""A new decision with the model: routing first where it picks the category tree, then one call
+for the category and the enabled fields, each field judged on its own, then the checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from psatriage import budgets, fields
+from psatriage.config.tenant import Effective
+from psatriage.domain import APPLIED, Category, Decision, Facet, FieldDecision, Taxonomy, Ticket
+from psatriage.fields import language, noise
+from psatriage.pipeline.classification import classify
+from psatriage.pipeline.deps import Deps, field_options, read_taxonomy
+from psatriage.pipeline.noise_actions import NoiseContext, act_on_noise
+from psatriage.pipeline.plan import Context, Plan
+
+
+def decide(
+    deps: Deps, at: Context, effective: Effective, storm: str | None = None
+) -> Plan | Decision:
+    """Ask the model (routing first where it picks the tree), judge the fields, checkpoint."""
+    ticket, taxonomy, event_id = at.ticket, at.taxonomy, at.event_id
+    dry_run, once, previous, checked = at.dry_run, at.once, at.previous, at.checked
+    if deps.usage is not None:
+        budgets.check(deps.tenant, deps.usage)
+    options = field_options(deps, ticket, effective.fields)
+    routed: tuple[FieldDecision, ...] = ()
+    if "routing" in options and deps.adapter.routing_sets_scope:
+        routed = _route_first(deps, ticket, effective, options.pop("routing"), event_id)
+        if routed and routed[0].outcome == APPLIED and routed[0].value_id != ticket.scope:
+            # the category is chosen within the chosen board's tree, so the pair is valid
+            ticket = replace(ticket, scope=routed[0].value_id, scope_name=routed[0].value)
+            taxonomy = read_taxonomy(deps, ticket)
+    asked = fields.specs(effective.fields, options)
+    classification, chosen, redactions = classify(
+        deps, ticket, taxonomy, effective, event_id, fields=asked
+    )
+    spoken = (
+        language.detect(effective.fields, ticket)
+        if "language" in effective.fields.active()
+        else None
+    )
+    decided = fields.decide(
+        effective.fields,
+        classification,
+        options,
+        effective.policy,
+        language=spoken,
+        title=ticket.title,
+    )
+    decided = fields.in_order(decided + routed)
+    acted = noise.acted_on(effective.fields, decided)
+    if acted is not None:
+        found = next(d for d in decided if d.name == "noise")
+        context = NoiseContext(event_id, ticket, taxonomy, previous, found.value_id, dry_run, once)
+        return act_on_noise(deps, context, acted, decided, classification, f"{found.value}")
+    decision_id = 0
+    if not dry_run:
+        decision_id = deps.decisions.start_decision(
+            event_id=event_id,
+            tenant=deps.tenant.name,
+            ticket_id=ticket.id,
+            company_id=ticket.company_id,
+            previous=previous,
+            chosen=chosen,
+            classification=classification,
+            replacing=checked.replacing,
+            once_per_ticket=once,
+            redactions=redactions,
+            fields=[d.to_dict() for d in decided],
+            storm_key=storm,
+            scope=ticket.scope,
+        ).id
+    return Plan(chosen, classification, checked, decision_id, previous, redactions, decided)
+
+
+def _route_first(
+    deps: Deps, ticket: Ticket, effective: Effective, values: Facet, event_id: int
+) -> tuple[FieldDecision, ...]:
+    """Routing decided on its own, before the category, where it picks the category tree (a
+    ConnectWise board): one model call whose candidates are the routing targets."""
+    allowed = fields.routing_targets(values, effective.fields.routing.targets)
+    if not allowed:
+        return ()
+    targets = Taxonomy(
+        scope=f"routing:{values.name}",
+        scope_name=values.label,
+        levels=(allowed[0].level,),
+        leaves=tuple(Category(o.id, (o,)) for o in allowed),
+    )
+    hint = (
+        f"Here each category is a {values.label.lower()}: choose the one that should handle "
+        "the ticket."
+    )
+    scoped = replace(
+        effective,
+        instructions="\n".join(t for t in (effective.instructions, hint) if t),
+        policy=effective.policy.model_copy(update={"excluded": ()}),
+    )
+    classification, chosen, _ = classify(deps, ticket, targets, scoped, event_id)
+    option = chosen.category.path[0]
+    confidence = classification.confidence
+    outcome = fields.band("routing", confidence, effective.policy)
+    return (
+        FieldDecision("routing", values.label, option.name, option.id, outcome, confidence, option),
+    )

@@ -1,0 +1,115 @@
+"""What the tenant does with noise (spam, auto-replies, monitoring alerts, newsletters): set
+its configured category and/or routing, or skip it without a write or a note."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from psatriage import policy
+from psatriage.config.fields import NoiseAction
+from psatriage.domain import (
+    APPLIED,
+    Chosen,
+    Classification,
+    Decision,
+    FieldDecision,
+    Outcome,
+    Taxonomy,
+    Ticket,
+)
+from psatriage.errors import PermanentError
+from psatriage.fields import noise
+from psatriage.pipeline.deps import Deps, read_field_values
+from psatriage.pipeline.plan import Plan
+from psatriage.pipeline.writing import write_category
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseContext:
+    event_id: int
+    ticket: Ticket
+    taxonomy: Taxonomy
+    previous: str
+    kind: str
+    dry_run: bool
+    once: bool
+
+
+def act_on_noise(
+    deps: Deps,
+    at: NoiseContext,
+    action: NoiseAction,
+    decided: tuple[FieldDecision, ...],
+    classification: Classification | None,
+    what: str,
+) -> Plan | Decision:
+    """What the tenant does with noise: set its configured category (then the usual write path)
+    and/or routing, or skip it (no write, no note). ``classification`` is None without a model
+    call."""
+    routing = _noise_routing(deps, at, action.routing) if action.routing else None
+    if routing is not None:
+        decided = (*(d for d in decided if d.name != "routing"), routing)
+    engine = "rules" if classification is None else classification.engine
+    reason = f"noise: {what} ({action.action}, {'no model call' if engine == 'rules' else engine})"
+    if action.category:
+        leaf = noise.configured_category(at.taxonomy, action.category)
+        if leaf is None:
+            raise PermanentError(
+                f"tenant {deps.tenant.name!r}, key 'fields.noise.{at.kind}.category': "
+                f"{action.category!r} is not an active category on "
+                f"{at.ticket.scope_name or at.ticket.scope}; fix: name an active category"
+            )
+        chosen = Chosen(leaf, (), at.taxonomy.levels)
+        ruled = Classification(leaf.key, 1.0, "model", reason, "rules", "")
+        if classification is not None:
+            ruled = replace(classification, key=leaf.key, confidence=1.0, reasoning=reason)
+        decision_id = 0
+        if not at.dry_run:
+            decision_id = deps.decisions.start_decision(
+                event_id=at.event_id,
+                tenant=deps.tenant.name,
+                ticket_id=at.ticket.id,
+                company_id=at.ticket.company_id,
+                previous=at.previous,
+                chosen=chosen,
+                classification=ruled,
+                once_per_ticket=at.once,
+                fields=[d.to_dict() for d in decided],
+                scope=at.taxonomy.scope,
+            ).id
+        return Plan(chosen, ruled, policy.Guard(), decision_id, at.previous, {}, decided)
+    if at.dry_run:
+        return Decision(Outcome.SKIPPED, reason, fields=decided)
+    row = deps.decisions.start_decision(
+        event_id=at.event_id,
+        tenant=deps.tenant.name,
+        ticket_id=at.ticket.id,
+        company_id=at.ticket.company_id,
+        previous=at.previous,
+        chosen=None,
+        classification=None,
+        reason=reason,
+        once_per_ticket=at.once,
+        fields=[d.to_dict() for d in decided],
+    )
+    wrote: tuple[str, ...] = ()
+    if routing is not None and routing.write is not None:
+        write_category(
+            deps.tenant, deps.adapter, deps.taxonomies, at.ticket, None, (routing.write,)
+        )
+        wrote = ("routing",)
+    deps.decisions.finalize_decision(
+        row.id, outcome=Outcome.SKIPPED, reason=reason, wrote_category=False, wrote_note=False
+    )
+    return Decision(Outcome.SKIPPED, reason, row.id, wrote=wrote, fields=decided)
+
+
+def _noise_routing(deps: Deps, at: NoiseContext, name: str) -> FieldDecision:
+    values = read_field_values(deps, at.ticket, "routing")
+    option = next((o for o in values.options if o.name.casefold() == name.casefold()), None)
+    if option is None:
+        raise PermanentError(
+            f"tenant {deps.tenant.name!r}, key 'fields.noise.{at.kind}.routing': {name!r} is not "
+            f"an active {values.label.lower()}; fix: name an active one"
+        )
+    return FieldDecision("routing", values.label, option.name, option.id, APPLIED, 1.0, option)
