@@ -34,7 +34,14 @@ from psatriage.evaluation.backtest import (
 from psatriage.store.activity import Activity
 from psatriage.store.backtests import Backtests
 from psatriage.store.tables import BacktestResultRow, DecisionRow, ModelCallRow
-from tests.fakes.inprocess import TREE, MemoryPSA, ScriptedClassifier, answer
+from tests.fakes.inprocess import (
+    BOARDS,
+    PRIORITIES,
+    TREE,
+    MemoryPSA,
+    ScriptedClassifier,
+    answer,
+)
 from tests.pipeline_kit import PipelineKit, make_database
 
 NOW = datetime(2026, 12, 1, 12, 0)
@@ -351,3 +358,41 @@ def test_since_is_a_period_or_a_date(text: str, expected: datetime) -> None:
 def test_a_bad_since_is_a_clear_error(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_since(text, NOW)
+
+
+def test_each_ticket_field_is_scored_against_the_value_people_left(kit: PipelineKit) -> None:
+    """Priority and routing are asked in the same call as the category, as the service asks
+    them, and scored against the values the tickets closed with; an answer outside the field's
+    values is not decided and counts as wrong; a ticket closed without the field is not scored."""
+    kit.with_tenant(fields={"enabled": ["priority", "routing"]})
+    psa = _history(kit)
+    high, _, low = PRIORITIES.options
+    desk, network = BOARDS.options
+    cases = [
+        ({"priority": high, "routing": desk}, {"priority": "1", "routing": "1"}),
+        ({"priority": low, "routing": desk}, {"priority": "1", "routing": "1"}),
+        ({"priority": low, "routing": network}, {"priority": "3", "routing": "99"}),
+        ({}, {"priority": "1", "routing": "1"}),
+    ]
+    said: dict[str, Mapping[str, str]] = {}
+    for n, (truth, fields) in enumerate(cases):
+        ticket_id = psa.close(f"Paper jam {n}", "10/20/30")
+        psa.history[-1] = replace(psa.history[-1], fields=truth)
+        said[ticket_id] = fields
+
+    def respond(request: ClassificationRequest) -> Classification:
+        assert {f.name for f in request.fields} == {"priority", "routing"}
+        return answer("10/20/30", 0.95, fields=said[request.ticket.id])
+
+    kit.classifier = ScriptedClassifier(*[respond] * len(cases))
+
+    report = _run(kit).report
+
+    measured = report["fields"]
+    assert measured["priority"]["tickets"] == 3 and measured["priority"]["decided"] == 3
+    assert measured["priority"]["accuracy"] == pytest.approx(2 / 3)
+    assert measured["priority"]["confused"] == [{"truth": "Low", "predicted": "High", "count": 1}]
+    assert measured["routing"]["tickets"] == 3 and measured["routing"]["decided"] == 2
+    assert measured["routing"]["accuracy"] == pytest.approx(2 / 3)
+    assert measured["routing"]["accuracy_decided"] == 1.0
+    assert not [w for w in psa.writes if w[0] != "read"]  # nothing written

@@ -24,13 +24,26 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from psatriage import pipeline, policy
+from psatriage import fields, pipeline, policy
 from psatriage.config import Tenant
-from psatriage.domain import PATH_SEPARATOR, Chosen, Classification, LabeledTicket, Taxonomy
+from psatriage.config.tenant import Effective
+from psatriage.domain import (
+    PATH_SEPARATOR,
+    Chosen,
+    Classification,
+    Facet,
+    FieldDecision,
+    LabeledTicket,
+    LevelValue,
+    Taxonomy,
+    Ticket,
+)
 from psatriage.errors import ConfigError, PsatriageError
 from psatriage.evaluation import backtest_report
+from psatriage.evaluation.fields import scored as scored_field
 from psatriage.evaluation.measures import Prediction
 from psatriage.evaluation.runs import STOPPING_KIND, failure_kind, score
+from psatriage.pipeline.deciding import route_first
 from psatriage.store.activity import Activity
 from psatriage.store.backtests import Backtests
 from psatriage.store.tables import BacktestRunRow, utcnow
@@ -94,6 +107,7 @@ def run_key(tenant: Tenant, params: Params) -> str:
         "instructions": tenant.instructions,
         "prompt": tenant.prompt.hash,
         "taxonomy": tenant.taxonomy.model_dump(mode="json"),
+        "fields": tenant.fields.model_dump(mode="json"),
         "redaction": [
             tenant.redactor.enabled,
             {name: p.pattern for name, p in tenant.redactor.patterns.items()},
@@ -327,12 +341,33 @@ def _evaluate(deps: pipeline.Deps, item: LabeledTicket) -> tuple[dict[str, Any],
         result["failure"] = {"kind": "no candidates", "message": message}
         return result, scope
     chosen: list[Chosen] = []
+    try:
+        options, scored_fields = _field_options(deps, ticket, effective, item)
+    except PsatriageError as exc:
+        result["failure"] = {"kind": PSA_PREFIX + failure_kind(exc), "message": str(exc)}
+        return result, scope
+    decided: list[FieldDecision] = []
 
     def classify(record: Callable[..., None]) -> Classification:
+        asked = dict(options)
+        if "routing" in asked and deps.adapter.routing_sets_scope:  # asked first, as the service
+            decided.extend(
+                route_first(deps, ticket, effective, asked.pop("routing"), 0, record=record)
+            )
         classification, picked, _ = pipeline.classify(
-            deps, ticket, taxonomy, effective, record=record
+            deps,
+            ticket,
+            taxonomy,
+            effective,
+            record=record,
+            fields=fields.specs(effective.fields, asked),
         )
         chosen.append(picked)
+        decided.extend(
+            fields.decide(
+                effective.fields, classification, asked, effective.policy, title=ticket.title
+            )
+        )
         return classification
 
     scored = score(ticket.id, result["truth"]["key"], classify)
@@ -349,9 +384,35 @@ def _evaluate(deps: pipeline.Deps, item: LabeledTicket) -> tuple[dict[str, Any],
             "confidence": scored.confidence,
             "engine": scored.engine,
         }
+        if scored_fields:
+            result["fields"] = _scored_fields(scored_fields, decided)
     else:
         result["failure"] = {"kind": scored.kind, "message": scored.message}
     return result, scope
+
+
+def _field_options(
+    deps: pipeline.Deps, ticket: Ticket, effective: Effective, item: LabeledTicket
+) -> tuple[dict[str, Facet], dict[str, LevelValue]]:
+    """The live values of the company's enabled stored fields (asked as the service asks them),
+    and the fields to score: those the ticket closed with, among them."""
+    options = pipeline.field_options(deps, ticket, effective.fields)
+    return options, {name: value for name, value in item.fields.items() if name in options}
+
+
+def _scored_fields(
+    truth: Mapping[str, LevelValue], decided: list[FieldDecision]
+) -> dict[str, dict[str, Any]]:
+    """Each field the ticket closed with, and what the backtest decided for it."""
+    by_name = {d.name: d for d in decided}
+    out = {}
+    for name, value in truth.items():
+        found = by_name.get(name)
+        predicted = None if found is None else (found.value_id, found.value)
+        out[name] = scored_field(
+            value.id, value.name, predicted, None if found is None else found.confidence
+        )
+    return out
 
 
 def _truth(

@@ -7,7 +7,16 @@ from dataclasses import replace
 
 from psatriage import budgets, fields
 from psatriage.config.tenant import Effective
-from psatriage.domain import APPLIED, Category, Decision, Facet, FieldDecision, Taxonomy, Ticket
+from psatriage.domain import (
+    APPLIED,
+    CallRecorder,
+    Category,
+    Decision,
+    Facet,
+    FieldDecision,
+    Taxonomy,
+    Ticket,
+)
 from psatriage.fields import language, noise
 from psatriage.pipeline.classification import classify
 from psatriage.pipeline.deps import Deps, field_options, read_taxonomy
@@ -26,7 +35,7 @@ def decide(
     options = field_options(deps, ticket, effective.fields)
     routed: tuple[FieldDecision, ...] = ()
     if "routing" in options and deps.adapter.routing_sets_scope:
-        routed = _route_first(deps, ticket, effective, options.pop("routing"), event_id)
+        routed = route_first(deps, ticket, effective, options.pop("routing"), event_id)
         if routed and routed[0].outcome == APPLIED and routed[0].value_id != ticket.scope:
             # the category is chosen within the chosen board's tree, so the pair is valid
             ticket = replace(ticket, scope=routed[0].value_id, scope_name=routed[0].value)
@@ -74,11 +83,18 @@ def decide(
     return Plan(chosen, classification, checked, decision_id, previous, redactions, decided)
 
 
-def _route_first(
-    deps: Deps, ticket: Ticket, effective: Effective, values: Facet, event_id: int
+def route_first(
+    deps: Deps,
+    ticket: Ticket,
+    effective: Effective,
+    values: Facet,
+    event_id: int,
+    *,
+    record: CallRecorder | None = None,
 ) -> tuple[FieldDecision, ...]:
     """Routing decided on its own, before the category, where it picks the category tree (a
-    ConnectWise board): one model call whose candidates are the routing targets."""
+    ConnectWise board): one model call whose candidates are the routing targets (its model call
+    goes to ``record``, as ``classify``'s)."""
     allowed = fields.routing_targets(values, effective.fields.routing.targets)
     if not allowed:
         return ()
@@ -97,7 +113,7 @@ def _route_first(
         instructions="\n".join(t for t in (effective.instructions, hint) if t),
         policy=effective.policy.model_copy(update={"excluded": ()}),
     )
-    classification, chosen, _ = classify(deps, ticket, targets, scoped, event_id)
+    classification, chosen, _ = classify(deps, ticket, targets, scoped, event_id, record=record)
     option = chosen.category.path[0]
     confidence = classification.confidence
     outcome = fields.band("routing", confidence, effective.policy)
