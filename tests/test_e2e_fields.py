@@ -29,6 +29,16 @@ PSAS = sorted(adapters())
 FIELDS = {"enabled": ["priority", "routing", "noise", "sentiment", "summary"]}
 POLICY = {"fields": {"routing": {"apply_at": 0.8}}}
 ROUTED_FIRST = {"connectwise"}  # the board owns the category tree: one more model call
+# one client company keeps the priority and the board / queue / team its tickets come in with
+COMPANIES = {
+    "Fabrikam Inc": {"fields": {"priority": {"enabled": False}, "routing": {"enabled": False}}}
+}
+FABRIKAM: dict[str, dict[str, Any]] = {  # how each fake creates a ticket of that company
+    "autotask": {"company_id": 175},
+    "connectwise": {"company": (251, "Fabrikam Inc")},
+    "halopsa": {"client": (13, "Fabrikam Inc")},
+    "kaseya_bms": {"account": (311, "Fabrikam Inc")},
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +55,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
                 **kit_tenant(kit, llm),
                 "fields": FIELDS,
                 "policy": POLICY,
+                "companies": COMPANIES,
                 "storm_window_minutes": 30,
             }
             for psa, kit in kits.items()
@@ -105,6 +116,29 @@ def test_one_update_carries_category_priority_and_routing(service: Service, psa:
     for field in fields.values():
         assert f"{field['label']}: {field['value']}" in note
     assert "Noise: a real request" in note and "Summary: A short summary." in note
+
+
+@pytest.mark.parametrize("psa", PSAS)
+def test_fields_a_company_turns_off_are_neither_asked_nor_written(
+    service: Service, psa: str
+) -> None:
+    kit = service.kits[psa]
+    assert kit.field_value is not None
+    created = kit.fake.add_ticket(  # type: ignore[attr-defined]
+        "Printer on 3rd floor", "My printer has a paper jam", **FABRIKAM[psa]
+    )
+    ticket = str(created)
+    before = {name: kit.field_value(ticket, name) for name in ("priority", "routing")}
+    event = _run(service, psa, ticket)
+    assert event["state"] == "done", event
+    decision = event["decision"]
+    assert decision["outcome"] == "applied"
+    assert [f["name"] for f in decision["fields"]] == ["noise", "sentiment", "summary"]
+    assert len(event["model_calls"]) == 1  # no routing asked first, even on ConnectWise
+    assert len(kit.category_writes(ticket)) == 1  # the category alone
+    assert {name: kit.field_value(ticket, name) for name in before} == before
+    (note,) = _ours(kit, ticket)
+    assert "Priority:" not in note and "Summary: A short summary." in note
 
 
 @pytest.mark.parametrize("psa", PSAS)

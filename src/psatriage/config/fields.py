@@ -20,6 +20,8 @@ and each field's policy (``psatriage.fields`` does the deciding).
 
     [tenants.acme.companies."Contoso".fields.priority]
     at_least = "P2"                    # a VIP client
+    [tenants.acme.companies."Fabrikam".fields.routing]
+    enabled = false                    # this client's tickets keep the board they come in on
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class FieldSettings(_Strict):
 class FieldOverride(_Strict):
     """Per-company changes to one field's settings (its band: ``companies.X.policy.fields``)."""
 
+    enabled: bool | None = Field(
+        default=None,
+        description="false: the field is off for this company's tickets (not asked, not "
+        "written, not in the note); true: on for them although fields.enabled leaves it out.",
+    )
     at_least: str | None = Field(
         default=None,
         description="priority only: never below this priority (a VIP client), one of "
@@ -250,11 +257,15 @@ class FieldsSettings(_Strict):
         if not overrides:
             return self
         changes: dict[str, object] = {}
+        enabled = set(self.enabled)
         for name, override in overrides.items():
             values = override.model_dump(exclude_none=True)
+            if values.pop("enabled", None) is not None:
+                enabled = enabled | {name} if override.enabled else enabled - {name}
             if "at_least" in values and name != "priority":
                 values.pop("at_least")
             changes[name] = self.settings(name).model_validate(
                 {**self.settings(name).model_dump(), **values}
             )
+        changes["enabled"] = tuple(name for name in FIELD_NAMES if name in enabled)
         return self.model_copy(update=changes)

@@ -43,7 +43,7 @@ from psatriage.evaluation import backtest_report
 from psatriage.evaluation.fields import scored as scored_field
 from psatriage.evaluation.measures import Prediction
 from psatriage.evaluation.runs import STOPPING_KIND, failure_kind, score
-from psatriage.pipeline.deciding import route_first
+from psatriage.pipeline.deciding import route_first, with_learned_fields
 from psatriage.store.activity import Activity
 from psatriage.store.backtests import Backtests
 from psatriage.store.tables import BacktestRunRow, utcnow
@@ -363,6 +363,7 @@ def _evaluate(deps: pipeline.Deps, item: LabeledTicket) -> tuple[dict[str, Any],
             fields=fields.specs(effective.fields, asked),
         )
         chosen.append(picked)
+        classification = with_learned_fields(deps, ticket, classification, effective, asked)
         decided.extend(
             fields.decide(
                 effective.fields, classification, asked, effective.policy, title=ticket.title

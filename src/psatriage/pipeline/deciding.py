@@ -3,7 +3,11 @@ for the category and the enabled fields, each field judged on its own, then the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from psatriage import budgets, fields
 from psatriage.config.tenant import Effective
@@ -11,17 +15,23 @@ from psatriage.domain import (
     APPLIED,
     CallRecorder,
     Category,
+    Classification,
     Decision,
     Facet,
+    FieldAnswer,
     FieldDecision,
     Taxonomy,
     Ticket,
 )
+from psatriage.errors import PsatriageError
 from psatriage.fields import language, noise
+from psatriage.learning.fields import LEARNED
 from psatriage.pipeline.classification import classify
 from psatriage.pipeline.deps import Deps, field_options, read_taxonomy
 from psatriage.pipeline.noise_actions import NoiseContext, act_on_noise
 from psatriage.pipeline.plan import Context, Plan
+
+log = structlog.get_logger(__name__)
 
 
 def decide(
@@ -44,6 +54,7 @@ def decide(
     classification, chosen, redactions = classify(
         deps, ticket, taxonomy, effective, event_id, fields=asked
     )
+    classification = with_learned_fields(deps, ticket, classification, effective, options)
     spoken = (
         language.detect(effective.fields, ticket)
         if "language" in effective.fields.active()
@@ -98,6 +109,17 @@ def route_first(
     allowed = fields.routing_targets(values, effective.fields.routing.targets)
     if not allowed:
         return ()
+    if deps.tenant.classifier_kind == "local":  # its routing model, where it has one
+        learned = _learned(deps, ticket, ("routing",)).get("routing")
+        option = next((o for o in allowed if learned and o.id == learned.value), None)
+        if learned is not None and option is not None:
+            outcome = fields.band("routing", learned.confidence, effective.policy)
+            return (
+                FieldDecision(
+                    "routing", values.label, option.name, option.id, outcome, learned.confidence,
+                    option,
+                ),
+            )  # fmt: skip
     targets = Taxonomy(
         scope=f"routing:{values.name}",
         scope_name=values.label,
@@ -120,3 +142,42 @@ def route_first(
     return (
         FieldDecision("routing", values.label, option.name, option.id, outcome, confidence, option),
     )
+
+
+def with_learned_fields(
+    deps: Deps,
+    ticket: Ticket,
+    classification: Classification,
+    effective: Effective,
+    options: Mapping[str, Facet],
+) -> Classification:
+    """The answer with the fields it left out (every field, for the local engine and a hybrid's
+    answer made without the LLM) from the tenant's field models, judged like any answer."""
+    active = effective.fields.active()
+    missing = [
+        name
+        for name in LEARNED
+        if name in active
+        and name not in classification.fields
+        and (name in options or name == "noise")
+        and not (name == "priority" and "urgency" in classification.fields)
+    ]
+    if not missing:
+        return classification
+    learned = _learned(deps, ticket, missing)
+    if not learned:
+        return classification
+    return replace(classification, fields={**classification.fields, **learned})
+
+
+def _learned(deps: Deps, ticket: Ticket, names: Sequence[str]) -> dict[str, FieldAnswer]:
+    if deps.field_models is None:
+        return {}
+    try:
+        return deps.field_models.answers(deps.tenant.name, ticket, names)
+    except (
+        SQLAlchemyError,
+        PsatriageError,
+    ) as exc:  # learned fields help; they never stop a ticket
+        log.warning("field models unavailable", tenant=deps.tenant.name, error=str(exc))
+        return {}
