@@ -68,7 +68,7 @@ def test_fields_load_with_company_overrides(tmp_path: Path) -> None:
         ({"priority": {"frustrated_raises": True}}, ["frustrated_raises needs order"]),
         (
             {"noise": {"spam": {"action": "set"}}},
-            ["key 'fields.noise.spam'", 'action "set" needs category or routing'],
+            ["key 'fields.noise.spam'", 'action "set" needs category, routing or status'],
         ),
         ({"summary": {"mode": "apply"}}, ["key 'fields.summary.mode'", "fix: remove it"]),
     ],

@@ -128,7 +128,8 @@ class NoiseAction(_Strict):
     action: Literal["categorize", "skip", "set"] = Field(
         default="categorize",
         description="categorize (as any ticket), skip (leave it alone: no write, no note, and "
-        "no model call when a rule recognises it) or set (write category and/or routing below).",
+        "no model call when a rule recognises it) or set (write category, routing and/or status "
+        "below).",
     )
     category: str | None = Field(
         default=None, description="set: the category to write (key or path such as 'Admin › Spam')."
@@ -136,13 +137,19 @@ class NoiseAction(_Strict):
     routing: str | None = Field(
         default=None, description="set: the board / queue / team to move it to (by name)."
     )
+    status: str | None = Field(
+        default=None,
+        description="set: the status to give it (by name; on ConnectWise one of its board's), "
+        "in the same update as the category and routing.",
+    )
 
     @model_validator(mode="after")
     def _set_names_something(self) -> NoiseAction:
-        if self.action == "set" and self.category is None and self.routing is None:
-            raise ValueError('action "set" needs category or routing (or both)')
-        if self.action != "set" and (self.category or self.routing):
-            raise ValueError('category and routing are for action "set"')
+        named = (self.category, self.routing, self.status)
+        if self.action == "set" and not any(named):
+            raise ValueError('action "set" needs category, routing or status (or several)')
+        if self.action != "set" and any(named):
+            raise ValueError('category, routing and status are for action "set"')
         return self
 
 

@@ -210,6 +210,13 @@ def _unstorable_fields(name: str, raw: RawTenant, stored: frozenset[str]) -> lis
             for kind in NOISE_KINDS
             if raw.fields.noise.action_for(kind).routing
         ]
+    if "status" not in stored:
+        lines += [
+            f"tenant {name!r}, key 'fields.noise.{kind}.status': the {raw.psa} adapter cannot "
+            "set a ticket's status; fix: remove it"
+            for kind in NOISE_KINDS
+            if raw.fields.noise.action_for(kind).status
+        ]
     return lines
 
 
