@@ -396,3 +396,35 @@ def test_each_ticket_field_is_scored_against_the_value_people_left(kit: Pipeline
     assert measured["routing"]["accuracy"] == pytest.approx(2 / 3)
     assert measured["routing"]["accuracy_decided"] == 1.0
     assert not [w for w in psa.writes if w[0] != "read"]  # nothing written
+
+
+def test_routing_that_picks_the_tree_is_asked_first_as_the_service_asks_it(
+    kit: PipelineKit,
+) -> None:
+    """Where routing moves the ticket to another tree (a ConnectWise board) the service asks it
+    first, in a call whose choices are the boards: the backtest does the same, and both calls
+    count in the ticket's tokens."""
+    kit.with_tenant(fields={"enabled": ["routing"]})
+    psa = _history(kit)
+    psa.routing_sets_scope = True  # type: ignore[misc]
+    desk, network = BOARDS.options
+    for n, board in enumerate((desk, network, network)):
+        psa.close(f"Paper jam {n}", "10/20/30")
+        psa.history[-1] = replace(psa.history[-1], fields={"routing": board})
+
+    def respond(request: ClassificationRequest) -> Classification:
+        keys = {c.key for c in request.candidates}
+        if keys == {"1", "2"}:  # the boards
+            return answer("2", 0.9)
+        assert not request.fields  # routing was asked on its own
+        return answer("10/20/30", 0.95)
+
+    kit.classifier = ScriptedClassifier(*[respond] * 6)
+
+    outcome = _run(kit)
+
+    routing = outcome.report["fields"]["routing"]
+    assert (routing["tickets"], routing["decided"]) == (3, 3)
+    assert routing["accuracy"] == pytest.approx(2 / 3)
+    assert len(kit.classifier.requests) == 6  # two calls per ticket
+    assert all(r["tokens_in"] == 240 for r in outcome.results)
