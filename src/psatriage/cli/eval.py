@@ -89,7 +89,7 @@ def eval_command(
     A ticket the engine cannot answer is counted as a failure of its kind and the run goes on;
     the exit code is 1 when no ticket was answered or the run had to stop (credentials refused).
     """
-    from psatriage.evaluation import fields as field_measures
+    from psatriage.evaluation import field_runs as field_measures
     from psatriage.evaluation import runs
     from psatriage.shortlist import HasRanker
 
@@ -172,7 +172,7 @@ def eval_command(
 def _asked_as_field(setup: runs_module.Setup, engine: Engine) -> bool:
     """Whether the label is a ticket field asked of an LLM beside the category (the local
     engine learns a field as a label); a field's values are checked either way."""
-    from psatriage.evaluation import fields as field_measures
+    from psatriage.evaluation import field_runs as field_measures
 
     if setup.label not in field_measures.FILE_FIELDS:
         return False
@@ -204,7 +204,7 @@ def _language(
     as_json: bool,
 ) -> None:
     """``--label language``: the offline detector the service uses, on the scored tickets."""
-    from psatriage.evaluation import fields as field_measures
+    from psatriage.evaluation import field_runs as field_measures
 
     run = field_measures.evaluate(setup, None, limit=limit)
     result = report(run.predictions, target_precision=target_precision)
