@@ -428,3 +428,34 @@ def test_routing_that_picks_the_tree_is_asked_first_as_the_service_asks_it(
     assert routing["accuracy"] == pytest.approx(2 / 3)
     assert len(kit.classifier.requests) == 6  # two calls per ticket
     assert all(r["tokens_in"] == 240 for r in outcome.results)
+
+
+def test_noise_is_scored_by_the_category_a_noise_action_sets(kit: PipelineKit) -> None:
+    """A ticket people left in the category the spam action sets was spam; the others were real
+    requests. An auto-reply the title rule recognises counts as the rule's answer, as in the
+    service."""
+    kit.with_tenant(
+        fields={"enabled": ["noise"], "noise": {"spam": {"action": "set", "category": "Security"}}}
+    )
+    psa = _history(kit)
+    said = {
+        psa.close("Cheap watches", "12"): "spam",
+        psa.close("You won a prize", "12"): "request",
+        psa.close("Paper jam", "10/20/30"): "request",
+        psa.close("Automatic reply: paper jam", "10/20/30"): "request",
+    }
+
+    def respond(request: ClassificationRequest) -> Classification:
+        return answer("10/20/30", 0.9, fields={"noise": said[request.ticket.id]})
+
+    kit.classifier = ScriptedClassifier(*[respond] * len(said))
+
+    measured = _run(kit).report["fields"]["noise"]
+
+    assert (measured["tickets"], measured["decided"]) == (4, 4)
+    assert measured["accuracy"] == pytest.approx(2 / 4)  # a spam missed; the auto-reply ruled
+    confused = {(c["truth"], c["predicted"]) for c in measured["confused"]}
+    assert confused == {
+        ("spam", "a real request"),
+        ("a real request", "an automatic reply or out-of-office message"),
+    }

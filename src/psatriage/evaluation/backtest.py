@@ -29,6 +29,7 @@ from psatriage.config import Tenant
 from psatriage.config.tenant import Effective
 from psatriage.domain import (
     PATH_SEPARATOR,
+    Category,
     Chosen,
     Classification,
     Facet,
@@ -43,6 +44,9 @@ from psatriage.evaluation import backtest_report
 from psatriage.evaluation.fields import scored as scored_field
 from psatriage.evaluation.measures import Prediction
 from psatriage.evaluation.runs import STOPPING_KIND, failure_kind, score
+from psatriage.fields import noise
+from psatriage.fields.decide import NOISE
+from psatriage.learning.fields import noise_kind
 from psatriage.pipeline.deciding import route_first, with_learned_fields
 from psatriage.store.activity import Activity
 from psatriage.store.backtests import Backtests
@@ -342,7 +346,7 @@ def _evaluate(deps: pipeline.Deps, item: LabeledTicket) -> tuple[dict[str, Any],
         return result, scope
     chosen: list[Chosen] = []
     try:
-        options, scored_fields = _field_options(deps, ticket, effective, item)
+        options, scored_fields = _field_options(deps, ticket, taxonomy, effective, item)
     except PsatriageError as exc:
         result["failure"] = {"kind": PSA_PREFIX + failure_kind(exc), "message": str(exc)}
         return result, scope
@@ -364,6 +368,9 @@ def _evaluate(deps: pipeline.Deps, item: LabeledTicket) -> tuple[dict[str, Any],
         )
         chosen.append(picked)
         classification = with_learned_fields(deps, ticket, classification, effective, asked)
+        ruled = noise.by_rules(effective.fields, ticket)  # the service's rule comes first
+        if ruled is not None:
+            decided.append(noise.ruled(*ruled))
         decided.extend(
             fields.decide(
                 effective.fields, classification, asked, effective.policy, title=ticket.title
@@ -393,19 +400,33 @@ def _evaluate(deps: pipeline.Deps, item: LabeledTicket) -> tuple[dict[str, Any],
 
 
 def _field_options(
-    deps: pipeline.Deps, ticket: Ticket, effective: Effective, item: LabeledTicket
+    deps: pipeline.Deps,
+    ticket: Ticket,
+    taxonomy: Taxonomy,
+    effective: Effective,
+    item: LabeledTicket,
 ) -> tuple[dict[str, Facet], dict[str, LevelValue]]:
     """The live values of the company's enabled stored fields (asked as the service asks them),
-    and the fields to score: those the ticket closed with, among them."""
+    and the fields to score: those the ticket closed with, among them, and its noise kind where
+    a noise action sets a category (a ticket left in the spam category was spam)."""
     options = pipeline.field_options(deps, ticket, effective.fields)
-    return options, {name: value for name, value in item.fields.items() if name in options}
+    truth = {name: value for name, value in item.fields.items() if name in options}
+    if "noise" in effective.fields.active():  # told by the category a noise action sets
+        leaf = taxonomy.find_by_ids(item.path) or taxonomy.get(item.key)
+        kind = noise_kind(effective.fields, leaf or Category(item.key, item.path))
+        if kind is not None:
+            name = next((v.name for v in NOISE if v.id == kind), kind)
+            truth["noise"] = LevelValue("noise", kind, name)
+    return options, truth
 
 
 def _scored_fields(
     truth: Mapping[str, LevelValue], decided: list[FieldDecision]
 ) -> dict[str, dict[str, Any]]:
     """Each field the ticket closed with, and what the backtest decided for it."""
-    by_name = {d.name: d for d in decided}
+    by_name: dict[str, FieldDecision] = {}
+    for one in decided:
+        by_name.setdefault(one.name, one)  # a rule's noise before the model's
     out = {}
     for name, value in truth.items():
         found = by_name.get(name)

@@ -21,9 +21,9 @@ import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from psatriage.config.fields import NOISE_KINDS
+from psatriage.config.fields import NOISE_KINDS, FieldsSettings
 from psatriage.config.tenant import Tenant, category_matches
-from psatriage.domain import FieldAnswer, Ticket
+from psatriage.domain import Category, FieldAnswer, Ticket
 from psatriage.fields.noise import REQUEST
 from psatriage.learning.dataset import Labeled, categories
 from psatriage.store.tables import FieldModelRow, utcnow
@@ -46,19 +46,27 @@ def wanted(tenant: Tenant) -> tuple[str, ...]:
     return tuple(name for name in LEARNED if name in enabled)
 
 
+def noise_kind(settings: FieldsSettings, category: Category) -> str | None:
+    """The noise kind a ticket left in ``category`` was: the kind whose action sets that
+    category, else a real request; None when no noise action sets a category (nothing to tell
+    noise by)."""
+    kinds = [(k, c) for k in NOISE_KINDS if (c := settings.noise.action_for(k).category)]
+    if not kinds:
+        return None
+    return next((k for k, pattern in kinds if category_matches(category, pattern)), REQUEST)
+
+
 def field_labels(tenant: Tenant, items: Iterable[Labeled], name: str) -> list[tuple[str, str]]:
     """The ``(text, value id)`` pairs of one field in a training set (history only carries
     fields; noise is read from the category a noise action sets, none without such an action)."""
     if name != "noise":
         return [(item.text, item.fields[name]) for item in items if name in item.fields]
-    noise = tenant.fields.noise
-    kinds = [(kind, c) for kind in NOISE_KINDS if (c := noise.action_for(kind).category)]
-    if not kinds:
-        return []
     pairs = []
     for item in items:
         (leaf,) = categories([item])
-        kind = next((k for k, pattern in kinds if category_matches(leaf, pattern)), REQUEST)
+        kind = noise_kind(tenant.fields, leaf)
+        if kind is None:
+            return []
         pairs.append((item.text, kind))
     return pairs
 
