@@ -4,6 +4,7 @@ by the pipeline for the fields an answer leaves out (the local engine answers no
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -122,13 +123,13 @@ def test_models_are_kept_per_tenant_and_answer_a_ticket(
 def test_the_pipeline_decides_the_fields_from_the_models_in_the_one_update(
     tmp_path: Path, trained: dict[str, object]
 ) -> None:
-    """A classifier that answers only the category (as the local engine does): priority and
-    routing come from the tenant's field models, judged by their own bands, and are written in
-    the same update as the category; noise is recorded."""
+    """The local engine answers only the category: priority and routing come from the tenant's
+    field models, judged by their own bands, and are written in the same update as the category;
+    noise is recorded."""
     kit = PipelineKit(make_database(tmp_path / "db.sqlite")).with_tenant(fields=FIELDS)
     kit.field_models = FieldModels(kit.sessions)
     kit.field_models.store("acme", trained)  # type: ignore[arg-type]
-    kit.classifier = ScriptedClassifier(answer("10/20/30", 0.95))
+    kit.classifier = ScriptedClassifier(replace(answer("10/20/30", 0.95), engine="local"))
     ticket_id = kit.psa.add_ticket("Server down", "The file server is down and nobody can work")
 
     decision = kit.run(kit.event(ticket_id))
@@ -140,3 +141,16 @@ def test_the_pipeline_decides_the_fields_from_the_models_in_the_one_update(
     assert len([w for w in kit.psa.writes if w[0] == "category"]) == 1
     current = {(v.level, v.id) for v in kit.psa.tickets[ticket_id].current}
     assert {("priority", "1"), ("board", "2")} <= current
+
+
+def test_an_llm_answer_is_not_completed_by_the_models(
+    tmp_path: Path, trained: dict[str, object]
+) -> None:
+    """A field an LLM answered outside its values is not decided, field models or not."""
+    kit = PipelineKit(make_database(tmp_path / "db.sqlite")).with_tenant(fields=FIELDS)
+    kit.field_models = FieldModels(kit.sessions)
+    kit.field_models.store("acme", trained)  # type: ignore[arg-type]
+    kit.classifier = ScriptedClassifier(answer("10/20/30", 0.95, fields={"priority": "99"}))
+    ticket_id = kit.psa.add_ticket("Server down", "The file server is down and nobody can work")
+    decision = kit.run(kit.event(ticket_id))
+    assert [d.name for d in decision.fields] == []

@@ -36,6 +36,8 @@ log = structlog.get_logger(__name__)
 
 LEARNED: Final = ("priority", "routing", "noise")
 """The fields the local engine learns (the others: language offline, the rest need an LLM)."""
+LOCAL_ENGINE: Final = "local"
+"""``Classification.engine`` of the local engine's answers, which the field models complete."""
 
 
 def wanted(tenant: Tenant) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from psatriage.domain import (
 )
 from psatriage.errors import PsatriageError
 from psatriage.fields import language, noise
-from psatriage.learning.fields import LEARNED
+from psatriage.learning.fields import LEARNED, LOCAL_ENGINE
 from psatriage.pipeline.classification import classify
 from psatriage.pipeline.deps import Deps, field_options, read_taxonomy
 from psatriage.pipeline.noise_actions import NoiseContext, act_on_noise
@@ -151,8 +151,11 @@ def with_learned_fields(
     effective: Effective,
     options: Mapping[str, Facet],
 ) -> Classification:
-    """The answer with the fields it left out (every field, for the local engine and a hybrid's
-    answer made without the LLM) from the tenant's field models, judged like any answer."""
+    """An answer of the local engine (the local classifier's, a hybrid's made without the LLM)
+    with the fields from the tenant's field models, judged like any answer. An LLM's answer is
+    left as it is: a field it answered outside the field's values is not decided."""
+    if classification.engine != LOCAL_ENGINE:
+        return classification
     active = effective.fields.active()
     missing = [
         name
