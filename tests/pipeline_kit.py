@@ -28,6 +28,7 @@ from psatriage.config import (
 )
 from psatriage.config.fields import FieldsSettings
 from psatriage.domain import Decision, TicketEvent
+from psatriage.learning.fields import FieldModels
 from psatriage.learning.similar import SimilarExamples
 from psatriage.prompts import (
     DEFAULT_ERROR_NOTE,
@@ -102,6 +103,7 @@ class PipelineKit:
     classifier: ScriptedClassifier = field(default_factory=ScriptedClassifier)
     tenant: Tenant = field(default_factory=make_tenant)
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    field_models: FieldModels | None = None
 
     def __post_init__(self) -> None:
         self.sessions: sessionmaker[Session] = db.make_sessionmaker(self.engine)
@@ -125,6 +127,7 @@ class PipelineKit:
             taxonomies=self.taxonomies,
             breaker=self.breaker,
             examples=self.examples,
+            field_models=self.field_models,
         )
 
     def event(self, ticket_id: str, key: str | None = None) -> int:

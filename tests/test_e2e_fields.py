@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -29,10 +30,32 @@ PSAS = sorted(adapters())
 FIELDS = {"enabled": ["priority", "routing", "noise", "sentiment", "summary"]}
 POLICY = {"fields": {"routing": {"apply_at": 0.8}}}
 ROUTED_FIRST = {"connectwise"}  # the board owns the category tree: one more model call
+# one client company keeps the priority and the board / queue / team its tickets come in with
+COMPANIES = {
+    "Fabrikam Inc": {"fields": {"priority": {"enabled": False}, "routing": {"enabled": False}}}
+}
+# a newsletter gets a status of its own (ConnectWise: one of the Help Desk board's)
+NEWSLETTER_STATUS = {
+    "autotask": "In Progress",
+    "connectwise": "Waiting on client",
+    "halopsa": "Waiting",
+    "kaseya_bms": "In Progress",
+}
+FABRIKAM: dict[str, dict[str, Any]] = {  # how each fake creates a ticket of that company
+    "autotask": {"company_id": 175},
+    "connectwise": {"company": (251, "Fabrikam Inc")},
+    "halopsa": {"client": (13, "Fabrikam Inc")},
+    "kaseya_bms": {"account": (311, "Fabrikam Inc")},
+}
+
+
+@dataclass
+class FieldsService(Service):
+    llm: FakeOpenAI | None = None
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FieldsService]:
     root = tmp_path_factory.mktemp("e2e-fields")
     with ExitStack() as stack:
         llm = stack.enter_context(FakeOpenAI())
@@ -43,8 +66,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         tenants = {
             psa: {
                 **kit_tenant(kit, llm),
-                "fields": FIELDS,
+                "fields": {
+                    **FIELDS,
+                    "noise": {"newsletter": {"action": "set", "status": NEWSLETTER_STATUS[psa]}},
+                },
                 "policy": POLICY,
+                "companies": COMPANIES,
                 "storm_window_minutes": 30,
             }
             for psa, kit in kits.items()
@@ -72,7 +99,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         stack.callback(process.terminate)
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, process, root / "serve.log")
-        yield Service(url, kits)
+        yield FieldsService(url, kits, llm)
 
 
 def _run(service: Service, psa: str, ticket: str) -> dict[str, Any]:
@@ -105,6 +132,51 @@ def test_one_update_carries_category_priority_and_routing(service: Service, psa:
     for field in fields.values():
         assert f"{field['label']}: {field['value']}" in note
     assert "Noise: a real request" in note and "Summary: A short summary." in note
+
+
+@pytest.mark.parametrize("psa", PSAS)
+def test_fields_a_company_turns_off_are_neither_asked_nor_written(
+    service: Service, psa: str
+) -> None:
+    kit = service.kits[psa]
+    assert kit.field_value is not None
+    created = kit.fake.add_ticket(  # type: ignore[attr-defined]
+        "Printer on 3rd floor", "My printer has a paper jam", **FABRIKAM[psa]
+    )
+    ticket = str(created)
+    before = {name: kit.field_value(ticket, name) for name in ("priority", "routing")}
+    event = _run(service, psa, ticket)
+    assert event["state"] == "done", event
+    decision = event["decision"]
+    assert decision["outcome"] == "applied"
+    assert [f["name"] for f in decision["fields"]] == ["noise", "sentiment", "summary"]
+    assert len(event["model_calls"]) == 1  # no routing asked first, even on ConnectWise
+    assert len(kit.category_writes(ticket)) == 1  # the category alone
+    assert {name: kit.field_value(ticket, name) for name in before} == before
+    (note,) = _ours(kit, ticket)
+    assert "Priority:" not in note and "Summary: A short summary." in note
+
+
+@pytest.mark.parametrize("psa", PSAS)
+def test_a_newsletter_gets_its_configured_status_in_one_update(
+    service: FieldsService, psa: str
+) -> None:
+    kit, llm = service.kits[psa], service.llm
+    assert kit.field_value is not None and llm is not None
+    ticket = kit.new_ticket("Our December offers", "Read our newsletter for this month.")
+    llm.facet_answers["noise"] = "newsletter"
+    try:
+        event = _run(service, psa, ticket)
+    finally:
+        del llm.facet_answers["noise"]
+    assert event["state"] == "done", event
+    decision = event["decision"]
+    assert decision["outcome"] == "skipped", decision
+    status = next(f for f in decision["fields"] if f["name"] == "status")
+    assert status["value"] == NEWSLETTER_STATUS[psa]
+    assert len(kit.category_writes(ticket)) == 1  # the status alone, one update
+    assert kit.field_value(ticket, "status") == status["value_id"]
+    assert _ours(kit, ticket) == []  # skipped: no note
 
 
 @pytest.mark.parametrize("psa", PSAS)

@@ -20,6 +20,7 @@ from psatriage.classifiers.base import Classifier
 from psatriage.config import AppConfig, Tenant, load_config
 from psatriage.health import TenantHealth, degraded_in_ledger
 from psatriage.http import make_client
+from psatriage.learning.fields import FieldModels
 from psatriage.learning.similar import SimilarExamples
 from psatriage.logging import register_secrets
 from psatriage.pipeline import Deps
@@ -79,6 +80,7 @@ class Runtime:
         self.tenant_states = TenantStates(self.engine)
         self.taxonomies = TaxonomyCache(StoredTaxonomies(self.sessions))
         self.similar_examples = SimilarExamples(self.sessions)
+        self.field_models = FieldModels(self.sessions)
         self.http = http or make_client(max_connections=max(32, settings.workers * 2))
         self._adapters: dict[str, PSAAdapter[Any]] = {}
         self._classifiers: dict[str, Classifier[Any]] = {}
@@ -147,6 +149,7 @@ class Runtime:
             taxonomies=self.taxonomies,
             examples=self.similar_examples,
             usage=self.usage,
+            field_models=self.field_models,
         )
 
     def review_desk(self) -> Desk:

@@ -59,6 +59,7 @@ def test_an_interrupted_export_resumes_and_reads_back(psa: HistoryTenant, tmp_pa
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in records] == expected  # oldest first, each once
     assert all(r["labels"]["category"] and r["labels"]["category_path"] for r in records)
+    assert all(r["labels"]["priority"] for r in records)  # the value the ticket closed with
     assert records[0]["title"].endswith("(older)") and records[0]["description"]
     examples = read_examples(out)  # what eval --data and train --data read
     assert [e.id for e in examples] == expected

@@ -101,10 +101,17 @@ def test_fields_naming_what_the_psa_lacks_fail_the_check(
             "at_least": "Priority 1 - Emergency Response",
         },
         "routing": {"targets": ["Help Desk", "Closed board"]},
-        "noise": {"auto_reply": {"action": "set", "category": "Nowhere", "routing": "Help Desk"}},
+        "noise": {
+            "auto_reply": {"action": "set", "category": "Nowhere", "routing": "Help Desk"},
+            "spam": {"action": "set", "status": "Spam bin"},
+        },
     }
     output = _check(harness, monkeypatch)
     assert output.startswith("1\n"), output
+    assert (
+        "tenant 'acme', key 'fields.noise.spam.status': the PSA has no active status 'Spam bin' "
+        "on Help Desk (it has 'New', 'In Progress'" in output
+    )  # ConnectWise: every board's statuses, a status belongs to a board
     assert (
         "tenant 'acme', key 'fields.priority.order': the PSA has no active priority "
         "'Priority 9 - Whenever'" in output
@@ -121,7 +128,10 @@ def test_fields_the_psa_has_pass_the_check(
         "enabled": ["priority", "routing", "noise"],
         "priority": {"order": ["Priority 1 - Emergency Response"]},
         "routing": {"targets": ["Help Desk"]},
-        "noise": {"auto_reply": {"action": "set", "category": "Hardware", "routing": "Help Desk"}},
+        "noise": {
+            "auto_reply": {"action": "set", "category": "Hardware", "routing": "Help Desk"},
+            "spam": {"action": "set", "routing": "Help Desk", "status": "Waiting on client"},
+        },
     }
     output = _check(harness, monkeypatch)
     assert output.startswith("0\n"), output

@@ -284,3 +284,74 @@ def test_offline_bad_input(arguments: list[str], message: str) -> None:
     result = runner.invoke(app, arguments)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+FIELDS_DATA = str(FIXTURES / "fields.jsonl")
+
+
+def test_eval_a_ticket_field_with_the_local_engine() -> None:
+    """The local engine learns a field as a label, as it decides it from a tenant's history."""
+    result = runner.invoke(app, ["eval", FIELDS_DATA, "-l", "priority", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["field"] is True and data["engine"] == "local"
+    assert data["examples"] > 0 and {c["label"] for c in data["classes"]} <= {
+        "P1",
+        "P2",
+        "P3",
+        "P4",
+    }
+    assert data["training"]["classes"] == 4
+
+
+def test_eval_a_ticket_field_asked_of_the_llm_beside_the_category(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PSATRIAGE_CONFIG", str(harness.write_config()))
+    harness.llm.facet_answers = {"noise": "spam"}
+    result = runner.invoke(
+        app,
+        ["eval", FIELDS_DATA, "-l", "noise", "--engine", "openai", "-t", TENANT, "--split",
+         "all", "--json"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["field"] is True and data["examples"] == 32
+    assert data["accuracy"] == pytest.approx(4 / 32)  # every ticket called spam; 4 are
+    assert len(harness.llm.calls) == 32  # one call per ticket: the category and the field
+    schema = harness.llm.calls[0]["response_format"]["json_schema"]["schema"]
+    assert set(schema["properties"]["noise"]["enum"]) == {
+        "request", "spam", "auto_reply", "alert", "newsletter"
+    }  # fmt: skip
+    assert len(schema["properties"]["category"]["enum"]) == 3  # the file's categories
+
+
+def test_eval_the_language_offline() -> None:
+    data_file = str(FIXTURES / "multilingual.jsonl")
+    result = runner.invoke(app, ["eval", data_file, "-l", "language", "--split", "all", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["engine"] == "offline" and data["examples"] == 60
+    assert data["accuracy"] > 0.9 and data["tokens_in"] == 0
+
+
+def test_a_field_value_the_service_cannot_decide_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"b{n}",
+                    "title": f"t{n}",
+                    "description": "d",
+                    "labels": {"noise": "phishing"},
+                }
+            )
+            + "\n"
+            for n in range(10)
+        )
+    )
+    result = runner.invoke(app, ["eval", str(bad), "-l", "noise", "--zero-shot", "--split", "all"])
+    assert result.exit_code == 2
+    assert "noise values ['phishing'] are not among request, spam" in result.stderr

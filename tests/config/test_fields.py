@@ -68,7 +68,7 @@ def test_fields_load_with_company_overrides(tmp_path: Path) -> None:
         ({"priority": {"frustrated_raises": True}}, ["frustrated_raises needs order"]),
         (
             {"noise": {"spam": {"action": "set"}}},
-            ["key 'fields.noise.spam'", 'action "set" needs category or routing'],
+            ["key 'fields.noise.spam'", 'action "set" needs category, routing or status'],
         ),
         ({"summary": {"mode": "apply"}}, ["key 'fields.summary.mode'", "fix: remove it"]),
     ],
@@ -106,6 +106,38 @@ def test_a_field_the_psa_cannot_store_is_a_load_error() -> None:
         "fix: remove 'routing' from fields.enabled"
     ]
     assert _unstorable_fields("acme", raw, frozenset({"priority", "routing"})) == []
+    company = RawTenant.model_validate(
+        {
+            "psa": "x",
+            "connection": {},
+            "companies": {"Contoso": {"fields": {"routing": {"enabled": True}}}},
+        }
+    )
+    assert _unstorable_fields("acme", company, frozenset({"priority"})) == [
+        "tenant 'acme', key 'companies.Contoso.fields.routing.enabled': the x adapter cannot "
+        "store the routing field; fix: remove the key"
+    ]
+
+
+def test_a_company_turns_a_field_off_or_on(tmp_path: Path) -> None:
+    config = _load(
+        tmp_path,
+        {
+            "acme": _tenant(
+                fields={"enabled": ["priority", "routing", "noise"]},
+                companies={
+                    "Contoso": {"fields": {"routing": {"enabled": False}}},
+                    "Fabrikam": {"fields": {"summary": {"enabled": True}}},
+                },
+            )
+        },
+    )
+    tenant = config.tenant("acme")
+    assert tenant.effective(None, "Contoso").fields.active() == ("priority", "noise")
+    assert tenant.effective(None, "Fabrikam").fields.active() == (
+        "priority", "routing", "noise", "summary"
+    )  # fmt: skip
+    assert tenant.effective(None, "Other").fields.active() == ("priority", "routing", "noise")
 
 
 def test_a_field_and_the_facet_it_replaces_are_not_both_used(tmp_path: Path) -> None:

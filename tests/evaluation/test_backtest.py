@@ -34,7 +34,14 @@ from psatriage.evaluation.backtest import (
 from psatriage.store.activity import Activity
 from psatriage.store.backtests import Backtests
 from psatriage.store.tables import BacktestResultRow, DecisionRow, ModelCallRow
-from tests.fakes.inprocess import TREE, MemoryPSA, ScriptedClassifier, answer
+from tests.fakes.inprocess import (
+    BOARDS,
+    PRIORITIES,
+    TREE,
+    MemoryPSA,
+    ScriptedClassifier,
+    answer,
+)
 from tests.pipeline_kit import PipelineKit, make_database
 
 NOW = datetime(2026, 12, 1, 12, 0)
@@ -351,3 +358,104 @@ def test_since_is_a_period_or_a_date(text: str, expected: datetime) -> None:
 def test_a_bad_since_is_a_clear_error(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_since(text, NOW)
+
+
+def test_each_ticket_field_is_scored_against_the_value_people_left(kit: PipelineKit) -> None:
+    """Priority and routing are asked in the same call as the category, as the service asks
+    them, and scored against the values the tickets closed with; an answer outside the field's
+    values is not decided and counts as wrong; a ticket closed without the field is not scored."""
+    kit.with_tenant(fields={"enabled": ["priority", "routing"]})
+    psa = _history(kit)
+    high, _, low = PRIORITIES.options
+    desk, network = BOARDS.options
+    cases = [
+        ({"priority": high, "routing": desk}, {"priority": "1", "routing": "1"}),
+        ({"priority": low, "routing": desk}, {"priority": "1", "routing": "1"}),
+        ({"priority": low, "routing": network}, {"priority": "3", "routing": "99"}),
+        ({}, {"priority": "1", "routing": "1"}),
+    ]
+    said: dict[str, Mapping[str, str]] = {}
+    for n, (truth, fields) in enumerate(cases):
+        ticket_id = psa.close(f"Paper jam {n}", "10/20/30")
+        psa.history[-1] = replace(psa.history[-1], fields=truth)
+        said[ticket_id] = fields
+
+    def respond(request: ClassificationRequest) -> Classification:
+        assert {f.name for f in request.fields} == {"priority", "routing"}
+        return answer("10/20/30", 0.95, fields=said[request.ticket.id])
+
+    kit.classifier = ScriptedClassifier(*[respond] * len(cases))
+
+    report = _run(kit).report
+
+    measured = report["fields"]
+    assert measured["priority"]["tickets"] == 3 and measured["priority"]["decided"] == 3
+    assert measured["priority"]["accuracy"] == pytest.approx(2 / 3)
+    assert measured["priority"]["confused"] == [{"truth": "Low", "predicted": "High", "count": 1}]
+    assert measured["routing"]["tickets"] == 3 and measured["routing"]["decided"] == 2
+    assert measured["routing"]["accuracy"] == pytest.approx(2 / 3)
+    assert measured["routing"]["accuracy_decided"] == 1.0
+    assert not [w for w in psa.writes if w[0] != "read"]  # nothing written
+
+
+def test_routing_that_picks_the_tree_is_asked_first_as_the_service_asks_it(
+    kit: PipelineKit,
+) -> None:
+    """Where routing moves the ticket to another tree (a ConnectWise board) the service asks it
+    first, in a call whose choices are the boards: the backtest does the same, and both calls
+    count in the ticket's tokens."""
+    kit.with_tenant(fields={"enabled": ["routing"]})
+    psa = _history(kit)
+    psa.routing_sets_scope = True  # type: ignore[misc]
+    desk, network = BOARDS.options
+    for n, board in enumerate((desk, network, network)):
+        psa.close(f"Paper jam {n}", "10/20/30")
+        psa.history[-1] = replace(psa.history[-1], fields={"routing": board})
+
+    def respond(request: ClassificationRequest) -> Classification:
+        keys = {c.key for c in request.candidates}
+        if keys == {"1", "2"}:  # the boards
+            return answer("2", 0.9)
+        assert not request.fields  # routing was asked on its own
+        return answer("10/20/30", 0.95)
+
+    kit.classifier = ScriptedClassifier(*[respond] * 6)
+
+    outcome = _run(kit)
+
+    routing = outcome.report["fields"]["routing"]
+    assert (routing["tickets"], routing["decided"]) == (3, 3)
+    assert routing["accuracy"] == pytest.approx(2 / 3)
+    assert len(kit.classifier.requests) == 6  # two calls per ticket
+    assert all(r["tokens_in"] == 240 for r in outcome.results)
+
+
+def test_noise_is_scored_by_the_category_a_noise_action_sets(kit: PipelineKit) -> None:
+    """A ticket people left in the category the spam action sets was spam; the others were real
+    requests. An auto-reply the title rule recognises counts as the rule's answer, as in the
+    service."""
+    kit.with_tenant(
+        fields={"enabled": ["noise"], "noise": {"spam": {"action": "set", "category": "Security"}}}
+    )
+    psa = _history(kit)
+    said = {
+        psa.close("Cheap watches", "12"): "spam",
+        psa.close("You won a prize", "12"): "request",
+        psa.close("Paper jam", "10/20/30"): "request",
+        psa.close("Automatic reply: paper jam", "10/20/30"): "request",
+    }
+
+    def respond(request: ClassificationRequest) -> Classification:
+        return answer("10/20/30", 0.9, fields={"noise": said[request.ticket.id]})
+
+    kit.classifier = ScriptedClassifier(*[respond] * len(said))
+
+    measured = _run(kit).report["fields"]["noise"]
+
+    assert (measured["tickets"], measured["decided"]) == (4, 4)
+    assert measured["accuracy"] == pytest.approx(2 / 4)  # a spam missed; the auto-reply ruled
+    confused = {(c["truth"], c["predicted"]) for c in measured["confused"]}
+    assert confused == {
+        ("spam", "a real request"),
+        ("a real request", "an automatic reply or out-of-office message"),
+    }

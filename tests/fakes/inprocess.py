@@ -63,6 +63,11 @@ BOARDS = Facet(
     "Board",
     (LevelValue("board", "1", "Help Desk"), LevelValue("board", "2", "Network")),
 )
+STATUSES = Facet(
+    "status",
+    "Status",
+    (LevelValue("status", "1", "New"), LevelValue("status", "5", "Closed")),
+)
 """The live values of the in-memory PSA's ticket fields (``field_values``)."""
 
 TREE = Taxonomy(
@@ -98,14 +103,14 @@ class MemoryPSA(PSAAdapter[MemoryConfig]):
 
     kind = "memory"
     Config = MemoryConfig
-    ticket_fields = frozenset({"priority", "routing", "title"})
+    ticket_fields = frozenset({"priority", "routing", "status", "title"})
 
     def __init__(self, taxonomy: Taxonomy = TREE, tenant: str = "acme") -> None:
         super().__init__(
             tenant, MemoryConfig(), httpx.Client(transport=httpx.MockTransport(_no_http))
         )
         self.taxonomy = taxonomy
-        self.field_facets = {"priority": PRIORITIES, "routing": BOARDS}
+        self.field_facets = {"priority": PRIORITIES, "routing": BOARDS, "status": STATUSES}
         self.tickets: dict[str, Ticket] = {}
         self.notes: dict[str, list[str]] = defaultdict(list)
         self.writes: list[tuple[str, str, str]] = []

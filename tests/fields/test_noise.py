@@ -113,3 +113,42 @@ def test_a_missing_configured_board_names_tenant_key_and_fix(kit: PipelineKit) -
     ticket = kit.psa.add_ticket("Automatic reply", "Away.")
     with pytest.raises(PermanentError, match=r"'fields.noise.auto_reply.routing': 'Gone'"):
         kit.run(kit.event(ticket))
+
+
+def test_noise_can_be_given_a_status_alone_in_one_update(kit: PipelineKit) -> None:
+    """Spam closed where it lands: no category, no note, the status written on its own."""
+    kit.with_tenant(
+        fields={"enabled": ["noise"], "noise": {"spam": {"action": "set", "status": "closed"}}}
+    )
+    kit.classifier = ScriptedClassifier(answer("10/20/30", fields={"noise": "spam"}))
+    ticket = kit.psa.add_ticket("Cheap watches", "Buy now")
+    decision = kit.run(kit.event(ticket))
+    assert decision.outcome is Outcome.SKIPPED and decision.wrote == ("status",)
+    assert kit.psa.category_writes(ticket) == ["fields+status=5"]
+    assert ("status", "5") in {(v.level, v.id) for v in kit.psa.tickets[ticket].current}
+    assert kit.psa.ours(ticket) == []
+
+
+def test_noise_set_to_a_category_routing_and_status_is_one_update(kit: PipelineKit) -> None:
+    auto_reply = {"action": "set", "category": "Security", "routing": "Network", "status": "Closed"}
+    kit.with_tenant(fields={"enabled": ["noise", "routing"], "noise": {"auto_reply": auto_reply}})
+    kit.classifier = ScriptedClassifier()
+    ticket = kit.psa.add_ticket("Out of office", "Back on Monday.")
+    decision = kit.run(kit.event(ticket))
+    assert decision.outcome is Outcome.APPLIED
+    assert kit.psa.category_writes(ticket) == ["12+board=2+status=5"]
+    (note,) = kit.psa.ours(ticket)
+    assert "Board: Network" in note and "Status: Closed" in note
+
+
+def test_a_missing_configured_status_names_tenant_key_and_fix(kit: PipelineKit) -> None:
+    kit.with_tenant(
+        fields={"enabled": ["noise"], "noise": {"auto_reply": {"action": "set", "status": "Gone"}}}
+    )
+    ticket = kit.psa.add_ticket("Automatic reply", "Away.")
+    with pytest.raises(
+        PermanentError,
+        match=r"tenant 'acme', key 'fields.noise.auto_reply.status': 'Gone' is not an active "
+        r"status .* \(it has 'New', 'Closed'\); fix: name one of those",
+    ):
+        kit.run(kit.event(ticket))

@@ -5,6 +5,7 @@ refused and kept with both scores, and one process runs a tenant's retrain per p
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 
@@ -323,5 +324,28 @@ def test_housekeeping_starts_the_retrains_in_a_thread_of_their_own(harness: Harn
         thread.join(timeout=300)
         mark = RetrainMarks(runtime.sessions).get(TENANT)
         assert mark is not None and mark.last_run_at is None  # first seen: due in a period
+    finally:
+        runtime.close()
+
+
+def test_the_scheduled_retrain_trains_the_field_models_on_the_same_history(
+    harness: Harness,
+) -> None:
+    harness.tenant["classifier"] = {"kind": "local"}
+    harness.tenant["fields"] = {"enabled": ["priority"]}
+    runtime = harness.runtime(learning={"retrain_every": "1d", "min_held_out": 5})
+    history = [
+        replace(item, fields={"priority": "1" if item.key == "10/20" else "3"})
+        for item in _items("history")
+    ]
+    try:
+        scheduled_retrain(runtime, lambda tenant, since, limit: history)
+        with runtime.sessions.begin() as session:
+            session.execute(
+                update(RetrainMarkRow).values(next_run_at=utcnow() - timedelta(minutes=1))
+            )
+        assert scheduled_retrain(runtime, lambda tenant, since, limit: history) == 1
+        models = runtime.field_models.models(TENANT)
+        assert set(models) == {"priority"} and set(models["priority"].classes) == {"1", "3"}
     finally:
         runtime.close()

@@ -403,7 +403,7 @@ def test_set_category_rejected(
 
 @pytest.mark.parametrize(
     "pairs",
-    [(("SubIssueTypeId", "201"),), (("IssueTypeId", "x1"),), (("StatusId", "2"),)],
+    [(("SubIssueTypeId", "201"),), (("IssueTypeId", "x1"),), (("SourceId", "2"),)],
     ids=["no issue type", "not a number", "not a category field"],
 )
 def test_set_category_refuses_what_it_cannot_write(

@@ -6,10 +6,12 @@
      "company": "Acme", "scope": "Service Desk"}
 
 ``category`` is the tenant's category key (what a model trained for the tenant predicts),
-``category_path`` the names level by level. The period is read in windows, oldest first
-(``PSAAdapter.list_labeled_tickets`` with ``until``); into a file (``out``), each window written
-is a checkpoint in the database holding the file's length, so an interrupted export resumes
-after the last whole window, cutting off anything written after it.
+``category_path`` the names level by level; ``priority`` and ``routing`` the names of the values
+the ticket closed with, where the PSA gives them (``psatriage eval --label priority``). The
+period is read in windows, oldest first (``PSAAdapter.list_labeled_tickets`` with ``until``);
+into a file (``out``), each window written is a checkpoint in the database holding the file's
+length, so an interrupted export resumes after the last whole window, cutting off anything
+written after it.
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ def record(labeled: LabeledTicket) -> dict[str, Any]:
         "id": ticket.id,
         "title": ticket.title,
         "description": ticket.description or ticket.initial_note,
-        "labels": {"category": labeled.key, "category_path": labeled.label},
+        "labels": {
+            "category": labeled.key,
+            "category_path": labeled.label,
+            **{name: value.name for name, value in labeled.fields.items()},
+        },
         "company": ticket.company_name or ticket.company_id or "",
         "scope": ticket.scope_name or ticket.scope,
     }

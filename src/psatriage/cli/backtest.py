@@ -198,8 +198,20 @@ def _rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "failure": failure.get("kind", ""),
                 "error": failure.get("message", ""),
             }
+            | _field_columns(r.get("fields") or {})
         )
     return rows
+
+
+def _field_columns(scored: Mapping[str, Any]) -> dict[str, str]:
+    """The final and predicted value of each field scored (priority, routing), for ``--csv``."""
+    columns = {}
+    for name in ("priority", "routing"):
+        one = scored.get(name) or {}
+        predicted = one.get("predicted") or {}
+        columns[f"final_{name}"] = (one.get("truth") or {}).get("name", "")
+        columns[f"predicted_{name}"] = predicted.get("name", "")
+    return columns
 
 
 # -- the report as tables (shared with ``psatriage readiness``) --------------------------------
@@ -229,11 +241,40 @@ def show(report: Mapping[str, Any]) -> None:
     if len(report["classes"]) > 20:
         classes.caption = f"{len(report['classes']) - 20} more in --json"
     console.print(classes)
+    if report.get("fields"):
+        console.print(fields_table(report["fields"]))
     if report["failure_examples"]:
         failed = Table("ticket", "kind", "error", title="failures (first of each kind)")
         for failure in report["failure_examples"]:
             failed.add_row(failure["ticket_id"], failure["kind"], failure["message"])
         console.print(failed)
+
+
+def fields_table(measured: Mapping[str, Any]) -> Table:
+    """Accuracy per ticket field, beside the category's (``evaluation.fields``)."""
+    table = Table(
+        "field",
+        "tickets",
+        "decided",
+        "accuracy",
+        "macro-F1",
+        "most confused",
+        title="ticket fields",
+    )
+    for name, field in measured.items():
+        confused = ", ".join(
+            f"{c['truth']} → {c['predicted']} ({c['count']})" for c in field["confused"][:3]
+        )
+        table.add_row(
+            name,
+            str(field["tickets"]),
+            str(field["decided"]),
+            f"{field['accuracy']:.1%}",
+            f"{field['macro_f1']:.3f}",
+            confused or "none",
+        )
+    table.caption = "accuracy over the tickets scored; an answer outside the values is wrong"
+    return table
 
 
 def summary_table(report: Mapping[str, Any], *, title: str) -> Table:

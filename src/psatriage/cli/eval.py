@@ -21,7 +21,11 @@ from psatriage.local_engine import DEFAULT_MIN_EXAMPLES
 
 if TYPE_CHECKING:
     from psatriage.classifiers.base import Classifier
+    from psatriage.domain import Taxonomy
+    from psatriage.evaluation import runs as runs_module
     from psatriage.local_engine.data import Split
+
+CATEGORY_LEVEL = "category"  # the label level offered as the category beside a field
 
 
 class Engine(StrEnum):
@@ -39,7 +43,15 @@ class SplitChoice(StrEnum):
 @app.command("eval")
 def eval_command(
     data: Annotated[Path, typer.Argument(help="Labeled tickets, JSON Lines.")],
-    label: Annotated[str, typer.Option("--label", "-l", help="The label level to predict.")],
+    label: Annotated[
+        str,
+        typer.Option(
+            "--label",
+            "-l",
+            help="The label level to predict: a category level, or a ticket field (priority, "
+            "routing, noise, sentiment, language).",
+        ),
+    ],
     engine: Annotated[Engine, typer.Option(help="Which engine to measure.")] = Engine.LOCAL,
     split: Annotated[
         SplitChoice,
@@ -70,9 +82,14 @@ def eval_command(
 ) -> None:
     """Accuracy, macro-F1, per-class table, confusions, thresholds, calibration, latency, cost.
 
+    A ticket field as the label is measured as the service decides it: an LLM engine is asked it
+    beside the category (the file's ``category`` level) in one call, the local engine learns it
+    as a label, and the language is detected offline.
+
     A ticket the engine cannot answer is counted as a failure of its kind and the run goes on;
     the exit code is 1 when no ticket was answered or the run had to stop (credentials refused).
     """
+    from psatriage.evaluation import field_runs as field_measures
     from psatriage.evaluation import runs
     from psatriage.shortlist import HasRanker
 
@@ -83,6 +100,10 @@ def eval_command(
             raise ConfigError("--zero-shot and --model exclude each other")
         chosen_split: Split = split.value
         setup = runs.prepare(data, label, chosen_split, taxonomy)
+        if label == "language":  # detected offline, as the service does: no engine to ask
+            _language(data, setup, split, limit, target_precision, as_json=as_json)
+            return
+        as_field = _asked_as_field(setup, engine)
         training: dict[str, Any] | None = None
         model_ref = "zero-shot"
         if engine is not Engine.OPENAI and not zero_shot:
@@ -107,12 +128,21 @@ def eval_command(
         total = len(setup.scored[:limit])
         with progress:
             task = progress.add_task(f"{engine.value} on {data.name}", total=total)
-            run = runs.evaluate(
-                setup,
-                classifier,
-                progress=lambda n: progress.advance(task, n),
-                limit=limit,
-            )
+            if as_field:
+                run = field_measures.evaluate(
+                    setup,
+                    classifier,
+                    categories=_categories(data, label, chosen_split),
+                    progress=lambda n: progress.advance(task, n),
+                    limit=limit,
+                )
+            else:
+                run = runs.evaluate(
+                    setup,
+                    classifier,
+                    progress=lambda n: progress.advance(task, n),
+                    limit=limit,
+                )
         result = report(run.predictions, target_precision=target_precision, failures=run.failures)
         model_name = classifier.config.default_model  # the LLM's; the local engine's model below
         if not model_name and isinstance(classifier, HasRanker):
@@ -120,6 +150,7 @@ def eval_command(
         header = {
             "data": data.name,
             "label": label,
+            "field": label in field_measures.FILE_FIELDS,
             "split": split.value,
             "engine": engine.value,
             "model": model_name,
@@ -136,6 +167,63 @@ def eval_command(
             errors.print(Text(run.stopped, "red"), highlight=False)
         if run.stopped or not run.predictions:
             raise typer.Exit(1)
+
+
+def _asked_as_field(setup: runs_module.Setup, engine: Engine) -> bool:
+    """Whether the label is a ticket field asked of an LLM beside the category (the local
+    engine learns a field as a label); a field's values are checked either way."""
+    from psatriage.evaluation import field_runs as field_measures
+
+    if setup.label not in field_measures.FILE_FIELDS:
+        return False
+    field_measures.check_values(setup)
+    return engine is not Engine.LOCAL
+
+
+def _categories(data: Path, label: str, split: Split) -> Taxonomy | None:
+    """The category values of the file (its ``category`` level), offered beside a field as the
+    service offers the tree; None when the file has no such level."""
+    from psatriage.evaluation import runs
+    from psatriage.local_engine import DataError
+
+    if label == CATEGORY_LEVEL:
+        return None
+    try:
+        return runs.prepare(data, CATEGORY_LEVEL, split).taxonomy
+    except DataError:
+        return None
+
+
+def _language(
+    data: Path,
+    setup: runs_module.Setup,
+    split: SplitChoice,
+    limit: int | None,
+    target_precision: float,
+    *,
+    as_json: bool,
+) -> None:
+    """``--label language``: the offline detector the service uses, on the scored tickets."""
+    from psatriage.evaluation import field_runs as field_measures
+
+    run = field_measures.evaluate(setup, None, limit=limit)
+    result = report(run.predictions, target_precision=target_precision)
+    header = {
+        "data": data.name,
+        "label": setup.label,
+        "field": True,
+        "split": split.value,
+        "engine": "offline",
+        "model": "language profiles shipped with the package",
+        "candidates": len(setup.taxonomy.leaves),
+        "training": None,
+        "pricing": None,
+        "stopped": None,
+    }
+    if as_json:
+        print(json.dumps({**header, **result.to_dict()}, indent=2))
+    else:
+        _show(header, result)
 
 
 def _classifier(engine: Engine, model_ref: str, tenant: str | None) -> Classifier[Any]:
@@ -205,7 +293,8 @@ def _show(header: dict[str, Any], result: Report) -> None:
         thresholds.add_row(f"{row.threshold:.2f}", f"{row.coverage:.1%}", f"{row.precision:.3f}")
     console.print(thresholds)
 
-    classes = Table("category", "support", "precision", "recall", "F1", title="per category")
+    what = "value" if header.get("field") else "category"
+    classes = Table(what, "support", "precision", "recall", "F1", title=f"per {what}")
     for c in result.classes[:40]:
         classes.add_row(
             c.label, str(c.support), f"{c.precision:.2f}", f"{c.recall:.2f}", f"{c.f1:.2f}"

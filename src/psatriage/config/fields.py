@@ -20,6 +20,8 @@ and each field's policy (``psatriage.fields`` does the deciding).
 
     [tenants.acme.companies."Contoso".fields.priority]
     at_least = "P2"                    # a VIP client
+    [tenants.acme.companies."Fabrikam".fields.routing]
+    enabled = false                    # this client's tickets keep the board they come in on
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class FieldSettings(_Strict):
 class FieldOverride(_Strict):
     """Per-company changes to one field's settings (its band: ``companies.X.policy.fields``)."""
 
+    enabled: bool | None = Field(
+        default=None,
+        description="false: the field is off for this company's tickets (not asked, not "
+        "written, not in the note); true: on for them although fields.enabled leaves it out.",
+    )
     at_least: str | None = Field(
         default=None,
         description="priority only: never below this priority (a VIP client), one of "
@@ -121,7 +128,8 @@ class NoiseAction(_Strict):
     action: Literal["categorize", "skip", "set"] = Field(
         default="categorize",
         description="categorize (as any ticket), skip (leave it alone: no write, no note, and "
-        "no model call when a rule recognises it) or set (write category and/or routing below).",
+        "no model call when a rule recognises it) or set (write category, routing and/or status "
+        "below).",
     )
     category: str | None = Field(
         default=None, description="set: the category to write (key or path such as 'Admin › Spam')."
@@ -129,13 +137,19 @@ class NoiseAction(_Strict):
     routing: str | None = Field(
         default=None, description="set: the board / queue / team to move it to (by name)."
     )
+    status: str | None = Field(
+        default=None,
+        description="set: the status to give it (by name; on ConnectWise one of its board's), "
+        "in the same update as the category and routing.",
+    )
 
     @model_validator(mode="after")
     def _set_names_something(self) -> NoiseAction:
-        if self.action == "set" and self.category is None and self.routing is None:
-            raise ValueError('action "set" needs category or routing (or both)')
-        if self.action != "set" and (self.category or self.routing):
-            raise ValueError('category and routing are for action "set"')
+        named = (self.category, self.routing, self.status)
+        if self.action == "set" and not any(named):
+            raise ValueError('action "set" needs category, routing or status (or several)')
+        if self.action != "set" and any(named):
+            raise ValueError('category, routing and status are for action "set"')
         return self
 
 
@@ -250,11 +264,15 @@ class FieldsSettings(_Strict):
         if not overrides:
             return self
         changes: dict[str, object] = {}
+        enabled = set(self.enabled)
         for name, override in overrides.items():
             values = override.model_dump(exclude_none=True)
+            if values.pop("enabled", None) is not None:
+                enabled = enabled | {name} if override.enabled else enabled - {name}
             if "at_least" in values and name != "priority":
                 values.pop("at_least")
             changes[name] = self.settings(name).model_validate(
                 {**self.settings(name).model_dump(), **values}
             )
+        changes["enabled"] = tuple(name for name in FIELD_NAMES if name in enabled)
         return self.model_copy(update=changes)

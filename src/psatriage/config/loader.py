@@ -191,6 +191,13 @@ def _unstorable_fields(name: str, raw: RawTenant, stored: frozenset[str]) -> lis
         for field in raw.fields.enabled
         if field in STORED_FIELDS and field not in stored
     ]
+    lines += [
+        f"tenant {name!r}, key 'companies.{company}.fields.{field}.enabled': the {raw.psa} "
+        f"adapter cannot store the {field} field; fix: remove the key"
+        for company, override in raw.companies.items()
+        for field, settings in override.fields.items()
+        if settings.enabled and field in STORED_FIELDS and field not in stored
+    ]
     if raw.fields.summary.rewrite_generic_titles and "title" not in stored:
         lines.append(
             f"tenant {name!r}, key 'fields.summary.rewrite_generic_titles': the {raw.psa} adapter "
@@ -202,6 +209,13 @@ def _unstorable_fields(name: str, raw: RawTenant, stored: frozenset[str]) -> lis
             "route tickets; fix: remove it"
             for kind in NOISE_KINDS
             if raw.fields.noise.action_for(kind).routing
+        ]
+    if "status" not in stored:
+        lines += [
+            f"tenant {name!r}, key 'fields.noise.{kind}.status': the {raw.psa} adapter cannot "
+            "set a ticket's status; fix: remove it"
+            for kind in NOISE_KINDS
+            if raw.fields.noise.action_for(kind).status
         ]
     return lines
 

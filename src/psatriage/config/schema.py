@@ -269,7 +269,8 @@ class CompanyOverride(_Strict):
     policy: PolicyOverride = Field(default_factory=PolicyOverride)
     fields: dict[FieldName, FieldOverride] = Field(
         default_factory=dict,
-        description="Per-field policy for this company (mode, min_confidence; priority: at_least).",
+        description="Per-field settings for this company: enabled (false: the field is off for "
+        "it), priority: at_least. A field's band is companies.X.policy.fields.",
     )
 
     @model_validator(mode="after")

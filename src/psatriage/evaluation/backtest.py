@@ -24,13 +24,30 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from psatriage import pipeline, policy
+from psatriage import fields, pipeline, policy
 from psatriage.config import Tenant
-from psatriage.domain import PATH_SEPARATOR, Chosen, Classification, LabeledTicket, Taxonomy
+from psatriage.config.tenant import Effective
+from psatriage.domain import (
+    PATH_SEPARATOR,
+    Category,
+    Chosen,
+    Classification,
+    Facet,
+    FieldDecision,
+    LabeledTicket,
+    LevelValue,
+    Taxonomy,
+    Ticket,
+)
 from psatriage.errors import ConfigError, PsatriageError
 from psatriage.evaluation import backtest_report
+from psatriage.evaluation.fields import scored as scored_field
 from psatriage.evaluation.measures import Prediction
 from psatriage.evaluation.runs import STOPPING_KIND, failure_kind, score
+from psatriage.fields import noise
+from psatriage.fields.decide import NOISE
+from psatriage.learning.fields import noise_kind
+from psatriage.pipeline.deciding import route_first, with_learned_fields
 from psatriage.store.activity import Activity
 from psatriage.store.backtests import Backtests
 from psatriage.store.tables import BacktestRunRow, utcnow
@@ -94,6 +111,7 @@ def run_key(tenant: Tenant, params: Params) -> str:
         "instructions": tenant.instructions,
         "prompt": tenant.prompt.hash,
         "taxonomy": tenant.taxonomy.model_dump(mode="json"),
+        "fields": tenant.fields.model_dump(mode="json"),
         "redaction": [
             tenant.redactor.enabled,
             {name: p.pattern for name, p in tenant.redactor.patterns.items()},
@@ -327,12 +345,37 @@ def _evaluate(deps: pipeline.Deps, item: LabeledTicket) -> tuple[dict[str, Any],
         result["failure"] = {"kind": "no candidates", "message": message}
         return result, scope
     chosen: list[Chosen] = []
+    try:
+        options, scored_fields = _field_options(deps, ticket, taxonomy, effective, item)
+    except PsatriageError as exc:
+        result["failure"] = {"kind": PSA_PREFIX + failure_kind(exc), "message": str(exc)}
+        return result, scope
+    decided: list[FieldDecision] = []
 
     def classify(record: Callable[..., None]) -> Classification:
+        asked = dict(options)
+        if "routing" in asked and deps.adapter.routing_sets_scope:  # asked first, as the service
+            decided.extend(
+                route_first(deps, ticket, effective, asked.pop("routing"), 0, record=record)
+            )
         classification, picked, _ = pipeline.classify(
-            deps, ticket, taxonomy, effective, record=record
+            deps,
+            ticket,
+            taxonomy,
+            effective,
+            record=record,
+            fields=fields.specs(effective.fields, asked),
         )
         chosen.append(picked)
+        classification = with_learned_fields(deps, ticket, classification, effective, asked)
+        ruled = noise.by_rules(effective.fields, ticket)  # the service's rule comes first
+        if ruled is not None:
+            decided.append(noise.ruled(*ruled))
+        decided.extend(
+            fields.decide(
+                effective.fields, classification, asked, effective.policy, title=ticket.title
+            )
+        )
         return classification
 
     scored = score(ticket.id, result["truth"]["key"], classify)
@@ -349,9 +392,49 @@ def _evaluate(deps: pipeline.Deps, item: LabeledTicket) -> tuple[dict[str, Any],
             "confidence": scored.confidence,
             "engine": scored.engine,
         }
+        if scored_fields:
+            result["fields"] = _scored_fields(scored_fields, decided)
     else:
         result["failure"] = {"kind": scored.kind, "message": scored.message}
     return result, scope
+
+
+def _field_options(
+    deps: pipeline.Deps,
+    ticket: Ticket,
+    taxonomy: Taxonomy,
+    effective: Effective,
+    item: LabeledTicket,
+) -> tuple[dict[str, Facet], dict[str, LevelValue]]:
+    """The live values of the company's enabled stored fields (asked as the service asks them),
+    and the fields to score: those the ticket closed with, among them, and its noise kind where
+    a noise action sets a category (a ticket left in the spam category was spam)."""
+    options = pipeline.field_options(deps, ticket, effective.fields)
+    truth = {name: value for name, value in item.fields.items() if name in options}
+    if "noise" in effective.fields.active():  # told by the category a noise action sets
+        leaf = taxonomy.find_by_ids(item.path) or taxonomy.get(item.key)
+        kind = noise_kind(effective.fields, leaf or Category(item.key, item.path))
+        if kind is not None:
+            name = next((v.name for v in NOISE if v.id == kind), kind)
+            truth["noise"] = LevelValue("noise", kind, name)
+    return options, truth
+
+
+def _scored_fields(
+    truth: Mapping[str, LevelValue], decided: list[FieldDecision]
+) -> dict[str, dict[str, Any]]:
+    """Each field the ticket closed with, and what the backtest decided for it."""
+    by_name: dict[str, FieldDecision] = {}
+    for one in decided:
+        by_name.setdefault(one.name, one)  # a rule's noise before the model's
+    out = {}
+    for name, value in truth.items():
+        found = by_name.get(name)
+        predicted = None if found is None else (found.value_id, found.value)
+        out[name] = scored_field(
+            value.id, value.name, predicted, None if found is None else found.confidence
+        )
+    return out
 
 
 def _truth(

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
+from psatriage.evaluation import fields as field_measures
 from psatriage.evaluation import hygiene
 from psatriage.evaluation.measures import Failure, Prediction, at_thresholds, report
 
@@ -229,4 +230,5 @@ def summarize(
             for t, p, n in measured.confused
         ],
         "hygiene": found.to_dict(),
+        "fields": field_measures.summarize(r.get("fields") or {} for r in answered),
     }

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from psatriage.classifiers.base import ClassificationRequest, Classifier
-from psatriage.domain import CallRecorder, Category, Classification, ModelCall, Taxonomy, Ticket
+from psatriage.domain import (
+    CallRecorder,
+    Category,
+    Classification,
+    FieldSpec,
+    ModelCall,
+    Taxonomy,
+    Ticket,
+)
 from psatriage.errors import (
     AuthFailed,
     InvalidAnswer,
@@ -43,6 +51,8 @@ from psatriage.local_engine.training import train
 from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
 
 Progress = Callable[[int], None]
+Reader = Callable[[Classification], tuple[str, float]]
+"""What a run scores of an answer: the value predicted and its confidence."""
 
 
 @dataclass
@@ -121,11 +131,14 @@ def failure_kind(exc: PsatriageError) -> str:
 
 
 def score(
-    ticket_id: str, truth: str, classify: Callable[[CallRecorder], Classification]
+    ticket_id: str,
+    truth: str,
+    classify: Callable[[CallRecorder], Classification],
+    read: Reader | None = None,
 ) -> Prediction | Failure:
     """One labeled ticket: ``classify`` (given where to record its model calls) answers or
-    raises. A ``Prediction``, or a ``Failure`` of its kind; either with the latency, tokens and
-    cost of all its calls."""
+    raises. A ``Prediction`` (of ``read(answer)``: the category and its confidence by default),
+    or a ``Failure`` of its kind; either with the latency, tokens and cost of all its calls."""
     calls: list[ModelCall] = []
     started = time.perf_counter()
     try:
@@ -140,10 +153,11 @@ def score(
             tokens_out=sum(c.tokens_out for c in calls),
             cost_usd=sum(c.cost_usd for c in calls),
         )
+    predicted, confidence = (result.key, result.confidence) if read is None else read(result)
     return Prediction(
         truth=truth,
-        predicted=result.key,
-        confidence=result.confidence,
+        predicted=predicted,
+        confidence=confidence,
         latency_ms=result.latency_ms,
         engine=result.engine,
         tokens_in=sum(c.tokens_in for c in calls),
@@ -159,9 +173,12 @@ def classify_each(
     *,
     taxonomy_hash: str = "",
     progress: Progress | None = None,
+    fields: tuple[FieldSpec, ...] = (),
+    read: Reader | None = None,
 ) -> Run:
     """Classify each ticket as the service would (default prompt); one ``Prediction`` or one
-    ``Failure`` per ticket, each with the latency, tokens and cost of all its calls."""
+    ``Failure`` per ticket, each with the latency, tokens and cost of all its calls. ``fields``
+    are asked beside the category and ``read`` takes the prediction from the answer."""
     prompt = compile_prompt(DEFAULT_PROMPT, name="eval")
     run = Run()
     for ticket, truth in labeled:
@@ -176,11 +193,12 @@ def classify_each(
                     model=classifier.config.default_model,
                     max_tokens=classifier.config.default_max_tokens,
                     taxonomy_hash=taxonomy_hash,
+                    fields=fields,
                     record=record,
                 )
             )
 
-        scored = score(ticket.id, truth, classify)
+        scored = score(ticket.id, truth, classify, read)
         if isinstance(scored, Prediction):
             run.predictions.append(scored)
         else:

@@ -227,14 +227,14 @@ def _priority(
 ) -> _Found | None:
     if values is None:
         return None
-    if rules.matrix:
-        urgency, impact = answered.get("urgency"), answered.get("impact")
+    urgency, impact = answered.get("urgency"), answered.get("impact")
+    if rules.matrix and (urgency is not None or impact is not None):
         if urgency is None or impact is None:
             return None
         option = _by_name(values, rules.matrix[urgency.value][impact.value])
         known = [c for c in (urgency.confidence, impact.confidence) if c is not None]
         confidence = min(known) if known else None
-    else:
+    else:  # chosen among the PSA's priorities (the local engine's answer, with a matrix too)
         given = answered.get("priority")
         option = values.get(given.value) if given else None
         confidence = given.confidence if given else None

@@ -53,6 +53,8 @@ def problems(tenant: Tenant, adapter: PSAAdapter[Any]) -> list[str]:
             if (route := settings.noise.action_for(kind).routing)
         ]
         found += _missing(tenant.name, routes, named)
+    if "noise" in settings.enabled and "status" in adapter.ticket_fields:
+        found += _missing_statuses(tenant, adapter, sample, routes)
     for kind in NOISE_KINDS:
         action = settings.noise.action_for(kind)
         if action.category is None or "noise" not in settings.enabled:
@@ -68,6 +70,38 @@ def problems(tenant: Tenant, adapter: PSAAdapter[Any]) -> list[str]:
                     f"tenant {tenant.name!r}, key 'fields.noise.{kind}.category': "
                     f"{action.category!r} is not an active category of {taxonomy.scope_name}; "
                     "fix: name an active category (key or path)"
+                )
+    return found
+
+
+def _missing_statuses(
+    tenant: Tenant, adapter: PSAAdapter[Any], sample: Ticket, routes: Facet | None
+) -> list[str]:
+    """The statuses noise actions set, looked up where the ticket will be (on ConnectWise the
+    board it is routed to, else every board: statuses belong to a board)."""
+    found: list[str] = []
+    for kind in NOISE_KINDS:
+        action = tenant.fields.noise.action_for(kind)
+        if action.status is None:
+            continue
+        places = [sample]
+        if adapter.routing_sets_scope:
+            route = _by_name(routes, action.routing) if routes and action.routing else None
+            boards = [(route, action.routing or "")] if route else adapter.list_scopes()
+            places = [
+                Ticket(id="config-check", title="", description="", scope=board, scope_name=name)
+                for board, name in boards
+                if board
+            ]
+        for where in places:
+            values = adapter.field_values(where, "status")
+            if _by_name(values, action.status) is None:
+                have = ", ".join(repr(o.name) for o in values.options) or "none"
+                on = f" on {where.scope_name}" if adapter.routing_sets_scope else ""
+                found.append(
+                    f"tenant {tenant.name!r}, key 'fields.noise.{kind}.status': the PSA has no "
+                    f"active status {action.status!r}{on} (it has {have}); fix: use one of those "
+                    "names"
                 )
     return found
 

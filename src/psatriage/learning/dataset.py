@@ -8,8 +8,8 @@ PSA id, so a ticket read from history that was also corrected counts once, with 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from psatriage.domain import Category, LabeledTicket, LevelValue
@@ -30,6 +30,7 @@ class Labeled:
     company: str | None = None
     at: datetime | None = None
     source: str = "history"  # or the example's source
+    fields: Mapping[str, str] = field(default_factory=dict)  # ticket field -> value id (history)
 
 
 def from_history(history: Iterable[LabeledTicket]) -> list[Labeled]:
@@ -40,6 +41,7 @@ def from_history(history: Iterable[LabeledTicket]) -> list[Labeled]:
             key=t.key,
             label=t.label,
             company=t.ticket.company_id,
+            fields={name: value.id for name, value in t.fields.items()},
         )
         for t in history
     ]

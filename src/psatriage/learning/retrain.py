@@ -39,6 +39,7 @@ from psatriage.learning.versions import ModelVersions, VersionInfo
 from psatriage.store.tables import RetrainMarkRow, utcnow
 
 if TYPE_CHECKING:
+    from psatriage.config.tenant import Tenant
     from psatriage.domain import Category
     from psatriage.local_engine.embed import Embedder
     from psatriage.local_engine.model import TrainedModel
@@ -364,6 +365,7 @@ def scheduled_retrain(runtime: Runtime, read_history: HistoryReader | None = Non
                 min_held_out=tenant.learning.min_held_out,
                 min_examples=_min_examples(),
             )
+            fields = _retrain_fields(runtime, tenant, history)
         except CallLimitReached as exc:
             retry = utcnow() + timedelta(seconds=RETRY_SECONDS)
             marks.finish(tenant.name, f"postponed: {exc}", retry_at=retry)
@@ -380,9 +382,19 @@ def scheduled_retrain(runtime: Runtime, read_history: HistoryReader | None = Non
             tenant=tenant.name,
             promoted=result.promoted,
             reason=result.reason,
+            fields=fields,
             seconds=round(time.monotonic() - started, 1),
         )
     return ran
+
+
+def _retrain_fields(runtime: Runtime, tenant: Tenant, history: Sequence[Labeled]) -> list[str]:
+    """The tenant's field models trained again on the same history (``learning.fields``); the
+    fields trained."""
+    from psatriage.learning.fields import train_fields  # noqa: PLC0415
+
+    trained = train_fields(tenant, history, _embedder(), min_examples=_min_examples())
+    return runtime.field_models.store(tenant.name, trained)
 
 
 def psa_history(runtime: Runtime) -> HistoryReader:

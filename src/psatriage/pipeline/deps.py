@@ -11,6 +11,7 @@ from psatriage.classifiers.base import Classifier
 from psatriage.config.fields import STORED_FIELDS, FieldsSettings
 from psatriage.config.tenant import Tenant
 from psatriage.domain import Facet, Taxonomy, Ticket
+from psatriage.learning.fields import FieldModels
 from psatriage.learning.similar import SimilarExamples
 from psatriage.psa.base import PSAAdapter
 from psatriage.store.decisions import Decisions
@@ -30,6 +31,7 @@ class Deps:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     examples: SimilarExamples | None = None  # labeled examples for an LLM's prompt
     usage: Usage | None = None  # the tenant's model budget meter; None: no budget is kept
+    field_models: FieldModels | None = None  # the local engine's models of the ticket fields
 
 
 def read_taxonomy(deps: Deps, ticket: Ticket) -> Taxonomy:

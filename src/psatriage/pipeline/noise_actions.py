@@ -43,12 +43,14 @@ def act_on_noise(
     classification: Classification | None,
     what: str,
 ) -> Plan | Decision:
-    """What the tenant does with noise: set its configured category (then the usual write path)
-    and/or routing, or skip it (no write, no note). ``classification`` is None without a model
-    call."""
+    """What the tenant does with noise: set its configured category (then the usual write path),
+    routing and/or status (in the same update), or skip it (no write, no note).
+    ``classification`` is None without a model call."""
     routing = _noise_routing(deps, at, action.routing) if action.routing else None
-    if routing is not None:
-        decided = (*(d for d in decided if d.name != "routing"), routing)
+    status = _noise_status(deps, at, action.status, routing) if action.status else None
+    for found in (routing, status):
+        if found is not None:
+            decided = (*(d for d in decided if d.name != found.name), found)
     engine = "rules" if classification is None else classification.engine
     reason = f"noise: {what} ({action.action}, {'no model call' if engine == 'rules' else engine})"
     if action.category:
@@ -92,12 +94,11 @@ def act_on_noise(
         once_per_ticket=at.once,
         fields=[d.to_dict() for d in decided],
     )
+    written = [d for d in (routing, status) if d is not None and d.write is not None]
+    values = tuple(d.write for d in written if d.write is not None)
     wrote: tuple[str, ...] = ()
-    if routing is not None and routing.write is not None:
-        write_category(
-            deps.tenant, deps.adapter, deps.taxonomies, at.ticket, None, (routing.write,)
-        )
-        wrote = ("routing",)
+    if write_category(deps.tenant, deps.adapter, deps.taxonomies, at.ticket, None, values):
+        wrote = tuple(d.name for d in written)  # routing and status in one update
     deps.decisions.finalize_decision(
         row.id, outcome=Outcome.SKIPPED, reason=reason, wrote_category=False, wrote_note=False
     )
@@ -113,3 +114,23 @@ def _noise_routing(deps: Deps, at: NoiseContext, name: str) -> FieldDecision:
             f"an active {values.label.lower()}; fix: name an active one"
         )
     return FieldDecision("routing", values.label, option.name, option.id, APPLIED, 1.0, option)
+
+
+def _noise_status(
+    deps: Deps, at: NoiseContext, name: str, routing: FieldDecision | None
+) -> FieldDecision:
+    """The configured status, among the active statuses where the ticket will be (a ConnectWise
+    board's own, the routed board's when routing moves it)."""
+    ticket = at.ticket
+    if routing is not None and deps.adapter.routing_sets_scope:
+        ticket = replace(ticket, scope=routing.value_id, scope_name=routing.value)
+    values = read_field_values(deps, ticket, "status")
+    option = next((o for o in values.options if o.name.casefold() == name.casefold()), None)
+    if option is None:
+        have = ", ".join(repr(o.name) for o in values.options) or "none"
+        raise PermanentError(
+            f"tenant {deps.tenant.name!r}, key 'fields.noise.{at.kind}.status': {name!r} is not "
+            f"an active status of {ticket.scope_name or ticket.scope} (it has {have}); fix: name "
+            "one of those"
+        )
+    return FieldDecision("status", values.label, option.name, option.id, APPLIED, 1.0, option)

@@ -601,3 +601,17 @@ class JobMarkRow(Base):
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     job: Mapped[str] = mapped_column(String(32), primary_key=True)
     last_run_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class FieldModelRow(Base):
+    """A tenant's local-engine model of one ticket field (priority, routing, noise), trained on
+    the values its closed tickets ended with: the model file's bytes and its training report.
+    One per tenant and field; a new training replaces it."""
+
+    __tablename__ = "field_models"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    field: Mapped[str] = mapped_column(String(16), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    trained_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -221,5 +221,7 @@ def kit() -> ContractKit:
 
 
 def _field_value(fake: FakeAutotask, ticket_id: str, field: str) -> str | None:
-    value = fake.tickets[int(ticket_id)].get({"priority": "priority", "routing": "queueID"}[field])
+    value = fake.tickets[int(ticket_id)].get(
+        {"priority": "priority", "routing": "queueID", "status": "status"}[field]
+    )
     return None if value is None else str(value)

@@ -244,5 +244,7 @@ def kit() -> ContractKit:
 
 
 def _field_value(fake: FakeConnectWise, ticket_id: str, field: str) -> str | None:
-    ref = fake.tickets[int(ticket_id)].get({"priority": "priority", "routing": "board"}[field])
+    ref = fake.tickets[int(ticket_id)].get(
+        {"priority": "priority", "routing": "board", "status": "status"}[field]
+    )
     return str(ref["id"]) if ref else None

@@ -42,6 +42,16 @@ class Board:
     subtypes: list[dict[str, Any]] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)
     associations: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.statuses:  # each board has statuses of its own (ids differ per board)
+            names = ("New", "In Progress", "Waiting on client", "Closed (resolved)", "Old status")
+            self.statuses = [
+                {"id": self.id * 100 + n, "name": name, "sortOrder": n, "inactive": n == 5,
+                 "closedStatus": name.startswith("Closed"), "board": self.ref()}
+                for n, name in enumerate(names, start=1)
+            ]  # fmt: skip
 
     def ref(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name}
@@ -385,6 +395,7 @@ class FakeConnectWise(FakePSA):
             ("GET", r"/service/priorities", lambda r: self._page(r, self.priorities)),
             ("GET", r"/service/boards/(?P<board>\d+)/(?P<level>types|subtypes|items)", self._level),
             ("GET", r"/service/boards/(?P<board>\d+)/typeSubTypeItemAssociations", self._assocs),
+            ("GET", r"/service/boards/(?P<board>\d+)/statuses", self._statuses),
             ("GET", r"/service/tickets", self._list_tickets),
             ("GET", r"/service/tickets/(?P<ticket>\d+)", self._get_ticket),
             ("PATCH", r"/service/tickets/(?P<ticket>\d+)", self._patch_ticket),
@@ -445,6 +456,12 @@ class FakeConnectWise(FakePSA):
         if board is None:
             return _error(404, "NotFound", "Board not found")
         return self._page(request, getattr(board, request.params["level"]))
+
+    def _statuses(self, request: Request) -> Response:
+        board = self.boards.get(int(request.params["board"]))
+        if board is None:
+            return _error(404, "NotFound", "Board not found")
+        return self._page(request, board.statuses)
 
     def _assocs(self, request: Request) -> Response:
         board = self.boards.get(int(request.params["board"]))
@@ -518,11 +535,13 @@ class FakeConnectWise(FakePSA):
                     return _error(400, "InvalidObject", "ticket object is invalid", "board", "?")
                 board = self.boards[value_id]
                 updated["board"] = board.ref()
-            elif path == "priority":
-                found = next((p for p in self.priorities if p["id"] == value_id), None)
-                if found is None:
-                    return _error(400, "InvalidObject", "ticket object is invalid", "priority", "?")
-                updated["priority"] = {"id": found["id"], "name": found["name"]}
+            elif path in ("priority", "status"):
+                # a status of the ticket's board (the new one, if moved)
+                known = self.priorities if path == "priority" else board.statuses
+                found = next((x for x in known if x["id"] == value_id), None)
+                if found is None or found.get("inactive"):
+                    return _error(400, "InvalidObject", "ticket object is invalid", path, "?")
+                updated[path] = {"id": found["id"], "name": found["name"]}
             elif operation.get("op") == "remove":
                 updated.pop(path, None)
             elif path in LEVELS:

@@ -282,6 +282,6 @@ def kit() -> ContractKit:
 
 def _field_value(fake: FakeHaloPSA, ticket_id: str, field: str) -> str | None:
     value = fake.tickets[int(ticket_id)].get(
-        {"priority": "priority_id", "routing": "team_id"}[field]
+        {"priority": "priority_id", "routing": "team_id", "status": "status_id"}[field]
     )
     return None if value is None else str(value)

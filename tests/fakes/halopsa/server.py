@@ -92,6 +92,11 @@ class FakeHaloPSA(FakePSA):
             {"id": 3, "name": "Projects", "inactive": False},
             {"id": 4, "name": "Old team", "inactive": True},
         ]
+        self.statuses: list[dict[str, Any]] = [  # GET /api/Status (reference sample shape)
+            {"id": n, "name": name, "shortname": name[:4], "type": kind, "sequence": n}
+            for n, name, kind in ((1, "New", 0), (2, "In Progress", 0), (3, "Waiting", 0),
+                                  (9, "Closed", 1))
+        ]  # fmt: skip
         self.tickets: dict[int, dict[str, Any]] = {}
         self.actions: dict[int, list[dict[str, Any]]] = {}
         self.time_denied = False  # the application's agent may not see actions' time (403)
@@ -380,6 +385,7 @@ class FakeHaloPSA(FakePSA):
             ("GET", r"/api/Category", self._list_categories),
             ("GET", r"/api/Priority", self._list_priorities),
             ("GET", r"/api/Team", lambda r: Response(200, self.teams)),
+            ("GET", r"/api/Status", lambda r: Response(200, self.statuses)),
             ("GET", r"/api/Outcome", lambda r: Response(200, self.outcomes)),
             ("GET", r"/api/Actions", self._list_actions),
             ("POST", r"/api/Actions", self._add_actions),
@@ -504,13 +510,24 @@ class FakeHaloPSA(FakePSA):
             new["priority_id"] = fields["priority_id"]
         if isinstance(fields.get("summary"), str):
             new["summary"] = fields["summary"]
+        refused = self._team_and_status(fields, new)
+        if refused is not None:
+            return refused, new
+        new["version_id"] = ticket.get("version_id", 0) + 1
+        return None, new
+
+    def _team_and_status(self, fields: dict[str, Any], new: dict[str, Any]) -> Response | None:
+        if "status_id" in fields:
+            status = next((x for x in self.statuses if x["id"] == fields["status_id"]), None)
+            if status is None:
+                return Response(400, {"ClassName": "System.Exception", "Message": "Status"})
+            new["status_id"] = status["id"]
         if "team_id" in fields:
             team = next((t for t in self.teams if t["id"] == fields["team_id"]), None)
             if team is None or team["inactive"]:
-                return Response(400, {"ClassName": "System.Exception", "Message": "Team"}), new
+                return Response(400, {"ClassName": "System.Exception", "Message": "Team"})
             new["team_id"], new["team"] = team["id"], team["name"]
-        new["version_id"] = ticket.get("version_id", 0) + 1
-        return None, new
+        return None
 
     def _list_types(self, request: Request) -> Response:
         return Response(200, list(self.ticket_types.values()))

@@ -208,6 +208,6 @@ def kit() -> ContractKit:
 
 def _field_value(fake: FakeKaseyaBMS, ticket_id: str, field: str) -> str | None:
     value = fake.tickets[int(ticket_id)].get(
-        {"priority": "PriorityId", "routing": "QueueId"}[field]
+        {"priority": "PriorityId", "routing": "QueueId", "status": "StatusId"}[field]
     )
     return None if value is None else str(value)

@@ -351,6 +351,7 @@ class FakeKaseyaBMS(FakePSA):
         for field, records in (
             ("TypeId", self.lookups["TicketType"]),
             ("QueueId", self.queues),
+            ("StatusId", self.statuses),
         ):
             value = ticket.get(field)
             active = {r["Id"] for r in records if r.get("IsActive", True)}

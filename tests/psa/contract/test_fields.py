@@ -106,3 +106,24 @@ def test_labeled_history_carries_the_fields_people_left(
         assert value.id == held and value.name
         level = adapter.field_values(labeled.ticket, field).options[0].level
         assert value.level == level
+
+
+def test_writes_a_status_in_the_same_update_as_the_category(
+    kit: ContractKit, adapter: PSAAdapter[Any]
+) -> None:
+    """What a noise action's ``status`` writes: a live, active status, with the category."""
+    assert "status" in adapter.ticket_fields and kit.field_value is not None
+    ticket_id = kit.new_ticket("Printer", "jam")
+    ticket = adapter.get_ticket(ticket_id)
+    statuses = adapter.field_values(ticket, "status")
+    assert statuses.name == "status" and statuses.label
+    assert statuses.options and len({o.level for o in statuses.options}) == 1
+    assert adapter.field_scope(ticket, "status").startswith("status")
+    status = statuses.options[-1]
+    leaf = adapter.get_taxonomy(ticket).leaves[0]
+    adapter.set_category(ticket, leaf.with_facets((status,)))
+    assert len(kit.category_writes(ticket_id)) == 1
+    assert kit.field_value(ticket_id, "status") == status.id
+    wrong = type(status)(status.level, "987654", "Nonexistent")
+    with pytest.raises(CategoryRejected):
+        adapter.set_category(ticket, Category("fields", ()).with_facets((wrong,)))

@@ -71,13 +71,14 @@ log = structlog.get_logger(__name__)
 
 NOTE_MAX_CHARS = 32000
 FIELD_LEVELS = {"priority": "priority", "routing": "queueID"}  # ticket field -> picklist
-FIELD_LABELS = {"priority": "Priority", "routing": "Queue"}
+FIELD_LABELS = {"priority": "Priority", "routing": "Queue", "status": "Status"}
+STATUS = "status"  # the status picklist: what a noise action may set
 
 
 class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
     """Datto PSA (Autotask) through its REST API and ticket webhooks."""
 
-    ticket_fields: ClassVar[frozenset[str]] = frozenset({*FIELD_LEVELS, "title"})
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({*FIELD_LEVELS, STATUS, "title"})
     field_facets: ClassVar[Mapping[str, str]] = FIELD_LEVELS
     kind: ClassVar[str] = "autotask"
     Config: ClassVar[type[AdapterConfig]] = AutotaskConfig
@@ -221,11 +222,11 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
 
     def set_category(self, ticket: Ticket, category: Category) -> None:
         """One PATCH: issue type, sub-issue type, the facets and the ticket fields (priority,
-        queueID); a path of fields alone leaves the category as it is."""
+        queueID, status); a path of fields alone leaves the category as it is."""
         number = _numeric(ticket.id, "ticket id")
         ids = category.ids()
         title = ids.pop(TITLE_LEVEL, None)
-        written = (*LEVELS, *self.config.facets, *FIELD_LEVELS.values())
+        written = (*LEVELS, *self.config.facets, *FIELD_LEVELS.values(), STATUS)
         unknown = sorted(set(ids) - set(written))
         tree = any(level in ids for level in LEVELS)
         if unknown or (tree and "issueType" not in ids) or not (ids or title):
@@ -301,8 +302,8 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
         return taxonomy_from(self._lists(refresh=True), self.config.facets)
 
     def field_values(self, ticket: Ticket, field: str) -> Facet:
-        """The active values of the ``priority`` or ``queueID`` picklist."""
-        level = FIELD_LEVELS.get(field)
+        """The active values of the ``priority``, ``queueID`` or ``status`` picklist."""
+        level = STATUS if field == STATUS else FIELD_LEVELS.get(field)
         if level is None:
             return super().field_values(ticket, field)
         picks = self._lists(refresh=True).get(level, ())

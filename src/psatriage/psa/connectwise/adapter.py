@@ -58,7 +58,7 @@ from psatriage.psa.wire import (
 )
 
 OUR_NOTE_MARKER = "psatriage:"
-FIELD_LEVELS = ("board", "priority")  # the ticket fields psatriage sets beside the category
+FIELD_LEVELS = ("board", "priority", "status")  # the ticket fields set beside the category
 _PROJECT_RECORD_TYPES = frozenset({"projectticket", "projectissue"})
 
 
@@ -67,7 +67,7 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
 
     kind: ClassVar[str] = "connectwise"
     Config: ClassVar[type[AdapterConfig]] = ConnectWiseConfig
-    ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing", "title"})
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing", "status", "title"})
     routing_sets_scope: ClassVar[bool] = True  # the board owns the category tree
 
     def __init__(self, tenant: str, config: ConnectWiseConfig, http: httpx.Client) -> None:
@@ -190,8 +190,9 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         return sorted(notes, key=_note_order)
 
     def set_category(self, ticket: Ticket, category: Category) -> None:
-        """One PATCH: the board first (a new board's tree is then checked), the priority, then
-        type, subtype and item; a path of fields alone leaves the category as it is."""
+        """One PATCH: the board first (a new board's tree and statuses are then checked), the
+        priority and the status, then type, subtype and item; a path of fields alone leaves the
+        category as it is."""
         number = _numeric(ticket.id, "ticket id")
         ids = category.ids()
         title = ids.pop(TITLE_LEVEL, None)
@@ -286,7 +287,25 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
         if field == "routing":
             boards = self.list_scopes()
             return Facet("routing", "Board", tuple(LevelValue("board", i, n) for i, n in boards))
+        if field == "status":  # a board's own statuses
+            board = _numeric(ticket.scope, "board id")
+            records = self.client.get_all(
+                f"service/boards/{board}/statuses",
+                params={"conditions": "inactive=false"},
+                what=f"the statuses of board {board}",
+            )
+            records = sorted(records, key=lambda r: (r.get("sortOrder") or 0, r.get("id") or 0))
+            options = tuple(
+                LevelValue("status", str(r["id"]), str(r.get("name") or r["id"]))
+                for r in records
+                if r.get("id") is not None and r.get("inactive") is not True
+            )
+            return Facet("status", "Status", options)
         return super().field_values(ticket, field)
+
+    def field_scope(self, ticket: Ticket, field: str) -> str:
+        """Statuses belong to a board, so to the ticket's scope."""
+        return f"status;{ticket.scope}" if field == "status" else field
 
     def list_scopes(self) -> list[tuple[str, str]]:
         """Active service boards (those in ``boards`` when it is set), as ``(id, name)``."""

@@ -41,6 +41,7 @@ from psatriage.psa.halopsa.config import HaloPSAConfig
 from psatriage.psa.halopsa.taxonomy import (
     ALL_TYPES,
     PRIORITY_FACET,
+    STATUS_LEVEL,
     TEAM_LEVEL,
     CategoryValue,
     Scope,
@@ -65,7 +66,7 @@ from psatriage.psa.wire import webhook_object as load_object
 class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
     """HaloPSA through its REST API and an outbound webhook."""
 
-    ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing", "title"})
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({"priority", "routing", "status", "title"})
     field_facets: ClassVar[Mapping[str, str]] = {"priority": PRIORITY_FACET}
     kind: ClassVar[str] = "halopsa"
     Config: ClassVar[type[AdapterConfig]] = HaloPSAConfig
@@ -195,6 +196,8 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
             update["priority_id"] = write.priority_id
         if write.team_id is not None:
             update["team_id"] = write.team_id
+        if write.status_id is not None:
+            update["status_id"] = write.status_id
         if write.summary is not None:
             update["summary"] = write.summary
         # No automations, e-mails or (when asked) ticket rules on our write [UNSURE: the flags
@@ -228,7 +231,9 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
         """
         data = self._ticket(number)
         for name, sent in update.items():
-            if name.startswith(("categoryid_", "tickettype_id", "priority_id", "team_id")):
+            if name.startswith(
+                ("categoryid_", "tickettype_id", "priority_id", "team_id", "status_id")
+            ):
                 now = as_int(data.get(name))
                 if now != sent:
                     raise CategoryRejected(
@@ -371,7 +376,7 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
 
     def field_values(self, ticket: Ticket, field: str) -> Facet:
         """The priorities of the ticket's SLA (its type's default SLA when the scope names
-        none), or the active teams (``GET /api/Team``)."""
+        none), the active teams (``GET /api/Team``) or the statuses (``GET /api/Status``)."""
         if field == "priority":
             scope = Scope.parse(ticket.scope)
             sla = scope.sla_id
@@ -388,6 +393,14 @@ class HaloPSAAdapter(PSAAdapter[HaloPSAConfig]):
                 if positive(team.get("id")) is not None and not is_true(team.get("inactive"))
             )
             return Facet("routing", "Team", options)
+        if field == "status":  # [UNSURE] GET /api/Status lists no inactive flag; all are usable
+            statuses = self.client.get_list("Status", "statuses", what="statuses")
+            options = tuple(
+                LevelValue(STATUS_LEVEL, str(status["id"]), str(status.get("name") or status["id"]))
+                for status in statuses
+                if positive(status.get("id")) is not None
+            )
+            return Facet("status", "Status", options)
         return super().field_values(ticket, field)
 
     def field_scope(self, ticket: Ticket, field: str) -> str:

@@ -29,6 +29,7 @@ from psatriage.psa.halopsa.wire import as_int, is_false, is_true, positive
 TYPE_LEVEL = "tickettype_id"
 PRIORITY_FACET = "priorityid"
 TEAM_LEVEL = "team_id"  # the routing field: the ticket's team
+STATUS_LEVEL = "status_id"  # the ticket's status (a noise action may set it)
 ALL_TYPES = "all"
 
 
@@ -251,11 +252,12 @@ class Write:
     priority_id: int | None
     team_id: int | None = None
     summary: str | None = None  # a new title
+    status_id: int | None = None
 
 
 def write_of(category: Category, level: str) -> Write:
     """Which fields ``category`` sets; ``CategoryRejected`` if a level is not one of ours."""
-    type_id = category_id = priority_id = team_id = None
+    type_id = category_id = priority_id = team_id = status_id = None
     summary = None
     for value in category.path:
         if value.level == TITLE_LEVEL:
@@ -266,15 +268,17 @@ def write_of(category: Category, level: str) -> Write:
             priority_id = _id(value, category)
         elif value.level == TEAM_LEVEL:
             team_id = _id(value, category)
+        elif value.level == STATUS_LEVEL:
+            status_id = _id(value, category)
         elif not is_category_level(value.level, level):
             raise CategoryRejected(f"{category.key!r} has a level HaloPSA does not know: {value}")
     # Only the last part of a category value is a Halo record; the others are its text.
     last = next((v for v in reversed(category.path) if is_category_level(v.level, level)), None)
     if last is not None:
         category_id = _id(last, category)
-    if (type_id, category_id, priority_id, team_id, summary) == (None,) * 5:
+    if (type_id, category_id, priority_id, team_id, summary, status_id) == (None,) * 6:
         raise CategoryRejected(f"{category.key!r} names neither a category nor a ticket type")
-    return Write(type_id, category_id, priority_id, team_id, summary)
+    return Write(type_id, category_id, priority_id, team_id, summary, status_id)
 
 
 def _id(value: LevelValue, category: Category) -> int:

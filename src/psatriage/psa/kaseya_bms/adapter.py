@@ -56,12 +56,13 @@ from psatriage.psa.wire import lower_keys as ci
 
 STATUSES_SECONDS = 300.0  # the outcome sweep's closed statuses are looked up this often
 FIELD_LEVELS = {"priority": "PriorityId", "routing": "QueueId"}  # ticket field -> BMS field
+STATUS_FIELD = "StatusId"  # the ticket's status (a noise action may set it)
 
 
 class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
     """Kaseya BMS through its REST API v2; polling first, webhooks when configured."""
 
-    ticket_fields: ClassVar[frozenset[str]] = frozenset({*FIELD_LEVELS, "title"})
+    ticket_fields: ClassVar[frozenset[str]] = frozenset({*FIELD_LEVELS, "status", "title"})
     field_facets: ClassVar[Mapping[str, str]] = FIELD_LEVELS
     kind: ClassVar[str] = "kaseya_bms"
     needs_token_cache: ClassVar[bool] = True
@@ -249,7 +250,7 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
             if value.level == TITLE_LEVEL:
                 wanted["Title"] = value.id
                 continue
-            if value.level not in (*LEVELS, *FACETS):
+            if value.level not in (*LEVELS, *FACETS, STATUS_FIELD):
                 raise CategoryRejected(f"{value.level!r} is not a Kaseya BMS ticket field")
             wanted[value.level] = _numeric(value.id, f"{value.level} id", CategoryRejected)
         tree = any(level in wanted for level in LEVELS)
@@ -357,7 +358,16 @@ class KaseyaBMSAdapter(PSAAdapter[KaseyaBMSConfig]):
         return Facet(name=name, label=FACETS[name], options=options)
 
     def field_values(self, ticket: Ticket, field: str) -> Facet:
-        """The active priorities (``PriorityId``) or queues (``QueueId``)."""
+        """The active priorities (``PriorityId``), queues (``QueueId``) or statuses
+        (``StatusId``, from ``system/statuses/lookup``)."""
+        if field == "status":
+            records = self.client.lookup("system/statuses/lookup", "ticket statuses")
+            options = tuple(
+                LevelValue(STATUS_FIELD, str(r["id"]), str(r.get("name") or r["id"]))
+                for r in records
+                if record_id(r.get("id")) is not None and r.get("isactive") is not False
+            )
+            return Facet("status", "Status", options)
         name = FIELD_LEVELS.get(field)
         if name is None:
             return super().field_values(ticket, field)
