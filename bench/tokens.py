@@ -68,6 +68,7 @@ from psatriage.shortlist import KEEP_OF_UNIFORM, TEMPER, by_branches, by_history
 
 TARGET_TOKENS = 1500
 TARGET_RECALL = 0.99
+RECALL_AT = (10, 20, 40, 80, 120, 160, 200)  # the best k leaves of each ranking
 MOST = 200  # a trained shortlist's cap: the default taxonomy.shortlist_above
 # the listing of the shipped prompt, and what it replaced (the rest of the prompt unchanged)
 _SHIPPED_LISTING = re.compile(
@@ -288,6 +289,10 @@ def measure(
         "best_leaves_k_for_target_recall": {
             kind: _k_for(found, TARGET_RECALL) for kind, found in positions.items()
         },
+        "recall_at_k": {
+            kind: {k: sum(p < k for p in found) / len(found) for k in RECALL_AT}
+            for kind, found in positions.items()
+        },
         "rows": [row.result() for row in measured],
     }
 
@@ -448,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print(result: dict[str, Any]) -> None:
     table = Table(
-        "strategy", "ranker", "k", "listing", "calls",
+        "strategy", "ranker", "k", "listing", "calls", "kept (mean)",
         "Endava recall", "Endava tokens (mean / max)", "CFPB recall", "CFPB tokens (mean / max)",
         title="prompt tokens and recall of the right leaf, 1,000 leaves",
     )  # fmt: skip
@@ -456,6 +461,7 @@ def _print(result: dict[str, Any]) -> None:
     for mine, theirs in zip(endava, cfpb, strict=True):
         cells = [mine["strategy"], mine["ranker"], mine["size"], mine["listing"]]
         cells.append(str(mine["model_calls"]))
+        cells.append(f"{mine['candidates_mean']:,.0f} / {theirs['candidates_mean']:,.0f}")
         for row in (mine, theirs):
             recall = "model" if row["model_calls"] == 2 else f"{row['recall']:.3f}"
             cells += [recall, f"{row['prompt_tokens_mean']:,.0f} / {row['prompt_tokens_max']:,}"]
@@ -469,6 +475,11 @@ def _print(result: dict[str, Any]) -> None:
             f"{TARGET_RECALL:.0%} at k = {data['best_leaves_k_for_target_recall']}; branch first: "
             f"{json.dumps(data['branch_first'])}"
         )
+    recall = Table("ranking", *(f"k = {k}" for k in RECALL_AT), title="recall@k (best leaves)")
+    for name in ("endava", "cfpb"):
+        for kind, found in result[name]["recall_at_k"].items():
+            recall.add_row(f"{name}, {kind}", *(f"{found[k]:.3f}" for k in RECALL_AT))
+    console.print(recall)
 
 
 if __name__ == "__main__":
