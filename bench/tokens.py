@@ -290,7 +290,7 @@ def measure(
             kind: _k_for(found, TARGET_RECALL) for kind, found in positions.items()
         },
         "recall_at_k": {
-            kind: {k: sum(p < k for p in found) / len(found) for k in RECALL_AT}
+            kind: {str(k): sum(p < k for p in found) / len(found) for k in RECALL_AT}
             for kind, found in positions.items()
         },
         "rows": [row.result() for row in measured],
@@ -478,7 +478,7 @@ def _print(result: dict[str, Any]) -> None:
     recall = Table("ranking", *(f"k = {k}" for k in RECALL_AT), title="recall@k (best leaves)")
     for name in ("endava", "cfpb"):
         for kind, found in result[name]["recall_at_k"].items():
-            recall.add_row(f"{name}, {kind}", *(f"{found[k]:.3f}" for k in RECALL_AT))
+            recall.add_row(f"{name}, {kind}", *(f"{found[str(k)]:.3f}" for k in RECALL_AT))
     console.print(recall)
 
 
