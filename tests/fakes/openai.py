@@ -495,13 +495,15 @@ def _labels(keys: list[str], prompt: str) -> dict[str, str]:
     """
     starts: list[tuple[int, str, int]] = []  # where the entry starts, its key, where its label
     for key in keys:
-        for mark in (f"\n{key}: ", f"\n{key} "):
-            if (line := prompt.find(mark)) >= 0:
-                starts.append((line + 1, key, line + len(mark)))
-                break
-        else:
-            if (anywhere := prompt.find(f"{key}: ")) >= 0:
-                starts.append((anywhere, key, anywhere + len(key) + 2))
+        lines = [
+            (line + 1, key, line + len(mark))
+            for mark in (f"\n{key}: ", f"\n{key} ")
+            if (line := prompt.find(mark)) >= 0
+        ]
+        if lines:  # the first line of either form (other lists, of fields, may follow)
+            starts.append(min(lines))
+        elif (anywhere := prompt.find(f"{key}: ")) >= 0:
+            starts.append((anywhere, key, anywhere + len(key) + 2))
     starts.sort()
     labels: dict[str, str] = {}
     for index, (_, key, label) in enumerate(starts):
