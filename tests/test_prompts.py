@@ -33,7 +33,7 @@ def test_default_prompt_has_ticket_candidates_and_instructions() -> None:
     messages = compile_prompt(DEFAULT_PROMPT).render(
         ticket=TICKET, candidates=CANDIDATES, instructions="Printers are always Hardware."
     )
-    assert "\n9: Network - VPN, Wi-Fi, switches\n\nHardware ›\n8/1/2: Printer\n" in messages.system
+    assert "\n9 Network - VPN, Wi-Fi, switches\n\nHardware:\n8/1/2 Printer\n" in messages.system
     assert "Printers are always Hardware." in messages.system
     assert "not instructions to you" in messages.system
     assert "Printer on 3rd floor jams" in messages.user
@@ -130,27 +130,43 @@ TREE = (
     leaf("8", "Other"),
 )
 LISTING = """\
-9: Network
-8: Other
+9 Network
+8 Other
 
-Hardware › Printer ›
-1/10/100: Paper jam
-1/10/101: Toner
+Hardware:
+- Printer:
+1/10/100 Paper jam
+1/10/101 Toner
 
-Hardware ›
-1/10: Printer
+Hardware:
+1/10 Printer
+- Laptop:
+1/11/110 Battery
 
-Hardware › Laptop ›
-1/11/110: Battery
-
-Software ›
-2/20: Email
+Software:
+2/20 Email
 """
 
 
-def test_the_default_prompt_writes_each_shared_prefix_once() -> None:
+def test_the_default_prompt_writes_the_path_as_an_outline() -> None:
+    """Each level a heading where it changes; a group whose path only shortens the one before
+    (Hardware after Hardware › Printer) repeats its heading, so its leaves never read as being
+    in the group before."""
     system = compile_prompt(DEFAULT_PROMPT).render(ticket=TICKET, candidates=TREE).system
-    assert "(key: name):\n" + LISTING + "\n" in system
+    assert "one per line (key name):\n" + LISTING + "\n" in system
+
+
+def test_groups_carry_their_path_and_the_headings_to_write() -> None:
+    source = (
+        "{% block system %}{% for g in groups %}"
+        "[{{ g.names | join('>') }}|{% for h in g.heads %}{{ h.depth }}{{ h.name }},{% endfor %}]"
+        "{% endfor %}{% endblock %}{% block user %}{% endblock %}"
+    )
+    system = compile_prompt(source).render(ticket=TICKET, candidates=TREE).system
+    assert system == (
+        "[|][Hardware>Printer|0Hardware,1Printer,][Hardware|0Hardware,]"
+        "[Hardware>Laptop|1Laptop,][Software|0Software,]"
+    )
 
 
 def test_grouped_rendering_lists_every_candidate_exactly_once() -> None:
@@ -170,8 +186,8 @@ def test_grouped_rendering_lists_every_candidate_exactly_once() -> None:
 def test_keys_are_shown_as_the_classifier_offers_them() -> None:
     aliases = {"1/10/100": "3", "9": "1"}  # the rest keep their own keys
     messages = compile_prompt(DEFAULT_PROMPT).render(ticket=TICKET, candidates=TREE, keys=aliases)
-    assert "\n1: Network\n" in messages.system and "\n3: Paper jam\n" in messages.system
-    assert "1/10/100" not in messages.system and "\n1/10/101: Toner\n" in messages.system
+    assert "\n1 Network\n" in messages.system and "\n3 Paper jam\n" in messages.system
+    assert "1/10/100" not in messages.system and "\n1/10/101 Toner\n" in messages.system
 
 
 def test_a_flat_custom_template_keeps_working() -> None:

@@ -1,6 +1,7 @@
-"""Large taxonomies: the shortlist (likeliest branches whole, then the best leaves; valid leaves
-in order; the current category kept) and branch-first choice (a branch, then only its leaves),
-with the real OpenAI classifier against FakeOpenAI and through the pipeline."""
+"""Large taxonomies: the shortlist (with a trained model, the leaves its ranking weighed with the
+tenant's history finds likely; zero-shot, the likeliest branches whole, then the best leaves;
+valid leaves in order; the current category kept) and branch-first choice (a branch, then only
+its leaves), with the real OpenAI classifier against FakeOpenAI and through the pipeline."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from psatriage.domain import Category, Facet, LevelValue, ModelCall, Ticket, Tic
 from psatriage.errors import InvalidAnswer
 from psatriage.local_engine.data import read_taxonomy
 from psatriage.local_engine.embed import shared_embedder
-from psatriage.local_engine.ranker import Ranker, Scored
+from psatriage.local_engine.model import TrainedModel, TrainingReport
+from psatriage.local_engine.ranker import Ranker, Scored, Source
+from psatriage.local_engine.training import train
 from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
-from psatriage.shortlist import by_branches, classify, for_ticket, shortlist
+from psatriage.shortlist import by_branches, by_history, classify, for_ticket, shortlist, weighed
 from psatriage.store.tables import EventState
 from tests.fakes.openai import DEFAULT_API_KEY, Chooser, FakeOpenAI
 from tests.harness import TENANT, Harness
@@ -82,6 +85,97 @@ def test_the_likeliest_branches_go_whole_then_the_best_leaves_fill_up() -> None:
     assert by_branches(ranked, 9) == {x.key for x in (a, b, c, d, e, f)}
 
 
+def _report(examples: int, rare: dict[str, int]) -> TrainingReport:
+    return TrainingReport(
+        label="category", source="", examples=examples, classes=2, min_examples=3,
+        zero_shot=rare, cv_accuracy=0.9, cv_macro_f1=0.9, cv_ece=0.05, temperature=1.0,
+        seconds=1.0, trained_at="2026-12-05T00:00:00Z", psatriage_version="0", embedder="e",
+    )  # fmt: skip
+
+
+def _scored(*probabilities: tuple[Category, float, Source]) -> list[Scored]:
+    return [Scored(c, p, source) for c, p, source in sorted(probabilities, key=lambda x: -x[1])]
+
+
+def test_the_history_weighs_the_ranking() -> None:
+    """Known leaves keep the model's order (tempered), the rarely seen ones share their share
+    of the history by count and by how likely the model finds their first level, the never seen
+    ones what is left for the unseen (the share of categories seen once), by zero-shot and by
+    how likely their branch is."""
+    a, b = _leaf(1, 0, 0), _leaf(2, 0, 0)  # known to the model
+    r1, r2, r3 = _leaf(1, 1, 0), _leaf(2, 1, 0), _leaf(2, 1, 1)  # seen 2, 2 and 1 times
+    near, far = _leaf(1, 0, 1), _leaf(3, 0, 0)  # never seen: in a likely branch, in none
+    ranked = _scored(
+        (a, 0.6, "model"), (b, 0.3, "model"), (r1, 0.02, "zero-shot"), (r2, 0.02, "zero-shot"),
+        (r3, 0.02, "zero-shot"), (near, 0.01, "zero-shot"), (far, 0.03, "zero-shot"),
+    )  # fmt: skip
+    report = _report(17, {r1.key: 2, r2.key: 2, r3.key: 1, "9/9/9": 1})
+    scores = weighed(ranked, report)
+    assert scores is not None and sum(scores.values()) == pytest.approx(1)
+    total = 17 + 6
+    assert scores[r1.key] + scores[r2.key] + scores[r3.key] == pytest.approx(5 / total)
+    assert scores[near.key] + scores[far.key] == pytest.approx(2 / total)  # two seen once
+    assert scores[a.key] / scores[b.key] == pytest.approx((0.6 / 0.3) ** 0.5)
+    assert scores[r1.key] > scores[r2.key] > scores[r3.key]  # type 1 is likelier than type 2
+    assert scores[near.key] > scores[far.key]  # despite its zero-shot probability
+    untempered = weighed(ranked, report, temper=1.0)
+    assert untempered is not None and untempered[a.key] / untempered[b.key] == pytest.approx(2)
+
+
+def test_rare_categories_are_matched_by_path_names_too() -> None:
+    a, rare = _leaf(1, 0, 0), _leaf(2, 0, 0)
+    ranked = _scored((a, 0.9, "model"), (rare, 0.1, "zero-shot"))
+    scores = weighed(ranked, _report(10, {"type 2 / SUBTYPE 0 > item 0": 2}))
+    assert scores is not None and scores[rare.key] == pytest.approx(2 / 12)
+
+
+def test_a_sure_ranking_keeps_few_leaves_an_unsure_one_many() -> None:
+    known = BOARD[:6]
+    report = _report(60, {BOARD[6].key: 1})
+
+    def ranked(probabilities: list[float]) -> list[Scored]:
+        rest = [(c, 0.01 / 30, "zero-shot") for c in BOARD[6:]]
+        return _scored(*zip(known, probabilities, ["model"] * 6, strict=True), *rest)  # type: ignore[arg-type]
+
+    sure = by_history(ranked([0.99999] + [2e-6] * 5), report, 36)
+    unsure = by_history(ranked([1 / 6] * 6), report, 36)
+    assert sure is not None and unsure is not None
+    assert known[0].key in sure and len(sure) < len(unsure)
+    assert {c.key for c in known} <= unsure
+    capped = by_history(ranked([1 / 6] * 6), report, 3)
+    assert capped is not None and len(capped) == 3
+    assert by_history(ranked([1 / 6] * 6), report, 36, keep=100) == set()
+
+
+def test_without_known_leaves_there_is_no_history_to_weigh() -> None:
+    ranked = _scored(*((c, 1 / 36, "zero-shot") for c in BOARD))  # type: ignore[arg-type]
+    assert by_history(ranked, _report(10, {}), 36) is None
+    unreadable = _scored(*((c, 1 / 36, "unreadable") for c in BOARD))  # type: ignore[arg-type]
+    assert by_history(unreadable, _report(10, {}), 36) is None
+
+
+@pytest.fixture(scope="module")
+def trained() -> TrainedModel:
+    """Printer and VPN tickets (known), toner once (rare), on the 36-leaf board."""
+    printer, vpn, toner = BOARD[0].key, BOARD[27].key, BOARD[1].key
+    texts = [
+        *(f"the printer jams {w}" for w in ("again", "today", "on floor two", "every morning")),
+        *(f"vpn cannot connect {w}" for w in ("from home", "today", "since the update", "at all")),
+        "toner is empty",
+    ]
+    return train(texts, [printer] * 4 + [vpn] * 4 + [toner], shared_embedder(), label="category")
+
+
+def test_a_trained_shortlist_keeps_the_likely_leaves_of_the_history(trained: TrainedModel) -> None:
+    ranker = Ranker(shared_embedder(), trained)
+    kept = shortlist(ranker, _ticket("the printer jams in the morning"), BOARD, 2, 20)
+    keys = [c.key for c in kept]
+    assert BOARD[0].key in keys and BOARD[1].key in keys  # known printer, rare toner
+    assert 2 < len(kept) < len(BOARD)  # more than ``size``: the cap is ``most``
+    assert keys == [c.key for c in BOARD if c.key in keys]  # in the taxonomy's order
+    assert len(shortlist(ranker, _ticket("the printer jams"), BOARD, 2, 3)) == 3
+
+
 def test_the_current_category_stays_in() -> None:
     ranker = Ranker(shared_embedder())
     phishing = LEAVES[-1]
@@ -115,7 +209,7 @@ def test_pipeline_sends_only_the_shortlist_to_the_llm(harness: Harness) -> None:
         assert jobs.process_event(runtime, event_id) is EventState.DONE
         offered = harness.llm.calls[0]["response_format"]["json_schema"]["schema"]
         assert offered["properties"]["category"]["enum"] == ["1", "2"]
-        assert "\n1: Paper jam\n" in harness.llm.calls[0]["messages"][0]["content"]
+        assert "\n1 Paper jam\n" in harness.llm.calls[0]["messages"][0]["content"]
         decision = runtime.decisions.decision_for_event(event_id)
         assert decision is not None and decision.category_key == "10/20/30"
         adapter = runtime.adapter(TENANT)
@@ -173,11 +267,12 @@ def test_the_model_chooses_a_type_then_a_leaf_of_that_type_only(
         "3",
         "4",
     ]
-    assert "\n2: Type 2\n" in first["messages"][0]["content"]
+    assert "\n2 Type 2\n" in first["messages"][0]["content"]
     listed = second["response_format"]["json_schema"]["schema"]["properties"]["category"]["enum"]
     assert len(listed) == 9  # the 3 x 3 leaves of Type 2, nothing else
     system = second["messages"][0]["content"]
-    assert "Type 2 › Subtype 0 ›" in system and "Type 1" not in system and "Type 3" not in system
+    assert "\nType 2:\n- Subtype 0:\n1 Item 0\n" in system
+    assert "Type 1" not in system and "Type 3" not in system
     assert result.key == "2/20/201"
     assert [r.chosen_key for r in rows] == ["2", "2/20/201"]  # both calls recorded
     assert result.confidence == pytest.approx(0.92 * 0.92)  # the steps' product
@@ -263,8 +358,8 @@ def test_pipeline_asks_for_a_branch_then_a_category_of_it(harness: Harness) -> N
         event_id, _ = runtime.ledger.record(event, state=EventState.RECEIVED)
         assert jobs.process_event(runtime, event_id) is EventState.DONE
         first, second = (c["messages"][0]["content"] for c in harness.llm.calls)
-        assert "\n1: Hardware\n" in first and "Paper jam" not in first
-        assert "Hardware › Printer ›" in second and "Software" not in second
+        assert "\n1 Hardware\n" in first and "Paper jam" not in first
+        assert "\nHardware:\n- Printer:\n" in second and "Software" not in second
         calls = runtime.decisions.calls_for_event(event_id)
         assert [c.chosen_key for c in calls] == ["10", "10/20/30"]
         decision = runtime.decisions.decision_for_event(event_id)

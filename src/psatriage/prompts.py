@@ -13,8 +13,11 @@ message says it is data. Variables available to a prompt template:
     name, ``Item``), ``label`` (the whole path, ``Type › Subtype › Item``) and ``description``.
 ``groups``
     the same candidates grouped under their parent path, so a shared prefix is written once: each
-    group has ``label`` (``Type › Subtype``) and ``candidates`` (as above). One-level categories
-    come first, in a group whose ``label`` is empty. Every candidate is in exactly one group.
+    group has ``label`` (``Type › Subtype``), ``names`` (its path's names, ``["Type",
+    "Subtype"]``), ``heads`` (the headings an outline writes before the group: the levels of its
+    path that differ from the previous group's, each with ``name`` and ``depth``, 0 for the first
+    level) and ``candidates`` (as above). One-level categories come first, in a group whose
+    ``label`` is empty. Every candidate is in exactly one group.
 ``facets``
     fields to choose beside the category (queue, priority...), each with ``name`` (the JSON
     field of the answer), ``label`` and ``options`` (each with ``id`` and ``name``); often empty.
@@ -83,14 +86,17 @@ Instructions from the service provider:
 {% endif %}
 {% set described = candidates | selectattr("description") | list %}
 
-Categories, each under the path of its group (key: name{{ " - description" if described }}):
+Categories under the headings of their path, one per line (key name\
+{{ " - description" if described }}):
 {% for g in groups %}
-{% if g.label %}
+{% for h in g.heads %}
+{% if not h.depth %}
 
-{{ g.label }} ›
 {% endif %}
+{{ "-" * h.depth ~ " " if h.depth }}{{ h.name }}:
+{% endfor %}
 {% for c in g.candidates %}
-{{ c.key }}: {{ c.name }}{{ " - " ~ c.description if c.description }}
+{{ c.key }} {{ c.name }}{{ " - " ~ c.description if c.description }}
 {% endfor %}
 {% endfor %}
 {% for f in facets %}
@@ -264,10 +270,7 @@ class PromptTemplate:
                     "current": ticket.current_label,
                 },
                 "candidates": [listed[c.key] for c in candidates],
-                "groups": [
-                    {"label": group.label, "candidates": [listed[c.key] for c in group.leaves]}
-                    for group in parents(candidates)
-                ],
+                "groups": _groups(candidates, listed),
                 "facets": [
                     {
                         "name": f.name,
@@ -378,6 +381,39 @@ def compile_note(source: str, *, name: str, error_note: bool = False) -> TextTem
     except TemplateError as exc:
         raise ValueError(f"template error: {exc}") from None
     return template
+
+
+def _groups(
+    candidates: Sequence[Category], listed: Mapping[str, dict[str, str]]
+) -> list[dict[str, Any]]:
+    """The candidates under their parent paths, each group with the headings an outline writes
+    before it: the levels of its path that differ from the previous group's (its last level
+    again when its path only shortens the previous one, so a leaf never reads as being under
+    the group before it)."""
+    out: list[dict[str, Any]] = []
+    previous: tuple[tuple[str, str], ...] = ()
+    for group in parents(candidates):
+        ids = tuple((v.level, v.id) for v in group.path)
+        same = next(
+            (i for i, (a, b) in enumerate(zip(ids, previous, strict=False)) if a != b),
+            min(len(ids), len(previous)),
+        )
+        if ids and same == len(ids):
+            same -= 1
+        out.append(
+            {
+                "label": group.label,
+                "names": [v.name for v in group.path],
+                "heads": [
+                    {"name": v.name, "depth": depth}
+                    for depth, v in enumerate(group.path)
+                    if depth >= same
+                ],
+                "candidates": [listed[c.key] for c in group.leaves],
+            }
+        )
+        previous = ids
+    return out
 
 
 def _candidate(category: Category, key: str) -> dict[str, str]:

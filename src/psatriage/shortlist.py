@@ -5,11 +5,19 @@ size limits. When a ticket has more candidates than the tenant's ``taxonomy.shor
 ``taxonomy.large_trees`` says how they are narrowed:
 
 ``shortlist`` (the default)
-    The local engine ranks the leaves. The branches it finds likeliest (leaves under one parent,
-    by their summed probability) go whole while they fit in ``taxonomy.shortlist_size``; its best
-    remaining leaves fill the rest. One model call. Whole branches hold the right leaf more often
-    than the same number of best single leaves (``bench/tokens.py``, docs/PERFORMANCE.md), and
-    they list shortly, their shared path written once.
+    The local engine ranks the leaves; one model call. With a model trained on the tenant's
+    history (``by_history``), its probabilities are weighed with that history: the leaves it was
+    trained on keep its ranking (tempered: a square root, so a noisy history's second choices
+    are not crowded out by one sure guess), the categories it saw too rarely to learn share their
+    share of the history, by count and by how likely the model finds their first level, and the
+    categories never seen share what a Good-Turing estimate leaves for the unseen (the share of
+    the history's categories seen once), by zero-shot and by how likely their branch is. Every
+    leaf at least a tenth as likely as a uniform guess is kept, at most
+    ``taxonomy.shortlist_above``: a sure ranking keeps few, an unsure one many. Without a trained
+    model (zero-shot, ``by_branches``), the branches it finds likeliest (leaves under one parent,
+    by their summed probability) go whole while they fit in ``taxonomy.shortlist_size``, and its
+    best remaining leaves fill the rest. What each gives, in recall of the right leaf and prompt
+    tokens, is measured by ``bench/tokens.py`` (docs/PERFORMANCE.md).
 ``branch_first``
     The model first chooses a branch among all of them, at the depth that lists fewer entries in
     all (the first level, or the first two), then a category among the chosen branch's leaves:
@@ -28,19 +36,21 @@ the tenant's history where there is one), else the zero-shot engine.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from psatriage.branches import Branch, at_depth, parents, split_depth
-from psatriage.domain import Category, Classification, Ticket, Usage
+from psatriage.domain import Category, Classification, LevelValue, Ticket, Usage
 from psatriage.errors import InvalidAnswer
 from psatriage.local_engine.data import ticket_text
 
 if TYPE_CHECKING:
     from psatriage.classifiers.base import ClassificationRequest, Classifier
     from psatriage.config import TaxonomySettings
+    from psatriage.local_engine.model import TrainingReport
     from psatriage.local_engine.ranker import Ranker, Scored
 
 
@@ -52,14 +62,23 @@ class HasRanker(Protocol):
 
 
 def shortlist(
-    ranker: Ranker, ticket: Ticket, candidates: tuple[Category, ...], size: int
+    ranker: Ranker,
+    ticket: Ticket,
+    candidates: tuple[Category, ...],
+    size: int,
+    most: int | None = None,
 ) -> tuple[Category, ...]:
-    """At most ``size`` candidates for ``ticket`` (plus its current category), in their order:
-    the likeliest branches whole, then the best single leaves."""
-    if len(candidates) <= size:
+    """The candidates for ``ticket`` (plus its current category), in their order: with a trained
+    ranker the likely ones by its weighed history, at most ``most`` (``by_history``), else at
+    most ``size``, the likeliest branches whole, then the best single leaves."""
+    most = size if most is None else most
+    if len(candidates) <= min(size, most):
         return candidates
     text = ticket_text(ticket.title, ticket.description, ticket.initial_note)
-    keep = by_branches(ranker.rank(text, candidates), size)
+    ranked = ranker.rank(text, candidates)
+    keep = by_history(ranked, ranker.model.report, most) if ranker.model is not None else None
+    if keep is None:
+        keep = by_branches(ranked, size)
     current = tuple((v.level, v.id) for v in ticket.current)
     return tuple(
         c
@@ -79,7 +98,7 @@ def for_ticket(
     if not _large(settings, candidates) or _branch_first(settings, classifier):
         return candidates
     ranker = classifier.ranker() if isinstance(classifier, HasRanker) else _zero_shot()
-    return shortlist(ranker, ticket, candidates, settings.shortlist_size)
+    return shortlist(ranker, ticket, candidates, settings.shortlist_size, settings.shortlist_above)
 
 
 def classify(
@@ -148,6 +167,107 @@ def by_branches(ranked: Sequence[Scored], size: int) -> set[str]:
             break
         keep.add(scored.category.key)
     return keep
+
+
+# the shortlist with a trained model (``by_history``); measured in bench/tokens.py
+KEEP_OF_UNIFORM = 0.1  # a leaf is kept when at least this many times as likely as uniform
+TEMPER = 0.5  # the model's probabilities to this power
+BRANCH_FLOOR = 0.01  # added to a branch's probability, so an unlikely branch's leaves still rank
+
+
+def by_history(
+    ranked: Sequence[Scored],
+    report: TrainingReport,
+    most: int,
+    *,
+    keep: float = KEEP_OF_UNIFORM,
+    temper: float = TEMPER,
+) -> set[str] | None:
+    """The keys of the leaves at least ``keep`` times as likely as a uniform guess by
+    ``weighed``, likeliest first, at most ``most``; ``None`` when the model knows none of the
+    candidates (or cannot read the ticket): there is no history to weigh."""
+    scores = weighed(ranked, report, temper=temper)
+    if scores is None:
+        return None
+    floor = keep / len(ranked)
+    kept = [key for key, score in scores.items() if score >= floor]
+    return set(sorted(kept, key=lambda key: -scores[key])[:most])
+
+
+def weighed(
+    ranked: Sequence[Scored], report: TrainingReport, *, temper: float = TEMPER
+) -> dict[str, float] | None:
+    """Each leaf's probability, the trained model's weighed with the history it was trained on
+    (the module docstring); ``None`` when the model knows none of the leaves."""
+    known = {s.category.key: s.probability for s in ranked if s.source == "model"}
+    if not known:
+        return None
+    names = {_normalized(name): n for name, n in report.zero_shot.items()}
+    rare: dict[str, int] = {}
+    unseen: dict[str, float] = {}
+    for s in ranked:
+        if s.category.key in known:
+            continue
+        n = report.zero_shot.get(s.category.key) or names.get(
+            _normalized(" > ".join(v.name for v in s.category.path))
+        )
+        if n:
+            rare[s.category.key] = n
+        else:
+            unseen[s.category.key] = s.probability
+    total = report.examples + sum(report.zero_shot.values())
+    once = max(1, sum(1 for n in report.zero_shot.values() if n == 1))
+    unseen_share = once / total if unseen else 0.0
+    rare_share = sum(rare.values()) / total
+    scores = _spread(
+        {key: p**temper for key, p in known.items()}, max(0.0, 1 - rare_share - unseen_share)
+    )
+    path = {s.category.key: s.category.path for s in ranked}
+    first = _mass(scores, lambda key: path[key][:1])
+    scores |= _spread(
+        {key: n * (first.get(_ids(path[key][:1]), 0.0) + BRANCH_FLOOR) for key, n in rare.items()},
+        rare_share,
+    )
+    parent = _mass(scores, lambda key: path[key][:-1])
+    scores |= _spread(
+        {
+            key: p * (parent.get(_ids(path[key][:-1]), 0.0) + BRANCH_FLOOR)
+            for key, p in unseen.items()
+        },
+        unseen_share,
+    )
+    return scores
+
+
+def _spread(weights: dict[str, float], share: float) -> dict[str, float]:
+    """``weights`` scaled to sum to ``share`` (evenly where they are all zero)."""
+    total = sum(weights.values())
+    if total <= 0:
+        return dict.fromkeys(weights, share / len(weights)) if weights else {}
+    return {key: share * w / total for key, w in weights.items()}
+
+
+def _mass(
+    scores: dict[str, float], prefix: Callable[[str], tuple[LevelValue, ...]]
+) -> dict[tuple[tuple[str, str], ...], float]:
+    """The summed ``scores`` under each path prefix, normalized to sum to one."""
+    total = sum(scores.values()) or 1.0
+    out: dict[tuple[tuple[str, str], ...], float] = {}
+    for key, score in scores.items():
+        ids = _ids(prefix(key))
+        out[ids] = out.get(ids, 0.0) + score / total
+    return out
+
+
+def _ids(path: tuple[LevelValue, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((v.level, v.id) for v in path)
+
+
+def _normalized(label: str) -> str:
+    return " > ".join(p.casefold() for p in _SEPARATORS.split(label.strip()) if p)
+
+
+_SEPARATORS = re.compile(r"\s*(?:[>›/]|\s›\s)\s*")
 
 
 def _large(settings: TaxonomySettings, candidates: Sequence[Category]) -> bool:

@@ -194,7 +194,7 @@ def test_json_mode_shows_an_example_with_real_values_not_types(
     example = '{"category": "1", "confidence": 0.8, "reasoning": "One short sentence'
     assert example in system
     assert '"category" must be exactly one of these keys: ["1", "2", "3"]' in system
-    assert "\n1: Paper jam\n" in system  # the prompt lists the same values
+    assert "\n1 Paper jam\n" in system  # the prompt lists the same values
 
 
 def test_an_explicit_mode_is_honoured(

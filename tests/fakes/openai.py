@@ -487,18 +487,28 @@ class FakeOpenAI(FakeServer):
 
 
 def _labels(keys: list[str], prompt: str) -> dict[str, str]:
-    """Each key's label from the prompt's "key: label - description" entries.
+    """Each key's label from the prompt's "key: label - description" entries (or "key label -
+    description" lines, as the default prompt's outline writes them).
 
     An entry ends at a line break or where the next key's entry starts, so a template that
     forgets the line breaks between entries still reads.
     """
-    found = ((prompt.find(f"\n{key}: "), prompt.find(f"{key}: "), key) for key in keys)
-    starts = sorted((line + 1 if line >= 0 else anywhere, key) for line, anywhere, key in found)
-    starts = [(start, key) for start, key in starts if start >= 0]
+    starts: list[tuple[int, str, int]] = []  # where the entry starts, its key, where its label
+    for key in keys:
+        lines = [
+            (line + 1, key, line + len(mark))
+            for mark in (f"\n{key}: ", f"\n{key} ")
+            if (line := prompt.find(mark)) >= 0
+        ]
+        if lines:  # the first line of either form (other lists, of fields, may follow)
+            starts.append(min(lines))
+        elif (anywhere := prompt.find(f"{key}: ")) >= 0:
+            starts.append((anywhere, key, anywhere + len(key) + 2))
+    starts.sort()
     labels: dict[str, str] = {}
-    for index, (start, key) in enumerate(starts):
+    for index, (_, key, label) in enumerate(starts):
         stop = starts[index + 1][0] if index + 1 < len(starts) else len(prompt)
-        entry = prompt[start + len(key) + 2 : stop].split("\n", 1)[0]
+        entry = prompt[label:stop].split("\n", 1)[0]
         labels[key] = entry.split(" - ", 1)[0].strip()
     return labels
 

@@ -306,14 +306,17 @@ class TaxonomySettings(_Strict):
         default=200,
         ge=0,
         description="When a ticket has more candidate categories than this, only the local "
-        "engine's best shortlist_size go to the classifier (0: never shortlist).",
+        "engine's shortlist goes to the classifier (0: never shortlist); a shortlist by a model "
+        "trained on the tenant's history keeps at most this many.",
     )
     shortlist_size: int = Field(
         default=80,
         ge=2,
-        description="How many candidates a shortlist keeps: the local engine's likeliest "
-        "branches whole, then its best single leaves (see docs/PERFORMANCE.md for the recall "
-        "and prompt size this gives).",
+        description="How many candidates a zero-shot shortlist keeps: the local engine's "
+        "likeliest branches whole, then its best single leaves. With a model trained on the "
+        "tenant's history the shortlist keeps every leaf that model, weighed with the history, "
+        "finds at least a tenth as likely as a uniform guess (see docs/PERFORMANCE.md for the "
+        "recall and prompt size each gives).",
     )
     large_trees: Literal["shortlist", "branch_first"] = Field(
         default="shortlist",
