@@ -31,8 +31,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-import psycopg
-import redis
 import structlog
 from sqlalchemy.engine import make_url
 
@@ -241,6 +239,8 @@ class _LocalChannel:
 
 class _RedisChannel:
     def __init__(self, url: str) -> None:
+        import redis  # noqa: PLC0415 - a service on SQLite never loads the Redis client
+
         self._client: Any = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         database = self._client.connection_pool.connection_kwargs.get("db", 0)
         self.channel = f"psatriage:wake:{database}"
@@ -275,6 +275,8 @@ class _PostgresChannel:
         self._lock = threading.Lock()
 
     def _connect(self) -> Any:
+        import psycopg  # noqa: PLC0415 - a service on SQLite never loads the driver
+
         return psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
 
     def send(self) -> None:

@@ -86,3 +86,12 @@ def test_the_service_starts_without_the_model_libraries() -> None:
     loaded = _loaded(code)
     model_libraries = ("sklearn", "scipy", "numpy", "wordllama", "openai")
     assert sorted({m.split(".")[0] for m in loaded} & set(model_libraries)) == []
+
+
+def test_the_service_imports_the_queue_server_clients_only_for_their_queues() -> None:
+    """The Redis client and the PostgreSQL driver come with a queue (or database) on them: a
+    service on SQLite starts without either."""
+    code = "from psatriage.web import create_app\nfrom psatriage.runtime import Runtime\n"
+    code += "from psatriage import jobs, queue"
+    loaded = {m.split(".")[0] for m in _loaded(code)}
+    assert sorted(loaded & {"redis", "psycopg"}) == []

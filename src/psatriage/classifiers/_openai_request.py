@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Final, Literal, cast
+from typing import TYPE_CHECKING, Final, Literal
 
 from psatriage.classifiers._openai_config import StructuredOutput
 from psatriage.classifiers.base import ClassificationRequest
@@ -22,11 +22,7 @@ from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
 
 if TYPE_CHECKING:
     import openai
-    from openai.types.chat import (
-        ChatCompletion,
-        ChatCompletionMessageParam,
-        completion_create_params,
-    )
+    from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 LogprobsMode = Literal["plain", "top"]
 # In llama.cpp's grammar mode the reasoning is bounded so that a whole answer fits its token
@@ -73,32 +69,38 @@ def send(
     schema: dict[str, object],
     schema_name: str,
 ) -> ChatCompletion:
-    """One Chat Completions call in ``shape``; the SDK's errors propagate."""
-    import openai
+    """One Chat Completions call in ``shape``; the SDK's errors propagate.
 
-    response_format: completion_create_params.ResponseFormat | openai.Omit = openai.omit
+    The body goes through the client's plain ``post`` (its auth, retries, errors and response
+    model as ``chat.completions.create`` has them), not through ``create``: that one first walks
+    every value of the request against the parameter types (``maybe_transform``), which for our
+    plain JSON changes nothing and cost more CPU than the rest of the call (the schema's
+    ``enum`` lists every candidate's key)."""
+    from openai.types.chat import ChatCompletion
+
+    body: dict[str, object] = {"model": model, "messages": messages}
     if shape.structured == "json_schema":
-        response_format = {
+        body["response_format"] = {
             "type": "json_schema",
             "json_schema": {"name": schema_name, "strict": True, "schema": schema},
         }
     elif shape.structured == "json_object_schema":
         # llama.cpp's extension: JSON mode with a schema turned into a grammar
-        response_format = cast(
-            "completion_create_params.ResponseFormat", {"type": "json_object", "schema": schema}
-        )
+        body["response_format"] = {"type": "json_object", "schema": schema}
     elif shape.structured == "json_object":
-        response_format = {"type": "json_object"}
-    limit = shape.max_tokens_param == "max_tokens"
-    return client.chat.completions.create(
-        model=model,
-        messages=messages,
-        response_format=response_format,
-        max_tokens=max_tokens if limit else openai.omit,
-        max_completion_tokens=openai.omit if limit else max_tokens,
-        temperature=temperature if shape.temperature else openai.omit,
-        logprobs=True if shape.logprobs else openai.omit,
-        top_logprobs=1 if shape.logprobs == "top" else openai.omit,
+        body["response_format"] = {"type": "json_object"}
+    body[shape.max_tokens_param] = max_tokens
+    if shape.temperature:
+        body["temperature"] = temperature
+    if shape.logprobs:
+        body["logprobs"] = True
+    if shape.logprobs == "top":
+        body["top_logprobs"] = 1
+    return client.post(
+        "/chat/completions",
+        cast_to=ChatCompletion,
+        body=body,
+        options={"security": {"bearer_auth": True}},
     )
 
 

@@ -55,9 +55,7 @@ def classify(
     candidates = shortlist.for_ticket(tenant.taxonomy, deps.classifier, ticket, candidates)
 
     def store(call: ModelCall) -> None:
-        deps.decisions.record_call(call)
-        if deps.usage is not None:
-            deps.usage.add(call)
+        deps.decisions.record_call(call, deps.usage)  # one transaction with the budget meter
         metrics.observe_model_call(call)
 
     masked, redactions = tenant.redactor.ticket(ticket)

@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from psatriage.domain import Chosen, Classification, ModelCall
 from psatriage.store.outcomes import OutcomeDraft, open_outcome
 from psatriage.store.reviews import ReviewDraft, open_review
-from psatriage.store.tables import DecisionRow, ModelCallRow, utcnow
+from psatriage.store.tables import DecisionRow, ModelCallRow, OutcomeRow, OutcomeState, utcnow
+from psatriage.store.usage import Usage
 
 
 class AlreadyDecided(Exception):
@@ -25,16 +28,43 @@ class AlreadyDecided(Exception):
 
 
 class Decisions:
+    """The decisions and model calls tables. The statements a ticket's path runs every time
+    (the checkpoint and holder look-ups, a decision's start and end, each model call) are Core
+    statements built once with bound parameters, on a connection: an ORM session and unit of
+    work cost several times their CPU, and the worker's CPU per ticket bounds throughput."""
+
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        engine = sessions.kw["bind"]
+        assert isinstance(engine, Engine)
+        self._engine = engine
+        dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._by_event = select(DecisionRow.id).where(DecisionRow.event_id == bindparam("e"))
+        self._by_key = select(DecisionRow.id).where(DecisionRow.ticket_key == bindparam("key"))
+        self._insert_decision = insert(DecisionRow).returning(DecisionRow.id)
+        self._insert_call = insert(ModelCallRow)
+        self._open_outcome = dialect_insert(OutcomeRow).on_conflict_do_nothing(
+            index_elements=["decision_id"]
+        )
+        self._finalize = (
+            update(DecisionRow)
+            .where(DecisionRow.id == bindparam("decision_id"))
+            .values(
+                final=True,
+                outcome=bindparam("new_outcome"),
+                reason=bindparam("new_reason"),
+                wrote_category=bindparam("new_wrote_category"),
+                wrote_note=bindparam("new_wrote_note"),
+                updated_at=bindparam("now"),
+            )
+        )
 
     # -- decisions ----------------------------------------------------------------------------
 
     def decision_for_event(self, event_id: int) -> DecisionRow | None:
-        with self._sessions() as session:
-            return session.execute(
-                select(DecisionRow).where(DecisionRow.event_id == event_id)
-            ).scalar_one_or_none()
+        with self._engine.connect() as connection:
+            found = connection.execute(self._by_event, {"e": event_id}).scalar_one_or_none()
+        return None if found is None else self.get(int(found))
 
     def get(self, decision_id: int) -> DecisionRow | None:
         with self._sessions() as session:
@@ -51,7 +81,11 @@ class Decisions:
 
     def ticket_holder(self, tenant: str, ticket_id: str) -> DecisionRow | None:
         """The decision that holds the ticket's one automatic decision, if any."""
-        return self._decision_by_ticket_key(f"{tenant}:{ticket_id}")
+        with self._engine.connect() as connection:
+            found = connection.execute(
+                self._by_key, {"key": f"{tenant}:{ticket_id}"}
+            ).scalar_one_or_none()
+        return None if found is None else self.get(int(found))
 
     def start_decision(
         self,
@@ -77,45 +111,48 @@ class Decisions:
         With ``once_per_ticket`` the decision claims the ticket: if another event's decision
         already did, ``AlreadyDecided`` is raised and nothing is stored.
         """
-        row = DecisionRow(
-            event_id=event_id,
-            tenant=tenant,
-            ticket_id=ticket_id,
-            company_id=company_id,
-            final=False,
-            outcome="",
-            reason=reason,
-            replacing=replacing,
-            redactions=dict(redactions) if redactions else None,
-            ticket_key=f"{tenant}:{ticket_id}" if once_per_ticket else None,
-            previous=previous,
-            category_key=chosen.target.key if chosen else None,
-            category_label=chosen.category.label if chosen else "",
-            category=chosen.to_dict() if chosen else None,
-            fields=[dict(f) for f in fields] or None,
-            storm_key=storm_key,
-            followed=followed,
-            scope=scope,
-        )
+        values: dict[str, Any] = {
+            "event_id": event_id,
+            "tenant": tenant,
+            "ticket_id": ticket_id,
+            "company_id": company_id,
+            "final": False,
+            "outcome": "",
+            "reason": reason,
+            "replacing": replacing,
+            "redactions": dict(redactions) if redactions else None,
+            "ticket_key": f"{tenant}:{ticket_id}" if once_per_ticket else None,
+            "previous": previous,
+            "category_key": chosen.target.key if chosen else None,
+            "category_label": chosen.category.label if chosen else "",
+            "category": chosen.to_dict() if chosen else None,
+            "fields": [dict(f) for f in fields] or None,
+            "storm_key": storm_key,
+            "followed": followed,
+            "scope": scope,
+        }
         if classification is not None:
-            row.confidence = classification.confidence
-            row.confidence_source = classification.confidence_source
-            row.reasoning = classification.reasoning
-            row.engine = classification.engine
-            row.model = classification.model
-            row.tokens_in = classification.usage.tokens_in
-            row.tokens_out = classification.usage.tokens_out
-            row.cost_usd = classification.usage.cost_usd
-            row.latency_ms = classification.latency_ms
+            values |= {
+                "confidence": classification.confidence,
+                "confidence_source": classification.confidence_source,
+                "reasoning": classification.reasoning,
+                "engine": classification.engine,
+                "model": classification.model,
+                "tokens_in": classification.usage.tokens_in,
+                "tokens_out": classification.usage.tokens_out,
+                "cost_usd": classification.usage.cost_usd,
+                "latency_ms": classification.latency_ms,
+            }
+        values = _with_defaults(_DECISIONS, values)
         try:
-            with self._sessions.begin() as session:
-                session.add(row)
+            with self._engine.begin() as connection:
+                new_id = connection.execute(self._insert_decision, values).scalar_one()
         except IntegrityError as exc:
             if not once_per_ticket:
                 raise
             earlier = self._decision_by_ticket_key(f"{tenant}:{ticket_id}")
             raise AlreadyDecided(earlier.event_id if earlier else None) from exc
-        return row
+        return DecisionRow(id=int(new_id), **values)
 
     def _decision_by_ticket_key(self, key: str) -> DecisionRow | None:
         with self._sessions() as session:
@@ -145,23 +182,26 @@ class Decisions:
     ) -> None:
         """Close the decision; its outcome (``tracked``) and, for a suggestion for review, its
         review open in the same transaction (once, however often a retry finalizes it)."""
-        with self._sessions.begin() as session:
-            if review is not None:
+        now = utcnow()
+        closed = {
+            "decision_id": decision_id,
+            "new_outcome": outcome,
+            "new_reason": reason,
+            "new_wrote_category": wrote_category,
+            "new_wrote_note": wrote_note,
+            "now": now,
+        }
+        if review is not None:  # the rarer path: the review's own ORM helper, in a session
+            with self._sessions.begin() as session:
                 open_review(session, review)
+                if tracked is not None:
+                    open_outcome(session, tracked)
+                session.execute(self._finalize, closed)
+            return
+        with self._engine.begin() as connection:
             if tracked is not None:
-                open_outcome(session, tracked)
-            session.execute(
-                update(DecisionRow)
-                .where(DecisionRow.id == decision_id)
-                .values(
-                    final=True,
-                    outcome=outcome,
-                    reason=reason,
-                    wrote_category=wrote_category,
-                    wrote_note=wrote_note,
-                    updated_at=utcnow(),
-                )
-            )
+                connection.execute(self._open_outcome, _outcome_values(tracked, now))
+            connection.execute(self._finalize, closed)
 
     def search_decisions(
         self,
@@ -218,12 +258,16 @@ class Decisions:
 
     # -- model calls --------------------------------------------------------------------------
 
-    def record_call(self, call: ModelCall) -> None:
-        """The one write path for the model-call audit log."""
-        with self._sessions.begin() as session:
-            values = asdict(call)
-            values["redactions"] = dict(call.redactions) or None
-            session.add(ModelCallRow(**values))
+    def record_call(self, call: ModelCall, usage: Usage | None = None) -> None:
+        """The one write path for the model-call audit log; with ``usage``, the call is counted
+        against the tenant's budget in the same transaction."""
+        values = asdict(call)
+        values["redactions"] = dict(call.redactions) or None
+        values["created_at"] = utcnow()
+        with self._engine.begin() as connection:
+            connection.execute(self._insert_call, values)
+            if usage is not None:
+                usage.add_on(connection, call)
 
     def calls_for_event(self, event_id: int) -> list[ModelCallRow]:
         with self._sessions() as session:
@@ -234,3 +278,41 @@ class Decisions:
                     .order_by(ModelCallRow.id)
                 ).scalars()
             )
+
+
+_DECISIONS: Table = DecisionRow.__table__  # type: ignore[assignment]
+
+
+def _with_defaults(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` completed with the table's Python-side column defaults, so that the row object
+    built from them reads as a loaded one would."""
+    completed = dict(values)
+    for column in table.columns:
+        if column.key in completed or column.primary_key or column.default is None:
+            continue
+        default: Any = column.default
+        completed[column.key] = default.arg if default.is_scalar else default.arg(None)
+    return completed
+
+
+def _outcome_values(draft: OutcomeDraft, now: datetime) -> dict[str, Any]:
+    """The pending outcome row of ``open_outcome``, for a Core insert."""
+    return {
+        "decision_id": draft.decision_id,
+        "tenant": draft.tenant,
+        "ticket_id": draft.ticket_id,
+        "company_id": draft.company_id,
+        "company_name": draft.company_name[:255],
+        "engine": draft.engine,
+        "model": draft.model,
+        "band": draft.band,
+        "confidence": draft.confidence,
+        "decision_outcome": draft.decision_outcome,
+        "chosen": draft.chosen,
+        "chosen_key": draft.chosen_key,
+        "chosen_label": draft.chosen_label,
+        "wrote": draft.wrote,
+        "state": OutcomeState.PENDING.value,
+        "next_check_at": draft.first_check_at,
+        "decided_at": now,
+    }

@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Engine,
     Select,
+    Update,
     and_,
     bindparam,
     exists,
@@ -79,7 +81,7 @@ _RETURNED = (
 )
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
+def _due(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     return and_(
         EventRow.state.in_(WAITING_STATES),
         or_(EventRow.next_attempt_at.is_(None), EventRow.next_attempt_at <= now),
@@ -104,6 +106,29 @@ class Ledger:
             EventRow.tenant == bindparam("tenant"), EventRow.dedupe_key == bindparam("key")
         )
         self._snapshot = _fresh_snapshot()
+        self._turns, self._claim_turn, self._served = _claim_statements()
+        # a claim's end (finish, retry_later): only while it is still the claim's holder's
+        owned = update(EventRow).where(
+            EventRow.id == bindparam("owned_id"),
+            EventRow.state == EventState.PROCESSING.value,
+            EventRow.claims == bindparam("owned_claims"),
+        )
+        self._finish = owned.values(
+            state=bindparam("new_state"),
+            reason=bindparam("new_reason"),
+            lease_until=None,
+            next_attempt_at=None,
+            finished_at=bindparam("new_finished_at"),
+            updated_at=bindparam("now"),
+        )
+        self._retry = owned.values(
+            state=EventState.RETRYING.value,
+            reason=bindparam("new_reason"),
+            lease_until=None,
+            next_attempt_at=bindparam("new_at"),
+            attempts=bindparam("new_attempts"),
+            updated_at=bindparam("now"),
+        )
 
     def record(
         self,
@@ -224,20 +249,9 @@ class Ledger:
         if not names:
             return []
         self.ensure_tenants(names)
-        now = utcnow()
-        waiting = exists().where(EventRow.tenant == TenantStateRow.tenant, _due(now))
-        query = (
-            select(TenantStateRow.tenant, TenantStateRow.last_claim_at)
-            .where(
-                TenantStateRow.tenant.in_(names),
-                TenantStateRow.paused.is_(False),
-                waiting,
-            )
-            .order_by(TenantStateRow.last_claim_at.is_not(None), TenantStateRow.last_claim_at)
-            .order_by(TenantStateRow.tenant)
-        )
         with self._engine.connect() as connection:
-            return [Turn(row.tenant, row.last_claim_at) for row in connection.execute(query)]
+            rows = connection.execute(self._turns, {"b_names": names, "b_now": utcnow()})
+            return [Turn(row.tenant, row.last_claim_at) for row in rows]
 
     def claim_turns(
         self, wanted: Sequence[tuple[str, int]], *, lease_seconds: float
@@ -253,37 +267,20 @@ class Ledger:
             for order, (tenant, count) in enumerate(wanted):
                 if count <= 0:
                     continue
-                chosen = (
-                    select(EventRow.id)
-                    .where(
-                        EventRow.tenant == tenant,
-                        _due(now),
-                        ~exists().where(
-                            TenantStateRow.tenant == tenant, TenantStateRow.paused.is_(True)
-                        ),
-                    )
-                    .order_by(EventRow.priority, EventRow.id)
-                    .limit(count)
-                    .with_for_update(skip_locked=True)
-                )
                 rows = connection.execute(
-                    update(EventRow)
-                    .where(EventRow.id.in_(chosen.scalar_subquery()))
-                    .values(
-                        state=EventState.PROCESSING.value,
-                        attempts=EventRow.attempts + 1,
-                        claims=EventRow.claims + 1,
-                        lease_until=lease_until,
-                        updated_at=now,
-                    )
-                    .returning(*_RETURNED)
+                    self._claim_turn,
+                    {
+                        "b_tenant": tenant,
+                        "b_count": count,
+                        "b_now": now,
+                        "b_lease_until": lease_until,
+                    },
                 ).all()
                 if not rows:
                     continue
                 connection.execute(
-                    update(TenantStateRow)
-                    .where(TenantStateRow.tenant == tenant)
-                    .values(last_claim_at=now + timedelta(microseconds=order), updated_at=now)
+                    self._served,
+                    {"b_tenant": tenant, "b_at": now + timedelta(microseconds=order), "b_now": now},
                 )
                 claims += [
                     Claim(
@@ -374,13 +371,11 @@ class Ledger:
     def finish(self, claim: Claim, state: EventState, reason: str = "") -> bool:
         """Close a claimed event; False if the claim had been lost meanwhile."""
         assert state in TERMINAL_STATES or state == EventState.PARKED
+        now = utcnow()
         return self._update_owned(
+            self._finish,
             claim,
-            state=state.value,
-            reason=reason,
-            lease_until=None,
-            next_attempt_at=None,
-            finished_at=utcnow(),
+            {"new_state": state.value, "new_reason": reason, "new_finished_at": now, "now": now},
         )
 
     def retry_later(
@@ -390,26 +385,17 @@ class Ledger:
         returned too (the event only waited its turn)."""
         attempts = claim.attempts if spend_attempt else claim.attempts - 1
         return self._update_owned(
+            self._retry,
             claim,
-            state=EventState.RETRYING.value,
-            reason=reason,
-            lease_until=None,
-            next_attempt_at=at,
-            attempts=attempts,
+            {"new_reason": reason, "new_at": at, "new_attempts": attempts, "now": utcnow()},
         )
 
-    def _update_owned(self, claim: Claim, **values: object) -> bool:
-        with self._sessions.begin() as session:
-            result = session.execute(
-                update(EventRow)
-                .where(
-                    EventRow.id == claim.id,
-                    EventRow.state == EventState.PROCESSING.value,
-                    EventRow.claims == claim.claims,
-                )
-                .values(updated_at=utcnow(), **values)
+    def _update_owned(self, statement: Update, claim: Claim, values: dict[str, object]) -> bool:
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                statement, {"owned_id": claim.id, "owned_claims": claim.claims, **values}
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            return bool(result.rowcount)
 
     def reopen(self, event_ids: Sequence[int]) -> list[int]:
         """Put failed, parked or over-budget events back to ``received`` (``events retry``)."""
@@ -463,6 +449,53 @@ class Ledger:
                 select(EventRow.state, func.count()).group_by(EventRow.state)
             ).all()
         return {str(state): int(count) for state, count in rows}
+
+
+def _claim_statements() -> tuple[Select[str, datetime | None], Update, Update]:
+    """``turns``'s query, one tenant's claim in ``claim_turns`` and its served stamp, with
+    bound parameters (the dispatcher runs them each time a worker is free)."""
+    now: BindParameter[datetime] = bindparam("b_now")
+    waiting = exists().where(EventRow.tenant == TenantStateRow.tenant, _due(now))
+    turns = (
+        select(TenantStateRow.tenant, TenantStateRow.last_claim_at)
+        .where(
+            TenantStateRow.tenant.in_(bindparam("b_names", expanding=True)),
+            TenantStateRow.paused.is_(False),
+            waiting,
+        )
+        .order_by(TenantStateRow.last_claim_at.is_not(None), TenantStateRow.last_claim_at)
+        .order_by(TenantStateRow.tenant)
+    )
+    tenant: BindParameter[str] = bindparam("b_tenant")
+    chosen = (
+        select(EventRow.id)
+        .where(
+            EventRow.tenant == tenant,
+            _due(now),
+            ~exists().where(TenantStateRow.tenant == tenant, TenantStateRow.paused.is_(True)),
+        )
+        .order_by(EventRow.priority, EventRow.id)
+        .limit(bindparam("b_count"))
+        .with_for_update(skip_locked=True)
+    )
+    claim = (
+        update(EventRow)
+        .where(EventRow.id.in_(chosen.scalar_subquery()))
+        .values(
+            state=EventState.PROCESSING.value,
+            attempts=EventRow.attempts + 1,
+            claims=EventRow.claims + 1,
+            lease_until=bindparam("b_lease_until"),
+            updated_at=now,
+        )
+        .returning(*_RETURNED)
+    )
+    served = (
+        update(TenantStateRow)
+        .where(TenantStateRow.tenant == tenant)
+        .values(last_claim_at=bindparam("b_at"), updated_at=now)
+    )
+    return turns, claim, served
 
 
 def _fresh_snapshot() -> Select[tuple[dict[str, Any] | None]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, bindparam, case, func, select
+from sqlalchemy import Connection, Engine, bindparam, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from psatriage.domain import ModelCall
@@ -60,14 +60,20 @@ class Usage:
         """Count one model call (free engines are not counted)."""
         if call.engine in FREE_ENGINES:
             return
+        with self._engine.begin() as connection:
+            self.add_on(connection, call, at)
+
+    def add_on(self, connection: Connection, call: ModelCall, at: datetime | None = None) -> None:
+        """``add`` in the caller's transaction (the model call's audit row is written in it)."""
+        if call.engine in FREE_ENGINES:
+            return
         row = {
             "tenant": call.tenant,
             "day": _day(at),
             "model_calls": 1,
             "cost_usd": float(call.cost_usd or 0.0),
         }
-        with self._engine.begin() as connection:
-            connection.execute(self._add, row)
+        connection.execute(self._add, row)
 
     def spent(self, tenant: str, at: datetime | None = None) -> Spent:
         day = _day(at)

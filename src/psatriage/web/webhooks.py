@@ -122,8 +122,9 @@ RETRY_FULL_SECONDS = 30
 class Recorder:
     """Writes accepted events to the ledger from one thread, as many per transaction as arrived
     meanwhile, so the event loop never waits on the database (SQLite's write lock, a slow
-    PostgreSQL) and a burst costs one commit per batch. The thread ends when idle and starts
-    again with the next delivery."""
+    PostgreSQL) and a burst costs one commit per batch. An update notification newly recorded
+    also makes the ticket's open outcomes due, on the same thread (the sweep reads the ticket
+    next). The thread ends when idle and starts again with the next delivery."""
 
     BATCH = 256
     IDLE_SECONDS = 5.0
@@ -137,7 +138,8 @@ class Recorder:
         self._running = False
 
     async def record(self, event: TicketEvent, state: EventState) -> tuple[int, bool]:
-        """``Ledger.record`` without blocking the loop: ``(event id, created)``."""
+        """``Ledger.record`` without blocking the loop: ``(event id, created)``; for a new
+        update notification (not actionable) ``Outcomes.make_due`` too."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, bool]] = loop.create_future()
         with self._changed:
@@ -158,14 +160,24 @@ class Recorder:
                     return
                 batch = self._waiting[: self.BATCH]
                 del self._waiting[: self.BATCH]
-            try:
-                results: list[Any] = self._runtime.ledger.record_many(
-                    [(event, state) for event, state, _, _ in batch]
-                )
-            except Exception as exc:  # noqa: BLE001 - each waiting delivery gets the error
-                results = [exc] * len(batch)
+            results = self._write([(event, state) for event, state, _, _ in batch])
             for (_, _, loop, future), result in zip(batch, results, strict=True):
                 loop.call_soon_threadsafe(_settle, future, result)
+
+    def _write(self, events: list[tuple[TicketEvent, EventState]]) -> list[Any]:
+        """Each event's ``(id, created)``, or the error that kept it from being recorded."""
+        try:
+            results: list[Any] = self._runtime.ledger.record_many(events)
+        except Exception as exc:  # noqa: BLE001 - each waiting delivery gets the error
+            return [exc] * len(events)
+        for index, ((event, _), result) in enumerate(zip(events, results, strict=True)):
+            if event.actionable or not result[1]:
+                continue
+            try:
+                self._runtime.outcomes.make_due(event.tenant, event.ticket_id)
+            except Exception as exc:  # noqa: BLE001 - answered 503: the PSA sends it again
+                results[index] = exc
+        return results
 
 
 def _settle(future: asyncio.Future[Any], result: object) -> None:
@@ -266,9 +278,7 @@ async def _take(
     acted_on = event.actionable or await run_in_threadpool(_moved, runtime, tenant, event)
     state = EventState.RECEIVED if acted_on else EventState.IGNORED
     recorder: Recorder = request.app.state.recorder
-    event_id, created = await recorder.record(event, state)
-    if created and not event.actionable:  # an update: the outcome sweep reads the ticket next
-        await run_in_threadpool(runtime.outcomes.make_due, tenant, event.ticket_id)
+    event_id, created = await recorder.record(event, state)  # an update: its outcomes due too
     return _answer_for(runtime, event, event_id, created, acted_on=acted_on)
 
 
