@@ -932,7 +932,7 @@ class Soak:
                     "starts": slot.starts,
                     "killed": slot.kills,
                     "exits": slot.exits,
-                    "longest_lived": _life(slot),
+                    "longest_lived": longest_life(slot),
                 }
                 for slot in self.service.slots.values()
             },
@@ -960,7 +960,7 @@ class Soak:
                 writes = len(tenant.kit.category_writes(ticket))
                 notes = [n for n in tenant.kit.notes(ticket) if _is_our_note(n)]
                 unfinished = {s: n for s, n in states[key].items() if s not in FINISHED}
-                found = _ticket_problems(made, writes, len(notes), unfinished)
+                found = ticket_problems(made, writes, len(notes), unfinished)
                 problems.update(found)
                 label = f"{tenant.name}/{ticket}: {', '.join(found)}"
                 if any(p.startswith("lost") or p.startswith("unfinished") for p in found):
@@ -1026,12 +1026,12 @@ class Soak:
             for sent in tenant.tickets.values():
                 if sent.noted_at is not None:
                     by_phase[sent.phase].append(sent.noted_at - sent.sent_at)
-            found[name] = {phase: _percentiles(by_phase[phase]) for phase in PHASES}
+            found[name] = {phase: percentiles(by_phase[phase]) for phase in PHASES}
             found[name]["flooding"] = tenant.flooding
             for phase in PHASES:
                 if not tenant.flooding and not (phase == "flood" and name == HANGING):
                     others[phase] += by_phase[phase]
-        found["others"] = {phase: _percentiles(others[phase]) for phase in PHASES}
+        found["others"] = {phase: percentiles(others[phase]) for phase in PHASES}
         found["others"]["flooding"] = False
         return found
 
@@ -1109,7 +1109,7 @@ def _commit() -> str:
     return f"{head}+changes" if dirty else head
 
 
-def _life(slot: Slot) -> dict[str, Any] | None:
+def longest_life(slot: Slot) -> dict[str, Any] | None:
     """The slot's longest-lived process: which one (1: the process started first), how long it
     ran, its RSS once settled (after the quiet run for the first process, 3 minutes in for one
     started again), at its peak and at its end (its kill or the end of the run)."""
@@ -1127,7 +1127,7 @@ def _life(slot: Slot) -> dict[str, Any] | None:
     }
 
 
-def _ticket_problems(
+def ticket_problems(
     made: list[tuple[bool, bool, bool]], writes: int, notes: int, unfinished: dict[str, int]
 ) -> list[str]:
     """What is wrong with one ticket: its decisions (final, wrote category, wrote note), the
@@ -1161,7 +1161,7 @@ def _active(window: Window | None) -> bool:
     return window is not None and time.monotonic() < window.until
 
 
-def _percentiles(values: Sequence[float]) -> dict[str, Any]:
+def percentiles(values: Sequence[float]) -> dict[str, Any]:
     if not values:
         return {"n": 0, "p50_s": None, "p99_s": None}
     ordered = sorted(values)
