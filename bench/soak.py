@@ -34,7 +34,10 @@ tenant and for the other eight together, by the phase the ticket was sent in; th
 time each tenant was degraded (sampled each second: a ticket of the tenant has waited longer than
 ``--degraded-after`` seconds for its note; beside it, the share of the samples in which
 ``/readyz`` named the tenant degraded); the RSS of each process after the warm-up and quiet
-run, at its peak and at the end; the faults injected by kind; unexpected process exits.
+run, at its peak and at the end, and of each slot's longest-lived process (a killed process is
+started again: its RSS once settled, after the quiet run or 3 minutes in, against its RSS at its
+end); how many times the events were claimed (their fencing token); the faults injected by kind;
+unexpected process exits; the goals, each with what was measured and whether it was met.
 A table, or ``--json``. Nothing here asserts; ``tests/test_soak.py`` runs a short fixed-seed soak
 and asserts on the checks only.
 """
@@ -121,10 +124,10 @@ class Options:
     postgres_url: str
     postgres_ctl: str
     minutes: float = 30.0
-    quiet_minutes: float = 5.0
-    flood_minutes: float = 5.0
+    quiet_minutes: float = 10.0
+    flood_minutes: float = 10.0
     seed: int = 1
-    rate: float = 6.0  # new tickets per minute per tenant
+    rate: float = 14.0  # new tickets per minute per tenant: about 140 each in the quiet run
     flood: float = 10.0
     duplicates: float = 0.3  # duplicate deliveries per new ticket
     updates: float = 0.3  # update deliveries per new ticket
@@ -353,6 +356,20 @@ class Model:
 # -- the service's processes ----------------------------------------------------------------------
 
 
+SETTLED_SECONDS = 180.0  # a process started again mid-run: its RSS this long after its start
+
+
+@dataclass
+class Life:
+    """One process of a slot, from its start to its kill or exit (or the end of the run)."""
+
+    started: float
+    ended: float | None = None
+    rss_settled: int | None = None  # after the quiet run (the first process), else 3 min in
+    rss_last: int = 0
+    rss_peak: int = 0
+
+
 @dataclass
 class Slot:
     """One of the service's processes (restarted in place after a kill or an exit)."""
@@ -367,6 +384,13 @@ class Slot:
     rss_warm: int | None = None
     rss_now: int = 0
     killed: bool = False
+    lives: list[Life] = field(default_factory=list)
+
+    def longest(self) -> Life | None:
+        """The process that ran longest with a settled RSS: the one that shows growth best."""
+        settled = [life for life in self.lives if life.rss_settled]
+        now = time.monotonic()
+        return max(settled, key=lambda life: (life.ended or now) - life.started, default=None)
 
 
 class Service:
@@ -403,9 +427,13 @@ class Service:
     def _launch(self, slot: Slot) -> None:
         log = (self.root / f"{slot.name}.log").open("ab")
         self._logs.append(log)
+        now = time.monotonic()
+        if slot.lives:
+            slot.lives[-1].ended = now
         slot.process = subprocess.Popen(
             [*PSATRIAGE, *slot.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
+        slot.lives.append(Life(now))
         slot.starts += 1
         slot.killed = False
 
@@ -438,8 +466,18 @@ class Service:
                 if rss:
                     slot.rss_now = rss
                     slot.rss_peak = max(slot.rss_peak, rss)
+                    life = slot.lives[-1]
+                    life.rss_last, life.rss_peak = rss, max(life.rss_peak, rss)
                     if warm:
                         slot.rss_warm = rss
+                        if len(slot.lives) == 1:
+                            life.rss_settled = rss
+                    elif (
+                        len(slot.lives) > 1
+                        and life.rss_settled is None
+                        and time.monotonic() - life.started >= SETTLED_SECONDS
+                    ):
+                        life.rss_settled = rss
 
     def wait_ready(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
@@ -733,7 +771,11 @@ class Soak:
 
     def run(self, say: Callable[[str], None]) -> dict[str, Any]:
         options = self.options
-        result: dict[str, Any] = {"machine": machine(), "options": _public(options)}
+        result: dict[str, Any] = {
+            "commit": _commit(),
+            "machine": machine(),
+            "options": _public(options),
+        }
         say("migrating the database, starting the service")
         self.service.migrate()
         self.service.start()
@@ -777,6 +819,7 @@ class Soak:
         }
         result.update(self.report())
         result["machine"]["load_after"] = round(os.getloadavg()[0], 2)
+        result["goals"] = goals(result)
         return result
 
     def _enter(self, phase: str) -> None:
@@ -889,6 +932,7 @@ class Soak:
                     "starts": slot.starts,
                     "killed": slot.kills,
                     "exits": slot.exits,
+                    "longest_lived": longest_life(slot),
                 }
                 for slot in self.service.slots.values()
             },
@@ -916,13 +960,17 @@ class Soak:
                 writes = len(tenant.kit.category_writes(ticket))
                 notes = [n for n in tenant.kit.notes(ticket) if _is_our_note(n)]
                 unfinished = {s: n for s, n in states[key].items() if s not in FINISHED}
-                found = _ticket_problems(made, writes, len(notes), unfinished)
+                found = ticket_problems(made, writes, len(notes), unfinished)
                 problems.update(found)
                 label = f"{tenant.name}/{ticket}: {', '.join(found)}"
                 if any(p.startswith("lost") or p.startswith("unfinished") for p in found):
                     lost.append(label)
                 if any(p.startswith("duplicate") for p in found):
                     duplicated.append(label)
+        claimed = self.postgres.query(
+            "SELECT claims, count(*) FROM events GROUP BY claims ORDER BY claims"
+        )
+        outcomes = self.postgres.query("SELECT outcome, count(*) FROM decisions GROUP BY outcome")
         return {
             "lost": len(lost),
             "duplicates": len(duplicated),
@@ -932,6 +980,10 @@ class Soak:
             "events_by_state": dict(
                 Counter(s for by_state in states.values() for s in by_state.elements())
             ),
+            # how many times each event was taken (its fencing token at the end): above 1, a
+            # worker was killed on it, its lease ran out, or it was given back to wait or retry
+            "events_by_claims": {int(claims): int(count) for claims, count in claimed},
+            "decisions_by_outcome": {str(outcome): int(count) for outcome, count in outcomes},
         }
 
     def slowest(self, count: int) -> list[dict[str, Any]]:
@@ -974,17 +1026,108 @@ class Soak:
             for sent in tenant.tickets.values():
                 if sent.noted_at is not None:
                     by_phase[sent.phase].append(sent.noted_at - sent.sent_at)
-            found[name] = {phase: _percentiles(by_phase[phase]) for phase in PHASES}
+            found[name] = {phase: percentiles(by_phase[phase]) for phase in PHASES}
             found[name]["flooding"] = tenant.flooding
             for phase in PHASES:
                 if not tenant.flooding and not (phase == "flood" and name == HANGING):
                     others[phase] += by_phase[phase]
-        found["others"] = {phase: _percentiles(others[phase]) for phase in PHASES}
+        found["others"] = {phase: percentiles(others[phase]) for phase in PHASES}
         found["others"]["flooding"] = False
         return found
 
 
-def _ticket_problems(
+def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The soak's goals (issue: many tenants, one service), each with what was measured and
+    whether it was met: nothing lost or doubled; while one tenant floods and another's PSA hangs,
+    the others' p99 within 2× of the quiet run (together, and each); no process growing (its RSS
+    at its end within 20 % of its RSS once settled, for each slot's longest-lived process)."""
+    checks, latency = result["checks"], result["latency"]
+    found = [
+        {
+            "goal": "0 lost, 0 duplicate decisions, writes or notes",
+            "measured": f"{checks['lost']} lost, {checks['duplicates']} duplicates over "
+            f"{result['tickets']['sent']} tickets and {sum(result['faults'].values())} faults",
+            "met": checks["lost"] == 0 and checks["duplicates"] == 0,
+        }
+    ]
+    ratios = {
+        name: _ratio(figures)
+        for name, figures in latency.items()
+        if name not in {"others", FLOODING, HANGING}
+    }
+    together = _ratio(latency["others"])
+    within = [name for name, ratio in ratios.items() if ratio is not None and ratio <= 2]
+    known = [ratio for ratio in ratios.values() if ratio is not None]
+    found.append(
+        {
+            "goal": "the others' p99 while one floods and one hangs within 2x of quiet",
+            "measured": (f"together {together:.2f}x; " if together is not None else "together -; ")
+            + (
+                f"each {min(known):.2f}-{max(known):.2f}x, {len(within)} of {len(ratios)} within"
+                if known
+                else "each -"
+            ),
+            "met": together is not None and together <= 2 and len(within) == len(ratios),
+        }
+    )
+    growth = {
+        name: figures["longest_lived"]["growth"]
+        for name, figures in result["memory"].items()
+        if figures["longest_lived"] is not None
+    }
+    found.append(
+        {
+            "goal": "RSS at a process's end within 20 % of its RSS once settled",
+            "measured": ", ".join(f"{name} {value:+.1%}" for name, value in growth.items()) or "-",
+            "met": bool(growth)
+            and len(growth) == len(result["memory"])
+            and all(value <= 0.2 for value in growth.values()),
+        }
+    )
+    return found
+
+
+def _ratio(figures: dict[str, Any]) -> float | None:
+    quiet, flood = figures["quiet"]["p99_s"], figures["flood"]["p99_s"]
+    return round(flood / quiet, 3) if quiet and flood else None
+
+
+def _commit() -> str:
+    """The commit the soak runs (``+changes`` when the work tree differs from it)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return f"{head}+changes" if dirty else head
+
+
+def longest_life(slot: Slot) -> dict[str, Any] | None:
+    """The slot's longest-lived process: which one (1: the process started first), how long it
+    ran, its RSS once settled (after the quiet run for the first process, 3 minutes in for one
+    started again), at its peak and at its end (its kill or the end of the run)."""
+    life = slot.longest()
+    if life is None or not life.rss_settled:
+        return None
+    ended = life.ended or time.monotonic()
+    return {
+        "process": slot.lives.index(life) + 1,
+        "minutes": round((ended - life.started) / 60, 1),
+        "settled_mib": _mib(life.rss_settled),
+        "peak_mib": _mib(life.rss_peak),
+        "last_mib": _mib(life.rss_last),
+        "growth": round(life.rss_last / life.rss_settled - 1, 4),
+    }
+
+
+def ticket_problems(
     made: list[tuple[bool, bool, bool]], writes: int, notes: int, unfinished: dict[str, int]
 ) -> list[str]:
     """What is wrong with one ticket: its decisions (final, wrote category, wrote note), the
@@ -1018,7 +1161,7 @@ def _active(window: Window | None) -> bool:
     return window is not None and time.monotonic() < window.until
 
 
-def _percentiles(values: Sequence[float]) -> dict[str, Any]:
+def percentiles(values: Sequence[float]) -> dict[str, Any]:
     if not values:
         return {"n": 0, "p50_s": None, "p99_s": None}
     ordered = sorted(values)
@@ -1078,6 +1221,8 @@ def render(result: dict[str, Any], console: Console) -> None:
     summary.add_row("lost", str(checks["lost"]))
     summary.add_row("duplicates", str(checks["duplicates"]))
     summary.add_row("events by state", _pairs(checks["events_by_state"]))
+    summary.add_row("events by times claimed", _pairs(checks["events_by_claims"]))
+    summary.add_row("decisions by outcome", _pairs(checks["decisions_by_outcome"]))
     summary.add_row("error notes", str(checks["error_notes"]))
     summary.add_row("refused deliveries", str(len(result["refused_deliveries"])))
     summary.add_row("drained", "yes" if result["drained"] else "NO")
@@ -1086,7 +1231,7 @@ def render(result: dict[str, Any], console: Console) -> None:
     summary.add_row(
         "machine",
         f"{machine_['cpu']}, {machine_['cores']} cores; load {machine_['load_before']} before, "
-        f"{machine_['load_after']} after",
+        f"{machine_['load_after']} after; commit {result['commit']}",
     )
     console.print(summary)
     for example in checks["examples"]:
@@ -1115,7 +1260,9 @@ def render(result: dict[str, Any], console: Console) -> None:
     memory = Table(title="Memory (RSS, MiB)")
     for column in ("process", "after warm-up", "peak", "end", "starts", "killed", "exits"):
         memory.add_column(column)
+    memory.add_column("longest-lived: #, min, settled -> end (growth)")
     for name, figures in result["memory"].items():
+        life = figures["longest_lived"]
         memory.add_row(
             name,
             str(figures["after_warmup_mib"]),
@@ -1124,8 +1271,19 @@ def render(result: dict[str, Any], console: Console) -> None:
             str(figures["starts"]),
             str(figures["killed"]),
             ", ".join(map(str, figures["exits"])) or "-",
+            "-"
+            if life is None
+            else f"#{life['process']}, {life['minutes']:g} min, {life['settled_mib']} -> "
+            f"{life['last_mib']} ({life['growth']:+.1%})",
         )
     console.print(memory)
+
+    verdicts = Table(title="Goals")
+    for column in ("goal", "measured", "met"):
+        verdicts.add_column(column)
+    for goal in result["goals"]:
+        verdicts.add_row(goal["goal"], goal["measured"], "yes" if goal["met"] else "NO")
+    console.print(verdicts)
 
 
 def _pair(figures: dict[str, Any]) -> str:
