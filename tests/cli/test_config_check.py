@@ -137,6 +137,32 @@ def test_fields_the_psa_has_pass_the_check(
     assert output.startswith("0\n"), output
 
 
+def test_a_noise_category_is_checked_on_the_board_its_routing_moves_the_ticket_to(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ConnectWise: a board owns its tree, so a category set with a board must be the board's;
+    one set without a board must be on every board a noise ticket may arrive on."""
+    routed = {"action": "set", "category": "Outage > Firewall", "routing": "Network Operations"}
+    harness.tenant["fields"] = {"enabled": ["noise"], "noise": {"auto_reply": routed}}
+    assert _check(harness, monkeypatch).startswith("0\n")
+    harness.tenant["fields"]["noise"] = {
+        "auto_reply": {**routed, "category": "Hardware"},  # Help Desk's, not Network's
+        "spam": {"action": "set", "category": "Hardware"},  # no board: wherever it arrives
+    }
+    output = _check(harness, monkeypatch)
+    assert output.startswith("1\n"), output
+    flat = " ".join(output.split())
+    assert (
+        "tenant 'acme', key 'fields.noise.auto_reply.category': 'Hardware' is not an active "
+        "category of Network Operations; fix: name an active category of Network Operations "
+        "(key or path)"
+    ) in flat
+    assert "'fields.noise.spam.category': 'Hardware' is not an active category of Onboarding" in (
+        flat
+    )
+    assert "category of Help Desk" not in flat
+
+
 def test_a_category_entry_that_names_no_category_is_named(
     llama: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -327,6 +327,28 @@ def test_eval_a_ticket_field_asked_of_the_llm_beside_the_category(
     assert len(schema["properties"]["category"]["enum"]) == 3  # the file's categories
 
 
+def test_eval_a_ticket_field_with_the_hybrid_counts_what_its_local_half_decides(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ticket the hybrid's local half answers gets the field from the local engine's model of
+    the field (as the service's field models decide it), not "(not decided)"."""
+    llm = {k: v for k, v in harness.tenant["classifier"].items() if k != "kind"}
+    harness.tenant["classifier"] = {"kind": "hybrid", "min_local_confidence": 0.0, "llm": llm}
+    monkeypatch.setenv("PSATRIAGE_CONFIG", str(harness.write_config()))
+    result = runner.invoke(
+        app,
+        ["eval", FIELDS_DATA, "-l", "priority", "--engine", "hybrid", "-t", TENANT, "--json"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["field"] is True and data["engines"] == {"local": data["examples"]}
+    assert harness.llm.calls == []  # every ticket decided by the local half
+    assert {c["label"] for c in data["classes"]} <= {"P1", "P2", "P3", "P4"}
+    assert data["accuracy"] > 0
+    assert data["training"]["label"] == "priority"
+
+
 def test_eval_the_language_offline() -> None:
     data_file = str(FIXTURES / "multilingual.jsonl")
     result = runner.invoke(app, ["eval", data_file, "-l", "language", "--split", "all", "--json"])

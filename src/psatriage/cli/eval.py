@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from contextlib import ExitStack
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,9 +22,9 @@ from psatriage.local_engine import DEFAULT_MIN_EXAMPLES
 
 if TYPE_CHECKING:
     from psatriage.classifiers.base import Classifier
-    from psatriage.domain import Taxonomy
     from psatriage.evaluation import runs as runs_module
     from psatriage.local_engine.data import Split
+    from psatriage.local_engine.model import TrainedModel
 
 CATEGORY_LEVEL = "category"  # the label level offered as the category beside a field
 
@@ -84,7 +85,9 @@ def eval_command(
 
     A ticket field as the label is measured as the service decides it: an LLM engine is asked it
     beside the category (the file's ``category`` level) in one call, the local engine learns it
-    as a label, and the language is detected offline.
+    as a label, a hybrid's local half ranks the categories and takes the field from a model of
+    it trained on the rest (the tickets it decides without the LLM), and the language is
+    detected offline.
 
     A ticket the engine cannot answer is counted as a failure of its kind and the run goes on;
     the exit code is 1 when no ticket was answered or the run had to stop (credentials refused).
@@ -104,17 +107,12 @@ def eval_command(
             _language(data, setup, split, limit, target_precision, as_json=as_json)
             return
         as_field = _asked_as_field(setup, engine)
-        training: dict[str, Any] | None = None
-        model_ref = "zero-shot"
+        categories = _categories(data, label, chosen_split) if as_field else None
+        trained = _Trained()
         if engine is not Engine.OPENAI and not zero_shot:
-            if model is None:
-                trained = runs.train_on_rest(setup, min_examples=min_examples)
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-                model = folder / "model.npz"
-                trained.save(model)
-                training = trained.report.to_dict()
-            model_ref = str(model)
-        classifier = _classifier(engine, model_ref, tenant)
+            trained = _train(setup, model, min_examples, stack, as_field, categories)
+        training, learned = trained.training, trained.learned
+        classifier = _classifier(engine, trained.model_ref, tenant)
         stack.callback(classifier.close)
         progress = Progress(
             "[progress.description]{task.description}",
@@ -132,9 +130,10 @@ def eval_command(
                 run = field_measures.evaluate(
                     setup,
                     classifier,
-                    categories=_categories(data, label, chosen_split),
+                    categories=categories.taxonomy if categories is not None else None,
                     progress=lambda n: progress.advance(task, n),
                     limit=limit,
+                    learned=learned,
                 )
             else:
                 run = runs.evaluate(
@@ -180,18 +179,63 @@ def _asked_as_field(setup: runs_module.Setup, engine: Engine) -> bool:
     return engine is not Engine.LOCAL
 
 
-def _categories(data: Path, label: str, split: Split) -> Taxonomy | None:
-    """The category values of the file (its ``category`` level), offered beside a field as the
-    service offers the tree; None when the file has no such level."""
+def _categories(data: Path, label: str, split: Split) -> runs_module.Setup | None:
+    """The file's categories (its ``category`` level), offered beside a field as the service
+    offers the tree, and what a hybrid's local half is trained on to rank them; None when the
+    file has no such level."""
     from psatriage.evaluation import runs
     from psatriage.local_engine import DataError
 
     if label == CATEGORY_LEVEL:
         return None
     try:
-        return runs.prepare(data, CATEGORY_LEVEL, split).taxonomy
+        return runs.prepare(data, CATEGORY_LEVEL, split)
     except DataError:
         return None
+
+
+@dataclass(frozen=True)
+class _Trained:
+    model_ref: str = "zero-shot"  # the local engine's (a hybrid's local half's) category model
+    training: dict[str, Any] | None = None  # the report of what was trained on the label
+    learned: TrainedModel | None = None  # the local engine's model of a field
+
+
+def _train(
+    setup: runs_module.Setup,
+    model: Path | None,
+    min_examples: int,
+    stack: ExitStack,
+    as_field: bool,
+    categories: runs_module.Setup | None,
+) -> _Trained:
+    """The local engine's models, trained on the tickets outside the scored split. For a field
+    asked of a hybrid (``as_field``): its local half ranks the file's ``categories`` (zero-shot
+    without them), and a model of the field answers the field of the tickets it decides, as the
+    service's field models do; otherwise one model of the label."""
+    from psatriage.evaluation import runs
+
+    if not as_field:
+        if model is not None:
+            return _Trained(str(model))
+        trained = runs.train_on_rest(setup, min_examples=min_examples)
+        return _Trained(str(_saved(trained, stack)), trained.report.to_dict())
+    learned = runs.train_on_rest(setup, min_examples=min_examples) if setup.rest else None
+    if model is None and categories is not None and categories.rest:
+        model = _saved(runs.train_on_rest(categories, min_examples=min_examples), stack)
+    return _Trained(
+        str(model) if model is not None else "zero-shot",
+        learned.report.to_dict() if learned is not None else None,
+        learned,
+    )
+
+
+def _saved(trained: TrainedModel, stack: ExitStack) -> Path:
+    """``trained`` in a model file that lives as long as ``stack``."""
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    path = folder / "model.npz"
+    trained.save(path)
+    return path
 
 
 def _language(

@@ -132,7 +132,10 @@ class NoiseAction(_Strict):
         "below).",
     )
     category: str | None = Field(
-        default=None, description="set: the category to write (key or path such as 'Admin › Spam')."
+        default=None,
+        description="set: the category to write (key or path such as 'Admin › Spam'; on "
+        "ConnectWise one of the tree of the board the routing below moves it to, else of every "
+        "board).",
     )
     routing: str | None = Field(
         default=None, description="set: the board / queue / team to move it to (by name)."

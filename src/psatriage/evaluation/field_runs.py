@@ -5,13 +5,16 @@
 field's values (those in the file for priority and routing; the fixed kinds for noise and
 sentiment); ``language`` is detected offline, as the service detects it. The local engine scores
 a field as it scores the category (a model trained on the field's values, as
-``psatriage.learning.fields`` trains one on a tenant's history).
+``psatriage.learning.fields`` trains one on a tenant's history); a hybrid's ticket its local half
+decides gets the field from such a model too (``learned``), as the service completes a local
+answer with its field models.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from psatriage import fields
@@ -23,7 +26,10 @@ from psatriage.evaluation.measures import Prediction
 from psatriage.evaluation.runs import Progress, Run, Setup, classify_each
 from psatriage.fields import language
 from psatriage.fields.decide import NOISE
+from psatriage.learning.fields import LOCAL_ENGINE, learned_answers
 from psatriage.local_engine import DataError
+from psatriage.local_engine.embed import shared_embedder
+from psatriage.local_engine.model import TrainedModel
 
 FILE_FIELDS: Final = ("priority", "routing", "noise", "sentiment", "language")
 """The label levels of a data file that ``psatriage eval`` scores as ticket fields."""
@@ -42,10 +48,13 @@ def evaluate(
     categories: Taxonomy | None = None,
     progress: Progress | None = None,
     limit: int | None = None,
+    learned: TrainedModel | None = None,
 ) -> Run:
     """Score the field ``setup.label`` on the scored tickets: language offline, the others asked
     of ``classifier`` beside the category (among ``categories``, the file's category level
-    where it has one, else one placeholder category)."""
+    where it has one, else one placeholder category). An answer of the local engine (a hybrid's
+    made without the LLM) takes the field from ``learned``, the local engine's model of it,
+    where it did not answer it."""
     name = setup.label
     if name not in FILE_FIELDS:
         raise DataError(f"{name!r} is not a ticket field; fields: {', '.join(FILE_FIELDS)}")
@@ -72,6 +81,12 @@ def evaluate(
         confidence = decided[0].confidence
         return value_id, answer.confidence if confidence is None else confidence
 
+    def complete(ticket: Ticket, answer: Classification) -> Classification:
+        if learned is None or answer.engine != LOCAL_ENGINE or name in answer.fields:
+            return answer
+        found = learned_answers({name: learned}, ticket, shared_embedder())
+        return replace(answer, fields={**answer.fields, **found})
+
     return classify_each(
         classifier,
         tickets,
@@ -80,6 +95,7 @@ def evaluate(
         progress=progress,
         fields=fields.specs(settings, offered),
         read=read,
+        complete=complete,
     )
 
 

@@ -53,6 +53,8 @@ from psatriage.prompts import DEFAULT_PROMPT, compile_prompt
 Progress = Callable[[int], None]
 Reader = Callable[[Classification], tuple[str, float]]
 """What a run scores of an answer: the value predicted and its confidence."""
+Completer = Callable[[Ticket, Classification], Classification]
+"""What the service adds to an answer after the call, given the ticket."""
 
 
 @dataclass
@@ -175,16 +177,18 @@ def classify_each(
     progress: Progress | None = None,
     fields: tuple[FieldSpec, ...] = (),
     read: Reader | None = None,
+    complete: Completer | None = None,
 ) -> Run:
     """Classify each ticket as the service would (default prompt); one ``Prediction`` or one
     ``Failure`` per ticket, each with the latency, tokens and cost of all its calls. ``fields``
-    are asked beside the category and ``read`` takes the prediction from the answer."""
+    are asked beside the category, ``complete`` adds to an answer what the service adds after
+    the call (the local engine's fields) and ``read`` takes the prediction from the answer."""
     prompt = compile_prompt(DEFAULT_PROMPT, name="eval")
     run = Run()
     for ticket, truth in labeled:
 
         def classify(record: CallRecorder, ticket: Ticket = ticket) -> Classification:
-            return classifier.classify(
+            answer = classifier.classify(
                 ClassificationRequest(
                     tenant=classifier.tenant,
                     ticket=ticket,
@@ -197,6 +201,7 @@ def classify_each(
                     record=record,
                 )
             )
+            return answer if complete is None else complete(ticket, answer)
 
         scored = score(ticket.id, truth, classify, read)
         if isinstance(scored, Prediction):

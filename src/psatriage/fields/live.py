@@ -55,21 +55,40 @@ def problems(tenant: Tenant, adapter: PSAAdapter[Any]) -> list[str]:
         found += _missing(tenant.name, routes, named)
     if "noise" in settings.enabled and "status" in adapter.ticket_fields:
         found += _missing_statuses(tenant, adapter, sample, routes)
+    if "noise" in settings.enabled:
+        found += _missing_categories(tenant, adapter, routes, scopes)
+    return found
+
+
+def _missing_categories(
+    tenant: Tenant,
+    adapter: PSAAdapter[Any],
+    routes: Facet | None,
+    scopes: list[tuple[str, str]],
+) -> list[str]:
+    """The categories noise actions set, looked up in the tree the ticket will be on: where the
+    routing picks the tree (a ConnectWise board), the board the action routes to; else every
+    tree, as a noise ticket may arrive on any (a ConnectWise board, a HaloPSA ticket type)."""
+    found: list[str] = []
     for kind in NOISE_KINDS:
-        action = settings.noise.action_for(kind)
-        if action.category is None or "noise" not in settings.enabled:
+        action = tenant.fields.noise.action_for(kind)
+        if action.category is None:
             continue
-        where = sample
+        places = scopes or [("", "")]
         if action.routing and routes is not None and adapter.routing_sets_scope:
             route = _by_name(routes, action.routing)
-            where = Ticket(id="config-check", title="", description="", scope=route or "")
-        if where.scope or not scopes:
-            taxonomy = adapter.get_taxonomy(where)
+            name = dict(scopes).get(route or "", action.routing)
+            places = [(route, name)] if route else []  # a missing route is named above
+        for scope, name in places:
+            taxonomy = adapter.get_taxonomy(
+                Ticket(id="config-check", title="", description="", scope=scope, scope_name=name)
+            )
             if configured_category(taxonomy, action.category) is None:
+                tree = taxonomy.scope_name or scope
                 found.append(
                     f"tenant {tenant.name!r}, key 'fields.noise.{kind}.category': "
-                    f"{action.category!r} is not an active category of {taxonomy.scope_name}; "
-                    "fix: name an active category (key or path)"
+                    f"{action.category!r} is not an active category of {tree}; fix: name an "
+                    f"active category of {tree} (key or path)"
                 )
     return found
 

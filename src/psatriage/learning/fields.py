@@ -164,21 +164,31 @@ class FieldModels:
     def answers(self, tenant: str, ticket: Ticket, names: Iterable[str]) -> dict[str, FieldAnswer]:
         """The value (id) each field's model gives the ticket, with its probability; fields
         without a model are left out."""
-        from psatriage.local_engine.data import ticket_text  # noqa: PLC0415
         from psatriage.local_engine.embed import shared_embedder  # noqa: PLC0415
-        from psatriage.local_engine.features import prepare  # noqa: PLC0415
 
         models = self.models(tenant)
-        asked = [name for name in names if name in models]
+        asked = {name: models[name] for name in names if name in models}
         if not asked:
             return {}
-        text = ticket_text(ticket.title, ticket.description, ticket.initial_note)
-        vectors = (self._embedder or shared_embedder)().embed([text])
-        prepared = [prepare(text)]
-        found = {}
-        for name in asked:
-            model = models[name]
-            row = model.probabilities(prepared, vectors)[0]
-            best = int(row.argmax())
-            found[name] = FieldAnswer(model.classes[best], float(row[best]))
-        return found
+        return learned_answers(asked, ticket, (self._embedder or shared_embedder)())
+
+
+def learned_answers(
+    models: Mapping[str, TrainedModel], ticket: Ticket, embedder: Embedder
+) -> dict[str, FieldAnswer]:
+    """Each field's value (id) by its model, with its probability; one embedding of the ticket
+    for all of them."""
+    from psatriage.local_engine.data import ticket_text  # noqa: PLC0415
+    from psatriage.local_engine.features import prepare  # noqa: PLC0415
+
+    if not models:
+        return {}
+    text = ticket_text(ticket.title, ticket.description, ticket.initial_note)
+    vectors = embedder.embed([text])
+    prepared = [prepare(text)]
+    found = {}
+    for name, model in models.items():
+        row = model.probabilities(prepared, vectors)[0]
+        best = int(row.argmax())
+        found[name] = FieldAnswer(model.classes[best], float(row[best]))
+    return found

@@ -19,7 +19,7 @@ from psatriage.domain import (
 )
 from psatriage.errors import PermanentError
 from psatriage.fields import noise
-from psatriage.pipeline.deps import Deps, read_field_values
+from psatriage.pipeline.deps import Deps, read_field_values, read_taxonomy
 from psatriage.pipeline.plan import Plan
 from psatriage.pipeline.writing import write_category
 
@@ -54,14 +54,17 @@ def act_on_noise(
     engine = "rules" if classification is None else classification.engine
     reason = f"noise: {what} ({action.action}, {'no model call' if engine == 'rules' else engine})"
     if action.category:
-        leaf = noise.configured_category(at.taxonomy, action.category)
+        taxonomy = _landing_tree(deps, at, routing)
+        leaf = noise.configured_category(taxonomy, action.category)
         if leaf is None:
+            tree = taxonomy.scope_name or taxonomy.scope
+            moved = " (where the routing moves the ticket)" if taxonomy is not at.taxonomy else ""
             raise PermanentError(
                 f"tenant {deps.tenant.name!r}, key 'fields.noise.{at.kind}.category': "
-                f"{action.category!r} is not an active category on "
-                f"{at.ticket.scope_name or at.ticket.scope}; fix: name an active category"
+                f"{action.category!r} is not an active category of {tree}{moved}; fix: name an "
+                f"active category of {tree} (key or path)"
             )
-        chosen = Chosen(leaf, (), at.taxonomy.levels)
+        chosen = Chosen(leaf, (), taxonomy.levels)
         ruled = Classification(leaf.key, 1.0, "model", reason, "rules", "")
         if classification is not None:
             ruled = replace(classification, key=leaf.key, confidence=1.0, reasoning=reason)
@@ -77,7 +80,7 @@ def act_on_noise(
                 classification=ruled,
                 once_per_ticket=at.once,
                 fields=[d.to_dict() for d in decided],
-                scope=at.taxonomy.scope,
+                scope=taxonomy.scope,
             ).id
         return Plan(chosen, ruled, policy.Guard(), decision_id, at.previous, {}, decided)
     if at.dry_run:
@@ -103,6 +106,18 @@ def act_on_noise(
         row.id, outcome=Outcome.SKIPPED, reason=reason, wrote_category=False, wrote_note=False
     )
     return Decision(Outcome.SKIPPED, reason, row.id, wrote=wrote, fields=decided)
+
+
+def _landing_tree(deps: Deps, at: NoiseContext, routing: FieldDecision | None) -> Taxonomy:
+    """The category tree of where the ticket will be: the board the routing moves it to where
+    the board owns the tree (ConnectWise), so board and category are a valid pair; else the
+    ticket's own."""
+    if routing is None or not deps.adapter.routing_sets_scope:
+        return at.taxonomy
+    if routing.value_id == at.ticket.scope:
+        return at.taxonomy
+    moved = replace(at.ticket, scope=routing.value_id, scope_name=routing.value)
+    return read_taxonomy(deps, moved)
 
 
 def _noise_routing(deps: Deps, at: NoiseContext, name: str) -> FieldDecision:

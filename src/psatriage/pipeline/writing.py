@@ -3,6 +3,7 @@ note. ``write_category`` is the one write path, used by the review queue too."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -42,7 +43,12 @@ def write_decision(
     ]
     values = tuple(d.write for d in applied if d.write is not None)
     chosen = planned.chosen if category else None
-    if write_category(deps.tenant, deps.adapter, deps.taxonomies, ticket, chosen, values):
+    lands_on = ticket  # where the category belongs: the board routing moves the ticket to
+    routed = next((d for d in applied if d.name == "routing"), None)
+    if routed is not None and deps.adapter.routing_sets_scope:
+        lands_on = replace(ticket, scope=routed.value_id, scope_name=routed.value)
+    taxonomies = deps.taxonomies
+    if write_category(deps.tenant, deps.adapter, taxonomies, ticket, chosen, values, lands_on):
         wrote += ["category"] if category else []
         wrote += [d.name for d in applied]
     if writes_note(choice.action, planned.fields):
@@ -63,11 +69,13 @@ def write_category(
     ticket: Ticket,
     chosen: Chosen | None,
     values: tuple[LevelValue, ...] = (),
+    lands_on: Ticket | None = None,
 ) -> bool:
     """Write ``chosen`` (unless it is already on the ticket) and the ticket field ``values`` in
     one update; returns whether a write was sent. If the PSA refuses the category, the tree is
-    read again and the write retried once if the category is still valid. The pipeline's one
-    write path, used by the review queue too."""
+    read again (the tree of ``lands_on``, the ticket where the values move it, when they move
+    it to another board) and the write retried once if the category is still valid. The
+    pipeline's one write path, used by the review queue too."""
     if chosen is not None and chosen.is_on(ticket):
         chosen = None
     if chosen is None and not values:
@@ -79,7 +87,7 @@ def write_category(
         if chosen is None:
             raise
         fresh = taxonomies.refresh(
-            tenant.name, adapter, ticket, ttl_seconds=tenant.taxonomy.cache_seconds
+            tenant.name, adapter, lands_on or ticket, ttl_seconds=tenant.taxonomy.cache_seconds
         )
         leaf = fresh.get(chosen.category.key)
         facets = {f.name: f for f in fresh.facets}
