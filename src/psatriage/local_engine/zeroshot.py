@@ -59,9 +59,16 @@ class ZeroShot:
         return np.vstack(rows) if rows else np.zeros((0, self.embedder.dim), dtype=np.float32)
 
     def similarities(self, tickets: Vectors, candidates: Sequence[Category]) -> Vectors:
-        """Cosine of each ticket vector (rows) with each candidate (columns)."""
+        """Cosine of each ticket vector (rows) with each candidate (columns), both seen from the
+        candidates' mean: what the candidates share (every IT category's "computer", "issue")
+        is taken out, so what sets one apart decides (a ticket without a vector stays zero)."""
         labels = self.vectors([category_text(c) for c in candidates])
-        return np.asarray(tickets @ labels.T, dtype=np.float32)
+        if len(candidates) < 2:
+            return np.asarray(tickets @ labels.T, dtype=np.float32)
+        centre = labels.mean(axis=0)
+        out = _unit(tickets - centre) @ _unit(labels - centre).T
+        out[~tickets.any(axis=1)] = 0.0
+        return np.asarray(out, dtype=np.float32)
 
     def probabilities(self, tickets: Vectors, candidates: Sequence[Category]) -> Vectors:
         return softmax(self.similarities(tickets, candidates) / self.temperature)
@@ -72,3 +79,9 @@ class ZeroShot:
         scores = softmax((ticket[None, :] @ self.vectors(texts).T) / self.temperature)[0]
         best = int(scores.argmax())
         return facet.options[best], float(scores[best])
+
+
+def _unit(vectors: Vectors) -> Vectors:
+    """Rows scaled to unit length (an all-zero row stays zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
