@@ -1,12 +1,16 @@
 """A supervised model of one tenant's categories, its file format, and its scoring (numpy only).
 
 Features (``features``): TF-IDF blocks of words, character n-grams and the title, beside the
-ticket's static embedding (``embed``). A category path is scored level by level: one linear model
-per level of the labels (``Hardware``, ``Hardware/Printer``, ``Hardware/Printer/Jam``), each
-turned into log-probabilities by a softmax with its own temperature; a path's score is the sum of
-its levels' (a path is only as likely as its levels together), and a last temperature, fitted on
-out-of-fold scores, turns path scores into probabilities, so ``confidence`` means "how often a
-decision this confident was right" on the tenant's history. Flat labels have one level.
+ticket's static embedding (``embed``). A category path is scored level by level: the first level
+(``Hardware``) by one linear model over all its values, each lower level by one model per parent
+choosing among that parent's children (``Hardware/Printer`` against ``Hardware/Laptop``), each
+turned into log-probabilities by a softmax among siblings with the level's own temperature. A
+path's score is the sum of its levels' (a path is only as likely as its levels together: the
+product of each level's probability given the one above), and a last temperature, fitted on
+out-of-fold scores, turns path scores into probabilities. Last, the best category's probability
+is calibrated (a slope and a bias of its logit, fitted on out-of-fold decisions; the others are
+rescaled and keep their order), so ``confidence`` means "how often a decision this confident was
+right" on the tenant's history. Flat labels have one level.
 
 Fitting is in ``training`` (scikit-learn); scoring here needs only numpy, so a service that only
 predicts never loads scikit-learn or SciPy (about 100 MB). Categories with fewer than
@@ -14,8 +18,9 @@ predicts never loads scikit-learn or SciPy (about 100 MB). Categories with fewer
 ``ranker``), and the training report lists them.
 
 A model is one compressed ``.npz`` file of plain arrays (no pickle): each block's vocabulary and
-IDF weights, the coefficients (float16), the classes of every level, each path's rows and a JSON
-header with the format version, the temperatures and the report. A file of another format
+IDF weights, the coefficients (float16), the nodes of every level and their sibling groups, each
+path's rows and a JSON header with the format version, the temperatures, the calibration and the
+report. Format 2 (one group per level, no calibration) is still read; a file of another format
 version is refused with a message that says to train again.
 """
 

@@ -1,10 +1,13 @@
 """Fitting the local engine's model (scikit-learn and SciPy; only ``train`` and ``eval`` load them).
 
-One linear SVM (liblinear, one-vs-rest) per level of the labels on the blocks of ``features``
-beside the static embedding. Out-of-fold scores fit each level's softmax temperature and the path
-temperature, and give the report's cross-validated accuracy, macro-F1 and calibration error; the
-final models are fitted on all kept examples. The settings were chosen on the Endava and CFPB
-train splits (docs/PERFORMANCE.md).
+Linear SVMs (liblinear, one-vs-rest) on the blocks of ``features`` beside the static embedding:
+one over the first level of the labels, and below it one per parent over that parent's children,
+fitted on the tickets of that parent only (the hierarchy makes each fit small: training on 10,000
+three-level tickets costs about a third of one model per level over all nodes). Out-of-fold
+scores fit each level's softmax temperature, the path temperature and the calibration of the
+best category's confidence, and give the report's cross-validated accuracy, macro-F1 and
+calibration error; the final models are fitted on all kept examples. The settings were chosen on
+the Endava and CFPB train splits (docs/PERFORMANCE.md).
 
 What cannot be learned is said, never guessed: tickets left without a word after cleaning are
 skipped and counted in the report; categories with fewer than ``min_examples`` tickets are left

@@ -1,10 +1,13 @@
 """Zero-shot scoring: a ticket against each candidate's path names and description.
 
 A candidate's text is its path's names and its description; its score is the cosine between that
-text's static embedding and the ticket's. A softmax with a fixed temperature turns scores into
-probabilities. With no training data nothing can calibrate them: they rank well enough to
-shortlist and to break a tie, but a zero-shot confidence is a similarity, not a frequency
-(``psatriage eval`` measures how far apart the two are on labeled data).
+text's static embedding and the ticket's, both taken from the mean of the candidates' vectors
+(what every candidate shares, such as "account" on a bank's board or "computer" on an IT board,
+would otherwise pull each ticket towards the most generic candidate). A softmax with a fixed
+temperature turns scores into probabilities. With no training data nothing can calibrate them:
+they rank well enough to shortlist and to break a tie, but a zero-shot confidence is a
+similarity, not a frequency (``psatriage eval`` measures how far apart the two are on labeled
+data).
 """
 
 from __future__ import annotations
