@@ -23,9 +23,10 @@ multilingual per language, trained on all languages and on English only, beside 
              multilingual customer-support tickets of Tobias Bueck (kept outside the repository).
 training     the local engine trained on 10,000 tickets drawn (with replacement) from the Endava
              train split, ``category_path``: wall and CPU seconds.
-RSS          a real ``psatriage serve`` whose tenant uses ``kind = "local"`` with the Endava
-             ``category_path`` model, after it has categorized 20 tickets from a fake ConnectWise;
-             beside the same service with the OpenAI classifier (fakes on loopback).
+RSS          a real ``psatriage serve`` (the web process and its 2 worker processes, each
+             measured: the workers load the engine) whose tenant uses ``kind = "local"`` with the
+             Endava ``category_path`` model, after it has categorized 20 tickets from a fake
+             ConnectWise; beside the same service with the OpenAI classifier (fakes on loopback).
 
 Nothing here asserts: docs/PERFORMANCE.md holds one run's numbers and the goals.
 """
@@ -234,6 +235,15 @@ def _status_mb(pid: int) -> dict[str, float]:
     return {name: int(value) / 1024 for name, value in found.items()}
 
 
+def _processes(pid: int) -> dict[str, dict[str, float]]:
+    """RSS and peak of the serve process and of each worker process it started."""
+    out = {"serve": _status_mb(pid)}
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for number, child in enumerate(children, start=1):
+        out[f"worker {number}"] = _status_mb(int(child))
+    return out
+
+
 @contextmanager
 def _service(harness: Harness, classifier: dict[str, Any]) -> Iterator[tuple[str, int]]:
     harness.tenant["classifier"] = classifier
@@ -299,7 +309,7 @@ def service_rss(model: Path, tickets: int = 20) -> dict[str, Any]:
             harness = Harness(cw, llm, Path(root))
             chosen = classifier or harness.tenant["classifier"]
             with _service(harness, chosen) as (url, pid), httpx.Client() as client:
-                started = _status_mb(pid)
+                started = _processes(pid)
                 events = []
                 for index in range(tickets):
                     summary, description = TICKETS[index % len(TICKETS)]
@@ -310,11 +320,18 @@ def service_rss(model: Path, tickets: int = 20) -> dict[str, Any]:
                 finals = [_final(client, url, event) for event in events]
                 done = sum(1 for state, _ in finals if state == "done")
                 engines = sorted({engine for _, engine in finals})
-                finished = _status_mb(pid)
+                finished = _processes(pid)
             out[name] = {
-                "rss_at_start_mb": round(started["VmRSS"], 1),
-                "rss_mb": round(finished["VmRSS"], 1),
-                "peak_mb": round(finished["VmHWM"], 1),
+                "processes": {
+                    process: {
+                        "rss_at_start_mb": round(started.get(process, {}).get("VmRSS", 0), 1),
+                        "rss_mb": round(status["VmRSS"], 1),
+                        "peak_mb": round(status["VmHWM"], 1),
+                    }
+                    for process, status in finished.items()
+                },
+                "largest_rss_mb": round(max(s["VmRSS"] for s in finished.values()), 1),
+                "largest_peak_mb": round(max(s["VmHWM"] for s in finished.values()), 1),
                 "tickets_categorized": done,
                 "engines": engines,
             }
