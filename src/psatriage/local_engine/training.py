@@ -57,6 +57,7 @@ from psatriage.local_engine.model import (
 )
 
 _C: Final = 0.3
+_C_BELOW: Final = 0.15  # a parent's model learns from its own tickets only: more regularized
 _FOLDS: Final = 3
 _BLOCK_WEIGHTS: Final = {"words": 1.0, "chars": 1.0, "title": 0.5}
 _MAX_CHAR_TERMS: Final = 40_000  # the most frequent character n-grams (memory and speed)
@@ -269,7 +270,7 @@ def _levels(
 
 
 def _fit(
-    features: csr_matrix, labels: NDArray[Any], classes: tuple[str, ...]
+    features: csr_matrix, labels: NDArray[Any], classes: tuple[str, ...], c: float = _C
 ) -> tuple[Matrix, Matrix]:
     """Coefficients with one row per class, in ``classes`` order: a class without examples gets
     a bias that rules it out; with fewer than two classes present the others are all alike."""
@@ -278,7 +279,7 @@ def _fit(
     if len(present) < 2:
         bias = np.array([0.0 if c in present or not present else -1e4 for c in classes])
         return np.zeros((len(classes), width), dtype=np.float32), bias.astype(np.float32)
-    svm = LinearSVC(C=_C, random_state=0)
+    svm = LinearSVC(C=c, random_state=0)
     svm.fit(features, labels)
     coef = np.asarray(svm.coef_, dtype=np.float32)
     intercept = np.asarray(svm.intercept_, dtype=np.float32)
@@ -312,7 +313,8 @@ def _fit_levels(
         kids = tuple(tree.nodes[k][i] for i in positions)
         if len(kids) == 1:
             return np.zeros((1, features.shape[1]), np.float32), np.zeros(1, np.float32)
-        return _fit(features[chosen], tree.targets[k][chosen], kids)
+        c = _C if k == 0 else _C_BELOW
+        return _fit(features[chosen], tree.targets[k][chosen], kids, c)
 
     results = _in_parallel(fit, jobs)
     out = []
