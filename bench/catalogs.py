@@ -18,10 +18,11 @@ Categories (the programs whose catalogs make them):
 ``Services``      systemd (services, start-up, the system journal)
 ``Desktop``       gtk20 (windows, dialogs, printing from applications)
 
-Only messages of 3 to 40 words (no usage texts) translated into all four languages are kept, at most
-``PER_CATEGORY`` per category (the first in catalog order), so the categories weigh alike. The
-split follows the data README's rule on the English message, so a message and its translations
-are always on the same side: no eval ticket's translation is in training.
+Only messages of 3 to 40 words (no usage texts, printf codes and mnemonics removed) translated
+into all four languages are kept, at most ``PER_CATEGORY`` per category (its programs' messages
+taken in turn, each in catalog order), so the categories weigh alike. The split (in
+``bench/multilingual.py``) follows the data README's rule on the English message, so a message and
+its translations are always on the same side: no eval ticket's translation is in training.
 """
 
 from __future__ import annotations
