@@ -24,6 +24,12 @@ def test_calibration_keeps_the_best_first_and_each_row_summing_to_one() -> None:
     assert calibrate_top(probabilities, 1.0, 0.0) is probabilities
 
 
+def test_too_few_out_of_fold_decisions_leave_the_confidence_uncalibrated() -> None:
+    texts, labels = _hierarchical()  # 16 tickets: too few to fit a slope and a bias on
+    model = train(texts, labels, shared_embedder(), label="category")
+    assert model.calibration == (1.0, 0.0)
+
+
 def test_siblings_share_their_parents_probability() -> None:
     levels = Levels(
         names=("A", "B", "A/x", "A/y", "B/z"),
