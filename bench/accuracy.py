@@ -17,15 +17,16 @@ supervised   Endava ``category_path`` and ``sub_category1``, CFPB ``product`` an
 zero-shot    CFPB ``product`` from names alone and from names with the descriptions of
              ``bench/cfpb_products.toml``, and ``issue`` from names, beside the majority class;
              with top-3 accuracy.
-multilingual with ``--multilingual``: the multilingual customer-support tickets of Tobias Bueck
-             (``dataset-tickets-multi-lang3-4k.csv``: subject, body, queue, language; CC BY-NC 4.0,
-             kept outside the repository), ``queue`` per language, trained on all languages and
-             on English only, beside the baseline and the majority class.
+multilingual per language, trained on all languages and on English only, beside the baseline
+             and the majority class (``bench/multilingual.py``): the set built from the machine's
+             message catalogs (``bench/catalogs.py``), and with ``--multilingual FILE.csv`` the
+             multilingual customer-support tickets of Tobias Bueck (kept outside the repository).
 training     the local engine trained on 10,000 tickets drawn (with replacement) from the Endava
              train split, ``category_path``: wall and CPU seconds.
-RSS          a real ``psatriage serve`` whose tenant uses ``kind = "local"`` with the Endava
-             ``category_path`` model, after it has categorized 20 tickets from a fake ConnectWise;
-             beside the same service with the OpenAI classifier (fakes on loopback).
+RSS          a real ``psatriage serve`` (the web process and its 2 worker processes, each
+             measured: the workers load the engine) whose tenant uses ``kind = "local"`` with the
+             Endava ``category_path`` model, after it has categorized 20 tickets from a fake
+             ConnectWise; beside the same service with the OpenAI classifier (fakes on loopback).
 
 Nothing here asserts: docs/PERFORMANCE.md holds one run's numbers and the goals.
 """
@@ -234,6 +235,15 @@ def _status_mb(pid: int) -> dict[str, float]:
     return {name: int(value) / 1024 for name, value in found.items()}
 
 
+def _processes(pid: int) -> dict[str, dict[str, float]]:
+    """RSS and peak of the serve process and of each worker process it started."""
+    out = {"serve": _status_mb(pid)}
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for number, child in enumerate(children, start=1):
+        out[f"worker {number}"] = _status_mb(int(child))
+    return out
+
+
 @contextmanager
 def _service(harness: Harness, classifier: dict[str, Any]) -> Iterator[tuple[str, int]]:
     harness.tenant["classifier"] = classifier
@@ -299,7 +309,7 @@ def service_rss(model: Path, tickets: int = 20) -> dict[str, Any]:
             harness = Harness(cw, llm, Path(root))
             chosen = classifier or harness.tenant["classifier"]
             with _service(harness, chosen) as (url, pid), httpx.Client() as client:
-                started = _status_mb(pid)
+                started = _processes(pid)
                 events = []
                 for index in range(tickets):
                     summary, description = TICKETS[index % len(TICKETS)]
@@ -310,11 +320,18 @@ def service_rss(model: Path, tickets: int = 20) -> dict[str, Any]:
                 finals = [_final(client, url, event) for event in events]
                 done = sum(1 for state, _ in finals if state == "done")
                 engines = sorted({engine for _, engine in finals})
-                finished = _status_mb(pid)
+                finished = _processes(pid)
             out[name] = {
-                "rss_at_start_mb": round(started["VmRSS"], 1),
-                "rss_mb": round(finished["VmRSS"], 1),
-                "peak_mb": round(finished["VmHWM"], 1),
+                "processes": {
+                    process: {
+                        "rss_at_start_mb": round(started.get(process, {}).get("VmRSS", 0), 1),
+                        "rss_mb": round(status["VmRSS"], 1),
+                        "peak_mb": round(status["VmHWM"], 1),
+                    }
+                    for process, status in finished.items()
+                },
+                "largest_rss_mb": round(max(s["VmRSS"] for s in finished.values()), 1),
+                "largest_peak_mb": round(max(s["VmHWM"] for s in finished.values()), 1),
                 "tickets_categorized": done,
                 "engines": engines,
             }
@@ -393,8 +410,16 @@ def render(result: dict[str, Any], console: Console) -> None:
             f"{ours['ece']:.3f}",
         )
     console.print(zero)
-    if "multilingual" in result:
-        console.print(result["multilingual"])
+    for found in result.get("multilingual", []):
+        languages = [k for k in found["all languages"]["local"] if k != "all"]
+        table = Table(
+            "trained on", "model", "all", *languages, title=f"per language: {found['set']}"
+        )
+        for history in ("all languages", "English only"):
+            for model in ("local", "baseline", "majority"):
+                scores = found[history][model]
+                table.add_row(history, model, *(f"{scores[k]:.3f}" for k in ["all", *languages]))
+        console.print(table)
     console.print(result["training"])
     if "rss" in result:
         console.print(result["rss"])
@@ -408,16 +433,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--multilingual",
         type=Path,
-        help="dataset-tickets-multi-lang3-4k.csv (see bench/multilingual.py)",
+        help="also dataset-tickets-multi-lang3-4k.csv (see bench/multilingual.py)",
     )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         result: dict[str, Any] = {"machine": machine()}
         result |= accuracy_rows(args.data, Path(folder))
-        if args.multilingual is not None:
-            from bench import multilingual  # noqa: PLC0415 - it imports this module
+        from bench import catalogs, multilingual  # noqa: PLC0415 - it imports this module
 
-            result["multilingual"] = multilingual.rows(args.multilingual, Path(folder))
+        sets = []
+        if catalogs.available():
+            sets.append(multilingual.catalog_rows(Path(folder)))
+        if args.multilingual is not None:
+            sets.append(multilingual.csv_rows(args.multilingual, Path(folder)))
+        if sets:
+            result["multilingual"] = sets
         result["training"] = training_time(args.data)
         if not args.skip_rss:
             setup = runs.prepare(args.data / SUPERVISED[0][0], SUPERVISED[0][1], "eval")

@@ -1,16 +1,19 @@
-"""Per-language accuracy of the local engine on a multilingual ticket set (part of
-``bench/accuracy.py``; the data is not part of the repository).
+"""Per-language accuracy of the local engine on labeled multilingual tickets (part of
+``bench/accuracy.py``).
 
-The set: "Multilingual Customer Support Tickets" by Tobias Bueck (synthetic e-mails with their
-queue, type and language; CC BY-NC 4.0; published on Kaggle and Hugging Face as
-``Tobi-Bueck/customer-support-tickets``), file ``dataset-tickets-multi-lang3-4k.csv`` (columns
-subject, body, answer, type, queue, priority, language, ...). Its licence forbids commercial use,
-so no part of it is kept here: pass its path with ``--multilingual``.
+Two sets, each scored per language beside the baseline (trained the same way) and the majority
+class, after two trainings: on the train split in every language (a tenant whose history is
+multilingual) and on its English tickets only (a ticket in a language the history never saw).
 
-Each ticket is labeled with its ``queue``; the split is the data README's rule. Two trainings:
-on the train split in every language (a tenant whose history is multilingual), and on its English
-tickets only (a ticket in a language the history never saw), each scored per language beside
-the baseline trained the same way and the majority class.
+``catalogs``  built on the spot from the gettext message catalogs of the machine's Debian
+              packages (``bench/catalogs.py``): 7 categories, English, German, French, Spanish
+              and Dutch, each message in all five; the split keeps a message's translations on
+              the side of its English text. Always run when the catalogs are installed.
+``csv``       with ``--multilingual FILE``: "Multilingual Customer Support Tickets" by Tobias
+              Bueck (synthetic e-mails with queue and language; CC BY-NC 4.0; Kaggle and Hugging
+              Face ``Tobi-Bueck/customer-support-tickets``), ``dataset-tickets-multi-lang3-4k.csv``
+              (columns subject, body, queue, language...), label ``queue``. Its licence forbids
+              commercial use, so no part of it is kept here.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from __future__ import annotations
 import csv
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from bench import catalogs
 from bench.accuracy import texts_and_labels
 from psatriage.classifiers.local import LocalClassifier, LocalConfig
 from psatriage.evaluation import runs
@@ -32,11 +37,9 @@ from psatriage.local_engine.data import Example, taxonomy_from_labels
 from psatriage.local_engine.embed import shared_embedder
 from psatriage.local_engine.training import train
 
-LABEL = "queue"
 
-
-def read(path: Path) -> list[Example]:
-    """The CSV's tickets with a queue and a language, as examples (labels: queue, language)."""
+def read_csv(path: Path) -> list[Example]:
+    """The CSV's tickets with a queue and a language, as examples (labels: category, language)."""
     csv.field_size_limit(sys.maxsize)
     with path.open(encoding="utf-8", newline="") as source:
         rows = list(csv.DictReader(source))
@@ -45,26 +48,41 @@ def read(path: Path) -> list[Example]:
             id=f"row-{number}",
             title=row.get("subject") or "",
             description=row.get("body") or "",
-            labels={LABEL: row["queue"], "language": row["language"]},
+            labels={"category": row["queue"], "language": row["language"]},
         )
         for number, row in enumerate(rows, start=2)
         if row.get("queue") and row.get("language") and (row.get("subject") or row.get("body"))
     ]
 
 
-def rows(path: Path, folder: Path) -> dict[str, Any]:
-    examples = read(path)
-    scored = [(e, e.labels[LABEL] or "") for e in examples if e.in_eval_split]
-    rest = [(e, e.labels[LABEL] or "") for e in examples if not e.in_eval_split]
-    taxonomy = taxonomy_from_labels([v for _, v in scored + rest], LABEL)
+def catalog_rows(folder: Path) -> dict[str, Any]:
+    examples = catalogs.examples()
+    english = {
+        e.labels["message"]: e.in_eval_split for e in examples if e.labels["language"] == "en"
+    }
+    result = rows(examples, folder, lambda e: english[e.labels["message"]])
+    return {"set": "message catalogs (bench/catalogs.py)", **result}
+
+
+def csv_rows(path: Path, folder: Path) -> dict[str, Any]:
+    result = rows(read_csv(path), folder, lambda e: e.in_eval_split)
+    return {"set": path.name, **result}
+
+
+def rows(
+    examples: list[Example], folder: Path, in_eval: Callable[[Example], bool]
+) -> dict[str, Any]:
+    scored = [(e, e.labels["category"] or "") for e in examples if in_eval(e)]
+    rest = [(e, e.labels["category"] or "") for e in examples if not in_eval(e)]
+    taxonomy = taxonomy_from_labels([v for _, v in scored + rest], "category")
     languages = sorted({str(e.labels["language"]) for e, _ in scored})
     out: dict[str, Any] = {
-        "file": path.name,
         "tickets": len(examples),
+        "categories": len(taxonomy.leaves),
         "eval_by_language": dict(Counter(str(e.labels["language"]) for e, _ in scored)),
     }
     for name, history in (("all languages", rest), ("English only", _english(rest))):
-        setup = Setup(path, LABEL, "eval", taxonomy, scored, history)
+        setup = Setup(Path("multilingual"), "category", "eval", taxonomy, scored, history)
         majority = Counter(v for _, v in history).most_common(1)[0][0]
         out[name] = {
             "train_tickets": len(history),
@@ -84,7 +102,7 @@ def _local(setup: Setup, folder: Path, name: str) -> list[str]:
         [e.text for e, _ in setup.rest],
         [v for _, v in setup.rest],
         shared_embedder(),
-        label=LABEL,
+        label="category",
         source=f"multilingual ({name})",
     )
     path = folder / f"multilingual-{len(setup.rest)}.npz"

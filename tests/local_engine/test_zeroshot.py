@@ -35,6 +35,26 @@ def test_hints_in_the_description_steer_zero_shot() -> None:
     assert _best(described, "VPN tunnel keeps dropping") == "1"
 
 
+def test_words_every_candidate_shares_do_not_decide() -> None:
+    def leaf(key: str, name: str) -> Category:
+        return Category(key, (LevelValue("type", key, name),))
+
+    candidates = tuple(
+        leaf(str(i), f"Computer problem: {topic}")
+        for i, topic in enumerate(["printer paper jam", "vpn tunnel", "mailbox full", "monitor"])
+    )
+    assert _best(candidates, "my computer has a problem with the vpn tunnel") == "1"
+    assert _best(candidates, "the mailbox is full") == "2"
+
+
+def test_a_ticket_without_a_vector_favours_no_candidate() -> None:
+    engine = ZeroShot(shared_embedder())
+    blank = shared_embedder().embed(["ช่วยด้วย"])
+    assert not blank.any()
+    assert not engine.similarities(blank, QUEUES).any()
+    assert engine.probabilities(blank, QUEUES)[0].tolist() == [0.5, 0.5]
+
+
 def test_the_pipeline_gives_the_classifier_the_tenants_descriptions_and_hints(
     tmp_path: Path,
 ) -> None:

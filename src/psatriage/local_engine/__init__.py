@@ -4,7 +4,8 @@ No network and no PyTorch. The pieces, each in its own module:
 
 ``embed``      token embeddings shipped inside the ``wordllama`` wheel, mean-pooled per text.
 ``zeroshot``   a ticket against each candidate's path and description (no training data).
-``model``      TF-IDF and embedding features, a linear model, temperature-calibrated probabilities.
+``model``      TF-IDF and embedding features, linear models per level and parent, calibrated
+               probabilities.
 ``store``      trained models per tenant under ``<data_dir>/models/<tenant>/vNNNN.npz``.
 ``ranker``     the two together: a trained model for the categories it knows, zero-shot for the
                others; used by the ``local`` and ``hybrid`` classifiers and by the shortlist.

@@ -1,10 +1,13 @@
 """Zero-shot scoring: a ticket against each candidate's path names and description.
 
 A candidate's text is its path's names and its description; its score is the cosine between that
-text's static embedding and the ticket's. A softmax with a fixed temperature turns scores into
-probabilities. With no training data nothing can calibrate them: they rank well enough to
-shortlist and to break a tie, but a zero-shot confidence is a similarity, not a frequency
-(``psatriage eval`` measures how far apart the two are on labeled data).
+text's static embedding and the ticket's, both taken from the mean of the candidates' vectors
+(what every candidate shares, such as "account" on a bank's board or "computer" on an IT board,
+would otherwise pull each ticket towards the most generic candidate). A softmax with a fixed
+temperature turns scores into probabilities. With no training data nothing can calibrate them:
+they rank well enough to shortlist and to break a tie, but a zero-shot confidence is a
+similarity, not a frequency (``psatriage eval`` measures how far apart the two are on labeled
+data).
 """
 
 from __future__ import annotations
@@ -59,9 +62,16 @@ class ZeroShot:
         return np.vstack(rows) if rows else np.zeros((0, self.embedder.dim), dtype=np.float32)
 
     def similarities(self, tickets: Vectors, candidates: Sequence[Category]) -> Vectors:
-        """Cosine of each ticket vector (rows) with each candidate (columns)."""
+        """Cosine of each ticket vector (rows) with each candidate (columns), both seen from the
+        candidates' mean: what the candidates share (every IT category's "computer", "issue")
+        is taken out, so what sets one apart decides (a ticket without a vector stays zero)."""
         labels = self.vectors([category_text(c) for c in candidates])
-        return np.asarray(tickets @ labels.T, dtype=np.float32)
+        if len(candidates) < 2:
+            return np.asarray(tickets @ labels.T, dtype=np.float32)
+        centre = labels.mean(axis=0)
+        out = _unit(tickets - centre) @ _unit(labels - centre).T
+        out[~tickets.any(axis=1)] = 0.0
+        return np.asarray(out, dtype=np.float32)
 
     def probabilities(self, tickets: Vectors, candidates: Sequence[Category]) -> Vectors:
         return softmax(self.similarities(tickets, candidates) / self.temperature)
@@ -72,3 +82,9 @@ class ZeroShot:
         scores = softmax((ticket[None, :] @ self.vectors(texts).T) / self.temperature)[0]
         best = int(scores.argmax())
         return facet.options[best], float(scores[best])
+
+
+def _unit(vectors: Vectors) -> Vectors:
+    """Rows scaled to unit length (an all-zero row stays zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
