@@ -119,7 +119,7 @@ def test_model_and_max_tokens_default_to_the_classifier_configuration(
         ),
         (
             {"acme": _tenant(connection={**CONNECTION, "private_key": "env:T_MISSING"})},
-            ["key 'connection.private_key'", "T_MISSING is not set"],
+            ["key 'connection.private_key'", "T_MISSING is not set; fix: export it"],
         ),
         (
             {"acme": _tenant(policy={"mode": "yolo"})},

@@ -298,7 +298,7 @@ _FIXES = {
     "bool_parsing": "write true or false",
     "string_type": "write a quoted string",
     "url_parsing": "write a full URL such as https://host/path",
-    "value_error": "see the message",
+    "value_error": "correct the value (docs/configuration.md)",
 }
 
 
