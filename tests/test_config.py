@@ -200,6 +200,17 @@ def test_bad_files_name_tenant_key_and_fix(
     assert "hunter2" not in message and "very-private-value" not in message
 
 
+@pytest.mark.parametrize("apply_at", ["high", [0.9], {"at": 0.9}])
+def test_a_threshold_that_is_no_number_is_a_problem_not_a_crash(
+    tmp_path: Path, apply_at: object
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, {"acme": _tenant(policy={"apply_at": apply_at})})
+    message = str(caught.value)
+    assert "tenant 'acme', key 'policy.apply_at': " in message
+    assert "; fix: write a number" in message
+
+
 def test_every_problem_of_every_tenant_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         _load(
