@@ -83,7 +83,7 @@ def eval_command(
     """Accuracy, macro-F1, per-class table, confusions, thresholds, calibration, latency, cost.
 
     A ticket field as the label is measured as the service decides it: an LLM engine is asked it
-    beside the category (the file's ``category`` level) in one call, the local engine learns it
+    beside the category (the file's category level) in one call, the local engine learns it
     as a label, and the language is detected offline.
 
     A ticket the engine cannot answer is counted as a failure of its kind and the run goes on;
