@@ -153,8 +153,32 @@ def webhooks_register(
 ) -> None:
     """Create the webhook (callback) in the tenant's PSA that calls URL."""
     with runtime() as built:
+        _check_webhook_url(tenant, url)
         webhook_id = built.adapter(tenant).register_webhook(url)
         console.print(f"registered: {webhook_id}")
+
+
+def _check_webhook_url(tenant: str, url: str) -> None:
+    """Refuse what is no web address; warn when the PSA's calls would not reach the tenant."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"--url {url!r} is not a web address; fix: --url https://HOST/webhooks/{tenant}"
+        )
+    if not parts.path.rstrip("/").endswith(f"/webhooks/{tenant}"):
+        errors.print(
+            f"warning: {url} does not end in /webhooks/{tenant}: the PSA's calls reach tenant "
+            f"{tenant!r} only if a proxy forwards them there",
+            highlight=False,
+        )
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        errors.print(
+            f"warning: {url} is not HTTPS: the PSA sends tickets in the clear (docs/deploy.md, "
+            "TLS behind a reverse proxy)",
+            highlight=False,
+        )
 
 
 @taxonomy_app.command("show")
