@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from psatriage.config import Tenant
     from psatriage.psa.base import PSAAdapter
     from psatriage.runtime import Runtime
+    from psatriage.settings import Settings
 
 config_app = typer.Typer(help="Check the tenants file.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -49,7 +50,11 @@ def config_check(
     models: list[tuple[str, Text]] = []
     fields: list[str] = []
     broken = False
-    with runtime(migrate=False) as built:
+    with fail_cleanly(current):
+        fresh = _new_database(current)
+    # an existing database is left as it is (its upgrade is `psatriage db upgrade`'s); a new one
+    # is created, since the local engine's check reads its model versions there
+    with runtime(migrate=fresh) as built:
         for name in sorted(config.tenants):
             psa_ok, psa = _check(lambda name=name: built.adapter(name).check_connection())
             if psa_ok:
@@ -114,6 +119,17 @@ def _unknown_categories(built: Runtime, name: str) -> list[str]:
         for pattern in tenant.categories
         if not any(category_matches(leaf, pattern) for leaf in leaves)
     ]
+
+
+def _new_database(current: Settings) -> bool:
+    """Whether the database has no tables of psatriage yet (never migrated)."""
+    from psatriage.store import db
+
+    engine = db.make_engine(current.effective_database_url)
+    try:
+        return db.current_revision(engine) is None
+    finally:
+        engine.dispose()
 
 
 def _check(call: Callable[..., str]) -> tuple[bool, Text]:
