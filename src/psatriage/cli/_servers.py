@@ -46,7 +46,7 @@ def server_problem(error: BaseException, settings: Settings) -> str | None:
             "newer version, or restore the backup taken before the upgrade (docs/deploy.md)"
         )
     if isinstance(error, (sa.OperationalError, sa.ProgrammingError)) and _missing_schema(error):
-        said = " ".join(str(error.orig or error).split())
+        said = str(error.orig or error).strip().splitlines()[0]  # not the SQL it quotes
         return (
             f"{database}: the database at {_without_password(settings.effective_database_url)} "
             f"lacks what psatriage {__version__} needs ({said}); fix: run `psatriage db upgrade`"
