@@ -73,7 +73,10 @@ def test_it_never_overwrites_without_force(tmp_path: Path) -> None:
     ("options", "says"),
     [
         ([], "not on a terminal: give --psa, one of autotask, connectwise, halopsa, kaseya_bms"),
-        (["--psa", "zendesk"], "--psa 'zendesk' is not a PSA psatriage knows"),
+        (
+            ["--psa", "zendesk"],
+            "--psa 'zendesk' is not a PSA psatriage knows; fix: use one of autotask, connectwise,",
+        ),
         (["--psa", "autotask", "--tenant", "Acme Corp"], "--tenant 'Acme Corp': use lower-case"),
     ],
 )

@@ -143,7 +143,9 @@ def _psa(given: str | None, asking: bool) -> str:
         raise ConfigError(f"not on a terminal: give --psa, one of {', '.join(known)}")
     answer = given if given is not None else _ask("PSA", known, "connectwise")
     if answer not in known:
-        raise ConfigError(f"--psa {answer!r} is not a PSA psatriage knows: {', '.join(known)}")
+        raise ConfigError(
+            f"--psa {answer!r} is not a PSA psatriage knows; fix: use one of {', '.join(known)}"
+        )
     return answer
 
 
