@@ -44,7 +44,12 @@ def config_check(
     with fail_cleanly():
         config = load_config(current.config)
     console.print(f"{current.config}: {len(config.tenants)} tenant(s), file is valid")
+    unfilled = [line for name in sorted(config.tenants) for line in _unfilled(config.tenant(name))]
+    for line in unfilled:
+        errors.print(line, soft_wrap=True, highlight=False)
     if offline or not config.tenants:
+        if unfilled:
+            raise typer.Exit(1)
         return
     table = Table("tenant", "PSA", "model", title="connections")
     models: list[tuple[str, Text]] = []
@@ -82,8 +87,20 @@ def config_check(
         console.print(line, soft_wrap=True, highlight=False)
     for line in unknown:
         errors.print(line, soft_wrap=True, highlight=False)
-    if broken or unknown:
+    if broken or unknown or unfilled:
         raise typer.Exit(1)
+
+
+def _unfilled(tenant: Tenant) -> list[str]:
+    """A line per connection key that still holds the placeholder `psatriage init` wrote."""
+    from psatriage.cli.init import placeholders
+
+    return [
+        f"tenant {tenant.name!r}, key 'connection.{key}': still {value!r}, as init wrote it; "
+        f"fix: fill in {what}"
+        for key, (value, what) in placeholders(tenant.psa).items()
+        if str(getattr(tenant.connection, key, "")) == value
+    ]
 
 
 def _fields_check(tenant: Tenant, adapter: PSAAdapter[Any]) -> tuple[bool, list[str]]:
