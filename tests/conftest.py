@@ -33,6 +33,16 @@ from tests.fakes.openai import FakeOpenAI
 from tests.harness import Harness
 
 
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts in an empty directory, without the caller's ``PSATRIAGE_*`` settings:
+    a ``psatriage.toml`` written by ``psatriage init`` in the clone, or an exported
+    ``PSATRIAGE_DATABASE_URL``, never reaches a test."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"PSATRIAGE_{name.upper()}", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path, config=tmp_path / "psatriage.toml")

@@ -119,7 +119,7 @@ def test_model_and_max_tokens_default_to_the_classifier_configuration(
         ),
         (
             {"acme": _tenant(connection={**CONNECTION, "private_key": "env:T_MISSING"})},
-            ["key 'connection.private_key'", "T_MISSING is not set"],
+            ["key 'connection.private_key'", "T_MISSING is not set; fix: export it"],
         ),
         (
             {"acme": _tenant(policy={"mode": "yolo"})},
@@ -198,6 +198,17 @@ def test_bad_files_name_tenant_key_and_fix(
     for part in expected:
         assert part in message
     assert "hunter2" not in message and "very-private-value" not in message
+
+
+@pytest.mark.parametrize("apply_at", ["high", [0.9], {"at": 0.9}])
+def test_a_threshold_that_is_no_number_is_a_problem_not_a_crash(
+    tmp_path: Path, apply_at: object
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, {"acme": _tenant(policy={"apply_at": apply_at})})
+    message = str(caught.value)
+    assert "tenant 'acme', key 'policy.apply_at': " in message
+    assert "; fix: write a number" in message
 
 
 def test_every_problem_of_every_tenant_is_reported_at_once(tmp_path: Path) -> None:

@@ -95,5 +95,6 @@ def configure_logging(*, level: str = "info", json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    for noisy in ("httpx", "httpcore", "alembic"):
+    # httpx2 and httpcore2: the openai SDK's transport, which logs every request at INFO
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "alembic"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

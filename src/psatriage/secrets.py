@@ -21,20 +21,25 @@ def resolve_secret(value: object) -> SecretStr:
     if isinstance(value, SecretStr):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"a secret must be a reference string; {_HELP}")
+        raise ValueError(f"a secret must be a reference string; fix: {_HELP}")
     kind, sep, name = value.partition(":")
     if not sep or kind not in {"env", "file"} or not name:
-        raise ValueError(f"secrets are never written in the file; {_HELP}")
+        raise ValueError(f"secrets are never written in the file; fix: {_HELP}")
     if kind == "env":
         resolved = os.environ.get(name)
         if resolved is None:
-            raise ValueError(f"environment variable {name} is not set; export it or use file:PATH")
+            raise ValueError(
+                f"environment variable {name} is not set; fix: export it or use file:PATH"
+            )
         return SecretStr(resolved)
     path = Path(name).expanduser()
     try:
         return SecretStr(path.read_text(encoding="utf-8").strip())
     except OSError as exc:
-        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+        raise ValueError(
+            f"cannot read secret file {path}: {exc.strerror}; "
+            "fix: give a readable file holding only the secret"
+        ) from None
 
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]

@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from psatriage.errors import ConfigError
 
 _DEFAULT_DATA_DIR = Path("data")
+PLACEHOLDER = "change-me"
+"""What ``deploy/psatriage.env.example`` holds where a secret goes."""
 _MAKE_KEY = (
     'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
 )
@@ -167,6 +169,19 @@ class Settings(BaseSettings):
     @classmethod
     def _queue_scheme(cls, value: str) -> str:
         return _url_with_scheme(value.strip(), _QUEUE_SCHEMES, _QUEUE_FORMS)
+
+    @field_validator("api_token")
+    @classmethod
+    def _not_the_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        """Refuse the example env file's ``change-me``: it would guard the API with a word
+        anyone can read in the repository."""
+        if value is not None and value.get_secret_value().strip() == PLACEHOLDER:
+            raise ConfigError(
+                f"PSATRIAGE_API_TOKEN is still the example's {PLACEHOLDER!r}; fix: set a random "
+                "one, e.g. the output of: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'"
+            )
+        return value
 
     @field_validator("secret_key")
     @classmethod

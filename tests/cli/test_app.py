@@ -237,3 +237,19 @@ def test_a_database_from_a_newer_version_is_one_line(tmp_path: Path) -> None:
             f"'{db.head_revision()}') does not know: a newer version migrated it; fix: run the "
             "newer version, or restore the backup taken before the upgrade (docs/deploy.md)\n"
         )
+
+
+def test_a_database_missing_a_table_names_db_upgrade(tmp_path: Path) -> None:
+    env = {"PSATRIAGE_DATA_DIR": str(tmp_path)}
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'psatriage.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE events")
+    engine.dispose()
+    result = runner.invoke(app, ["events", "list"], env=env)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: PSATRIAGE_DATA_DIR: the database at sqlite:///{tmp_path / 'psatriage.db'} "
+        f"lacks what psatriage {__version__} needs (no such table: events); fix: run "
+        "`psatriage db upgrade`\n"
+    )

@@ -86,6 +86,35 @@ def test_webhooks_register_is_idempotent(configured: Harness) -> None:
     assert configured.cw.callbacks[0]["url"] == url
 
 
+@pytest.mark.parametrize(
+    ("url", "warned"),
+    [
+        ("https://triage.example.com/webhooks/acme", ""),
+        ("https://triage.example.com/hooks", "does not end in /webhooks/acme"),
+        ("https://triage.example.com/webhooks/other", "does not end in /webhooks/acme"),
+        ("http://triage.example.com/webhooks/acme", "is not HTTPS"),
+    ],
+)
+def test_webhooks_register_warns_of_a_url_the_tenant_would_not_hear(
+    configured: Harness, url: str, warned: str
+) -> None:
+    result = runner.invoke(app, ["webhooks", "register", "--tenant", TENANT, "--url", url])
+    assert result.exit_code == 0, result.output
+    assert ("warning: " in result.stderr) == bool(warned)
+    assert warned in result.stderr
+    assert configured.cw.callbacks[0]["url"] == url
+
+
+@pytest.mark.parametrize("url", ["triage.example.com/webhooks/acme", "ftp://x/webhooks/acme"])
+def test_webhooks_register_refuses_what_is_no_web_address(configured: Harness, url: str) -> None:
+    result = runner.invoke(app, ["webhooks", "register", "--tenant", TENANT, "--url", url])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: --url {url!r} is not a web address; fix: --url https://HOST/webhooks/acme\n"
+    )
+    assert configured.cw.callbacks == []
+
+
 def test_categorize_dry_run_then_for_real(configured: Harness) -> None:
     ticket = configured.cw.add_ticket("Printer", "My printer has a paper jam")
     dry = runner.invoke(

@@ -180,3 +180,16 @@ def test_a_category_entry_that_names_no_category_is_named(
     assert "Hardware > Printer" not in output and "10/21" not in output
     del llama.tenant["categories"]["Hardwre"]
     assert _check(llama, monkeypatch).startswith("0\n")
+
+
+def test_a_local_engine_tenant_checks_on_a_new_database(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first check after `psatriage init --engine local` has no database yet: the check
+    creates it rather than failing on the local engine's model versions."""
+    harness.tenant["classifier"] = {"kind": "local"}
+    monkeypatch.setenv("PSATRIAGE_CONFIG", str(harness.write_config()))
+    monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path / "new"))
+    result = runner.invoke(app, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "acme model: ok offline engine ready (zero-shot:" in result.output

@@ -264,7 +264,14 @@ def test_offline_json_and_csv_for_a_file(tmp_path: Path) -> None:
     [
         (["categorize", "--engine", "openai", "--taxonomy", EXAMPLE, "x"], "needs --engine local"),
         (["categorize", "--engine", "local", "x"], "needs --taxonomy"),
-        (["categorize", "--engine", "local", "--taxonomy", EXAMPLE], "give the ticket text"),
+        (
+            ["categorize", "--engine", "local", "--taxonomy", EXAMPLE],
+            'give the ticket text ("Printer keeps jamming") or --file FILE (JSON Lines)',
+        ),
+        (
+            ["categorize", "--engine", "local", "--taxonomy", EXAMPLE, "--file", DATA, "x"],
+            "or --file, not both",
+        ),
         (["categorize", "--engine", "local", "--tenant", "acme", "x"], "use one or the other"),
         (["categorize"], "give --tenant and --ticket"),
         (

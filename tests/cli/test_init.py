@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from psatriage.cli import app
+from psatriage.cli.init import placeholders
 from psatriage.config import load_config
 from psatriage.psa import adapters
 
@@ -73,7 +74,10 @@ def test_it_never_overwrites_without_force(tmp_path: Path) -> None:
     ("options", "says"),
     [
         ([], "not on a terminal: give --psa, one of autotask, connectwise, halopsa, kaseya_bms"),
-        (["--psa", "zendesk"], "--psa 'zendesk' is not a PSA psatriage knows"),
+        (
+            ["--psa", "zendesk"],
+            "--psa 'zendesk' is not a PSA psatriage knows; fix: use one of autotask, connectwise,",
+        ),
         (["--psa", "autotask", "--tenant", "Acme Corp"], "--tenant 'Acme Corp': use lower-case"),
     ],
 )
@@ -144,3 +148,32 @@ def test_on_a_terminal_it_asks(tmp_path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert 'psa = "kaseya_bms"' in text and "[tenants.north.connection]" in text
     assert 'kind = "local"' in text
+
+
+@pytest.mark.parametrize("psa", sorted(adapters()))
+def test_config_check_names_the_values_left_to_fill_in(
+    psa: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "psatriage.toml"
+    made = runner.invoke(app, ["--config", str(path), "init", "--psa", psa, "--engine", "local"])
+    for variable in _variables(made.stdout):
+        monkeypatch.setenv(variable, "set-by-the-test")
+    left = placeholders(psa)
+    assert left, psa
+    check = runner.invoke(app, ["--config", str(path), "config", "check", "--offline"])
+    assert check.exit_code == 1, check.output
+    for key, (value, what) in left.items():
+        assert (
+            f"tenant 'main', key 'connection.{key}': still {value!r}, as init wrote it; "
+            f"fix: fill in {what}\n"
+        ) in check.stderr
+    text = path.read_text(encoding="utf-8")
+    for value, _ in left.values():
+        filled = "https://acme.halopsa.com" if value.startswith("https://") else "acme-1"
+        if value.count("-") == 4:  # a GUID
+            filled = "0d6c3b1e-7f55-4b39-9f2a-4ad2f1c0a001"
+        text = text.replace(f'"{value}"', f'"{filled}"')
+    path.write_text(text, encoding="utf-8")
+    again = runner.invoke(app, ["--config", str(path), "config", "check", "--offline"])
+    assert again.exit_code == 0, again.output
+    assert again.stderr == ""

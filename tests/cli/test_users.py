@@ -127,3 +127,12 @@ def test_an_open_address_is_allowed_once_someone_must_sign_in(data: Path) -> Non
         assert exposure.refusal(OPEN, token, nobody) is None
     finally:
         token.close()
+
+
+def test_a_password_given_once_on_a_pipe_names_the_fix(data: Path) -> None:
+    result = runner.invoke(app, ["users", "add", "ann"], input=f"{PASSWORD}\n")
+    assert result.exit_code == 2
+    assert result.stderr.endswith(
+        "error: no password given; fix: type it twice when asked, or pass --password-stdin with "
+        "the password on the first line of standard input\n"
+    )

@@ -49,8 +49,12 @@ def run(
         )
     if taxonomy_file is None:
         raise ConfigError("--engine local needs --taxonomy FILE (see examples/taxonomy.toml)")
-    if (text is None) == (file is None):
+    if text is not None and file is not None:
         raise ConfigError('give the ticket text ("Printer keeps jamming") or --file, not both')
+    if text is None and file is None:
+        raise ConfigError(
+            'give the ticket text ("Printer keeps jamming") or --file FILE (JSON Lines)'
+        )
     taxonomy = read_taxonomy(taxonomy_file)
     ranker = _ranker(model)
     if model is not None:

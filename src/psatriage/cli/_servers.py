@@ -45,6 +45,12 @@ def server_problem(error: BaseException, settings: Settings) -> str | None:
             f"{db.head_revision()!r}) does not know: a newer version migrated it; fix: run the "
             "newer version, or restore the backup taken before the upgrade (docs/deploy.md)"
         )
+    if isinstance(error, (sa.OperationalError, sa.ProgrammingError)) and _missing_schema(error):
+        said = str(error.orig or error).strip().splitlines()[0]  # not the SQL it quotes
+        return (
+            f"{database}: the database at {_without_password(settings.effective_database_url)} "
+            f"lacks what psatriage {__version__} needs ({said}); fix: run `psatriage db upgrade`"
+        )
     if isinstance(error, (sa.OperationalError, sa.InterfaceError)):
         return _explain(database, settings.effective_database_url, error.orig or error)
     if isinstance(error, OSError) and error.filename is not None:
@@ -65,6 +71,16 @@ def server_problem(error: BaseException, settings: Settings) -> str | None:
     if login or isinstance(error, _QUEUE_ERRORS):
         return _explain(_queue_variable(settings), settings.effective_queue_url, error, login=login)
     return None
+
+
+def _missing_schema(error: sa.DBAPIError) -> bool:
+    """A table or column of ours is missing: the database is behind this version's migrations."""
+    said = str(error.orig or error)
+    return (
+        "no such table" in said
+        or "no such column" in said
+        or type(error.orig).__name__ in {"UndefinedTable", "UndefinedColumn"}
+    )
 
 
 def _sqlite_folder(url: str) -> Path | None:

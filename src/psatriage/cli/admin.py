@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from psatriage.config import Tenant
     from psatriage.psa.base import PSAAdapter
     from psatriage.runtime import Runtime
+    from psatriage.settings import Settings
 
 config_app = typer.Typer(help="Check the tenants file.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -43,13 +44,22 @@ def config_check(
     with fail_cleanly():
         config = load_config(current.config)
     console.print(f"{current.config}: {len(config.tenants)} tenant(s), file is valid")
+    unfilled = [line for name in sorted(config.tenants) for line in _unfilled(config.tenant(name))]
+    for line in unfilled:
+        errors.print(line, soft_wrap=True, highlight=False)
     if offline or not config.tenants:
+        if unfilled:
+            raise typer.Exit(1)
         return
     table = Table("tenant", "PSA", "model", title="connections")
     models: list[tuple[str, Text]] = []
     fields: list[str] = []
     broken = False
-    with runtime(migrate=False) as built:
+    with fail_cleanly(current):
+        fresh = _new_database(current)
+    # an existing database is left as it is (its upgrade is `psatriage db upgrade`'s); a new one
+    # is created, since the local engine's check reads its model versions there
+    with runtime(migrate=fresh) as built:
         for name in sorted(config.tenants):
             psa_ok, psa = _check(lambda name=name: built.adapter(name).check_connection())
             if psa_ok:
@@ -77,8 +87,20 @@ def config_check(
         console.print(line, soft_wrap=True, highlight=False)
     for line in unknown:
         errors.print(line, soft_wrap=True, highlight=False)
-    if broken or unknown:
+    if broken or unknown or unfilled:
         raise typer.Exit(1)
+
+
+def _unfilled(tenant: Tenant) -> list[str]:
+    """A line per connection key that still holds the placeholder `psatriage init` wrote."""
+    from psatriage.cli.init import placeholders
+
+    return [
+        f"tenant {tenant.name!r}, key 'connection.{key}': still {value!r}, as init wrote it; "
+        f"fix: fill in {what}"
+        for key, (value, what) in placeholders(tenant.psa).items()
+        if str(getattr(tenant.connection, key, "")) == value
+    ]
 
 
 def _fields_check(tenant: Tenant, adapter: PSAAdapter[Any]) -> tuple[bool, list[str]]:
@@ -114,6 +136,17 @@ def _unknown_categories(built: Runtime, name: str) -> list[str]:
         for pattern in tenant.categories
         if not any(category_matches(leaf, pattern) for leaf in leaves)
     ]
+
+
+def _new_database(current: Settings) -> bool:
+    """Whether the database has no tables of psatriage yet (never migrated)."""
+    from psatriage.store import db
+
+    engine = db.make_engine(current.effective_database_url)
+    try:
+        return db.current_revision(engine) is None
+    finally:
+        engine.dispose()
 
 
 def _check(call: Callable[..., str]) -> tuple[bool, Text]:
@@ -153,8 +186,32 @@ def webhooks_register(
 ) -> None:
     """Create the webhook (callback) in the tenant's PSA that calls URL."""
     with runtime() as built:
+        _check_webhook_url(tenant, url)
         webhook_id = built.adapter(tenant).register_webhook(url)
         console.print(f"registered: {webhook_id}")
+
+
+def _check_webhook_url(tenant: str, url: str) -> None:
+    """Refuse what is no web address; warn when the PSA's calls would not reach the tenant."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"--url {url!r} is not a web address; fix: --url https://HOST/webhooks/{tenant}"
+        )
+    if not parts.path.rstrip("/").endswith(f"/webhooks/{tenant}"):
+        errors.print(
+            f"warning: {url} does not end in /webhooks/{tenant}: the PSA's calls reach tenant "
+            f"{tenant!r} only if a proxy forwards them there",
+            highlight=False,
+        )
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        errors.print(
+            f"warning: {url} is not HTTPS: the PSA sends tickets in the clear (docs/deploy.md, "
+            "TLS behind a reverse proxy)",
+            highlight=False,
+        )
 
 
 @taxonomy_app.command("show")

@@ -163,8 +163,8 @@ def _summary(tenant: str, dry_run: bool, total: int, results: list[Any]) -> None
     for _, state, result in results:
         states[result.get("outcome") or state] += 1
     listed = ", ".join(f"{name} {count}" for name, count in sorted(states.items())) or "none"
-    verb = "would be" if dry_run else "were"
-    console.print(f"{tenant}: {total} tickets; {listed} (what {verb} done)", highlight=False)
+    said = " (dry run: nothing written)" if dry_run else ""
+    console.print(f"{tenant}: {total} tickets; {listed}{said}", highlight=False)
 
 
 def _write_csv(path: Path, results: list[tuple[str, str, dict[str, Any]]]) -> None:

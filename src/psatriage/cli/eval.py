@@ -84,7 +84,7 @@ def eval_command(
     """Accuracy, macro-F1, per-class table, confusions, thresholds, calibration, latency, cost.
 
     A ticket field as the label is measured as the service decides it: an LLM engine is asked it
-    beside the category (the file's ``category`` level) in one call, the local engine learns it
+    beside the category (the file's category level) in one call, the local engine learns it
     as a label, a hybrid's local half ranks the categories and takes the field from a model of
     it trained on the rest (the tickets it decides without the LLM), and the language is
     detected offline.

@@ -53,6 +53,21 @@ region = "us"                            # us, emea, apac or vorex
 """,
 }
 
+_PLACEHOLDER = re.compile(r'^(\w+) = "([^"]+)"\s+# fill in: (.+)$')
+_PLAUSIBLE = {"api-na.myconnectwise.net", "psatriage-api"}  # may well be the right values
+
+
+def placeholders(psa: str) -> dict[str, tuple[str, str]]:
+    """The connection keys ``init`` writes for ``psa`` with a value to replace: key -> (that
+    value, what to fill in)."""
+    found = {}
+    for line in _CONNECTIONS.get(psa, "").splitlines():
+        match = _PLACEHOLDER.match(line)
+        if match and match.group(2) not in _PLAUSIBLE:
+            found[match.group(1)] = (match.group(2), match.group(3))
+    return found
+
+
 _CLASSIFIERS = {
     Engine.OPENAI: """\
 [tenants.{tenant}.classifier]            # Azure OpenAI, Ollama, vLLM: docs/configuration.md
@@ -143,7 +158,9 @@ def _psa(given: str | None, asking: bool) -> str:
         raise ConfigError(f"not on a terminal: give --psa, one of {', '.join(known)}")
     answer = given if given is not None else _ask("PSA", known, "connectwise")
     if answer not in known:
-        raise ConfigError(f"--psa {answer!r} is not a PSA psatriage knows: {', '.join(known)}")
+        raise ConfigError(
+            f"--psa {answer!r} is not a PSA psatriage knows; fix: use one of {', '.join(known)}"
+        )
     return answer
 
 

@@ -67,7 +67,13 @@ def _actor() -> str:
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    entered: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        entered: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    except typer.Abort:  # the input ended before the password was given twice
+        raise ConfigError(
+            "no password given; fix: type it twice when asked, or pass --password-stdin "
+            "with the password on the first line of standard input"
+        ) from None
     return entered
 
 

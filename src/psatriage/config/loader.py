@@ -295,10 +295,12 @@ _FIXES = {
     "less_than_equal": "lower the value",
     "int_parsing": "write a whole number",
     "float_parsing": "write a number",
+    "float_type": "write a number",
+    "int_type": "write a whole number",
     "bool_parsing": "write true or false",
     "string_type": "write a quoted string",
     "url_parsing": "write a full URL such as https://host/path",
-    "value_error": "see the message",
+    "value_error": "correct the value (docs/configuration.md)",
 }
 
 

@@ -184,7 +184,11 @@ class Policy(_Strict):
         if isinstance(data, dict) and data.get("min_confidence_to_change") is None:
             # unset, replacing needs at least what filling needs
             default = cls.model_fields["min_confidence_to_change"].default
-            data["min_confidence_to_change"] = max(default, data.get("apply_at") or 0.0)
+            try:
+                floor = float(data.get("apply_at") or 0.0)
+            except (TypeError, ValueError):  # not a number: the field's own check says so
+                floor = 0.0
+            data["min_confidence_to_change"] = max(default, floor)
         return data
 
     @field_validator("fields")

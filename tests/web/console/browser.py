@@ -32,7 +32,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = os.environ.get("PSATRIAGE_CONSOLE_SCREENSHOTS", "")
+_SCREENSHOTS = os.environ.get("PSATRIAGE_CONSOLE_SCREENSHOTS", "")
+# resolved at import, from where pytest started: each test runs in a directory of its own
+SCREENSHOTS = str(Path(_SCREENSHOTS).resolve()) if _SCREENSHOTS else ""
 MAX_SCREENSHOT_BYTES = 150_000
 READY_SECONDS = 120
 
