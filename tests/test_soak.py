@@ -7,6 +7,7 @@ ticket, of its goals and of memory growth, on figures made up here."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -135,6 +136,8 @@ def test_a_short_chaos_soak_loses_nothing_and_doubles_nothing(tmp_path: Path) ->
     )
 
     result = soak.run(options)
+    # the figures beside the processes' logs, for a failure to be read afterwards
+    (tmp_path / "soak.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
 
     assert all(count >= 1 for count in result["faults"].values()), result["faults"]
     assert not result["fault_errors"]

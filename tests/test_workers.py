@@ -17,7 +17,7 @@ from psatriage import jobs
 from psatriage.config import load_config
 from psatriage.domain import TicketEvent
 from psatriage.runtime import Runtime
-from psatriage.store.tables import EventState
+from psatriage.store.tables import EventState, utcnow
 from tests.harness import Harness, to_toml
 
 DEADLINE = 240  # seconds: generous for a loaded 2-core machine; never asserted on
@@ -139,6 +139,33 @@ def test_a_psa_timeout_of_the_tenant_frees_the_worker_and_retries_later(
         assert row is not None and "did not answer" in row.reason
     finally:
         release.set()
+
+
+def test_a_write_that_got_no_answer_is_not_sent_again_before_it_may_have_landed(
+    harness: Harness, built: list[Runtime]
+) -> None:
+    """A PSA that holds the category write past the tenant's timeout may apply it afterwards; a
+    retry that read the ticket meanwhile would write it again. The retry is due no sooner than
+    the timeout once more, and finds the write that landed: one write, one note."""
+    runtime = _runtime(harness, {"slow": {"psa_timeout_seconds": 1}}, retry_max_seconds=60)
+    built.append(runtime)
+    ticket = harness.cw.add_ticket("Printer", "paper jam")
+    release = harness.cw.hold("PATCH", rf"/service/tickets/{ticket}$")
+    try:
+        event_id = _record(runtime, "slow", ticket)
+        sent = utcnow()
+        assert jobs.process_event(runtime, event_id) is EventState.RETRYING
+        row = runtime.ledger.get(event_id)
+        assert row is not None and row.next_attempt_at is not None
+        assert "the write may still be applied" in row.reason
+        # the client waited 1 s for the answer, and the retry waits as long again
+        assert row.next_attempt_at - sent >= timedelta(seconds=2)
+    finally:
+        release.set()  # the held write is applied now, after the worker gave up on it
+    _wait(lambda: len(harness.cw.patches(ticket)) == 1, "the held write was not applied")
+    assert jobs.process_event(runtime, event_id) is EventState.DONE
+    assert len(harness.cw.patches(ticket)) == 1
+    assert _noted(harness).count(ticket) == 1
 
 
 def test_a_paused_tenant_keeps_its_events_and_resumes_them(

@@ -80,6 +80,32 @@ def test_a_transport_failure_is_transient(answers: list[Answer], client: Client)
 
 
 @pytest.mark.parametrize(
+    ("method", "failure", "settle"),
+    [
+        ("PATCH", httpx.ReadTimeout, 7.0),  # sent, no answer: the server may apply it later
+        ("POST", httpx.RemoteProtocolError, 7.0),  # the connection dropped after it was sent
+        ("POST", httpx.ConnectError, None),  # never sent
+        ("GET", httpx.ReadTimeout, None),  # a read changes nothing
+    ],
+)
+def test_a_write_without_an_answer_is_tried_again_after_a_timeout_more(
+    answers: list[Answer],
+    client: Client,
+    method: str,
+    failure: type[httpx.TransportError],
+    settle: float | None,
+) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise failure("no answer", request=request)
+
+    client.timeout = 7.0
+    answers.append(fail)
+    with pytest.raises(TransientError, match=f"Demo did not answer {method} /tickets/1") as raised:
+        client.call(method, "tickets/1", what="ticket 1")
+    assert raised.value.retry_after == settle
+
+
+@pytest.mark.parametrize(
     ("answer", "error", "message"),
     [
         (status(401), AuthFailed, r"Demo refused the key \(401\) for ticket 1"),

@@ -25,7 +25,10 @@ any other                  ``PermanentError``
 Inside one call a 429 is retried ``rate_limit_retries`` times with a short jittered backoff
 (stamina), honouring a Retry-After of at most ``max_rate_limit_wait_seconds``; a longer wait, a
 5xx or a full client-side window (``CallLimitReached``) is left to the job scheduler, which
-reschedules the ticket instead of holding a worker.
+reschedules the ticket instead of holding a worker. A write that got no answer (a timeout, a
+connection dropped after it was sent) may still be applied by a server that held it: its
+``TransientError`` asks the scheduler to wait as long as the request waited before the ticket is
+read again, so the next try sees the write instead of sending it twice.
 """
 
 from __future__ import annotations
@@ -53,6 +56,18 @@ from psatriage.shared.limits import CallLimits
 
 Params = Mapping[str, str | int]
 Form = Mapping[str, str]
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+# transport failures before the request reached the server: nothing can have been applied
+_NOTHING_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+_DEFAULT_TIMEOUT = 30.0  # seconds, as psatriage.http.make_client's
 
 
 class RateLimited(TransientError):
@@ -194,9 +209,28 @@ class PSAClient(ABC):
                 timeout=httpx.USE_CLIENT_DEFAULT if self.timeout is None else self.timeout,
             )
         except httpx.TransportError as exc:
+            message = f"{self.psa} did not answer {method} {httpx.URL(url).path}: "
+            message += type(exc).__name__
+            settle = self._settle_seconds(method, exc)
+            if settle is None:
+                raise TransientError(message) from exc
             raise TransientError(
-                f"{self.psa} did not answer {method} {httpx.URL(url).path}: {type(exc).__name__}"
+                f"{message} (the write may still be applied; tried again in {settle:g} s at the "
+                "earliest)",
+                retry_after=settle,
             ) from exc
+
+    def _settle_seconds(self, method: str, exc: httpx.TransportError) -> float | None:
+        """How long to wait before the ticket is read again after a write that got no answer: a
+        server that holds a request may apply it after we gave up, and a ticket read before that
+        would not show it (the write would be sent twice). As long as we waited for the answer,
+        so the next try comes at least two timeouts after the write was sent. None for a read,
+        or for a failure before anything was sent."""
+        if method.upper() in _READS or isinstance(exc, _NOTHING_SENT):
+            return None
+        if self.timeout is not None:
+            return self.timeout
+        return self.http.timeout.read or _DEFAULT_TIMEOUT
 
     # -- the error ladder -------------------------------------------------------------------------
 
