@@ -71,31 +71,43 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         for psa in PSAS:
             kits[psa] = kit_for(psa)
             stack.callback(kits[psa].fake.stop)
-        config = root / "psatriage.toml"
         tenants = {psa: kit_tenant(kit, llm) for psa, kit in kits.items()}
-        config.write_text(to_toml({"tenants": tenants}), encoding="utf-8")
-        env = {
-            **os.environ,
-            **{key: value for kit in kits.values() for key, value in kit.env.items()},
-            OPENAI_KEY_ENV: DEFAULT_API_KEY,
-            "PSATRIAGE_CONFIG": str(config),
-            "PSATRIAGE_DATA_DIR": str(root / "data"),
-            "PSATRIAGE_LOG_FORMAT": "json",
-            "PSATRIAGE_WORKERS": "4",
-        }
-        port = free_port()
-        log = stack.enter_context((root / "serve.log").open("wb"))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "psatriage", "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        stack.callback(process.wait, timeout=60)
-        stack.callback(process.terminate)
-        url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, process, root / "serve.log")
+        url = serve(stack, root, tenants, kits)
         yield Service(url, kits)
+
+
+def serve(
+    stack: ExitStack,
+    root: Path,
+    tenants: dict[str, dict[str, Any]],
+    kits: dict[str, ContractKit],
+) -> str:
+    """Start the default ``psatriage serve`` (4 workers, SQLite in ``root``) on ``tenants``,
+    stopped when ``stack`` closes; its URL once ``/readyz`` answers."""
+    config = root / "psatriage.toml"
+    config.write_text(to_toml({"tenants": tenants}), encoding="utf-8")
+    env = {
+        **os.environ,
+        **{key: value for kit in kits.values() for key, value in kit.env.items()},
+        OPENAI_KEY_ENV: DEFAULT_API_KEY,
+        "PSATRIAGE_CONFIG": str(config),
+        "PSATRIAGE_DATA_DIR": str(root / "data"),
+        "PSATRIAGE_LOG_FORMAT": "json",
+        "PSATRIAGE_WORKERS": "4",
+    }
+    port = free_port()
+    log = stack.enter_context((root / "serve.log").open("wb"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "psatriage", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    stack.callback(process.wait, timeout=60)
+    stack.callback(process.terminate)
+    url = f"http://127.0.0.1:{port}"
+    _wait_ready(url, process, root / "serve.log")
+    return url
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -6,9 +6,6 @@ Each check waits for the ledger to say its events finished, then looks at what t
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -20,9 +17,9 @@ import pytest
 from psatriage.psa import adapters
 from tests.fakes.connectwise import FakeConnectWise
 from tests.fakes.kit import ContractKit
-from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
-from tests.harness import OPENAI_KEY_ENV, free_port, kit_for, kit_tenant, to_toml
-from tests.test_e2e import Service, _wait_ready
+from tests.fakes.openai import FakeOpenAI
+from tests.harness import kit_for, kit_tenant
+from tests.test_e2e import Service, serve
 
 pytestmark = pytest.mark.slow
 
@@ -76,29 +73,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FieldsService]
             }
             for psa, kit in kits.items()
         }
-        config = root / "psatriage.toml"
-        config.write_text(to_toml({"tenants": tenants}), encoding="utf-8")
-        env = {
-            **os.environ,
-            **{key: value for kit in kits.values() for key, value in kit.env.items()},
-            OPENAI_KEY_ENV: DEFAULT_API_KEY,
-            "PSATRIAGE_CONFIG": str(config),
-            "PSATRIAGE_DATA_DIR": str(root / "data"),
-            "PSATRIAGE_LOG_FORMAT": "json",
-            "PSATRIAGE_WORKERS": "4",
-        }
-        port = free_port()
-        log = stack.enter_context((root / "serve.log").open("wb"))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "psatriage", "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        stack.callback(process.wait, timeout=60)
-        stack.callback(process.terminate)
-        url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, process, root / "serve.log")
+        url = serve(stack, root, tenants, kits)
         yield FieldsService(url, kits, llm)
 
 
