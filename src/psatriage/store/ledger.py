@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -303,7 +304,7 @@ class Ledger:
         if not claims:
             return 0
         now = utcnow()
-        held = or_(*(and_(EventRow.id == c.id, EventRow.claims == c.claims) for c in claims))
+        held = tuple_(EventRow.id, EventRow.claims).in_([(c.id, c.claims) for c in claims])
         with self._engine.begin() as connection:
             result = connection.execute(
                 update(EventRow)
