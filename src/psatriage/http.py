@@ -12,11 +12,13 @@ import httpx
 from psatriage import __version__
 
 USER_AGENT = f"psatriage/{__version__}"
+READ_TIMEOUT_SECONDS = 30.0
+"""How long ``make_client``'s clients wait for an answer by default."""
 
 
 def make_client(
     *,
-    timeout: float = 30.0,
+    timeout: float = READ_TIMEOUT_SECONDS,
     connect_timeout: float = 10.0,
     max_connections: int = 32,
     transport: httpx.BaseTransport | None = None,

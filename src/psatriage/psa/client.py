@@ -50,7 +50,7 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
-from psatriage.http import retry_after
+from psatriage.http import READ_TIMEOUT_SECONDS, retry_after
 from psatriage.psa.base import AdapterConfig
 from psatriage.shared.limits import CallLimits
 
@@ -67,7 +67,6 @@ _NOTHING_SENT = (
     httpx.UnsupportedProtocol,
     httpx.LocalProtocolError,
 )
-_DEFAULT_TIMEOUT = 30.0  # seconds, as psatriage.http.make_client's
 
 
 class RateLimited(TransientError):
@@ -230,7 +229,7 @@ class PSAClient(ABC):
             return None
         if self.timeout is not None:
             return self.timeout
-        return self.http.timeout.read or _DEFAULT_TIMEOUT
+        return self.http.timeout.read or READ_TIMEOUT_SECONDS
 
     # -- the error ladder -------------------------------------------------------------------------
 
