@@ -47,12 +47,12 @@ def categorize(
     ``tries`` is how many times the event was taken, this time included: after the first, an
     earlier try may have written, so the note is looked for before it is posted.
     """
-    checkpoint = None if dry_run else deps.decisions.decision_for_event(event_id)
-    if snapshot is not None and checkpoint is None:
+    if snapshot is not None:  # the caller's to judge (``jobs.fresh_snapshot``: first claim only)
         ticket = deps.adapter.ticket_from_snapshot(ticket_id, snapshot)
-    else:  # an earlier try got as far as deciding: it may have written, read the ticket as it is
+    else:
         ticket = deps.adapter.get_ticket(ticket_id)
     effective = deps.tenant.effective(ticket.company_id, ticket.company_name)
+    checkpoint = None if dry_run else deps.decisions.decision_for_event(event_id)
     if checkpoint is None and not dry_run and once_per_ticket:
         holder = deps.decisions.ticket_holder(deps.tenant.name, ticket.id)
         if holder is not None:
