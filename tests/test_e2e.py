@@ -38,6 +38,7 @@ class Service:
 
     url: str
     kits: dict[str, ContractKit]
+    pid: int = 0  # the serve process
 
     def deliver(self, psa: str, delivery: Delivery) -> httpx.Response:
         body, headers = delivery
@@ -72,8 +73,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             kits[psa] = kit_for(psa)
             stack.callback(kits[psa].fake.stop)
         tenants = {psa: kit_tenant(kit, llm) for psa, kit in kits.items()}
-        url = serve(stack, root, tenants, kits)
-        yield Service(url, kits)
+        url, pid = serve(stack, root, tenants, kits)
+        yield Service(url, kits, pid)
 
 
 def serve(
@@ -81,9 +82,9 @@ def serve(
     root: Path,
     tenants: dict[str, dict[str, Any]],
     kits: dict[str, ContractKit],
-) -> str:
+) -> tuple[str, int]:
     """Start the default ``psatriage serve`` (4 workers, SQLite in ``root``) on ``tenants``,
-    stopped when ``stack`` closes; its URL once ``/readyz`` answers."""
+    stopped when ``stack`` closes; its URL once ``/readyz`` answers, and its process id."""
     config = root / "psatriage.toml"
     config.write_text(to_toml({"tenants": tenants}), encoding="utf-8")
     env = {
@@ -107,7 +108,7 @@ def serve(
     stack.callback(process.terminate)
     url = f"http://127.0.0.1:{port}"
     _wait_ready(url, process, root / "serve.log")
-    return url
+    return url, process.pid
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -121,6 +122,31 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(log.read_text())
         time.sleep(0.1)
+
+
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_the_worker_process_yields_the_cpu_to_the_web_process(service: Service) -> None:
+    """Busy workers must not delay a webhook's acknowledgement: serve's worker process runs at
+    a lower priority (worker_nice, 10 by default) than the web process."""
+    workers = _children(service.pid)
+    assert len(workers) == 1, workers
+    wanted = min(19, _niceness(service.pid) + 10)
+    deadline = time.monotonic() + DEADLINE  # the worker may still be starting
+    while _niceness(workers[0]) != wanted and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _niceness(workers[0]) == wanted
 
 
 def _ours(kit: ContractKit, ticket: str) -> list[str]:

@@ -73,8 +73,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FieldsService]
             }
             for psa, kit in kits.items()
         }
-        url = serve(stack, root, tenants, kits)
-        yield FieldsService(url, kits, llm)
+        url, _ = serve(stack, root, tenants, kits)
+        yield FieldsService(url, kits, llm=llm)
 
 
 def _run(service: Service, psa: str, ticket: str) -> dict[str, Any]:

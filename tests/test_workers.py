@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from psatriage import jobs
+from psatriage.classifiers import _openai_capabilities as capabilities
 from psatriage.config import load_config
 from psatriage.domain import TicketEvent
 from psatriage.runtime import Runtime
@@ -238,3 +239,25 @@ def test_a_ticket_that_takes_longer_than_a_lease_keeps_its_worker(
     row = runtime.ledger.get(event_id)
     assert row is not None and (row.claims, row.attempts) == (1, 1)  # never taken again
     assert _noted(harness).count(ticket) == 1
+
+
+def test_a_new_worker_pool_learns_its_model_server_before_the_first_ticket(
+    harness: Harness, built: list[Runtime]
+) -> None:
+    """The first tickets of a new worker process do not wait together for what the first one
+    would load and find out: the pool prepares each tenant's classifier as it starts."""
+    capabilities.forget()
+    runtime = _runtime(harness, {"warm": {}})
+    built.append(runtime)
+    classifier = runtime.classifier("warm")
+    assert "not probed yet" in str(classifier.capabilities())
+    pool = jobs.WorkerPool(runtime, workers=2).start()
+    try:
+        _wait(
+            lambda: "not probed yet" not in str(classifier.capabilities()),
+            "the model server's capabilities were not probed",
+        )
+    finally:
+        pool.stop()
+    assert harness.llm.requests  # the probe, before any ticket
+    assert not harness.cw.writes and runtime.ledger.get(1) is None

@@ -87,6 +87,7 @@ class WorkerPool:
         self._unlisten = self.runtime.queue.listen(self.wake)
         self._threads = [
             _thread(self._dispatch, "psatriage-dispatcher"),
+            _thread(self._warm_up, "psatriage-warm-up"),
             housekeeping(self.runtime, self._stop),
             _thread(self._poll_loop, "psatriage-poller"),
             _thread(self._keep_leases, "psatriage-leases"),
@@ -132,6 +133,19 @@ class WorkerPool:
                 log.exception("could not claim events; trying again")
                 more = False
                 self._stop.wait(min(1.0, poll * 10))
+
+    def _warm_up(self) -> None:
+        """Build each tenant's PSA adapter and classifier, and let the classifier load what it
+        needs, as the process starts: otherwise the first tickets of a new worker process wait
+        together for what the first one loads (libraries, clients, the model server's
+        capabilities)."""
+        for name in self.runtime.config.tenants:
+            if self._stop.is_set():
+                return
+            try:
+                self.runtime.deps(name).classifier.warm_up()
+            except PsatriageError as exc:  # its tickets meet the problem and report it
+                log.warning("could not prepare a tenant", tenant=name, error=str(exc))
 
     def _claim_some(self) -> bool:
         """Claim events for the free threads, fairly; True when there may be more to claim

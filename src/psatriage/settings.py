@@ -64,6 +64,15 @@ class Settings(BaseSettings):
         description="Worker processes `psatriage serve` starts beside its web process (0: none, "
         "as with --no-worker). More processes use more cores.",
     )
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="How much a `psatriage worker` process lowers its own scheduling priority "
+        "(Unix niceness, added to what it started with): when a busy worker and the web process "
+        "share the cores, the web process gets them first, so webhooks are acknowledged at once. "
+        "0 keeps the priority it was started with.",
+    )
     tenant_share: float = Field(
         default=0.5,
         gt=0,

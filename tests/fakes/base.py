@@ -29,6 +29,13 @@ from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # the listen backlog, read when the socket starts listening (in the constructor): with the
+    # default 5, a burst of new connections overflows it and the client retries a second later
+    request_queue_size = 512
+
+
 @dataclass
 class Request:
     method: str
@@ -179,9 +186,7 @@ class FakeServer:
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 512
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

@@ -155,5 +155,10 @@ class Classifier(ABC, Generic[ConfigT]):
         """Give the classifier the service's database (the local engine reads its trained
         model versions there); the default needs none."""
 
+    def warm_up(self) -> None:
+        """Load now what the first classification would load or find out (libraries, clients,
+        models, what the model server supports), so the first tickets a worker process takes
+        do not wait for it. The default has nothing to load."""
+
     def close(self) -> None:
         """Release connections and files (the default holds none)."""

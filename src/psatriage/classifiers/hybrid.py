@@ -82,6 +82,10 @@ class HybridClassifier(Classifier[HybridConfig]):
     def use_database(self, sessions: sessionmaker[Session]) -> None:
         self.local.use_database(sessions)
 
+    def warm_up(self) -> None:
+        self.local.warm_up()
+        self.llm.warm_up()
+
     def close(self) -> None:
         self.llm.close()
 

@@ -166,6 +166,10 @@ class LocalClassifier(Classifier[LocalConfig]):
             return str(latest) if latest is not None else None
         return self.config.model
 
+    def warm_up(self) -> None:
+        """The libraries, the embedding and the active model."""
+        self.ranker()
+
     def classify(self, request: ClassificationRequest) -> Classification:
         return self.decide(request)[0]
 

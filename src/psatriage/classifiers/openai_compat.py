@@ -139,6 +139,11 @@ class OpenAICompatClassifier(Classifier[OpenAIConfig]):
                     self._made = made
         return self._made
 
+    def warm_up(self) -> None:
+        """The SDK, its client, and the capabilities of the configured model (the probe the
+        first ticket would make: one short completion per process)."""
+        self._capabilities(self.config.model)
+
     def close(self) -> None:
         """Release the connection pool."""
         with self._making:

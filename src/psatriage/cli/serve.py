@@ -96,6 +96,8 @@ def worker(
 
     with runtime() as built:
         built.queue.check()  # a queue server that does not answer stops us here
+        if built.settings.worker_nice:
+            os.nice(built.settings.worker_nice)
         count = workers or built.settings.workers
         console.print(f"psatriage worker: {count} worker(s)", highlight=False)
         stop = threading.Event()
