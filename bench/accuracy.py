@@ -7,8 +7,8 @@ Run from the repository root (the data is not part of the repository)::
 
 ``--rows`` keeps some supervised rows (``category_path``, ``sub_category1``, ``product``,
 ``issue``), ``--skip-baseline`` leaves the baseline out (its ``category_path`` fit takes minutes)
-and ``--only-supervised`` leaves out zero-shot, multilingual, training time and RSS: what one
-iterates with. The table of docs/PERFORMANCE.md is one whole run.
+and ``--only-supervised`` leaves out zero-shot, rotations, multilingual, training time and RSS:
+what one iterates with. The table of docs/PERFORMANCE.md is one whole run.
 
 Rows (each trained on the train split and scored on the eval split of the data README's rule):
 
@@ -558,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only-supervised",
         action="store_true",
-        help="only the supervised rows: no zero-shot, multilingual, training time or RSS",
+        help="only the supervised rows: no zero-shot, rotations, multilingual, training "
+        "time or RSS",
     )
     args = parser.parse_args(argv)
     rows = None
