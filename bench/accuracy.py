@@ -3,7 +3,12 @@
 Run from the repository root (the data is not part of the repository)::
 
     uv run python -m bench.accuracy --data ../shared/data [--multilingual FILE.csv] [--json]
-        [--skip-rss]
+        [--skip-rss] [--rows product,issue] [--skip-baseline] [--only-supervised]
+
+``--rows`` keeps some supervised rows (``category_path``, ``sub_category1``, ``product``,
+``issue``), ``--skip-baseline`` leaves the baseline out (its ``category_path`` fit takes minutes)
+and ``--only-supervised`` leaves out zero-shot, rotations, multilingual, training time and RSS:
+what one iterates with. The table of docs/PERFORMANCE.md is one whole run.
 
 Rows (each trained on the train split and scored on the eval split of the data README's rule):
 
@@ -13,7 +18,13 @@ supervised   Endava ``category_path`` and ``sub_category1``, CFPB ``product`` an
              exactly as ``psatriage eval`` runs it (trained by ``psatriage.local_engine``, each
              ticket through ``LocalClassifier.classify``).
              Hierarchical labels (``category_path``) also get accuracy per level (the path's first
-             level, its first two levels, the whole path) for both.
+             level, its first two levels, the whole path) for both. Beside the local engine's
+             ECE, its floor: the ECE a perfectly calibrated engine would show with the same
+             confidences on as many tickets (the mean over simulated draws of right and wrong
+             at those confidences): on a few hundred tickets the binned ECE cannot be near 0.
+rotations    CFPB ``product`` and ``issue`` scored on each fifth of the file by the split rule's
+             hash, each by a model trained on the other four (the eval split is one of them):
+             accuracy and ECE per rotation and pooled over every ticket.
 zero-shot    CFPB ``product`` from names alone and from names with the descriptions of
              ``bench/cfpb_products.toml``, and ``issue`` from names, beside the majority class;
              with top-3 accuracy.
@@ -34,6 +45,7 @@ Nothing here asserts: docs/PERFORMANCE.md holds one run's numbers and the goals.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -62,9 +74,15 @@ from tests.harness import TENANT, Harness
 
 from psatriage.classifiers.local import LocalClassifier, LocalConfig
 from psatriage.evaluation import runs
-from psatriage.evaluation.measures import accuracy, macro_f1, report
+from psatriage.evaluation.measures import (
+    Prediction,
+    accuracy,
+    expected_calibration_error,
+    macro_f1,
+    report,
+)
 from psatriage.evaluation.runs import Setup
-from psatriage.local_engine.data import Example
+from psatriage.local_engine.data import Example, read_examples, taxonomy_from_labels
 from psatriage.local_engine.embed import shared_embedder
 from psatriage.local_engine.training import train
 
@@ -74,6 +92,7 @@ SUPERVISED = (
     ("cfpb/complaints.jsonl", "product", 0.718),
     ("cfpb/complaints.jsonl", "issue", 0.491),
 )
+ROTATED = (("cfpb/complaints.jsonl", "product"), ("cfpb/complaints.jsonl", "issue"))
 DESCRIBED = Path(__file__).resolve().parent / "cfpb_products.toml"
 ZERO_SHOT: tuple[tuple[str, str, Path | None], ...] = (
     ("cfpb/complaints.jsonl", "product", None),
@@ -125,6 +144,25 @@ def per_level(truth: list[str], predicted: list[str]) -> list[float]:
     ]
 
 
+def ece_floor(confidence: list[float], draws: int = 1000) -> dict[str, float]:
+    """The expected calibration error of a perfectly calibrated engine with these confidences
+    on as many tickets: each decision right with its own confidence, ``draws`` times. Its mean
+    and its 10th and 90th percentiles (the spread of the measured ECE of a calibrated engine)."""
+    if not confidence:
+        return {"mean": 0.0, "p10": 0.0, "p90": 0.0}
+    rng = np.random.default_rng(0)
+    p = np.asarray(confidence, dtype=np.float64)
+    found = [
+        expected_calibration_error((rng.random(len(p)) < p).tolist(), p.tolist())
+        for _ in range(draws)
+    ]
+    return {
+        "mean": round(float(np.mean(found)), 4),
+        "p10": round(float(np.percentile(found, 10)), 4),
+        "p90": round(float(np.percentile(found, 90)), 4),
+    }
+
+
 def top_k(setup: Setup, classifier: LocalClassifier, k: int = 3) -> float:
     """Share of eval tickets whose category is among the ranker's ``k`` best."""
     ranker = classifier.ranker()
@@ -156,6 +194,7 @@ def local(setup: Setup, *, zero_shot: bool, folder: Path) -> dict[str, Any]:
         "top3": top_k(setup, classifier) if zero_shot else None,
         "macro_f1": result.macro_f1,
         "ece": result.ece,
+        "ece_floor": ece_floor([p.confidence for p in predictions]),
         "threshold_90": result.threshold_for_target,
         "coverage_at_0.8": next(r.coverage for r in result.thresholds if r.threshold == 0.8),
         "precision_at_0.8": next(r.precision for r in result.thresholds if r.threshold == 0.8),
@@ -168,9 +207,66 @@ def local(setup: Setup, *, zero_shot: bool, folder: Path) -> dict[str, Any]:
     }
 
 
-def accuracy_rows(data: Path, folder: Path) -> dict[str, Any]:
+def rotations(data: Path, file: str, level: str, folder: Path) -> dict[str, Any]:
+    """The local engine on each fifth of the file by the split rule's hash (the eval split is
+    the fifth whose remainder is 0), trained on the other four: every ticket scored once by a
+    model that did not see it. Per rotation and pooled: what one eval split of a few hundred
+    tickets cannot tell apart from chance (its ECE floor) shows on five times as many."""
+    path = data / file
+    pairs = [(e, v) for e in read_examples(path) if (v := e.labels.get(level))]
+    taxonomy = taxonomy_from_labels([v for _, v in pairs], level)
+    pooled: list[Prediction] = []
+    each = []
+    for rotation in range(5):
+        scored = [(e, v) for e, v in pairs if _fifth(e) == rotation]
+        rest = [(e, v) for e, v in pairs if _fifth(e) != rotation]
+        setup = Setup(path, level, "eval", taxonomy, scored, rest)
+        model = runs.train_on_rest(setup)
+        model_path = folder / f"{path.stem}-{level}-rotation{rotation}.npz"
+        model.save(model_path)
+        classifier = LocalClassifier("bench", LocalConfig(model=str(model_path)))
+        predictions = runs.evaluate(setup, classifier).predictions
+        pooled += predictions
+        found = report(predictions)
+        each.append(
+            {
+                "rotation": rotation,
+                "tickets": len(predictions),
+                "accuracy": round(found.accuracy, 4),
+                "ece": round(found.ece, 4),
+            }
+        )
+    found = report(pooled)
+    return {
+        "data": file.split("/", maxsplit=1)[0],
+        "label": level,
+        "rotations": each,
+        "tickets": len(pooled),
+        "accuracy": round(found.accuracy, 4),
+        "macro_f1": round(found.macro_f1, 4),
+        "ece": round(found.ece, 4),
+        "ece_floor": ece_floor([p.confidence for p in pooled]),
+    }
+
+
+def _fifth(example: Example) -> int:
+    """The split rule's remainder (0 is the eval split), from the text's hash."""
+    normalized = " ".join((example.title + "\n" + example.description).lower().split())
+    return int(hashlib.sha1(normalized.encode()).hexdigest(), 16) % 5  # noqa: S324 - a split rule
+
+
+def accuracy_rows(
+    data: Path,
+    folder: Path,
+    *,
+    rows: frozenset[str] | None = None,
+    with_baseline: bool = True,
+    with_zero_shot: bool = True,
+) -> dict[str, Any]:
     supervised, zero = [], []
     for file, level, published in SUPERVISED:
+        if rows is not None and level not in rows:
+            continue
         setup = runs.prepare(data / file, level, "eval")
         supervised.append(
             {
@@ -179,11 +275,11 @@ def accuracy_rows(data: Path, folder: Path) -> dict[str, Any]:
                 "eval_tickets": len(setup.scored),
                 "categories": len(setup.taxonomy.leaves),
                 "published_baseline": published,
-                "baseline": baseline(setup),
+                "baseline": baseline(setup) if with_baseline else None,
                 "local": local(setup, zero_shot=False, folder=folder),
             }
         )
-    for file, level, described in ZERO_SHOT:
+    for file, level, described in ZERO_SHOT if with_zero_shot else ():
         setup = runs.prepare(data / file, level, "eval", described)
         truth = [value for _, value in setup.scored]
         majority = Counter(value for _, value in setup.rest).most_common(1)[0][0]
@@ -373,11 +469,14 @@ def render(result: dict[str, Any], console: Console) -> None:
         "baseline F1",
         "local F1",
         "local ECE",
+        "ECE floor (p10-p90)",
         "p50 / p99 ms",
         title="supervised (eval split)",
     )
+    absent = {"accuracy": float("nan"), "macro_f1": float("nan"), "per_level": []}
     for row in result["supervised"]:
-        base, ours = row["baseline"], row["local"]
+        base, ours = row["baseline"] or absent, row["local"]
+        floor = ours["ece_floor"]
         table.add_row(
             row["data"],
             row["label"],
@@ -388,14 +487,15 @@ def render(result: dict[str, Any], console: Console) -> None:
             f"{base['macro_f1']:.3f}",
             f"{ours['macro_f1']:.3f}",
             f"{ours['ece']:.3f}",
+            f"{floor['mean']:.3f} ({floor['p10']:.3f}-{floor['p90']:.3f})",
             f"{ours['p50_ms']:.1f} / {ours['p99_ms']:.1f}",
         )
     console.print(table)
     for row in result["supervised"]:
         if row["local"]["per_level"]:
             levels = " / ".join(f"{a:.3f}" for a in row["local"]["per_level"])
-            base = " / ".join(f"{a:.3f}" for a in row["baseline"]["per_level"])
-            console.print(f"{row['label']} per level: local {levels}; baseline {base}")
+            base = " / ".join(f"{a:.3f}" for a in (row["baseline"] or absent)["per_level"])
+            console.print(f"{row['label']} per level: local {levels}; baseline {base or '-'}")
     zero = Table("data", "label", "from", "majority", "zero-shot acc", "top-3", "F1", "ECE")
     for row in result["zero_shot"]:
         ours = row["local"]
@@ -409,7 +509,8 @@ def render(result: dict[str, Any], console: Console) -> None:
             f"{ours['macro_f1']:.3f}",
             f"{ours['ece']:.3f}",
         )
-    console.print(zero)
+    if result["zero_shot"]:
+        console.print(zero)
     for found in result.get("multilingual", []):
         languages = [k for k in found["all languages"]["local"] if k != "all"]
         table = Table(
@@ -420,7 +521,18 @@ def render(result: dict[str, Any], console: Console) -> None:
                 scores = found[history][model]
                 table.add_row(history, model, *(f"{scores[k]:.3f}" for k in ["all", *languages]))
         console.print(table)
-    console.print(result["training"])
+    for row in result.get("rotations", []):
+        spread = ", ".join(
+            f"{r['accuracy']:.3f} / {r['ece']:.3f} ({r['tickets']})" for r in row["rotations"]
+        )
+        floor = row["ece_floor"]
+        console.print(
+            f"{row['data']} {row['label']}, five rotations pooled ({row['tickets']} tickets): "
+            f"accuracy {row['accuracy']:.3f}, macro-F1 {row['macro_f1']:.3f}, ECE "
+            f"{row['ece']:.3f} (floor {floor['mean']:.3f}); each (accuracy / ECE): {spread}"
+        )
+    if "training" in result:
+        console.print(result["training"])
     if "rss" in result:
         console.print(result["rss"])
 
@@ -435,31 +547,69 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="also dataset-tickets-multi-lang3-4k.csv (see bench/multilingual.py)",
     )
+    parser.add_argument(
+        "--rows",
+        help="only these supervised labels, comma-separated: "
+        + ",".join(level for _, level, _ in SUPERVISED),
+    )
+    parser.add_argument(
+        "--skip-baseline", action="store_true", help="leave out the baseline (minutes to fit)"
+    )
+    parser.add_argument(
+        "--only-supervised",
+        action="store_true",
+        help="only the supervised rows: no zero-shot, rotations, multilingual, training "
+        "time or RSS",
+    )
     args = parser.parse_args(argv)
+    rows = None
+    if args.rows:
+        rows = frozenset(r.strip() for r in args.rows.split(",") if r.strip())
+        known = {level for _, level, _ in SUPERVISED}
+        if not rows <= known:
+            parser.error(
+                f"--rows: unknown {', '.join(sorted(rows - known))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
     with tempfile.TemporaryDirectory() as folder:
         result: dict[str, Any] = {"machine": machine()}
-        result |= accuracy_rows(args.data, Path(folder))
-        from bench import catalogs, multilingual  # noqa: PLC0415 - it imports this module
-
-        sets = []
-        if catalogs.available():
-            sets.append(multilingual.catalog_rows(Path(folder)))
-        if args.multilingual is not None:
-            sets.append(multilingual.csv_rows(args.multilingual, Path(folder)))
-        if sets:
-            result["multilingual"] = sets
-        result["training"] = training_time(args.data)
-        if not args.skip_rss:
-            setup = runs.prepare(args.data / SUPERVISED[0][0], SUPERVISED[0][1], "eval")
-            model = runs.train_on_rest(setup)
-            path = Path(folder) / "rss-model.npz"
-            model.save(path)
-            result["rss"] = service_rss(path)
+        result |= accuracy_rows(
+            args.data,
+            Path(folder),
+            rows=rows,
+            with_baseline=not args.skip_baseline,
+            with_zero_shot=not args.only_supervised,
+        )
+        if not args.only_supervised:
+            result |= _the_rest(args, Path(folder))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        render(result, Console())
+        render(result, Console(width=200))
     return 0
+
+
+def _the_rest(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Multilingual, training time and RSS."""
+    from bench import catalogs, multilingual  # noqa: PLC0415 - it imports this module
+
+    result: dict[str, Any] = {}
+    sets = []
+    if catalogs.available():
+        sets.append(multilingual.catalog_rows(folder))
+    if args.multilingual is not None:
+        sets.append(multilingual.csv_rows(args.multilingual, folder))
+    if sets:
+        result["multilingual"] = sets
+    result["rotations"] = [rotations(args.data, file, level, folder) for file, level in ROTATED]
+    result["training"] = training_time(args.data)
+    if not args.skip_rss:
+        setup = runs.prepare(args.data / SUPERVISED[0][0], SUPERVISED[0][1], "eval")
+        model = runs.train_on_rest(setup)
+        path = folder / "rss-model.npz"
+        model.save(path)
+        result["rss"] = service_rss(path)
+    return result
 
 
 if __name__ == "__main__":
