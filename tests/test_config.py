@@ -111,6 +111,26 @@ def test_model_and_max_tokens_default_to_the_classifier_configuration(
 
 
 @pytest.mark.parametrize(
+    ("policy", "key"),
+    [
+        ({"min_confidence": 2}, "policy.min_confidence"),
+        ({"apply_at": -1}, "policy.apply_at"),
+        ({"suggest_at": 1.5}, "policy.suggest_at"),
+        ({"fields": {"category": {"apply_at": 1.5}}}, "policy.fields.category.apply_at"),
+    ],
+)
+def test_a_confidence_out_of_range_is_one_error_under_the_key_written(
+    tmp_path: Path, policy: dict[str, Any], key: str
+) -> None:
+    """The category's band has several spellings; a bad value is reported once, not once under
+    each of the names it stands for (min_confidence, apply_at, min_confidence_to_change)."""
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, {"acme": _tenant(policy=policy)})
+    errors = [line for line in str(caught.value).splitlines() if "tenant 'acme'" in line]
+    assert len(errors) == 1 and f"key '{key}'" in errors[0], errors
+
+
+@pytest.mark.parametrize(
     ("tenants", "expected"),
     [
         (

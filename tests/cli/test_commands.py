@@ -179,6 +179,14 @@ def test_events_list_refuses_an_unknown_state(configured: Harness) -> None:
     assert "Invalid value for '--state'" in result.stderr and "'failed'" in result.stderr
 
 
+def test_events_list_names_an_unknown_tenant_instead_of_an_empty_table(configured: Harness) -> None:
+    unknown = runner.invoke(app, ["events", "list", "--tenant", "nope"])
+    assert unknown.exit_code == 2
+    assert f"no tenant named 'nope' (configured: {TENANT})" in unknown.output
+    known = runner.invoke(app, ["events", "list", "--tenant", TENANT])  # none yet: an empty table
+    assert known.exit_code == 0, known.output
+
+
 def test_events_retry_says_which_ids_do_not_exist(configured: Harness) -> None:
     ticket = configured.cw.add_ticket("Printer", "My printer has a paper jam")
     configured.llm.script("refusal", "refusal")

@@ -38,6 +38,8 @@ def events_list(
     with runtime() as built:
         table = Table("id", "tenant", "ticket", "state", "attempts", "received", "reason")
         found = built.ledger.search(tenant=tenant, state=state, limit=limit)
+        if tenant is not None and not found and tenant not in built.config.tenants:
+            built.tenant(tenant)  # neither configured nor in the ledger: one line, exit 2
         for row in found:
             table.add_row(
                 str(row.id),

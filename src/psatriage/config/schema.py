@@ -108,10 +108,19 @@ def one_spelling(data: Any, *, where: str) -> Any:
             )
         if given:
             value = next(iter(given.values()))
+            if setting != "mode" and not _is_confidence(value):
+                # left where it was written: its own check names that key, once
+                if any(name.startswith("fields.") for name in given):
+                    data["fields"] = {**data["fields"], "category": category}
+                continue
             data[setting] = value
             if setting == "apply_at":
                 data["min_confidence"] = value
     return data
+
+
+def _is_confidence(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
 class Policy(_Strict):
@@ -184,11 +193,8 @@ class Policy(_Strict):
         if isinstance(data, dict) and data.get("min_confidence_to_change") is None:
             # unset, replacing needs at least what filling needs
             default = cls.model_fields["min_confidence_to_change"].default
-            try:
-                floor = float(data.get("apply_at") or 0.0)
-            except (TypeError, ValueError):  # not a number: the field's own check says so
-                floor = 0.0
-            data["min_confidence_to_change"] = max(default, floor)
+            floor = data.get("apply_at")  # not a confidence: the field's own check says so
+            data["min_confidence_to_change"] = max(default, floor if _is_confidence(floor) else 0)
         return data
 
     @field_validator("fields")
