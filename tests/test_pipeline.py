@@ -317,6 +317,24 @@ def test_dry_run_writes_nothing(kit: PipelineKit) -> None:
     assert call.event_id is None
 
 
+def test_a_dry_run_can_show_what_the_model_would_choose_for_a_kept_ticket(
+    kit: PipelineKit,
+) -> None:
+    """``categorize --dry-run`` asks the model even where a person set the category; a backfill's
+    dry run (no ``explain_kept``) does not spend a model call on a ticket it keeps."""
+    ticket, _ = _ticket_event(kit, answer("10/20/30"), current=(SOFTWARE, EMAIL))
+    kept = pipeline.categorize(0, ticket, 1, kit.deps, dry_run=True)
+    assert kept.outcome is Outcome.KEPT and kept.chosen is None
+    assert kit.classifier.requests == []
+    explained = pipeline.categorize(0, ticket, 1, kit.deps, dry_run=True, explain_kept=True)
+    assert explained.outcome is Outcome.KEPT and "Software › Email" in explained.reason
+    assert explained.chosen is not None and explained.chosen.target.key == "10/20/30"
+    assert explained.classification is not None and len(kit.classifier.requests) == 1
+    assert kit.psa.writes == []
+    with kit.sessions() as session:
+        assert session.execute(select(DecisionRow)).first() is None
+
+
 def test_pii_is_masked_before_the_model_and_only_counted(kit: PipelineKit) -> None:
     kit.classifier.then(answer("10/20/30"))
     ticket = kit.psa.add_ticket(

@@ -129,6 +129,19 @@ def test_categorize_dry_run_then_for_real(configured: Harness) -> None:
     assert len(configured.cw.patches(ticket)) == 1
 
 
+def test_categorize_dry_run_on_a_kept_ticket_shows_the_models_choice(configured: Harness) -> None:
+    ticket = configured.cw.add_ticket(
+        "Printer", "My printer has a paper jam", type_id=10, subtype_id=20, item_id=31
+    )
+    dry = runner.invoke(
+        app, ["categorize", "--tenant", TENANT, "--ticket", str(ticket), "--dry-run"]
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "kept" in dry.output and "a person already set the category" in dry.output
+    assert "the model would choose (not written)" in dry.output
+    assert "Paper jam" in dry.output and configured.cw.writes == []
+
+
 def test_categorize_unknown_tenant(configured: Harness) -> None:
     result = runner.invoke(app, ["categorize", "--tenant", "nope", "--ticket", "1"])
     assert result.exit_code == 2

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from psatriage.cli import _categorize_text
 from psatriage.cli._app import app, console, fail_cleanly, runtime
-from psatriage.domain import TicketEvent
+from psatriage.domain import Outcome, TicketEvent
 from psatriage.errors import ConfigError
 
 
@@ -71,13 +71,16 @@ def _live(tenant: str, ticket: str, dry_run: bool) -> None:
     with runtime() as built:
         built.tenant(tenant)
         if dry_run:
-            result = pipeline.categorize(0, ticket, 1, built.deps(tenant), dry_run=True)
+            deps = built.deps(tenant)
+            result = pipeline.categorize(0, ticket, 1, deps, dry_run=True, explain_kept=True)
             table = Table("", "", title=f"ticket {ticket} (dry run: nothing written)")
             table.add_row("outcome", result.outcome.value if result.outcome else "-")
             table.add_row("reason", result.reason)
             if result.chosen is not None:
+                kept = result.outcome is Outcome.KEPT
                 table.add_row(
-                    "category", f"{result.chosen.category.label} ({result.chosen.target.key})"
+                    "the model would choose (not written)" if kept else "category",
+                    f"{result.chosen.category.label} ({result.chosen.target.key})",
                 )
                 for label, value in result.chosen.facets:
                     table.add_row(label, value.name)

@@ -36,12 +36,15 @@ def categorize(
     deps: Deps,
     *,
     dry_run: bool = False,
+    explain_kept: bool = False,
     once_per_ticket: bool = True,
     snapshot: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Categorize one ticket for one event. Raises the error tree on failure.
 
     ``dry_run`` decides without writing anything (to the PSA or the decisions table);
+    ``explain_kept`` (with ``dry_run``) still asks the model about a ticket the policy keeps, to
+    show what it would have chosen (the outcome stays kept);
     ``once_per_ticket`` ends the event as already decided when another event decided the ticket;
     ``snapshot`` is the ticket as the event's delivery carried it, still fresh (it saves a read);
     ``tries`` is how many times the event was taken, this time included: after the first, an
@@ -67,7 +70,13 @@ def categorize(
     else:
         try:
             planned = _plan_new(
-                deps, event_id, ticket, effective, dry_run=dry_run, once=once_per_ticket
+                deps,
+                event_id,
+                ticket,
+                effective,
+                dry_run=dry_run,
+                once=once_per_ticket,
+                explain_kept=dry_run and explain_kept,
             )
         except AlreadyDecided as exc:  # another event won the race for this ticket
             return Decision(None, str(exc))
@@ -145,7 +154,14 @@ def resume(deps: Deps, checkpoint: DecisionRow, ticket: Ticket) -> Plan | Decisi
 
 
 def _plan_new(
-    deps: Deps, event_id: int, ticket: Ticket, effective: Effective, *, dry_run: bool, once: bool
+    deps: Deps,
+    event_id: int,
+    ticket: Ticket,
+    effective: Effective,
+    *,
+    dry_run: bool,
+    once: bool,
+    explain_kept: bool = False,
 ) -> Plan | Decision:
     """Guard, classify and checkpoint a new decision."""
     tenant, rules = deps.tenant, effective.policy
@@ -161,6 +177,14 @@ def _plan_new(
             return act_on_noise(deps, context, action, (found,), None, f"{found.value}, {why}")
     checked = policy.guard(rules, ticket, taxonomy)
     if checked.keep:
+        if explain_kept:  # a dry run: what the model would have chosen, kept all the same
+            would = decide(
+                deps, Context(event_id, ticket, taxonomy, previous, checked, True, once), effective
+            )
+            if isinstance(would, Plan):
+                return Decision(
+                    Outcome.KEPT, checked.keep, None, would.chosen, would.classification
+                )
         if dry_run:
             return Decision(Outcome.KEPT, checked.keep)
         row = deps.decisions.start_decision(
