@@ -176,11 +176,10 @@ def _plan_new(
             context = NoiseContext(event_id, ticket, taxonomy, previous, kind, dry_run, once)
             return act_on_noise(deps, context, action, (found,), None, f"{found.value}, {why}")
     checked = policy.guard(rules, ticket, taxonomy)
+    at = Context(event_id, ticket, taxonomy, previous, checked, dry_run, once)
     if checked.keep:
         if explain_kept:  # a dry run: what the model would have chosen, kept all the same
-            would = decide(
-                deps, Context(event_id, ticket, taxonomy, previous, checked, True, once), effective
-            )
+            would = decide(deps, at, effective)
             if isinstance(would, Plan):
                 return Decision(
                     Outcome.KEPT, checked.keep, None, would.chosen, would.classification
@@ -200,7 +199,6 @@ def _plan_new(
             scope=ticket.scope,
         )
         return resume(deps, row, ticket)
-    at = Context(event_id, ticket, taxonomy, previous, checked, dry_run, once)
     if not tenant.storm_window_minutes or dry_run or not once:  # storms: new tickets only
         return decide(deps, at, effective)
     storm = storms.key(ticket)
