@@ -64,7 +64,7 @@ from tests.fakes.connectwise import FakeConnectWise
 from tests.fakes.openai import FakeOpenAI
 from tests.harness import TENANT, Harness, to_toml
 
-from psatriage.settings import Settings
+from psatriage.settings import Settings, auto_worker_processes
 
 REPO = Path(__file__).resolve().parents[1]
 TICKETS = (
@@ -152,7 +152,8 @@ class Service:
 
     url: str
     pid: int
-    workers: tuple[int, ...] = ()
+    workers: tuple[int, ...] = ()  # the worker processes started beside it
+    processes: int = 0  # the worker processes working for it (its own, or those beside it)
 
     def cpu(self) -> float:
         """CPU seconds of the web process, its worker processes and any started beside it."""
@@ -210,9 +211,10 @@ def serve(
 ) -> Iterator[Service]:
     """A real ``psatriage serve`` for the tenants, stopped on exit.
 
-    ``workers``: the PSATRIAGE_WORKERS setting (None: the default; 0: ``--no-worker``).
-    ``worker_processes``: ``psatriage worker`` processes started beside a ``--no-worker`` web
-    process (the scale-out shape), each with ``workers`` workers.
+    ``workers``: tickets in flight at once (None: the default; 0: ``--no-worker``), shared out
+    over the worker processes ``serve`` starts (PSATRIAGE_WORKER_PROCESSES, ``auto`` by default:
+    one per core); with ``worker_processes``, ``psatriage worker`` processes started beside a
+    ``--no-worker`` web process (the scale-out shape), each with ``workers`` workers.
     """
     config = write_tenants(harness, tenants)
     port = _free_port()
@@ -224,9 +226,11 @@ def serve(
         "PSATRIAGE_LOG_LEVEL": "warning",
     }
     env |= settings
-    if workers:
-        env["PSATRIAGE_WORKERS"] = str(workers)
     web_only = workers == 0 or worker_processes > 0
+    processes = worker_processes or (0 if web_only else serve_processes(env))
+    if workers:
+        per_process = workers if worker_processes else math.ceil(workers / processes)
+        env["PSATRIAGE_WORKERS"] = str(per_process)
     log_path = harness.root / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -243,7 +247,7 @@ def serve(
                 subprocess.Popen([*PSATRIAGE, "worker"], env=env, stdout=log, stderr=log)
                 for _ in range(worker_processes)
             ]
-            yield Service(url, process.pid, tuple(p.pid for p in started[1:]))
+            yield Service(url, process.pid, tuple(p.pid for p in started[1:]), processes)
         finally:
             for running in started:
                 running.terminate()
@@ -253,6 +257,12 @@ def serve(
                 except subprocess.TimeoutExpired:
                     running.kill()
                     running.wait()
+
+
+def serve_processes(env: dict[str, str]) -> int:
+    """How many worker processes ``psatriage serve`` starts with this environment."""
+    value = env.get("PSATRIAGE_WORKER_PROCESSES", "auto").strip().lower()
+    return auto_worker_processes() if value == "auto" else max(1, int(value))
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -479,6 +489,7 @@ def throughput_run(
             calls["model"] = len(llm.requests[llm_mark:]) / tickets
             throughput = {
                 "workers": concurrency,
+                "worker_processes": service.processes,
                 "model_latency_s": latency,
                 "tickets": tickets,
                 "wall_s": wall,
@@ -894,8 +905,8 @@ def render(result: dict[str, Any], console: Console) -> None:
         table.add_row("webhook ack, sequential (idle service)", *_ms_cells(over["ack_ms"]), "", "")
     if thr is not None:
         table.add_row(
-            f"throughput ({thr['tickets']} tickets, {thr['workers']} workers, "
-            f"model {thr['model_latency_s']:g} s)",
+            f"throughput ({thr['tickets']} tickets, {thr['workers']} workers in "
+            f"{thr.get('worker_processes', 1)} process(es), model {thr['model_latency_s']:g} s)",
             f"{thr['tickets_per_s']:.1f}/s", "", f"ideal {thr['ideal_per_s']:.1f}/s",
             f"{thr['ratio']:.1%}",
         )  # fmt: skip

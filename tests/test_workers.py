@@ -257,6 +257,7 @@ def test_a_new_worker_pool_learns_its_model_server_before_the_first_ticket(
             lambda: "not probed yet" not in str(classifier.capabilities()),
             "the model server's capabilities were not probed",
         )
+        _wait(pool.warmed.is_set, "the pool did not say it had warmed up")
     finally:
         pool.stop()
     assert harness.llm.requests  # the probe, before any ticket

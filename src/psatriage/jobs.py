@@ -79,6 +79,7 @@ class WorkerPool:
         self._slots = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self.warmed = threading.Event()  # set once the warm-up has built what it builds
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="psatriage-worker")
         self._threads: list[threading.Thread] = []
         self._unlisten: Callable[[], None] | None = None
@@ -146,6 +147,7 @@ class WorkerPool:
                 self.runtime.deps(name).classifier.warm_up()
             except PsatriageError as exc:  # its tickets meet the problem and report it
                 log.warning("could not prepare a tenant", tenant=name, error=str(exc))
+        self.warmed.set()
 
     def _claim_some(self) -> bool:
         """Claim events for the free threads, fairly; True when there may be more to claim

@@ -6,6 +6,7 @@ the tenants file (see ``config.py``). Nothing is read at import time: call ``get
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from psatriage.errors import ConfigError
 
 _DEFAULT_DATA_DIR = Path("data")
+_MAX_WORKER_PROCESSES = 64
+MAX_AUTO_WORKER_PROCESSES = 4
+"""The most worker processes ``PSATRIAGE_WORKER_PROCESSES=auto`` starts, however many cores."""
 PLACEHOLDER = "change-me"
 """What ``deploy/psatriage.env.example`` holds where a secret goes."""
 _MAKE_KEY = (
@@ -57,12 +61,12 @@ class Settings(BaseSettings):
         le=512,
         description="Tickets a worker process holds in flight at once (its worker threads).",
     )
-    worker_processes: int = Field(
-        default=1,
-        ge=0,
-        le=64,
-        description="Worker processes `psatriage serve` starts beside its web process (0: none, "
-        "as with --no-worker). More processes use more cores.",
+    worker_processes: int | Literal["auto"] = Field(
+        default="auto",
+        description="Worker processes `psatriage serve` starts beside its web process: a number "
+        "(0: none, as with --no-worker), or auto: one per core the machine gives the process, "
+        f"at most {MAX_AUTO_WORKER_PROCESSES}. More processes use more cores, and more memory "
+        "(each loads the tenants' classifiers).",
     )
     worker_nice: int = Field(
         default=10,
@@ -179,6 +183,19 @@ class Settings(BaseSettings):
     def _queue_scheme(cls, value: str) -> str:
         return _url_with_scheme(value.strip(), _QUEUE_SCHEMES, _QUEUE_FORMS)
 
+    @field_validator("worker_processes", mode="before")
+    @classmethod
+    def _process_count(cls, value: object) -> int | str:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            count = int(str(value).strip())
+        except ValueError:
+            count = -1
+        if not 0 <= count <= _MAX_WORKER_PROCESSES or isinstance(value, float | bool):
+            raise ValueError(f"give a number from 0 to {_MAX_WORKER_PROCESSES}, or auto")
+        return count
+
     @field_validator("api_token")
     @classmethod
     def _not_the_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
@@ -218,6 +235,13 @@ class Settings(BaseSettings):
         return self.queue_url or f"sqlite:///{self.data_dir / 'queue.db'}"
 
     @property
+    def worker_process_count(self) -> int:
+        """How many worker processes ``serve`` starts (``auto`` resolved on this machine)."""
+        if self.worker_processes == "auto":
+            return auto_worker_processes()
+        return self.worker_processes
+
+    @property
     def config_is_default(self) -> bool:
         return "config" not in self.model_fields_set
 
@@ -255,6 +279,16 @@ def shared_server(queue_url: str) -> tuple[Literal["redis", "postgresql"], str] 
     if scheme in {"postgresql", "postgres"}:
         return "postgresql", re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", queue_url)
     return None
+
+
+def auto_worker_processes() -> int:
+    """One worker process per core this process may run on, at most
+    ``MAX_AUTO_WORKER_PROCESSES``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_AUTO_WORKER_PROCESSES, cores))
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -53,6 +53,11 @@ def test_config_check_on_a_bad_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ("variable", "value", "says"),
     [
         ("PSATRIAGE_WORKERS", "many", "PSATRIAGE_WORKERS: Input should be a valid integer"),
+        (
+            "PSATRIAGE_WORKER_PROCESSES",
+            "lots",
+            "PSATRIAGE_WORKER_PROCESSES: give a number from 0 to 64, or auto",
+        ),
         ("PSATRIAGE_SECRET_KEY", "not-a-fernet-key", "PSATRIAGE_SECRET_KEY is not a Fernet key"),
     ],
 )

@@ -8,6 +8,7 @@ loop while the workers' CPU is spent in other processes. ``serve`` starts
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -55,7 +56,7 @@ def serve(
     with runtime() as built:
         built.queue.check()  # a queue server that does not answer stops us here
         settings = built.settings
-        processes = 0 if no_worker else settings.worker_processes
+        processes = 0 if no_worker else settings.worker_process_count
         bind_host, bind_port = host or settings.host, port or settings.port
         refused = None if insecure else exposure.refusal(bind_host, built, load_settings())
         if refused:
@@ -70,9 +71,11 @@ def serve(
             ),
             highlight=False,
         )
+        app = create_app(built)
+        _freeze_heap()
         with _worker_processes(processes):
             uvicorn.run(
-                create_app(built),
+                app,
                 host=bind_host,
                 port=bind_port,
                 log_config=None,
@@ -104,13 +107,27 @@ def worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         pool = jobs.WorkerPool(built, workers=count).start()
+        settled = False
         try:
-            while not stop.wait(1.0):
+            while not stop.wait(0.2 if not settled else 1.0):
+                if not settled and pool.warmed.is_set():
+                    _freeze_heap()  # what the warm-up loaded is here to stay
+                    settled = True
                 if parent is not None and os.getppid() != parent:
                     _log().warning("the serve process is gone; stopping", parent=parent)
                     break
         finally:
             pool.stop(graceful=True)
+
+
+def _freeze_heap() -> None:
+    """Collect the start-up's garbage once, then leave every object alive now out of the
+    garbage collector's later passes (``gc.freeze``): a full pass over a started process's
+    objects took about 100 ms, during which no request and no ticket moved (it showed as a
+    p99 of 130-180 ms in webhook acknowledgements, in one paced run of three). Objects made
+    later are collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 @contextmanager
