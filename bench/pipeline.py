@@ -97,12 +97,19 @@ class BenchError(RuntimeError):
 
 
 class TimedConnectWise(FakeConnectWise):
-    """FakeConnectWise that timestamps the first note each ticket receives, and wakes waiters."""
+    """FakeConnectWise that timestamps the first note each ticket receives, and wakes waiters,
+    and the first time each ticket's notes are read (where a worker starts on a ticket whose
+    delivery carried it)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.noted: dict[int, float] = {}
+        self.read: dict[int, float] = {}
         self._arrived = threading.Condition()
+
+    def _list_notes(self, request: Request) -> Response:
+        self.read.setdefault(int(request.params["ticket"]), time.perf_counter())
+        return super()._list_notes(request)
 
     def _create_note(self, request: Request) -> Response:
         response = super()._create_note(request)
@@ -490,6 +497,13 @@ def throughput_run(
             throughput = {
                 "workers": concurrency,
                 "worker_processes": service.processes,
+                "slot_seconds": slot_seconds(
+                    [cw.read[t] for t in ids],
+                    [arrived[t] for t in ids],
+                    started,
+                    concurrency,
+                    latency,
+                ),
                 "model_latency_s": latency,
                 "tickets": tickets,
                 "wall_s": wall,
@@ -507,6 +521,27 @@ def throughput_run(
             paced = ack_run(cw, service, rate=ack[0], seconds=ack[1])
             paced["workers"] = concurrency
     return throughput, paced
+
+
+def slot_seconds(
+    starts: Sequence[float], ends: Sequence[float], burst_at: float, workers: int, latency: float
+) -> dict[str, float]:
+    """Where a burst's worker time went: ``workers`` × the burst's wall time, in worker-seconds,
+    split exactly into the model's answers, the rest of each ticket (from its first PSA read to
+    its note), the ramp (each worker's wait for its first ticket), the gaps between a worker's
+    tickets (finishing one, claiming the next and reaching its first read; tickets paired first
+    in, first out) and the tail (workers done while the last tickets run)."""
+    first, last = sorted(starts), sorted(ends)
+    done = max(last)
+    parts = {
+        "total": workers * (done - burst_at),
+        "model": len(starts) * latency,
+        "in_ticket": sum(ends) - sum(starts) - len(starts) * latency,
+        "ramp": sum(start - burst_at for start in first[:workers]),
+        "gaps": sum(s - e for s, e in zip(first[workers:], last, strict=False)),
+        "tail": sum(done - end for end in last[-workers:]),
+    }
+    return parts
 
 
 def web_ack_run(
@@ -915,6 +950,13 @@ def render(result: dict[str, Any], console: Console) -> None:
             f"{thr['service_cpu_ms_per_ticket']:.1f} ms/ticket", "",
             f"{thr['service_cores']:.2f} cores",
             f"fakes and bench {thr['bench_cores']:.2f} cores",
+        )  # fmt: skip
+        slots = thr["slot_seconds"]
+        table.add_row(
+            "the workers' time in the burst (worker-seconds)",
+            f"model {slots['model']:.0f}", f"tickets {slots['in_ticket']:.0f}",
+            f"ramp {slots['ramp']:.0f}, gaps {slots['gaps']:.0f}, tail {slots['tail']:.0f}",
+            f"of {slots['total']:.0f}",
         )  # fmt: skip
         table.add_row(
             f"webhook ack, burst of {thr['tickets']} from {thr['posters']} threads",

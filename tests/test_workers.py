@@ -245,7 +245,8 @@ def test_a_new_worker_pool_learns_its_model_server_before_the_first_ticket(
     harness: Harness, built: list[Runtime]
 ) -> None:
     """The first tickets of a new worker process do not wait together for what the first one
-    would load and find out: the pool prepares each tenant's classifier as it starts."""
+    would load and find out: the pool prepares each tenant's classifier and PSA client (here
+    the ConnectWise codebase) as it starts."""
     capabilities.forget()
     runtime = _runtime(harness, {"warm": {}})
     built.append(runtime)
@@ -261,4 +262,5 @@ def test_a_new_worker_pool_learns_its_model_server_before_the_first_ticket(
     finally:
         pool.stop()
     assert harness.llm.requests  # the probe, before any ticket
+    assert [r.path for r in harness.cw.requests] == ["/login/companyinfo/psatriage_test"]
     assert not harness.cw.writes and runtime.ledger.get(1) is None

@@ -136,17 +136,18 @@ class WorkerPool:
                 self._stop.wait(min(1.0, poll * 10))
 
     def _warm_up(self) -> None:
-        """Build each tenant's PSA adapter and classifier, and let the classifier load what it
-        needs, as the process starts: otherwise the first tickets of a new worker process wait
+        """Build each tenant's PSA adapter and classifier, and let each find out what it needs,
+        as the process starts: otherwise the first tickets of a new worker process wait
         together for what the first one loads (libraries, clients, the model server's
-        capabilities)."""
+        capabilities, a ConnectWise codebase)."""
         for name in self.runtime.config.tenants:
             if self._stop.is_set():
                 return
-            try:
-                self.runtime.deps(name).classifier.warm_up()
-            except PsatriageError as exc:  # its tickets meet the problem and report it
-                log.warning("could not prepare a tenant", tenant=name, error=str(exc))
+            for part in ("adapter", "classifier"):
+                try:
+                    getattr(self.runtime.deps(name), part).warm_up()
+                except PsatriageError as exc:  # its tickets meet the problem and report it
+                    log.warning("could not prepare", tenant=name, part=part, error=str(exc))
         self.warmed.set()
 
     def _claim_some(self) -> bool:

@@ -4,8 +4,18 @@ themselves run in ``tests/test_e2e.py`` and ``tests/test_crash.py``)."""
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
 
 from psatriage.cli.serve import _freeze_heap
+from tests.harness import free_port
 
 
 def test_start_up_objects_are_left_out_of_later_garbage_collections() -> None:
@@ -22,3 +32,53 @@ def test_start_up_objects_are_left_out_of_later_garbage_collections() -> None:
         assert any(tracked is later[0] for tracked in collected)
     finally:
         gc.unfreeze()
+
+
+DEADLINE = 180  # seconds: a busy 2-core machine starting three Python processes
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_sigterm_stops_the_worker_processes_before_serve_ends(tmp_path: Path) -> None:
+    """A service manager stops ``serve`` with SIGTERM: it stops its worker processes and waits
+    for them (their tickets finish) before it ends, instead of leaving them to notice that
+    their parent is gone."""
+    (tmp_path / "psatriage.toml").write_text("", encoding="utf-8")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PSATRIAGE_")},
+        "PSATRIAGE_CONFIG": str(tmp_path / "psatriage.toml"),
+        "PSATRIAGE_DATA_DIR": str(tmp_path / "data"),
+        "PSATRIAGE_WORKER_PROCESSES": "2",
+        "PSATRIAGE_LOG_FORMAT": "json",
+    }
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "psatriage", "serve", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + DEADLINE
+            while len(workers := _children(process.pid)) < 2:  # they start once it answers
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=DEADLINE) == 0, log.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    assert "the serve process is gone" not in log.read_text()

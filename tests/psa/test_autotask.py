@@ -134,6 +134,15 @@ def discoveries(fake: FakeAutotask) -> int:
     return len(fake.requests_to("zoneInformation"))
 
 
+def test_warm_up_discovers_the_zone_before_the_first_ticket(
+    fake: FakeAutotask, adapter: AutotaskAdapter
+) -> None:
+    adapter.warm_up()  # a new worker process, before its first ticket
+    assert discoveries(fake) == 1 and len(fake.requests) == 1
+    adapter.get_ticket(str(fake.add_ticket("VPN", "Down.")))
+    assert discoveries(fake) == 1
+
+
 def test_zone_is_discovered_once_without_credentials(
     fake: FakeAutotask, adapter: AutotaskAdapter
 ) -> None:

@@ -363,6 +363,15 @@ def test_codebase_is_discovered_again_after_a_404(
     assert len(fake.requests_to("/login/companyinfo/")) == 2
 
 
+def test_warm_up_discovers_the_codebase_before_the_first_ticket(
+    fake: FakeConnectWise, adapter: ConnectWiseAdapter
+) -> None:
+    adapter.warm_up()  # a new worker process, before its first ticket
+    assert len(fake.requests) == 1 and fake.requests_to("/login/companyinfo/")
+    adapter.get_ticket(str(fake.add_ticket("VPN", "Down.")))
+    assert len(fake.requests_to("/login/companyinfo/")) == 1
+
+
 def test_configured_codebase_is_not_discovered(
     fake: FakeConnectWise, make_adapter: MakeAdapter
 ) -> None:

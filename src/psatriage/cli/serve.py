@@ -14,8 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -73,8 +72,8 @@ def serve(
         )
         app = create_app(built)
         _freeze_heap()
-        with _worker_processes(processes):
-            uvicorn.run(
+        server = _server(
+            uvicorn.Config(
                 app,
                 host=bind_host,
                 port=bind_port,
@@ -83,6 +82,37 @@ def serve(
                 http="httptools",
                 loop="uvloop",
             )
+        )
+        # the worker processes start once the web process answers: they would otherwise spend
+        # the cores on their own start-up while it starts
+        with _worker_processes(processes, when=lambda: server.started):
+            server.run()
+        if not server.started:
+            raise typer.Exit(3)  # uvicorn has logged why (the port is taken, ...)
+
+
+def _server(config: Any) -> Any:
+    """A uvicorn server that, stopped by SIGTERM or SIGINT, returns to ``serve``, which then
+    stops its worker processes and ends. (``uvicorn.Server`` raises the signal again once it
+    has shut down, ending the process before they are stopped: they were left to notice their
+    parent gone.)"""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {signum: signal.signal(signum, self.handle_exit) for signum in handled}
+            try:
+                yield
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+
+    return Server(config)
 
 
 @app.command()
@@ -131,8 +161,9 @@ def _freeze_heap() -> None:
 
 
 @contextmanager
-def _worker_processes(count: int) -> Iterator[None]:
-    """``count`` worker processes, restarted when one dies, stopped on exit."""
+def _worker_processes(count: int, *, when: Callable[[], bool] | None = None) -> Iterator[None]:
+    """``count`` worker processes, started once ``when()`` is true, restarted when one dies,
+    stopped (and waited for) on exit."""
     if count <= 0:
         yield
         return
@@ -141,20 +172,33 @@ def _worker_processes(count: int) -> Iterator[None]:
         command += ["--config", str(_globals.config)]
     command += ["worker", "--parent", str(os.getpid())]
     stopping = threading.Event()
-    # our own interpreter and arguments only: nothing here comes from a request
-    children: list[subprocess.Popen[bytes]] = [
-        subprocess.Popen(command)  # noqa: S603
-        for _ in range(count)
-    ]
+    children: list[subprocess.Popen[bytes]] = []
+    spawning = threading.Lock()  # no child is started once stopping has taken the list
+
+    def start(index: int | None = None) -> None:
+        with spawning:
+            if stopping.is_set():
+                return
+            # our own interpreter and arguments only: nothing here comes from a request
+            child = subprocess.Popen(command)  # noqa: S603
+            if index is None:
+                children.append(child)
+            else:
+                children[index] = child
 
     def supervise() -> None:
+        while when is not None and not when():
+            if stopping.wait(0.05):
+                return
+        for _ in range(count):
+            start()
         while not stopping.wait(1.0):
-            for index, child in enumerate(children):
+            for index, child in enumerate(list(children)):
                 code = child.poll()
                 if code is not None and not stopping.is_set():
                     _log().error("a worker process ended; starting another", code=code)
-                    time.sleep(1.0)
-                    children[index] = subprocess.Popen(command)  # noqa: S603
+                    if not stopping.wait(1.0):
+                        start(index)
 
     watcher = threading.Thread(target=supervise, name="psatriage-supervisor", daemon=True)
     watcher.start()
@@ -162,12 +206,14 @@ def _worker_processes(count: int) -> Iterator[None]:
         yield
     finally:
         stopping.set()
-        watcher.join(timeout=5)
-        for child in children:
+        with spawning:
+            running = list(children)
+        for child in running:
             child.terminate()
-        for child in children:
+        for child in running:
             try:
                 child.wait(timeout=60)  # running tickets finish first
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        watcher.join(timeout=5)

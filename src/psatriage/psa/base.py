@@ -201,6 +201,11 @@ class PSAAdapter(ABC, Generic[ConfigT]):
         segment (``/webhooks/{tenant}/{token}``) arrives as ``headers[PATH_TOKEN_HEADER]``.
         """
 
+    def warm_up(self) -> None:
+        """Find out once what every ticket's first call would otherwise stop to find out (a
+        ConnectWise codebase, an Autotask zone): a new worker process runs this before its first
+        ticket. Raises the error tree like any call; default: nothing to find out."""
+
     def verify_needs_io(self, headers: Mapping[str, str], body: bytes) -> bool:
         """Whether ``verify`` would wait on the network for this delivery (a signing key not
         fetched yet). The web server runs such a delivery on a thread instead of its event loop.

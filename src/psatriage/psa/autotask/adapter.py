@@ -103,6 +103,9 @@ class AutotaskAdapter(PSAAdapter[AutotaskConfig]):
 
     # -- webhooks ---------------------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        _ = self.client.zone  # discovered once, unless configured
+
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
         signature = headers.get(SIGNATURE_HEADER)
         if not signature:

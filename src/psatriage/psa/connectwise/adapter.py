@@ -78,6 +78,9 @@ class ConnectWiseAdapter(PSAAdapter[ConnectWiseConfig]):
 
     # -- webhooks ---------------------------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        self.client.codebase()
+
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
         signature = headers.get("x-content-signature")
         if not signature:

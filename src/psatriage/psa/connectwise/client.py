@@ -162,6 +162,10 @@ class ConnectWiseClient(PSAClient):
             )
         return codebase
 
+    def codebase(self) -> str:
+        """The codebase, discovered now unless it is configured or known already."""
+        return self._current_codebase()
+
     def _current_codebase(self) -> str:
         with self._codebase_lock:
             if self._codebase is None:
