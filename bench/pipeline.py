@@ -269,7 +269,9 @@ def serve(
 def serve_processes(env: dict[str, str]) -> int:
     """How many worker processes ``psatriage serve`` starts with this environment."""
     value = env.get("PSATRIAGE_WORKER_PROCESSES", "auto").strip().lower()
-    return auto_worker_processes() if value == "auto" else max(1, int(value))
+    if value == "auto":
+        return auto_worker_processes(env.get("PSATRIAGE_QUEUE_URL", ""))
+    return max(1, int(value))
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:

@@ -64,9 +64,11 @@ class Settings(BaseSettings):
     worker_processes: int | Literal["auto"] = Field(
         default="auto",
         description="Worker processes `psatriage serve` starts beside its web process: a number "
-        "(0: none, as with --no-worker), or auto: one per core the machine gives the process, "
-        f"at most {MAX_AUTO_WORKER_PROCESSES}. More processes use more cores, and more memory "
-        "(each loads the tenants' classifiers).",
+        "(0: none, as with --no-worker), or auto: with a Redis or PostgreSQL queue one per core "
+        f"the machine gives the process (at most {MAX_AUTO_WORKER_PROCESSES}), else one (without "
+        "a shared queue each process keeps its own PSA call limits, alert-storm locks and "
+        "access tokens). More processes use more cores, and more memory (each loads the "
+        "tenants' classifiers).",
     )
     worker_nice: int = Field(
         default=10,
@@ -238,7 +240,7 @@ class Settings(BaseSettings):
     def worker_process_count(self) -> int:
         """How many worker processes ``serve`` starts (``auto`` resolved on this machine)."""
         if self.worker_processes == "auto":
-            return auto_worker_processes()
+            return auto_worker_processes(self.effective_queue_url)
         return self.worker_processes
 
     @property
@@ -281,9 +283,13 @@ def shared_server(queue_url: str) -> tuple[Literal["redis", "postgresql"], str] 
     return None
 
 
-def auto_worker_processes() -> int:
-    """One worker process per core this process may run on, at most
-    ``MAX_AUTO_WORKER_PROCESSES``."""
+def auto_worker_processes(queue_url: str) -> int:
+    """With a shared queue (Redis or PostgreSQL), one worker process per core this process may
+    run on, at most ``MAX_AUTO_WORKER_PROCESSES``; else one: the processes would each keep their
+    own PSA call limits, alert-storm locks and access tokens, and together exceed a tenant's
+    limits."""
+    if shared_server(queue_url) is None:
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

@@ -81,4 +81,7 @@ def test_sigterm_stops_the_worker_processes_before_serve_ends(tmp_path: Path) ->
                 process.kill()
                 process.wait()
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
-    assert "the serve process is gone" not in log.read_text()
+    said = log.read_text()
+    assert "the serve process is gone" not in said
+    # two worker processes on the embedded queue: their limits are not shared, and serve says so
+    assert "each keep their own PSA call limits" in said

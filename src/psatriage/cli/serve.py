@@ -49,6 +49,7 @@ def serve(
     """Run the web server, and worker processes beside it unless --no-worker."""
     import uvicorn
 
+    from psatriage.settings import shared_server
     from psatriage.web import create_app
     from psatriage.web.console import exposure, load_settings
 
@@ -60,6 +61,13 @@ def serve(
         refused = None if insecure else exposure.refusal(bind_host, built, load_settings())
         if refused:
             raise ConfigError(refused)
+        if processes > 1 and shared_server(settings.effective_queue_url) is None:
+            _log().warning(
+                "worker processes without a Redis or PostgreSQL queue each keep their own PSA "
+                "call limits, alert-storm locks and access tokens: together they may make up to "
+                "this many times a tenant's calls; share a queue (PSATRIAGE_QUEUE_URL) or run one",
+                worker_processes=processes,
+            )
         console.print(
             f"psatriage on http://{bind_host}:{bind_port} — "
             f"{len(built.config.tenants)} tenant(s), "
