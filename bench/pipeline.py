@@ -12,7 +12,8 @@ overhead     N tickets sent one at a time (no queueing) through a service with z
              writes and the model call, exactly as the service sent them): overhead = end to end
              minus the floor's median.
 throughput   a burst of N tickets through a service with C workers and a model that answers in
-             S seconds: tickets per second (first webhook posted to last note) against C / S.
+             S seconds: tickets per second (first webhook posted to last note) against C / S,
+             and where the workers' time went (model, the rest of the tickets, ramp, gaps, tail).
 PSA calls    requests the fake PSA received per ticket once the signing key and the taxonomy are
              cached (after warm-up tickets), by method and path, in both runs above.
 ack          webhook acknowledgements timed by a load generator in a second process (threads,
