@@ -56,6 +56,15 @@ def kit_tenant(kit: ContractKit, llm: FakeOpenAI) -> dict[str, Any]:
     }
 
 
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid``, from ``/proc`` (Linux)."""
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now, for a process a test starts."""
     with socket.socket() as sock:

@@ -25,7 +25,14 @@ from psatriage.settings import Settings
 from psatriage.store.tables import EventState
 from tests.fakes.kit import ContractKit, Delivery
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
-from tests.harness import OPENAI_KEY_ENV, free_port, kit_for, kit_tenant, to_toml
+from tests.harness import (
+    OPENAI_KEY_ENV,
+    child_pids,
+    free_port,
+    kit_for,
+    kit_tenant,
+    to_toml,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -129,14 +136,6 @@ def _niceness(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
-def _children(pid: int) -> list[int]:
-    return [
-        int(child)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for child in (task / "children").read_text().split()
-    ]
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_the_worker_processes_yield_the_cpu_to_the_web_process(service: Service) -> None:
     """Busy workers must not delay a webhook's acknowledgement: serve's worker processes (one
@@ -146,7 +145,7 @@ def test_the_worker_processes_yield_the_cpu_to_the_web_process(service: Service)
     expected = Settings().worker_process_count  # the environment serve was started with
     deadline = time.monotonic() + DEADLINE  # the workers may still be starting
     while True:
-        workers = _children(service.pid)
+        workers = child_pids(service.pid)
         if len(workers) == expected and all(_niceness(w) == wanted for w in workers):
             return
         assert time.monotonic() < deadline, (workers, [_niceness(w) for w in workers], wanted)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from psatriage.cli.serve import _freeze_heap
-from tests.harness import free_port
+from tests.harness import child_pids, free_port
 
 
 def test_start_up_objects_are_left_out_of_later_garbage_collections() -> None:
@@ -35,14 +35,6 @@ def test_start_up_objects_are_left_out_of_later_garbage_collections() -> None:
 
 
 DEADLINE = 180  # seconds: a busy 2-core machine starting three Python processes
-
-
-def _children(pid: int) -> list[int]:
-    return [
-        int(child)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for child in (task / "children").read_text().split()
-    ]
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
@@ -69,7 +61,7 @@ def test_sigterm_stops_the_worker_processes_before_serve_ends(tmp_path: Path) ->
         )
         try:
             deadline = time.monotonic() + DEADLINE
-            while len(workers := _children(process.pid)) < 2:  # they start once it answers
+            while len(workers := child_pids(process.pid)) < 2:  # they start once it answers
                 assert process.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
