@@ -162,8 +162,8 @@ def _freeze_heap() -> None:
     """Collect the start-up's garbage once, then leave every object alive now out of the
     garbage collector's later passes (``gc.freeze``): a full pass over a started process's
     objects took about 100 ms, during which no request and no ticket moved (it showed as a
-    p99 of 130-180 ms in webhook acknowledgements, in one paced run of three). Objects made
-    later are collected as before."""
+    webhook acknowledgement p99 of 103-192 ms in about half of the paced runs of
+    ``bench.pipeline``). Objects made later are collected as before."""
     gc.collect()
     gc.freeze()
 
