@@ -27,7 +27,7 @@ def test_start_up_objects_are_left_out_of_later_garbage_collections() -> None:
         frozen = gc.get_freeze_count()
         assert frozen > 1000  # this process's modules, at least
         later = [[n] for n in range(100)]
-        assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() <= frozen  # frozen objects may still be freed
         collected = (o for generation in range(3) for o in gc.get_objects(generation=generation))
         assert any(tracked is later[0] for tracked in collected)
     finally:
