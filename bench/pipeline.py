@@ -65,7 +65,7 @@ from tests.fakes.connectwise import FakeConnectWise
 from tests.fakes.openai import FakeOpenAI
 from tests.harness import TENANT, Harness, to_toml
 
-from psatriage.settings import Settings, auto_worker_processes
+from psatriage.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 TICKETS = (
@@ -268,11 +268,13 @@ def serve(
 
 
 def serve_processes(env: dict[str, str]) -> int:
-    """How many worker processes ``psatriage serve`` starts with this environment."""
-    value = env.get("PSATRIAGE_WORKER_PROCESSES", "auto").strip().lower()
-    if value == "auto":
-        return auto_worker_processes(env.get("PSATRIAGE_QUEUE_URL", ""))
-    return max(1, int(value))
+    """How many worker processes ``psatriage serve`` starts with this environment (at least
+    one: a burst needs workers)."""
+    settings = Settings(
+        worker_processes=env.get("PSATRIAGE_WORKER_PROCESSES", "auto"),
+        queue_url=env.get("PSATRIAGE_QUEUE_URL", ""),
+    )
+    return max(1, settings.worker_process_count)
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:

@@ -194,7 +194,7 @@ class Settings(BaseSettings):
             count = int(str(value).strip())
         except ValueError:
             count = -1
-        if not 0 <= count <= _MAX_WORKER_PROCESSES or isinstance(value, float | bool):
+        if not 0 <= count <= _MAX_WORKER_PROCESSES:
             raise ValueError(f"give a number from 0 to {_MAX_WORKER_PROCESSES}, or auto")
         return count
 

@@ -16,12 +16,15 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from psatriage.cli._app import _globals, app, console, runtime
 from psatriage.errors import ConfigError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def _log() -> Any:
@@ -99,7 +102,7 @@ def serve(
             raise typer.Exit(3)  # uvicorn has logged why (the port is taken, ...)
 
 
-def _server(config: Any) -> Any:
+def _server(config: uvicorn.Config) -> uvicorn.Server:
     """A uvicorn server that, stopped by SIGTERM or SIGINT, returns to ``serve``, which then
     stops its worker processes and ends. (``uvicorn.Server`` raises the signal again once it
     has shut down, ending the process before they are stopped: they were left to notice their

@@ -59,7 +59,7 @@ class ConnectWiseClient(PSAClient):
     ) -> httpx.Response:
         """One request to ``path`` (under ``apis/3.0/``); a 404 re-discovers the codebase once."""
         endpoint = endpoint_of(method, path)
-        codebase = self._current_codebase()
+        codebase = self.codebase()
         response = self.send(
             method,
             self._url(codebase, path),
@@ -71,7 +71,7 @@ class ConnectWiseClient(PSAClient):
         if response.status_code == 404 and self._rediscovered(codebase):
             response = self.send(
                 method,
-                self._url(self._current_codebase(), path),
+                self._url(self.codebase(), path),
                 endpoint=endpoint,
                 headers=self._headers(),
                 params=params,
@@ -164,9 +164,6 @@ class ConnectWiseClient(PSAClient):
 
     def codebase(self) -> str:
         """The codebase, discovered now unless it is configured or known already."""
-        return self._current_codebase()
-
-    def _current_codebase(self) -> str:
         with self._codebase_lock:
             if self._codebase is None:
                 self._codebase = self._discover_codebase()
