@@ -129,9 +129,12 @@ def redis_url() -> Iterator[str]:
         client.close()
 
 
-@pytest.fixture(params=["redis", "postgresql"])
-def shared_url(request: pytest.FixtureRequest) -> str:
-    """Each test using this runs on the two servers a shared queue can be: Redis, PostgreSQL."""
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs on the three queues whose stores the worker processes share: a
+    SQLite file (one machine), Redis, PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'queue.db'}"
     url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
     return url
 

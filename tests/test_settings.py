@@ -30,26 +30,22 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def test_serve_starts_one_worker_process_on_the_embedded_queue(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    "queue", [None, "sqlite:///queue.db", "redis://127.0.0.1:6379/0", "postgresql://u@db/psatriage"]
+)
+def test_serve_starts_one_worker_process_per_core_by_default(
+    queue: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without a shared queue each process keeps its own PSA call limits, storm locks and
-    tokens: one worker process by default, so a tenant's limits hold."""
+    """On every queue: the processes share their PSA call limits, storm locks and tokens through
+    its server, or a file beside its SQLite file."""
     monkeypatch.delenv("PSATRIAGE_WORKER_PROCESSES", raising=False)
     monkeypatch.delenv("PSATRIAGE_QUEUE_URL", raising=False)
+    if queue is not None:
+        monkeypatch.setenv("PSATRIAGE_QUEUE_URL", queue)
     settings = Settings()
     assert settings.worker_processes == "auto"
-    assert settings.worker_process_count == 1
-
-
-@pytest.mark.parametrize("queue", ["redis://127.0.0.1:6379/0", "postgresql://u@db/psatriage"])
-def test_serve_starts_one_worker_process_per_core_on_a_shared_queue(
-    queue: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("PSATRIAGE_WORKER_PROCESSES", raising=False)
-    monkeypatch.setenv("PSATRIAGE_QUEUE_URL", queue)
     expected = max(1, min(MAX_AUTO_WORKER_PROCESSES, _cores()))
-    assert Settings().worker_process_count == expected == auto_worker_processes(queue)
+    assert settings.worker_process_count == expected == auto_worker_processes()
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="sets the CPU affinity (Linux)")
@@ -58,18 +54,17 @@ def test_auto_counts_the_cores_this_process_may_use() -> None:
     allowed = os.sched_getaffinity(0)
     try:
         os.sched_setaffinity(0, {min(allowed)})
-        assert auto_worker_processes("redis://127.0.0.1:6379/0") == 1
+        assert auto_worker_processes() == 1
     finally:
         os.sched_setaffinity(0, allowed)
 
 
-@pytest.mark.parametrize(("value", "count"), [("0", 0), ("3", 3), (" AUTO ", 1), ("64", 64)])
+@pytest.mark.parametrize(("value", "count"), [("0", 0), ("3", 3), (" AUTO ", None), ("64", 64)])
 def test_worker_processes_is_a_number_or_auto(
-    value: str, count: int, monkeypatch: pytest.MonkeyPatch
+    value: str, count: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("PSATRIAGE_QUEUE_URL", raising=False)
     monkeypatch.setenv("PSATRIAGE_WORKER_PROCESSES", value)
-    assert Settings().worker_process_count == count
+    assert Settings().worker_process_count == (auto_worker_processes() if count is None else count)
 
 
 @pytest.mark.parametrize("value", ["lots", "-1", "65", "2.5", ""])

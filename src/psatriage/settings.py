@@ -64,11 +64,10 @@ class Settings(BaseSettings):
     worker_processes: int | Literal["auto"] = Field(
         default="auto",
         description="Worker processes `psatriage serve` starts beside its web process: a number "
-        "(0: none, as with --no-worker), or auto: with a Redis or PostgreSQL queue one per core "
-        f"the machine gives the process (at most {MAX_AUTO_WORKER_PROCESSES}), else one (without "
-        "a shared queue each process keeps its own PSA call limits, alert-storm locks and "
-        "access tokens). More processes use more cores, and more memory (each loads the "
-        "tenants' classifiers).",
+        "(0: none, as with --no-worker), or auto: one per core the machine gives the process "
+        f"(at most {MAX_AUTO_WORKER_PROCESSES}). They share the PSA call limits, alert-storm "
+        "locks and access tokens through the queue's server, or a file beside its SQLite file. "
+        "More processes use more cores, and more memory (each loads the tenants' classifiers).",
     )
     worker_nice: int = Field(
         default=10,
@@ -170,9 +169,10 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None,
         description="A Fernet key (32 url-safe base64 bytes) that encrypts what worker processes "
-        "share through a Redis or PostgreSQL queue: PSA access tokens (HaloPSA, Kaseya BMS). "
-        f"Unset: each process holds its own. Generate one with `{_MAKE_KEY}`; give every process "
-        "the same key.",
+        "share through the queue's server or the file beside its SQLite file: PSA access tokens "
+        "(HaloPSA, Kaseya BMS). Unset: `serve` on a SQLite queue makes one for the processes it "
+        "starts, and every other process holds its own tokens. Generate one with "
+        f"`{_MAKE_KEY}`; give every process the same key.",
     )
 
     @field_validator("database_url")
@@ -240,7 +240,7 @@ class Settings(BaseSettings):
     def worker_process_count(self) -> int:
         """How many worker processes ``serve`` starts (``auto`` resolved on this machine)."""
         if self.worker_processes == "auto":
-            return auto_worker_processes(self.effective_queue_url)
+            return auto_worker_processes()
         return self.worker_processes
 
     @property
@@ -283,13 +283,9 @@ def shared_server(queue_url: str) -> tuple[Literal["redis", "postgresql"], str] 
     return None
 
 
-def auto_worker_processes(queue_url: str) -> int:
-    """With a shared queue (Redis or PostgreSQL), one worker process per core this process may
-    run on, at most ``MAX_AUTO_WORKER_PROCESSES``; else one: the processes would each keep their
-    own PSA call limits, alert-storm locks and access tokens, and together exceed a tenant's
-    limits."""
-    if shared_server(queue_url) is None:
-        return 1
+def auto_worker_processes() -> int:
+    """One worker process per core this process may run on, at most
+    ``MAX_AUTO_WORKER_PROCESSES``."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

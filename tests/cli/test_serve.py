@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
-from psatriage.cli.serve import _freeze_heap
+from psatriage.cli.serve import _freeze_heap, _key_for_this_run
+from psatriage.shared.sqlite_backend import for_queue
 from tests.harness import child_pids, free_port
 
 
@@ -73,7 +75,29 @@ def test_sigterm_stops_the_worker_processes_before_serve_ends(tmp_path: Path) ->
                 process.kill()
                 process.wait()
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
-    said = log.read_text()
-    assert "the serve process is gone" not in said
-    # two worker processes on the embedded queue: their limits are not shared, and serve says so
-    assert "each keep their own PSA call limits" in said
+    assert "the serve process is gone" not in log.read_text()
+
+
+def test_serve_on_one_machine_makes_a_key_for_its_processes_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a SQLite queue and no PSATRIAGE_SECRET_KEY, ``serve`` puts a key of its own in its
+    environment (its worker processes inherit it) and drops the last run's tokens, which that
+    key cannot read; a key that is set, or a Redis queue, is left alone."""
+    for name in ("PSATRIAGE_SECRET_KEY", "PSATRIAGE_QUEUE_URL", "PSATRIAGE_CONFIG"):
+        monkeypatch.setenv(name, "")  # restored after the test, whatever it sets
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PSATRIAGE_DATA_DIR", str(tmp_path))
+    last_run = for_queue(f"sqlite:///{tmp_path / 'queue.db'}")
+    last_run.put("halopsa:app", b"sealed with the last run's key", time.time() + 600)
+    _key_for_this_run()
+    made = os.environ["PSATRIAGE_SECRET_KEY"]
+    Fernet(made.encode())  # a valid key
+    assert last_run.get("halopsa:app") is None
+    last_run.close()
+    _key_for_this_run()
+    assert os.environ["PSATRIAGE_SECRET_KEY"] == made  # set: kept
+    monkeypatch.delenv("PSATRIAGE_SECRET_KEY")
+    monkeypatch.setenv("PSATRIAGE_QUEUE_URL", "redis://127.0.0.1:1/0")
+    _key_for_this_run()
+    assert "PSATRIAGE_SECRET_KEY" not in os.environ  # other machines would need it too

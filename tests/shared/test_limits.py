@@ -5,6 +5,7 @@ import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.synchronize import Barrier
+from pathlib import Path
 
 import pytest
 import redis
@@ -20,6 +21,7 @@ from psatriage.shared.limits import (
     share_limits,
 )
 from psatriage.shared.redis_backend import RedisBackend
+from psatriage.shared.sqlite_backend import SqliteBackend
 from tests.shared.conftest import Database
 
 
@@ -138,18 +140,26 @@ def test_call_limits_use_the_shared_windows_when_the_runtime_shares_them(shared_
         store.close()
 
 
-def test_sqlite_deployments_keep_windows_in_memory() -> None:
-    assert limits_for("sqlite:///queue.db") is None
+def test_sqlite_deployments_share_windows_in_a_file_beside_the_queue(tmp_path: Path) -> None:
+    store = limits_for(f"sqlite:///{tmp_path / 'queue.db'}")
+    assert isinstance(store, SqliteBackend)
+    assert store.path == tmp_path / "queue.db.shared"
+    store.close()
 
 
-@pytest.fixture(params=["memory", "redis", "postgresql"])
-def two_stores(request: pytest.FixtureRequest) -> Iterator[tuple[LimitStore, LimitStore]]:
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
+def two_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[LimitStore, LimitStore]]:
     """Two stores standing for two worker processes (in memory: one process, one store)."""
     if request.param == "memory":
         memory = MemoryLimits()
         yield memory, memory
         return
-    url = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'queue.db'}"
+    else:
+        url = request.getfixturevalue("redis_url" if request.param == "redis" else "postgres_url")
     first, second = limits_for(url), limits_for(url)
     assert first is not None and second is not None
     try:
@@ -356,11 +366,12 @@ return active
 """
 
 
-def _worker_process(url: str, name: str, start: Barrier) -> None:
-    """One worker process of the multi-process test: four threads, ten calls each."""
+def _worker_process(url: str, counters_url: str, name: str, start: Barrier) -> None:
+    """One worker process of the multi-process test: four threads, ten calls each, limited in
+    the store of the queue ``url``, counted in Redis."""
     store = limits_for(url)
     share_limits(store)
-    counters = redis.Redis.from_url(url)
+    counters = redis.Redis.from_url(counters_url)
     record = counters.register_script(_RECORD)
     limits = CallLimits(concurrent_per_endpoint=3, max_wait=30, scope="autotask:acme")
 
@@ -384,11 +395,15 @@ def _worker_process(url: str, name: str, start: Barrier) -> None:
 
 
 @pytest.mark.slow  # starts two Python processes (about 3 s, mostly their imports)
-def test_worker_processes_share_the_concurrency_cap(redis_url: str) -> None:
+@pytest.mark.parametrize("queue", ["sqlite", "redis"])
+def test_worker_processes_share_the_concurrency_cap(
+    queue: str, redis_url: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'queue.db'}" if queue == "sqlite" else redis_url
     spawn = multiprocessing.get_context("spawn")
     start = spawn.Barrier(2)
     processes = [
-        spawn.Process(target=_worker_process, args=(redis_url, name, start))
+        spawn.Process(target=_worker_process, args=(url, redis_url, name, start))
         for name in ("one", "two")
     ]
     started = time.perf_counter()

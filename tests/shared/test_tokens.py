@@ -8,9 +8,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,10 @@ from psatriage.psa.halopsa import HaloPSAAdapter, HaloPSAConfig
 from psatriage.runtime import Runtime
 from psatriage.settings import Settings
 from psatriage.shared import tokens as shared_tokens
+from psatriage.shared.base import TokenStore
 from psatriage.shared.postgres_backend import PostgresBackend
 from psatriage.shared.redis_backend import RedisBackend
+from psatriage.shared.sqlite_backend import SqliteBackend, for_queue
 from psatriage.shared.tokens import SharedTokens, tokens_for
 from tests.fakes.base import FakePSA
 from tests.fakes.connectwise import FakeConnectWise
@@ -58,6 +62,10 @@ def two_stores(shared_url: str) -> Iterator[tuple[SharedTokens, SharedTokens]]:
 
 def raw_values(url: str) -> list[bytes]:
     """Everything the server holds for the shared tokens, as stored."""
+    if url.startswith("sqlite"):
+        with closing(sqlite3.connect(for_queue(url).path)) as connection:
+            rows = connection.execute("SELECT name, value FROM shared_tokens").fetchall()
+        return [name.encode() + b"=" + bytes(value) for name, value in rows]
     if url.startswith("redis"):
         client = redis.Redis.from_url(url)
         try:
@@ -70,6 +78,14 @@ def raw_values(url: str) -> list[bytes]:
 
 
 def copy_value(url: str, source: str, target: str) -> None:
+    if url.startswith("sqlite"):
+        with closing(sqlite3.connect(for_queue(url).path)) as connection, connection:
+            connection.execute(
+                "INSERT INTO shared_tokens SELECT ?, value, expires_at FROM shared_tokens "
+                "WHERE name = ?",
+                (target, source),
+            )
+        return
     if url.startswith("redis"):
         client = redis.Redis.from_url(url)
         client.set(f"psatriage:shared:{target}", client.get(f"psatriage:shared:{source}") or b"")
@@ -164,7 +180,13 @@ def test_the_refresh_lock_is_held_by_one_process_at_a_time(
 
 def _hold_the_lock_then_hang(url: str, holding: Event) -> None:
     """A worker process that dies (SIGKILL) while it renews the token."""
-    backend = RedisBackend(url, lease=1.0) if url.startswith("redis") else PostgresBackend(url)
+    backend: TokenStore
+    if url.startswith("sqlite"):
+        backend = for_queue(url)
+    elif url.startswith("redis"):
+        backend = RedisBackend(url, lease=1.0)
+    else:
+        backend = PostgresBackend(url)
     with SharedTokens(backend, KEY).refreshing("halopsa:app", 5) as held:
         assert held
         holding.set()
@@ -188,7 +210,8 @@ def test_the_lock_of_a_process_that_died_holding_it_comes_back(
         holder.join(10)
         started = time.monotonic()
         with two_stores[0].refreshing("halopsa:app", 10) as held:
-            assert held  # PostgreSQL: at once (the session died); Redis: when the lease lapsed
+            assert held  # SQLite, PostgreSQL: at once (the process, the session died); Redis:
+            # when the lease lapsed
         print(f"lock back after {time.monotonic() - started:.2f} s")
     finally:
         holder.kill()
@@ -200,8 +223,9 @@ def test_the_lock_of_a_process_that_died_holding_it_comes_back(
     [
         lambda: RedisBackend("redis://127.0.0.1:1/0"),
         lambda: PostgresBackend("postgresql://postgres@127.0.0.1:1/none"),
+        lambda: SqliteBackend(Path("/proc/no-such-folder/queue.db.shared")),
     ],
-    ids=["redis", "postgresql"],
+    ids=["redis", "postgresql", "sqlite"],
 )
 def test_a_store_that_does_not_answer_is_skipped_with_one_warning(backend: Any) -> None:
     store = SharedTokens(backend(), KEY, pause=1.0)
@@ -258,8 +282,17 @@ def test_redis_tokens_recover_from_a_dropped_connection(redis_url: str) -> None:
 # -- choosing the store, and the key ----------------------------------------------------------
 
 
-def test_tokens_are_shared_only_with_a_shared_queue_and_a_key(redis_url: str) -> None:
-    assert tokens_for("sqlite:///queue.db", KEY) is None
+def test_tokens_are_shared_only_with_a_key(redis_url: str, tmp_path: Path) -> None:
+    """Without a key a Redis or PostgreSQL queue warns (its processes may be on many machines);
+    on a SQLite queue, ``serve`` makes a key for its own processes and others keep their own."""
+    one_machine = f"sqlite:///{tmp_path / 'queue.db'}"
+    with capture_logs() as logs:
+        assert tokens_for(one_machine, None) is None
+    assert not logs
+    on_file = tokens_for(one_machine, KEY)
+    assert on_file is not None
+    assert "SQLite file" in repr(on_file)
+    on_file.close()
     with capture_logs() as logs:
         assert tokens_for(redis_url, None) is None
         assert tokens_for("postgresql+psycopg://db/psatriage", None) is None

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from psatriage.cli._app import _globals, app, console, runtime
-from psatriage.errors import ConfigError
+from psatriage.cli._app import _globals, app, console, runtime, settings
+from psatriage.errors import ConfigError, PsatriageError
 
 if TYPE_CHECKING:
     import uvicorn
@@ -52,10 +52,10 @@ def serve(
     """Run the web server, and worker processes beside it unless --no-worker."""
     import uvicorn
 
-    from psatriage.settings import shared_server
     from psatriage.web import create_app
     from psatriage.web.console import exposure, load_settings
 
+    _key_for_this_run()
     with runtime() as built:
         built.queue.check()  # a queue server that does not answer stops us here
         settings = built.settings
@@ -64,13 +64,6 @@ def serve(
         refused = None if insecure else exposure.refusal(bind_host, built, load_settings())
         if refused:
             raise ConfigError(refused)
-        if processes > 1 and shared_server(settings.effective_queue_url) is None:
-            _log().warning(
-                "worker processes without a Redis or PostgreSQL queue each keep their own PSA "
-                "call limits, alert-storm locks and access tokens: together they may make up to "
-                "this many times a tenant's calls; share a queue (PSATRIAGE_QUEUE_URL) or run one",
-                worker_processes=processes,
-            )
         console.print(
             f"psatriage on http://{bind_host}:{bind_port} — "
             f"{len(built.config.tenants)} tenant(s), "
@@ -100,6 +93,33 @@ def serve(
             server.run()
         if not server.started:
             raise typer.Exit(3)  # uvicorn has logged why (the port is taken, ...)
+
+
+def _key_for_this_run() -> None:
+    """On one machine (a SQLite queue) with no ``PSATRIAGE_SECRET_KEY``: a key made for this run,
+    in this process's environment and so in its worker processes', so that they share PSA access
+    tokens sealed with it (in the file beside the queue's). Tokens of an earlier run cannot be
+    read with it, so they are dropped. With a Redis or PostgreSQL queue, processes on other
+    machines need the key too: it must be set."""
+    from psatriage.settings import shared_server
+
+    current = settings()
+    if current.secret_key is not None or shared_server(current.effective_queue_url) is not None:
+        return
+    from cryptography.fernet import Fernet
+
+    from psatriage.shared.sqlite_backend import for_queue
+
+    os.environ["PSATRIAGE_SECRET_KEY"] = Fernet.generate_key().decode()
+    store = for_queue(current.effective_queue_url)
+    if not store.path.exists():
+        return
+    try:
+        store.forget_tokens()
+    except PsatriageError as exc:  # the processes will replace what they cannot read
+        _log().warning("could not drop the last run's shared tokens", error=str(exc))
+    finally:
+        store.close()
 
 
 def _server(config: uvicorn.Config) -> uvicorn.Server:

@@ -5,8 +5,8 @@ system re-alerting, a mail loop), decided once.
 between alerts (numbers, times, IP addresses, GUIDs) blanked out. Within the tenant's
 ``storm_window_minutes`` a ticket whose key matches a decision already made reuses that decision
 without a model call (``psatriage.pipeline``); ``LOCK`` makes the tickets of one storm wait for
-the first one's decision instead of each asking the model, across worker processes where the
-deployment shares a queue.
+the first one's decision instead of each asking the model, across worker processes (the lock is
+held in the deployment's shared store, ``psatriage.shared``).
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@
     base.py              the interfaces both backends implement; ``StoreUnavailable``
     redis_backend.py     both stores in Redis
     postgres_backend.py  both stores in PostgreSQL
+    sqlite_backend.py    both stores in a SQLite file beside the queue's (one machine)
 
 The Runtime picks the backend from the queue URL (``backend_for``) and makes the stores the
-process's (``limits.share_limits``, ``tokens.share_tokens``). A SQLite deployment runs one
-process: its limits stay in memory and its tokens in each adapter, and it never loads the Redis
-or PostgreSQL client (each backend is imported when chosen).
+process's (``limits.share_limits``, ``tokens.share_tokens``). A SQLite deployment never loads the
+Redis or PostgreSQL client (each backend is imported when chosen).
 """
 
 from __future__ import annotations
@@ -23,14 +23,17 @@ from psatriage.settings import shared_server
 if TYPE_CHECKING:
     from psatriage.shared.postgres_backend import PostgresBackend
     from psatriage.shared.redis_backend import RedisBackend
+    from psatriage.shared.sqlite_backend import SqliteBackend
 
 
-def backend_for(queue_url: str) -> RedisBackend | PostgresBackend | None:
-    """The backend on the shared queue's own server and database: Redis or PostgreSQL; None for
-    SQLite. Nothing is connected until the first call."""
+def backend_for(queue_url: str) -> RedisBackend | PostgresBackend | SqliteBackend:
+    """The backend on the queue's own server and database (Redis, PostgreSQL), or in a file
+    beside the queue's SQLite file. Nothing is connected until the first call."""
     server = shared_server(queue_url)
     if server is None:
-        return None
+        from psatriage.shared.sqlite_backend import for_queue  # noqa: PLC0415 - when chosen
+
+        return for_queue(queue_url)
     kind, url = server
     if kind == "redis":
         from psatriage.shared.redis_backend import RedisBackend  # noqa: PLC0415 - when chosen

@@ -1,10 +1,10 @@
 """What the cross-process stores share: the two interfaces their backends implement and the error
 a backend raises when its server does not answer.
 
-A backend (``RedisBackend``, ``PostgresBackend``) is written once and serves both stores: the call
-limits (``LimitStore``: rolling windows and concurrency slots) and the shared access tokens
-(``TokenStore``: encrypted values and a refresh lock). ``MemoryLimits`` is the in-process
-``LimitStore`` of a deployment without a shared queue.
+A backend (``RedisBackend``, ``PostgresBackend``, ``SqliteBackend``) is written once and serves both
+stores: the call limits (``LimitStore``: rolling windows and concurrency slots) and the shared
+access tokens (``TokenStore``: encrypted values and a refresh lock). ``MemoryLimits`` is the
+in-process ``LimitStore`` of a limiter used without a Runtime.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from psatriage.errors import TransientError
 
 
 class StoreUnavailable(TransientError):
-    """The queue's Redis or PostgreSQL, which holds the shared limits and tokens, did not answer.
+    """The queue's Redis or PostgreSQL (or the file beside its SQLite file), which holds the
+    shared limits and tokens, did not answer.
 
     A call limit that cannot be counted makes the job wait and try again later (it is a
     ``TransientError``); a token that cannot be shared makes the process use one of its own.

@@ -7,10 +7,11 @@ rescheduled instead of holding a worker.
 
 The window counts per endpoint or for the whole tenant (``per_endpoint``): Autotask limits a
 database as a whole (10,000 calls per hour), Kaseya BMS each endpoint (1,500 per hour). The cap
-on concurrent calls is per endpoint (Autotask: 3 threads per endpoint and integration). Where the
-deployment shares a queue (Redis or PostgreSQL), windows and slots live there too, so every worker
-process counts against one limit (``share_limits``, set up by the Runtime with a backend of
-``psatriage.shared``); else they live in this process. Keys carry the limiter's ``scope``
+on concurrent calls is per endpoint (Autotask: 3 threads per endpoint and integration). Windows
+and slots live where every process of the deployment sees them (``share_limits``, set up by the
+Runtime with a backend of ``psatriage.shared``): in the queue's Redis or PostgreSQL, or in a file
+beside the queue's SQLite file, so every worker process counts against one limit. A limiter in a
+process without a Runtime keeps them in memory. Keys carry the limiter's ``scope``
 (e.g. ``"autotask:acme"``), so tenants never share a limit.
 """
 
@@ -41,7 +42,7 @@ POLL_SECONDS = 0.05
 
 
 class MemoryLimits:
-    """This process's windows and slots (the default: SQLite deployments run one process)."""
+    """This process's windows and slots (a limiter's own, when no store is shared)."""
 
     def __init__(self) -> None:
         self._calls: dict[str, deque[float]] = {}
@@ -105,9 +106,9 @@ def share_limits(store: LimitStore | None) -> None:
     _shared = store
 
 
-def limits_for(queue_url: str) -> LimitStore | None:
-    """Shared windows and slots where the deployment shares a queue: Redis or PostgreSQL (on the
-    queue's own server and database); else None."""
+def limits_for(queue_url: str) -> LimitStore:
+    """The windows and slots every process of the deployment shares: on the queue's Redis or
+    PostgreSQL server and database, or in a file beside its SQLite file."""
     return backend_for(queue_url)
 
 

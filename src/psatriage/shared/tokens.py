@@ -1,5 +1,6 @@
 """PSA access tokens shared by every worker process of a deployment, encrypted, in the Redis or
-PostgreSQL server of its queue. ``psatriage.psa.tokens.TokenCache`` uses them.
+PostgreSQL server of its queue or in a file beside its SQLite file.
+``psatriage.psa.tokens.TokenCache`` uses them.
 
 ``SharedTokens`` is what callers see: ``get(name)`` gives ``(value, expires_at)`` or None,
 ``put(name, value, expires_at)`` stores, and ``refreshing(name, timeout)`` is a lock across
@@ -33,6 +34,7 @@ import structlog
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
+from psatriage.settings import shared_server
 from psatriage.shared import backend_for
 from psatriage.shared.base import StoreUnavailable, TokenStore
 
@@ -150,17 +152,17 @@ def current() -> SharedTokens | None:
 
 
 def tokens_for(queue_url: str, secret_key: SecretStr | None) -> SharedTokens | None:
-    """Shared tokens where the deployment shares a queue (Redis or PostgreSQL, on the queue's own
-    server and database) and has a ``secret_key``; else None. A shared queue without a key logs
-    a warning: tokens then stay per process."""
-    backend = backend_for(queue_url)
-    if backend is None:
-        return None
+    """Shared tokens where the deployment has a ``secret_key`` (on the queue's Redis or PostgreSQL
+    server and database, or beside its SQLite file); else None, and tokens stay per process. A
+    Redis or PostgreSQL queue without a key logs a warning: its worker processes may be on many
+    machines. On one machine, ``serve`` makes a key for its own processes when none is set."""
     if secret_key is None:
+        if shared_server(queue_url) is None:
+            return None
         log.warning(
             "PSA access tokens are not shared between worker processes because "
             "PSATRIAGE_SECRET_KEY is not set: each process asks for its own, and a new one may "
             f"invalidate the others' (401, then one more token request); to share them, {_FIX_KEY}"
         )
         return None
-    return SharedTokens(backend, secret_key)
+    return SharedTokens(backend_for(queue_url), secret_key)
