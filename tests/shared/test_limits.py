@@ -4,6 +4,7 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
@@ -420,3 +421,37 @@ def test_worker_processes_share_the_concurrency_cap(
     print(f"peak {peak!r} in {time.perf_counter() - started:.2f} s (mixed: {mixed!r})")
     assert mixed == b"1"  # both processes held slots at the same time
     assert peak == b"3"  # and never more than three together
+
+
+def _open_fresh_files(paths: list[str], start: Barrier, failures: Queue[str]) -> None:
+    """One process of the next test: opens each new file together with the others."""
+    for path in paths:
+        store = SqliteBackend(Path(path))
+        start.wait(timeout=60)
+        try:
+            store.take("autotask:acme|", 10, 60, time.time())
+        except TransientError as exc:
+            failures.put(str(exc))
+        finally:
+            store.close()
+
+
+@pytest.mark.slow  # starts four Python processes (about 3 s, mostly their imports)
+def test_processes_opening_a_new_shared_file_together_all_get_in(tmp_path: Path) -> None:
+    """Switching a new SQLite file to WAL answers "locked" at once to a second process doing the
+    same, without waiting: 11 of 40 such starts failed before the processes took turns."""
+    spawn = multiprocessing.get_context("spawn")
+    paths = [str(tmp_path / f"{n}" / "queue.db.shared") for n in range(20)]
+    start, failures = spawn.Barrier(4), spawn.Queue()
+    processes = [
+        spawn.Process(target=_open_fresh_files, args=(paths, start, failures)) for _ in range(4)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0] * 4
+    assert failures.empty(), failures.get()
+    counted = SqliteBackend(Path(paths[-1]))
+    assert counted.count("autotask:acme|", 60, time.time()) == 4
+    counted.close()

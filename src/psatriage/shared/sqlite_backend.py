@@ -167,7 +167,7 @@ class SqliteBackend:
     def refreshing(self, name: str, timeout: float) -> Iterator[bool]:
         digest = hashlib.sha256(name.encode()).hexdigest()[:32]
         try:
-            self._locks.mkdir(exist_ok=True)
+            self._locks.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(self._locks / f"{digest}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise StoreUnavailable(self.where, exc) from exc
@@ -219,20 +219,24 @@ class SqliteBackend:
     def _open(self) -> sqlite3.Connection:
         if self._connection is not None:
             return self._connection
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(
-            self.path, timeout=self._busy, isolation_level=None, check_same_thread=False
-        )
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")  # nothing here must survive a crash
-            connection.execute("BEGIN IMMEDIATE")  # processes starting together take turns
-            for statement in _DDL:
-                connection.execute(statement)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.close()
-            raise
+        self._locks.mkdir(parents=True, exist_ok=True)
+        with (self._locks / "open.lock").open("a") as turn:
+            # processes opening the file together take turns: SQLite answers "locked" at once,
+            # without its busy timeout, to a second one switching a new file to WAL
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            connection = sqlite3.connect(
+                self.path, timeout=self._busy, isolation_level=None, check_same_thread=False
+            )
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")  # nothing must survive a crash
+                connection.execute("BEGIN IMMEDIATE")
+                for statement in _DDL:
+                    connection.execute(statement)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.close()
+                raise
         self._connection = connection
         return connection
 
