@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -455,3 +457,16 @@ def test_processes_opening_a_new_shared_file_together_all_get_in(tmp_path: Path)
     counted = SqliteBackend(Path(paths[-1]))
     assert counted.count("autotask:acme|", 60, time.time()) == 4
     counted.close()
+
+
+def test_a_window_count_that_outgrew_its_calls_is_set_right(tmp_path: Path) -> None:
+    store = SqliteBackend(tmp_path / "queue.db.shared")
+    now = time.time()
+    assert store.take("autotask:acme|", 2, 60, now) == 0.0
+    with closing(sqlite3.connect(store.path)) as connection, connection:
+        connection.execute("DELETE FROM window_calls")  # by hand: the count still says one
+        connection.execute("UPDATE window_counts SET calls = 5")
+    assert store.take("autotask:acme|", 2, 60, now + 1) == 0.0  # the rows count
+    assert store.take("autotask:acme|", 2, 60, now + 2) == 0.0
+    assert store.take("autotask:acme|", 2, 60, now + 3) == pytest.approx(58)
+    store.close()

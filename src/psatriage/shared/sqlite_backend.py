@@ -29,12 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-import structlog
 from sqlalchemy.engine import make_url
 
 from psatriage.shared.base import StoreUnavailable
-
-log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 Run = Callable[..., sqlite3.Cursor]  # a connection's ``execute``
@@ -102,6 +99,9 @@ class SqliteBackend:
             if room:
                 return 0.0
             (oldest,) = run("SELECT min(at) FROM window_calls WHERE key = ?", (key,)).fetchone()
+            if oldest is None:  # the count outgrew the rows (the file was changed by hand)
+                run(_COUNT, (key, 0))
+                return work(run)
             return float(oldest) + window - now
 
         return self._run(work)
