@@ -7,12 +7,13 @@ Each check waits for the ledger to say the event finished, then looks at what th
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 from psatriage.psa import adapters
 from psatriage.settings import Settings
 from psatriage.store.tables import EventState
+from tests.fakes.halopsa import FakeHaloPSA
 from tests.fakes.kit import ContractKit, Delivery
 from tests.fakes.openai import DEFAULT_API_KEY, FakeOpenAI
 from tests.harness import (
@@ -47,6 +49,7 @@ class Service:
     url: str
     kits: dict[str, ContractKit]
     pid: int = 0  # the serve process
+    data: Path | None = None  # its PSATRIAGE_DATA_DIR
 
     def deliver(self, psa: str, delivery: Delivery) -> httpx.Response:
         body, headers = delivery
@@ -82,7 +85,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             stack.callback(kits[psa].fake.stop)
         tenants = {psa: kit_tenant(kit, llm) for psa, kit in kits.items()}
         url, pid = serve(stack, root, tenants, kits)
-        yield Service(url, kits, pid)
+        yield Service(url, kits, pid, root / "data")
 
 
 def serve(
@@ -198,3 +201,23 @@ def test_five_concurrent_deliveries_make_one_event_one_write_and_one_note(
     assert [e["id"] for e in service.events_for(psa, ticket)] == [event_id]
     assert len(kit.category_writes(ticket)) == 1
     assert len(_ours(kit, ticket)) == 1
+
+
+def test_the_worker_processes_share_one_halopsa_token(service: Service) -> None:
+    """With no PSATRIAGE_SECRET_KEY, ``serve`` on SQLite makes a key for its processes: they keep
+    one HaloPSA token, sealed, in the file beside the queue's, and tickets spread over every
+    worker process cost one token request between them."""
+    kit = service.kits["halopsa"]
+    assert isinstance(kit.fake, FakeHaloPSA)
+    tickets = [kit.new_ticket(f"VPN drops ({n})", "The VPN drops every hour") for n in range(12)]
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda t: service.deliver("halopsa", kit.created(t)), tickets))
+    assert [r.status_code for r in responses] == [202] * 12
+    assert all(service.finished(r.json()["event_id"])["state"] == "done" for r in responses)
+    assert kit.fake.token_requests() == 1
+    assert service.data is not None
+    with closing(sqlite3.connect(service.data / "queue.db.shared")) as shared:
+        sealed = [value for (value,) in shared.execute("SELECT value FROM shared_tokens")]
+    assert sealed  # HaloPSA's, and Kaseya BMS's login
+    assert kit.fake.token is not None
+    assert all(kit.fake.token.encode() not in value for value in sealed)
