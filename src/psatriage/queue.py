@@ -157,7 +157,13 @@ def _channel_for(url: str) -> _Channel:
             f"PSATRIAGE_QUEUE_URL: unsupported scheme {parsed.drivername!r}; "
             "fix: use sqlite:///PATH, redis://HOST:PORT/DB or postgresql://USER@HOST/DB"
         )
-    return _LocalChannel(Path(parsed.database or "queue.db"))
+    return _LocalChannel(sqlite_queue_file(url))
+
+
+def sqlite_queue_file(url: str) -> Path:
+    """The file a ``sqlite:///PATH`` queue URL names, beside which the processes of one machine
+    keep their wake-up sockets and their shared stores (``psatriage.shared.sqlite_backend``)."""
+    return Path(make_url(url).database or "queue.db")
 
 
 # -- one machine: Unix datagram sockets ------------------------------------------------------------

@@ -29,8 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy.engine import make_url
-
+from psatriage.queue import sqlite_queue_file
 from psatriage.shared.base import StoreUnavailable
 
 T = TypeVar("T")
@@ -61,7 +60,7 @@ _COUNT = (
 
 def for_queue(queue_url: str) -> SqliteBackend:
     """The stores of a ``sqlite:///PATH`` queue, in the file ``PATH.shared``."""
-    database = Path(make_url(queue_url).database or "queue.db")
+    database = sqlite_queue_file(queue_url)
     return SqliteBackend(database.with_name(database.name + ".shared"))
 
 
