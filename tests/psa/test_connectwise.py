@@ -143,6 +143,14 @@ def test_key_url_allow_list(url: str, allowed: bool) -> None:
     assert key_url_allowed(url, ("https://cw.example.com",)) is allowed
 
 
+def test_key_url_answers_are_remembered_per_trusted_origins() -> None:
+    url = "https://cw.example.com/key"
+    # the same URL, asked again under other trusted origins, is answered for those
+    assert key_url_allowed(url, ("https://cw.example.com",)) is True
+    assert key_url_allowed(url, ()) is False
+    assert key_url_allowed(url, ["https://cw.example.com"]) is True  # any iterable
+
+
 @pytest.mark.parametrize(
     ("status", "error"), [(503, TransientError), (500, TransientError), (404, WebhookRejected)]
 )

@@ -79,6 +79,17 @@ def test_webhook_object_and_lower_keys() -> None:
         assert caught.value.status == 400
 
 
+def test_webhook_object_decodes_a_body_once_and_gives_each_caller_its_own_copy() -> None:
+    body = b'{"Type": "ticket", "ID": 7}'
+    first = webhook_object(body)
+    first["type"] = "changed by the first caller"
+    assert webhook_object(body) == {"type": "ticket", "id": 7}
+    with pytest.raises(WebhookRejected):  # a refusal is not remembered as an answer
+        webhook_object(b"{")
+    with pytest.raises(WebhookRejected):
+        webhook_object(b"{")
+
+
 def test_body_hash_is_stable_and_distinct() -> None:
     assert body_hash(b"a") == body_hash(b"a") != body_hash(b"b")
     assert body_hash(b"a").startswith("sha256:")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from psatriage import jobs
@@ -17,7 +18,7 @@ from psatriage.errors import WebhookRejected
 from psatriage.psa.base import PATH_TOKEN_HEADER
 from psatriage.runtime import Runtime
 from psatriage.store.tables import EventState
-from psatriage.web import create_app
+from psatriage.web import create_app, webhooks
 from psatriage.web.webhooks import refuse_replay
 from tests.harness import TENANT, Harness
 
@@ -251,6 +252,49 @@ def test_a_path_token_reaches_verify_only_from_the_path(
     assert client.post(f"/webhooks/{TENANT}", content=body, headers=forged).status_code == 200
     assert seen[0][PATH_TOKEN_HEADER] == "s3cret"
     assert PATH_TOKEN_HEADER not in seen[1]
+
+
+def _accept_path_only(runtime: Runtime) -> FastAPI:
+    """An app with no routes but the accept path: whatever answers a webhook is the accept path."""
+    app = FastAPI()
+    app.state.runtime = runtime
+    app.state.backlog = webhooks.Backlog(runtime)
+    app.state.recorder = webhooks.Recorder(runtime)
+    app.add_middleware(webhooks.AcceptPath)
+    return app
+
+
+def test_webhooks_are_served_ahead_of_the_routing_which_only_declares_them(
+    harness: Harness, runtime: Runtime
+) -> None:
+    declared = create_app(runtime).openapi()["paths"]
+    assert {"/webhooks/{tenant}", "/webhooks/{tenant}/{path_token}"} <= set(declared)
+    body, headers = harness.cw.callback(harness.cw.add_ticket("Printer", "paper jam"))
+    with TestClient(_accept_path_only(runtime)) as client:
+        response = client.post(f"/webhooks/{TENANT}", content=body, headers=headers)
+        assert (response.status_code, response.json()["status"]) == (202, "accepted")
+        assert client.post("/webhooks/nobody/token", content=b"{}").status_code == 404
+    assert runtime.ledger.waiting() == 1
+
+
+@pytest.mark.parametrize("root_path", ["", "/psatriage"])
+def test_the_accept_path_serves_webhooks_under_a_root_path(
+    harness: Harness, runtime: Runtime, root_path: str
+) -> None:
+    body, headers = harness.cw.callback(harness.cw.add_ticket("Printer", "paper jam"))
+    with TestClient(_accept_path_only(runtime), root_path=root_path) as client:
+        # behind a proxy that mounts the service at root_path, the path still carries it
+        response = client.post(f"{root_path}/webhooks/{TENANT}", content=body, headers=headers)
+    assert (response.status_code, response.json()["status"]) == (202, "accepted")
+
+
+def test_the_accept_path_leaves_other_methods_and_paths_to_the_app(
+    harness: Harness, client: TestClient
+) -> None:
+    body, headers = harness.cw.callback(harness.cw.add_ticket("Printer", "paper jam"))
+    assert client.get(f"/webhooks/{TENANT}").status_code == 405
+    assert client.post("/webhooks", content=body, headers=headers).status_code == 404
+    assert client.post(f"/webhooks/{TENANT}/a/b", content=body, headers=headers).status_code == 404
 
 
 def test_a_created_event_older_than_the_replay_window_is_refused_and_nothing_stored(

@@ -3,6 +3,7 @@ bodies, ids, timestamps, and the hash that stands for a body without a delivery 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -27,7 +28,15 @@ def lower_keys(value: object) -> dict[str, Any]:
 
 
 def webhook_object(body: bytes) -> dict[str, Any]:
-    """A webhook body as a JSON object with lower-case keys, or ``WebhookRejected(400)``."""
+    """A webhook body as a JSON object with lower-case keys, or ``WebhookRejected(400)``.
+
+    A delivery's check and its parsing each ask for the same body: it is decoded once (the
+    last few bodies are remembered; each caller gets its own top-level copy)."""
+    return dict(_webhook_object(body))
+
+
+@functools.lru_cache(maxsize=4)
+def _webhook_object(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
     except ValueError as exc:

@@ -40,6 +40,7 @@ def create_app(runtime: Runtime, *, embedded_workers: int = 0) -> FastAPI:
     app.state.backlog = webhooks.Backlog(runtime)
     app.state.recorder = webhooks.Recorder(runtime)
     app.include_router(webhooks.router)
+    app.add_middleware(webhooks.AcceptPath)
     app.include_router(api.router)
     app.include_router(reviews.router)
     app.include_router(reports.router)

@@ -7,11 +7,14 @@ ledger row (the queue of record) is written before the 2xx, so an accepted event
 a lost wake-up only delays it to the workers' next look. Unsigned or malformed deliveries are
 refused before anything is written. When more than ``max_waiting`` events wait for a worker, or
 the database cannot take the row, the answer is 503 with Retry-After: the PSA sends it again.
+``AcceptPath`` serves these routes ahead of the framework's routing; the router declares them
+for the schema.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -23,6 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from psatriage import metrics
 from psatriage.domain import TicketEvent
@@ -203,6 +207,34 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+_ROUTE = re.compile(r"/webhooks/([^/]+)(?:/([^/]+))?")
+
+
+class AcceptPath:
+    """The webhook routes served before FastAPI's routing, dependency solving and exception
+    middleware: those cost more CPU than the rest of an accepted delivery (verifying, parsing,
+    handing the row to the recorder), and a PSA's burst is all webhooks. What comes before this
+    middleware still applies (the body limit, the 500 for an unexpected error); any other
+    request, or another method on these paths, goes on to the app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if match := _ROUTE.fullmatch(path):
+                tenant, path_token = match[1], match[2]
+                response = await _receive(tenant, Request(scope, receive), path_token=path_token)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# Declared for the schema and for a client of the bare router; ``AcceptPath`` answers them.
 @router.post("/webhooks/{tenant}", status_code=202, **_DECLARED)
 async def receive_webhook(tenant: str, request: Request) -> JSONResponse:
     """Accept a PSA's "ticket created" call for ``tenant``."""

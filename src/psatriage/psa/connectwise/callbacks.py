@@ -9,6 +9,7 @@ fetched only from ConnectWise's cloud key hosts over HTTPS or from an origin the
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -31,6 +32,13 @@ def key_url_allowed(key_url: str, trusted_origins: Iterable[str] = ()) -> bool:
     HTTPS on a known ConnectWise cloud host, or an origin the tenant configured; never a URL
     with credentials in it.
     """
+    return _key_url_allowed(key_url, tuple(trusted_origins))
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_url_allowed(key_url: str, trusted_origins: tuple[str, ...]) -> bool:
+    # remembered: parsing a URL costs more than the rest of a callback's check, and a tenant's
+    # callbacks name one key URL or a few (bounded: unsigned callbacks may name any)
     if any(c in key_url for c in "\\ \t\r\n"):
         return False
     return trusted_url(
