@@ -68,16 +68,15 @@ def send(
     temperature: float,
     schema: dict[str, object],
     schema_name: str,
-) -> ChatCompletion:
-    """One Chat Completions call in ``shape``; the SDK's errors propagate.
+) -> ChatCompletion | str:
+    """One Chat Completions call in ``shape``: the completion, or the body as text when it is
+    not one (a server that is not a compatible API); the SDK's errors propagate.
 
-    The body goes through the client's plain ``post`` (its auth, retries, errors and response
-    model as ``chat.completions.create`` has them), not through ``create``: that one first walks
-    every value of the request against the parameter types (``maybe_transform``), which for our
-    plain JSON changes nothing and cost more CPU than the rest of the call (the schema's
-    ``enum`` lists every candidate's key)."""
-    from openai.types.chat import ChatCompletion
-
+    The body goes through the client's plain ``post`` (its auth, retries and errors as
+    ``chat.completions.create`` has them), not through ``create``: that one first walks every
+    value of the request against the parameter types (``maybe_transform``), which for our plain
+    JSON changes nothing and cost more CPU than the rest of the call (the schema's ``enum`` lists
+    every candidate's key). The answer comes back as bytes and is read by ``completion_of``."""
     body: dict[str, object] = {"model": model, "messages": messages}
     if shape.structured == "json_schema":
         body["response_format"] = {
@@ -96,12 +95,36 @@ def send(
         body["logprobs"] = True
     if shape.logprobs == "top":
         body["top_logprobs"] = 1
-    return client.post(
+    content = client.post(
         "/chat/completions",
-        cast_to=ChatCompletion,
+        cast_to=bytes,
         body=body,
         options={"security": {"bearer_auth": True}},
     )
+    return completion_of(content)
+
+
+def completion_of(content: bytes) -> ChatCompletion | str:
+    """The completion in a 200's body, or the body as text when it is not a JSON object.
+
+    Validated by pydantic's compiled core first: the SDK's own reading of an answer
+    (``construct``, which never fails) walks every log-prob token in Python and cost three
+    times as much. A body that does not validate (a lenient server leaving out a field the
+    type requires) is read the SDK's way, as before."""
+    import pydantic
+    from openai.types.chat import ChatCompletion
+
+    try:
+        return ChatCompletion.model_validate_json(content)
+    except pydantic.ValidationError:
+        pass
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return content.decode(errors="replace")
+    if not isinstance(data, dict):
+        return content.decode(errors="replace")
+    return ChatCompletion.construct(**data)
 
 
 def response_schema(
