@@ -45,6 +45,18 @@ def test_same_delivery_is_recorded_once(ledger: Ledger) -> None:
     assert created_other and other != first
 
 
+def test_a_batch_is_recorded_in_order_with_its_repeats_and_known_keys(ledger: Ledger) -> None:
+    known, _ = ledger.record(_event("m-0"), state=EventState.RECEIVED)
+    batch = [_event(key) for key in ("m-1", "m-0", "m-2", "m-1", "m-3")]
+    recorded = ledger.record_many([(event, EventState.RECEIVED) for event in batch])
+    ids = [event_id for event_id, _ in recorded]
+    assert [created for _, created in recorded] == [True, False, True, False, True]
+    assert ids[1] == known and ids[3] == ids[0]
+    assert len(set(ids)) == 4
+    assert [ledger.get(event_id).dedupe_key for event_id in ids] == [e.dedupe_key for e in batch]
+    assert ledger.record_many([]) == []
+
+
 def test_concurrent_duplicate_deliveries_make_one_row(ledger: Ledger) -> None:
     results: list[tuple[int, bool]] = []
     barrier = threading.Barrier(5)

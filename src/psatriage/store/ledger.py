@@ -98,10 +98,12 @@ class Ledger:
         self._known_tenants: frozenset[str] = frozenset()
         # Built once: the webhook path runs this for every delivery (a Core statement with bound
         # parameters costs a fifth of an ORM insert in a session).
+        # A batch is one executemany: SQLAlchemy sends it as multi-row INSERTs, and the rows it
+        # returns are the new ones (a known dedupe key inserts nothing and returns nothing).
         self._record = (
             insert(EventRow)
             .on_conflict_do_nothing(index_elements=["tenant", "dedupe_key"])
-            .returning(EventRow.id)
+            .returning(EventRow.id, EventRow.tenant, EventRow.dedupe_key)
         )
         self._existing = select(EventRow.id).where(
             EventRow.tenant == bindparam("tenant"), EventRow.dedupe_key == bindparam("key")
@@ -153,33 +155,41 @@ class Ledger:
         source: str = "webhook",
         priority: int = 0,
     ) -> list[tuple[int, bool]]:
-        """``record`` for several events in one transaction (one commit, one write lock)."""
+        """``record`` for several events in one transaction (one commit, one write lock), in
+        their order: an event whose dedupe key is already known, or repeats an earlier one of
+        the batch, is ``(the first one's id, False)``."""
         now = utcnow()
-        results = []
+        rows = [
+            {
+                "tenant": event.tenant,
+                "dedupe_key": event.dedupe_key[:255],
+                "ticket_id": event.ticket_id[:64],
+                "action": event.action[:32],
+                "source": source,
+                "priority": priority,
+                "state": state.value,
+                "attempts": 0,
+                "reason": "" if event.actionable else f"not acted on: action {event.action!r}",
+                "received_at": now,
+                "updated_at": now,
+                "lease_until": None,
+                "next_attempt_at": None,
+                "occurred_at": _naive_utc(event.occurred_at),
+                "finished_at": None if event.actionable else now,
+                "snapshot": dict(event.snapshot) if event.snapshot is not None else None,
+            }
+            for event, state in events
+        ]
+        if not rows:
+            return []
         with self._engine.begin() as connection:
-            for event, state in events:
+            returned = connection.execute(self._record, rows)
+            new: dict[tuple[str, str], int] = {(t, k): int(i) for i, t, k in returned}
+            results = []
+            for event, _ in events:
                 key = event.dedupe_key[:255]
-                row = {
-                    "tenant": event.tenant,
-                    "dedupe_key": key,
-                    "ticket_id": event.ticket_id[:64],
-                    "action": event.action[:32],
-                    "source": source,
-                    "priority": priority,
-                    "state": state.value,
-                    "attempts": 0,
-                    "reason": "" if event.actionable else f"not acted on: action {event.action!r}",
-                    "received_at": now,
-                    "updated_at": now,
-                    "lease_until": None,
-                    "next_attempt_at": None,
-                    "occurred_at": _naive_utc(event.occurred_at),
-                    "finished_at": None if event.actionable else now,
-                    "snapshot": dict(event.snapshot) if event.snapshot is not None else None,
-                }
-                new_id = connection.execute(self._record, row).scalar_one_or_none()
-                if new_id is not None:
-                    results.append((int(new_id), True))
+                if (created := new.pop((event.tenant, key), None)) is not None:
+                    results.append((created, True))
                     continue
                 existing = connection.execute(
                     self._existing, {"tenant": event.tenant, "key": key}
