@@ -6,6 +6,7 @@ credentials stopping a run that a later call finishes."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from psatriage.errors import (
     PsatriageError,
     TransientError,
 )
+from psatriage.evaluation import backtest as backtest_module
 from psatriage.evaluation.backtest import (
     NoHistory,
     Params,
@@ -243,6 +245,34 @@ def test_an_interrupted_run_resumes_where_it_stopped(kit: PipelineKit) -> None:
     assert len(kit.classifier.requests) == len(FIXTURE) - 5  # the first five not asked again
     assert outcome.report["accuracy"]["full_path"] == 0.8
     assert psa.calls.count("list_new_tickets") == 1  # the volume is part of the checkpoint
+
+
+def test_an_interrupt_right_after_a_ticket_is_handed_out_still_keeps_that_ticket(
+    kit: PipelineKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C can land between a ticket's submission to the pool and its future's bookkeeping:
+    the ticket is still asked, so its answer must still be kept (and not asked again)."""
+    psa = _history(kit)
+    kit.classifier = _scripted(_answers(psa), len(FIXTURE))
+
+    class InterruptedAfterThird(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            future = super().submit(*args, **kwargs)
+            InterruptedAfterThird.submitted += 1
+            if InterruptedAfterThird.submitted == 3:
+                raise KeyboardInterrupt
+            return future
+
+    monkeypatch.setattr(backtest_module, "ThreadPoolExecutor", InterruptedAfterThird)
+    with pytest.raises(KeyboardInterrupt):
+        _run(kit, concurrency=1)
+    store = Backtests(kit.sessions)
+    unfinished = store.latest("acme", run_key(kit.tenant, PARAMS))
+    assert unfinished is not None
+    assert len(kit.classifier.requests) == 3
+    assert len(store.results(unfinished.id)) == 3
 
 
 def test_passing_failures_are_tried_again_by_the_same_command_and_lasting_ones_kept(

@@ -260,13 +260,22 @@ def _classify(
             return f"stopped after ticket {result['ticket']}: {failure['message']}"
         return None
 
+    # every answer, as its thread finishes it: an interrupt can land between a ticket's
+    # submission and its future's bookkeeping, and that ticket is kept all the same
+    answered: list[tuple[dict[str, Any], _Scope | None]] = []
+
+    def evaluate(item: LabeledTicket) -> tuple[dict[str, Any], _Scope | None]:
+        answer = _evaluate(deps, item)
+        answered.append(answer)
+        return answer
+
     waiting = iter(todo)
     running: set[Future[tuple[dict[str, Any], _Scope | None]]] = set()
     try:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             while True:
                 for item in islice(waiting, concurrency - len(running)):
-                    running.add(pool.submit(_evaluate, deps, item))
+                    running.add(pool.submit(evaluate, item))
                 if not running:
                     return None
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -277,9 +286,9 @@ def _classify(
                         return stopped
                     advance()
     finally:  # stopped or interrupted: what was in flight has finished; keep what it cost
-        for future in running:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                keep(*future.result())
+        for result, scope in answered:
+            if result["ticket"] not in done:
+                keep(result, scope)
 
 
 def measure_volume(
