@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -55,6 +56,27 @@ def test_a_batch_is_recorded_in_order_with_its_repeats_and_known_keys(ledger: Le
     assert len(set(ids)) == 4
     assert [ledger.get(event_id).dedupe_key for event_id in ids] == [e.dedupe_key for e in batch]
     assert ledger.record_many([]) == []
+
+
+def test_a_claim_walks_the_waiting_index_instead_of_sorting_the_backlog(tmp_path: Path) -> None:
+    """SQLite can only use the partial index of waiting events when the statement names the
+    waiting states itself: with them bound, every claim sorted the tenant's whole backlog."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    db.upgrade(engine)
+    ledger = Ledger(engine, db.make_sessionmaker(engine))
+    compiled = ledger._claim_turn.compile(engine)
+    assert compiled.positiontup is not None
+    with engine.connect() as connection:
+        plan = [
+            row[3]
+            for row in connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}",
+                tuple(compiled.params.get(name) for name in compiled.positiontup),
+            )
+        ]
+    engine.dispose()
+    assert any("USING INDEX ix_events_waiting" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
 
 
 def test_concurrent_duplicate_deliveries_make_one_row(ledger: Ledger) -> None:

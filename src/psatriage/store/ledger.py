@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -82,9 +83,18 @@ _RETURNED = (
 )
 
 
+def _waiting() -> ColumnElement[bool]:
+    """The waiting states written into the statement, not bound: only then can the database
+    prove a query's condition implies the partial index ``ix_events_waiting``'s. With the list
+    bound, SQLite sorted all of a tenant's waiting events for every claim, the write lock held:
+    1.9 ms a claim with 3,000 waiting, against 0.5 ms with 200."""
+    assert all(state.isidentifier() for state in WAITING_STATES)  # safe to write as literals
+    return EventRow.state.in_([literal_column(f"'{state}'") for state in WAITING_STATES])
+
+
 def _due(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     return and_(
-        EventRow.state.in_(WAITING_STATES),
+        _waiting(),
         or_(EventRow.next_attempt_at.is_(None), EventRow.next_attempt_at <= now),
     )
 
