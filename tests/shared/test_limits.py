@@ -470,3 +470,46 @@ def test_a_window_count_that_outgrew_its_calls_is_set_right(tmp_path: Path) -> N
     assert store.take("autotask:acme|", 2, 60, now + 2) == 0.0
     assert store.take("autotask:acme|", 2, 60, now + 3) == pytest.approx(58)
     store.close()
+
+
+def test_a_sqlite_window_counts_its_calls_beside_them_and_lets_expired_ones_go(
+    tmp_path: Path,
+) -> None:
+    store = SqliteBackend(tmp_path / "queue.db.shared")
+    now, key = time.time(), "autotask:acme|"
+    assert [store.take(key, 3, 60, now + n) for n in range(3)] == [0.0, 0.0, 0.0]
+    assert store.take(key, 3, 60, now + 3) == pytest.approx(57)  # the first leaves at now + 60
+    assert store.take(key, 3, 60, now + 61) == 0.0  # the first two are gone, one more counted
+    with closing(sqlite3.connect(store.path)) as connection:
+        rows = connection.execute("SELECT count(*) FROM window_calls").fetchone()[0]
+        (counted,) = connection.execute(
+            "SELECT calls FROM window_counts WHERE key = ?", (key,)
+        ).fetchone()
+    assert rows == counted == 2  # the expired rows were deleted, and the count followed them
+    assert store.count(key, 60, now + 61) == 2
+    store.close()
+
+
+def test_each_thread_has_its_own_sqlite_connection_and_close_closes_them_all(
+    tmp_path: Path,
+) -> None:
+    store = SqliteBackend(tmp_path / "queue.db.shared")
+    now, key = time.time(), "autotask:acme|Tickets"
+    tokens: list[str | None] = []
+    barrier = threading.Barrier(4)
+
+    def take_one() -> None:
+        barrier.wait(timeout=10)  # all four at once, each on its own connection
+        tokens.append(store.acquire(key, 3, 120, now))
+
+    threads = [threading.Thread(target=take_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(t is None for t in tokens) == [False, False, False, True]  # never a fourth
+    store.close()
+    assert store.acquire(key, 3, 120, now) is None  # opened again after close: still three held
+    store.release(key, next(t for t in tokens if t is not None))
+    assert store.acquire(key, 3, 120, now) is not None
+    store.close()

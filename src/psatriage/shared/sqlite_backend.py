@@ -6,11 +6,14 @@ hand, a long command) opens the same file, so their PSA calls count against one 
 storm's tickets wait for one decision, as they do with a Redis or PostgreSQL queue. The file is
 separate from the queue's so that its short transactions never wait behind the queue's writes.
 
-One connection per backend, opened when first needed and shared by the process's threads; each
-change runs in one ``BEGIN IMMEDIATE`` transaction, which holds SQLite's write lock, so the
-processes take turns (waiting up to ``BUSY_SECONDS``). The file holds nothing that must outlive
-a crash: limits and tokens in flight, encrypted tokens. The refresh lock of a shared token is an
-``flock`` on a file of its own: the kernel lets it go with the process that held it.
+One connection per thread, opened when the thread first needs it. A call limit's step is one
+statement that decides and writes at once (a conditional ``INSERT``, a ``DELETE``), each its own
+transaction: SQLite holds its write lock only while the statement runs in C, never while a thread
+waits for its turn at the interpreter, so the processes' many threads take turns in microseconds
+(waiting up to ``BUSY_SECONDS``). A window's calls are counted beside them by triggers. A shared
+token is read and written in a ``BEGIN IMMEDIATE`` transaction. The file holds nothing that must
+outlive a crash: limits and tokens in flight, encrypted tokens. The refresh lock of a shared token
+is an ``flock`` on a file of its own: the kernel lets it go with the process that held it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,12 +54,30 @@ _DDL = (
     "CREATE INDEX IF NOT EXISTS ix_call_slots_key_expires_at ON call_slots (key, expires_at)",
     "CREATE TABLE IF NOT EXISTS shared_tokens (name TEXT PRIMARY KEY, value BLOB NOT NULL, "
     "expires_at REAL NOT NULL)",
+    # a window's count follows its rows, in the statement that adds or removes them
+    "CREATE TRIGGER IF NOT EXISTS window_calls_counted AFTER INSERT ON window_calls BEGIN "
+    "INSERT INTO window_counts (key, calls) VALUES (NEW.key, 1) "
+    "ON CONFLICT (key) DO UPDATE SET calls = calls + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS window_calls_uncounted AFTER DELETE ON window_calls BEGIN "
+    "UPDATE window_counts SET calls = max(0, calls - 1) WHERE key = OLD.key; END",
 )
 
-_COUNT = (
-    "INSERT INTO window_counts (key, calls) VALUES (?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET calls = excluded.calls"
+# one call counted if the window has room (the count is the triggers')
+_TAKE = (
+    "INSERT INTO window_calls (key, at) SELECT ?, ? "
+    "WHERE coalesce((SELECT calls FROM window_counts WHERE key = ?), 0) < ?"
 )
+_EXPIRE_CALLS = "DELETE FROM window_calls WHERE key = ? AND at <= ?"
+_RECOUNT = (
+    "UPDATE window_counts SET calls = (SELECT count(*) FROM window_calls WHERE key = ?) "
+    "WHERE key = ?"
+)
+# one slot taken if fewer than the limit are held (slots whose lease ran out are not counted)
+_ACQUIRE = (
+    "INSERT INTO call_slots (token, key, expires_at) SELECT ?, ?, ? "
+    "WHERE (SELECT count(*) FROM call_slots WHERE key = ? AND expires_at > ?) < ?"
+)
+_EXPIRE_SLOTS = "DELETE FROM call_slots WHERE key = ? AND expires_at <= ?"
 
 
 def for_queue(queue_url: str) -> SqliteBackend:
@@ -73,8 +95,11 @@ class SqliteBackend:
         self.path = path
         self._locks = path.with_name(path.name + ".locks")
         self._busy = busy
-        self._lock = threading.Lock()
-        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # guards the two below
+        self._open_ones: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
+        self._generation = 0  # one more at each ``close``: the connections before it are closed
+        self._made = False  # the file's tables and triggers are there
+        self._mine = threading.local()  # this thread's ``(generation, connection)``
 
     def __repr__(self) -> str:
         return f"SqliteBackend({self.path.name})"
@@ -82,28 +107,20 @@ class SqliteBackend:
     # -- call limits ------------------------------------------------------------------------------
 
     def take(self, key: str, limit: int, window: float, now: float) -> float:
-        """A window's calls are rows, and their number is kept beside them: counting the rows
-        would cost each call as many steps as the window holds (up to thousands)."""
+        """A window's calls are rows, and their number is kept beside them by triggers: counting
+        the rows would cost each call as many steps as the window holds (up to thousands)."""
 
         def work(run: Run) -> float:
-            gone = run("DELETE FROM window_calls WHERE key = ? AND at <= ?", (key, now - window))
-            row = run("SELECT calls FROM window_counts WHERE key = ?", (key,)).fetchone()
-            calls = (row[0] if row else 0) - gone.rowcount
-            room = calls < limit
-            if room:
-                run("INSERT INTO window_calls (key, at) VALUES (?, ?)", (key, now))
-                calls += 1
-            if room or gone.rowcount:
-                run(_COUNT, (key, calls))
-            if room:
+            run(_EXPIRE_CALLS, (key, now - window))
+            if run(_TAKE, (key, now, key, limit)).rowcount:
                 return 0.0
             (oldest,) = run("SELECT min(at) FROM window_calls WHERE key = ?", (key,)).fetchone()
             if oldest is None:  # the count outgrew the rows (the file was changed by hand)
-                run(_COUNT, (key, 0))
+                run(_RECOUNT, (key, key))
                 return work(run)
             return float(oldest) + window - now
 
-        return self._run(work)
+        return self._each(work)
 
     def count(self, key: str, window: float, now: float) -> int:
         def work(run: Run) -> int:
@@ -112,25 +129,23 @@ class SqliteBackend:
             ).fetchone()
             return int(row[0])
 
-        return self._run(work)
+        return self._each(work)
 
     def acquire(self, key: str, limit: int, lease: float, now: float) -> str | None:
-        def work(run: Run) -> str | None:
-            run("DELETE FROM call_slots WHERE key = ? AND expires_at <= ?", (key, now))
-            (held,) = run("SELECT count(*) FROM call_slots WHERE key = ?", (key,)).fetchone()
-            if held >= limit:
-                return None
-            token = uuid.uuid4().hex
-            run(
-                "INSERT INTO call_slots (token, key, expires_at) VALUES (?, ?, ?)",
-                (token, key, now + lease),
-            )
-            return token
+        token = uuid.uuid4().hex
+        taking = (token, key, now + lease, key, now, limit)
 
-        return self._run(work)
+        def work(run: Run) -> str | None:
+            if run(_ACQUIRE, taking).rowcount:
+                return token
+            if run(_EXPIRE_SLOTS, (key, now)).rowcount and run(_ACQUIRE, taking).rowcount:
+                return token  # a lease had run out (its process died): its slot is free again
+            return None
+
+        return self._each(work)
 
     def release(self, key: str, token: str) -> None:
-        self._run(
+        self._each(
             lambda run: run("DELETE FROM call_slots WHERE key = ? AND token = ?", (key, token))
         )
 
@@ -176,10 +191,13 @@ class SqliteBackend:
             os.close(descriptor)  # and with it the lock
 
     def close(self) -> None:
+        """Close every thread's connection (a thread that uses the store again opens one)."""
         with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+            open_ones, self._open_ones = self._open_ones, []
+            self._generation += 1
+        for _, connection in open_ones:
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
 
     # -- the connection ---------------------------------------------------------------------------
 
@@ -197,50 +215,82 @@ class SqliteBackend:
             else:
                 return True
 
+    def _each(self, work: Callable[[Run], T]) -> T:
+        """``work``, each of its statements a transaction of its own; a file that cannot be used
+        raises ``StoreUnavailable`` (and is opened again on the next call)."""
+        try:
+            return work(self._connection().execute)
+        except (sqlite3.Error, OSError) as exc:
+            self._drop()
+            raise StoreUnavailable(self.where, exc) from exc
+
     def _run(self, work: Callable[[Run], T]) -> T:
-        """``work`` in one write transaction; a file that cannot be used raises
-        ``StoreUnavailable`` (and is opened again on the next call)."""
-        with self._lock:
+        """``work`` in one write transaction, otherwise as ``_each``."""
+
+        def transaction(run: Run) -> T:
+            run("BEGIN IMMEDIATE")
             try:
-                connection = self._open()
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    result = work(connection.execute)
-                except BaseException:
-                    connection.execute("ROLLBACK")
-                    raise
-                connection.execute("COMMIT")
-            except (sqlite3.Error, OSError) as exc:
-                self._drop()
-                raise StoreUnavailable(self.where, exc) from exc
+                result = work(run)
+            except BaseException:
+                run("ROLLBACK")
+                raise
+            run("COMMIT")
             return result
 
+        return self._each(transaction)
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use (or after ``close``)."""
+        held: tuple[int, sqlite3.Connection] | None = getattr(self._mine, "held", None)
+        if held is not None and held[0] == self._generation:
+            return held[1]
+        generation, connection = self._generation, self._open()
+        self._mine.held = (generation, connection)
+        with self._lock:  # the connections of threads that ended are closed here
+            ended = [c for thread, c in self._open_ones if thread() is None]
+            self._open_ones = [(t, c) for t, c in self._open_ones if t() is not None]
+            self._open_ones.append((weakref.ref(threading.current_thread()), connection))
+        for old in ended:
+            with contextlib.suppress(sqlite3.Error):
+                old.close()
+        return connection
+
     def _open(self) -> sqlite3.Connection:
-        if self._connection is not None:
-            return self._connection
-        self._locks.mkdir(parents=True, exist_ok=True)
+        if not self._made:
+            self._locks.mkdir(parents=True, exist_ok=True)  # and the file's folder
+        connection = sqlite3.connect(
+            self.path, timeout=self._busy, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute("PRAGMA synchronous=NORMAL")  # nothing must survive a crash
+            if not self._made:
+                self._make(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _make(self, connection: sqlite3.Connection) -> None:
+        """Switch the file to WAL and make its tables and triggers (once a process)."""
         with (self._locks / "open.lock").open("a") as turn:
             # processes opening the file together take turns: SQLite answers "locked" at once,
             # without its busy timeout, to a second one switching a new file to WAL
             fcntl.flock(turn, fcntl.LOCK_EX)
-            connection = sqlite3.connect(
-                self.path, timeout=self._busy, isolation_level=None, check_same_thread=False
-            )
-            try:
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=NORMAL")  # nothing must survive a crash
-                connection.execute("BEGIN IMMEDIATE")
-                for statement in _DDL:
-                    connection.execute(statement)
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.close()
-                raise
-        self._connection = connection
-        return connection
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("BEGIN IMMEDIATE")
+            for statement in _DDL:
+                connection.execute(statement)
+            connection.execute("COMMIT")
+        self._made = True
 
     def _drop(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._connection.close()
-            self._connection = None
+        """Close this thread's connection after an error (the next call opens another)."""
+        held: tuple[int, sqlite3.Connection] | None = getattr(self._mine, "held", None)
+        self._mine.held = None
+        if held is None:
+            return
+        connection = held[1]
+        with self._lock:
+            self._open_ones = [(t, c) for t, c in self._open_ones if c is not connection]
+        with contextlib.suppress(sqlite3.Error):
+            connection.close()
