@@ -46,3 +46,17 @@ def test_clients_send_our_user_agent_and_never_follow_redirects() -> None:
     with make_client() as client:
         assert client.headers["user-agent"] == USER_AGENT
         assert client.follow_redirects is False
+
+
+def test_clients_keep_no_cookies_so_none_goes_from_one_tenant_to_the_next() -> None:
+    sent: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"set-cookie": "session=tenant-a; Path=/"})
+
+    with make_client(transport=httpx.MockTransport(answer)) as client:
+        client.get("https://api.psa.example/v4_6_release/apis/3.0/service/tickets/1")
+        client.get("https://api.psa.example/v4_6_release/apis/3.0/service/tickets/2")
+        assert not client.cookies
+    assert sent == [None, None]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http.cookiejar import CookieJar
+from typing import Any
 
 import httpx
 
@@ -23,7 +25,8 @@ def make_client(
     max_connections: int = 32,
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
-    """An ``httpx.Client`` with our timeouts, pool and User-Agent; redirects are not followed."""
+    """An ``httpx.Client`` with our timeouts, pool and User-Agent; redirects are not followed and
+    cookies are neither kept nor sent (``NoCookies``)."""
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         limits=httpx.Limits(
@@ -31,8 +34,21 @@ def make_client(
         ),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
+        cookies=NoCookies(),
         transport=transport,
     )
+
+
+class NoCookies(CookieJar):
+    """A cookie jar that keeps nothing. One client serves every tenant's adapter: a cookie one
+    tenant's PSA set (a session, a load balancer's) would otherwise go back with the next tenant's
+    requests to the same host. The PSA APIs authenticate each request by its headers."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: Any) -> None:
+        return None
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
