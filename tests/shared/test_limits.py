@@ -513,3 +513,18 @@ def test_each_thread_has_its_own_sqlite_connection_and_close_closes_them_all(
     store.release(key, next(t for t in tokens if t is not None))
     assert store.acquire(key, 3, 120, now) is not None
     store.close()
+
+
+def test_a_sqlite_file_whose_tables_went_away_is_made_again_after_one_refusal(
+    tmp_path: Path,
+) -> None:
+    store = SqliteBackend(tmp_path / "queue.db.shared")
+    now, key = time.time(), "autotask:acme|"
+    assert store.take(key, 2, 60, now) == 0.0
+    with closing(sqlite3.connect(store.path)) as connection, connection:
+        connection.execute("DROP TABLE window_calls")  # by hand, while the store is in use
+    with pytest.raises(TransientError, match="did not answer"):
+        store.take(key, 2, 60, now + 1)
+    assert store.take(key, 2, 60, now + 2) == 0.0  # the table and its triggers are back
+    assert store.count(key, 60, now + 2) == 1
+    store.close()

@@ -284,9 +284,11 @@ class SqliteBackend:
         self._made = True
 
     def _drop(self) -> None:
-        """Close this thread's connection after an error (the next call opens another)."""
+        """Close this thread's connection after an error (the next call opens another, and
+        makes the tables again if they are gone)."""
         held: tuple[int, sqlite3.Connection] | None = getattr(self._mine, "held", None)
         self._mine.held = None
+        self._made = False
         if held is None:
             return
         connection = held[1]
