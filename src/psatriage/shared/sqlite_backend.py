@@ -6,14 +6,15 @@ hand, a long command) opens the same file, so their PSA calls count against one 
 storm's tickets wait for one decision, as they do with a Redis or PostgreSQL queue. The file is
 separate from the queue's so that its short transactions never wait behind the queue's writes.
 
-One connection per thread, opened when the thread first needs it. A call limit's step is one
-statement that decides and writes at once (a conditional ``INSERT``, a ``DELETE``), each its own
-transaction: SQLite holds its write lock only while the statement runs in C, never while a thread
-waits for its turn at the interpreter, so the processes' many threads take turns in microseconds
-(waiting up to ``BUSY_SECONDS``). A window's calls are counted beside them by triggers. A shared
-token is read and written in a ``BEGIN IMMEDIATE`` transaction. The file holds nothing that must
-outlive a crash: limits and tokens in flight, encrypted tokens. The refresh lock of a shared token
-is an ``flock`` on a file of its own: the kernel lets it go with the process that held it.
+One connection per thread, opened when the thread first needs it. A call limit's step is a statement
+that decides and writes at once (a conditional ``INSERT``, a ``DELETE``; counting a call first
+deletes the calls that left the window), each its own transaction: SQLite holds its write lock only
+while the statement runs in C, never while a thread waits for its turn at the interpreter, so the
+processes' many threads take turns in microseconds (waiting up to ``BUSY_SECONDS``). A window's
+calls are counted beside them by triggers. A shared token is read and written in a ``BEGIN
+IMMEDIATE`` transaction. The file holds nothing that must outlive a crash: limits and tokens in
+flight, encrypted tokens. The refresh lock of a shared token is an ``flock`` on a file of its own:
+the kernel lets it go with the process that held it.
 """
 
 from __future__ import annotations
