@@ -54,6 +54,7 @@ HEADERS = {"Authorization": "Basic YmVuY2g6YmVuY2g=", "clientId": "bench", "Acce
 WARM_UP = 200
 CONCURRENCY = (1, 32)
 STACKS = ("httpx", "httpx2")
+READY_SECONDS = 120  # a busy 2-core machine starts a fresh interpreter slowly
 
 
 class _Answer(asyncio.Protocol):
@@ -139,6 +140,8 @@ def run(requests: int, rounds: int) -> dict[str, Any]:
     load_before = _load()
     server.start()
     try:
+        if not parent.poll(READY_SECONDS):
+            raise SystemExit(f"the loopback server did not start in {READY_SECONDS} s")
         parent.recv()
         samples: dict[str, list[float]] = {}
         for _ in range(rounds):
