@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar
 from typing import Any
+from urllib.request import getproxies
 
 import httpx
 
 from psatriage import __version__
+from psatriage.transport import StdlibTransport
 
 USER_AGENT = f"psatriage/{__version__}"
 READ_TIMEOUT_SECONDS = 30.0
@@ -26,7 +28,11 @@ def make_client(
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
     """An ``httpx.Client`` with our timeouts, pool and User-Agent; redirects are not followed and
-    cookies are neither kept nor sent (``NoCookies``)."""
+    cookies are neither kept nor sent (``NoCookies``). Its transport is ``transport``, else the
+    lean one (``psatriage.transport``) unless the environment names a proxy, which ``httpx``'s
+    own transports then serve."""
+    if transport is None and lean_transport():
+        transport = StdlibTransport(max_connections=max_connections)
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         limits=httpx.Limits(
@@ -37,6 +43,12 @@ def make_client(
         cookies=NoCookies(),
         transport=transport,
     )
+
+
+def lean_transport() -> bool:
+    """Whether clients may use ``psatriage.transport``: not when ``HTTP(S)_PROXY`` or
+    ``ALL_PROXY`` is set, since a client given its own transport does not read them."""
+    return not any(key in {"http", "https", "all"} for key in getproxies())
 
 
 class NoCookies(CookieJar):

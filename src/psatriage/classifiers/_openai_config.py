@@ -12,6 +12,7 @@ from psatriage.classifiers.base import ClassifierConfig
 from psatriage.secrets import Secret
 
 if TYPE_CHECKING:
+    import httpx2
     import openai
 
 _NO_KEY: Final = "no-key"  # compatible servers without auth; never the OPENAI_API_KEY env var
@@ -197,10 +198,28 @@ def make_client(config: OpenAIConfig) -> openai.OpenAI:
                 api_key=key,
                 timeout=config.timeout_seconds,
                 max_retries=0,
+                http_client=_http_client(),
             )
         base_url = f"{config.azure_endpoint.rstrip('/')}/openai/v1/"
     else:
         base_url = config.base_url or "https://api.openai.com/v1"
     return openai.OpenAI(
-        api_key=key, base_url=base_url, timeout=config.timeout_seconds, max_retries=0
+        api_key=key,
+        base_url=base_url,
+        timeout=config.timeout_seconds,
+        max_retries=0,
+        http_client=_http_client(),
     )
+
+
+def _http_client() -> httpx2.Client | None:
+    """The SDK's own client with the lean transport (``psatriage.transport``); None (the SDK's
+    default) when the environment names a proxy, which the SDK's client then reads."""
+    import openai
+
+    from psatriage.http import lean_transport
+    from psatriage.transport import httpx2_transport
+
+    if not lean_transport():
+        return None
+    return openai.DefaultHttpx2Client(transport=httpx2_transport(max_connections=256))
