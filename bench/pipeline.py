@@ -20,6 +20,11 @@ ack          webhook acknowledgements timed by a load generator in a second proc
              keep-alive connections, open loop paced at --ack-rate for --ack-seconds): against the
              throughput run's service while its workers process what it sends, then against a
              ``serve --no-worker`` (the web path alone).
+floor        (``--only floor``) the throughput run's burst through ``bench.stand_in``, which makes
+             the HTTP calls of a ticket the service made and nothing else, in the service's shape
+             (threads in worker processes), with the standard library's HTTP client, with the
+             service's (httpx, the openai SDK) on their default transports and on the lean one,
+             and mixed: what the machine, the fakes and the clients allow.
 fairness     (``--only fairness``) a quiet tenant's tickets, one at a time, alone and while another
              tenant floods: its webhook-to-note latency, also in model latencies.
 scale        (``--processes N``) 1..N ``psatriage worker`` processes beside ``serve --no-worker``
@@ -287,7 +292,7 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> N
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             tail = log_path.read_text(errors="replace")[-4000:]
-            raise BenchError(f"psatriage serve did not become ready:\n{tail}")
+            raise BenchError(f"{url} did not become ready:\n{tail}")
         time.sleep(0.1)
 
 
@@ -475,45 +480,161 @@ def throughput_run(
             serve(harness, workers=concurrency, settings=settings) as service,
             httpx.Client(timeout=30) as client,
         ):
-            url = service.url
-            _send_one(cw, client, url, 0)  # signing key, codebase, taxonomy
-            cw_mark, llm_mark = len(cw.requests), len(llm.requests)
-            cpu, fakes_cpu = service.cpu(), cpu_seconds(os.getpid())
-            ids, sent = _burst(cw, service, tickets)
-            started, posted = min(row[1] for row in sent), max(row[2] for row in sent)
-            ideal_wall = tickets / concurrency * latency
-            arrived = cw.wait_notes(ids, timeout=ideal_wall * 3 + 60)
-            wall = max(arrived.values()) - started
-            cpu, fakes_cpu = service.cpu() - cpu, cpu_seconds(os.getpid()) - fakes_cpu
-            calls = psa_calls(cw.requests[cw_mark:], tickets)
-            calls["model"] = len(llm.requests[llm_mark:]) / tickets
-            throughput = {
-                "workers": concurrency,
-                "worker_processes": service.processes,
-                "slot_seconds": slot_seconds(
-                    [cw.read[t] for t in ids],
-                    [arrived[t] for t in ids],
-                    started,
-                    concurrency,
-                    latency,
-                ),
-                "model_latency_s": latency,
-                "tickets": tickets,
-                "wall_s": wall,
-                "tickets_per_s": tickets / wall,
-                "ideal_per_s": concurrency / latency,
-                "ratio": tickets / wall / (concurrency / latency),
-                "burst_ack_ms": _ms([row[2] - row[1] for row in sent]),
-                "burst_post_rate": tickets / (posted - started),
-                "posters": min(BURST_POSTERS, tickets),
-                "service_cpu_ms_per_ticket": cpu / tickets * 1000,
-                "service_cores": cpu / wall,
-                "bench_cores": fakes_cpu / wall,
-                "psa_calls": calls,
-            }
+            _send_one(cw, client, service.url, 0)  # signing key, codebase, taxonomy
+            throughput = burst_run(cw, llm, service, tickets, concurrency, latency)
             paced = ack_run(cw, service, rate=ack[0], seconds=ack[1])
             paced["workers"] = concurrency
     return throughput, paced
+
+
+def burst_run(
+    cw: TimedConnectWise,
+    llm: FakeOpenAI,
+    service: Service,
+    tickets: int,
+    concurrency: int,
+    latency: float,
+) -> dict[str, Any]:
+    """A burst of ``tickets`` new tickets' webhooks at a warm service: its throughput against
+    ``concurrency / latency``, where the workers' time went, and its calls and CPU a ticket."""
+    cw_mark, llm_mark = len(cw.requests), len(llm.requests)
+    cpu, fakes_cpu = service.cpu(), cpu_seconds(os.getpid())
+    ids, sent = _burst(cw, service, tickets)
+    started, posted = min(row[1] for row in sent), max(row[2] for row in sent)
+    ideal_wall = tickets / concurrency * latency
+    arrived = cw.wait_notes(ids, timeout=ideal_wall * 3 + 60)
+    wall = max(arrived.values()) - started
+    cpu, fakes_cpu = service.cpu() - cpu, cpu_seconds(os.getpid()) - fakes_cpu
+    calls = psa_calls(cw.requests[cw_mark:], tickets)
+    calls["model"] = len(llm.requests[llm_mark:]) / tickets
+    return {
+        "workers": concurrency,
+        "worker_processes": service.processes,
+        "slot_seconds": slot_seconds(
+            [cw.read[t] for t in ids],
+            [arrived[t] for t in ids],
+            started,
+            concurrency,
+            latency,
+        ),
+        "model_latency_s": latency,
+        "tickets": tickets,
+        "wall_s": wall,
+        "tickets_per_s": tickets / wall,
+        "ideal_per_s": concurrency / latency,
+        "ratio": tickets / wall / (concurrency / latency),
+        "burst_ack_ms": _ms([row[2] - row[1] for row in sent]),
+        "burst_post_rate": tickets / (posted - started),
+        "posters": min(BURST_POSTERS, tickets),
+        "service_cpu_ms_per_ticket": cpu / tickets * 1000,
+        "service_cores": cpu / wall,
+        "bench_cores": fakes_cpu / wall,
+        "psa_calls": calls,
+    }
+
+
+STAND_IN_CLIENTS = (
+    "stdlib",
+    "httpx+sdk",
+    "httpx-lean+sdk-lean",
+    "httpx-lean+stdlib",
+    "stdlib+sdk-lean",
+)
+
+
+def floor_run(
+    root: Path, tickets: int, concurrency: int, latency: float, settings: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The burst of the throughput run through stand-ins of the service (``bench.stand_in``):
+    the calls the service made for a ticket, replayed for each ticket by as many threads in as
+    many worker processes, with nothing else: with the standard library's HTTP client, with the
+    service's (httpx for the PSA, the openai SDK for the model) on their default transports and
+    on the lean one (``psatriage.transport``), and mixed. What the machine, the fakes and the
+    clients allow."""
+    with TimedConnectWise() as cw, FakeOpenAI(latency=latency) as llm:
+        harness = Harness(cw=cw, llm=llm, root=root)
+        with (
+            serve(harness, workers=concurrency, settings=settings) as service,
+            httpx.Client(timeout=30) as client,
+        ):
+            processes = service.processes
+            _send_one(cw, client, service.url, 0)
+            plan = _replay_plan(cw, llm, _send_one(cw, client, service.url, 1))
+        rows = []
+        for name in STAND_IN_CLIENTS:
+            with stand_in(
+                root / name,
+                plan,
+                {"cw": cw.url, "llm": llm.url},
+                workers=concurrency,
+                processes=processes,
+                client=name,
+            ) as substitute:
+                with httpx.Client(timeout=30) as client:  # one ticket first: warm connections
+                    ticket = _new_ticket(cw, 0)
+                    _post(client, substitute.url, cw.callback(ticket))
+                    cw.wait_notes([ticket], timeout=120)
+                rows.append(
+                    {"client": name} | burst_run(cw, llm, substitute, tickets, concurrency, latency)
+                )
+    return rows
+
+
+@contextmanager
+def stand_in(
+    root: Path,
+    plan: list[tuple[str, Request]],
+    servers: dict[str, str],
+    *,
+    workers: int,
+    processes: int,
+    client: str,
+) -> Iterator[Service]:
+    """A running ``bench.stand_in`` replaying ``plan`` for each ticket, stopped on exit."""
+    root.mkdir(parents=True, exist_ok=True)
+    calls = []
+    for server, request in plan:
+        if server == "sink":
+            continue  # the webhook: the bench posts it to the stand-in
+        headers = {k: v for k, v in request.headers.items() if k not in _HOP_HEADERS}
+        path = re.sub(r"/service/tickets/\d+", "/service/tickets/{ticket}", request.path)
+        body = request.body.decode()
+        calls.append(
+            {"server": server, "method": request.method, "path": path}
+            | {"query": request.query, "headers": headers, "body": body}
+        )
+    spec = {
+        "workers": workers,
+        "processes": processes,
+        "client": client,
+        "servers": servers,
+        "plan": calls,
+    }
+    spec_path = root / "stand-in.json"
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    port = _free_port()
+    log_path = root / "stand-in.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.stand_in", str(spec_path), "--port", str(port)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_ready(url, process, log_path)
+            yield Service(url, process.pid, (), processes)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    errors = log_path.read_text(errors="replace")
+    if "stand-in: ticket" in errors:
+        raise BenchError(f"the stand-in failed tickets:\n{errors[-4000:]}")
 
 
 def slot_seconds(
@@ -897,6 +1018,13 @@ def _other_rows(table: Table, result: dict[str, Any]) -> None:
             f"{fair['flood_backlog_after_quiet']} still waiting after the quiet ones",
             f"quiet max = {fair['quiet_during_in_processing_times']:.1f} processing times",
         )  # fmt: skip
+    for row in result.get("floor", []):
+        table.add_row(
+            f"stand-in ({row['client']} clients): the same burst, {row['tickets']} tickets, "
+            f"{row['workers']} threads in {row['worker_processes']} process(es)",
+            f"{row['tickets_per_s']:.1f}/s", f"{row['service_cpu_ms_per_ticket']:.1f} ms CPU",
+            f"ideal {row['ideal_per_s']:.1f}/s ({row['ratio']:.1%})", "",
+        )  # fmt: skip
     for row in result.get("scale", []):
         table.add_row(
             f"scale-out: {row['processes']} worker process(es) × {row['workers_per_process']} "
@@ -1032,7 +1160,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="overhead,throughput,web",
-        help="phases to run, comma-separated: overhead, throughput, web, fairness, scale "
+        help="phases to run, comma-separated: overhead, throughput, web, fairness, floor, scale "
         "(default overhead,throughput,web; --processes adds scale)",
     )
     parser.add_argument(
@@ -1070,7 +1198,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.processes:
         phases.add("scale")
     args.phases = sorted(phases)  # a list: the arguments are printed with --json
-    unknown = phases - {"overhead", "throughput", "web", "fairness", "scale"}
+    unknown = phases - {"overhead", "throughput", "web", "fairness", "floor", "scale"}
     if unknown:
         parser.error(f"--only: unknown phase(s) {sorted(unknown)}")
     if "scale" in args.phases and args.processes < 1:
@@ -1122,6 +1250,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         concurrency=args.concurrency,
                         latency=args.model_latency,
                         settings=settings,
+                    )
+            if "floor" in phases:
+                with console.status("floor: the same burst through stand-ins of the service"):
+                    result["floor"] = floor_run(
+                        root / "floor",
+                        args.tickets,
+                        args.concurrency,
+                        args.model_latency,
+                        settings,
                     )
             if "scale" in phases:
                 with console.status("scale-out: worker processes on PostgreSQL and Redis"):
