@@ -270,16 +270,18 @@ def test_https_verifies_the_certificate(tmp_path: Path) -> None:
         running.server_close()
 
 
-def test_the_psa_clients_use_it_unless_a_proxy_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ):
+_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy in the environment (a developer's machine may name one)."""
+    for name in _PROXIES:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_proxy")
+def test_the_psa_clients_use_it_unless_a_proxy_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     with make_client() as client:
         assert isinstance(client._transport, StdlibTransport)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
@@ -287,6 +289,7 @@ def test_the_psa_clients_use_it_unless_a_proxy_is_set(monkeypatch: pytest.Monkey
         assert isinstance(client._transport, httpx.HTTPTransport)  # httpx reads the proxy
 
 
+@pytest.mark.usefixtures("no_proxy")
 def test_the_sdk_calls_a_model_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
     with FakeOpenAI() as llm:
         monkeypatch.setenv("TRANSPORT_TEST_KEY", str(llm.api_key))

@@ -1,10 +1,11 @@
-"""HTTP/1.1 on the standard library's sockets and response parser, as the transport of the
-service's HTTP clients: ``httpx`` (the PSA adapters', ``http.make_client``) and ``httpx2`` (the
-OpenAI SDK's, ``classifiers._openai_config.make_client``).
+"""HTTP/1.1 on the standard library's sockets, as the transport of the service's HTTP clients:
+``httpx`` (the PSA adapters', ``http.make_client``) and ``httpx2`` (the OpenAI SDK's,
+``classifiers._openai_config.make_client``).
 
-Why: the default transports (``httpcore`` / ``httpcore2`` and their ``h11`` state machines) cost
-more CPU a call than the rest of a ticket's work together; in a burst on 2 cores that CPU, not the
-network, set how late the waves of tickets ran (``bench.pipeline --only floor``). This transport
+Why: on their default transports (``httpcore`` / ``httpcore2`` and their ``h11`` state machines)
+the clients alone cost 8–9 ms of CPU a ticket, on this one 4–5 ms (``docs/PERFORMANCE.md`` round
+10), and in a burst on 2 cores the CPU a ticket costs sets how late its waves run
+(``bench.pipeline --only floor``). This transport
 writes a request as one ``sendall`` and reads the answer with its own small HTTP/1.1 reader;
 everything above it (URLs, headers, timeouts, errors, decoding ``Content-Encoding``, the SDK's
 retries and parsing) is still the client's.
