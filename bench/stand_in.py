@@ -30,7 +30,6 @@ import contextlib
 import http.client
 import json
 import multiprocessing
-import queue
 import re
 import signal
 import sys
@@ -205,26 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text(encoding="utf-8"))
-    processes = int(spec["processes"])
+    processes = max(1, int(spec["processes"]))
     context = multiprocessing.get_context("spawn")
-    tickets: Any = context.Queue() if processes else queue.Queue()
-    started = []
+    tickets = context.Queue()
+    ready = []
     for index in range(processes):
         threads = spec["workers"] // processes + (index < spec["workers"] % processes)
-        ready = context.Event()
-        process = context.Process(
-            target=_worker_process, args=(spec, tickets, ready, threads), daemon=True
-        )
-        process.start()
-        started.append((process, ready))
-    for _, ready in started:
-        ready.wait()
-    if not processes:  # the threads in this process, beside the web server
-        done = threading.Event()
-        threading.Thread(
-            target=_worker_process, args=(spec, tickets, done, spec["workers"]), daemon=True
+        ready.append(context.Event())
+        context.Process(
+            target=_worker_process, args=(spec, tickets, ready[-1], threads), daemon=True
         ).start()
-        done.wait()
+    for event in ready:
+        event.wait()
     server = _server(args.port, tickets.put)
     # SIGTERM (the bench's stop) exits through Python, which stops the worker processes
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
