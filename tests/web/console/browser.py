@@ -21,7 +21,7 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request
 
 CHROMIUM = Path(os.environ.get("PSATRIAGE_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -115,8 +115,15 @@ def open_tab(browser: Browser, base: str, shots: Path) -> Tab:
 
     page.on("console", console)
     page.on("pageerror", lambda error: tab.errors.append(f"page error: {error}"))
-    page.on("requestfailed", lambda request: tab.errors.append(f"failed: {request.url}"))
+    page.on("requestfailed", lambda request: _failed(tab, request))
     return tab
+
+
+def _failed(tab: Tab, request: Request) -> None:
+    """A request that did not complete, unless the browser cancelled it itself because the page
+    moved on (``net::ERR_ABORTED``: a favicon still loading when a form is sent, say)."""
+    if request.failure != "net::ERR_ABORTED":
+        tab.errors.append(f"failed: {request.url} ({request.failure})")
 
 
 def screenshot_folder(tmp_path: Path) -> Path:
