@@ -78,6 +78,11 @@ def test_invalid_answers_fail_release_the_ticket_and_note_it_once(
     assert "could not categorize" in str(note["text"]) and note["internalAnalysisFlag"] is True
     row = service.ledger.get(first)
     assert row is not None and "not" in row.reason
+    # no decision was checkpointed, and the calls behind the refused answers are on record
+    calls = service.decisions.calls_for_event(first)
+    assert service.decisions.decision_for_event(first) is None
+    assert [c.error is not None for c in calls] == [True, True]
+    assert service.usage.spent(TENANT).calls_today == 4  # both events' two calls each
 
 
 def test_model_outage_is_retried_then_failed_with_the_reason(harness: Harness) -> None:
@@ -183,6 +188,26 @@ def test_reaper_gives_back_events_whose_lease_ran_out(harness: Harness, service:
         assert _wait_for(service, event_id) == "done"
     finally:
         pool.stop(graceful=True)
+    assert len(harness.cw.patches(ticket)) == 1 and len(_ours(harness, ticket)) == 1
+
+
+def test_an_event_closes_with_its_decision_only_while_the_claim_is_still_ours(
+    harness: Harness, service: Runtime
+) -> None:
+    ticket = harness.cw.add_ticket("Printer broken", JAM)
+    event_id = _event(service, ticket)
+    claim = service.ledger.claim(event_id, lease_seconds=0)  # a worker too slow for its lease
+    assert claim is not None
+    time.sleep(0.05)
+    assert jobs.reap(service) == 1  # the event went back to the queue meanwhile
+    assert jobs.run_claim(service, claim) is EventState.DONE  # the slow worker still finishes
+    decision = service.decisions.decision_for_event(event_id)
+    row = service.ledger.get(event_id)
+    assert decision is not None and decision.final and decision.outcome == "applied"
+    assert row is not None and row.state == "retrying"  # not closed by a claim no longer its own
+    assert jobs.process_event(service, event_id) is EventState.DONE  # the next claim closes it
+    row = service.ledger.get(event_id)
+    assert row is not None and row.state == "done"
     assert len(harness.cw.patches(ticket)) == 1 and len(_ours(harness, ticket)) == 1
 
 

@@ -25,9 +25,10 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy import Connection
 
 from psatriage import metrics, outcomes, pipeline, retention
-from psatriage.domain import TicketEvent
+from psatriage.domain import Outcome, TicketEvent
 from psatriage.errors import (
     AuthFailed,
     CallLimitReached,
@@ -348,6 +349,12 @@ def run_claim(runtime: Runtime, claim: Claim) -> EventState:
     if claim.tenant not in runtime.config.tenants:
         return _finish(runtime, claim, EventState.FAILED, "tenant is no longer configured")
     started = time.perf_counter()
+    closed: list[bool] = []  # the event closed with its decision, and whether it was still ours
+
+    def close(connection: Connection, outcome: Outcome, reason: str) -> None:
+        state = _OUTCOME_STATES[outcome.value]
+        closed.append(runtime.ledger.finish(claim, state, reason, connection=connection))
+
     try:
         deps = runtime.deps(claim.tenant)
         result = pipeline.categorize(
@@ -357,6 +364,7 @@ def run_claim(runtime: Runtime, claim: Claim) -> EventState:
             deps,
             once_per_ticket=claim.source != "cli",
             snapshot=fresh_snapshot(runtime, claim, deps),
+            close=close,
         )
     except CallLimitReached as exc:
         return _wait_turn(runtime, claim, exc)
@@ -390,9 +398,12 @@ def run_claim(runtime: Runtime, claim: Claim) -> EventState:
     if result.outcome is None:
         return _finish(runtime, claim, EventState.IGNORED, result.reason)
     bound.info("event done", outcome=result.outcome.value, wrote=list(result.wrote))
-    return _finish(
-        runtime, claim, _OUTCOME_STATES[result.outcome.value], result.reason, result.outcome.value
-    )
+    state = _OUTCOME_STATES[result.outcome.value]
+    if not closed:
+        return _finish(runtime, claim, state, result.reason, result.outcome.value)
+    if not closed[0]:
+        log.warning("lost the lease before finishing", event_id=claim.id, state=state.value)
+    return _count(claim, state, result.outcome.value)
 
 
 def fresh_snapshot(runtime: Runtime, claim: Claim, deps: pipeline.Deps) -> dict[str, Any] | None:
@@ -470,6 +481,10 @@ def _finish(
         runtime.decisions.release_ticket(claim.id)  # a later event may decide this ticket
     if not runtime.ledger.finish(claim, state, reason):
         log.warning("lost the lease before finishing", event_id=claim.id, state=state.value)
+    return _count(claim, state, outcome)
+
+
+def _count(claim: Claim, state: EventState, outcome: str | None) -> EventState:
     metrics.EVENTS.labels(claim.tenant, outcome or state.value).inc()
     metrics.END_TO_END_SECONDS.labels(claim.tenant).observe(
         (utcnow() - claim.received_at).total_seconds()

@@ -9,7 +9,7 @@ from dataclasses import replace
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from psatriage import budgets, fields
+from psatriage import budgets, fields, metrics
 from psatriage.config.tenant import Effective
 from psatriage.domain import (
     APPLIED,
@@ -20,6 +20,7 @@ from psatriage.domain import (
     Facet,
     FieldAnswer,
     FieldDecision,
+    ModelCall,
     Taxonomy,
     Ticket,
 )
@@ -37,7 +38,32 @@ log = structlog.get_logger(__name__)
 def decide(
     deps: Deps, at: Context, effective: Effective, storm: str | None = None
 ) -> Plan | Decision:
-    """Ask the model (routing first where it picks the tree), judge the fields, checkpoint."""
+    """Ask the model (routing first where it picks the tree), judge the fields, checkpoint.
+
+    The model calls are held until the checkpoint and recorded in its transaction; if no
+    checkpoint follows (a dry run, noise, an answer refused, another event's decision), they
+    are recorded on their own on the way out, as each call was before."""
+    held: list[ModelCall] = []
+
+    def hold(call: ModelCall) -> None:
+        held.append(call)
+        metrics.observe_model_call(call)
+
+    try:
+        return _decide(deps, at, effective, storm, hold, held)
+    finally:
+        if held:
+            deps.decisions.record_calls(held, deps.usage)
+
+
+def _decide(
+    deps: Deps,
+    at: Context,
+    effective: Effective,
+    storm: str | None,
+    record: CallRecorder,
+    held: list[ModelCall],
+) -> Plan | Decision:
     ticket, taxonomy, event_id = at.ticket, at.taxonomy, at.event_id
     dry_run, once, previous, checked = at.dry_run, at.once, at.previous, at.checked
     if deps.usage is not None:
@@ -45,14 +71,16 @@ def decide(
     options = field_options(deps, ticket, effective.fields)
     routed: tuple[FieldDecision, ...] = ()
     if "routing" in options and deps.adapter.routing_sets_scope:
-        routed = route_first(deps, ticket, effective, options.pop("routing"), event_id)
+        routed = route_first(
+            deps, ticket, effective, options.pop("routing"), event_id, record=record
+        )
         if routed and routed[0].outcome == APPLIED and routed[0].value_id != ticket.scope:
             # the category is chosen within the chosen board's tree, so the pair is valid
             ticket = replace(ticket, scope=routed[0].value_id, scope_name=routed[0].value)
             taxonomy = read_taxonomy(deps, ticket)
     asked = fields.specs(effective.fields, options)
     classification, chosen, redactions = classify(
-        deps, ticket, taxonomy, effective, event_id, fields=asked
+        deps, ticket, taxonomy, effective, event_id, record=record, fields=asked
     )
     classification = with_learned_fields(deps, ticket, classification, effective, options)
     spoken = (
@@ -90,7 +118,10 @@ def decide(
             fields=[d.to_dict() for d in decided],
             storm_key=storm,
             scope=ticket.scope,
+            calls=held,
+            usage=deps.usage,
         ).id
+        held.clear()  # recorded with the checkpoint
     return Plan(chosen, classification, checked, decision_id, previous, redactions, decided)
 
 

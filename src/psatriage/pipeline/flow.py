@@ -8,9 +8,11 @@ marker that is looked for before posting on a retry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
+
+from sqlalchemy import Connection
 
 from psatriage import policy
 from psatriage.config.fields import FieldsSettings
@@ -28,6 +30,9 @@ from psatriage.pipeline.writing import write_decision
 from psatriage.store.decisions import AlreadyDecided
 from psatriage.store.tables import DecisionRow
 
+Closing = Callable[[Connection, Outcome, str], object]
+"""Runs in the transaction that makes a decision final: (connection, outcome, reason)."""
+
 
 def categorize(
     event_id: int,
@@ -39,6 +44,7 @@ def categorize(
     explain_kept: bool = False,
     once_per_ticket: bool = True,
     snapshot: Mapping[str, Any] | None = None,
+    close: Closing | None = None,
 ) -> Decision:
     """Categorize one ticket for one event. Raises the error tree on failure.
 
@@ -48,23 +54,27 @@ def categorize(
     ``once_per_ticket`` ends the event as already decided when another event decided the ticket;
     ``snapshot`` is the ticket as the event's delivery carried it, still fresh (it saves a read);
     ``tries`` is how many times the event was taken, this time included: after the first, an
-    earlier try may have written, so the note is looked for before it is posted.
+    earlier try may have written, so the note is looked for before it is posted;
+    ``close`` runs in the transaction that makes a new decision final, with its outcome and
+    reason (the worker closes the event there: one write turn where there were two).
     """
     if snapshot is not None:  # the caller's to judge (``jobs.fresh_snapshot``: first claim only)
         ticket = deps.adapter.ticket_from_snapshot(ticket_id, snapshot)
     else:
         ticket = deps.adapter.get_ticket(ticket_id)
     effective = deps.tenant.effective(ticket.company_id, ticket.company_name)
-    checkpoint = None if dry_run else deps.decisions.decision_for_event(event_id)
-    if checkpoint is None and not dry_run and once_per_ticket:
-        holder = deps.decisions.ticket_holder(deps.tenant.name, ticket.id)
-        if holder is not None:
-            if not _moved_away(deps, ticket, holder):
-                return Decision(None, f"already decided by event {holder.event_id}")
-            # moved to another tree after our decision: the category is decided again there,
-            # the other fields stay as they were
-            effective = replace(effective, fields=FieldsSettings())
-            once_per_ticket = False
+    checkpoint = holder = None
+    if not dry_run:
+        checkpoint, holder = deps.decisions.checkpoint_and_holder(
+            event_id, deps.tenant.name, ticket.id
+        )
+    if checkpoint is None and holder is not None and once_per_ticket:
+        if not _moved_away(deps, ticket, holder):
+            return Decision(None, f"already decided by event {holder.event_id}")
+        # moved to another tree after our decision: the category is decided again there,
+        # the other fields stay as they were
+        effective = replace(effective, fields=FieldsSettings())
+        once_per_ticket = False
     if checkpoint is not None:
         planned = resume(deps, checkpoint, ticket)
     else:
@@ -95,6 +105,11 @@ def categorize(
             fields=planned.fields,
         )
     wrote = write_decision(deps, ticket, planned, choice, outcome, tries)
+
+    def then(connection: Connection) -> None:
+        assert close is not None
+        close(connection, outcome, choice.reason)
+
     deps.decisions.finalize_decision(
         planned.decision_id,
         outcome=outcome,
@@ -103,6 +118,9 @@ def categorize(
         wrote_note=writes_note(choice.action, planned.fields),
         review=review_draft(deps, ticket, planned) if choice.review else None,
         tracked=outcome_draft(deps, ticket, planned.decision_id, outcome, planned, choice),
+        then=None
+        if close is None
+        else lambda connection: close(connection, outcome, choice.reason),
     )
     return Decision(
         outcome,

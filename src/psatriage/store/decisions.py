@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,6 +41,9 @@ class Decisions:
         dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._by_event = select(DecisionRow.id).where(DecisionRow.event_id == bindparam("e"))
         self._by_key = select(DecisionRow.id).where(DecisionRow.ticket_key == bindparam("key"))
+        self._by_either = select(DecisionRow.id, DecisionRow.event_id).where(
+            or_(DecisionRow.event_id == bindparam("e"), DecisionRow.ticket_key == bindparam("key"))
+        )
         self._insert_decision = insert(DecisionRow).returning(DecisionRow.id)
         self._insert_call = insert(ModelCallRow)
         self._open_outcome = dialect_insert(OutcomeRow).on_conflict_do_nothing(
@@ -65,6 +68,23 @@ class Decisions:
         with self._engine.connect() as connection:
             found = connection.execute(self._by_event, {"e": event_id}).scalar_one_or_none()
         return None if found is None else self.get(int(found))
+
+    def checkpoint_and_holder(
+        self, event_id: int, tenant: str, ticket_id: str
+    ) -> tuple[DecisionRow | None, DecisionRow | None]:
+        """``decision_for_event`` and ``ticket_holder`` in one statement: the event's own
+        decision (a checkpoint to resume), and the decision holding the ticket, if another
+        event's."""
+        with self._engine.connect() as connection:
+            found = connection.execute(
+                self._by_either, {"e": event_id, "key": f"{tenant}:{ticket_id}"}
+            ).all()
+        own = next((int(row.id) for row in found if row.event_id == event_id), None)
+        other = next((int(row.id) for row in found if row.event_id != event_id), None)
+        return (
+            None if own is None else self.get(own),
+            None if other is None else self.get(other),
+        )
 
     def get(self, decision_id: int) -> DecisionRow | None:
         with self._sessions() as session:
@@ -105,11 +125,15 @@ class Decisions:
         storm_key: str | None = None,
         followed: str | None = None,
         scope: str | None = None,
+        calls: Sequence[ModelCall] = (),
+        usage: Usage | None = None,
     ) -> DecisionRow:
         """Checkpoint what was decided before anything is written, so a retry reuses it.
 
         With ``once_per_ticket`` the decision claims the ticket: if another event's decision
-        already did, ``AlreadyDecided`` is raised and nothing is stored.
+        already did, ``AlreadyDecided`` is raised and nothing is stored. ``calls`` are the
+        model calls behind the decision, recorded (and counted against ``usage``) in the same
+        transaction: one write turn where there were two.
         """
         values: dict[str, Any] = {
             "event_id": event_id,
@@ -147,6 +171,7 @@ class Decisions:
         try:
             with self._engine.begin() as connection:
                 new_id = connection.execute(self._insert_decision, values).scalar_one()
+                self._calls_on(connection, calls, usage)
         except IntegrityError as exc:
             if not once_per_ticket:
                 raise
@@ -179,9 +204,11 @@ class Decisions:
         wrote_note: bool,
         review: ReviewDraft | None = None,
         tracked: OutcomeDraft | None = None,
+        then: Callable[[Connection], object] | None = None,
     ) -> None:
         """Close the decision; its outcome (``tracked``) and, for a suggestion for review, its
-        review open in the same transaction (once, however often a retry finalizes it)."""
+        review open in the same transaction (once, however often a retry finalizes it), and
+        ``then`` runs in it too (the worker closes the event there)."""
         now = utcnow()
         closed = {
             "decision_id": decision_id,
@@ -197,11 +224,15 @@ class Decisions:
                 if tracked is not None:
                     open_outcome(session, tracked)
                 session.execute(self._finalize, closed)
+                if then is not None:
+                    then(session.connection())
             return
         with self._engine.begin() as connection:
             if tracked is not None:
                 connection.execute(self._open_outcome, _outcome_values(tracked, now))
             connection.execute(self._finalize, closed)
+            if then is not None:
+                then(connection)
 
     def search_decisions(
         self,
@@ -259,12 +290,22 @@ class Decisions:
     # -- model calls --------------------------------------------------------------------------
 
     def record_call(self, call: ModelCall, usage: Usage | None = None) -> None:
-        """The one write path for the model-call audit log; with ``usage``, the call is counted
-        against the tenant's budget in the same transaction."""
-        values = asdict(call)
-        values["redactions"] = dict(call.redactions) or None
-        values["created_at"] = utcnow()
+        """The write path for the model-call audit log, beside ``start_decision``'s; with
+        ``usage``, the call is counted against the tenant's budget in the same transaction."""
+        self.record_calls((call,), usage)
+
+    def record_calls(self, calls: Sequence[ModelCall], usage: Usage | None = None) -> None:
         with self._engine.begin() as connection:
+            self._calls_on(connection, calls, usage)
+
+    def _calls_on(
+        self, connection: Connection, calls: Sequence[ModelCall], usage: Usage | None
+    ) -> None:
+        now = utcnow()
+        for call in calls:
+            values = asdict(call)
+            values["redactions"] = dict(call.redactions) or None
+            values["created_at"] = now
             connection.execute(self._insert_call, values)
             if usage is not None:
                 usage.add_on(connection, call)

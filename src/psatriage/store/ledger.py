@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Connection,
     Engine,
     Select,
     Update,
@@ -389,14 +390,23 @@ class Ledger:
                 ).scalar_one()
             )
 
-    def finish(self, claim: Claim, state: EventState, reason: str = "") -> bool:
-        """Close a claimed event; False if the claim had been lost meanwhile."""
+    def finish(
+        self,
+        claim: Claim,
+        state: EventState,
+        reason: str = "",
+        *,
+        connection: Connection | None = None,
+    ) -> bool:
+        """Close a claimed event; False if the claim had been lost meanwhile. On ``connection``
+        the event closes in the caller's transaction (with the decision it ends in)."""
         assert state in TERMINAL_STATES or state == EventState.PARKED
         now = utcnow()
         return self._update_owned(
             self._finish,
             claim,
             {"new_state": state.value, "new_reason": reason, "new_finished_at": now, "now": now},
+            connection,
         )
 
     def retry_later(
@@ -411,12 +421,18 @@ class Ledger:
             {"new_reason": reason, "new_at": at, "new_attempts": attempts, "now": utcnow()},
         )
 
-    def _update_owned(self, statement: Update, claim: Claim, values: dict[str, object]) -> bool:
-        with self._engine.begin() as connection:
-            result = connection.execute(
-                statement, {"owned_id": claim.id, "owned_claims": claim.claims, **values}
-            )
-            return bool(result.rowcount)
+    def _update_owned(
+        self,
+        statement: Update,
+        claim: Claim,
+        values: dict[str, object],
+        connection: Connection | None = None,
+    ) -> bool:
+        owned = {"owned_id": claim.id, "owned_claims": claim.claims, **values}
+        if connection is not None:
+            return bool(connection.execute(statement, owned).rowcount)
+        with self._engine.begin() as own:
+            return bool(own.execute(statement, owned).rowcount)
 
     def reopen(self, event_ids: Sequence[int]) -> list[int]:
         """Put failed, parked or over-budget events back to ``received`` (``events retry``)."""
