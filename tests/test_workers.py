@@ -195,6 +195,29 @@ def test_a_paused_tenant_keeps_its_events_and_resumes_them(
     assert sorted(_noted(harness)) == sorted([*held, other])
 
 
+def test_one_tenant_is_claimed_at_once_after_a_full_claim_and_still_not_while_paused(
+    harness: Harness, built: list[Runtime]
+) -> None:
+    runtime = _runtime(harness, {"only": {}})
+    built.append(runtime)
+    events = [
+        _record(runtime, "only", harness.cw.add_ticket(f"Printer {n}", "jam")) for n in range(3)
+    ]
+    pool = jobs.WorkerPool(runtime, workers=1)  # not started: the test is its dispatcher
+    try:
+        assert pool._claim_some()  # got the one it asked for: next time it claims at once
+        _wait(lambda: _state(runtime, events[0]) == "done", "the first event was not done")
+        assert runtime.tenant_states.pause("only", by="test")
+        assert not pool._claim_some()  # claimed at once, and the claim honours the pause
+        assert [_state(runtime, e) for e in events[1:]] == ["received"] * 2
+        assert not pool._claim_some()  # now through the turns: nothing it may take
+        assert runtime.tenant_states.resume("only")
+        assert pool._claim_some()
+        _wait(lambda: _state(runtime, events[1]) == "done", "the resumed event was not done")
+    finally:
+        pool.stop()
+
+
 def test_caps_default_to_a_share_of_the_workers_and_take_max_workers(
     harness: Harness, built: list[Runtime]
 ) -> None:

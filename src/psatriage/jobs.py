@@ -77,6 +77,7 @@ class WorkerPool:
         self._inflight: Counter[str] = Counter()
         self._held: dict[int, Claim] = {}  # the claims being worked on, whose leases are renewed
         self._free = workers
+        self._filled = False  # the last claim got every event it asked for
         self._slots = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -158,10 +159,17 @@ class WorkerPool:
         with self._slots:
             free = self._free
             room = {name: cap - self._inflight[name] for name, cap in self.caps.items()}
-        turns = [t for t in runtime.ledger.turns(self.caps) if room.get(t.tenant, 0) > 0]
-        if not turns or free <= 0:
+        if free <= 0:
             return False
-        wanted = _share_out(free, [(t.tenant, room[t.tenant]) for t in turns])
+        if len(room) == 1 and self._filled:
+            # one tenant whose last claim got all it asked for: no order to find, and likely
+            # more waiting, so claim at once (the claim itself checks the pause and what is due)
+            wanted = [(name, min(free, left)) for name, left in room.items() if left > 0]
+        else:
+            turns = [t for t in runtime.ledger.turns(self.caps) if room.get(t.tenant, 0) > 0]
+            wanted = _share_out(free, [(t.tenant, room[t.tenant]) for t in turns])
+        if not wanted:
+            return False
         claims = runtime.ledger.claim_turns(wanted, lease_seconds=runtime.settings.lease_seconds)
         with self._slots:
             for claim in claims:
@@ -170,7 +178,8 @@ class WorkerPool:
                 self._held[claim.id] = claim
         for claim in claims:
             self._executor.submit(self._run, claim)
-        return len(claims) == sum(count for _, count in wanted) and len(claims) > 0
+        self._filled = len(claims) == sum(count for _, count in wanted) and len(claims) > 0
+        return self._filled
 
     def _run(self, claim: Claim) -> None:
         try:
