@@ -360,7 +360,7 @@ def run_claim(runtime: Runtime, claim: Claim) -> EventState:
     started = time.perf_counter()
     closed: list[bool] = []  # the event closed with its decision, and whether it was still ours
 
-    def close(connection: Connection, outcome: Outcome, reason: str) -> None:
+    def close(outcome: Outcome, reason: str, connection: Connection) -> None:
         state = _OUTCOME_STATES[outcome.value]
         closed.append(runtime.ledger.finish(claim, state, reason, connection=connection))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
@@ -30,8 +31,8 @@ from psatriage.pipeline.writing import write_decision
 from psatriage.store.decisions import AlreadyDecided
 from psatriage.store.tables import DecisionRow
 
-Closing = Callable[[Connection, Outcome, str], object]
-"""Runs in the transaction that makes a decision final: (connection, outcome, reason)."""
+Closing = Callable[[Outcome, str, Connection], object]
+"""Runs in the transaction that makes a decision final: (outcome, reason, connection)."""
 
 
 def categorize(
@@ -105,11 +106,6 @@ def categorize(
             fields=planned.fields,
         )
     wrote = write_decision(deps, ticket, planned, choice, outcome, tries)
-
-    def then(connection: Connection) -> None:
-        assert close is not None
-        close(connection, outcome, choice.reason)
-
     deps.decisions.finalize_decision(
         planned.decision_id,
         outcome=outcome,
@@ -118,9 +114,7 @@ def categorize(
         wrote_note=writes_note(choice.action, planned.fields),
         review=review_draft(deps, ticket, planned) if choice.review else None,
         tracked=outcome_draft(deps, ticket, planned.decision_id, outcome, planned, choice),
-        then=None
-        if close is None
-        else lambda connection: close(connection, outcome, choice.reason),
+        then=None if close is None else partial(close, outcome, choice.reason),
     )
     return Decision(
         outcome,
