@@ -14,7 +14,9 @@ the N tickets one at a time on this thread: ``Ledger.claim_turns`` for one event
 
 Reported: this thread's CPU time per ticket (``time.thread_time``: user + system of this thread
 only, so the fakes' and the HTTP servers' CPU are not in it) and the wall time, per run, and the
-median over the runs. On a shared machine the CPU time stretches with the load much less than the
+median over the runs; and the database statements and commits per ticket (counted by listeners
+on the engine over the measured runs: the claim's included, each commit a writing turn when it
+follows a write). On a shared machine the CPU time stretches with the load much less than the
 wall time, but it does stretch (caches, frequency): compare two commits in the same session, one
 run after the other. ``--profile FILE`` writes a cProfile of the last run, timed by this thread's
 CPU time (what the run measures; waits on the fakes are left out).
@@ -31,11 +33,13 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
 from tests.fakes.connectwise import FakeConnectWise
 from tests.fakes.openai import FakeOpenAI
 from tests.harness import TENANT, Harness
@@ -86,6 +90,19 @@ def measure(tickets: int, runs: int, profile: Path | None) -> dict[str, Any]:
             harness = Harness(cw=remote, llm=remote, root=Path(folder))  # type: ignore[arg-type]
             runtime = harness.runtime()
             adapter = runtime.adapter(TENANT)
+            counted = Counter[str]()
+            counting = [False]
+
+            def statement(*_: Any) -> None:
+                if counting[0]:
+                    counted["statements"] += 1
+
+            def commit(*_: Any) -> None:
+                if counting[0]:
+                    counted["commits"] += 1
+
+            event.listen(runtime.engine, "before_cursor_execute", statement)
+            event.listen(runtime.engine, "commit", commit)
 
             def record(delivery: tuple[bytes, dict[str, str]]) -> int:
                 body, headers = delivery
@@ -104,6 +121,7 @@ def measure(tickets: int, runs: int, profile: Path | None) -> dict[str, Any]:
                     last = profile and run == runs - 1
                     profiler = cProfile.Profile(time.thread_time) if last else None
                     cpu, wall = time.thread_time(), time.perf_counter()
+                    counting[0] = True
                     if profiler:
                         profiler.enable()
                     for _ in batch:
@@ -111,6 +129,7 @@ def measure(tickets: int, runs: int, profile: Path | None) -> dict[str, Any]:
                         state = jobs.run_claim(runtime, claim)
                         if state is not EventState.DONE:
                             raise RuntimeError(f"event {claim.id} ended {state.value}")
+                    counting[0] = False
                     if profiler:
                         profiler.disable()
                         profiler.dump_stats(str(profile))
@@ -130,6 +149,8 @@ def measure(tickets: int, runs: int, profile: Path | None) -> dict[str, Any]:
         "runs": results,
         "cpu_ms_per_ticket": statistics.median(r["cpu_ms_per_ticket"] for r in results),
         "wall_ms_per_ticket": statistics.median(r["wall_ms_per_ticket"] for r in results),
+        "statements_per_ticket": counted["statements"] / (tickets * runs),
+        "commits_per_ticket": counted["commits"] / (tickets * runs),
     }
 
 
@@ -155,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"median of {args.runs} × {args.tickets} tickets: {result['cpu_ms_per_ticket']:.2f} ms "
         f"of worker CPU per ticket ({result['wall_ms_per_ticket']:.2f} ms wall); load "
         f"{result['load']['before']} → {result['load']['after']}"
+    )
+    print(
+        f"database: {result['statements_per_ticket']:.2f} statements and "
+        f"{result['commits_per_ticket']:.2f} commits per ticket, the claim's included"
     )
     return 0
 
