@@ -1071,11 +1071,9 @@ def render(result: dict[str, Any], console: Console) -> None:
     if (host["load_before"] or 0) >= 1:
         console.print("[yellow]the machine was busy before the run: figures are pessimistic[/]")
     runs = len(result.get("throughput", {}).get("runs", []))
-    title = (
-        f"Measured (one run; throughput and acks: medians of {runs})"
-        if runs > 1
-        else ("Measured (one run)")
-    )
+    title = "Measured (one run)"
+    if runs > 1:
+        title = f"Measured (one run; throughput and acks: medians of {runs})"
     table = Table(title=title, title_justify="left")
     for column in ("measure", "p50", "p99", "reference", "ratio"):
         table.add_column(column, justify="left" if column == "measure" else "right")

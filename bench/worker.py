@@ -90,19 +90,11 @@ def measure(tickets: int, runs: int, profile: Path | None) -> dict[str, Any]:
             harness = Harness(cw=remote, llm=remote, root=Path(folder))  # type: ignore[arg-type]
             runtime = harness.runtime()
             adapter = runtime.adapter(TENANT)
-            counted = Counter[str]()
-            counting = [False]
-
-            def statement(*_: Any) -> None:
-                if counting[0]:
-                    counted["statements"] += 1
-
-            def commit(*_: Any) -> None:
-                if counting[0]:
-                    counted["commits"] += 1
-
-            event.listen(runtime.engine, "before_cursor_execute", statement)
-            event.listen(runtime.engine, "commit", commit)
+            seen, measured = Counter[str](), Counter[str]()
+            event.listen(
+                runtime.engine, "before_cursor_execute", lambda *_: seen.update(["statements"])
+            )
+            event.listen(runtime.engine, "commit", lambda *_: seen.update(["commits"]))
 
             def record(delivery: tuple[bytes, dict[str, str]]) -> int:
                 body, headers = delivery
@@ -120,8 +112,7 @@ def measure(tickets: int, runs: int, profile: Path | None) -> dict[str, Any]:
                         record(delivery)
                     last = profile and run == runs - 1
                     profiler = cProfile.Profile(time.thread_time) if last else None
-                    cpu, wall = time.thread_time(), time.perf_counter()
-                    counting[0] = True
+                    cpu, wall, before = time.thread_time(), time.perf_counter(), seen.copy()
                     if profiler:
                         profiler.enable()
                     for _ in batch:
@@ -129,7 +120,7 @@ def measure(tickets: int, runs: int, profile: Path | None) -> dict[str, Any]:
                         state = jobs.run_claim(runtime, claim)
                         if state is not EventState.DONE:
                             raise RuntimeError(f"event {claim.id} ended {state.value}")
-                    counting[0] = False
+                    measured += seen - before
                     if profiler:
                         profiler.disable()
                         profiler.dump_stats(str(profile))
@@ -149,8 +140,8 @@ def measure(tickets: int, runs: int, profile: Path | None) -> dict[str, Any]:
         "runs": results,
         "cpu_ms_per_ticket": statistics.median(r["cpu_ms_per_ticket"] for r in results),
         "wall_ms_per_ticket": statistics.median(r["wall_ms_per_ticket"] for r in results),
-        "statements_per_ticket": counted["statements"] / (tickets * runs),
-        "commits_per_ticket": counted["commits"] / (tickets * runs),
+        "statements_per_ticket": measured["statements"] / (tickets * runs),
+        "commits_per_ticket": measured["commits"] / (tickets * runs),
     }
 
 

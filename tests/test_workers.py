@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from psatriage.classifiers import _openai_capabilities as capabilities
 from psatriage.config import load_config
 from psatriage.domain import TicketEvent
 from psatriage.runtime import Runtime
+from psatriage.store.ledger import Turn
 from psatriage.store.tables import EventState, utcnow
 from tests.harness import Harness, to_toml
 
@@ -196,21 +197,32 @@ def test_a_paused_tenant_keeps_its_events_and_resumes_them(
 
 
 def test_one_tenant_is_claimed_at_once_after_a_full_claim_and_still_not_while_paused(
-    harness: Harness, built: list[Runtime]
+    harness: Harness, built: list[Runtime], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runtime = _runtime(harness, {"only": {}})
     built.append(runtime)
     events = [
         _record(runtime, "only", harness.cw.add_ticket(f"Printer {n}", "jam")) for n in range(3)
     ]
+    looked: list[str] = []
+    turns = runtime.ledger.turns
+
+    def counted_turns(tenants: Iterable[str]) -> list[Turn]:
+        looked.append("turns")
+        return turns(tenants)
+
+    monkeypatch.setattr(runtime.ledger, "turns", counted_turns)
     pool = jobs.WorkerPool(runtime, workers=1)  # not started: the test is its dispatcher
     try:
         assert pool._claim_some()  # got the one it asked for: next time it claims at once
+        assert looked == ["turns"]
         _wait(lambda: _state(runtime, events[0]) == "done", "the first event was not done")
         assert runtime.tenant_states.pause("only", by="test")
-        assert not pool._claim_some()  # claimed at once, and the claim honours the pause
+        assert not pool._claim_some(filled=True)  # claimed at once, and it honours the pause
+        assert looked == ["turns"]
         assert [_state(runtime, e) for e in events[1:]] == ["received"] * 2
         assert not pool._claim_some()  # now through the turns: nothing it may take
+        assert looked == ["turns", "turns"]
         assert runtime.tenant_states.resume("only")
         assert pool._claim_some()
         _wait(lambda: _state(runtime, events[1]) == "done", "the resumed event was not done")

@@ -77,7 +77,6 @@ class WorkerPool:
         self._inflight: Counter[str] = Counter()
         self._held: dict[int, Claim] = {}  # the claims being worked on, whose leases are renewed
         self._free = workers
-        self._filled = False  # the last claim got every event it asked for
         self._slots = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -131,7 +130,7 @@ class WorkerPool:
                 return
             self._wake.clear()
             try:
-                more = self._claim_some()
+                more = self._claim_some(filled=more)
             except Exception:  # a database blip: look again shortly (logged with trace)
                 log.exception("could not claim events; trying again")
                 more = False
@@ -152,18 +151,19 @@ class WorkerPool:
                     log.warning("could not prepare", tenant=name, part=part, error=str(exc))
         self.warmed.set()
 
-    def _claim_some(self) -> bool:
+    def _claim_some(self, *, filled: bool = False) -> bool:
         """Claim events for the free threads, fairly; True when there may be more to claim
-        at once (every slot asked for was filled)."""
+        at once (every slot asked for was filled). ``filled``: the last claim was."""
         runtime = self.runtime
         with self._slots:
             free = self._free
             room = {name: cap - self._inflight[name] for name, cap in self.caps.items()}
         if free <= 0:
             return False
-        if len(room) == 1 and self._filled:
+        if len(room) == 1 and filled:
             # one tenant whose last claim got all it asked for: no order to find, and likely
             # more waiting, so claim at once (the claim itself checks the pause and what is due)
+            runtime.ledger.ensure_tenants(room)  # as ``turns`` does; known tenants cost nothing
             wanted = [(name, min(free, left)) for name, left in room.items() if left > 0]
         else:
             turns = [t for t in runtime.ledger.turns(self.caps) if room.get(t.tenant, 0) > 0]
@@ -178,8 +178,7 @@ class WorkerPool:
                 self._held[claim.id] = claim
         for claim in claims:
             self._executor.submit(self._run, claim)
-        self._filled = len(claims) == sum(count for _, count in wanted) and len(claims) > 0
-        return self._filled
+        return len(claims) == sum(count for _, count in wanted) and len(claims) > 0
 
     def _run(self, claim: Claim) -> None:
         try:
