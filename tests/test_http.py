@@ -59,4 +59,8 @@ def test_clients_keep_no_cookies_so_none_goes_from_one_tenant_to_the_next() -> N
         client.get("https://api.psa.example/v4_6_release/apis/3.0/service/tickets/1")
         client.get("https://api.psa.example/v4_6_release/apis/3.0/service/tickets/2")
         assert not client.cookies
-    assert sent == [None, None]
+        client.cookies = {"session": "given"}  # dropped as well
+        client.cookies.set("session", "set")
+        client.get("https://api.psa.example/v4_6_release/apis/3.0/service/tickets/3")
+        assert not client.cookies
+    assert sent == [None, None, None]

@@ -28,19 +28,18 @@ def make_client(
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
     """An ``httpx.Client`` with our timeouts, pool and User-Agent; redirects are not followed and
-    cookies are neither kept nor sent (``NoCookies``). Its transport is ``transport``, else the
+    cookies are neither kept, sent nor read (``Client``). Its transport is ``transport``, else the
     lean one (``psatriage.transport``) unless the environment names a proxy, which ``httpx``'s
     own transports then serve."""
     if transport is None and lean_transport():
         transport = StdlibTransport(max_connections=max_connections)
-    return httpx.Client(
+    return Client(
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         limits=httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         ),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
-        cookies=NoCookies(),
         transport=transport,
     )
 
@@ -61,6 +60,37 @@ class NoCookies(CookieJar):
 
     def set_cookie(self, cookie: Any) -> None:
         return None
+
+
+class Cookieless(httpx.Cookies):
+    """The cookies of a ``Client``: always empty, and an answer's are never looked at."""
+
+    def __init__(self) -> None:
+        super().__init__(NoCookies())
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+_COOKIELESS = Cookieless()
+
+
+class Client(httpx.Client):
+    """An ``httpx.Client`` without cookies (``NoCookies``): its ``cookies`` are always the empty
+    ``Cookieless`` store, so none is kept or sent, and an answer's ``Set-Cookie`` is not even
+    read. Reading it cost ``httpx`` a ``urllib`` request built from each answer, about a tenth
+    of a worker's CPU a ticket (``docs/PERFORMANCE.md``, round 12)."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _COOKIELESS
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        """Cookies given to the client are dropped (``NoCookies``)."""
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -212,14 +212,8 @@ def make_client(config: OpenAIConfig) -> openai.OpenAI:
     )
 
 
-def _http_client() -> httpx2.Client | None:
-    """The SDK's own client with the lean transport (``psatriage.transport``); None (the SDK's
-    default) when the environment names a proxy, which the SDK's client then reads."""
-    import openai
+def _http_client() -> httpx2.Client:
+    """The SDK's own client without cookies, on the lean transport (``_openai_http``)."""
+    from psatriage.classifiers._openai_http import make_http_client
 
-    from psatriage.http import lean_transport
-    from psatriage.transport import httpx2_transport
-
-    if not lean_transport():
-        return None
-    return openai.DefaultHttpx2Client(transport=httpx2_transport(max_connections=256))
+    return make_http_client()
