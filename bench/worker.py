@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    uv run python -m bench.worker [--tickets N] [--runs R] [--profile FILE] [--json]
+    uv run python -m bench.worker [--tickets N] [--runs R] [--threads K] [--profile FILE] [--json]
 
 The fakes (``FakeConnectWise``, ``FakeOpenAI``, zero latency) run in a child process, so they
 share no interpreter lock with the code measured. This process builds the service's runtime as
@@ -12,13 +12,18 @@ parsed, with the ticket's snapshot), works off five warm-up tickets, then claims
 the N tickets one at a time on this thread: ``Ledger.claim_turns`` for one event, then
 ``jobs.run_claim``, exactly what a worker process's dispatcher and worker threads do per ticket.
 
-Reported: this thread's CPU time per ticket (``time.thread_time``: user + system of this thread
-only, so the fakes' and the HTTP servers' CPU are not in it) and the wall time, per run, and the
-median over the runs; and the database statements and commits per ticket (counted by listeners
+``--threads K`` processes each run's tickets on K threads of this process instead, each claiming
+and processing one ticket at a time, as a worker process's threads do: what their turns at the
+interpreter cost a ticket (``docs/PERFORMANCE.md``, round 12).
+
+Reported: this process's CPU time per ticket (``time.process_time``: user + system of its
+threads; the fakes and their HTTP servers run in the child, so their CPU is not in it; rounds
+before 12 took this thread's, ``time.thread_time``) and the wall time, per run, and the median
+over the runs; and the database statements and commits per ticket (counted by listeners
 on the engine over the measured runs: the claim's included, each commit a writing turn when it
 follows a write). On a shared machine the CPU time stretches with the load much less than the
 wall time, but it does stretch (caches, frequency): compare two commits in the same session, one
-run after the other. ``--profile FILE`` writes a cProfile of the last run, timed by this thread's
+run after the other. ``--profile FILE`` writes a cProfile of the last run, timed by this process's
 CPU time (what the run measures; waits on the fakes are left out).
 Nothing here asserts.
 """
@@ -35,6 +40,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -77,7 +83,15 @@ class _Remote:
         return self._env
 
 
-def measure(tickets: int, runs: int, profile: Path | None) -> dict[str, Any]:
+def one(runtime: Any) -> None:
+    """Claim one ticket's event and process it, as a worker thread does."""
+    (claim,) = runtime.ledger.claim_turns([(TENANT, 1)], lease_seconds=60)
+    state = jobs.run_claim(runtime, claim)
+    if state is not EventState.DONE:
+        raise RuntimeError(f"event {claim.id} ended {state.value}")
+
+
+def measure(tickets: int, runs: int, profile: Path | None, threads: int = 1) -> dict[str, Any]:
     configure_logging(level="warning", json=True)
     mine, theirs = multiprocessing.Pipe()
     child = multiprocessing.Process(target=_fakes, args=(theirs, WARM_UP + tickets * runs))
@@ -111,22 +125,23 @@ def measure(tickets: int, runs: int, profile: Path | None) -> dict[str, Any]:
                     for delivery in batch:
                         record(delivery)
                     last = profile and run == runs - 1
-                    profiler = cProfile.Profile(time.thread_time) if last else None
-                    cpu, wall, before = time.thread_time(), time.perf_counter(), seen.copy()
+                    profiler = cProfile.Profile(time.process_time) if last else None
+                    cpu, wall, before = time.process_time(), time.perf_counter(), seen.copy()
                     if profiler:
                         profiler.enable()
-                    for _ in batch:
-                        (claim,) = runtime.ledger.claim_turns([(TENANT, 1)], lease_seconds=60)
-                        state = jobs.run_claim(runtime, claim)
-                        if state is not EventState.DONE:
-                            raise RuntimeError(f"event {claim.id} ended {state.value}")
+                    if threads == 1:
+                        for _ in batch:
+                            one(runtime)
+                    else:
+                        with ThreadPoolExecutor(threads) as pool:
+                            list(pool.map(lambda _: one(runtime), batch))
                     measured += seen - before
                     if profiler:
                         profiler.disable()
                         profiler.dump_stats(str(profile))
                     results.append(
                         {
-                            "cpu_ms_per_ticket": (time.thread_time() - cpu) / tickets * 1000,
+                            "cpu_ms_per_ticket": (time.process_time() - cpu) / tickets * 1000,
                             "wall_ms_per_ticket": (time.perf_counter() - wall) / tickets * 1000,
                         }
                     )
@@ -137,6 +152,7 @@ def measure(tickets: int, runs: int, profile: Path | None) -> dict[str, Any]:
         child.join(timeout=30)
     return {
         "tickets": tickets,
+        "threads": threads,
         "runs": results,
         "cpu_ms_per_ticket": statistics.median(r["cpu_ms_per_ticket"] for r in results),
         "wall_ms_per_ticket": statistics.median(r["wall_ms_per_ticket"] for r in results),
@@ -149,11 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tickets", type=int, default=300, help="tickets per run (default 300)")
     parser.add_argument("--runs", type=int, default=3, help="runs; the median is kept")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="worker threads sharing this process (default 1)"
+    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of the last run here")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     load_before = _load()
-    result = measure(args.tickets, args.runs, args.profile)
+    result = measure(args.tickets, args.runs, args.profile, args.threads)
     result["load"] = {"before": load_before, "after": _load()}
     if args.json:
         print(json.dumps(result, indent=2))
@@ -164,8 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{run['wall_ms_per_ticket']:.2f} ms wall per ticket"
         )
     print(
-        f"median of {args.runs} × {args.tickets} tickets: {result['cpu_ms_per_ticket']:.2f} ms "
-        f"of worker CPU per ticket ({result['wall_ms_per_ticket']:.2f} ms wall); load "
+        f"median of {args.runs} × {args.tickets} tickets on {args.threads} thread(s): "
+        f"{result['cpu_ms_per_ticket']:.2f} ms of worker CPU per ticket "
+        f"({result['wall_ms_per_ticket']:.2f} ms wall); load "
         f"{result['load']['before']} → {result['load']['after']}"
     )
     print(
