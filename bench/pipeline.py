@@ -50,6 +50,7 @@ import math
 import os
 import platform
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -1252,7 +1253,14 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _exit_on_terminate(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, ``pkill``) unwinds like Ctrl-C, so the services this bench started are
+    stopped on the way out instead of left running."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_terminate)
     args = _arguments(argv)
     if args.loadgen:  # the second process of ack_run: spec on stdin, results on stdout
         json.dump(loadgen(json.load(sys.stdin)), sys.stdout)
