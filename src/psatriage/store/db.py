@@ -66,6 +66,9 @@ _Cursor = TypeVar("_Cursor", bound=sqlite3.Cursor)
 _READS = ("SELECT", "PRAGMA", "EXPLAIN")
 
 
+_LOCK_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+
+
 class _WriteGate:
     """One writing transaction at a time on a SQLite file, across the threads of a process (a
     lock) and across processes (``flock`` on a file beside the database).
@@ -106,9 +109,6 @@ class _WriteGate:
                 os.close(descriptor)  # closing the file lets the flock go
         finally:
             self._lock.release()
-
-
-_LOCK_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 
 _gates: weakref.WeakValueDictionary[str, _WriteGate] = weakref.WeakValueDictionary()
