@@ -37,6 +37,7 @@ import multiprocessing
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ from tests.harness import TENANT, Harness
 from bench.pipeline import TICKETS, _load
 from psatriage import jobs
 from psatriage.logging import configure_logging
+from psatriage.runtime import Runtime
 from psatriage.store.tables import EventState
 
 WARM_UP = 5
@@ -83,7 +85,7 @@ class _Remote:
         return self._env
 
 
-def one(runtime: Any) -> None:
+def one(runtime: Runtime) -> None:
     """Claim one ticket's event and process it, as a worker thread does."""
     (claim,) = runtime.ledger.claim_turns([(TENANT, 1)], lease_seconds=60)
     state = jobs.run_claim(runtime, claim)
@@ -104,11 +106,14 @@ def measure(tickets: int, runs: int, profile: Path | None, threads: int = 1) -> 
             harness = Harness(cw=remote, llm=remote, root=Path(folder))  # type: ignore[arg-type]
             runtime = harness.runtime()
             adapter = runtime.adapter(TENANT)
-            seen, measured = Counter[str](), Counter[str]()
-            event.listen(
-                runtime.engine, "before_cursor_execute", lambda *_: seen.update(["statements"])
-            )
-            event.listen(runtime.engine, "commit", lambda *_: seen.update(["commits"]))
+            seen, measured, counting = Counter[str](), Counter[str](), threading.Lock()
+
+            def count(what: str) -> None:  # from every worker thread with --threads
+                with counting:
+                    seen[what] += 1
+
+            event.listen(runtime.engine, "before_cursor_execute", lambda *_: count("statements"))
+            event.listen(runtime.engine, "commit", lambda *_: count("commits"))
 
             def record(delivery: tuple[bytes, dict[str, str]]) -> int:
                 body, headers = delivery

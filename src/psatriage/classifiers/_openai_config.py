@@ -12,7 +12,6 @@ from psatriage.classifiers.base import ClassifierConfig
 from psatriage.secrets import Secret
 
 if TYPE_CHECKING:
-    import httpx2
     import openai
 
 _NO_KEY: Final = "no-key"  # compatible servers without auth; never the OPENAI_API_KEY env var
@@ -184,8 +183,11 @@ def cost_basis(config: OpenAIConfig, model: str) -> str:
 
 
 def make_client(config: OpenAIConfig) -> openai.OpenAI:
-    """The SDK client for this provider; retries are ours (``max_retries=0``)."""
+    """The SDK client for this provider; retries are ours (``max_retries=0``), its HTTP client
+    ours too (``_openai_http``: no cookies, the lean transport)."""
     import openai
+
+    from psatriage.classifiers._openai_http import make_http_client
 
     key = config.api_key.get_secret_value() if config.api_key else _NO_KEY
     if config.provider == "azure":
@@ -198,7 +200,7 @@ def make_client(config: OpenAIConfig) -> openai.OpenAI:
                 api_key=key,
                 timeout=config.timeout_seconds,
                 max_retries=0,
-                http_client=_http_client(),
+                http_client=make_http_client(),
             )
         base_url = f"{config.azure_endpoint.rstrip('/')}/openai/v1/"
     else:
@@ -208,12 +210,5 @@ def make_client(config: OpenAIConfig) -> openai.OpenAI:
         base_url=base_url,
         timeout=config.timeout_seconds,
         max_retries=0,
-        http_client=_http_client(),
+        http_client=make_http_client(),
     )
-
-
-def _http_client() -> httpx2.Client:
-    """The SDK's own client without cookies, on the lean transport (``_openai_http``)."""
-    from psatriage.classifiers._openai_http import make_http_client
-
-    return make_http_client()
