@@ -13,7 +13,11 @@ overhead     N tickets sent one at a time (no queueing) through a service with z
              minus the floor's median.
 throughput   a burst of N tickets through a service with C workers and a model that answers in
              S seconds: tickets per second (first webhook posted to last note) against C / S,
-             and where the workers' time went (model, the rest of the tickets, ramp, gaps, tail).
+             and where the workers' time went (model, ramp, gaps, tail).
+             A worker is a turn at the model: its time is split by the model calls' arrivals and
+             answers at the fake. Each wave (the calls ranked by arrival, ``C`` at a time) is
+             reported by its first and last call, and each wave's turn by the machine's busy
+             cores meanwhile (``/proc/stat`` every 20 ms; Round 13).
              With ``--runs R`` the burst and the paced webhooks after it run R times, each on a
              fresh service: the run with the median throughput and the run with the median ack
              p99 are reported, with every run's figures beside them (one run swings by several
@@ -71,7 +75,7 @@ from rich.console import Console
 from rich.table import Table
 from tests.fakes.base import FakeServer, Request, Response
 from tests.fakes.connectwise import FakeConnectWise
-from tests.fakes.openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI, is_probe
 from tests.harness import TENANT, Harness, to_toml
 
 from psatriage.settings import Settings
@@ -146,6 +150,24 @@ class TimedConnectWise(FakeConnectWise):
                 self._arrived.wait(remaining)
 
 
+class TimedOpenAI(FakeOpenAI):
+    """FakeOpenAI that times each chat call (not the capability probes): when it arrived and when
+    its answer was ready, in ``perf_counter`` time (one clock for every process of the
+    machine)."""
+
+    def __init__(self, *, latency: float = 0.0) -> None:
+        super().__init__(latency=latency)
+        self.timed: list[tuple[float, float]] = []
+
+    def _chat(self, request: Request) -> Response:
+        arrived = time.perf_counter()
+        response = super()._chat(request)
+        if not is_probe(request.json()):
+            with self._lock:
+                self.timed.append((arrived, time.perf_counter()))
+        return response
+
+
 class Sink(FakeServer):
     """Answers a webhook POST with 202 and does nothing: the webhook's share of the floor."""
 
@@ -185,6 +207,53 @@ def cpu_seconds(pid: int) -> float:
     except (OSError, IndexError):
         return math.nan
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class BusyCores:
+    """The machine's busy cores over time, from ``/proc/stat`` every ``interval`` seconds in a
+    thread (nothing without Linux ``/proc``): ``samples`` of ``(perf_counter, busy cores since the
+    last sample)``."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BusyCores:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        last = _cpu_ticks()
+        while last is not None and not self._stop.wait(self.interval):
+            now = _cpu_ticks()
+            if now is None:
+                return
+            total, idle = now[0] - last[0], now[1] - last[1]
+            if total > 0:
+                busy = (total - idle) / total * (os.cpu_count() or 1)
+                self.samples.append((time.perf_counter(), busy))
+            last = now
+
+    def mean(self, start: float, end: float) -> float:
+        """Mean busy cores over the samples that end in ``(start, end]``; NaN if none."""
+        inside = [busy for at, busy in self.samples if start < at <= end]
+        return sum(inside) / len(inside) if inside else math.nan
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """All the machine's CPU ticks and its idle ones (idle and I/O wait), or None."""
+    try:
+        with Path("/proc/stat").open(encoding="ascii") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields), fields[3] + fields[4]
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -479,7 +548,7 @@ def throughput_run(
     settings: dict[str, str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A burst of tickets with a slow model, then the paced webhook load on the same service."""
-    with TimedConnectWise() as cw, FakeOpenAI(latency=latency) as llm:
+    with TimedConnectWise() as cw, TimedOpenAI(latency=latency) as llm:
         harness = Harness(cw=cw, llm=llm, root=root)
         with (
             serve(harness, workers=concurrency, settings=settings) as service,
@@ -517,7 +586,7 @@ def median_runs(
 
 def burst_run(
     cw: TimedConnectWise,
-    llm: FakeOpenAI,
+    llm: TimedOpenAI,
     service: Service,
     tickets: int,
     concurrency: int,
@@ -525,26 +594,24 @@ def burst_run(
 ) -> dict[str, Any]:
     """A burst of ``tickets`` new tickets' webhooks at a warm service: its throughput against
     ``concurrency / latency``, where the workers' time went, and its calls and CPU a ticket."""
-    cw_mark, llm_mark = len(cw.requests), len(llm.requests)
+    cw_mark, llm_mark, timed_mark = len(cw.requests), len(llm.requests), len(llm.timed)
     cpu, fakes_cpu = service.cpu(), cpu_seconds(os.getpid())
-    ids, sent = _burst(cw, service, tickets)
-    started, posted = min(row[1] for row in sent), max(row[2] for row in sent)
-    ideal_wall = tickets / concurrency * latency
-    arrived = cw.wait_notes(ids, timeout=ideal_wall * 3 + 60)
+    with BusyCores() as busy:
+        ids, sent = _burst(cw, service, tickets)
+        started, posted = min(row[1] for row in sent), max(row[2] for row in sent)
+        ideal_wall = tickets / concurrency * latency
+        arrived = cw.wait_notes(ids, timeout=ideal_wall * 3 + 60)
     wall = max(arrived.values()) - started
     cpu, fakes_cpu = service.cpu() - cpu, cpu_seconds(os.getpid()) - fakes_cpu
     calls = psa_calls(cw.requests[cw_mark:], tickets)
     calls["model"] = len(llm.requests[llm_mark:]) / tickets
+    model = llm.timed[timed_mark:]
+    done = max(arrived.values())
     return {
         "workers": concurrency,
         "worker_processes": service.processes,
-        "slot_seconds": slot_seconds(
-            [cw.read[t] for t in ids],
-            [arrived[t] for t in ids],
-            started,
-            concurrency,
-            latency,
-        ),
+        "slot_seconds": slot_seconds(model, started, done, concurrency),
+        "waves": waves(model, started, concurrency, busy),
         "model_latency_s": latency,
         "tickets": tickets,
         "wall_s": wall,
@@ -579,7 +646,7 @@ def floor_run(
     service's (httpx for the PSA, the openai SDK for the model) on their default transports and
     on the lean one (``psatriage.transport``), and mixed. What the machine, the fakes and the
     clients allow."""
-    with TimedConnectWise() as cw, FakeOpenAI(latency=latency) as llm:
+    with TimedConnectWise() as cw, TimedOpenAI(latency=latency) as llm:
         harness = Harness(cw=cw, llm=llm, root=root)
         with (
             serve(harness, workers=concurrency, settings=settings) as service,
@@ -666,24 +733,45 @@ def stand_in(
 
 
 def slot_seconds(
-    starts: Sequence[float], ends: Sequence[float], burst_at: float, workers: int, latency: float
+    calls: Sequence[tuple[float, float]], burst_at: float, done: float, workers: int
 ) -> dict[str, float]:
-    """Where a burst's worker time went: ``workers`` × the burst's wall time, in worker-seconds,
-    split exactly into the model's answers, the rest of each ticket (from its first PSA read to
-    its note), the ramp (each worker's wait for its first ticket), the gaps between a worker's
-    tickets (finishing one, claiming the next and reaching its first read; tickets paired first
-    in, first out) and the tail (workers done while the last tickets run)."""
-    first, last = sorted(starts), sorted(ends)
-    done = max(last)
-    parts = {
+    """Where a burst's model time went, a worker being a turn at the model: ``workers`` × the
+    burst's wall time (first post to last note), in worker-seconds, split exactly into the model
+    calls (arrival at the model to its answer), the ramp (each worker's wait for its first
+    call), the gaps between a worker's calls (own work the model waited for; calls paired first
+    in, first out) and the tail (workers done while the last tickets are written)."""
+    first = sorted(start for start, _ in calls)
+    last = sorted(end for _, end in calls)
+    return {
         "total": workers * (done - burst_at),
-        "model": len(starts) * latency,
-        "in_ticket": sum(ends) - sum(starts) - len(starts) * latency,
+        "model": sum(last) - sum(first),
         "ramp": sum(start - burst_at for start in first[:workers]),
         "gaps": sum(s - e for s, e in zip(first[workers:], last, strict=False)),
         "tail": sum(done - end for end in last[-workers:]),
     }
-    return parts
+
+
+def waves(
+    calls: Sequence[tuple[float, float]], burst_at: float, workers: int, busy: BusyCores
+) -> list[dict[str, float]]:
+    """The burst's waves: the model calls ranked by arrival, ``workers`` at a time. For each, in
+    seconds from the burst: its first and last call's arrival, and the machine's mean busy
+    cores over its turn: from the previous wave's first answer (the burst, for the first wave)
+    to its own last call."""
+    first = sorted(start for start, _ in calls)
+    answered = sorted(end for _, end in calls)
+    rows = []
+    for at in range(0, len(first), workers):
+        wave = first[at : at + workers]
+        turn = burst_at if at == 0 else answered[at - workers]
+        rows.append(
+            {
+                "first_call_s": wave[0] - burst_at,
+                "last_call_s": wave[-1] - burst_at,
+                "turn_busy_cores": busy.mean(turn, wave[-1]),
+            }
+        )
+    return rows
 
 
 def web_ack_run(
@@ -1118,9 +1206,13 @@ def render(result: dict[str, Any], console: Console) -> None:
         slots = thr["slot_seconds"]
         table.add_row(
             "the workers' time in the burst (worker-seconds)",
-            f"model {slots['model']:.0f}", f"tickets {slots['in_ticket']:.0f}",
-            f"ramp {slots['ramp']:.0f}, gaps {slots['gaps']:.0f}, tail {slots['tail']:.0f}",
-            f"of {slots['total']:.0f}",
+            f"model {slots['model']:.0f}", f"ramp {slots['ramp']:.0f}",
+            f"gaps {slots['gaps']:.0f}, tail {slots['tail']:.0f}", f"of {slots['total']:.0f}",
+        )  # fmt: skip
+        table.add_row(
+            "the waves: first – last model call (s), busy cores over each turn",
+            ", ".join(f"{w['first_call_s']:.2f}–{w['last_call_s']:.2f}" for w in thr["waves"]),
+            "", ", ".join(f"{w['turn_busy_cores']:.1f}" for w in thr["waves"]), "",
         )  # fmt: skip
         table.add_row(
             f"webhook ack, burst of {thr['tickets']} from {thr['posters']} threads",

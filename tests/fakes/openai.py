@@ -228,7 +228,7 @@ class FakeOpenAI(FakeServer):
 
     def _chat(self, request: Request) -> Response:
         body: dict[str, Any] = request.json()
-        probe = _is_probe(body)
+        probe = is_probe(body)
         with self._script_lock:
             (self.probes if probe else self.calls).append(body)
             behaviour: Behaviour | None = None
@@ -513,7 +513,7 @@ def _labels(keys: list[str], prompt: str) -> dict[str, str]:
     return labels
 
 
-def _is_probe(body: dict[str, Any]) -> bool:
+def is_probe(body: dict[str, Any]) -> bool:
     messages = body.get("messages") or [{}]
     first = messages[0].get("content")
     return isinstance(first, str) and first.startswith(PROBE_MARKER)
