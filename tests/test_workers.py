@@ -107,14 +107,15 @@ def test_a_tenant_whose_psa_hangs_holds_at_most_its_share_of_workers(
     ok_events = [_record(runtime, "ok", t) for t in ok]
     pool = jobs.WorkerPool(runtime, workers=4).start()  # tenant_share 0.5: two each at most
     try:
-        assert pool.caps == {"hang": 2, "ok": 2}
+        assert pool.turn_caps == {"hang": 2, "ok": 2}
+        assert pool.caps == {"hang": 4, "ok": 4}  # and one ticket more a turn (worker_lookahead)
         _wait(
             lambda: all(_state(runtime, e) == "done" for e in ok_events),
             "the other tenant's tickets were not done while one PSA hung",
         )
-        assert pool.in_flight() == {"hang": 2}  # its cap; the other two workers kept working
+        assert pool.in_flight() == {"hang": 4}  # its cap; the other four threads kept working
         states = [_state(runtime, e) for e in hang_events]
-        assert sorted(states) == ["processing"] * 2 + ["received"] * 4
+        assert sorted(states) == ["processing"] * 4 + ["received"] * 2
         release.set()
         _wait(
             lambda: all(_state(runtime, e) == "done" for e in hang_events),
@@ -212,7 +213,7 @@ def test_one_tenant_is_claimed_at_once_after_a_full_claim_and_still_not_while_pa
         return turns(tenants)
 
     monkeypatch.setattr(runtime.ledger, "turns", counted_turns)
-    pool = jobs.WorkerPool(runtime, workers=1)  # not started: the test is its dispatcher
+    pool = jobs.WorkerPool(runtime, workers=1, lookahead=0)  # not started: the test dispatches
     try:
         assert pool._claim_some()  # got the one it asked for: next time it claims at once
         assert looked == ["turns"]
@@ -228,6 +229,40 @@ def test_one_tenant_is_claimed_at_once_after_a_full_claim_and_still_not_while_pa
         _wait(lambda: _state(runtime, events[1]) == "done", "the resumed event was not done")
     finally:
         pool.stop()
+
+
+@pytest.mark.parametrize("lookahead", [0, 1])
+def test_a_worker_reads_its_next_ticket_while_the_model_answers_and_never_calls_it_more(
+    harness: Harness, built: list[Runtime], lookahead: int
+) -> None:
+    runtime = _runtime(harness, {"only": {}})
+    built.append(runtime)
+    pool = jobs.WorkerPool(runtime, workers=2, lookahead=lookahead).start()
+    _wait(pool.warmed.is_set, "the pool did not warm up")  # the model server's capabilities known
+    release = harness.llm.hold("POST", r"/chat/completions$")
+    tickets = [harness.cw.add_ticket(f"Printer {n}", "paper jam") for n in range(8)]
+    events = [_record(runtime, "only", t) for t in tickets]
+    pool.wake()
+    held = 2 * (1 + lookahead)  # tickets the pool holds: two at the model, the rest read ahead
+
+    def read() -> set[int]:
+        return {
+            int(r.path.split("/")[-2]) for r in harness.cw.requests if r.path.endswith("/notes")
+        }
+
+    try:
+        _wait(lambda: harness.llm.active == 2, "the model was not called")
+        _wait(lambda: len(read()) == held, "the next tickets were not read")
+        states = [_state(runtime, e) for e in events]
+        assert sorted(states) == ["processing"] * held + ["received"] * (8 - held)
+        assert harness.llm.active == 2  # the tickets read ahead wait for a turn at the model
+        release.set()
+        _wait(lambda: all(_state(runtime, e) == "done" for e in events), "tickets not done")
+    finally:
+        release.set()
+        pool.stop()
+    assert harness.llm.max_active_by_endpoint["POST /v1/chat/completions"] == 2
+    assert sorted(_noted(harness)) == sorted(tickets)
 
 
 def test_caps_default_to_a_share_of_the_workers_and_take_max_workers(

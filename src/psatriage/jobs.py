@@ -3,13 +3,14 @@
 The ``events`` table is the ledger and the queue. A ``WorkerPool`` (one per worker process) has a
 dispatcher thread that claims due events for its free worker threads, tenant by tenant in fair
 order (the tenant served longest ago first; paused tenants and tenants at their concurrency cap
-left out; each tenant's new tickets first), and hands each claim to a thread. An idle dispatcher
-sleeps until the queue's wake-up channel says there is work (``psatriage.queue``), or at most
-``queue_poll_seconds``. A claim carries a lease, renewed while the ticket is worked on: a worker
-killed mid-job leaves a lease that runs out, and the reaper (every ``housekeeping_seconds``) makes
-the event due again. Transient failures
-are given back with a due time (exponential backoff with jitter, Retry-After honored) instead of
-sleeping in a worker.
+left out; each tenant's new tickets first), and hands each claim to a thread. Its ``workers``
+tickets at the classifier at once are its turns (``psatriage.model_turns``); it holds
+``worker_lookahead`` more tickets a worker, which read and write around their turns. An idle
+dispatcher sleeps until the queue's wake-up channel says there is work (``psatriage.queue``), or
+at most ``queue_poll_seconds``. A claim carries a lease, renewed while the ticket is worked on: a
+worker killed mid-job leaves a lease that runs out, and the reaper (every
+``housekeeping_seconds``) makes the event due again. Transient failures are given back with a due
+time (exponential backoff with jitter, Retry-After honored) instead of sleeping in a worker.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection
 
-from psatriage import metrics, outcomes, pipeline, retention
+from psatriage import metrics, model_turns, outcomes, pipeline, retention
 from psatriage.domain import Outcome, TicketEvent
 from psatriage.errors import (
     AuthFailed,
@@ -67,21 +68,30 @@ def tenant_caps(runtime: Runtime, workers: int) -> dict[str, int]:
 
 
 class WorkerPool:
-    """The workers of one process: a dispatcher, ``workers`` threads, the housekeeping and the
-    pollers. ``start`` and ``stop``; ``stop`` lets running tickets finish."""
+    """The workers of one process: a dispatcher, the worker threads, the housekeeping and the
+    pollers. ``start`` and ``stop``; ``stop`` lets running tickets finish.
 
-    def __init__(self, runtime: Runtime, *, workers: int) -> None:
+    ``workers`` tickets are at the classifier at once (the turns); with ``lookahead`` more
+    tickets a worker (default ``worker_lookahead``) the pool has ``workers × (1 + lookahead)``
+    threads, and each tenant's cap of tickets is its cap of turns times the same."""
+
+    def __init__(self, runtime: Runtime, *, workers: int, lookahead: int | None = None) -> None:
         self.runtime = runtime
         self.workers = workers
-        self.caps = tenant_caps(runtime, workers)
+        if lookahead is None:
+            lookahead = runtime.settings.worker_lookahead
+        self.threads = workers * (1 + lookahead)
+        self.turn_caps = tenant_caps(runtime, workers)
+        self.caps = {name: cap * (1 + lookahead) for name, cap in self.turn_caps.items()}
+        self.turns = model_turns.ModelTurns(workers, self.turn_caps)
         self._inflight: Counter[str] = Counter()
         self._held: dict[int, Claim] = {}  # the claims being worked on, whose leases are renewed
-        self._free = workers
+        self._free = self.threads
         self._slots = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.warmed = threading.Event()  # set once the warm-up has built what it builds
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="psatriage-worker")
+        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="psatriage-worker")
         self._threads: list[threading.Thread] = []
         self._unlisten: Callable[[], None] | None = None
 
@@ -182,7 +192,8 @@ class WorkerPool:
 
     def _run(self, claim: Claim) -> None:
         try:
-            run_claim(self.runtime, claim)
+            with model_turns.bound(self.turns, claim.tenant):
+                run_claim(self.runtime, claim)
         except Exception:  # run_claim handles errors; this is a bug in handling them
             log.exception("worker failed outside an event", event_id=claim.id)
         finally:

@@ -59,7 +59,17 @@ class Settings(BaseSettings):
         default=8,
         ge=1,
         le=512,
-        description="Tickets a worker process holds in flight at once (its worker threads).",
+        description="Tickets a worker process has at the classifier at once (its workers; for a "
+        "model server, its calls in flight).",
+    )
+    worker_lookahead: int = Field(
+        default=1,
+        ge=0,
+        le=4,
+        description="Tickets each worker holds beside the one at the classifier: they read their "
+        "ticket before their turn and write their category and note after it, so the model "
+        "never waits for that work. A worker process holds workers × (1 + this) tickets; 0: one "
+        "ticket a worker, read, classified and written in turn.",
     )
     worker_processes: int | Literal["auto"] = Field(
         default="auto",

@@ -622,9 +622,10 @@ class RawTenant(_Strict):
         default=None,
         ge=1,
         le=512,
-        description="Most tickets of this tenant a worker process works on at once (its "
-        "bulkhead). Default: PSATRIAGE_TENANT_SHARE of the workers when several tenants are "
-        "configured, all of them for a lone tenant.",
+        description="Most tickets of this tenant a worker process has at the classifier at "
+        "once (its bulkhead; it holds 1 + PSATRIAGE_WORKER_LOOKAHEAD times as many). Default: "
+        "PSATRIAGE_TENANT_SHARE of the workers when several tenants are configured, all of them "
+        "for a lone tenant.",
     )
     psa_timeout_seconds: float | None = Field(
         default=None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from psatriage import metrics, policy, shortlist
+from psatriage import metrics, model_turns, policy, shortlist
 from psatriage.classifiers.base import ClassificationRequest
 from psatriage.config.tenant import Effective, Tenant
 from psatriage.domain import (
@@ -77,9 +77,10 @@ def classify(
         examples=_examples(deps, masked, candidates),
     )
     try:
-        classification = deps.breaker.call(
-            lambda: shortlist.classify(tenant.taxonomy, deps.classifier, request)
-        )
+        with model_turns.turn():  # a worker's turn at the classifier (psatriage.model_turns)
+            classification = deps.breaker.call(
+                lambda: shortlist.classify(tenant.taxonomy, deps.classifier, request)
+            )
         return classification, _validated(classification, candidates, taxonomy), redactions
     except PsatriageError as exc:
         exc.model_related = True
