@@ -112,19 +112,12 @@ class BenchError(RuntimeError):
 
 
 class TimedConnectWise(FakeConnectWise):
-    """FakeConnectWise that timestamps the first note each ticket receives, and wakes waiters,
-    and the first time each ticket's notes are read (where a worker starts on a ticket whose
-    delivery carried it)."""
+    """FakeConnectWise that timestamps the first note each ticket receives, and wakes waiters."""
 
     def __init__(self) -> None:
         super().__init__()
         self.noted: dict[int, float] = {}
-        self.read: dict[int, float] = {}
         self._arrived = threading.Condition()
-
-    def _list_notes(self, request: Request) -> Response:
-        self.read.setdefault(int(request.params["ticket"]), time.perf_counter())
-        return super()._list_notes(request)
 
     def _create_note(self, request: Request) -> Response:
         response = super()._create_note(request)
